@@ -1,0 +1,1 @@
+//! Captures (issue #5).

@@ -1,0 +1,1 @@
+//! Sans-IO protocol engine (issue #3).
