@@ -380,7 +380,7 @@ impl MobilityOption {
             kind::FLOW_SUMMARY => {
                 fixed(
                     "a positive even number",
-                    !data.is_empty() && data.len() % 2 == 0,
+                    !data.is_empty() && data.len().is_multiple_of(2),
                 )?;
                 MobilityOption::FlowSummary(
                     data.chunks_exact(2)
@@ -438,7 +438,7 @@ fn parse_sub_options(mut data: &[u8], mut base: usize) -> Result<Vec<FlowSubOpti
         match k {
             sub_kind::PADN => {}
             sub_kind::BINDING_REFERENCE => {
-                if body.is_empty() || body.len() % 2 != 0 {
+                if body.is_empty() || !body.len().is_multiple_of(2) {
                     return Err(WireError::at(
                         base,
                         ErrorKind::SubOptionLength {
