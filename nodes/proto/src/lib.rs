@@ -1,1 +1,23 @@
-//! Sans-IO protocol engine (issue #3).
+//! `pmip-proto`: the protocol logic of Proxy Mobile IPv6 (RFC 5213) and
+//! the flow mobility draft, with no sockets and no clock.
+//!
+//! Each role ([`lma::Lma`], [`mag::Mag`], [`mn::Mn`]) takes
+//! `handle(now, input)` and gives back an [`Output`]: messages to send,
+//! data-plane intents and events. `next_timeout()` says when to call it
+//! again with a timeout. [`world::World`] wires roles together in virtual
+//! time.
+
+pub mod flow;
+pub mod lma;
+pub mod mag;
+pub mod mn;
+pub mod output;
+pub mod prefix;
+pub mod signalling;
+pub mod time;
+pub mod world;
+
+pub use flow::FlowKey;
+pub use output::{FlowTarget, Intent, Output, Transmit};
+pub use prefix::Prefix;
+pub use time::{Backoff, Instant, Span};

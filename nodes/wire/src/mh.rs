@@ -421,6 +421,82 @@ impl Message {
         }
     }
 
+    /// One line with the fields a reader of a ladder diagram wants:
+    /// sequence, flags, status, lifetime and the options that matter.
+    /// Timestamps are left out so that sequences compare across runs.
+    pub fn summary(&self) -> String {
+        let mut s = String::from(self.name());
+        let mut push = |x: String| {
+            s.push(' ');
+            s.push_str(&x);
+        };
+        match self {
+            Message::Pbu(m) => {
+                push(format!("seq={}", m.sequence));
+                push(format!("lifetime={}", m.lifetime));
+            }
+            Message::Pba(m) => {
+                push(format!("seq={}", m.sequence));
+                push(format!("status={}", m.status.value()));
+                push(format!("lifetime={}", m.lifetime));
+            }
+            Message::Bri(m) => {
+                push(format!("seq={}", m.sequence));
+                push(format!("trigger={}", m.trigger.value()));
+            }
+            Message::Bra(m) => {
+                push(format!("seq={}", m.sequence));
+                push(format!("status={}", m.status.value()));
+            }
+            Message::Heartbeat(m) => push(format!("seq={}", m.sequence)),
+            Message::Fmi(m) => {
+                push(format!("seq={}", m.sequence));
+                let op = if m.cancel {
+                    "del"
+                } else if m.refresh {
+                    "refresh"
+                } else {
+                    "add"
+                };
+                push(format!("op={op}"));
+                push(format!("lifetime={}", m.lifetime));
+            }
+            Message::Fma(m) => {
+                push(format!("seq={}", m.sequence));
+                push(format!("status={}", m.status.value()));
+            }
+            Message::Upn(m) => {
+                push(format!("seq={}", m.sequence));
+                push(format!("reason={}", m.reason.value()));
+            }
+            Message::Upa(m) => {
+                push(format!("seq={}", m.sequence));
+                push(format!("status={}", m.status.value()));
+            }
+            Message::Unknown { mh_type, data } => {
+                push(format!("type={mh_type} len={}", data.len() + 6))
+            }
+        }
+        for o in self.options() {
+            match o {
+                MobilityOption::MnIdentifier { id, .. } => {
+                    push(format!("mn={}", String::from_utf8_lossy(id)))
+                }
+                MobilityOption::HomeNetworkPrefix { prefix_len, prefix } => {
+                    push(format!("hnp={prefix}/{prefix_len}"))
+                }
+                MobilityOption::HandoffIndicator(h) => push(format!("hi={}", h.value())),
+                MobilityOption::AccessTechnologyType(a) => push(format!("att={}", a.value())),
+                MobilityOption::FlowIdentification(f) => {
+                    push(format!("fid={}/pri={}", f.fid, f.fid_pri))
+                }
+                MobilityOption::BindingIdentifier { bid, .. } => push(format!("bid={bid}")),
+                _ => {}
+            }
+        }
+        s
+    }
+
     pub fn mh_type(&self, cfg: &WireConfig) -> u8 {
         match self {
             Message::Pbu(_) => MhType::BindingUpdate.value(),

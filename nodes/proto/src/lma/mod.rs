@@ -1,0 +1,367 @@
+//! The local mobility anchor: RFC 5213 §5 with the flow mobility draft's
+//! extended binding cache, Flow Mobility Cache and flow moves.
+
+pub(crate) mod binding_cache;
+mod flow_cache;
+mod policy;
+mod registration;
+mod transactions;
+
+use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
+
+use pmip_wire::{HandoffIndicator, Message, TrafficSelector};
+use serde::{Deserialize, Serialize};
+
+pub use binding_cache::{Bce, BceRow, BceState, BindingCache};
+pub use flow_cache::{FlowAction, FlowMobilityCache, FmcEntry, FmcRow};
+pub use policy::{MnPolicy, PrefixModel};
+pub use transactions::{Pending, PendingKind};
+
+use crate::flow::{selector_matches, FlowKey};
+use crate::output::{reconcile, FlowTarget, Intent, Output};
+use crate::prefix::Prefix;
+use crate::time::{Backoff, Instant, Span};
+
+/// LMA settings; `Default` gives the RFC 5213 §12 values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LmaConfig {
+    pub address: Ipv6Addr,
+    /// MAGs allowed to send PBUs (RFC 5213 §5.3.1: else 154).
+    pub authorized_mags: Vec<Ipv6Addr>,
+    /// The Handoff Indicator that asks to move the listed prefixes to a
+    /// new interface (the slides' `HI=IANA-1`).
+    pub partial_handoff_hi: HandoffIndicator,
+    /// Longest lifetime granted, in seconds.
+    pub max_lifetime_secs: u32,
+    /// RFC 5213 §12: MinDelayBeforeBCEDelete.
+    pub min_delay_before_bce_delete: Span,
+    /// Timestamp-based replay protection (RFC 5213 §5.5); without it, the
+    /// sequence number is checked (135).
+    pub use_timestamps: bool,
+    /// RFC 5213 §12: TimestampValidityWindow.
+    pub timestamp_window: Span,
+    /// Added to the virtual clock to read timestamps.
+    pub epoch_offset_micros: u64,
+    /// More bindings than this gives 130.
+    pub max_bindings: usize,
+    /// Lifetime in seconds the LMA asks of flow state at a MAG (FMI).
+    pub flow_lifetime_secs: u16,
+    pub backoff: Backoff,
+    /// Send FMI[del] to the MAG a flow left (draft Fig 5, optional).
+    pub delete_at_old_mag: bool,
+    /// Send BRI[prefix] to the MAG a prefix left in a partial handoff
+    /// (draft Fig 4, optional).
+    pub revoke_on_partial_handoff: bool,
+    /// Tell MAGs about shared-prefix moves by FMI too (draft §3.2: only
+    /// when a MAG needs flow descriptors).
+    pub notify_shared_moves: bool,
+}
+
+impl LmaConfig {
+    pub fn new(address: Ipv6Addr) -> Self {
+        LmaConfig {
+            address,
+            authorized_mags: Vec::new(),
+            partial_handoff_hi: HandoffIndicator::NewInterfaceSharingPrefixes,
+            max_lifetime_secs: 3600,
+            min_delay_before_bce_delete: Span::from_secs(10),
+            use_timestamps: true,
+            timestamp_window: Span::from_millis(300),
+            epoch_offset_micros: 0,
+            max_bindings: 100_000,
+            flow_lifetime_secs: 300,
+            backoff: Backoff::default(),
+            delete_at_old_mag: true,
+            revoke_on_partial_handoff: true,
+            notify_shared_moves: false,
+        }
+    }
+}
+
+/// What the harness or an operator tells the LMA to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LmaCommand {
+    /// Puts a flow in the Flow Mobility Cache, bound to BIDs, with no
+    /// signalling (the initial state of draft Figures 2 and 5).
+    BindFlow {
+        mn_id: String,
+        fid: u16,
+        fid_pri: u16,
+        selector: TrafficSelector,
+        bids: Vec<u16>,
+        action: FlowAction,
+    },
+    /// Moves a flow to another binding (draft Fig 2 or Fig 5).
+    MoveFlow {
+        mn_id: String,
+        fid: u16,
+        to_bid: u16,
+    },
+    /// Moves every packet to a prefix to another binding, signalled with
+    /// an HNP option (prefix granularity).
+    MovePrefix {
+        mn_id: String,
+        prefix: Prefix,
+        to_bid: u16,
+    },
+    /// Removes a flow from the cache, cancelling it at MAGs that hold it.
+    UnbindFlow { mn_id: String, fid: u16 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LmaInput {
+    Message {
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        message: Message,
+    },
+    Command(LmaCommand),
+    Timeout,
+}
+
+/// A flow whose moved state lives at a MAG and must be refreshed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SignalledFlow {
+    pub mag: Ipv6Addr,
+    pub refresh_at: Instant,
+    /// FMI option set that describes the flow (FI option or HNP).
+    pub prefix_granularity: Option<Prefix>,
+}
+
+/// The LMA's state tables as a snapshot shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LmaState {
+    pub binding_cache: Vec<BceRow>,
+    pub flow_mobility_cache: Vec<FmcRow>,
+    pub pending: Vec<String>,
+}
+
+pub struct Lma {
+    pub config: LmaConfig,
+    policies: BTreeMap<String, MnPolicy>,
+    pub(crate) cache: BindingCache,
+    pub(crate) fmc: FlowMobilityCache,
+    pub(crate) pending: Vec<Pending>,
+    pub(crate) signalled: BTreeMap<(String, u16), SignalledFlow>,
+    pub(crate) next_sequence: u16,
+    /// BRIs a PBU decided on, sent after its PBA.
+    pub(crate) revocations: Vec<(Ipv6Addr, String, Vec<Prefix>, pmip_wire::RevocationTrigger)>,
+    installed_tunnels: BTreeMap<Ipv6Addr, ()>,
+    installed_routes: BTreeMap<Prefix, Ipv6Addr>,
+    installed_flows: BTreeMap<(u16, String, u16), (TrafficSelector, FlowTarget)>,
+}
+
+impl Lma {
+    pub fn new(config: LmaConfig) -> Self {
+        Lma {
+            config,
+            policies: BTreeMap::new(),
+            cache: BindingCache::default(),
+            fmc: FlowMobilityCache::default(),
+            pending: Vec::new(),
+            signalled: BTreeMap::new(),
+            next_sequence: 1,
+            revocations: Vec::new(),
+            installed_tunnels: BTreeMap::new(),
+            installed_routes: BTreeMap::new(),
+            installed_flows: BTreeMap::new(),
+        }
+    }
+
+    pub fn add_policy(&mut self, p: MnPolicy) {
+        self.policies.insert(p.mn_id.clone(), p);
+    }
+
+    pub fn policy(&self, mn_id: &str) -> Option<&MnPolicy> {
+        self.policies.get(mn_id)
+    }
+
+    pub fn binding_cache(&self) -> &BindingCache {
+        &self.cache
+    }
+
+    pub fn flow_cache(&self) -> &FlowMobilityCache {
+        &self.fmc
+    }
+
+    pub fn handle(&mut self, now: Instant, input: LmaInput) -> Output {
+        let mut out = Output::default();
+        match input {
+            LmaInput::Message { src, dst, message } => {
+                self.on_message(now, src, dst, message, &mut out)
+            }
+            LmaInput::Command(c) => self.on_command(now, c, &mut out),
+            LmaInput::Timeout => self.on_timeout(now, &mut out),
+        }
+        self.reconcile_data_plane(&mut out);
+        out
+    }
+
+    fn on_message(
+        &mut self,
+        now: Instant,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        message: Message,
+        out: &mut Output,
+    ) {
+        if dst != self.config.address {
+            out.event(format!(
+                "ignored {} for {dst}: not this LMA's address",
+                message.name()
+            ));
+            return;
+        }
+        match message {
+            Message::Pbu(pbu) => self.on_pbu(now, src, pbu, out),
+            Message::Fma(fma) => self.on_fma(now, src, fma, out),
+            Message::Bra(bra) => self.on_bra(src, bra, out),
+            other => out.event(format!(
+                "ignored {} from {src}: the LMA does not handle it",
+                other.name()
+            )),
+        }
+    }
+
+    fn on_timeout(&mut self, now: Instant, out: &mut Output) {
+        self.expire_bindings(now, out);
+        self.retransmit_due(now, out);
+        self.refresh_due(now, out);
+    }
+
+    /// Removes bindings whose lifetime ran out and de-registered entries
+    /// whose grace period ended.
+    fn expire_bindings(&mut self, now: Instant, out: &mut Output) {
+        let expired: Vec<(String, u16, BceState)> = self
+            .cache
+            .iter()
+            .filter(|b| b.expires_at <= now)
+            .map(|b| (b.mn_id.clone(), b.bid, b.state))
+            .collect();
+        for (mn, bid, state) in expired {
+            match state {
+                BceState::Active => {
+                    out.event(format!(
+                        "binding {mn} BID {bid} expired: its lifetime ran out"
+                    ));
+                }
+                BceState::Deregistered => {
+                    out.event(format!(
+                        "binding {mn} BID {bid} deleted after MinDelayBeforeBCEDelete"
+                    ));
+                }
+            }
+            self.cache.remove(&mn, bid);
+        }
+    }
+
+    pub fn next_timeout(&self) -> Option<Instant> {
+        let bce = self.cache.iter().map(|b| b.expires_at).min();
+        let pend = self.pending.iter().map(|p| p.retransmit_at).min();
+        let refresh = self.signalled.values().map(|s| s.refresh_at).min();
+        [bce, pend, refresh].into_iter().flatten().min()
+    }
+
+    pub(crate) fn take_sequence(&mut self) -> u16 {
+        let s = self.next_sequence;
+        self.next_sequence = self.next_sequence.wrapping_add(1).max(1);
+        s
+    }
+
+    pub(crate) fn bid_is_active(&self, mn_id: &str, bid: u16) -> bool {
+        self.cache.get(mn_id, bid).is_some_and(|b| b.is_active())
+    }
+
+    /// Where the LMA sends a downlink packet: the first active Flow
+    /// Mobility Cache entry that matches, in FID-PRI order, else the
+    /// prefix's default binding. `None` when nothing is bound.
+    pub fn classify(&self, key: &FlowKey) -> Option<FlowTarget> {
+        for e in self.fmc.iter() {
+            if !selector_matches(&e.selector, key) {
+                continue;
+            }
+            if let Some(t) = self.flow_target(e) {
+                return Some(t);
+            }
+        }
+        let bce = self
+            .cache
+            .iter()
+            .filter(|b| b.is_active() && b.hnps.iter().any(|p| p.contains(&key.dst)))
+            .min_by_key(|b| (b.bid_pri, b.bid))?;
+        Some(FlowTarget::Forward(bce.proxy_coa))
+    }
+
+    /// An entry's target, or `None` when it is inactive.
+    fn flow_target(&self, e: &FmcEntry) -> Option<FlowTarget> {
+        let bce = e
+            .bids
+            .iter()
+            .filter_map(|bid| self.cache.get(&e.mn_id, *bid))
+            .filter(|b| b.is_active())
+            .min_by_key(|b| (b.bid_pri, b.bid))?;
+        Some(match e.action {
+            FlowAction::Forward => FlowTarget::Forward(bce.proxy_coa),
+            FlowAction::Drop => FlowTarget::Drop,
+        })
+    }
+
+    /// Brings the installed tunnels, prefix routes and flow bindings in
+    /// line with the tables.
+    fn reconcile_data_plane(&mut self, out: &mut Output) {
+        let mut tunnels = BTreeMap::new();
+        let mut routes = BTreeMap::new();
+        for b in self.cache.iter().filter(|b| b.is_active()) {
+            tunnels.insert(b.proxy_coa, ());
+            for p in &b.hnps {
+                if let Some(d) = self.cache.default_for_prefix(p) {
+                    routes.insert(*p, d.proxy_coa);
+                }
+            }
+        }
+        let mut flows = BTreeMap::new();
+        for e in self.fmc.iter() {
+            if let Some(t) = self.flow_target(e) {
+                flows.insert((e.fid_pri, e.mn_id.clone(), e.fid), (e.selector.clone(), t));
+            }
+        }
+        reconcile(
+            &mut self.installed_tunnels,
+            tunnels,
+            |m, _, up| Intent::LmaTunnel { mag: *m, up },
+            out,
+        );
+        reconcile(
+            &mut self.installed_routes,
+            routes,
+            |p, m, up| Intent::LmaPrefixRoute {
+                prefix: *p,
+                mag: *m,
+                up,
+            },
+            out,
+        );
+        reconcile(
+            &mut self.installed_flows,
+            flows,
+            |(pri, mn, fid), (sel, t), up| Intent::LmaFlowBinding {
+                mn_id: mn.clone(),
+                fid: *fid,
+                fid_pri: *pri,
+                selector: sel.clone(),
+                target: *t,
+                up,
+            },
+            out,
+        );
+    }
+
+    pub fn state(&self) -> LmaState {
+        LmaState {
+            binding_cache: self.cache.rows(),
+            flow_mobility_cache: self.fmc.rows(|mn, bid| self.bid_is_active(mn, bid)),
+            pending: self.pending.iter().map(|p| p.describe()).collect(),
+        }
+    }
+}

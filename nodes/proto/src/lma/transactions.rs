@@ -1,0 +1,591 @@
+//! LMA-initiated signalling: flow moves by FMI (draft §3.2, Fig 5), their
+//! refresh and cancel, and Binding Revocation (RFC 5846) after a partial
+//! handoff (draft Fig 4). Each request waits for its acknowledgement and
+//! is retransmitted with backoff.
+
+use std::net::Ipv6Addr;
+
+use pmip_wire::{
+    Bra, Bri, FlowIdentification, FlowSubOption, Fma, FmaStatus, Fmi, Message, MobilityOption,
+    RevocationFlags, RevocationTrigger, TrafficSelector,
+};
+
+use super::{FlowAction, FmcEntry, Lma, LmaCommand, SignalledFlow};
+use crate::flow::{prefix_selector, selector_destination};
+use crate::output::Output;
+use crate::prefix::Prefix;
+use crate::signalling::{hnp, nai};
+use crate::time::{Instant, Span};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PendingKind {
+    /// FMI[add]: commit the move when the FMA says success.
+    FlowAdd {
+        mn_id: String,
+        fid: u16,
+        to_bid: u16,
+        from_bids: Vec<u16>,
+        commit: bool,
+    },
+    FlowDelete {
+        mn_id: String,
+        fid: u16,
+    },
+    FlowRefresh {
+        mn_id: String,
+        fid: u16,
+    },
+    Revocation {
+        mn_id: String,
+        prefixes: Vec<Prefix>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub sequence: u16,
+    pub peer: Ipv6Addr,
+    pub message: Message,
+    pub kind: PendingKind,
+    pub attempts: u32,
+    pub retransmit_at: Instant,
+}
+
+impl Pending {
+    pub fn describe(&self) -> String {
+        format!(
+            "{} seq {} to {} (attempt {})",
+            self.message.name(),
+            self.sequence,
+            self.peer,
+            self.attempts + 1
+        )
+    }
+}
+
+const NEVER: Instant = Instant(u64::MAX);
+
+impl Lma {
+    pub(super) fn on_command(&mut self, now: Instant, c: LmaCommand, out: &mut Output) {
+        match c {
+            LmaCommand::BindFlow {
+                mn_id,
+                fid,
+                fid_pri,
+                selector,
+                bids,
+                action,
+            } => {
+                out.event(format!(
+                    "flow {mn_id} FID {fid} (FID-PRI {fid_pri}) bound to BIDs {bids:?}"
+                ));
+                self.fmc.upsert(FmcEntry {
+                    mn_id,
+                    fid_pri,
+                    fid,
+                    selector,
+                    bids,
+                    action,
+                });
+            }
+            LmaCommand::MoveFlow { mn_id, fid, to_bid } => {
+                self.move_flow(now, &mn_id, fid, to_bid, None, out)
+            }
+            LmaCommand::MovePrefix {
+                mn_id,
+                prefix,
+                to_bid,
+            } => {
+                let sel = prefix_selector(prefix);
+                let known = self
+                    .fmc
+                    .iter()
+                    .find(|e| e.mn_id == mn_id && e.selector == sel)
+                    .map(|e| e.fid);
+                let fid = match known {
+                    Some(fid) => fid,
+                    None => {
+                        let Some(current) = self.cache.default_for_prefix(&prefix) else {
+                            out.event(format!(
+                                "cannot move {prefix} of {mn_id}: no binding carries it"
+                            ));
+                            return;
+                        };
+                        let bids = vec![current.bid];
+                        let fid = self.fmc.next_fid(&mn_id);
+                        let fid_pri = self
+                            .fmc
+                            .iter()
+                            .filter(|e| e.mn_id == mn_id)
+                            .map(|e| e.fid_pri)
+                            .max()
+                            .unwrap_or(0)
+                            + 10;
+                        self.fmc.upsert(FmcEntry {
+                            mn_id: mn_id.clone(),
+                            fid_pri,
+                            fid,
+                            selector: sel,
+                            bids,
+                            action: FlowAction::Forward,
+                        });
+                        fid
+                    }
+                };
+                self.move_flow(now, &mn_id, fid, to_bid, Some(prefix), out);
+            }
+            LmaCommand::UnbindFlow { mn_id, fid } => {
+                if self.fmc.get(&mn_id, fid).is_none() {
+                    out.event(format!("cannot unbind {mn_id} FID {fid}: no such flow"));
+                    return;
+                }
+                // The FMI[del] describes the flow, so build it while the entry exists.
+                if let Some(s) = self.signalled.remove(&(mn_id.clone(), fid)) {
+                    if let Some(msg) = self.fmi_del_message(&mn_id, fid, s.prefix_granularity) {
+                        self.start(
+                            now,
+                            s.mag,
+                            msg,
+                            PendingKind::FlowDelete {
+                                mn_id: mn_id.clone(),
+                                fid,
+                            },
+                            out,
+                        );
+                    }
+                }
+                self.fmc.remove(&mn_id, fid);
+                out.event(format!("flow {mn_id} FID {fid} unbound"));
+            }
+        }
+    }
+
+    fn move_flow(
+        &mut self,
+        now: Instant,
+        mn_id: &str,
+        fid: u16,
+        to_bid: u16,
+        prefix: Option<Prefix>,
+        out: &mut Output,
+    ) {
+        let Some(entry) = self.fmc.get(mn_id, fid).cloned() else {
+            out.event(format!(
+                "cannot move {mn_id} FID {fid}: it is not in the Flow Mobility Cache"
+            ));
+            return;
+        };
+        let Some(target) = self
+            .cache
+            .get(mn_id, to_bid)
+            .filter(|b| b.is_active())
+            .cloned()
+        else {
+            out.event(format!(
+                "cannot move {mn_id} FID {fid} to BID {to_bid}: no active binding has that BID"
+            ));
+            return;
+        };
+        if entry.bids == [to_bid] {
+            out.event(format!(
+                "{mn_id} FID {fid} is already bound to BID {to_bid}"
+            ));
+            return;
+        }
+        let dest = selector_destination(&entry.selector);
+        let covered = dest.is_some_and(|d| {
+            target
+                .hnps
+                .iter()
+                .any(|h| h.prefix_len() <= d.prefix_len() && h.contains(&d.addr()))
+        });
+        if covered {
+            // Shared prefix (draft Fig 2): the target MAG already routes it.
+            if let Some(e) = self.fmc.get_mut(mn_id, fid) {
+                e.bids = vec![to_bid];
+            }
+            out.event(format!(
+                "{mn_id} FID {fid} moved from BIDs {:?} to BID {to_bid} with no signalling: the target binding has its prefix",
+                entry.bids
+            ));
+            self.cancel_elsewhere(now, mn_id, fid, target.proxy_coa, out);
+            if self.config.notify_shared_moves {
+                let msg = self.fmi_add_message(&entry, to_bid, prefix, false);
+                let kind = PendingKind::FlowAdd {
+                    mn_id: mn_id.into(),
+                    fid,
+                    to_bid,
+                    from_bids: entry.bids,
+                    commit: false,
+                };
+                self.start(now, target.proxy_coa, msg, kind, out);
+            }
+            return;
+        }
+        if let TrafficSelector::Other { .. } | TrafficSelector::Ipv4(_) = entry.selector {
+            out.event(format!(
+                "{mn_id} FID {fid} has a selector the target MAG may refuse (131); sending anyway"
+            ));
+        }
+        let msg = self.fmi_add_message(&entry, to_bid, prefix, false);
+        out.event(format!(
+            "{mn_id} FID {fid}: FMI[add] to {} for BID {to_bid}",
+            target.proxy_coa
+        ));
+        let kind = PendingKind::FlowAdd {
+            mn_id: mn_id.into(),
+            fid,
+            to_bid,
+            from_bids: entry.bids,
+            commit: true,
+        };
+        self.start(now, target.proxy_coa, msg, kind, out);
+    }
+
+    /// Cancels flow state a MAG other than `keep` holds for this flow.
+    fn cancel_elsewhere(
+        &mut self,
+        now: Instant,
+        mn_id: &str,
+        fid: u16,
+        keep: Ipv6Addr,
+        out: &mut Output,
+    ) {
+        let key = (mn_id.to_string(), fid);
+        let Some(s) = self.signalled.get(&key).cloned() else {
+            return;
+        };
+        if s.mag == keep {
+            return;
+        }
+        self.signalled.remove(&key);
+        if self.config.delete_at_old_mag {
+            if let Some(msg) = self.fmi_del_message(mn_id, fid, s.prefix_granularity) {
+                self.start(
+                    now,
+                    s.mag,
+                    msg,
+                    PendingKind::FlowDelete {
+                        mn_id: mn_id.into(),
+                        fid,
+                    },
+                    out,
+                );
+            }
+        }
+    }
+
+    fn flow_options(
+        entry: &FmcEntry,
+        bid: Option<u16>,
+        prefix: Option<Prefix>,
+    ) -> Vec<MobilityOption> {
+        let mut options = vec![nai(&entry.mn_id)];
+        match prefix {
+            Some(p) => options.push(hnp(p)),
+            None => {
+                let mut sub_options = Vec::new();
+                if let Some(b) = bid {
+                    sub_options.push(FlowSubOption::BindingReference(vec![b]));
+                }
+                sub_options.push(FlowSubOption::TrafficSelector(entry.selector.clone()));
+                options.push(MobilityOption::FlowIdentification(FlowIdentification {
+                    fid: entry.fid,
+                    fid_pri: entry.fid_pri,
+                    status: 0,
+                    sub_options,
+                }));
+            }
+        }
+        options
+    }
+
+    fn fmi_add_message(
+        &mut self,
+        entry: &FmcEntry,
+        to_bid: u16,
+        prefix: Option<Prefix>,
+        refresh: bool,
+    ) -> Message {
+        Message::Fmi(Fmi {
+            sequence: self.take_sequence(),
+            cancel: false,
+            refresh,
+            lifetime: self.config.flow_lifetime_secs,
+            options: Self::flow_options(entry, Some(to_bid), prefix),
+        })
+    }
+
+    fn fmi_del_message(
+        &mut self,
+        mn_id: &str,
+        fid: u16,
+        prefix: Option<Prefix>,
+    ) -> Option<Message> {
+        let entry = self.fmc.get(mn_id, fid).cloned().or_else(|| {
+            prefix.map(|p| FmcEntry {
+                mn_id: mn_id.into(),
+                fid_pri: 0,
+                fid,
+                selector: prefix_selector(p),
+                bids: vec![],
+                action: FlowAction::Forward,
+            })
+        })?;
+        Some(Message::Fmi(Fmi {
+            sequence: self.take_sequence(),
+            cancel: true,
+            refresh: false,
+            lifetime: 0,
+            options: Self::flow_options(&entry, None, prefix),
+        }))
+    }
+
+    pub(super) fn send_bri(
+        &mut self,
+        now: Instant,
+        mag: Ipv6Addr,
+        mn_id: &str,
+        prefixes: Vec<Prefix>,
+        trigger: RevocationTrigger,
+        out: &mut Output,
+    ) {
+        let mut options = vec![nai(mn_id)];
+        options.extend(prefixes.iter().map(|p| hnp(*p)));
+        let msg = Message::Bri(Bri {
+            trigger,
+            sequence: self.take_sequence(),
+            flags: RevocationFlags {
+                p: true,
+                ..Default::default()
+            },
+            options,
+        });
+        self.start(
+            now,
+            mag,
+            msg,
+            PendingKind::Revocation {
+                mn_id: mn_id.into(),
+                prefixes,
+            },
+            out,
+        );
+    }
+
+    fn start(
+        &mut self,
+        now: Instant,
+        peer: Ipv6Addr,
+        message: Message,
+        kind: PendingKind,
+        out: &mut Output,
+    ) {
+        let sequence = match &message {
+            Message::Fmi(f) => f.sequence,
+            Message::Bri(b) => b.sequence,
+            _ => 0,
+        };
+        out.send(self.config.address, peer, message.clone());
+        self.pending.push(Pending {
+            sequence,
+            peer,
+            message,
+            kind,
+            attempts: 0,
+            retransmit_at: now + self.config.backoff.delay(0),
+        });
+    }
+
+    fn take_pending(&mut self, peer: Ipv6Addr, sequence: u16, is_bri: bool) -> Option<Pending> {
+        let i = self.pending.iter().position(|p| {
+            p.peer == peer
+                && p.sequence == sequence
+                && matches!(p.message, Message::Bri(_)) == is_bri
+        })?;
+        Some(self.pending.remove(i))
+    }
+
+    fn refresh_delay(&self) -> Option<Span> {
+        let l = self.config.flow_lifetime_secs;
+        (l != 0xffff && l != 0).then(|| Span::from_secs(u64::from(l)).scale(4, 5))
+    }
+
+    pub(super) fn on_fma(&mut self, now: Instant, src: Ipv6Addr, fma: Fma, out: &mut Output) {
+        let Some(p) = self.take_pending(src, fma.sequence, false) else {
+            out.event(format!(
+                "FMA seq {} from {src} matches no FMI in flight; ignored",
+                fma.sequence
+            ));
+            return;
+        };
+        let ok = fma.status == FmaStatus::Success;
+        match p.kind {
+            PendingKind::FlowAdd {
+                mn_id,
+                fid,
+                to_bid,
+                from_bids,
+                commit,
+            } => {
+                if !ok {
+                    out.event(format!(
+                        "FMA from {src} refused {mn_id} FID {fid} with {} ({:?}); the flow stays on BIDs {from_bids:?}",
+                        fma.status.value(),
+                        fma.status
+                    ));
+                    return;
+                }
+                if commit {
+                    if let Some(e) = self.fmc.get_mut(&mn_id, fid) {
+                        e.bids = vec![to_bid];
+                    }
+                    out.event(format!("{mn_id} FID {fid} moved from BIDs {from_bids:?} to BID {to_bid} (FMA from {src})"));
+                }
+                let old_mags: Vec<Ipv6Addr> = from_bids
+                    .iter()
+                    .filter_map(|b| self.cache.get(&mn_id, *b))
+                    .map(|b| b.proxy_coa)
+                    .filter(|m| *m != src)
+                    .collect();
+                self.cancel_elsewhere(now, &mn_id, fid, src, out);
+                let prefix = match &p.message {
+                    Message::Fmi(f) => f.options.iter().find_map(|o| match o {
+                        MobilityOption::HomeNetworkPrefix { prefix_len, prefix } => {
+                            Some(Prefix::new(*prefix, *prefix_len))
+                        }
+                        _ => None,
+                    }),
+                    _ => None,
+                };
+                if let Some(d) = self.refresh_delay() {
+                    self.signalled.insert(
+                        (mn_id.clone(), fid),
+                        SignalledFlow {
+                            mag: src,
+                            refresh_at: now + d,
+                            prefix_granularity: prefix,
+                        },
+                    );
+                }
+                if commit && self.config.delete_at_old_mag {
+                    for mag in old_mags {
+                        if let Some(msg) = self.fmi_del_message(&mn_id, fid, prefix) {
+                            out.event(format!("{mn_id} FID {fid}: FMI[del] to {mag}"));
+                            self.start(
+                                now,
+                                mag,
+                                msg,
+                                PendingKind::FlowDelete {
+                                    mn_id: mn_id.clone(),
+                                    fid,
+                                },
+                                out,
+                            );
+                        }
+                    }
+                }
+            }
+            PendingKind::FlowDelete { mn_id, fid } => out.event(format!(
+                "FMA for FMI[del] of {mn_id} FID {fid} from {src}: {} ({:?})",
+                fma.status.value(),
+                fma.status
+            )),
+            PendingKind::FlowRefresh { mn_id, fid } => {
+                let key = (mn_id.clone(), fid);
+                if ok {
+                    if let (Some(d), Some(s)) = (self.refresh_delay(), self.signalled.get_mut(&key))
+                    {
+                        s.refresh_at = now + d;
+                    }
+                } else {
+                    self.signalled.remove(&key);
+                    out.event(format!(
+                        "refresh of {mn_id} FID {fid} at {src} refused with {}",
+                        fma.status.value()
+                    ));
+                }
+            }
+            PendingKind::Revocation { .. } => {}
+        }
+    }
+
+    pub(super) fn on_bra(&mut self, src: Ipv6Addr, bra: Bra, out: &mut Output) {
+        match self.take_pending(src, bra.sequence, true) {
+            Some(p) => {
+                if let PendingKind::Revocation { mn_id, prefixes } = p.kind {
+                    out.event(format!(
+                        "BRA from {src} for {mn_id} [{}]: {} ({:?})",
+                        prefixes
+                            .iter()
+                            .map(|p| p.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        bra.status.value(),
+                        bra.status
+                    ));
+                }
+            }
+            None => out.event(format!(
+                "BRA seq {} from {src} matches no BRI in flight; ignored",
+                bra.sequence
+            )),
+        }
+    }
+
+    pub(super) fn retransmit_due(&mut self, now: Instant, out: &mut Output) {
+        let backoff = self.config.backoff;
+        let mut i = 0;
+        while i < self.pending.len() {
+            if self.pending[i].retransmit_at > now {
+                i += 1;
+                continue;
+            }
+            if self.pending[i].attempts >= backoff.max_retries {
+                let p = self.pending.remove(i);
+                out.event(format!(
+                    "gave up on {}: no answer after {} transmissions",
+                    p.describe(),
+                    p.attempts + 1
+                ));
+                if let PendingKind::FlowRefresh { mn_id, fid } = p.kind {
+                    self.signalled.remove(&(mn_id, fid));
+                }
+                continue;
+            }
+            let p = &mut self.pending[i];
+            p.attempts += 1;
+            p.retransmit_at = now + backoff.delay(p.attempts);
+            out.event(format!("retransmitting {}", p.describe()));
+            out.send(self.config.address, p.peer, p.message.clone());
+            i += 1;
+        }
+    }
+
+    pub(super) fn refresh_due(&mut self, now: Instant, out: &mut Output) {
+        let due: Vec<((String, u16), SignalledFlow)> = self
+            .signalled
+            .iter()
+            .filter(|(_, s)| s.refresh_at <= now)
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect();
+        for ((mn_id, fid), s) in due {
+            let Some(entry) = self.fmc.get(&mn_id, fid).cloned() else {
+                self.signalled.remove(&(mn_id, fid));
+                continue;
+            };
+            if let Some(x) = self.signalled.get_mut(&(mn_id.clone(), fid)) {
+                x.refresh_at = NEVER;
+            }
+            let to_bid = entry.bids.first().copied().unwrap_or(0);
+            let msg = self.fmi_add_message(&entry, to_bid, s.prefix_granularity, true);
+            self.start(
+                now,
+                s.mag,
+                msg,
+                PendingKind::FlowRefresh { mn_id, fid },
+                out,
+            );
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! Flow state a MAG holds because its LMA moved flows or prefixes to it
+//! with FMI (flow mobility draft §3.2 and §4), and the FMA it answers with.
+
+use std::net::Ipv6Addr;
+
+use pmip_wire::{
+    FlowSubOption, Fma, FmaStatus, Fmi, Message, MobilityOption, TrafficSelector, TsFormat,
+};
+use serde::Serialize;
+
+use super::{BulState, Mag};
+use crate::flow::{describe_selector, selector_destination};
+use crate::output::Output;
+use crate::prefix::Prefix;
+use crate::signalling::{nai, pick};
+use crate::time::{Instant, Span};
+
+/// A flow is known by its FID, or by its prefix at prefix granularity.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FlowStateKey {
+    pub mn_id: String,
+    pub fid: Option<u16>,
+    pub prefix: Option<Prefix>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowState {
+    pub fid_pri: u16,
+    pub selector: Option<TrafficSelector>,
+    /// The destination route this flow needs on the access link.
+    pub route: Prefix,
+    pub iface: String,
+    /// `None` for an infinite lifetime (0xffff).
+    pub expires_at: Option<Instant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FlowRow {
+    pub mn_id: String,
+    pub fid: Option<u16>,
+    pub fid_pri: u16,
+    pub ts: String,
+    pub iface: String,
+    pub route: Prefix,
+}
+
+impl FlowState {
+    pub(super) fn row(&self, k: &FlowStateKey) -> FlowRow {
+        FlowRow {
+            mn_id: k.mn_id.clone(),
+            fid: k.fid,
+            fid_pri: self.fid_pri,
+            ts: self
+                .selector
+                .as_ref()
+                .map(describe_selector)
+                .unwrap_or_else(|| format!("dst {}", self.route)),
+            iface: self.iface.clone(),
+            route: self.route,
+        }
+    }
+}
+
+/// One flow an FMI talks about, validated.
+struct Item {
+    key: FlowStateKey,
+    fid_pri: u16,
+    selector: Option<TrafficSelector>,
+    route: Option<Prefix>,
+    option: MobilityOption,
+}
+
+impl Mag {
+    pub(super) fn on_fmi(&mut self, now: Instant, fmi: Fmi, out: &mut Output) {
+        let lma = self.config.lma;
+        // A retransmission of the FMI we answered last: answer the same.
+        if let Some((seq, fma)) = &self.last_fmi {
+            if *seq == fmi.sequence {
+                out.event(format!(
+                    "FMI seq {} is a retransmission; repeating the FMA",
+                    fmi.sequence
+                ));
+                out.send(self.config.address, lma, fma.clone());
+                return;
+            }
+        }
+        let (status, options) = self.apply_fmi(now, &fmi, out);
+        let fma = Message::Fma(Fma {
+            sequence: fmi.sequence,
+            status,
+            lifetime: if status == FmaStatus::Success {
+                fmi.lifetime
+            } else {
+                0
+            },
+            options,
+        });
+        if status != FmaStatus::SequenceNumberOutOfWindow {
+            self.last_fmi = Some((fmi.sequence, fma.clone()));
+        }
+        out.send(self.config.address, lma, fma);
+    }
+
+    fn apply_fmi(
+        &mut self,
+        now: Instant,
+        fmi: &Fmi,
+        out: &mut Output,
+    ) -> (FmaStatus, Vec<MobilityOption>) {
+        if let Some((last, _)) = &self.last_fmi {
+            let d = fmi.sequence.wrapping_sub(*last);
+            if d == 0 || d >= 0x8000 {
+                return (FmaStatus::SequenceNumberOutOfWindow, vec![]);
+            }
+        }
+        let o = pick(&fmi.options);
+        let Some(mn_id) = o.mn_id.clone() else {
+            out.event("FMI without an MN Identifier option; refused with 128");
+            return (FmaStatus::ReasonUnspecified, vec![]);
+        };
+        let Some(entry) = self
+            .bul
+            .iter()
+            .find(|e| e.mn_id == mn_id && e.state == BulState::Registered)
+        else {
+            out.event(format!(
+                "FMI for {mn_id}, who is not attached here; refused with 129"
+            ));
+            return (FmaStatus::MnNotAttached, vec![nai(&mn_id)]);
+        };
+        let iface = entry.iface.clone();
+        let served: Vec<Prefix> = self
+            .bul
+            .iter()
+            .filter(|e| e.mn_id == mn_id && e.state == BulState::Registered)
+            .flat_map(|e| e.hnps.iter().copied())
+            .collect();
+
+        let mut items = Vec::new();
+        for opt in &fmi.options {
+            match opt {
+                MobilityOption::FlowIdentification(fi) => {
+                    let selector = fi.sub_options.iter().find_map(|s| match s {
+                        FlowSubOption::TrafficSelector(t) => Some(t.clone()),
+                        _ => None,
+                    });
+                    if let Some(t) = &selector {
+                        if t.format() != TsFormat::Ipv6Binary {
+                            out.event(format!(
+                                "FMI for {mn_id} FID {} uses traffic selector format {}; refused with 131",
+                                fi.fid,
+                                t.format().value()
+                            ));
+                            return (
+                                FmaStatus::TrafficSelectorFormatUnsupported,
+                                vec![nai(&mn_id)],
+                            );
+                        }
+                    }
+                    items.push(Item {
+                        key: FlowStateKey {
+                            mn_id: mn_id.clone(),
+                            fid: Some(fi.fid),
+                            prefix: None,
+                        },
+                        fid_pri: fi.fid_pri,
+                        route: selector.as_ref().and_then(selector_destination),
+                        selector,
+                        option: opt.clone(),
+                    });
+                }
+                MobilityOption::HomeNetworkPrefix { prefix_len, prefix } => {
+                    let p = Prefix::new(*prefix, *prefix_len);
+                    items.push(Item {
+                        key: FlowStateKey {
+                            mn_id: mn_id.clone(),
+                            fid: None,
+                            prefix: Some(p),
+                        },
+                        fid_pri: 0,
+                        selector: None,
+                        route: Some(p),
+                        option: opt.clone(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        if items.is_empty() {
+            out.event(format!(
+                "FMI for {mn_id} names no flow or prefix; refused with 128"
+            ));
+            return (FmaStatus::ReasonUnspecified, vec![nai(&mn_id)]);
+        }
+
+        // Check every item before changing anything.
+        for it in &items {
+            let exists = self.flows.contains_key(&it.key);
+            // A flow to a prefix this MAG already serves for the MN has
+            // implicit state here: deleting it has nothing to undo.
+            let implicit = it.route.is_some_and(|r| {
+                served
+                    .iter()
+                    .any(|p| p.prefix_len() <= r.prefix_len() && p.contains(&r.addr()))
+            });
+            let status = if fmi.cancel {
+                (!exists && !implicit).then_some(FmaStatus::NoFlowMobilityCacheEntry)
+            } else if fmi.refresh {
+                (!exists).then_some(FmaStatus::NoFlowMobilityCacheEntry)
+            } else if exists {
+                Some(FmaStatus::FlowMobilityCacheEntryExists)
+            } else if it.route.is_none() {
+                Some(FmaStatus::ReasonUnspecified)
+            } else {
+                None
+            };
+            if let Some(s) = status {
+                out.event(format!(
+                    "FMI for {mn_id} {}: refused with {} ({s:?})",
+                    describe(&it.key),
+                    s.value()
+                ));
+                return (s, vec![nai(&mn_id)]);
+            }
+        }
+
+        let expires_at =
+            (fmi.lifetime != 0xffff).then(|| now + Span::from_secs(u64::from(fmi.lifetime)));
+        let mut echo = vec![nai(&mn_id)];
+        for it in items {
+            let what = describe(&it.key);
+            if fmi.cancel {
+                self.flows.remove(&it.key);
+                out.event(format!("FMI[del] {mn_id} {what}: flow state removed"));
+            } else if fmi.refresh {
+                if let Some(f) = self.flows.get_mut(&it.key) {
+                    f.expires_at = expires_at;
+                }
+                out.event(format!("FMI[refresh] {mn_id} {what}"));
+            } else {
+                let route = it
+                    .route
+                    .unwrap_or_else(|| Prefix::new(Ipv6Addr::UNSPECIFIED, 0));
+                out.event(format!("FMI[add] {mn_id} {what}: route {route} to {iface}"));
+                self.flows.insert(
+                    it.key,
+                    FlowState {
+                        fid_pri: it.fid_pri,
+                        selector: it.selector,
+                        route,
+                        iface: iface.clone(),
+                        expires_at,
+                    },
+                );
+            }
+            echo.push(it.option);
+        }
+        (FmaStatus::Success, echo)
+    }
+
+    pub(super) fn expire_flows(&mut self, now: Instant, out: &mut Output) {
+        let gone: Vec<FlowStateKey> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| f.expires_at.is_some_and(|t| t <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in gone {
+            out.event(format!(
+                "flow state {} {} expired: no refresh and no FMI[del]",
+                k.mn_id,
+                describe(&k)
+            ));
+            self.flows.remove(&k);
+        }
+    }
+}
+
+fn describe(k: &FlowStateKey) -> String {
+    match (k.fid, k.prefix) {
+        (Some(f), _) => format!("FID {f}"),
+        (None, Some(p)) => format!("prefix {p}"),
+        _ => "flow".into(),
+    }
+}

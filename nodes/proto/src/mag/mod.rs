@@ -1,0 +1,654 @@
+//! The mobile access gateway: RFC 5213 §6 plus the MAG side of the flow
+//! mobility draft (FMI → FMA) and of Binding Revocation (BRI → BRA).
+
+mod flows;
+
+use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
+
+use pmip_wire::{
+    AccessTechnologyType, Bra, BraStatus, Bri, HandoffIndicator, Message, MobilityOption, Pba,
+    PbaStatus, Pbu, PbuFlags,
+};
+use serde::{Deserialize, Serialize};
+
+pub use flows::{FlowState, FlowStateKey};
+
+use crate::lma::binding_cache::hex;
+use crate::output::{reconcile, Intent, Output};
+use crate::prefix::Prefix;
+use crate::signalling::{hnp, hnp_request, nai, pick, timestamp_at};
+use crate::time::{Backoff, Instant, Span};
+
+/// Which MN-ID a link-layer identifier belongs to: the MAG's view of the
+/// policy store (RFC 5213 §6.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MnBinding {
+    pub ll_id: Vec<u8>,
+    pub mn_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MagConfig {
+    /// The MAG's Proxy-CoA.
+    pub address: Ipv6Addr,
+    pub lma: Ipv6Addr,
+    /// Lifetime asked for in PBUs, in seconds.
+    pub lifetime_secs: u32,
+    pub backoff: Backoff,
+    /// Re-register when this share of the granted lifetime has passed.
+    pub reregister_at: (u64, u64),
+    pub mns: Vec<MnBinding>,
+    pub epoch_offset_micros: u64,
+    /// The link-local address the MAG uses on access links (RFC 5213 §6.8),
+    /// sent in the Link-local Address option.
+    pub link_local: Option<Ipv6Addr>,
+}
+
+impl MagConfig {
+    pub fn new(address: Ipv6Addr, lma: Ipv6Addr) -> Self {
+        MagConfig {
+            address,
+            lma,
+            lifetime_secs: 400,
+            backoff: Backoff::default(),
+            reregister_at: (3, 4),
+            mns: Vec::new(),
+            epoch_offset_micros: 0,
+            link_local: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MagInput {
+    /// An MN's interface came up on access link `iface` (link up or RS).
+    Attach {
+        iface: String,
+        ll_id: Vec<u8>,
+        att: AccessTechnologyType,
+        /// The HI to send; new interface (1) when the MAG cannot tell.
+        handoff: Option<HandoffIndicator>,
+        /// Prefixes to ask for; empty asks the LMA to assign.
+        prefixes: Vec<Prefix>,
+    },
+    Detach {
+        iface: String,
+    },
+    /// A Router Solicitation on an access link: answer with an RA.
+    RouterSolicitation {
+        iface: String,
+    },
+    Message {
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        message: Message,
+    },
+    Timeout,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BulState {
+    Registering,
+    Registered,
+    Deregistering,
+    Rejected(u8),
+}
+
+/// A Binding Update List entry (RFC 5213 §6.1): one per attached MN interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulEntry {
+    pub mn_id: String,
+    pub iface: String,
+    pub ll_id: Vec<u8>,
+    pub att: AccessTechnologyType,
+    pub handoff: HandoffIndicator,
+    pub requested: Vec<Prefix>,
+    pub hnps: Vec<Prefix>,
+    pub state: BulState,
+    pub sequence: u16,
+    pub attempts: u32,
+    pub retransmit_at: Option<Instant>,
+    pub lifetime_secs: u32,
+    pub expires_at: Option<Instant>,
+    pub reregister_at: Option<Instant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BulRow {
+    pub mn_id: String,
+    pub iface: String,
+    pub mn_ll_id: String,
+    pub att: String,
+    pub hnps: Vec<Prefix>,
+    pub state: BulState,
+    pub lifetime_secs: u32,
+}
+
+/// One row of the MAG routing state (draft Figure 3).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct RouteRow {
+    pub dest: String,
+    pub next_hop: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MagState {
+    pub binding_update_list: Vec<BulRow>,
+    pub flows: Vec<flows::FlowRow>,
+    pub routes: Vec<RouteRow>,
+}
+
+pub struct Mag {
+    pub config: MagConfig,
+    pub(crate) bul: Vec<BulEntry>,
+    pub(crate) flows: BTreeMap<FlowStateKey, FlowState>,
+    next_sequence: u16,
+    /// Last FMI sequence from the LMA and the FMA it got, for duplicates.
+    pub(crate) last_fmi: Option<(u16, Message)>,
+    /// Last BRI sequence and its BRA, so a retransmitted BRI gets the same answer.
+    last_bri: Option<(u16, Message)>,
+    installed_tunnel: BTreeMap<Ipv6Addr, ()>,
+    installed_routes: BTreeMap<Prefix, String>,
+    installed_uplink: BTreeMap<Prefix, ()>,
+    advertised: BTreeMap<String, Vec<Prefix>>,
+}
+
+impl Mag {
+    pub fn new(config: MagConfig) -> Self {
+        Mag {
+            config,
+            bul: Vec::new(),
+            flows: BTreeMap::new(),
+            next_sequence: 1,
+            last_fmi: None,
+            last_bri: None,
+            installed_tunnel: BTreeMap::new(),
+            installed_routes: BTreeMap::new(),
+            installed_uplink: BTreeMap::new(),
+            advertised: BTreeMap::new(),
+        }
+    }
+
+    pub fn bul(&self) -> &[BulEntry] {
+        &self.bul
+    }
+
+    pub fn handle(&mut self, now: Instant, input: MagInput) -> Output {
+        let mut out = Output::default();
+        match input {
+            MagInput::Attach {
+                iface,
+                ll_id,
+                att,
+                handoff,
+                prefixes,
+            } => self.attach(now, iface, ll_id, att, handoff, prefixes, &mut out),
+            MagInput::Detach { iface } => self.detach(now, &iface, &mut out),
+            MagInput::RouterSolicitation { iface } => {
+                self.advertised.remove(&iface);
+            }
+            MagInput::Message { src, dst, message } => {
+                self.on_message(now, src, dst, message, &mut out)
+            }
+            MagInput::Timeout => self.on_timeout(now, &mut out),
+        }
+        self.reconcile_data_plane(&mut out);
+        out
+    }
+
+    fn mn_id_for(&self, ll_id: &[u8]) -> Option<String> {
+        self.config
+            .mns
+            .iter()
+            .find(|m| m.ll_id == ll_id)
+            .map(|m| m.mn_id.clone())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attach(
+        &mut self,
+        now: Instant,
+        iface: String,
+        ll_id: Vec<u8>,
+        att: AccessTechnologyType,
+        handoff: Option<HandoffIndicator>,
+        prefixes: Vec<Prefix>,
+        out: &mut Output,
+    ) {
+        let Some(mn_id) = self.mn_id_for(&ll_id) else {
+            out.event(format!(
+                "{iface}: link-layer id {} is not in the policy store; no PBU sent",
+                hex(&ll_id)
+            ));
+            return;
+        };
+        if let Some(e) = self.bul.iter().find(|e| e.iface == iface) {
+            if e.ll_id == ll_id && e.state != BulState::Deregistering {
+                out.event(format!("{iface}: {mn_id} is already attached"));
+                return;
+            }
+        }
+        self.bul.retain(|e| e.iface != iface);
+        out.event(format!("{iface}: {mn_id} attached ({att:?})"));
+        self.bul.push(BulEntry {
+            mn_id,
+            iface: iface.clone(),
+            ll_id,
+            att,
+            handoff: handoff.unwrap_or(HandoffIndicator::NewInterface),
+            requested: prefixes,
+            hnps: Vec::new(),
+            state: BulState::Registering,
+            sequence: 0,
+            attempts: 0,
+            retransmit_at: None,
+            lifetime_secs: 0,
+            expires_at: None,
+            reregister_at: None,
+        });
+        self.send_pbu(now, &iface, false, out);
+    }
+
+    fn detach(&mut self, now: Instant, iface: &str, out: &mut Output) {
+        let Some(e) = self.bul.iter_mut().find(|e| e.iface == iface) else {
+            out.event(format!("{iface}: detach with nothing attached"));
+            return;
+        };
+        out.event(format!("{iface}: {} detached", e.mn_id));
+        if matches!(e.state, BulState::Rejected(_)) {
+            self.bul.retain(|e| e.iface != iface);
+            return;
+        }
+        e.state = BulState::Deregistering;
+        e.attempts = 0;
+        let mn_id = e.mn_id.clone();
+        self.flows.retain(|k, _| {
+            k.mn_id != mn_id
+                || self
+                    .bul
+                    .iter()
+                    .any(|b| b.mn_id == mn_id && b.iface != iface)
+        });
+        self.send_pbu(now, iface, false, out);
+    }
+
+    /// Builds and sends the PBU for the entry on `iface`: a fresh sequence
+    /// number and timestamp each time, as retransmissions need too.
+    fn send_pbu(&mut self, now: Instant, iface: &str, retransmission: bool, out: &mut Output) {
+        let seq = self.next_sequence;
+        self.next_sequence = self.next_sequence.wrapping_add(1);
+        let cfg = &self.config;
+        let Some(e) = self.bul.iter_mut().find(|e| e.iface == iface) else {
+            return;
+        };
+        let dereg = e.state == BulState::Deregistering;
+        let mut options = vec![nai(&e.mn_id)];
+        let ask: &[Prefix] = if e.hnps.is_empty() {
+            &e.requested
+        } else {
+            &e.hnps
+        };
+        if ask.is_empty() {
+            options.push(hnp_request());
+        } else {
+            options.extend(ask.iter().map(|p| hnp(*p)));
+        }
+        let hi = if e.state == BulState::Registering && e.hnps.is_empty() {
+            e.handoff
+        } else {
+            HandoffIndicator::NotChanged
+        };
+        options.push(MobilityOption::HandoffIndicator(hi));
+        options.push(MobilityOption::AccessTechnologyType(e.att));
+        options.push(MobilityOption::MnLinkLayerIdentifier(e.ll_id.clone()));
+        options.push(MobilityOption::Timestamp(timestamp_at(
+            now,
+            cfg.epoch_offset_micros,
+        )));
+        if let Some(ll) = cfg.link_local {
+            options.push(MobilityOption::LinkLocalAddress(ll));
+        }
+        let lifetime = if dereg {
+            0
+        } else {
+            (cfg.lifetime_secs / 4).min(u32::from(u16::MAX)) as u16
+        };
+        e.sequence = seq;
+        if !retransmission {
+            e.attempts = 0;
+        }
+        e.retransmit_at = Some(now + cfg.backoff.delay(e.attempts));
+        let pbu = Pbu {
+            sequence: seq,
+            flags: PbuFlags::proxy(),
+            lifetime,
+            options,
+        };
+        out.send(cfg.address, cfg.lma, Message::Pbu(pbu));
+    }
+
+    fn on_message(
+        &mut self,
+        now: Instant,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        message: Message,
+        out: &mut Output,
+    ) {
+        if dst != self.config.address {
+            out.event(format!(
+                "ignored {} for {dst}: not this MAG's address",
+                message.name()
+            ));
+            return;
+        }
+        // RFC 5213 §6.9.1 and the reliability rules: only our LMA may
+        // answer, revoke or move flows.
+        if src != self.config.lma {
+            out.event(format!(
+                "ignored {} from {src}: not this MAG's LMA",
+                message.name()
+            ));
+            return;
+        }
+        match message {
+            Message::Pba(pba) => self.on_pba(now, pba, out),
+            Message::Bri(bri) => self.on_bri(bri, out),
+            Message::Fmi(fmi) => self.on_fmi(now, fmi, out),
+            other => out.event(format!(
+                "ignored {} from {src}: the MAG does not handle it",
+                other.name()
+            )),
+        }
+    }
+
+    fn on_pba(&mut self, now: Instant, pba: Pba, out: &mut Output) {
+        let Some(i) = self.bul.iter().position(|e| {
+            e.sequence == pba.sequence
+                && matches!(
+                    e.state,
+                    BulState::Registering | BulState::Registered | BulState::Deregistering
+                )
+        }) else {
+            out.event(format!(
+                "PBA seq {} matches no PBU in flight; ignored",
+                pba.sequence
+            ));
+            return;
+        };
+        let o = pick(&pba.options);
+        let e = &mut self.bul[i];
+        if e.retransmit_at.is_none() {
+            out.event(format!(
+                "PBA seq {} for {} is a duplicate; ignored",
+                pba.sequence, e.mn_id
+            ));
+            return;
+        }
+        e.retransmit_at = None;
+        if e.state == BulState::Deregistering {
+            out.event(format!(
+                "{}: de-registration of {} acknowledged",
+                e.iface, e.mn_id
+            ));
+            self.bul.remove(i);
+            return;
+        }
+        if !pba.status.is_accepted() {
+            out.event(format!(
+                "{}: PBA rejected {} with {} ({:?})",
+                e.iface,
+                e.mn_id,
+                pba.status.value(),
+                pba.status
+            ));
+            e.state = BulState::Rejected(pba.status.value());
+            e.hnps.clear();
+            return;
+        }
+        let lifetime = u32::from(pba.lifetime) * 4;
+        e.state = BulState::Registered;
+        e.hnps = o.hnps;
+        e.lifetime_secs = lifetime;
+        e.expires_at = Some(now + Span::from_secs(u64::from(lifetime)));
+        let (n, d) = self.config.reregister_at;
+        e.reregister_at = Some(now + Span::from_secs(u64::from(lifetime)).scale(n, d));
+        out.event(format!(
+            "{}: {} registered with [{}] for {lifetime} s",
+            e.iface,
+            e.mn_id,
+            e.hnps
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        if pba.status == PbaStatus::AcceptedPrefixDiscoveryNecessary {
+            out.event("the LMA asks for prefix discovery (status 1)");
+        }
+    }
+
+    fn on_bri(&mut self, bri: Bri, out: &mut Output) {
+        if let Some((seq, bra)) = &self.last_bri {
+            if *seq == bri.sequence {
+                out.event(format!("BRI seq {} is a retransmission; repeating the BRA", bri.sequence));
+                out.send(self.config.address, self.config.lma, bra.clone());
+                return;
+            }
+        }
+        let o = pick(&bri.options);
+        let mn_id = o.mn_id.clone().unwrap_or_default();
+        let status = match self
+            .bul
+            .iter_mut()
+            .find(|e| e.mn_id == mn_id && e.state == BulState::Registered)
+        {
+            None => BraStatus::BindingDoesNotExist,
+            Some(e) if o.hnps.is_empty() => {
+                out.event(format!(
+                    "{}: BRI revokes the whole binding of {mn_id}",
+                    e.iface
+                ));
+                let iface = e.iface.clone();
+                self.bul.retain(|b| b.iface != iface);
+                self.flows.retain(|k, _| k.mn_id != mn_id);
+                BraStatus::Success
+            }
+            Some(e) => {
+                let before = e.hnps.len();
+                e.hnps.retain(|p| !o.hnps.contains(p));
+                let removed = before - e.hnps.len();
+                out.event(format!(
+                    "{}: BRI revokes [{}] of {mn_id}",
+                    e.iface,
+                    o.hnps
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                if removed == o.hnps.len() {
+                    BraStatus::Success
+                } else if removed > 0 {
+                    BraStatus::PartialSuccess
+                } else {
+                    BraStatus::BindingDoesNotExist
+                }
+            }
+        };
+        let bra = Message::Bra(Bra { status, sequence: bri.sequence, flags: bri.flags, options: vec![nai(&mn_id)] });
+        self.last_bri = Some((bri.sequence, bra.clone()));
+        out.send(self.config.address, self.config.lma, bra);
+    }
+
+    fn on_timeout(&mut self, now: Instant, out: &mut Output) {
+        let max_retries = self.config.backoff.max_retries;
+        let ifaces: Vec<String> = self.bul.iter().map(|e| e.iface.clone()).collect();
+        for iface in ifaces {
+            let Some(e) = self.bul.iter_mut().find(|e| e.iface == iface) else {
+                continue;
+            };
+            if e.expires_at.is_some_and(|t| t <= now) && e.state == BulState::Registered {
+                out.event(format!("{iface}: binding of {} expired", e.mn_id));
+                self.bul.retain(|b| b.iface != iface);
+                continue;
+            }
+            if e.retransmit_at.is_some_and(|t| t <= now) {
+                if e.attempts >= max_retries {
+                    out.event(format!(
+                        "{iface}: no PBA for {} after {} PBUs; giving up",
+                        e.mn_id,
+                        e.attempts + 1
+                    ));
+                    e.retransmit_at = None;
+                    if e.state == BulState::Deregistering || e.hnps.is_empty() {
+                        self.bul.retain(|b| b.iface != iface);
+                    }
+                    continue;
+                }
+                e.attempts += 1;
+                out.event(format!(
+                    "{iface}: retransmitting PBU for {} (attempt {})",
+                    e.mn_id,
+                    e.attempts + 1
+                ));
+                self.send_pbu(now, &iface, true, out);
+                continue;
+            }
+            if e.state == BulState::Registered && e.reregister_at.is_some_and(|t| t <= now) {
+                e.reregister_at = None;
+                out.event(format!("{iface}: re-registering {}", e.mn_id));
+                self.send_pbu(now, &iface, false, out);
+            }
+        }
+        self.expire_flows(now, out);
+    }
+
+    pub fn next_timeout(&self) -> Option<Instant> {
+        let bul = self
+            .bul
+            .iter()
+            .flat_map(|e| {
+                [
+                    e.retransmit_at,
+                    e.reregister_at,
+                    e.expires_at.filter(|_| e.state == BulState::Registered),
+                ]
+            })
+            .flatten()
+            .min();
+        let flows = self.flows.values().filter_map(|f| f.expires_at).min();
+        [bul, flows].into_iter().flatten().min()
+    }
+
+    /// The access link a downlink packet to `dst` leaves on, by longest match.
+    pub fn route(&self, dst: &Ipv6Addr) -> Option<&str> {
+        self.installed_routes
+            .iter()
+            .filter(|(p, _)| p.contains(dst))
+            .max_by_key(|(p, _)| p.prefix_len())
+            .map(|(_, i)| i.as_str())
+    }
+
+    fn desired_routes(&self) -> BTreeMap<Prefix, String> {
+        let mut routes = BTreeMap::new();
+        for e in self.bul.iter().filter(|e| e.state == BulState::Registered) {
+            for p in &e.hnps {
+                routes.insert(*p, e.iface.clone());
+            }
+        }
+        for f in self.flows.values() {
+            routes.entry(f.route).or_insert_with(|| f.iface.clone());
+        }
+        routes
+    }
+
+    fn reconcile_data_plane(&mut self, out: &mut Output) {
+        let routes = self.desired_routes();
+        let mut tunnel = BTreeMap::new();
+        if self.bul.iter().any(|e| e.state == BulState::Registered) {
+            tunnel.insert(self.config.lma, ());
+        }
+        let uplink: BTreeMap<Prefix, ()> = routes.keys().map(|p| (*p, ())).collect();
+        reconcile(
+            &mut self.installed_tunnel,
+            tunnel,
+            |l, _, up| Intent::MagTunnel { lma: *l, up },
+            out,
+        );
+        reconcile(
+            &mut self.installed_routes,
+            routes,
+            |p, i, up| Intent::MagRoute {
+                prefix: *p,
+                iface: i.clone(),
+                up,
+            },
+            out,
+        );
+        reconcile(
+            &mut self.installed_uplink,
+            uplink,
+            |p, _, up| Intent::MagUplinkRule { prefix: *p, up },
+            out,
+        );
+        // RFC 5213 §6.7: an RA carries exactly the MN's current prefixes,
+        // and goes out again whenever they change.
+        let mut ra: BTreeMap<String, Vec<Prefix>> = BTreeMap::new();
+        for e in self.bul.iter().filter(|e| e.state != BulState::Registering) {
+            ra.insert(
+                e.iface.clone(),
+                if e.state == BulState::Registered {
+                    e.hnps.clone()
+                } else {
+                    vec![]
+                },
+            );
+        }
+        for (iface, prefixes) in &ra {
+            if self.advertised.get(iface) != Some(prefixes) {
+                out.intents.push(Intent::RouterAdvertisement {
+                    iface: iface.clone(),
+                    prefixes: prefixes.clone(),
+                });
+            }
+        }
+        self.advertised = ra;
+    }
+
+    pub fn state(&self) -> MagState {
+        let mut routes: Vec<RouteRow> = self
+            .installed_routes
+            .iter()
+            .map(|(p, i)| RouteRow {
+                dest: p.to_string(),
+                next_hop: format!("p2p {i}"),
+            })
+            .collect();
+        if !self.installed_tunnel.is_empty() {
+            routes.push(RouteRow {
+                dest: "::/0".into(),
+                next_hop: "LMA tunnel".into(),
+            });
+        }
+        MagState {
+            binding_update_list: self
+                .bul
+                .iter()
+                .map(|e| BulRow {
+                    mn_id: e.mn_id.clone(),
+                    iface: e.iface.clone(),
+                    mn_ll_id: hex(&e.ll_id),
+                    att: format!("{:?}", e.att),
+                    hnps: e.hnps.clone(),
+                    state: e.state,
+                    lifetime_secs: e.lifetime_secs,
+                })
+                .collect(),
+            flows: self.flows.iter().map(|(k, f)| f.row(k)).collect(),
+            routes,
+        }
+    }
+}

@@ -1,0 +1,734 @@
+//! A deterministic in-memory world: an LMA, MAGs, MNs and CNs wired
+//! together in virtual time with per-link latency and message drop rules.
+//! Every message goes through the wire codec on its way, and the data
+//! plane is built only from the intents the roles emit, so a run checks
+//! the codec, the protocol and the intents together.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::net::Ipv6Addr;
+
+use pmip_wire::{
+    AccessTechnologyType, Endpoints, HandoffIndicator, Message, TrafficSelector, WireConfig,
+};
+use serde::Serialize;
+
+use crate::flow::{selector_matches, FlowKey};
+use crate::lma::{Lma, LmaCommand, LmaInput, LmaState};
+use crate::mag::{Mag, MagInput, MagState};
+use crate::mn::{Mn, MnInput, MnState};
+use crate::output::{FlowTarget, Intent, Output};
+use crate::prefix::Prefix;
+use crate::time::{Instant, Span};
+
+/// Deterministic link-layer identifier of an MN interface (a locally
+/// administered MAC), so that topologies and snapshots are stable.
+pub fn mac_for(mn: &str, iface: &str) -> Vec<u8> {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in mn.bytes().chain([b'/']).chain(iface.bytes()) {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    let b = h.to_be_bytes();
+    vec![0x02, 0x00, b[0], b[1], b[2], b[3]]
+}
+
+/// Drops the next `count` messages of a kind (by short name, e.g. "PBA"),
+/// optionally only from or to a named node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DropRule {
+    pub message: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub count: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MessageRecord {
+    pub at_ms: u64,
+    pub from: String,
+    pub to: String,
+    pub summary: String,
+    pub dropped: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventRecord {
+    pub at_ms: u64,
+    pub node: String,
+    pub text: String,
+}
+
+/// What happened to one data packet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PacketPath {
+    pub hops: Vec<String>,
+    /// `(mn, interface)` for downlink that arrived, `None` otherwise.
+    pub delivered_on: Option<(String, String)>,
+    pub dropped: Option<String>,
+}
+
+impl PacketPath {
+    fn drop(mut self, why: impl Into<String>) -> Self {
+        self.dropped = Some(why.into());
+        self
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorldState {
+    pub lma: Option<LmaState>,
+    pub mags: BTreeMap<String, MagState>,
+    pub mns: BTreeMap<String, MnState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Delivery {
+    Message {
+        to: String,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        bytes: Vec<u8>,
+    },
+    Ra {
+        mn: String,
+        iface: String,
+        prefixes: Vec<Prefix>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Scheduled {
+    at: Instant,
+    order: u64,
+    what: Delivery,
+}
+
+impl Ord for Scheduled {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.order).cmp(&(o.at, o.order))
+    }
+}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct LmaPlane {
+    tunnels: BTreeSet<Ipv6Addr>,
+    routes: BTreeMap<Prefix, Ipv6Addr>,
+    flows: BTreeMap<(u16, String, u16), (TrafficSelector, FlowTarget)>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct MagPlane {
+    tunnel: bool,
+    routes: BTreeMap<Prefix, String>,
+    uplink: BTreeSet<Prefix>,
+}
+
+pub struct World {
+    now: Instant,
+    pub latency: Span,
+    pub wire: WireConfig,
+    lma: Option<(String, Lma)>,
+    mags: BTreeMap<String, Mag>,
+    mns: BTreeMap<String, Mn>,
+    cns: BTreeMap<String, Ipv6Addr>,
+    names: BTreeMap<Ipv6Addr, String>,
+    /// (mag, mag iface) → (mn, mn iface) for attached access links.
+    links: BTreeMap<(String, String), (String, String)>,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    order: u64,
+    drop_rules: Vec<DropRule>,
+    lma_plane: LmaPlane,
+    mag_planes: BTreeMap<String, MagPlane>,
+    mn_planes: BTreeMap<String, BTreeSet<Ipv6Addr>>,
+    pub messages: Vec<MessageRecord>,
+    pub events: Vec<EventRecord>,
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl World {
+    pub fn new() -> Self {
+        World {
+            now: Instant::ZERO,
+            latency: Span::from_millis(1),
+            wire: WireConfig::default(),
+            lma: None,
+            mags: BTreeMap::new(),
+            mns: BTreeMap::new(),
+            cns: BTreeMap::new(),
+            names: BTreeMap::new(),
+            links: BTreeMap::new(),
+            queue: BinaryHeap::new(),
+            order: 0,
+            drop_rules: Vec::new(),
+            lma_plane: LmaPlane::default(),
+            mag_planes: BTreeMap::new(),
+            mn_planes: BTreeMap::new(),
+            messages: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    pub fn add_lma(&mut self, name: &str, lma: Lma) {
+        self.names.insert(lma.config.address, name.into());
+        self.lma = Some((name.into(), lma));
+    }
+    pub fn add_mag(&mut self, name: &str, mag: Mag) {
+        self.names.insert(mag.config.address, name.into());
+        self.mags.insert(name.into(), mag);
+    }
+    pub fn add_mn(&mut self, name: &str, mn: Mn) {
+        self.mns.insert(name.into(), mn);
+    }
+    pub fn add_cn(&mut self, name: &str, addr: Ipv6Addr) {
+        self.cns.insert(name.into(), addr);
+    }
+
+    pub fn lma(&self) -> Option<&Lma> {
+        self.lma.as_ref().map(|(_, l)| l)
+    }
+    pub fn lma_mut(&mut self) -> Option<&mut Lma> {
+        self.lma.as_mut().map(|(_, l)| l)
+    }
+    pub fn mag(&self, name: &str) -> Option<&Mag> {
+        self.mags.get(name)
+    }
+    pub fn mn(&self, name: &str) -> Option<&Mn> {
+        self.mns.get(name)
+    }
+
+    pub fn add_drop_rule(&mut self, rule: DropRule) {
+        self.drop_rules.push(rule);
+    }
+
+    /// An MN interface comes up on a MAG's access link.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attach(
+        &mut self,
+        mn: &str,
+        mn_iface: &str,
+        mag: &str,
+        mag_iface: &str,
+        att: AccessTechnologyType,
+        handoff: Option<HandoffIndicator>,
+        prefixes: Vec<Prefix>,
+    ) {
+        self.links
+            .insert((mag.into(), mag_iface.into()), (mn.into(), mn_iface.into()));
+        self.feed_mn(
+            mn,
+            MnInput::LinkUp {
+                iface: mn_iface.into(),
+            },
+        );
+        let input = MagInput::Attach {
+            iface: mag_iface.into(),
+            ll_id: mac_for(mn, mn_iface),
+            att,
+            handoff,
+            prefixes,
+        };
+        self.feed_mag(mag, input);
+    }
+
+    /// An MN interface goes down.
+    pub fn detach(&mut self, mn: &str, mn_iface: &str) {
+        let link = self
+            .links
+            .iter()
+            .find(|(_, v)| v.0 == mn && v.1 == mn_iface)
+            .map(|(k, _)| k.clone());
+        self.feed_mn(
+            mn,
+            MnInput::LinkDown {
+                iface: mn_iface.into(),
+            },
+        );
+        if let Some((mag, iface)) = link {
+            self.links.remove(&(mag.clone(), iface.clone()));
+            self.feed_mag(&mag, MagInput::Detach { iface });
+        }
+    }
+
+    pub fn command(&mut self, c: LmaCommand) {
+        let now = self.now;
+        if let Some((name, lma)) = self.lma.as_mut() {
+            let name = name.clone();
+            let out = lma.handle(now, LmaInput::Command(c));
+            self.apply(&name, out);
+        }
+    }
+
+    fn feed_mag(&mut self, name: &str, input: MagInput) {
+        let now = self.now;
+        if let Some(m) = self.mags.get_mut(name) {
+            let out = m.handle(now, input);
+            self.apply(name, out);
+        } else {
+            self.event(name, format!("no MAG named {name}"));
+        }
+    }
+
+    fn feed_mn(&mut self, name: &str, input: MnInput) {
+        let now = self.now;
+        if let Some(m) = self.mns.get_mut(name) {
+            let out = m.handle(now, input);
+            self.apply(name, out);
+        } else {
+            self.event(name, format!("no MN named {name}"));
+        }
+    }
+
+    fn event(&mut self, node: &str, text: String) {
+        self.events.push(EventRecord {
+            at_ms: self.now.as_millis(),
+            node: node.into(),
+            text,
+        });
+    }
+
+    fn schedule(&mut self, at: Instant, what: Delivery) {
+        self.order += 1;
+        self.queue.push(Reverse(Scheduled {
+            at,
+            order: self.order,
+            what,
+        }));
+    }
+
+    /// Takes a role's output: messages go on the wire (through the codec),
+    /// intents go into the data plane, events into the log.
+    fn apply(&mut self, node: &str, out: Output) {
+        for e in out.events {
+            self.event(node, e);
+        }
+        for t in out.transmits {
+            let to = self
+                .names
+                .get(&t.dst)
+                .cloned()
+                .unwrap_or_else(|| t.dst.to_string());
+            let summary = t.message.summary();
+            let name = t.message.name();
+            let ends = Endpoints {
+                src: t.src,
+                dst: t.dst,
+            };
+            let rule = self.drop_rules.iter_mut().find(|r| {
+                r.count > 0
+                    && r.message.eq_ignore_ascii_case(name)
+                    && r.from.as_deref().is_none_or(|f| f == node)
+                    && r.to.as_deref().is_none_or(|x| x == to)
+            });
+            let dropped = match rule {
+                Some(r) => {
+                    r.count -= 1;
+                    true
+                }
+                None => false,
+            };
+            self.messages.push(MessageRecord {
+                at_ms: self.now.as_millis(),
+                from: node.into(),
+                to: to.clone(),
+                summary,
+                dropped,
+            });
+            if dropped {
+                continue;
+            }
+            match t.message.to_bytes(&ends, &self.wire) {
+                Ok(bytes) => {
+                    let at = self.now + self.latency;
+                    self.schedule(
+                        at,
+                        Delivery::Message {
+                            to,
+                            src: t.src,
+                            dst: t.dst,
+                            bytes,
+                        },
+                    );
+                }
+                Err(e) => self.event(node, format!("could not encode {name}: {e}")),
+            }
+        }
+        for i in out.intents {
+            self.apply_intent(node, i);
+        }
+    }
+
+    fn apply_intent(&mut self, node: &str, i: Intent) {
+        match i {
+            Intent::LmaTunnel { mag, up } => {
+                if up {
+                    self.lma_plane.tunnels.insert(mag);
+                } else {
+                    self.lma_plane.tunnels.remove(&mag);
+                }
+            }
+            Intent::LmaPrefixRoute { prefix, mag, up } => {
+                if up {
+                    self.lma_plane.routes.insert(prefix, mag);
+                } else if self.lma_plane.routes.get(&prefix) == Some(&mag) {
+                    self.lma_plane.routes.remove(&prefix);
+                }
+            }
+            Intent::LmaFlowBinding {
+                mn_id,
+                fid,
+                fid_pri,
+                selector,
+                target,
+                up,
+            } => {
+                let k = (fid_pri, mn_id, fid);
+                if up {
+                    self.lma_plane.flows.insert(k, (selector, target));
+                } else if self
+                    .lma_plane
+                    .flows
+                    .get(&k)
+                    .is_some_and(|v| v.0 == selector && v.1 == target)
+                {
+                    self.lma_plane.flows.remove(&k);
+                }
+            }
+            Intent::MagTunnel { up, .. } => {
+                self.mag_planes.entry(node.into()).or_default().tunnel = up
+            }
+            Intent::MagRoute { prefix, iface, up } => {
+                let p = self.mag_planes.entry(node.into()).or_default();
+                if up {
+                    p.routes.insert(prefix, iface);
+                } else if p.routes.get(&prefix) == Some(&iface) {
+                    p.routes.remove(&prefix);
+                }
+            }
+            Intent::MagUplinkRule { prefix, up } => {
+                let p = self.mag_planes.entry(node.into()).or_default();
+                if up {
+                    p.uplink.insert(prefix);
+                } else {
+                    p.uplink.remove(&prefix);
+                }
+            }
+            Intent::RouterAdvertisement { iface, prefixes } => {
+                if let Some((mn, mn_iface)) = self.links.get(&(node.to_string(), iface)).cloned() {
+                    let at = self.now + self.latency;
+                    self.schedule(
+                        at,
+                        Delivery::Ra {
+                            mn,
+                            iface: mn_iface,
+                            prefixes,
+                        },
+                    );
+                }
+            }
+            Intent::MnAddress { addr, up } => {
+                let p = self.mn_planes.entry(node.into()).or_default();
+                if up {
+                    p.insert(addr);
+                } else {
+                    p.remove(&addr);
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, what: Delivery) {
+        let now = self.now;
+        match what {
+            Delivery::Ra {
+                mn,
+                iface,
+                prefixes,
+            } => {
+                // The link may have gone down while the RA was in flight.
+                if self.links.values().any(|(m, i)| *m == mn && *i == iface) {
+                    self.feed_mn(&mn, MnInput::RouterAdvertisement { iface, prefixes });
+                }
+            }
+            Delivery::Message {
+                to,
+                src,
+                dst,
+                bytes,
+            } => {
+                let message = match Message::parse(&bytes, &Endpoints { src, dst }, &self.wire) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        self.event(&to, format!("undecodable message from {src}: {e}"));
+                        return;
+                    }
+                };
+                if self.lma.as_ref().is_some_and(|(n, _)| *n == to) {
+                    if let Some((name, lma)) = self.lma.as_mut() {
+                        let name = name.clone();
+                        let out = lma.handle(now, LmaInput::Message { src, dst, message });
+                        self.apply(&name, out);
+                    }
+                } else if self.mags.contains_key(&to) {
+                    self.feed_mag(&to, MagInput::Message { src, dst, message });
+                } else {
+                    self.event(
+                        &to,
+                        format!("{} to {dst}: no node has that address", message.name()),
+                    );
+                }
+            }
+        }
+    }
+
+    fn next_timer(&self) -> Option<Instant> {
+        let l = self.lma.as_ref().and_then(|(_, l)| l.next_timeout());
+        let m = self.mags.values().filter_map(|m| m.next_timeout()).min();
+        [l, m].into_iter().flatten().min()
+    }
+
+    /// Runs one step that is due no later than `limit`; false when none is.
+    fn step(&mut self, limit: Instant) -> bool {
+        let next_msg = self.queue.peek().map(|s| s.0.at);
+        let next_timer = self.next_timer();
+        let Some(t) = [next_msg, next_timer].into_iter().flatten().min() else {
+            return false;
+        };
+        if t > limit {
+            return false;
+        }
+        self.now = self.now.max(t);
+        if next_msg == Some(t) {
+            if let Some(Reverse(s)) = self.queue.pop() {
+                self.deliver(s.what);
+            }
+            return true;
+        }
+        let now = self.now;
+        if let Some((name, lma)) = self.lma.as_mut() {
+            if lma.next_timeout().is_some_and(|x| x <= now) {
+                let name = name.clone();
+                let out = lma.handle(now, LmaInput::Timeout);
+                self.apply(&name, out);
+            }
+        }
+        let due: Vec<String> = self
+            .mags
+            .iter()
+            .filter(|(_, m)| m.next_timeout().is_some_and(|x| x <= now))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in due {
+            self.feed_mag(&n, MagInput::Timeout);
+        }
+        true
+    }
+
+    /// Advances virtual time by `span`, running everything due.
+    pub fn run_for(&mut self, span: Span) {
+        let limit = self.now + span;
+        let mut guard = 0u64;
+        while self.step(limit) {
+            guard += 1;
+            assert!(
+                guard < 10_000_000,
+                "the world does not settle: a timer keeps firing at {}",
+                self.now
+            );
+        }
+        self.now = limit;
+    }
+
+    /// Runs until `done` holds or `limit` of virtual time has passed.
+    pub fn run_until(&mut self, limit: Span, mut done: impl FnMut(&World) -> bool) -> bool {
+        let end = self.now + limit;
+        loop {
+            if done(self) {
+                return true;
+            }
+            if !self.step(end) {
+                self.now = end;
+                return done(self);
+            }
+        }
+    }
+
+    /// Sends one downlink packet from a CN through the data plane the
+    /// intents built: LMA classification, tunnel, MAG route, access link.
+    pub fn downlink(&mut self, cn: &str, flow: FlowKey) -> PacketPath {
+        let mut path = PacketPath {
+            hops: vec![cn.into()],
+            delivered_on: None,
+            dropped: None,
+        };
+        if self.cns.get(cn) != Some(&flow.src) {
+            return path.drop(format!("{} is not the address of {cn}", flow.src));
+        }
+        let lma_name = match &self.lma {
+            Some((n, _)) => n.clone(),
+            None => return path.drop("there is no LMA"),
+        };
+        path.hops.push(lma_name);
+        let target = self
+            .lma_plane
+            .flows
+            .iter()
+            .find(|(_, (sel, _))| selector_matches(sel, &flow))
+            .map(|(_, (_, t))| *t)
+            .or_else(|| {
+                self.lma_plane
+                    .routes
+                    .iter()
+                    .filter(|(p, _)| p.contains(&flow.dst))
+                    .max_by_key(|(p, _)| p.prefix_len())
+                    .map(|(_, m)| FlowTarget::Forward(*m))
+            });
+        let mag_addr = match target {
+            Some(FlowTarget::Forward(m)) => m,
+            Some(FlowTarget::Drop) => return path.drop("the LMA's flow binding drops it"),
+            None => return path.drop("the LMA has no binding for the destination"),
+        };
+        if !self.lma_plane.tunnels.contains(&mag_addr) {
+            return path.drop(format!("the LMA has no tunnel to {mag_addr}"));
+        }
+        let Some(mag) = self.names.get(&mag_addr).cloned() else {
+            return path.drop(format!("no MAG has address {mag_addr}"));
+        };
+        path.hops.push(mag.clone());
+        let plane = self.mag_planes.get(&mag).cloned().unwrap_or_default();
+        let Some(iface) = plane
+            .routes
+            .iter()
+            .filter(|(p, _)| p.contains(&flow.dst))
+            .max_by_key(|(p, _)| p.prefix_len())
+            .map(|(_, i)| i.clone())
+        else {
+            return path.drop(format!("{mag} has no route to {}", flow.dst));
+        };
+        let Some((mn, mn_iface)) = self.links.get(&(mag.clone(), iface.clone())).cloned() else {
+            return path.drop(format!("nothing is attached to {mag} {iface}"));
+        };
+        path.hops.push(format!("{mn}/{mn_iface}"));
+        if !self
+            .mn_planes
+            .get(&mn)
+            .is_some_and(|a| a.contains(&flow.dst))
+        {
+            return path.drop(format!(
+                "{} is not an address of {mn}'s logical interface",
+                flow.dst
+            ));
+        }
+        self.feed_mn(
+            &mn,
+            MnInput::Downlink {
+                iface: mn_iface.clone(),
+                flow,
+            },
+        );
+        path.delivered_on = Some((mn, mn_iface));
+        path
+    }
+
+    /// Sends one uplink packet (MN → CN) out of the interface the MN's
+    /// logical interface picks. `delivered_on` names that interface when
+    /// the packet reached the CN.
+    pub fn uplink(&mut self, mn: &str, flow: FlowKey) -> PacketPath {
+        let mut path = PacketPath {
+            hops: vec![mn.into()],
+            delivered_on: None,
+            dropped: None,
+        };
+        let Some(node) = self.mns.get(mn) else {
+            return path.drop(format!("no MN named {mn}"));
+        };
+        if !self
+            .mn_planes
+            .get(mn)
+            .is_some_and(|a| a.contains(&flow.src))
+        {
+            return path.drop(format!(
+                "{} is not an address of {mn}'s logical interface",
+                flow.src
+            ));
+        }
+        let Some(iface) = node.uplink_interface(&flow).map(str::to_string) else {
+            return path.drop(format!("{mn} has no interface up"));
+        };
+        path.hops[0] = format!("{mn}/{iface}");
+        let Some(((mag, _), _)) = self
+            .links
+            .iter()
+            .find(|(_, v)| v.0 == mn && v.1 == iface)
+            .map(|(k, v)| (k.clone(), v.clone()))
+        else {
+            return path.drop(format!("{mn}/{iface} is attached to no MAG"));
+        };
+        path.hops.push(mag.clone());
+        let plane = self.mag_planes.get(&mag).cloned().unwrap_or_default();
+        if !plane.tunnel || !plane.uplink.iter().any(|p| p.contains(&flow.src)) {
+            return path.drop(format!("{mag} has no uplink rule for {}", flow.src));
+        }
+        if let Some((n, _)) = &self.lma {
+            path.hops.push(n.clone());
+        }
+        if !self.lma_plane.routes.keys().any(|p| p.contains(&flow.src)) {
+            return path.drop(format!("the LMA does not anchor {}", flow.src));
+        }
+        match self.cns.iter().find(|(_, a)| **a == flow.dst) {
+            Some((cn, _)) => {
+                path.hops.push(cn.clone());
+                path.delivered_on = Some((mn.into(), iface));
+                path
+            }
+            None => path.drop(format!("no CN has address {}", flow.dst)),
+        }
+    }
+
+    pub fn state(&self) -> WorldState {
+        WorldState {
+            lma: self.lma.as_ref().map(|(_, l)| l.state()),
+            mags: self
+                .mags
+                .iter()
+                .map(|(n, m)| (n.clone(), m.state()))
+                .collect(),
+            mns: self
+                .mns
+                .iter()
+                .map(|(n, m)| (n.clone(), m.state()))
+                .collect(),
+        }
+    }
+
+    /// The message sequence as ladder lines, e.g. `12ms mag1 -> lma PBU seq=1 …`.
+    pub fn ladder(&self) -> Vec<String> {
+        self.messages
+            .iter()
+            .map(|m| {
+                format!(
+                    "{}ms {} -> {} {}{}",
+                    m.at_ms,
+                    m.from,
+                    m.to,
+                    m.summary,
+                    if m.dropped { " (dropped)" } else { "" }
+                )
+            })
+            .collect()
+    }
+}
