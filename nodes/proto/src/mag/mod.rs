@@ -433,7 +433,10 @@ impl Mag {
     fn on_bri(&mut self, bri: Bri, out: &mut Output) {
         if let Some((seq, bra)) = &self.last_bri {
             if *seq == bri.sequence {
-                out.event(format!("BRI seq {} is a retransmission; repeating the BRA", bri.sequence));
+                out.event(format!(
+                    "BRI seq {} is a retransmission; repeating the BRA",
+                    bri.sequence
+                ));
                 out.send(self.config.address, self.config.lma, bra.clone());
                 return;
             }
@@ -478,7 +481,12 @@ impl Mag {
                 }
             }
         };
-        let bra = Message::Bra(Bra { status, sequence: bri.sequence, flags: bri.flags, options: vec![nai(&mn_id)] });
+        let bra = Message::Bra(Bra {
+            status,
+            sequence: bri.sequence,
+            flags: bri.flags,
+            options: vec![nai(&mn_id)],
+        });
         self.last_bri = Some((bri.sequence, bra.clone()));
         out.send(self.config.address, self.config.lma, bra);
     }
