@@ -43,6 +43,15 @@ pub struct DropRule {
     pub count: u32,
 }
 
+/// Latency and loss of the path between two named nodes (both directions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LinkProps {
+    pub latency: Span,
+    /// Share of signalling messages lost, in parts per thousand, drawn from
+    /// the world's seeded generator so that a run is repeatable.
+    pub loss_per_mille: u16,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MessageRecord {
     pub at_ms: u64,
@@ -143,6 +152,8 @@ pub struct World {
     queue: BinaryHeap<Reverse<Scheduled>>,
     order: u64,
     drop_rules: Vec<DropRule>,
+    link_props: BTreeMap<(String, String), LinkProps>,
+    rng: u64,
     lma_plane: LmaPlane,
     mag_planes: BTreeMap<String, MagPlane>,
     mn_planes: BTreeMap<String, BTreeSet<Ipv6Addr>>,
@@ -171,6 +182,8 @@ impl World {
             queue: BinaryHeap::new(),
             order: 0,
             drop_rules: Vec::new(),
+            link_props: BTreeMap::new(),
+            rng: 0x9e37_79b9_7f4a_7c15,
             lma_plane: LmaPlane::default(),
             mag_planes: BTreeMap::new(),
             mn_planes: BTreeMap::new(),
@@ -213,6 +226,43 @@ impl World {
 
     pub fn add_drop_rule(&mut self, rule: DropRule) {
         self.drop_rules.push(rule);
+    }
+
+    /// Sets latency and loss between two nodes, overriding `latency`.
+    pub fn set_link(&mut self, a: &str, b: &str, props: LinkProps) {
+        let key = if a <= b {
+            (a.to_string(), b.to_string())
+        } else {
+            (b.to_string(), a.to_string())
+        };
+        self.link_props.insert(key, props);
+    }
+
+    /// Reseeds the generator behind link loss.
+    pub fn seed_loss(&mut self, seed: u64) {
+        self.rng = seed.max(1);
+    }
+
+    fn link(&self, a: &str, b: &str) -> LinkProps {
+        let key = if a <= b {
+            (a.to_string(), b.to_string())
+        } else {
+            (b.to_string(), a.to_string())
+        };
+        self.link_props.get(&key).copied().unwrap_or(LinkProps {
+            latency: self.latency,
+            loss_per_mille: 0,
+        })
+    }
+
+    /// xorshift64: a small deterministic generator, enough for loss draws.
+    fn draw_per_mille(&mut self) -> u16 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        (x % 1000) as u16
     }
 
     /// An MN interface comes up on a MAG's access link.
@@ -334,13 +384,17 @@ impl World {
                     && r.from.as_deref().is_none_or(|f| f == node)
                     && r.to.as_deref().is_none_or(|x| x == to)
             });
-            let dropped = match rule {
+            let mut dropped = match rule {
                 Some(r) => {
                     r.count -= 1;
                     true
                 }
                 None => false,
             };
+            let props = self.link(node, &to);
+            if !dropped && props.loss_per_mille > 0 {
+                dropped = self.draw_per_mille() < props.loss_per_mille;
+            }
             self.messages.push(MessageRecord {
                 at_ms: self.now.as_millis(),
                 from: node.into(),
@@ -353,7 +407,7 @@ impl World {
             }
             match t.message.to_bytes(&ends, &self.wire) {
                 Ok(bytes) => {
-                    let at = self.now + self.latency;
+                    let at = self.now + props.latency;
                     self.schedule(
                         at,
                         Delivery::Message {
@@ -429,7 +483,7 @@ impl World {
             }
             Intent::RouterAdvertisement { iface, prefixes } => {
                 if let Some((mn, mn_iface)) = self.links.get(&(node.to_string(), iface)).cloned() {
-                    let at = self.now + self.latency;
+                    let at = self.now + self.link(node, &mn).latency;
                     self.schedule(
                         at,
                         Delivery::Ra {

@@ -176,6 +176,51 @@ fn a_binding_whose_lifetime_runs_out_is_removed_and_its_flows_go_inactive() {
 }
 
 #[test]
+fn signalling_survives_a_lossy_link_and_latency_shows_in_the_ladder() {
+    let mut s = seed(policy(PrefixModel::Unique, &[], &[1, 2], 1));
+    s.world.set_link(
+        "mag1",
+        "lma",
+        pmip_proto::world::LinkProps {
+            latency: Span::from_millis(20),
+            loss_per_mille: 500,
+        },
+    );
+    s.world.seed_loss(7);
+    s.attach("if1", "mag1", Ieee80211);
+    let ok = s.world.run_until(Span::from_secs(120), |w| {
+        w.mag("mag1").unwrap().state().routes.len() == 2
+    });
+    assert!(
+        ok,
+        "half the messages lost, and still registered: {:?}",
+        s.world.ladder()
+    );
+    let answer = s
+        .world
+        .messages
+        .iter()
+        .find(|m| m.from == "lma" && !m.dropped)
+        .unwrap();
+    let seq = answer.summary.split(' ').nth(1).unwrap();
+    let asked = s
+        .world
+        .messages
+        .iter()
+        .find(|m| m.from == "mag1" && m.summary.split(' ').nth(1) == Some(seq))
+        .unwrap();
+    assert_eq!(
+        answer.at_ms - asked.at_ms,
+        20,
+        "the PBA leaves one link latency after its PBU"
+    );
+    assert!(
+        s.world.messages.iter().any(|m| m.dropped),
+        "the link did lose messages"
+    );
+}
+
+#[test]
 fn the_protocol_core_depends_on_no_socket_runtime_or_clock_crate() {
     let manifest =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).unwrap();
