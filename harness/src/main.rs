@@ -1,9 +1,179 @@
-//! The `pmiplab` CLI. The lab itself is issues #4 and #5.
+//! The `pmiplab` command line.
 
-fn main() -> std::process::ExitCode {
-    eprintln!(
-        "pmiplab: the namespace lab is not built yet (issues #4 and #5); \
-         run ci/test.sh to exercise what exists"
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pmiplab::report::{junit, ScenarioReport, Verdict};
+use pmiplab::run::{expand, explain, run_virtual};
+use pmiplab::scenario;
+
+#[derive(Parser)]
+#[command(
+    name = "pmiplab",
+    version,
+    about = "Proxy Mobile IPv6 flow mobility testbed"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs scenarios and gives each a verdict (PASS, FAIL, INIT-FAIL, SKIP).
+    ///
+    /// Scenarios run against the protocol core in virtual time; the
+    /// namespace lab is not built yet. Exit code 0 only when no scenario
+    /// fails (SKIP does not fail a run).
+    Run {
+        /// Scenario files or glob patterns, e.g. 'topologies/**/*.yaml'.
+        #[arg(required = true)]
+        files: Vec<String>,
+        /// Scenarios to run at once.
+        #[arg(short = 'j', long = "jobs", default_value_t = 1)]
+        jobs: usize,
+        /// Where each scenario's folder (result.json, ladder, state tables) goes.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+    },
+    /// Checks scenario files and reports the first problem of each with its line and column.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Validate { files } => validate(&files),
+        Command::Run { files, jobs, out } => run(&files, jobs, &out),
+    }
+}
+
+fn validate(patterns: &[String]) -> ExitCode {
+    let files = match expand(patterns) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("pmiplab: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut bad = 0;
+    for f in &files {
+        match scenario::load(f) {
+            Ok(s) => println!("ok        {} ({})", f.display(), s.id),
+            Err(e) => {
+                bad += 1;
+                eprintln!("{e}");
+            }
+        }
+    }
+    if bad > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn run(patterns: &[String], jobs: usize, out: &std::path::Path) -> ExitCode {
+    let files = match expand(patterns) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("pmiplab: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Refuse the whole run, before anything is built, if any file is wrong.
+    let mut loaded = Vec::new();
+    let mut bad = false;
+    for f in &files {
+        match scenario::load(f) {
+            Ok(s) => loaded.push((f.clone(), s)),
+            Err(e) => {
+                eprintln!("{e}");
+                bad = true;
+            }
+        }
+    }
+    if bad {
+        eprintln!("pmiplab: nothing was run: fix the scenario files above first");
+        return ExitCode::from(2);
+    }
+    let mut ids = std::collections::BTreeMap::new();
+    for (f, s) in &loaded {
+        if let Some(prev) = ids.insert(s.id.clone(), f.clone()) {
+            eprintln!("pmiplab: {} and {} both have id {}; ids name the output folders, so they must differ", prev.display(), f.display(), s.id);
+            return ExitCode::from(2);
+        }
+    }
+    println!(
+        "pmiplab: {} scenario(s), virtual time, {} at once, output in {}",
+        loaded.len(),
+        jobs.max(1),
+        out.display()
     );
-    std::process::ExitCode::from(2)
+    let reports: Vec<ScenarioReport> = run_parallel(&loaded, jobs.max(1));
+    let mut failed = 0;
+    for r in &reports {
+        println!("{}", r.line());
+        for c in r.checks.iter().filter(|c| !c.ok) {
+            println!("{}", explain(c));
+        }
+        if matches!(r.verdict, Verdict::Fail | Verdict::InitFail) {
+            failed += 1;
+        }
+        if let Err(e) = r.write(out) {
+            eprintln!(
+                "pmiplab: could not write the results of {} under {}: {e}",
+                r.id,
+                out.display()
+            );
+            return ExitCode::from(2);
+        }
+    }
+    if let Err(e) = std::fs::write(out.join("junit.xml"), junit(&reports)) {
+        eprintln!(
+            "pmiplab: could not write {}: {e}",
+            out.join("junit.xml").display()
+        );
+    }
+    let passed = reports
+        .iter()
+        .filter(|r| r.verdict == Verdict::Pass)
+        .count();
+    let skipped = reports
+        .iter()
+        .filter(|r| r.verdict == Verdict::Skip)
+        .count();
+    println!("{passed} passed, {failed} failed, {skipped} skipped");
+    if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn run_parallel(loaded: &[(PathBuf, scenario::Scenario)], jobs: usize) -> Vec<ScenarioReport> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(loaded.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((f, s)) = loaded.get(i) else { break };
+                let r = run_virtual(f, s);
+                if let Ok(mut v) = results.lock() {
+                    v.push((i, r));
+                }
+            });
+        }
+    });
+    let mut v = results.into_inner().unwrap_or_default();
+    v.sort_by_key(|(i, _)| *i);
+    v.into_iter().map(|(_, r)| r).collect()
 }

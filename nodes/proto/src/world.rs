@@ -196,6 +196,11 @@ impl World {
         self.now
     }
 
+    /// Messages and RAs still on their way.
+    pub fn in_flight(&self) -> usize {
+        self.queue.len()
+    }
+
     pub fn add_lma(&mut self, name: &str, lma: Lma) {
         self.names.insert(lma.config.address, name.into());
         self.lma = Some((name.into(), lma));

@@ -317,12 +317,32 @@ fn fm_up_fmi_prefix_granularity() {
     let mut s = seed(policy(PrefixModel::Unique, &[], &[1, 2], 1));
     s.attach("if1", "mag1", Ieee80211);
     s.attach("if2", "mag2", EUtran);
-    s.world.command(LmaCommand::MovePrefix { mn_id: MN.into(), prefix: pref(2), to_bid: 1 });
+    s.world.command(LmaCommand::MovePrefix {
+        mn_id: MN.into(),
+        prefix: pref(2),
+        to_bid: 1,
+    });
     s.settle();
-    let fmi = s.world.messages.iter().find(|m| m.summary.starts_with("FMI")).unwrap();
-    assert!(fmi.summary.contains("hnp=2001:db8:2::/64") && !fmi.summary.contains("fid="), "{}", fmi.summary);
+    let fmi = s
+        .world
+        .messages
+        .iter()
+        .find(|m| m.summary.starts_with("FMI"))
+        .unwrap();
+    assert!(
+        fmi.summary.contains("hnp=2001:db8:2::/64") && !fmi.summary.contains("fid="),
+        "{}",
+        fmi.summary
+    );
     assert_eq!(s.arrives_on(flow(2, 9)).as_deref(), Some("if1"));
     let mag1 = s.world.mag("mag1").unwrap().state();
-    assert!(mag1.routes.iter().any(|r| r.dest == "2001:db8:2::/64" && r.next_hop == "p2p to-if1"));
-    assert_eq!(s.count("FMA"), 2, "FMA from MAG1 and for the FMI[del] at MAG2");
+    assert!(mag1
+        .routes
+        .iter()
+        .any(|r| r.dest == "2001:db8:2::/64" && r.next_hop == "p2p to-if1"));
+    assert_eq!(
+        s.count("FMA"),
+        2,
+        "FMA from MAG1 and for the FMI[del] at MAG2"
+    );
 }

@@ -1,0 +1,9 @@
+//! The pmiplab lab harness: the scenario format, its validation, runs with
+//! verdicts, snapshots and reports.
+
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod snapshots;
+pub mod validate;
+pub mod virtual_lab;

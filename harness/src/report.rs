@@ -1,0 +1,144 @@
+//! Verdicts and the files a run leaves: result.json per scenario, the
+//! ladder, events, state tables, and one JUnit XML for the run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING-KEBAB-CASE")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    InitFail,
+    Skip,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verdict::Pass => "PASS",
+            Verdict::Fail => "FAIL",
+            Verdict::InitFail => "INIT-FAIL",
+            Verdict::Skip => "SKIP",
+        })
+    }
+}
+
+/// One expectation and what was seen.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// Line of the step in the scenario file.
+    pub line: u64,
+    pub what: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioReport {
+    pub id: String,
+    pub title: String,
+    pub file: PathBuf,
+    pub backend: String,
+    pub verdict: Verdict,
+    pub reason: Option<String>,
+    pub checks: Vec<Check>,
+    pub ladder: Vec<String>,
+    #[serde(skip)]
+    pub events: Vec<String>,
+    #[serde(skip)]
+    pub snapshots: BTreeMap<String, serde_json::Value>,
+    pub wall_ms: f64,
+}
+
+impl ScenarioReport {
+    /// The one-line summary for the terminal.
+    pub fn line(&self) -> String {
+        let failed = self.checks.iter().filter(|c| !c.ok).count();
+        let tail = match (&self.reason, self.verdict) {
+            (Some(r), _) => format!(" — {r}"),
+            (None, Verdict::Fail) => format!(" — {failed} of {} checks failed", self.checks.len()),
+            (None, _) => format!(" — {} checks", self.checks.len()),
+        };
+        format!(
+            "{:<9} {:<14} {} ({:.0} ms){tail}",
+            self.verdict.to_string(),
+            self.id,
+            self.file.display(),
+            self.wall_ms
+        )
+    }
+
+    /// Writes the scenario's folder under `out`.
+    pub fn write(&self, out: &Path) -> std::io::Result<PathBuf> {
+        let dir = out.join(&self.id);
+        std::fs::create_dir_all(&dir)?;
+        let json = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join("result.json"), json)?;
+        std::fs::write(dir.join("ladder.txt"), self.ladder.join("\n") + "\n")?;
+        std::fs::write(dir.join("events.log"), self.events.join("\n") + "\n")?;
+        for (name, state) in &self.snapshots {
+            let json = serde_json::to_string_pretty(state).map_err(std::io::Error::other)?;
+            std::fs::write(dir.join(format!("state-{name}.json")), json)?;
+        }
+        Ok(dir)
+    }
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// JUnit XML for CI systems: one test case per scenario.
+pub fn junit(reports: &[ScenarioReport]) -> String {
+    let failures = reports
+        .iter()
+        .filter(|r| matches!(r.verdict, Verdict::Fail | Verdict::InitFail))
+        .count();
+    let skipped = reports
+        .iter()
+        .filter(|r| r.verdict == Verdict::Skip)
+        .count();
+    let mut x = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"pmiplab\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\">\n",
+        reports.len()
+    );
+    for r in reports {
+        x += &format!(
+            "  <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\">\n",
+            xml_escape(&r.file.display().to_string()),
+            xml_escape(&format!("{} {}", r.id, r.title)),
+            r.wall_ms / 1000.0
+        );
+        match r.verdict {
+            Verdict::Pass => {}
+            Verdict::Skip => {
+                x += &format!(
+                    "    <skipped message=\"{}\"/>\n",
+                    xml_escape(r.reason.as_deref().unwrap_or(""))
+                )
+            }
+            Verdict::Fail | Verdict::InitFail => {
+                let msg: Vec<String> = r
+                    .checks
+                    .iter()
+                    .filter(|c| !c.ok)
+                    .map(|c| format!("line {}: {}: {}", c.line, c.what, c.detail))
+                    .collect();
+                let msg = r.reason.clone().unwrap_or_else(|| msg.join("; "));
+                x += &format!(
+                    "    <failure message=\"{}\">{}</failure>\n",
+                    xml_escape(&r.verdict.to_string()),
+                    xml_escape(&msg)
+                );
+            }
+        }
+        x += "  </testcase>\n";
+    }
+    x + "</testsuite>\n"
+}

@@ -1,0 +1,101 @@
+//! Runs scenarios and gives each a verdict.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant as WallClock;
+
+use crate::report::{Check, ScenarioReport, Verdict};
+use crate::scenario::{Scenario, Step};
+use crate::snapshots;
+use crate::virtual_lab::{VirtualLab, FEATURES};
+
+/// Runs one loaded scenario in virtual time.
+pub fn run_virtual(file: &Path, s: &Scenario) -> ScenarioReport {
+    let started = WallClock::now();
+    let mut report = ScenarioReport {
+        id: s.id.clone(),
+        title: s.title.clone(),
+        file: file.into(),
+        backend: "virtual".into(),
+        verdict: Verdict::Pass,
+        reason: None,
+        checks: Vec::new(),
+        ladder: Vec::new(),
+        events: Vec::new(),
+        snapshots: Default::default(),
+        wall_ms: 0.0,
+    };
+    let missing: Vec<&str> = s
+        .requires
+        .iter()
+        .map(|r| r.value.as_str())
+        .filter(|r| !FEATURES.contains(r))
+        .collect();
+    if !missing.is_empty() {
+        report.verdict = Verdict::Skip;
+        report.reason = Some(format!(
+            "needs {} (the virtual backend has {})",
+            missing.join(", "),
+            FEATURES.join(", ")
+        ));
+        return report;
+    }
+    let mut lab = match VirtualLab::build(s) {
+        Ok(l) => l,
+        Err(e) => {
+            report.verdict = Verdict::InitFail;
+            report.reason = Some(format!("the lab could not be built: {e}"));
+            return report;
+        }
+    };
+    for step in &s.steps {
+        let line = step.referenced.line();
+        if let Step::Snapshot(name) = &step.value {
+            let state = serde_json::to_value(lab.world.state()).unwrap_or_default();
+            report
+                .checks
+                .push(snapshots::compare(file, name, &state, line));
+            report.snapshots.insert(name.clone(), state);
+            continue;
+        }
+        if let Some(c) = lab.step(&step.value, line) {
+            report.checks.push(c);
+        }
+    }
+    report.ladder = lab.world.ladder();
+    report.events = lab
+        .world
+        .events
+        .iter()
+        .map(|e| format!("{}ms {}: {}", e.at_ms, e.node, e.text))
+        .collect();
+    report.verdict = VirtualLab::verdict_for(&report.checks);
+    report.wall_ms = started.elapsed().as_secs_f64() * 1000.0;
+    report
+}
+
+/// Files named by paths or glob patterns, in order, each once.
+pub fn expand(patterns: &[String]) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for p in patterns {
+        if Path::new(p).is_file() {
+            out.push(PathBuf::from(p));
+            continue;
+        }
+        let matches: Vec<PathBuf> = glob::glob(p)
+            .map_err(|e| format!("'{p}' is not a valid glob pattern: {e}"))?
+            .filter_map(Result::ok)
+            .filter(|f| f.is_file())
+            .collect();
+        if matches.is_empty() {
+            return Err(format!("'{p}' names no scenario file"));
+        }
+        out.extend(matches);
+    }
+    out.dedup();
+    Ok(out)
+}
+
+/// A failed check that explains itself, for the terminal.
+pub fn explain(c: &Check) -> String {
+    format!("    line {}: {} — {}", c.line, c.what, c.detail)
+}

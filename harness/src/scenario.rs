@@ -1,0 +1,446 @@
+//! The scenario format: one YAML file per conformance test, shaped like a
+//! test plan (id, title, references, requires), with its topology, policy,
+//! flows and steps. `load` parses and validates it; every error names the
+//! file, line and column.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv6Addr;
+use std::path::{Path, PathBuf};
+
+use pmip_proto::lma::PrefixModel;
+use pmip_proto::Prefix;
+use pmip_wire::{AccessTechnologyType, HandoffIndicator};
+use serde::Deserialize;
+use serde_saphyr::{Location, Spanned};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub id: String,
+    pub title: String,
+    #[serde(default)]
+    pub references: Vec<String>,
+    /// Features the scenario needs; a backend without one gives SKIP.
+    #[serde(default)]
+    pub requires: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub wire: WireSettings,
+    #[serde(default)]
+    pub lma: LmaSettings,
+    pub nodes: BTreeMap<String, Spanned<NodeSpec>>,
+    #[serde(default)]
+    pub links: Vec<Spanned<LinkSpec>>,
+    #[serde(default)]
+    pub flows: BTreeMap<String, Spanned<FlowSpec>>,
+    pub steps: Vec<Spanned<Step>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireSettings {
+    /// MH type carrying the draft's FMI/FMA.
+    #[serde(default = "experimental")]
+    pub fmi_mh_type: u8,
+}
+
+fn experimental() -> u8 {
+    11
+}
+
+impl Default for WireSettings {
+    fn default() -> Self {
+        WireSettings {
+            fmi_mh_type: experimental(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LmaSettings {
+    pub partial_handoff_hi: Option<u8>,
+    pub revoke_on_partial_handoff: Option<bool>,
+    pub delete_at_old_mag: Option<bool>,
+    pub notify_shared_moves: Option<bool>,
+    pub flow_lifetime_secs: Option<u16>,
+    pub max_lifetime_secs: Option<u32>,
+    pub use_timestamps: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Lma,
+    Mag,
+    Mn,
+    Cn,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    pub role: Role,
+    /// Assigned from the address plan when left out.
+    pub address: Option<Ipv6Addr>,
+    /// MN: its identifier (a NAI); defaults to `<name>@pmip.lab`.
+    pub mn_id: Option<String>,
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+    pub model: Option<PrefixModel>,
+    #[serde(default)]
+    pub prefixes: Vec<Prefix>,
+    #[serde(default)]
+    pub shared_prefixes: Vec<Prefix>,
+    pub per_attachment: Option<usize>,
+    /// MAG: whether the LMA accepts its PBUs (false provokes 154).
+    pub authorized: Option<bool>,
+}
+
+/// Which MAG an MN interface attaches to, over which access technology.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    pub mn: Spanned<String>,
+    pub mag: Spanned<String>,
+    pub att: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowSpec {
+    pub mn: Spanned<String>,
+    #[serde(default = "default_cn")]
+    pub cn: Spanned<String>,
+    /// The MN prefix the flow is sent to (the MN's address in it).
+    pub prefix: Prefix,
+    #[serde(default = "udp")]
+    pub proto: Spanned<String>,
+    #[serde(default = "sport")]
+    pub sport: u16,
+    pub dport: u16,
+}
+
+fn default_cn() -> Spanned<String> {
+    Spanned::new("cn".into(), Location::UNKNOWN, Location::UNKNOWN)
+}
+fn udp() -> Spanned<String> {
+    Spanned::new("udp".into(), Location::UNKNOWN, Location::UNKNOWN)
+}
+fn sport() -> u16 {
+    7000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Step {
+    /// An MN interface comes up on the MAG its link names.
+    Attach(AttachStep),
+    /// An MN interface goes down (`mn/iface`).
+    Detach(Spanned<String>),
+    /// Puts a flow in the LMA's Flow Mobility Cache with no signalling.
+    Bind(BindStep),
+    /// The LMA moves a flow to another BID.
+    Move(MoveStep),
+    /// The LMA moves a prefix to another BID (FMI with an HNP option).
+    MovePrefix(MovePrefixStep),
+    /// The LMA removes a flow binding.
+    Unbind(Spanned<String>),
+    /// Drops the next messages of a kind.
+    Drop(DropStep),
+    /// Sets latency and loss between two nodes.
+    Link(LinkStep),
+    /// Lets virtual time pass: "50ms", "2s", "5m".
+    Wait(Spanned<String>),
+    ExpectMessage(ExpectMessage),
+    ExpectFlow(ExpectFlow),
+    ExpectUplink(ExpectUplink),
+    ExpectState(ExpectState),
+    /// Records the state tables under a name and checks them against the
+    /// stored snapshot.
+    Snapshot(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachStep {
+    pub iface: Spanned<String>,
+    /// Handoff Indicator: a number, or new-interface, between-interfaces,
+    /// between-mags, unknown, not-changed, partial.
+    pub hi: Option<Spanned<String>>,
+    #[serde(default)]
+    pub prefixes: Vec<Prefix>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Granularity {
+    /// Exactly this flow's 5-tuple.
+    Flow,
+    /// Every packet to the flow's prefix.
+    Prefix,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindStep {
+    pub flow: Spanned<String>,
+    pub fid: u16,
+    pub fid_pri: u16,
+    pub bids: Vec<u16>,
+    #[serde(default = "forward")]
+    pub action: Spanned<String>,
+    #[serde(rename = "match", default = "flow_granularity")]
+    pub granularity: Granularity,
+    /// An explicit traffic selector instead of `match`.
+    pub selector: Option<SelectorSpec>,
+}
+
+/// Fields of an RFC 6088 IPv6 selector; absent fields match anything.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelectorSpec {
+    pub dst: Option<Prefix>,
+    pub src: Option<Prefix>,
+    pub proto: Option<Spanned<String>>,
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+}
+
+pub fn proto_number(s: &str) -> Option<u8> {
+    match s {
+        "udp" => Some(17),
+        "tcp" => Some(6),
+        n => n.parse().ok(),
+    }
+}
+
+impl SelectorSpec {
+    pub fn to_selector(&self) -> pmip_wire::TrafficSelector {
+        let range = |p: &Option<Prefix>| match p {
+            Some(p) if p.prefix_len() == 128 => (Some(p.addr()), None),
+            Some(p) => (Some(p.addr()), Some(p.last())),
+            None => (None, None),
+        };
+        let (start_dst, end_dst) = range(&self.dst);
+        let (start_src, end_src) = range(&self.src);
+        pmip_wire::TrafficSelector::Ipv6(pmip_wire::Ipv6Selector {
+            start_src,
+            end_src,
+            start_dst,
+            end_dst,
+            start_next_header: self.proto.as_ref().and_then(|p| proto_number(&p.value)),
+            start_src_port: self.sport,
+            start_dst_port: self.dport,
+            ..Default::default()
+        })
+    }
+}
+
+fn forward() -> Spanned<String> {
+    Spanned::new("forward".into(), Location::UNKNOWN, Location::UNKNOWN)
+}
+fn flow_granularity() -> Granularity {
+    Granularity::Flow
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoveStep {
+    pub flow: Spanned<String>,
+    pub to_bid: u16,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MovePrefixStep {
+    pub mn: Spanned<String>,
+    pub prefix: Prefix,
+    pub to_bid: u16,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropStep {
+    pub message: Spanned<String>,
+    pub from: Option<Spanned<String>>,
+    pub to: Option<Spanned<String>>,
+    #[serde(default = "one")]
+    pub count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkStep {
+    pub between: Spanned<Vec<String>>,
+    #[serde(default)]
+    pub latency_ms: u64,
+    #[serde(default)]
+    pub loss_per_mille: u16,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectMessage {
+    pub message: Spanned<String>,
+    pub from: Option<Spanned<String>>,
+    pub to: Option<Spanned<String>>,
+    /// Fields as they read in the message summary, e.g. "status=0", "hi=6".
+    #[serde(default)]
+    pub with: Vec<String>,
+    /// Exactly this many (delivered, not dropped); at least one if absent.
+    pub count: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectFlow {
+    pub flow: Spanned<String>,
+    /// `mn/iface` where the downlink must arrive; absent when `dropped`.
+    pub arrives_on: Option<Spanned<String>>,
+    #[serde(default)]
+    pub dropped: bool,
+    #[serde(default = "one")]
+    pub packets: u32,
+    #[serde(default)]
+    pub max_lost: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectUplink {
+    pub flow: Spanned<String>,
+    pub leaves_on: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectState {
+    pub node: Spanned<String>,
+    /// A JSON pointer into the node's state tables, e.g. `/binding_cache/0/proxy_coa`.
+    pub path: String,
+    pub equals: Option<serde_json::Value>,
+    pub len: Option<usize>,
+}
+
+/// A scenario error a user can fix, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScenarioError {
+    pub file: PathBuf,
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+/// Parses the units of a wait: ms, s, m.
+pub fn parse_duration(s: &str) -> Option<pmip_proto::Span> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().ok()?;
+    match unit.trim() {
+        "ms" => Some(pmip_proto::Span::from_millis(n)),
+        "s" => Some(pmip_proto::Span::from_secs(n)),
+        "m" | "min" => Some(pmip_proto::Span::from_secs(n * 60)),
+        _ => None,
+    }
+}
+
+pub fn parse_att(s: &str) -> Option<AccessTechnologyType> {
+    use AccessTechnologyType::*;
+    Some(match s.to_ascii_lowercase().as_str() {
+        "virtual" => Virtual,
+        "ppp" => Ppp,
+        "ethernet" | "802.3" => Ieee8023,
+        "wifi" | "802.11" => Ieee80211,
+        "wimax" | "802.16e" => Ieee80216e,
+        "geran" => Geran,
+        "utran" => Utran,
+        "e-utran" | "lte" | "3gpp" => EUtran,
+        "ehrpd" => EHrpd,
+        "hrpd" => Hrpd,
+        "1xrtt" => OneXRtt,
+        "umb" => Umb,
+        other => return other.parse::<u8>().ok().map(AccessTechnologyType::from),
+    })
+}
+
+pub fn parse_hi(s: &str) -> Option<HandoffIndicator> {
+    use HandoffIndicator::*;
+    Some(match s {
+        "new-interface" => NewInterface,
+        "between-interfaces" => BetweenInterfaces,
+        "between-mags" => BetweenMags,
+        "unknown" => HandoffStateUnknown,
+        "not-changed" => NotChanged,
+        "partial" | "new-interface-sharing-prefixes" => NewInterfaceSharingPrefixes,
+        other => return other.parse::<u8>().ok().map(HandoffIndicator::from),
+    })
+}
+
+pub const MESSAGE_NAMES: [&str; 11] = [
+    "PBU",
+    "PBA",
+    "BRI",
+    "BRA",
+    "FMI",
+    "FMA",
+    "UPN",
+    "UPA",
+    "HB-REQ",
+    "HB-RESP",
+    "MH-UNKNOWN",
+];
+
+/// Reads, parses and validates a scenario file.
+pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        file: path.into(),
+        line: 0,
+        column: 0,
+        message: format!("cannot read the scenario: {e}"),
+    })?;
+    parse(path, &text)
+}
+
+/// Parses and validates scenario text; `path` is only for messages.
+pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+    let s: Scenario = serde_saphyr::from_str(text).map_err(|e| {
+        let (line, column) = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((0, 0));
+        let first = e.to_string().lines().next().unwrap_or_default().to_string();
+        // "error: line L column C: what" -> "what"
+        let message = first
+            .split_once(": ")
+            .and_then(|(_, r)| r.split_once(": ").map(|(_, m)| m.to_string()))
+            .unwrap_or(first);
+        ScenarioError {
+            file: path.into(),
+            line,
+            column,
+            message,
+        }
+    })?;
+    crate::validate::validate(path, &s)?;
+    Ok(s)
+}

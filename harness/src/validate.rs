@@ -1,0 +1,442 @@
+//! Checks a parsed scenario for what YAML types cannot say: names that
+//! must exist, roles that must fit, values that must parse. The first
+//! problem is returned, with its line and column.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_saphyr::{Location, Spanned};
+
+use crate::scenario::*;
+
+struct Checker<'a> {
+    path: &'a Path,
+    s: &'a Scenario,
+}
+
+type Check = Result<(), ScenarioError>;
+
+impl Checker<'_> {
+    fn err(&self, at: Location, message: String) -> ScenarioError {
+        ScenarioError {
+            file: self.path.into(),
+            line: at.line(),
+            column: at.column(),
+            message,
+        }
+    }
+
+    fn role(&self, name: &str) -> Option<Role> {
+        self.s.nodes.get(name).map(|n| n.value.role)
+    }
+
+    fn node(&self, r: &Spanned<String>, want: Option<Role>) -> Check {
+        match (self.role(&r.value), want) {
+            (None, _) => Err(self.err(
+                r.referenced,
+                format!(
+                    "there is no node named '{}' (nodes: {})",
+                    r.value,
+                    self.s.nodes.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            )),
+            (Some(have), Some(want)) if have != want => Err(self.err(
+                r.referenced,
+                format!(
+                    "'{}' is a {:?} node, but a {:?} node is expected here",
+                    r.value, have, want
+                )
+                .to_lowercase(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// `mn/iface` naming an interface of an MN.
+    fn iface(&self, r: &Spanned<String>) -> Check {
+        let Some((mn, iface)) = r.value.split_once('/') else {
+            return Err(self.err(
+                r.referenced,
+                format!(
+                    "'{}' should name an MN interface as mn/iface, e.g. mn1/if1",
+                    r.value
+                ),
+            ));
+        };
+        let node = self.s.nodes.get(mn).filter(|n| n.value.role == Role::Mn);
+        match node {
+            None => Err(self.err(
+                r.referenced,
+                format!("'{}' names '{mn}', which is not an mn node", r.value),
+            )),
+            Some(n) if !n.value.interfaces.iter().any(|i| i == iface) => Err(self.err(
+                r.referenced,
+                format!(
+                    "{mn} has no interface '{iface}' (it has: {})",
+                    n.value.interfaces.join(", ")
+                ),
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn flow(&self, r: &Spanned<String>) -> Check {
+        if self.s.flows.contains_key(&r.value) {
+            return Ok(());
+        }
+        Err(self.err(
+            r.referenced,
+            format!("there is no flow named '{}' under flows", r.value),
+        ))
+    }
+
+    fn message(&self, r: &Spanned<String>) -> Check {
+        if MESSAGE_NAMES
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(&r.value))
+        {
+            return Ok(());
+        }
+        Err(self.err(
+            r.referenced,
+            format!(
+                "'{}' is not a message kind; expected one of {}",
+                r.value,
+                MESSAGE_NAMES.join(", ")
+            ),
+        ))
+    }
+
+    fn nodes(&self) -> Check {
+        let count = |role| {
+            self.s
+                .nodes
+                .values()
+                .filter(|n| n.value.role == role)
+                .count()
+        };
+        let top = Location::UNKNOWN;
+        let first = self
+            .s
+            .nodes
+            .values()
+            .next()
+            .map(|n| n.referenced)
+            .unwrap_or(top);
+        if count(Role::Lma) != 1 {
+            return Err(self.err(
+                first,
+                format!(
+                    "a scenario needs exactly one lma node; this one has {}",
+                    count(Role::Lma)
+                ),
+            ));
+        }
+        if count(Role::Mag) == 0 {
+            return Err(self.err(first, "a scenario needs at least one mag node".into()));
+        }
+        let mut addrs = BTreeSet::new();
+        for (name, n) in &self.s.nodes {
+            let spec = &n.value;
+            let at = n.referenced;
+            if let Some(a) = spec.address {
+                if !addrs.insert(a) {
+                    return Err(self.err(
+                        at,
+                        format!("{name}: address {a} is already used by another node"),
+                    ));
+                }
+            }
+            if spec.role != Role::Mn {
+                let misplaced = [
+                    ("mn_id", spec.mn_id.is_some()),
+                    ("interfaces", !spec.interfaces.is_empty()),
+                    ("model", spec.model.is_some()),
+                    ("prefixes", !spec.prefixes.is_empty()),
+                    ("shared_prefixes", !spec.shared_prefixes.is_empty()),
+                    ("per_attachment", spec.per_attachment.is_some()),
+                ];
+                if let Some((field, _)) = misplaced.iter().find(|(_, set)| *set) {
+                    return Err(self.err(at, format!("{name}: only mn nodes take '{field}'")));
+                }
+            }
+            if spec.role != Role::Mag && spec.authorized.is_some() {
+                return Err(self.err(at, format!("{name}: only mag nodes take 'authorized'")));
+            }
+            if spec.role == Role::Mn {
+                if spec.interfaces.is_empty() {
+                    return Err(self.err(
+                        at,
+                        format!("{name}: an mn node needs at least one interface"),
+                    ));
+                }
+                let mut seen = BTreeSet::new();
+                if let Some(dup) = spec.interfaces.iter().find(|i| !seen.insert(*i)) {
+                    return Err(self.err(at, format!("{name}: interface '{dup}' is listed twice")));
+                }
+                use pmip_proto::lma::PrefixModel::*;
+                let model = spec.model.unwrap_or(Unique);
+                if matches!(model, Unique | Hybrid) && spec.prefixes.is_empty() {
+                    return Err(self.err(
+                        at,
+                        format!("{name}: the {model:?} prefix model needs 'prefixes' to hand out")
+                            .to_lowercase(),
+                    ));
+                }
+                if matches!(model, Shared | Hybrid) && spec.shared_prefixes.is_empty() {
+                    return Err(self.err(
+                        at,
+                        format!("{name}: the {model:?} prefix model needs 'shared_prefixes'")
+                            .to_lowercase(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn links(&self) -> Check {
+        let mut linked = BTreeSet::new();
+        for l in &self.s.links {
+            let l = &l.value;
+            self.iface(&l.mn)?;
+            self.node(&l.mag, Some(Role::Mag))?;
+            if parse_att(&l.att.value).is_none() {
+                return Err(self.err(l.att.referenced, format!("'{}' is not an access technology (try wifi, ethernet, e-utran or a number)", l.att.value)));
+            }
+            if !linked.insert(l.mn.value.clone()) {
+                return Err(self.err(
+                    l.mn.referenced,
+                    format!(
+                        "{} is linked to a MAG twice; give each interface one link",
+                        l.mn.value
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn flows(&self) -> Check {
+        for (name, f) in &self.s.flows {
+            let f = &f.value;
+            self.node(&f.mn, Some(Role::Mn))?;
+            self.node(&f.cn, Some(Role::Cn))?;
+            if proto_number(&f.proto.value).is_none() {
+                return Err(self.err(
+                    f.proto.referenced,
+                    format!(
+                        "flow {name}: proto '{}' should be udp, tcp or a number",
+                        f.proto.value
+                    ),
+                ));
+            }
+            let mn = &self.s.nodes[&f.mn.value].value;
+            if !mn.prefixes.contains(&f.prefix) && !mn.shared_prefixes.contains(&f.prefix) {
+                return Err(self.err(
+                    f.mn.referenced,
+                    format!(
+                        "flow {name}: {} is not one of {}'s prefixes",
+                        f.prefix, f.mn.value
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn steps(&self) -> Check {
+        let mut attached: BTreeSet<String> = BTreeSet::new();
+        let mut bound: BTreeSet<String> = BTreeSet::new();
+        let linked: BTreeSet<&str> = self
+            .s
+            .links
+            .iter()
+            .map(|l| l.value.mn.value.as_str())
+            .collect();
+        for step in &self.s.steps {
+            let at = step.referenced;
+            match &step.value {
+                Step::Attach(a) => {
+                    self.iface(&a.iface)?;
+                    if !linked.contains(a.iface.value.as_str()) {
+                        return Err(self.err(
+                            a.iface.referenced,
+                            format!(
+                                "{} has no entry under links, so no MAG to attach to",
+                                a.iface.value
+                            ),
+                        ));
+                    }
+                    if !attached.insert(a.iface.value.clone()) {
+                        return Err(self.err(
+                            a.iface.referenced,
+                            format!(
+                                "{} is attached twice without a detach in between",
+                                a.iface.value
+                            ),
+                        ));
+                    }
+                    if let Some(hi) = &a.hi {
+                        if parse_hi(&hi.value).is_none() {
+                            return Err(self.err(hi.referenced, format!("'{}' is not a Handoff Indicator (a number, or new-interface, between-interfaces, between-mags, unknown, not-changed, partial)", hi.value)));
+                        }
+                    }
+                }
+                Step::Detach(i) => {
+                    self.iface(i)?;
+                    if !attached.remove(&i.value) {
+                        return Err(self.err(
+                            i.referenced,
+                            format!("{} is detached but was not attached", i.value),
+                        ));
+                    }
+                }
+                Step::Bind(b) => {
+                    self.flow(&b.flow)?;
+                    if !matches!(b.action.value.as_str(), "forward" | "drop") {
+                        return Err(self.err(
+                            b.action.referenced,
+                            format!("action '{}' should be forward or drop", b.action.value),
+                        ));
+                    }
+                    if b.bids.is_empty() {
+                        return Err(self.err(
+                            b.flow.referenced,
+                            "a bind needs at least one BID in 'bids'".into(),
+                        ));
+                    }
+                    if let Some(p) = b.selector.as_ref().and_then(|x| x.proto.as_ref()) {
+                        if proto_number(&p.value).is_none() {
+                            return Err(self.err(
+                                p.referenced,
+                                format!("proto '{}' should be udp, tcp or a number", p.value),
+                            ));
+                        }
+                    }
+                    bound.insert(b.flow.value.clone());
+                }
+                Step::Move(m) => {
+                    self.flow(&m.flow)?;
+                    if !bound.contains(&m.flow.value) {
+                        return Err(self.err(
+                            m.flow.referenced,
+                            format!(
+                                "flow {} is moved before a bind step gives it a FID",
+                                m.flow.value
+                            ),
+                        ));
+                    }
+                }
+                Step::MovePrefix(m) => self.node(&m.mn, Some(Role::Mn))?,
+                Step::Unbind(f) => {
+                    self.flow(f)?;
+                    if !bound.remove(&f.value) {
+                        return Err(self.err(
+                            f.referenced,
+                            format!("flow {} is unbound but was not bound", f.value),
+                        ));
+                    }
+                }
+                Step::Drop(d) => {
+                    self.message(&d.message)?;
+                    for n in d.from.iter().chain(d.to.iter()) {
+                        self.node(n, None)?;
+                    }
+                }
+                Step::Link(l) => {
+                    if l.between.value.len() != 2 {
+                        return Err(self.err(
+                            l.between.referenced,
+                            "'between' takes exactly two node names".into(),
+                        ));
+                    }
+                    for n in &l.between.value {
+                        if self.role(n).is_none() {
+                            return Err(self.err(
+                                l.between.referenced,
+                                format!("there is no node named '{n}'"),
+                            ));
+                        }
+                    }
+                    if l.loss_per_mille > 1000 {
+                        return Err(self.err(
+                            l.between.referenced,
+                            "loss_per_mille is at most 1000".into(),
+                        ));
+                    }
+                }
+                Step::Wait(w) => {
+                    if parse_duration(&w.value).is_none() {
+                        return Err(self.err(
+                            w.referenced,
+                            format!("'{}' is not a duration: write e.g. 50ms, 2s or 5m", w.value),
+                        ));
+                    }
+                }
+                Step::ExpectMessage(e) => {
+                    self.message(&e.message)?;
+                    for n in e.from.iter().chain(e.to.iter()) {
+                        self.node(n, None)?;
+                    }
+                }
+                Step::ExpectFlow(e) => {
+                    self.flow(&e.flow)?;
+                    match (&e.arrives_on, e.dropped) {
+                        (Some(i), false) => self.iface(i)?,
+                        (None, true) => {}
+                        _ => {
+                            return Err(self.err(
+                                e.flow.referenced,
+                                "expect_flow needs either 'arrives_on' or 'dropped: true'".into(),
+                            ))
+                        }
+                    }
+                }
+                Step::ExpectUplink(e) => {
+                    self.flow(&e.flow)?;
+                    self.iface(&e.leaves_on)?;
+                }
+                Step::ExpectState(e) => {
+                    self.node(&e.node, None)?;
+                    if !e.path.starts_with('/') && !e.path.is_empty() {
+                        return Err(self.err(
+                            e.node.referenced,
+                            format!("path '{}' should be a JSON pointer starting with /", e.path),
+                        ));
+                    }
+                    if e.equals.is_some() == e.len.is_some() {
+                        return Err(self.err(
+                            e.node.referenced,
+                            "expect_state needs exactly one of 'equals' or 'len'".into(),
+                        ));
+                    }
+                }
+                Step::Snapshot(name) => {
+                    if name.is_empty()
+                        || !name
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                    {
+                        return Err(self.err(
+                            at,
+                            format!("snapshot name '{name}' may use only letters, digits, - and _"),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn validate(path: &Path, s: &Scenario) -> Result<(), ScenarioError> {
+    let c = Checker { path, s };
+    if s.id.trim().is_empty() {
+        return Err(c.err(Location::UNKNOWN, "the scenario 'id' is empty".into()));
+    }
+    c.nodes()?;
+    c.links()?;
+    c.flows()?;
+    c.steps()
+}
