@@ -1,9 +1,64 @@
-//! The node daemon. Its I/O shell (raw MH sockets, userspace tunnel,
-//! rtnetlink, control socket) is issue #4 and not built yet.
+//! `pmip-node`: runs one role (LMA or MAG today) of the protocol core in
+//! the network namespace it is started in.
 
-fn main() -> std::process::ExitCode {
-    eprintln!(
-        "pmip-node: the node daemon is not implemented yet (see issue #4); nothing was started"
-    );
-    std::process::ExitCode::from(2)
+mod config;
+mod control;
+mod mh_socket;
+mod node;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use pmip_wire::WireConfig;
+
+#[derive(Parser)]
+#[command(name = "pmip-node", version, about = "The pmiplab node daemon")]
+struct Args {
+    /// The node's configuration (role and settings) as JSON.
+    #[arg(long)]
+    config: PathBuf,
+    /// Where to create the control socket (mode 0600).
+    #[arg(long)]
+    control: PathBuf,
+    /// MH type carrying the draft's FMI/FMA.
+    #[arg(long, default_value_t = 11)]
+    fmi_mh_type: u8,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pmip-node: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(&args.config)
+        .with_context(|| format!("reading {}", args.config.display()))?;
+    let config: config::NodeConfig = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a node configuration", args.config.display()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let node = node::Node::new(
+            config,
+            WireConfig {
+                flow_mobility_mh_type: args.fmi_mh_type,
+            },
+        )?;
+        node.run(&args.control).await
+    })
 }

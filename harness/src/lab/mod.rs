@@ -1,0 +1,345 @@
+//! A lab of network namespaces joined by veths, with one node daemon per
+//! namespace. Everything belongs to the run: dropping the `Lab`, or
+//! killing the process that holds it, removes every namespace, interface
+//! and daemon.
+
+pub mod netlink;
+pub mod netns;
+
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::Ipv6Addr;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use netns::NetNs;
+use rtnetlink::Handle;
+
+pub struct Daemon {
+    child: Child,
+    pub control: PathBuf,
+    pub log: PathBuf,
+}
+
+pub struct Lab {
+    pub dir: PathBuf,
+    rt: tokio::runtime::Runtime,
+    root: Handle,
+    namespaces: BTreeMap<String, NetNs>,
+    netlink: BTreeMap<String, Handle>,
+    daemons: BTreeMap<String, Daemon>,
+}
+
+static LABS: AtomicU32 = AtomicU32::new(0);
+
+/// A deterministic, locally administered MAC for an interface.
+pub fn mac(node: &str, iface: &str) -> [u8; 6] {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in node.bytes().chain([b'/']).chain(iface.bytes()) {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    let b = h.to_be_bytes();
+    [0x02, 0x01, b[0], b[1], b[2], b[3]]
+}
+
+fn not_found(what: String) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, what)
+}
+
+impl Lab {
+    /// A lab with a private working folder (mode 0700) for configurations,
+    /// control sockets and logs; names are unique per process and lab, so
+    /// parallel runs never collide.
+    pub fn new() -> io::Result<Lab> {
+        sweep_stale_folders();
+        let n = LABS.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("pmiplab-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let root = {
+            let _g = rt.enter();
+            netlink::root_handle(&rt)?
+        };
+        Ok(Lab {
+            dir,
+            rt,
+            root,
+            namespaces: BTreeMap::new(),
+            netlink: BTreeMap::new(),
+            daemons: BTreeMap::new(),
+        })
+    }
+
+    fn ns(&self, node: &str) -> io::Result<&NetNs> {
+        self.namespaces
+            .get(node)
+            .ok_or_else(|| not_found(format!("no node named {node} in the lab")))
+    }
+
+    fn nl(&self, node: &str) -> io::Result<&Handle> {
+        self.netlink
+            .get(node)
+            .ok_or_else(|| not_found(format!("no node named {node} in the lab")))
+    }
+
+    /// Runs `f` on a thread inside `node`'s namespace.
+    pub fn run_in<T: Send + 'static>(
+        &self,
+        node: &str,
+        f: impl FnOnce() -> io::Result<T> + Send + 'static,
+    ) -> io::Result<T> {
+        self.ns(node)?.run_in(f)
+    }
+
+    /// A node: a namespace with its loopback up.
+    pub fn add_node(&mut self, node: &str) -> io::Result<()> {
+        let ns = NetNs::new(node)?;
+        let h = {
+            let _g = self.rt.enter();
+            netlink::handle_in(&ns, &self.rt)?
+        };
+        self.rt.block_on(netlink::up(&h, "lo"))?;
+        self.namespaces.insert(node.into(), ns);
+        self.netlink.insert(node.into(), h);
+        Ok(())
+    }
+
+    pub fn veth(&self, a: &str, a_if: &str, b: &str, b_if: &str) -> io::Result<()> {
+        let (na, nb) = (self.ns(a)?, self.ns(b)?);
+        self.rt.block_on(netlink::veth(
+            &self.root,
+            na,
+            a_if,
+            mac(a, a_if),
+            nb,
+            b_if,
+            mac(b, b_if),
+        ))?;
+        self.rt.block_on(netlink::up(self.nl(a)?, a_if))?;
+        self.rt.block_on(netlink::up(self.nl(b)?, b_if))
+    }
+
+    pub fn bridge(&self, node: &str, name: &str) -> io::Result<()> {
+        let h = self.nl(node)?;
+        self.rt.block_on(netlink::bridge(h, name))?;
+        self.rt.block_on(netlink::up(h, name))
+    }
+
+    pub fn enslave(&self, node: &str, port: &str, bridge: &str) -> io::Result<()> {
+        self.rt
+            .block_on(netlink::enslave(self.nl(node)?, port, bridge))
+    }
+
+    pub fn address(
+        &self,
+        node: &str,
+        iface: &str,
+        addr: Ipv6Addr,
+        prefix_len: u8,
+    ) -> io::Result<()> {
+        self.rt
+            .block_on(netlink::address(self.nl(node)?, iface, addr, prefix_len))
+    }
+
+    pub fn links(&self, node: &str) -> io::Result<Vec<String>> {
+        self.rt.block_on(netlink::links(self.nl(node)?))
+    }
+
+    /// The LMA and its MAGs on one core segment: a bridge in the LMA's
+    /// namespace, a veth to each MAG, the given addresses on a /64.
+    pub fn core(&self, lma: (&str, Ipv6Addr), mags: &[(&str, Ipv6Addr)]) -> io::Result<()> {
+        self.bridge(lma.0, "core")?;
+        self.address(lma.0, "core", lma.1, 64)?;
+        for (mag, addr) in mags {
+            let port = format!("to-{mag}");
+            self.veth(lma.0, &port, mag, "core")?;
+            self.enslave(lma.0, &port, "core")?;
+            self.address(mag, "core", *addr, 64)?;
+        }
+        Ok(())
+    }
+
+    /// Starts a daemon inside `node`'s namespace and waits until its
+    /// control socket answers.
+    pub fn spawn(
+        &mut self,
+        node: &str,
+        binary: &Path,
+        config: &serde_json::Value,
+        args: &[String],
+    ) -> io::Result<()> {
+        let ns_fd = self.ns(node)?.fd()?;
+        let cfg = self.dir.join(format!("{node}.json"));
+        let control = self.dir.join(format!("{node}.sock"));
+        let log = self.dir.join(format!("{node}.log"));
+        std::fs::write(
+            &cfg,
+            serde_json::to_vec_pretty(config).map_err(io::Error::other)?,
+        )?;
+        let mut cmd = Command::new(binary);
+        cmd.arg("--config")
+            .arg(&cfg)
+            .arg("--control")
+            .arg(&control)
+            .args(args);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?);
+        let raw = ns_fd.as_raw_fd();
+        // SAFETY: between fork and exec the child only calls setns and
+        // prctl, which are async-signal-safe; `ns_fd` outlives the spawn.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(raw, libc::CLONE_NEWNET) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot start {} in {node}: {e}", binary.display()),
+            )
+        })?;
+        drop(ns_fd);
+        self.daemons.insert(
+            node.into(),
+            Daemon {
+                child,
+                control: control.clone(),
+                log,
+            },
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(r) = self.request(node, &serde_json::json!({"cmd": "ready"})) {
+                if r["ok"] == true {
+                    return Ok(());
+                }
+            }
+            if let Some(d) = self.daemons.get_mut(node) {
+                if let Ok(Some(status)) = d.child.try_wait() {
+                    let tail = std::fs::read_to_string(&d.log).unwrap_or_default();
+                    return Err(io::Error::other(format!(
+                        "the {node} daemon exited ({status}) before it was ready:\n{tail}"
+                    )));
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the {node} daemon did not answer on its control socket within 10 s"),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends one JSON request to a daemon and returns its reply.
+    pub fn request(&self, node: &str, req: &serde_json::Value) -> io::Result<serde_json::Value> {
+        let d = self
+            .daemons
+            .get(node)
+            .ok_or_else(|| not_found(format!("no daemon runs in {node}")))?;
+        let mut s = UnixStream::connect(&d.control)?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut line = serde_json::to_string(req).map_err(io::Error::other)?;
+        line.push('\n');
+        s.write_all(line.as_bytes())?;
+        let mut reply = String::new();
+        BufReader::new(s).read_line(&mut reply)?;
+        serde_json::from_str(&reply).map_err(|e| {
+            io::Error::other(format!("{node} answered something that is not JSON: {e}"))
+        })
+    }
+
+    /// Polls a daemon's state until `done` holds, for at most `limit`.
+    pub fn wait_for(
+        &self,
+        node: &str,
+        limit: Duration,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> io::Result<serde_json::Value> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let r = self.request(node, &serde_json::json!({"cmd": "state"}))?;
+            let state = r["state"].clone();
+            if done(&state) {
+                return Ok(state);
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("{node} did not reach the expected state within {limit:?}; last state: {state}"),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Every process the lab owns: namespace holders and daemons.
+    pub fn pids(&self) -> Vec<u32> {
+        self.namespaces
+            .values()
+            .map(|n| n.holder_pid())
+            .chain(self.daemons.values().map(|d| d.child.id()))
+            .collect()
+    }
+
+    pub fn daemon_log(&self, node: &str) -> String {
+        self.daemons
+            .get(node)
+            .and_then(|d| std::fs::read_to_string(&d.log).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// Removes the folders of labs whose process was killed before it could
+/// clean up (their namespaces and daemons died with it).
+fn sweep_stale_folders() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.filter_map(Result::ok) {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(pid) = name
+            .strip_prefix("pmiplab-")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let is_lab = name.split('-').count() == 3
+            && name
+                .rsplit('-')
+                .next()
+                .is_some_and(|n| n.parse::<u32>().is_ok());
+        if is_lab && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for d in self.daemons.values_mut() {
+            let _ = d.child.kill();
+            let _ = d.child.wait();
+        }
+        self.netlink.clear();
+        self.namespaces.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,104 @@
+//! Network namespaces held by the run: each is kept alive by a small child
+//! process that dies with the thread that made it (PR_SET_PDEATHSIG), so a
+//! killed harness leaves no namespace behind and nothing is bind-mounted.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, pipe, ForkResult, Pid};
+
+pub struct NetNs {
+    pub name: String,
+    pid: Pid,
+    fd: File,
+}
+
+impl NetNs {
+    /// Starts a holder process in a new network namespace.
+    pub fn new(name: &str) -> io::Result<NetNs> {
+        let parent = nix::unistd::getpid();
+        let (r, w) = pipe().map_err(io::Error::from)?;
+        // SAFETY: the child only makes async-signal-safe calls (prctl,
+        // getppid, unshare, write, pause, _exit) before it dies.
+        match unsafe { fork() }.map_err(io::Error::from)? {
+            ForkResult::Child => unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if libc::getppid() != parent.as_raw() {
+                    libc::_exit(1);
+                }
+                let status: u8 = if libc::unshare(libc::CLONE_NEWNET) == 0 {
+                    0
+                } else {
+                    1
+                };
+                libc::write(
+                    w.as_raw_fd(),
+                    &status as *const u8 as *const libc::c_void,
+                    1,
+                );
+                loop {
+                    libc::pause();
+                }
+            },
+            ForkResult::Parent { child } => {
+                drop(w);
+                let mut status = [1u8];
+                let n = nix::unistd::read(r.as_fd(), &mut status).map_err(io::Error::from)?;
+                if n != 1 || status[0] != 0 {
+                    let _ = kill(child, Signal::SIGKILL);
+                    let _ = waitpid(child, None);
+                    return Err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        format!("cannot create network namespace {name}: unshare(CLONE_NEWNET) failed (pmiplab needs root or CAP_SYS_ADMIN)"),
+                    ));
+                }
+                let fd = File::open(format!("/proc/{}/ns/net", child))?;
+                Ok(NetNs {
+                    name: name.into(),
+                    pid: child,
+                    fd,
+                })
+            }
+        }
+    }
+
+    pub fn holder_pid(&self) -> u32 {
+        self.pid.as_raw() as u32
+    }
+
+    pub fn raw_fd(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+
+    /// A descriptor of the namespace for another thread or process.
+    pub fn fd(&self) -> io::Result<OwnedFd> {
+        let dup = nix::unistd::dup(self.fd.as_fd()).map_err(io::Error::from)?;
+        Ok(dup)
+    }
+
+    /// Runs `f` on a thread inside this namespace; sockets it opens stay there.
+    pub fn run_in<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> io::Result<T> + Send + 'static,
+    ) -> io::Result<T> {
+        let fd = self.fd()?;
+        let name = self.name.clone();
+        std::thread::spawn(move || {
+            nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| io::Error::other(format!("cannot enter namespace {name}: {e}")))?;
+            f()
+        })
+        .join()
+        .map_err(|_| io::Error::other("a namespace thread panicked"))?
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = kill(self.pid, Signal::SIGKILL);
+        let _ = waitpid(self.pid, None);
+    }
+}

@@ -1,0 +1,28 @@
+//! What the harness tells a daemon at start: its role and that role's
+//! configuration, as one JSON file.
+
+use serde::{Deserialize, Serialize};
+
+use pmip_proto::lma::{LmaConfig, MnPolicy};
+use pmip_proto::mag::MagConfig;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "lowercase")]
+pub enum NodeConfig {
+    Lma {
+        config: LmaConfig,
+        policies: Vec<MnPolicy>,
+    },
+    Mag {
+        config: MagConfig,
+    },
+}
+
+impl NodeConfig {
+    pub fn address(&self) -> std::net::Ipv6Addr {
+        match self {
+            NodeConfig::Lma { config, .. } => config.address,
+            NodeConfig::Mag { config } => config.address,
+        }
+    }
+}

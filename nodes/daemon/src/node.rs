@@ -1,0 +1,310 @@
+//! The event loop: Mobility Header messages from the raw socket, requests
+//! from the control socket and the core's timers go into the sans-IO role;
+//! what it gives back goes onto the wire and into the logs.
+
+use std::net::Ipv6Addr;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use pmip_proto::lma::{Lma, LmaInput};
+use pmip_proto::mag::{Mag, MagInput};
+use pmip_proto::{Instant, Intent, Output};
+use pmip_wire::{Endpoints, Message, WireConfig};
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixListener;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::config::NodeConfig;
+use crate::control::{Reply, Request};
+use crate::mh_socket::MhSocket;
+
+enum Role {
+    Lma(Box<Lma>),
+    Mag(Box<Mag>),
+}
+
+/// A line of the daemon's message log, for state dumps.
+#[derive(Debug, Clone, Serialize)]
+struct Logged {
+    at_ms: u64,
+    dir: &'static str,
+    peer: Ipv6Addr,
+    summary: String,
+}
+
+pub struct Node {
+    role: Role,
+    address: Ipv6Addr,
+    wire: WireConfig,
+    started: std::time::Instant,
+    socket: MhSocket,
+    intents: Vec<Intent>,
+    events: Vec<String>,
+    log: Vec<Logged>,
+}
+
+type ControlMsg = (Request, oneshot::Sender<Reply>);
+
+impl Node {
+    pub fn new(config: NodeConfig, wire: WireConfig) -> anyhow::Result<Node> {
+        let unix_micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        let address = config.address();
+        let role = match config {
+            NodeConfig::Lma {
+                mut config,
+                policies,
+            } => {
+                config.epoch_offset_micros = unix_micros;
+                let mut lma = Lma::new(config);
+                for p in policies {
+                    lma.add_policy(p);
+                }
+                Role::Lma(Box::new(lma))
+            }
+            NodeConfig::Mag { mut config } => {
+                config.epoch_offset_micros = unix_micros;
+                Role::Mag(Box::new(Mag::new(config)))
+            }
+        };
+        let socket =
+            MhSocket::open(address).with_context(|| format!("signalling socket on {address}"))?;
+        Ok(Node {
+            role,
+            address,
+            wire,
+            started: std::time::Instant::now(),
+            socket,
+            intents: Vec::new(),
+            events: Vec::new(),
+            log: Vec::new(),
+        })
+    }
+
+    fn now(&self) -> Instant {
+        Instant(self.started.elapsed().as_micros() as u64)
+    }
+
+    fn next_timeout(&self) -> Option<Instant> {
+        match &self.role {
+            Role::Lma(l) => l.next_timeout(),
+            Role::Mag(m) => m.next_timeout(),
+        }
+    }
+
+    async fn apply(&mut self, out: Output) {
+        for e in out.events {
+            info!(target: "pmip_node::event", "{e}");
+            self.events.push(e);
+        }
+        for i in out.intents {
+            debug!(?i, "data-plane intent");
+            self.intents.push(i);
+        }
+        for t in out.transmits {
+            let ends = Endpoints {
+                src: t.src,
+                dst: t.dst,
+            };
+            match t.message.to_bytes(&ends, &self.wire) {
+                Ok(bytes) => {
+                    self.log.push(Logged {
+                        at_ms: self.now().as_millis(),
+                        dir: "sent",
+                        peer: t.dst,
+                        summary: t.message.summary(),
+                    });
+                    if let Err(e) = self.socket.send_to(&bytes, t.dst).await {
+                        warn!("sending {} to {} failed: {e}", t.message.name(), t.dst);
+                        self.events.push(format!(
+                            "sending {} to {} failed: {e}",
+                            t.message.name(),
+                            t.dst
+                        ));
+                    }
+                }
+                Err(e) => self
+                    .events
+                    .push(format!("could not encode {}: {e}", t.message.name())),
+            }
+        }
+    }
+
+    async fn on_datagram(&mut self, bytes: Vec<u8>, src: Ipv6Addr) {
+        let ends = Endpoints {
+            src,
+            dst: self.address,
+        };
+        let message = match Message::parse(&bytes, &ends, &self.wire) {
+            Ok(m) => m,
+            Err(e) => {
+                // A malformed packet changes nothing but the log.
+                warn!("malformed Mobility Header from {src}: {e}");
+                self.events
+                    .push(format!("malformed Mobility Header from {src}: {e}"));
+                return;
+            }
+        };
+        self.log.push(Logged {
+            at_ms: self.now().as_millis(),
+            dir: "received",
+            peer: src,
+            summary: message.summary(),
+        });
+        let now = self.now();
+        let out = match &mut self.role {
+            Role::Lma(l) => l.handle(
+                now,
+                LmaInput::Message {
+                    src,
+                    dst: self.address,
+                    message,
+                },
+            ),
+            Role::Mag(m) => m.handle(
+                now,
+                MagInput::Message {
+                    src,
+                    dst: self.address,
+                    message,
+                },
+            ),
+        };
+        self.apply(out).await;
+    }
+
+    async fn on_timeout(&mut self) {
+        let now = self.now();
+        let out = match &mut self.role {
+            Role::Lma(l) => l.handle(now, LmaInput::Timeout),
+            Role::Mag(m) => m.handle(now, MagInput::Timeout),
+        };
+        self.apply(out).await;
+    }
+
+    fn state(&self) -> serde_json::Value {
+        let tables = match &self.role {
+            Role::Lma(l) => serde_json::to_value(l.state()),
+            Role::Mag(m) => serde_json::to_value(m.state()),
+        };
+        serde_json::json!({
+            "tables": tables.unwrap_or_default(),
+            "intents": self.intents,
+            "messages": self.log,
+            "events": self.events,
+        })
+    }
+
+    /// Handles one control request; `None` asks the loop to stop.
+    async fn on_request(&mut self, req: Request) -> Option<Reply> {
+        let now = self.now();
+        let out = match (req, &mut self.role) {
+            (Request::Ready, _) => return Some(Reply::ok()),
+            (Request::State, _) => return Some(Reply::state(self.state())),
+            (Request::Shutdown, _) => return None,
+            (
+                Request::Attach {
+                    iface,
+                    ll_id,
+                    att,
+                    hi,
+                    prefixes,
+                },
+                Role::Mag(m),
+            ) => m.handle(
+                now,
+                MagInput::Attach {
+                    iface,
+                    ll_id,
+                    att: att.into(),
+                    handoff: hi.map(Into::into),
+                    prefixes,
+                },
+            ),
+            (Request::Detach { iface }, Role::Mag(m)) => m.handle(now, MagInput::Detach { iface }),
+            (Request::Lma { command }, Role::Lma(l)) => l.handle(now, LmaInput::Command(command)),
+            (r, _) => {
+                return Some(Reply::error(format!(
+                    "this node cannot take {:?}: wrong role",
+                    std::mem::discriminant(&r)
+                )))
+            }
+        };
+        self.apply(out).await;
+        Some(Reply::ok())
+    }
+
+    pub async fn run(mut self, control: &Path) -> anyhow::Result<()> {
+        let _ = std::fs::remove_file(control);
+        let listener = UnixListener::bind(control)
+            .with_context(|| format!("control socket {}", control.display()))?;
+        std::fs::set_permissions(control, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .with_context(|| format!("making {} private", control.display()))?;
+        let (tx, mut rx) = mpsc::channel::<ControlMsg>(64);
+        tokio::spawn(accept_loop(listener, tx));
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        info!(
+            "{} up on {}",
+            match self.role {
+                Role::Lma(_) => "LMA",
+                Role::Mag(_) => "MAG",
+            },
+            self.address
+        );
+        loop {
+            let wait = self
+                .next_timeout()
+                .map(|t| Duration::from_micros(t.0.saturating_sub(self.now().0)))
+                .unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                r = self.socket.recv() => match r {
+                    Ok((bytes, src)) => self.on_datagram(bytes, src).await,
+                    Err(e) => warn!("receiving on the MH socket failed: {e}"),
+                },
+                _ = tokio::time::sleep(wait) => self.on_timeout().await,
+                Some((req, reply)) = rx.recv() => match self.on_request(req).await {
+                    Some(r) => { let _ = reply.send(r); }
+                    None => { let _ = reply.send(Reply::ok()); break; }
+                },
+                _ = term.recv() => break,
+            }
+        }
+        let _ = std::fs::remove_file(control);
+        info!("stopped");
+        Ok(())
+    }
+}
+
+async fn accept_loop(listener: UnixListener, tx: mpsc::Sender<ControlMsg>) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut lines = BufReader::new(read).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let reply = match serde_json::from_str::<Request>(&line) {
+                    Ok(req) => {
+                        let (rtx, rrx) = oneshot::channel();
+                        if tx.send((req, rtx)).await.is_err() {
+                            break;
+                        }
+                        rrx.await
+                            .unwrap_or_else(|_| Reply::error("the node stopped"))
+                    }
+                    Err(e) => Reply::error(format!("not a request: {e}")),
+                };
+                let mut text =
+                    serde_json::to_string(&reply).unwrap_or_else(|_| "{\"ok\":false}".into());
+                text.push('\n');
+                if write.write_all(text.as_bytes()).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
