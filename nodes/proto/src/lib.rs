@@ -7,6 +7,7 @@
 //! again with a timeout. [`world::World`] wires roles together in virtual
 //! time.
 
+pub mod dataplane;
 pub mod flow;
 pub mod lma;
 pub mod mag;

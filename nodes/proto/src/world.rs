@@ -8,12 +8,11 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::net::Ipv6Addr;
 
-use pmip_wire::{
-    AccessTechnologyType, Endpoints, HandoffIndicator, Message, TrafficSelector, WireConfig,
-};
+use pmip_wire::{AccessTechnologyType, Endpoints, HandoffIndicator, Message, WireConfig};
 use serde::Serialize;
 
-use crate::flow::{selector_matches, FlowKey};
+use crate::dataplane::{LmaPlane, MagPlane};
+use crate::flow::FlowKey;
 use crate::lma::{Lma, LmaCommand, LmaInput, LmaState};
 use crate::mag::{Mag, MagInput, MagState};
 use crate::mn::{Mn, MnInput, MnState};
@@ -122,20 +121,6 @@ impl PartialOrd for Scheduled {
     fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(o))
     }
-}
-
-#[derive(Debug, Clone, Default)]
-struct LmaPlane {
-    tunnels: BTreeSet<Ipv6Addr>,
-    routes: BTreeMap<Prefix, Ipv6Addr>,
-    flows: BTreeMap<(u16, String, u16), (TrafficSelector, FlowTarget)>,
-}
-
-#[derive(Debug, Clone, Default)]
-struct MagPlane {
-    tunnel: bool,
-    routes: BTreeMap<Prefix, String>,
-    uplink: BTreeSet<Prefix>,
 }
 
 pub struct World {
@@ -433,58 +418,11 @@ impl World {
 
     fn apply_intent(&mut self, node: &str, i: Intent) {
         match i {
-            Intent::LmaTunnel { mag, up } => {
-                if up {
-                    self.lma_plane.tunnels.insert(mag);
-                } else {
-                    self.lma_plane.tunnels.remove(&mag);
-                }
-            }
-            Intent::LmaPrefixRoute { prefix, mag, up } => {
-                if up {
-                    self.lma_plane.routes.insert(prefix, mag);
-                } else if self.lma_plane.routes.get(&prefix) == Some(&mag) {
-                    self.lma_plane.routes.remove(&prefix);
-                }
-            }
-            Intent::LmaFlowBinding {
-                mn_id,
-                fid,
-                fid_pri,
-                selector,
-                target,
-                up,
-            } => {
-                let k = (fid_pri, mn_id, fid);
-                if up {
-                    self.lma_plane.flows.insert(k, (selector, target));
-                } else if self
-                    .lma_plane
-                    .flows
-                    .get(&k)
-                    .is_some_and(|v| v.0 == selector && v.1 == target)
-                {
-                    self.lma_plane.flows.remove(&k);
-                }
-            }
-            Intent::MagTunnel { up, .. } => {
-                self.mag_planes.entry(node.into()).or_default().tunnel = up
-            }
-            Intent::MagRoute { prefix, iface, up } => {
-                let p = self.mag_planes.entry(node.into()).or_default();
-                if up {
-                    p.routes.insert(prefix, iface);
-                } else if p.routes.get(&prefix) == Some(&iface) {
-                    p.routes.remove(&prefix);
-                }
-            }
-            Intent::MagUplinkRule { prefix, up } => {
-                let p = self.mag_planes.entry(node.into()).or_default();
-                if up {
-                    p.uplink.insert(prefix);
-                } else {
-                    p.uplink.remove(&prefix);
-                }
+            Intent::LmaTunnel { .. }
+            | Intent::LmaPrefixRoute { .. }
+            | Intent::LmaFlowBinding { .. } => self.lma_plane.apply(&i),
+            Intent::MagTunnel { .. } | Intent::MagRoute { .. } | Intent::MagUplinkRule { .. } => {
+                self.mag_planes.entry(node.into()).or_default().apply(&i)
             }
             Intent::RouterAdvertisement { iface, prefixes } => {
                 if let Some((mn, mn_iface)) = self.links.get(&(node.to_string(), iface)).cloned() {
@@ -642,20 +580,7 @@ impl World {
             None => return path.drop("there is no LMA"),
         };
         path.hops.push(lma_name);
-        let target = self
-            .lma_plane
-            .flows
-            .iter()
-            .find(|(_, (sel, _))| selector_matches(sel, &flow))
-            .map(|(_, (_, t))| *t)
-            .or_else(|| {
-                self.lma_plane
-                    .routes
-                    .iter()
-                    .filter(|(p, _)| p.contains(&flow.dst))
-                    .max_by_key(|(p, _)| p.prefix_len())
-                    .map(|(_, m)| FlowTarget::Forward(*m))
-            });
+        let target = self.lma_plane.classify(&flow);
         let mag_addr = match target {
             Some(FlowTarget::Forward(m)) => m,
             Some(FlowTarget::Drop) => return path.drop("the LMA's flow binding drops it"),
@@ -669,13 +594,7 @@ impl World {
         };
         path.hops.push(mag.clone());
         let plane = self.mag_planes.get(&mag).cloned().unwrap_or_default();
-        let Some(iface) = plane
-            .routes
-            .iter()
-            .filter(|(p, _)| p.contains(&flow.dst))
-            .max_by_key(|(p, _)| p.prefix_len())
-            .map(|(_, i)| i.clone())
-        else {
+        let Some(iface) = plane.route(&flow.dst).map(str::to_string) else {
             return path.drop(format!("{mag} has no route to {}", flow.dst));
         };
         let Some((mn, mn_iface)) = self.links.get(&(mag.clone(), iface.clone())).cloned() else {
@@ -739,13 +658,13 @@ impl World {
         };
         path.hops.push(mag.clone());
         let plane = self.mag_planes.get(&mag).cloned().unwrap_or_default();
-        if !plane.tunnel || !plane.uplink.iter().any(|p| p.contains(&flow.src)) {
+        if !plane.tunnels_uplink_from(&flow.src) {
             return path.drop(format!("{mag} has no uplink rule for {}", flow.src));
         }
         if let Some((n, _)) = &self.lma {
             path.hops.push(n.clone());
         }
-        if !self.lma_plane.routes.keys().any(|p| p.contains(&flow.src)) {
+        if !self.lma_plane.anchors(&flow.src) {
             return path.drop(format!("the LMA does not anchor {}", flow.src));
         }
         match self.cns.iter().find(|(_, a)| **a == flow.dst) {
