@@ -37,15 +37,11 @@ pub struct Lab {
 
 static LABS: AtomicU32 = AtomicU32::new(0);
 
-/// A deterministic, locally administered MAC for an interface.
+/// A deterministic, locally administered MAC for an interface: the same
+/// link-layer identifier the virtual World gives it, so tables compare.
 pub fn mac(node: &str, iface: &str) -> [u8; 6] {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in node.bytes().chain([b'/']).chain(iface.bytes()) {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    let b = h.to_be_bytes();
-    [0x02, 0x01, b[0], b[1], b[2], b[3]]
+    let m = pmip_proto::world::mac_for(node, iface);
+    [m[0], m[1], m[2], m[3], m[4], m[5]]
 }
 
 fn not_found(what: String) -> io::Error {
@@ -108,6 +104,15 @@ impl Lab {
             let _g = self.rt.enter();
             netlink::handle_in(&ns, &self.rt)?
         };
+        // Addresses are usable at once: no duplicate address detection,
+        // link-locals included.
+        ns.run_in(|| {
+            for conf in ["all", "default"] {
+                std::fs::write(format!("/proc/sys/net/ipv6/conf/{conf}/accept_dad"), "0")?;
+            }
+            Ok(())
+        })
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot turn off DAD in {node}: {e}")))?;
         self.rt.block_on(netlink::up(&h, "lo"))?;
         self.namespaces.insert(node.into(), ns);
         self.netlink.insert(node.into(), h);
@@ -149,6 +154,12 @@ impl Lab {
     ) -> io::Result<()> {
         self.rt
             .block_on(netlink::address(self.nl(node)?, iface, addr, prefix_len))
+    }
+
+    /// A default route through `via` (on-link) in `node`.
+    pub fn default_route(&self, node: &str, via: Ipv6Addr) -> io::Result<()> {
+        self.rt
+            .block_on(netlink::default_route(self.nl(node)?, via))
     }
 
     pub fn links(&self, node: &str) -> io::Result<Vec<String>> {

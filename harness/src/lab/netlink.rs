@@ -116,6 +116,17 @@ pub async fn address(h: &Handle, name: &str, addr: Ipv6Addr, prefix_len: u8) -> 
         .map_err(nl(format!("adding {addr}/{prefix_len} to {name}")))
 }
 
+pub async fn default_route(h: &Handle, via: Ipv6Addr) -> io::Result<()> {
+    let msg = rtnetlink::RouteMessageBuilder::<Ipv6Addr>::new()
+        .gateway(via)
+        .build();
+    h.route()
+        .add(msg)
+        .execute()
+        .await
+        .map_err(nl(format!("adding a default route via {via}")))
+}
+
 /// Names of the links in a namespace.
 pub async fn links(h: &Handle) -> io::Result<Vec<String>> {
     let mut out = Vec::new();

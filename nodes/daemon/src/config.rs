@@ -26,3 +26,12 @@ impl NodeConfig {
         }
     }
 }
+
+/// The whole file: the role, and the data plane if the node forwards.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonConfig {
+    #[serde(flatten)]
+    pub node: NodeConfig,
+    #[serde(default)]
+    pub data_plane: Option<crate::data_plane::DataPlaneConfig>,
+}

@@ -3,8 +3,12 @@
 
 mod config;
 mod control;
-mod mh_socket;
+mod data_plane;
+mod kernel;
 mod node;
+mod packet;
+mod raw_socket;
+mod tun;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,7 +51,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     use anyhow::Context;
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("reading {}", args.config.display()))?;
-    let config: config::NodeConfig = serde_json::from_str(&text)
+    let config: config::DaemonConfig = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a node configuration", args.config.display()))?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -58,7 +62,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             WireConfig {
                 flow_mobility_mh_type: args.fmi_mh_type,
             },
-        )?;
+        )
+        .await?;
         node.run(&args.control).await
     })
 }

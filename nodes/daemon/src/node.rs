@@ -17,9 +17,10 @@ use tokio::net::UnixListener;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use crate::config::NodeConfig;
+use crate::config::{DaemonConfig, NodeConfig};
 use crate::control::{Reply, Request};
-use crate::mh_socket::MhSocket;
+use crate::data_plane::{self, Side, Update};
+use crate::raw_socket::RawSocket;
 
 enum Role {
     Lma(Box<Lma>),
@@ -40,7 +41,8 @@ pub struct Node {
     address: Ipv6Addr,
     wire: WireConfig,
     started: std::time::Instant,
-    socket: MhSocket,
+    socket: RawSocket,
+    plane: Option<mpsc::Sender<Update>>,
     intents: Vec<Intent>,
     events: Vec<String>,
     log: Vec<Logged>,
@@ -49,12 +51,20 @@ pub struct Node {
 type ControlMsg = (Request, oneshot::Sender<Reply>);
 
 impl Node {
-    pub fn new(config: NodeConfig, wire: WireConfig) -> anyhow::Result<Node> {
+    pub async fn new(config: DaemonConfig, wire: WireConfig) -> anyhow::Result<Node> {
+        let DaemonConfig {
+            node: config,
+            data_plane,
+        } = config;
         let unix_micros = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_micros() as u64)
             .unwrap_or(0);
         let address = config.address();
+        let side = match &config {
+            NodeConfig::Lma { .. } => Side::Lma,
+            NodeConfig::Mag { config } => Side::Mag { lma: config.lma },
+        };
         let role = match config {
             NodeConfig::Lma {
                 mut config,
@@ -72,14 +82,23 @@ impl Node {
                 Role::Mag(Box::new(Mag::new(config)))
             }
         };
-        let socket =
-            MhSocket::open(address).with_context(|| format!("signalling socket on {address}"))?;
+        let socket = RawSocket::mobility_header(address)
+            .with_context(|| format!("signalling socket on {address}"))?;
+        let plane = match data_plane {
+            Some(cfg) => Some(
+                data_plane::start(cfg, side, address)
+                    .await
+                    .context("starting the data plane")?,
+            ),
+            None => None,
+        };
         Ok(Node {
             role,
             address,
             wire,
             started: std::time::Instant::now(),
             socket,
+            plane,
             intents: Vec::new(),
             events: Vec::new(),
             log: Vec::new(),
@@ -104,6 +123,20 @@ impl Node {
         }
         for i in out.intents {
             debug!(?i, "data-plane intent");
+            if let Some(plane) = &self.plane {
+                let ll_ids = match &self.role {
+                    Role::Mag(m) => m
+                        .bul()
+                        .iter()
+                        .map(|e| (e.iface.clone(), e.ll_id.clone()))
+                        .collect(),
+                    Role::Lma(_) => Default::default(),
+                };
+                if plane.send(Update::Intent(i.clone(), ll_ids)).await.is_err() {
+                    self.events
+                        .push("the data plane stopped; intent not applied".into());
+                }
+            }
             self.intents.push(i);
         }
         for t in out.transmits {
@@ -187,17 +220,37 @@ impl Node {
         self.apply(out).await;
     }
 
-    fn state(&self) -> serde_json::Value {
+    async fn state(&self) -> serde_json::Value {
         let tables = match &self.role {
             Role::Lma(l) => serde_json::to_value(l.state()),
             Role::Mag(m) => serde_json::to_value(m.state()),
         };
+        let mut data_plane = serde_json::Value::Null;
+        if let Some(plane) = &self.plane {
+            let (tx, rx) = oneshot::channel();
+            if plane.send(Update::State(tx)).await.is_ok() {
+                data_plane = rx.await.unwrap_or_default();
+            }
+        }
         serde_json::json!({
             "tables": tables.unwrap_or_default(),
             "intents": self.intents,
             "messages": self.log,
             "events": self.events,
+            "data_plane": data_plane,
         })
+    }
+
+    /// Removes the routes and rules the data plane installed.
+    async fn stop_data_plane(&mut self) {
+        if let Some(plane) = self.plane.take() {
+            let (tx, rx) = oneshot::channel();
+            if plane.send(Update::Shutdown(tx)).await.is_ok() {
+                for e in rx.await.unwrap_or_default() {
+                    warn!("cleanup: {e}");
+                }
+            }
+        }
     }
 
     /// Handles one control request; `None` asks the loop to stop.
@@ -205,7 +258,7 @@ impl Node {
         let now = self.now();
         let out = match (req, &mut self.role) {
             (Request::Ready, _) => return Some(Reply::ok()),
-            (Request::State, _) => return Some(Reply::state(self.state())),
+            (Request::State, _) => return Some(Reply::state(self.state().await)),
             (Request::Shutdown, _) => return None,
             (
                 Request::Attach {
@@ -274,6 +327,7 @@ impl Node {
                 _ = term.recv() => break,
             }
         }
+        self.stop_data_plane().await;
         let _ = std::fs::remove_file(control);
         info!("stopped");
         Ok(())

@@ -41,10 +41,8 @@ impl LmaPlane {
                 prefix,
                 mag,
                 up: false,
-            } => {
-                if self.routes.get(prefix) == Some(mag) {
-                    self.routes.remove(prefix);
-                }
+            } if self.routes.get(prefix) == Some(mag) => {
+                self.routes.remove(prefix);
             }
             Intent::LmaFlowBinding {
                 mn_id,
@@ -113,10 +111,8 @@ impl MagPlane {
                 prefix,
                 iface,
                 up: false,
-            } => {
-                if self.routes.get(prefix) == Some(iface) {
-                    self.routes.remove(prefix);
-                }
+            } if self.routes.get(prefix) == Some(iface) => {
+                self.routes.remove(prefix);
             }
             Intent::MagUplinkRule { prefix, up: true } => {
                 self.uplink.insert(*prefix);

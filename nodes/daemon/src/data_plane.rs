@@ -1,0 +1,251 @@
+//! The userspace data plane: a TUN device and an IPv6-in-IPv6 raw socket
+//! form the LMA–MAG tunnel (this kernel has no ip6_tunnel), the LMA
+//! classifies downlink by the Flow Mobility Cache, and routes and rules are
+//! programmed from the core's intents. It runs as its own task; the node
+//! sends it intents.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::Ipv6Addr;
+
+use pmip_proto::dataplane::{LmaPlane, MagPlane};
+use pmip_proto::{FlowTarget, Intent, Prefix};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
+
+use crate::kernel::{enable_forwarding, link_local_of, Kernel};
+use crate::packet::flow_key;
+use crate::raw_socket::RawSocket;
+use crate::tun::Tun;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DataPlaneConfig {
+    /// Name of the TUN device.
+    #[serde(default = "tun0")]
+    pub tun: String,
+    /// MTU of the TUN device: the core link's MTU less the 40-octet outer header.
+    #[serde(default = "mtu")]
+    pub mtu: u32,
+    /// MAG: routing table that sends uplink from MN prefixes into the tunnel.
+    #[serde(default = "table")]
+    pub uplink_table: u32,
+}
+
+fn tun0() -> String {
+    "tun0".into()
+}
+fn mtu() -> u32 {
+    1460
+}
+fn table() -> u32 {
+    100
+}
+
+pub enum Side {
+    Lma,
+    Mag { lma: Ipv6Addr },
+}
+
+pub enum Update {
+    /// An intent, with the link-layer identifier of the MN on each access link.
+    Intent(Intent, BTreeMap<String, Vec<u8>>),
+    State(oneshot::Sender<serde_json::Value>),
+    Shutdown(oneshot::Sender<Vec<String>>),
+}
+
+struct Plane {
+    cfg: DataPlaneConfig,
+    side: Side,
+    tun: Tun,
+    tunnel: RawSocket,
+    kernel: Kernel,
+    lma: LmaPlane,
+    mag: MagPlane,
+    /// Where each installed MAG route points, to remove it later.
+    mag_routes: BTreeMap<Prefix, (String, Option<Ipv6Addr>)>,
+    counters: BTreeMap<&'static str, u64>,
+}
+
+/// Sets up the TUN device, the tunnel socket and forwarding, and starts
+/// the data plane task.
+pub async fn start(
+    cfg: DataPlaneConfig,
+    side: Side,
+    local: Ipv6Addr,
+) -> io::Result<mpsc::Sender<Update>> {
+    enable_forwarding()?;
+    let tun = Tun::open(&cfg.tun)?;
+    let mut kernel = Kernel::new()?;
+    kernel.up(&cfg.tun, Some(cfg.mtu)).await?;
+    let tunnel = RawSocket::ip6_in_ip6(local)?;
+    if let Side::Mag { .. } = side {
+        kernel
+            .add_route(
+                Prefix::new(Ipv6Addr::UNSPECIFIED, 0),
+                &cfg.tun,
+                None,
+                cfg.uplink_table,
+            )
+            .await?;
+    }
+    let (tx, rx) = mpsc::channel(256);
+    let plane = Plane {
+        cfg,
+        side,
+        tun,
+        tunnel,
+        kernel,
+        lma: LmaPlane::default(),
+        mag: MagPlane::default(),
+        mag_routes: BTreeMap::new(),
+        counters: BTreeMap::new(),
+    };
+    tokio::spawn(plane.run(rx));
+    Ok(tx)
+}
+
+impl Plane {
+    fn count(&mut self, what: &'static str) {
+        *self.counters.entry(what).or_default() += 1;
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Update>) {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            tokio::select! {
+                r = self.tun.read(&mut buf) => match r {
+                    Ok(n) => {
+                        let pkt = buf[..n].to_vec();
+                        self.from_tun(&pkt).await;
+                    }
+                    Err(e) => warn!("reading the TUN device failed: {e}"),
+                },
+                r = self.tunnel.recv() => match r {
+                    Ok((inner, src)) => self.from_tunnel(&inner, src).await,
+                    Err(e) => warn!("receiving on the tunnel socket failed: {e}"),
+                },
+                u = rx.recv() => match u {
+                    Some(Update::Intent(i, ll)) => self.on_intent(i, &ll).await,
+                    Some(Update::State(reply)) => {
+                        let _ = reply.send(serde_json::json!({
+                            "counters": self.counters,
+                            "installed": self.kernel.installed(),
+                        }));
+                    }
+                    Some(Update::Shutdown(done)) => {
+                        let failed = self.kernel.cleanup().await;
+                        let _ = done.send(failed);
+                        return;
+                    }
+                    None => {
+                        self.kernel.cleanup().await;
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
+    /// A packet the kernel routed into the tunnel: downlink at the LMA,
+    /// uplink at a MAG.
+    async fn from_tun(&mut self, pkt: &[u8]) {
+        let peer = match self.side {
+            Side::Lma => {
+                let Some(key) = flow_key(pkt) else {
+                    self.count("dropped: not IPv6");
+                    return;
+                };
+                match self.lma.classify(&key) {
+                    Some(FlowTarget::Forward(mag)) if self.lma.tunnels.contains(&mag) => mag,
+                    Some(FlowTarget::Forward(_)) => {
+                        return self.count("dropped: no tunnel to the bound MAG")
+                    }
+                    Some(FlowTarget::Drop) => return self.count("dropped: flow binding says drop"),
+                    None => return self.count("dropped: no binding for the destination"),
+                }
+            }
+            Side::Mag { lma } => {
+                if !self.mag.tunnel {
+                    return self.count("dropped: no tunnel to the LMA");
+                }
+                lma
+            }
+        };
+        match self.tunnel.send_to(pkt, peer).await {
+            Ok(()) => self.count("encapsulated"),
+            Err(e) => {
+                debug!("encapsulating to {peer} failed: {e}");
+                self.count("dropped: tunnel send failed");
+            }
+        }
+    }
+
+    /// A packet out of the tunnel: uplink at the LMA, downlink at a MAG.
+    async fn from_tunnel(&mut self, inner: &[u8], src: Ipv6Addr) {
+        let ok = match self.side {
+            Side::Lma => self.lma.tunnels.contains(&src),
+            Side::Mag { lma } => src == lma,
+        };
+        if !ok {
+            return self.count("dropped: tunnel packet from a stranger");
+        }
+        match self.tun.write(inner).await {
+            Ok(()) => self.count("decapsulated"),
+            Err(e) => {
+                debug!("writing to the TUN device failed: {e}");
+                self.count("dropped: TUN write failed");
+            }
+        }
+    }
+
+    async fn on_intent(&mut self, i: Intent, ll_ids: &BTreeMap<String, Vec<u8>>) {
+        self.lma.apply(&i);
+        self.mag.apply(&i);
+        let tun = self.cfg.tun.clone();
+        let table = self.cfg.uplink_table;
+        let r = match &i {
+            Intent::LmaPrefixRoute {
+                prefix, up: true, ..
+            } => self.kernel.add_route(*prefix, &tun, None, 254).await,
+            Intent::LmaPrefixRoute {
+                prefix, up: false, ..
+            } => {
+                if self.lma.routes.contains_key(prefix) {
+                    Ok(())
+                } else {
+                    self.kernel.del_route(*prefix, &tun, None, 254).await
+                }
+            }
+            Intent::MagRoute {
+                prefix,
+                iface,
+                up: true,
+            } => {
+                // The MN's link-local, from its link-layer identifier: the
+                // MAG knows it from attachment (RFC 5213 §6.9.1.1).
+                let via = ll_ids.get(iface).and_then(|m| link_local_of(m));
+                let r = self.kernel.add_route(*prefix, iface, via, 254).await;
+                self.mag_routes.insert(*prefix, (iface.clone(), via));
+                r
+            }
+            Intent::MagRoute {
+                prefix, up: false, ..
+            } => match self.mag_routes.remove(prefix) {
+                Some((dev, via)) => self.kernel.del_route(*prefix, &dev, via, 254).await,
+                None => Ok(()),
+            },
+            Intent::MagUplinkRule { prefix, up: true } => {
+                self.kernel.add_rule(*prefix, table).await
+            }
+            Intent::MagUplinkRule { prefix, up: false } => {
+                self.kernel.del_rule(*prefix, table).await
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = r {
+            warn!("applying {i:?} failed: {e}");
+            self.count("intents that failed");
+        }
+    }
+}

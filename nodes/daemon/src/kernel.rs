@@ -1,0 +1,201 @@
+//! The daemon's own namespace through rtnetlink: link state, routes and
+//! policy rules. What it installs it remembers, and removes on shutdown.
+
+use std::io;
+use std::net::Ipv6Addr;
+
+use futures::TryStreamExt;
+use pmip_proto::Prefix;
+use rtnetlink::packet_route::route::RouteMessage;
+use rtnetlink::packet_route::rule::{RuleAction, RuleMessage};
+use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
+
+fn nl(what: String) -> impl FnOnce(rtnetlink::Error) -> io::Error {
+    move |e| io::Error::other(format!("{what}: {e}"))
+}
+
+enum Installed {
+    Route(RouteMessage),
+    Rule(RuleMessage),
+}
+
+pub struct Kernel {
+    h: Handle,
+    installed: Vec<(String, Installed)>,
+}
+
+/// The link-local address a MAC gives by modified EUI-64 (RFC 4291 App. A).
+pub fn link_local_of(mac: &[u8]) -> Option<Ipv6Addr> {
+    let m: [u8; 6] = mac.try_into().ok()?;
+    Some(Ipv6Addr::new(
+        0xfe80,
+        0,
+        0,
+        0,
+        u16::from_be_bytes([m[0] ^ 0x02, m[1]]),
+        u16::from_be_bytes([m[2], 0xff]),
+        u16::from_be_bytes([0xfe, m[3]]),
+        u16::from_be_bytes([m[4], m[5]]),
+    ))
+}
+
+/// Turns IPv6 forwarding on in this namespace.
+pub fn enable_forwarding() -> io::Result<()> {
+    std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1")
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot enable IPv6 forwarding: {e}")))
+}
+
+impl Kernel {
+    pub fn new() -> io::Result<Kernel> {
+        let (conn, h, _) = rtnetlink::new_connection()?;
+        tokio::spawn(conn);
+        Ok(Kernel {
+            h,
+            installed: Vec::new(),
+        })
+    }
+
+    pub async fn index(&self, name: &str) -> io::Result<u32> {
+        let link = self
+            .h
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute()
+            .try_next()
+            .await
+            .map_err(nl(format!("looking up link {name}")))?
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("no link named {name}"))
+            })?;
+        Ok(link.header.index)
+    }
+
+    pub async fn up(&self, name: &str, mtu: Option<u32>) -> io::Result<()> {
+        let i = self.index(name).await?;
+        let mut b = LinkUnspec::new_with_index(i).up();
+        if let Some(m) = mtu {
+            b = b.mtu(m);
+        }
+        self.h
+            .link()
+            .set(b.build())
+            .execute()
+            .await
+            .map_err(nl(format!("setting {name} up")))
+    }
+
+    /// A route to `prefix` out of `dev`, through `via` if given, in `table`.
+    pub async fn add_route(
+        &mut self,
+        prefix: Prefix,
+        dev: &str,
+        via: Option<Ipv6Addr>,
+        table: u32,
+    ) -> io::Result<()> {
+        let i = self.index(dev).await?;
+        let mut b = RouteMessageBuilder::<Ipv6Addr>::new()
+            .destination_prefix(prefix.addr(), prefix.prefix_len())
+            .output_interface(i);
+        if let Some(g) = via {
+            b = b.gateway(g);
+        }
+        if table != 254 {
+            b = b.table_id(table);
+        }
+        let msg = b.build();
+        let what = format!(
+            "route {prefix} dev {dev}{} table {table}",
+            via.map(|g| format!(" via {g}")).unwrap_or_default()
+        );
+        self.h
+            .route()
+            .add(msg.clone())
+            .replace()
+            .execute()
+            .await
+            .map_err(nl(format!("adding {what}")))?;
+        self.installed.retain(|(w, _)| *w != what);
+        self.installed.push((what, Installed::Route(msg)));
+        Ok(())
+    }
+
+    pub async fn del_route(
+        &mut self,
+        prefix: Prefix,
+        dev: &str,
+        via: Option<Ipv6Addr>,
+        table: u32,
+    ) -> io::Result<()> {
+        let what = format!(
+            "route {prefix} dev {dev}{} table {table}",
+            via.map(|g| format!(" via {g}")).unwrap_or_default()
+        );
+        self.remove(&what).await
+    }
+
+    /// A policy rule: packets from `prefix` look up `table`.
+    pub async fn add_rule(&mut self, prefix: Prefix, table: u32) -> io::Result<()> {
+        let what = format!("rule from {prefix} lookup {table}");
+        if self.installed.iter().any(|(w, _)| *w == what) {
+            return Ok(());
+        }
+        let mut req = self
+            .h
+            .rule()
+            .add()
+            .v6()
+            .source_prefix(prefix.addr(), prefix.prefix_len())
+            .table_id(table)
+            .priority(1000)
+            .action(RuleAction::ToTable);
+        let msg = req.message_mut().clone();
+        req.execute().await.map_err(nl(format!("adding {what}")))?;
+        self.installed.push((what, Installed::Rule(msg)));
+        Ok(())
+    }
+
+    pub async fn del_rule(&mut self, prefix: Prefix, table: u32) -> io::Result<()> {
+        self.remove(&format!("rule from {prefix} lookup {table}"))
+            .await
+    }
+
+    async fn remove(&mut self, what: &str) -> io::Result<()> {
+        let Some(i) = self.installed.iter().position(|(w, _)| w == what) else {
+            return Ok(());
+        };
+        let (w, item) = self.installed.remove(i);
+        match item {
+            Installed::Route(m) => self
+                .h
+                .route()
+                .del(m)
+                .execute()
+                .await
+                .map_err(nl(format!("removing {w}"))),
+            Installed::Rule(m) => self
+                .h
+                .rule()
+                .del(m)
+                .execute()
+                .await
+                .map_err(nl(format!("removing {w}"))),
+        }
+    }
+
+    /// Removes everything installed, newest first.
+    pub async fn cleanup(&mut self) -> Vec<String> {
+        let mut failed = Vec::new();
+        while let Some((w, _)) = self.installed.last() {
+            let w = w.clone();
+            if let Err(e) = self.remove(&w).await {
+                failed.push(e.to_string());
+            }
+        }
+        failed
+    }
+
+    pub fn installed(&self) -> Vec<String> {
+        self.installed.iter().map(|(w, _)| w.clone()).collect()
+    }
+}

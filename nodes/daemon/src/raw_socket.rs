@@ -1,0 +1,110 @@
+//! Raw IPv6 sockets: one for the Mobility Header (protocol 135), where the
+//! kernel computes and checks the checksum at offset 4 (`IPV6_CHECKSUM`)
+//! and the codec checks it again; one for IPv6-in-IPv6 (protocol 41), the
+//! userspace LMA–MAG tunnel, where the kernel adds and strips the outer
+//! header.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::net::{Ipv6Addr, SocketAddrV6};
+use std::os::fd::AsRawFd;
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use tokio::io::unix::AsyncFd;
+
+pub const IPPROTO_MH: i32 = 135;
+pub const IPPROTO_IPV6: i32 = 41;
+
+pub struct RawSocket {
+    fd: AsyncFd<Socket>,
+}
+
+impl RawSocket {
+    /// The Mobility Header socket bound to `local`, the node's signalling address.
+    pub fn mobility_header(local: Ipv6Addr) -> io::Result<Self> {
+        Self::open(IPPROTO_MH, local, Some(4))
+    }
+
+    /// The IPv6-in-IPv6 socket of the userspace tunnel.
+    pub fn ip6_in_ip6(local: Ipv6Addr) -> io::Result<Self> {
+        Self::open(IPPROTO_IPV6, local, None)
+    }
+
+    fn open(proto: i32, local: Ipv6Addr, checksum_at: Option<libc::c_int>) -> io::Result<Self> {
+        let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::from(proto))).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot open a raw IPv6 socket for protocol {proto} (needs CAP_NET_RAW): {e}"
+                ),
+            )
+        })?;
+        if let Some(offset) = checksum_at {
+            // SAFETY: a plain setsockopt with a valid int on a socket we own.
+            let rc = unsafe {
+                libc::setsockopt(
+                    s.as_raw_fd(),
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_CHECKSUM,
+                    &offset as *const _ as *const libc::c_void,
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if rc != 0 {
+                let e = io::Error::last_os_error();
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot set IPV6_CHECKSUM: {e}"),
+                ));
+            }
+        }
+        s.bind(&SockAddr::from(SocketAddrV6::new(local, 0, 0, 0)))
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot bind the protocol {proto} socket to {local}: {e}"),
+                )
+            })?;
+        s.set_nonblocking(true)?;
+        // SAFETY: the AsyncFd owns the socket, so the descriptor stays open
+        // and ours for as long as it is registered.
+        let fd = unsafe { AsyncFd::register(s) }.map_err(|e| io::Error::other(e.to_string()))?;
+        Ok(RawSocket { fd })
+    }
+
+    pub async fn send_to(&self, bytes: &[u8], dst: Ipv6Addr) -> io::Result<()> {
+        let addr = SockAddr::from(SocketAddrV6::new(dst, 0, 0, 0));
+        loop {
+            let mut guard = self.fd.writable().await?;
+            match guard.try_io(|s| s.get_ref().send_to(bytes, &addr)) {
+                Ok(r) => return r.map(|_| ()),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Receives one payload (the Mobility Header, or the inner packet) and
+    /// who sent it.
+    pub async fn recv(&self) -> io::Result<(Vec<u8>, Ipv6Addr)> {
+        let mut buf = [MaybeUninit::<u8>::uninit(); 65536];
+        loop {
+            let mut guard = self.fd.readable().await?;
+            match guard.try_io(|s| s.get_ref().recv_from(&mut buf)) {
+                Ok(Ok((n, from))) => {
+                    // SAFETY: recv_from initialised the first n bytes.
+                    let bytes: Vec<u8> = buf[..n]
+                        .iter()
+                        .map(|b| unsafe { b.assume_init() })
+                        .collect();
+                    let src = from
+                        .as_socket_ipv6()
+                        .map(|a| *a.ip())
+                        .unwrap_or(Ipv6Addr::UNSPECIFIED);
+                    return Ok((bytes, src));
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
