@@ -153,7 +153,7 @@ fn flows_cross_the_userspace_tunnel_and_follow_an_fmi_move() {
     let (x_sink, y_sink) = (sink(5001), sink(5002));
     let if_index = |name: &'static str| {
         lab.run_in("mn1", move || {
-            Ok(nix::net::if_::if_nametoindex(name).map_err(std::io::Error::from)?)
+            nix::net::if_::if_nametoindex(name).map_err(std::io::Error::from)
         })
         .unwrap()
     };
