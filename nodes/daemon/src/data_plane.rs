@@ -117,12 +117,12 @@ impl Plane {
                 r = self.tun.read(&mut buf) => match r {
                     Ok(n) => {
                         let pkt = buf[..n].to_vec();
-                        self.from_tun(&pkt).await;
+                        self.on_tun_packet(&pkt).await;
                     }
                     Err(e) => warn!("reading the TUN device failed: {e}"),
                 },
                 r = self.tunnel.recv() => match r {
-                    Ok((inner, src)) => self.from_tunnel(&inner, src).await,
+                    Ok((inner, src)) => self.on_tunnel_packet(&inner, src).await,
                     Err(e) => warn!("receiving on the tunnel socket failed: {e}"),
                 },
                 u = rx.recv() => match u {
@@ -149,7 +149,7 @@ impl Plane {
 
     /// A packet the kernel routed into the tunnel: downlink at the LMA,
     /// uplink at a MAG.
-    async fn from_tun(&mut self, pkt: &[u8]) {
+    async fn on_tun_packet(&mut self, pkt: &[u8]) {
         let peer = match self.side {
             Side::Lma => {
                 let Some(key) = flow_key(pkt) else {
@@ -182,7 +182,7 @@ impl Plane {
     }
 
     /// A packet out of the tunnel: uplink at the LMA, downlink at a MAG.
-    async fn from_tunnel(&mut self, inner: &[u8], src: Ipv6Addr) {
+    async fn on_tunnel_packet(&mut self, inner: &[u8], src: Ipv6Addr) {
         let ok = match self.side {
             Side::Lma => self.lma.tunnels.contains(&src),
             Side::Mag { lma } => src == lma,
