@@ -16,13 +16,18 @@ pub enum NodeConfig {
     Mag {
         config: MagConfig,
     },
+    Mn {
+        config: pmip_proto::mn::MnConfig,
+    },
 }
 
 impl NodeConfig {
-    pub fn address(&self) -> std::net::Ipv6Addr {
+    /// The signalling address of an LMA or a MAG.
+    pub fn address(&self) -> Option<std::net::Ipv6Addr> {
         match self {
-            NodeConfig::Lma { config, .. } => config.address,
-            NodeConfig::Mag { config } => config.address,
+            NodeConfig::Lma { config, .. } => Some(config.address),
+            NodeConfig::Mag { config } => Some(config.address),
+            NodeConfig::Mn { .. } => None,
         }
     }
 }
@@ -34,4 +39,8 @@ pub struct DaemonConfig {
     pub node: NodeConfig,
     #[serde(default)]
     pub data_plane: Option<crate::data_plane::DataPlaneConfig>,
+    /// MAG: its access links and their access technology types; RSs on
+    /// them attach MNs, RAs go out on them.
+    #[serde(default)]
+    pub access: std::collections::BTreeMap<String, u8>,
 }

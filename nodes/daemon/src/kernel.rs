@@ -6,6 +6,8 @@ use std::net::Ipv6Addr;
 
 use futures::TryStreamExt;
 use pmip_proto::Prefix;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
+use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::packet_route::route::RouteMessage;
 use rtnetlink::packet_route::rule::{RuleAction, RuleMessage};
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
@@ -39,6 +41,17 @@ pub fn link_local_of(mac: &[u8]) -> Option<Ipv6Addr> {
     ))
 }
 
+/// Turns the kernel's IPv6 off on an interface, so that a daemon owns
+/// every frame on it.
+pub fn disable_ipv6(iface: &str) -> io::Result<()> {
+    std::fs::write(format!("/proc/sys/net/ipv6/conf/{iface}/disable_ipv6"), "1").map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot turn the kernel's IPv6 off on {iface}: {e}"),
+        )
+    })
+}
+
 /// Turns IPv6 forwarding on in this namespace.
 pub fn enable_forwarding() -> io::Result<()> {
     std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1")
@@ -69,6 +82,76 @@ impl Kernel {
                 io::Error::new(io::ErrorKind::NotFound, format!("no link named {name}"))
             })?;
         Ok(link.header.index)
+    }
+
+    /// The link-layer address of an interface.
+    pub async fn mac(&self, name: &str) -> io::Result<[u8; 6]> {
+        let link = self
+            .h
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute()
+            .try_next()
+            .await
+            .map_err(nl(format!("looking up link {name}")))?
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("no link named {name}"))
+            })?;
+        link.attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::Address(m) => <[u8; 6]>::try_from(m.as_slice()).ok(),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{name} has no Ethernet address"),
+                )
+            })
+    }
+
+    /// Adds an address with no duplicate address detection.
+    pub async fn add_address(
+        &mut self,
+        name: &str,
+        addr: Ipv6Addr,
+        prefix_len: u8,
+    ) -> io::Result<()> {
+        let i = self.index(name).await?;
+        let mut req = self.h.address().add(i, addr.into(), prefix_len);
+        req.message_mut()
+            .attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        req.replace()
+            .execute()
+            .await
+            .map_err(nl(format!("adding {addr}/{prefix_len} to {name}")))
+    }
+
+    pub async fn del_address(&mut self, name: &str, addr: Ipv6Addr) -> io::Result<()> {
+        let i = self.index(name).await?;
+        let mut s = self
+            .h
+            .address()
+            .get()
+            .set_link_index_filter(i)
+            .set_address_filter(addr.into())
+            .execute();
+        while let Some(m) = s
+            .try_next()
+            .await
+            .map_err(nl(format!("looking up {addr} on {name}")))?
+        {
+            self.h
+                .address()
+                .del(m)
+                .execute()
+                .await
+                .map_err(nl(format!("removing {addr} from {name}")))?;
+        }
+        Ok(())
     }
 
     pub async fn up(&self, name: &str, mtu: Option<u32>) -> io::Result<()> {

@@ -1,12 +1,16 @@
 //! `pmip-node`: runs one role (LMA or MAG today) of the protocol core in
 //! the network namespace it is started in.
 
+mod access;
 mod config;
 mod control;
 mod data_plane;
 mod kernel;
+mod mn_node;
+mod nd;
 mod node;
 mod packet;
+mod packet_socket;
 mod raw_socket;
 mod tun;
 
@@ -57,13 +61,15 @@ fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let node = node::Node::new(
-            config,
-            WireConfig {
-                flow_mobility_mh_type: args.fmi_mh_type,
-            },
-        )
-        .await?;
-        node.run(&args.control).await
+        if let config::NodeConfig::Mn { config: mn } = config.node {
+            return mn_node::MnNode::new(mn).await?.run(&args.control).await;
+        }
+        let wire = WireConfig {
+            flow_mobility_mh_type: args.fmi_mh_type,
+        };
+        node::Node::new(config, wire)
+            .await?
+            .run(&args.control)
+            .await
     })
 }

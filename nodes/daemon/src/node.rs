@@ -17,6 +17,7 @@ use tokio::net::UnixListener;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+use crate::access::{Access, Solicitation};
 use crate::config::{DaemonConfig, NodeConfig};
 use crate::control::{Reply, Request};
 use crate::data_plane::{self, Side, Update};
@@ -43,27 +44,30 @@ pub struct Node {
     started: std::time::Instant,
     socket: RawSocket,
     plane: Option<mpsc::Sender<Update>>,
+    access: Option<Access>,
     intents: Vec<Intent>,
     events: Vec<String>,
     log: Vec<Logged>,
 }
 
-type ControlMsg = (Request, oneshot::Sender<Reply>);
+pub(crate) type ControlMsg = (Request, oneshot::Sender<Reply>);
 
 impl Node {
     pub async fn new(config: DaemonConfig, wire: WireConfig) -> anyhow::Result<Node> {
         let DaemonConfig {
             node: config,
             data_plane,
+            access,
         } = config;
         let unix_micros = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_micros() as u64)
             .unwrap_or(0);
-        let address = config.address();
+        let address = config.address().context("an LMA or MAG configuration")?;
         let side = match &config {
             NodeConfig::Lma { .. } => Side::Lma,
             NodeConfig::Mag { config } => Side::Mag { lma: config.lma },
+            NodeConfig::Mn { .. } => anyhow::bail!("an MN runs as MnNode"),
         };
         let role = match config {
             NodeConfig::Lma {
@@ -81,6 +85,15 @@ impl Node {
                 config.epoch_offset_micros = unix_micros;
                 Role::Mag(Box::new(Mag::new(config)))
             }
+            NodeConfig::Mn { .. } => anyhow::bail!("an MN runs as MnNode"),
+        };
+        let access = match (&role, access.is_empty()) {
+            (Role::Mag(_), false) => Some(
+                Access::open(&access)
+                    .await
+                    .context("opening the access links")?,
+            ),
+            _ => None,
         };
         let socket = RawSocket::mobility_header(address)
             .with_context(|| format!("signalling socket on {address}"))?;
@@ -99,6 +112,7 @@ impl Node {
             started: std::time::Instant::now(),
             socket,
             plane,
+            access,
             intents: Vec::new(),
             events: Vec::new(),
             log: Vec::new(),
@@ -123,6 +137,14 @@ impl Node {
         }
         for i in out.intents {
             debug!(?i, "data-plane intent");
+            if let (Intent::RouterAdvertisement { iface, prefixes }, Some(access)) =
+                (&i, &self.access)
+            {
+                if let Err(e) = access.advertise(iface, prefixes).await {
+                    warn!("{e}");
+                    self.events.push(format!("RA on {iface} failed: {e}"));
+                }
+            }
             if let Some(plane) = &self.plane {
                 let ll_ids = match &self.role {
                     Role::Mag(m) => m
@@ -208,6 +230,37 @@ impl Node {
                 },
             ),
         };
+        self.apply(out).await;
+    }
+
+    /// An RS names an MN interface: attach it if it is new on that link,
+    /// else answer with an RA.
+    async fn on_solicitation(&mut self, rs: Solicitation) {
+        let now = self.now();
+        let Role::Mag(m) = &mut self.role else { return };
+        let Some(mac) = rs.mac else {
+            self.events.push(format!(
+                "RS on {} without a link-layer address; ignored",
+                rs.iface
+            ));
+            return;
+        };
+        let known = m
+            .bul()
+            .iter()
+            .any(|e| e.iface == rs.iface && e.ll_id == mac);
+        let input = if known {
+            MagInput::RouterSolicitation { iface: rs.iface }
+        } else {
+            MagInput::Attach {
+                iface: rs.iface,
+                ll_id: mac.to_vec(),
+                att: rs.att.into(),
+                handoff: None,
+                prefixes: vec![],
+            }
+        };
+        let out = m.handle(now, input);
         self.apply(out).await;
     }
 
@@ -320,6 +373,7 @@ impl Node {
                     Err(e) => warn!("receiving on the MH socket failed: {e}"),
                 },
                 _ = tokio::time::sleep(wait) => self.on_timeout().await,
+                Some(rs) = solicitation(&self.access) => self.on_solicitation(rs).await,
                 Some((req, reply)) = rx.recv() => match self.on_request(req).await {
                     Some(r) => { let _ = reply.send(r); }
                     None => { let _ = reply.send(Reply::ok()); break; }
@@ -334,7 +388,7 @@ impl Node {
     }
 }
 
-async fn accept_loop(listener: UnixListener, tx: mpsc::Sender<ControlMsg>) {
+pub(crate) async fn accept_loop(listener: UnixListener, tx: mpsc::Sender<ControlMsg>) {
     while let Ok((stream, _)) = listener.accept().await {
         let tx = tx.clone();
         tokio::spawn(async move {
@@ -360,5 +414,18 @@ async fn accept_loop(listener: UnixListener, tx: mpsc::Sender<ControlMsg>) {
                 }
             }
         });
+    }
+}
+
+async fn solicitation(access: &Option<Access>) -> Option<Solicitation> {
+    match access {
+        Some(a) => match a.solicitation().await {
+            Ok(rs) => Some(rs),
+            Err(e) => {
+                warn!("receiving on the access links failed: {e}");
+                None
+            }
+        },
+        None => std::future::pending().await,
     }
 }

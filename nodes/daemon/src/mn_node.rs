@@ -1,0 +1,323 @@
+//! The MN daemon: the logical interface of the flow mobility draft (§6).
+//! A TUN device `lif` holds the MN's addresses; the daemon owns the
+//! physical interfaces through packet sockets, solicits and takes RAs,
+//! answers neighbour solicitations, delivers downlink from any physical
+//! interface into `lif`, and sends each uplink packet out of the interface
+//! where its flow's downlink last arrived.
+
+use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use pmip_proto::mn::{Mn, MnConfig, MnInput};
+use pmip_proto::{Instant, Intent, Output, Prefix};
+use tokio::net::UnixListener;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::control::{Reply, Request};
+use crate::kernel::{disable_ipv6, link_local_of, Kernel};
+use crate::nd::{self, Nd};
+use crate::node::{accept_loop, ControlMsg};
+use crate::packet::flow_key;
+use crate::packet_socket::PacketSocket;
+use crate::tun::Tun;
+
+const LIF: &str = "lif";
+
+struct Phys {
+    name: String,
+    mac: [u8; 6],
+    link_local: Ipv6Addr,
+    sock: Arc<PacketSocket>,
+    router_mac: Option<[u8; 6]>,
+    solicitations: u32,
+}
+
+pub struct MnNode {
+    mn: Mn,
+    started: std::time::Instant,
+    lif: Tun,
+    kernel: Kernel,
+    phys: Vec<Phys>,
+    counters: BTreeMap<String, u64>,
+    events: Vec<String>,
+}
+
+impl MnNode {
+    pub async fn new(config: MnConfig) -> anyhow::Result<MnNode> {
+        let mut kernel = Kernel::new()?;
+        let mut phys = Vec::new();
+        for name in &config.interfaces {
+            disable_ipv6(name)?;
+            kernel.up(name, None).await?;
+            let mac = kernel.mac(name).await?;
+            let sock = Arc::new(PacketSocket::open(kernel.index(name).await?)?);
+            let link_local = link_local_of(&mac).context("a 6-octet MAC")?;
+            phys.push(Phys {
+                name: name.clone(),
+                mac,
+                link_local,
+                sock,
+                router_mac: None,
+                solicitations: 0,
+            });
+        }
+        let lif = Tun::open(LIF)?;
+        // Room for the 40-octet outer header the LMA–MAG tunnel adds.
+        kernel.up(LIF, Some(1460)).await?;
+        kernel
+            .add_route(Prefix::new(Ipv6Addr::UNSPECIFIED, 0), LIF, None, 254)
+            .await?;
+        let mut mn = Mn::new(config);
+        let mut events = Vec::new();
+        for p in &phys {
+            events.extend(
+                mn.handle(
+                    Instant::ZERO,
+                    MnInput::LinkUp {
+                        iface: p.name.clone(),
+                    },
+                )
+                .events,
+            );
+        }
+        Ok(MnNode {
+            mn,
+            started: std::time::Instant::now(),
+            lif,
+            kernel,
+            phys,
+            counters: BTreeMap::new(),
+            events,
+        })
+    }
+
+    fn now(&self) -> Instant {
+        Instant(self.started.elapsed().as_micros() as u64)
+    }
+
+    fn count(&mut self, what: impl Into<String>) {
+        *self.counters.entry(what.into()).or_default() += 1;
+    }
+
+    async fn apply(&mut self, out: Output) {
+        self.events.extend(out.events);
+        for i in out.intents {
+            let r = match i {
+                Intent::MnAddress { addr, up: true } => {
+                    self.kernel.add_address(LIF, addr, 128).await
+                }
+                Intent::MnAddress { addr, up: false } => self.kernel.del_address(LIF, addr).await,
+                _ => Ok(()),
+            };
+            if let Err(e) = r {
+                warn!("{e}");
+                self.events.push(e.to_string());
+            }
+        }
+    }
+
+    async fn solicit(&mut self) {
+        for p in self
+            .phys
+            .iter_mut()
+            .filter(|p| p.router_mac.is_none() && p.solicitations < 3)
+        {
+            p.solicitations += 1;
+            let pkt = nd::icmpv6(
+                p.link_local,
+                nd::ALL_ROUTERS,
+                nd::router_solicitation(p.mac),
+            );
+            let frame = nd::ethernet(nd::multicast_mac(nd::ALL_ROUTERS), p.mac, &pkt);
+            if let Err(e) = p.sock.send(&frame).await {
+                warn!("sending an RS on {} failed: {e}", p.name);
+            }
+        }
+    }
+
+    async fn on_frame(&mut self, i: usize, frame: &[u8]) {
+        if frame.len() < 54 || u16::from_be_bytes([frame[12], frame[13]]) != nd::ETH_P_IPV6 {
+            return;
+        }
+        let (dst_mac, src_mac) = (
+            &frame[0..6],
+            <[u8; 6]>::try_from(&frame[6..12]).unwrap_or_default(),
+        );
+        if dst_mac != self.phys[i].mac && dst_mac[0] & 1 == 0 {
+            return;
+        }
+        let pkt = &frame[14..];
+        let Some(key) = flow_key(pkt) else { return };
+        let name = self.phys[i].name.clone();
+        if key.next_header == nd::ICMPV6 {
+            match nd::parse(&pkt[40..]) {
+                Nd::Ra {
+                    prefixes,
+                    router_mac,
+                } => {
+                    self.phys[i].router_mac = Some(router_mac.unwrap_or(src_mac));
+                    let now = self.now();
+                    let out = self.mn.handle(
+                        now,
+                        MnInput::RouterAdvertisement {
+                            iface: name,
+                            prefixes,
+                        },
+                    );
+                    self.apply(out).await;
+                    return;
+                }
+                Nd::Ns { target } => {
+                    let ours =
+                        target == self.phys[i].link_local || self.mn.addresses().contains(&target);
+                    if ours {
+                        let p = &self.phys[i];
+                        let dst = if key.src.is_unspecified() {
+                            nd::ALL_NODES
+                        } else {
+                            key.src
+                        };
+                        let na = nd::icmpv6(
+                            target,
+                            dst,
+                            nd::neighbour_advertisement(target, p.mac, !key.src.is_unspecified()),
+                        );
+                        let frame = nd::ethernet(src_mac, p.mac, &na);
+                        if let Err(e) = p.sock.send(&frame).await {
+                            warn!("sending an NA on {} failed: {e}", p.name);
+                        }
+                    }
+                    return;
+                }
+                Nd::Rs { .. } | Nd::Other => {
+                    if key.dst.segments()[0] & 0xff00 == 0xff00
+                        || key.dst == self.phys[i].link_local
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+        if !self.mn.addresses().contains(&key.dst) {
+            self.count(format!("ignored on {name}: not for this MN"));
+            return;
+        }
+        let now = self.now();
+        let out = self.mn.handle(
+            now,
+            MnInput::Downlink {
+                iface: name.clone(),
+                flow: key,
+            },
+        );
+        self.apply(out).await;
+        match self.lif.write(pkt).await {
+            Ok(()) => self.count(format!("downlink on {name}")),
+            Err(e) => debug!("writing into lif failed: {e}"),
+        }
+    }
+
+    async fn on_uplink(&mut self, pkt: &[u8]) {
+        let Some(key) = flow_key(pkt) else { return };
+        if key.dst.is_multicast() || key.dst.segments()[0] & 0xffc0 == 0xfe80 {
+            return;
+        }
+        let Some(name) = self.mn.uplink_interface(&key).map(str::to_string) else {
+            return self.count("uplink dropped: no interface up");
+        };
+        let Some(p) = self.phys.iter().find(|p| p.name == name) else {
+            return;
+        };
+        let Some(router) = p.router_mac else {
+            return self.count(format!("uplink dropped: no router yet on {name}"));
+        };
+        let frame = nd::ethernet(router, p.mac, pkt);
+        let sock = p.sock.clone();
+        match sock.send(&frame).await {
+            Ok(()) => self.count(format!("uplink via {name}")),
+            Err(e) => warn!("sending uplink on {name} failed: {e}"),
+        }
+    }
+
+    fn state(&self) -> serde_json::Value {
+        let routers: BTreeMap<&str, Option<String>> = self
+            .phys
+            .iter()
+            .map(|p| {
+                (
+                    p.name.as_str(),
+                    p.router_mac.map(|m| {
+                        m.iter()
+                            .map(|b| format!("{b:02x}"))
+                            .collect::<Vec<_>>()
+                            .join(":")
+                    }),
+                )
+            })
+            .collect();
+        serde_json::json!({
+            "tables": self.mn.state(),
+            "routers": routers,
+            "counters": self.counters,
+            "events": self.events,
+        })
+    }
+
+    pub async fn run(mut self, control: &Path) -> anyhow::Result<()> {
+        let _ = std::fs::remove_file(control);
+        let listener = UnixListener::bind(control)
+            .with_context(|| format!("control socket {}", control.display()))?;
+        std::fs::set_permissions(control, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlMsg>(64);
+        tokio::spawn(accept_loop(listener, ctl_tx));
+        let (frames_tx, mut frames) = mpsc::channel::<(usize, Vec<u8>)>(1024);
+        for (i, p) in self.phys.iter().enumerate() {
+            let (sock, tx) = (p.sock.clone(), frames_tx.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                while let Ok(n) = sock.recv(&mut buf).await {
+                    if tx.send((i, buf[..n].to_vec())).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut rs_timer = tokio::time::interval(Duration::from_secs(1));
+        let mut buf = vec![0u8; 65536];
+        info!(
+            "MN up with interfaces {:?}",
+            self.phys.iter().map(|p| &p.name).collect::<Vec<_>>()
+        );
+        loop {
+            tokio::select! {
+                _ = rs_timer.tick() => self.solicit().await,
+                Some((i, f)) = frames.recv() => self.on_frame(i, &f).await,
+                r = self.lif.read(&mut buf) => if let Ok(n) = r {
+                    let pkt = buf[..n].to_vec();
+                    self.on_uplink(&pkt).await;
+                },
+                Some((req, reply)) = ctl_rx.recv() => {
+                    let r = match req {
+                        Request::Ready => Reply::ok(),
+                        Request::State => Reply::state(self.state()),
+                        Request::Shutdown => { let _ = reply.send(Reply::ok()); break; }
+                        _ => Reply::error("an MN takes only ready, state and shutdown"),
+                    };
+                    let _ = reply.send(r);
+                },
+                _ = term.recv() => break,
+            }
+        }
+        for e in self.kernel.cleanup().await {
+            warn!("cleanup: {e}");
+        }
+        let _ = std::fs::remove_file(control);
+        Ok(())
+    }
+}
