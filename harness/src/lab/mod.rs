@@ -156,6 +156,13 @@ impl Lab {
             .block_on(netlink::address(self.nl(node)?, iface, addr, prefix_len))
     }
 
+    /// Sets an interface up or down: for an MN interface, attaching it to
+    /// its MAG's access link or taking it away.
+    pub fn set_link(&self, node: &str, iface: &str, up: bool) -> io::Result<()> {
+        self.rt
+            .block_on(netlink::set_link(self.nl(node)?, iface, up))
+    }
+
     /// A default route through `via` (on-link) in `node`.
     pub fn default_route(&self, node: &str, via: Ipv6Addr) -> io::Result<()> {
         self.rt

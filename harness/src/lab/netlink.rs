@@ -86,6 +86,16 @@ pub async fn up(h: &Handle, name: &str) -> io::Result<()> {
         .map_err(nl(format!("setting {name} up")))
 }
 
+pub async fn set_link(h: &Handle, name: &str, up: bool) -> io::Result<()> {
+    let i = index(h, name).await?;
+    let b = LinkUnspec::new_with_index(i);
+    let msg = if up { b.up().build() } else { b.down().build() };
+    h.link().set(msg).execute().await.map_err(nl(format!(
+        "setting {name} {}",
+        if up { "up" } else { "down" }
+    )))
+}
+
 pub async fn bridge(h: &Handle, name: &str) -> io::Result<()> {
     h.link()
         .add(LinkBridge::new(name).build())

@@ -51,6 +51,8 @@ pub enum Update {
     /// An intent, with the link-layer identifier of the MN on each access link.
     Intent(Intent, BTreeMap<String, Vec<u8>>),
     State(oneshot::Sender<serde_json::Value>),
+    /// Answered once every update before it is applied.
+    Barrier(oneshot::Sender<()>),
     Shutdown(oneshot::Sender<Vec<String>>),
 }
 
@@ -127,6 +129,9 @@ impl Plane {
                 },
                 u = rx.recv() => match u {
                     Some(Update::Intent(i, ll)) => self.on_intent(i, &ll).await,
+                    Some(Update::Barrier(done)) => {
+                        let _ = done.send(());
+                    }
                     Some(Update::State(reply)) => {
                         let _ = reply.send(serde_json::json!({
                             "counters": self.counters,

@@ -6,6 +6,7 @@ mod config;
 mod control;
 mod data_plane;
 mod kernel;
+mod link_watch;
 mod mn_node;
 mod nd;
 mod node;

@@ -35,6 +35,7 @@ struct Phys {
     sock: Arc<PacketSocket>,
     router_mac: Option<[u8; 6]>,
     solicitations: u32,
+    carrier: bool,
 }
 
 pub struct MnNode {
@@ -45,6 +46,7 @@ pub struct MnNode {
     phys: Vec<Phys>,
     counters: BTreeMap<String, u64>,
     events: Vec<String>,
+    links: Option<mpsc::Receiver<(String, bool)>>,
 }
 
 impl MnNode {
@@ -52,8 +54,8 @@ impl MnNode {
         let mut kernel = Kernel::new()?;
         let mut phys = Vec::new();
         for name in &config.interfaces {
+            // The link's state is the harness's to set: up is attachment.
             disable_ipv6(name)?;
-            kernel.up(name, None).await?;
             let mac = kernel.mac(name).await?;
             let sock = Arc::new(PacketSocket::open(kernel.index(name).await?)?);
             let link_local = link_local_of(&mac).context("a 6-octet MAC")?;
@@ -64,7 +66,12 @@ impl MnNode {
                 sock,
                 router_mac: None,
                 solicitations: 0,
+                carrier: false,
             });
+        }
+        let (carrier, links) = crate::link_watch::watch(config.interfaces.clone()).await?;
+        for p in &mut phys {
+            p.carrier = carrier.get(&p.name).copied().unwrap_or(false);
         }
         let lif = Tun::open(LIF)?;
         // Room for the 40-octet outer header the LMA–MAG tunnel adds.
@@ -74,7 +81,7 @@ impl MnNode {
             .await?;
         let mut mn = Mn::new(config);
         let mut events = Vec::new();
-        for p in &phys {
+        for p in phys.iter().filter(|p| p.carrier) {
             events.extend(
                 mn.handle(
                     Instant::ZERO,
@@ -93,6 +100,7 @@ impl MnNode {
             phys,
             counters: BTreeMap::new(),
             events,
+            links: Some(links),
         })
     }
 
@@ -125,7 +133,7 @@ impl MnNode {
         for p in self
             .phys
             .iter_mut()
-            .filter(|p| p.router_mac.is_none() && p.solicitations < 3)
+            .filter(|p| p.carrier && p.router_mac.is_none() && p.solicitations < 10)
         {
             p.solicitations += 1;
             let pkt = nd::icmpv6(
@@ -137,6 +145,28 @@ impl MnNode {
             if let Err(e) = p.sock.send(&frame).await {
                 warn!("sending an RS on {} failed: {e}", p.name);
             }
+        }
+    }
+
+    /// A physical interface gained or lost its link: solicit a router at
+    /// once, or forget the prefixes learnt on it.
+    async fn on_link(&mut self, name: String, up: bool) {
+        let Some(p) = self.phys.iter_mut().find(|p| p.name == name) else {
+            return;
+        };
+        p.carrier = up;
+        p.router_mac = None;
+        p.solicitations = 0;
+        let now = self.now();
+        let input = if up {
+            MnInput::LinkUp { iface: name }
+        } else {
+            MnInput::LinkDown { iface: name }
+        };
+        let out = self.mn.handle(now, input);
+        self.apply(out).await;
+        if up {
+            self.solicit().await;
         }
     }
 
@@ -290,6 +320,7 @@ impl MnNode {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut rs_timer = tokio::time::interval(Duration::from_secs(1));
         let mut buf = vec![0u8; 65536];
+        let mut links = self.links.take().unwrap_or_else(|| mpsc::channel(1).1);
         info!(
             "MN up with interfaces {:?}",
             self.phys.iter().map(|p| &p.name).collect::<Vec<_>>()
@@ -297,6 +328,7 @@ impl MnNode {
         loop {
             tokio::select! {
                 _ = rs_timer.tick() => self.solicit().await,
+                Some((name, up)) = links.recv() => self.on_link(name, up).await,
                 Some((i, f)) = frames.recv() => self.on_frame(i, &f).await,
                 r = self.lif.read(&mut buf) => if let Ok(n) = r {
                     let pkt = buf[..n].to_vec();

@@ -45,6 +45,7 @@ pub struct Node {
     socket: RawSocket,
     plane: Option<mpsc::Sender<Update>>,
     access: Option<Access>,
+    links: Option<mpsc::Receiver<(String, bool)>>,
     intents: Vec<Intent>,
     events: Vec<String>,
     log: Vec<Logged>,
@@ -87,13 +88,22 @@ impl Node {
             }
             NodeConfig::Mn { .. } => anyhow::bail!("an MN runs as MnNode"),
         };
-        let access = match (&role, access.is_empty()) {
-            (Role::Mag(_), false) => Some(
-                Access::open(&access)
+        let (access, links) = match (&role, access.is_empty()) {
+            (Role::Mag(_), false) => {
+                let names = access.keys().cloned().collect();
+                let (_, links) = crate::link_watch::watch(names)
                     .await
-                    .context("opening the access links")?,
-            ),
-            _ => None,
+                    .context("watching the access links")?;
+                (
+                    Some(
+                        Access::open(&access)
+                            .await
+                            .context("opening the access links")?,
+                    ),
+                    Some(links),
+                )
+            }
+            _ => (None, None),
         };
         let socket = RawSocket::mobility_header(address)
             .with_context(|| format!("signalling socket on {address}"))?;
@@ -113,6 +123,7 @@ impl Node {
             socket,
             plane,
             access,
+            links,
             intents: Vec::new(),
             events: Vec::new(),
             log: Vec::new(),
@@ -160,6 +171,14 @@ impl Node {
                 }
             }
             self.intents.push(i);
+        }
+        // The kernel and the tunnel reflect this output before the node
+        // answers anything else, so a move is in force when it is acknowledged.
+        if let Some(plane) = &self.plane {
+            let (tx, rx) = oneshot::channel();
+            if plane.send(Update::Barrier(tx)).await.is_ok() {
+                let _ = rx.await;
+            }
         }
         for t in out.transmits {
             let ends = Endpoints {
@@ -264,6 +283,17 @@ impl Node {
         self.apply(out).await;
     }
 
+    /// An access link lost its carrier: the MN interface on it is gone.
+    async fn on_link(&mut self, iface: String, up: bool) {
+        let now = self.now();
+        let Role::Mag(m) = &mut self.role else { return };
+        if up || !m.bul().iter().any(|e| e.iface == iface) {
+            return;
+        }
+        let out = m.handle(now, MagInput::Detach { iface });
+        self.apply(out).await;
+    }
+
     async fn on_timeout(&mut self) {
         let now = self.now();
         let out = match &mut self.role {
@@ -354,6 +384,7 @@ impl Node {
         let (tx, mut rx) = mpsc::channel::<ControlMsg>(64);
         tokio::spawn(accept_loop(listener, tx));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut links = self.links.take().unwrap_or_else(|| mpsc::channel(1).1);
         info!(
             "{} up on {}",
             match self.role {
@@ -374,6 +405,7 @@ impl Node {
                 },
                 _ = tokio::time::sleep(wait) => self.on_timeout().await,
                 Some(rs) = solicitation(&self.access) => self.on_solicitation(rs).await,
+                Some((iface, up)) = links.recv() => self.on_link(iface, up).await,
                 Some((req, reply)) = rx.recv() => match self.on_request(req).await {
                     Some(r) => { let _ = reply.send(r); }
                     None => { let _ = reply.send(Reply::ok()); break; }

@@ -1,9 +1,8 @@
-//! The seed topology with every node a real daemon: the MN's logical
-//! interface solicits routers on if1 and if2, the MAGs attach it from the
-//! RS, register it with PBU/PBA and advertise its prefixes; CN flows X and
-//! Y arrive through the userspace tunnel on the interfaces their prefixes
-//! belong to; the LMA moves Y to X's MAG by FMI; Y then arrives on X's
-//! interface and the MN's uplink of Y follows it there.
+//! The seed topology with every node a real daemon in its own namespace:
+//! cn — lma — {mag1, mag2} — mn1 (if1 on mag1, if2 on mag2). The MN's
+//! logical interface solicits routers when a link comes up; the MAGs
+//! attach it from the RS, register it with PBU/PBA and advertise its
+//! prefixes; CN flows cross the userspace tunnel; the LMA moves them.
 //!
 //! Needs root; PMIPLAB_SKIP_NETNS=1 skips it where that is impossible.
 
@@ -16,7 +15,7 @@ use pmip_proto::lma::{FlowAction, LmaCommand, LmaConfig, MnPolicy, PrefixModel};
 use pmip_proto::mag::{MagConfig, MnBinding};
 use pmip_proto::mn::MnConfig;
 use pmip_proto::world::mac_for;
-use pmip_proto::Prefix;
+use pmip_proto::{FlowKey, Prefix};
 use pmiplab::lab::Lab;
 use serde_json::{json, Value};
 
@@ -26,6 +25,7 @@ const MAG2: &str = "2001:db8:ffff::12";
 const CN: &str = "2001:db8:c::1";
 const CN_GW: &str = "2001:db8:c::ffff";
 const MN: &str = "mn1@pmip.lab";
+const LIMIT: Duration = Duration::from_secs(10);
 
 fn a(s: &str) -> Ipv6Addr {
     s.parse().unwrap()
@@ -49,40 +49,13 @@ fn ok(v: Value) {
     assert_eq!(v["ok"], true, "{v}");
 }
 
-/// Waits for a datagram; returns its source.
-fn receive(sock: &UdpSocket, limit: Duration) -> Option<Ipv6Addr> {
-    sock.set_read_timeout(Some(limit)).ok()?;
-    let mut buf = [0u8; 2048];
-    match sock.recv_from(&mut buf) {
-        Ok((_, std::net::SocketAddr::V6(from))) => Some(*from.ip()),
-        _ => None,
-    }
+struct Seed {
+    lab: Lab,
+    cn: UdpSocket,
 }
 
-fn downlink_on(lab: &Lab, dport: u16) -> Option<String> {
-    let s = lab.request("mn1", &json!({"cmd": "state"})).ok()?;
-    s["state"]["tables"]["flows"]
-        .as_array()?
-        .iter()
-        .find(|f| {
-            f["flow"]
-                .as_str()
-                .is_some_and(|x| x.contains(&format!("]:{dport} ")))
-        })
-        .and_then(|f| f["downlink_on"].as_str().map(String::from))
-}
-
-fn counter(lab: &Lab, node: &str, name: &str) -> u64 {
-    lab.request(node, &json!({"cmd": "state"})).unwrap()["state"]["counters"][name]
-        .as_u64()
-        .unwrap_or(0)
-}
-
-#[test]
-fn the_seed_topology_end_to_end_with_real_daemons() {
-    if skip() {
-        return;
-    }
+/// The seed lab with both MN interfaces down (not attached).
+fn seed(policy: MnPolicy) -> Seed {
     let mut lab = Lab::new().unwrap();
     for n in ["lma", "mag1", "mag2", "mn1", "cn"] {
         lab.add_node(n).unwrap();
@@ -93,14 +66,13 @@ fn the_seed_topology_end_to_end_with_real_daemons() {
     lab.address("lma", "to-cn", a(CN_GW), 64).unwrap();
     lab.address("cn", "eth0", a(CN), 64).unwrap();
     lab.default_route("cn", a(CN_GW)).unwrap();
-    lab.veth("mag1", "to-if1", "mn1", "if1").unwrap();
-    lab.veth("mag2", "to-if2", "mn1", "if2").unwrap();
-
+    for (mag, iface) in [("mag1", "if1"), ("mag2", "if2")] {
+        lab.veth(mag, &format!("to-{iface}"), "mn1", iface).unwrap();
+        lab.set_link("mn1", iface, false).unwrap();
+    }
     let bin = Path::new(env!("CARGO_BIN_EXE_pmip-node"));
     let mut lma = LmaConfig::new(a(LMA));
     lma.authorized_mags = vec![a(MAG1), a(MAG2)];
-    let mut policy = MnPolicy::new(MN, PrefixModel::Unique);
-    policy.unique_prefixes = vec![pref(1), pref(2)];
     let dp = json!({"tun": "tun0", "mtu": 1460});
     lab.spawn(
         "lma",
@@ -134,173 +106,309 @@ fn the_seed_topology_end_to_end_with_real_daemons() {
     };
     lab.spawn("mn1", bin, &json!({"role": "mn", "config": mn}), &[])
         .unwrap();
-
-    // RS → attach → PBU/PBA → RA → addresses on lif, with no help from the harness.
-    let limit = Duration::from_secs(10);
-    let mn_state = lab
-        .wait_for("mn1", limit, |s| {
-            s["tables"]["lif_addresses"]
-                .as_array()
-                .is_some_and(|a| a.len() == 2)
-        })
-        .unwrap_or_else(|e| {
-            panic!(
-                "{e}\n--- mag1 ---\n{}\n--- mn1 ---\n{}",
-                lab.daemon_log("mag1"),
-                lab.daemon_log("mn1")
-            )
-        });
-    assert_eq!(
-        mn_state["tables"]["lif_addresses"],
-        json!(["2001:db8:1::1", "2001:db8:2::1"])
-    );
-    let lma_state = lab.request("lma", &json!({"cmd": "state"})).unwrap();
-    assert_eq!(
-        lma_state["state"]["tables"]["binding_cache"]
-            .as_array()
-            .unwrap()
-            .len(),
-        2
-    );
-
-    // Each sink answers from the address its flow is sent to.
-    let sink = |port: u16, n: u8| {
-        lab.run_in("mn1", move || {
-            UdpSocket::bind(SocketAddrV6::new(pref(n).with_iid(1), port, 0, 0))
-        })
-        .unwrap()
-    };
-    let (x_sink, y_sink) = (sink(5001, 1), sink(5002, 2));
     let cn = lab
         .run_in("cn", || {
             UdpSocket::bind(SocketAddrV6::new(a(CN), 7000, 0, 0))
         })
         .unwrap();
-    let to_mn = |port: u16, n: u8| {
-        cn.send_to(
-            b"downlink",
-            SocketAddrV6::new(pref(n).with_iid(1), port, 0, 0),
-        )
-        .unwrap()
-    };
+    Seed { lab, cn }
+}
 
-    // Neighbour discovery on the access links may take a first packet.
-    let deliver = |port: u16, n: u8, sink: &UdpSocket| {
-        let deadline = Instant::now() + limit;
+fn unique() -> MnPolicy {
+    let mut p = MnPolicy::new(MN, PrefixModel::Unique);
+    p.unique_prefixes = vec![pref(1), pref(2)];
+    p
+}
+
+fn shared() -> MnPolicy {
+    let mut p = MnPolicy::new(MN, PrefixModel::Shared);
+    p.shared_prefixes = vec![pref(1)];
+    p
+}
+
+impl Seed {
+    fn state(&self, node: &str) -> Value {
+        self.lab.request(node, &json!({"cmd": "state"})).unwrap()["state"].clone()
+    }
+
+    /// Brings an MN interface up and waits until an RA gave it prefixes and
+    /// the MN holds `addresses` on lif.
+    fn attach(&self, iface: &str, addresses: usize) {
+        self.lab.set_link("mn1", iface, true).unwrap();
+        self.lab
+            .wait_for("mn1", LIMIT, |s| {
+                let has_prefix = s["tables"]["interfaces"].as_array().is_some_and(|l| {
+                    l.iter().any(|i| {
+                        i["name"] == iface
+                            && i["prefixes"].as_array().is_some_and(|p| !p.is_empty())
+                    })
+                });
+                has_prefix
+                    && s["tables"]["lif_addresses"]
+                        .as_array()
+                        .is_some_and(|a| a.len() == addresses)
+            })
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{e}\n--- mn1 ---\n{}\n--- mag1 ---\n{}\n--- mag2 ---\n{}",
+                    self.lab.daemon_log("mn1"),
+                    self.lab.daemon_log("mag1"),
+                    self.lab.daemon_log("mag2")
+                )
+            });
+    }
+
+    /// A UDP socket in the MN bound to its address in prefix `n`.
+    fn mn_socket(&self, n: u8, port: u16) -> UdpSocket {
+        self.lab
+            .run_in("mn1", move || {
+                UdpSocket::bind(SocketAddrV6::new(pref(n).with_iid(1), port, 0, 0))
+            })
+            .unwrap()
+    }
+
+    /// Sends from the CN until one datagram reaches `sink` (the first may
+    /// wait for neighbour discovery), and returns the MN interface the last
+    /// one arrived on.
+    fn downlink(&self, sink: &UdpSocket) -> String {
+        let to = match sink.local_addr().unwrap() {
+            std::net::SocketAddr::V6(a) => a,
+            _ => unreachable!(),
+        };
+        sink.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let deadline = Instant::now() + LIMIT;
+        let mut buf = [0u8; 64];
         loop {
-            to_mn(port, n);
-            if receive(sink, Duration::from_millis(200)).is_some() {
-                return;
+            self.cn.send_to(b"downlink", to).unwrap();
+            if sink.recv_from(&mut buf).is_ok() {
+                break;
             }
-            assert!(
-                Instant::now() < deadline,
-                "flow to pref{n} port {port} never arrived"
-            );
+            assert!(Instant::now() < deadline, "no downlink to {to} arrived");
         }
-    };
-    // Both interfaces solicit at once, so which registers first, and gets
-    // pref1, is a race: read the outcome from the tables.
-    let mn_tables =
-        lab.request("mn1", &json!({"cmd": "state"})).unwrap()["state"]["tables"].clone();
-    let iface_of = |p: Prefix| -> String {
-        mn_tables["interfaces"]
+        let key = FlowKey {
+            src: a(CN),
+            dst: *to.ip(),
+            next_header: 17,
+            src_port: 7000,
+            dst_port: to.port(),
+        };
+        self.state("mn1")["tables"]["flows"]
             .as_array()
             .unwrap()
             .iter()
+            .find(|f| f["flow"] == key.to_string())
+            .map(|f| f["downlink_on"].as_str().unwrap().to_string())
+            .expect("the MN recorded the flow")
+    }
+
+    /// Sends one uplink datagram; returns the interface it left on if the CN got it.
+    fn uplink(&self, from: &UdpSocket) -> Option<String> {
+        let before = self.state("mn1")["counters"].clone();
+        from.send_to(b"uplink", SocketAddrV6::new(a(CN), 7000, 0, 0))
+            .unwrap();
+        self.cn.set_read_timeout(Some(LIMIT)).unwrap();
+        let mut buf = [0u8; 64];
+        let (_, src) = self.cn.recv_from(&mut buf).ok()?;
+        assert_eq!(
+            src,
+            from.local_addr().unwrap(),
+            "the CN sees the MN's address"
+        );
+        let after = self.state("mn1")["counters"].clone();
+        ["if1", "if2"]
+            .into_iter()
             .find(|i| {
-                i["prefixes"]
-                    .as_array()
-                    .unwrap()
-                    .contains(&json!(p.to_string()))
+                let k = format!("uplink via {i}");
+                after[&k].as_u64().unwrap_or(0) > before[&k].as_u64().unwrap_or(0)
             })
-            .map(|i| i["name"].as_str().unwrap().to_string())
-            .unwrap()
-    };
-    let (x_if, y_if) = (iface_of(pref(1)), iface_of(pref(2)));
-    assert_ne!(x_if, y_if, "unique prefixes: one per interface");
-    let bid_of = |p: Prefix| -> u64 {
-        lma_state["state"]["tables"]["binding_cache"]
+            .map(String::from)
+    }
+
+    fn lma(&self, command: LmaCommand) {
+        ok(self
+            .lab
+            .request("lma", &json!({"cmd": "lma", "command": command}))
+            .unwrap());
+    }
+
+    fn lma_sent(&self) -> Vec<String> {
+        self.state("lma")["messages"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|b| {
-                b["hnps"]
-                    .as_array()
+            .filter(|m| m["dir"] == "sent")
+            .map(|m| {
+                m["summary"]
+                    .as_str()
                     .unwrap()
-                    .contains(&json!(p.to_string()))
+                    .split(' ')
+                    .next()
+                    .unwrap()
+                    .to_string()
             })
-            .map(|b| b["bid"].as_u64().unwrap())
-            .unwrap()
-    };
-    let (x_bid, y_bid) = (bid_of(pref(1)) as u16, bid_of(pref(2)) as u16);
+            .collect()
+    }
+}
 
-    deliver(5001, 1, &x_sink);
-    deliver(5002, 2, &y_sink);
+/// Issue #4, unique prefixes: if1 attaches and gets pref1; X arrives on
+/// if1 and its uplink returns the same way; if2 attaches and gets pref2,
+/// where Y arrives; the LMA moves Y to MAG1 by FMI; Y then arrives on if1,
+/// X is untouched, and the MN's uplink of Y follows to if1.
+#[test]
+fn unique_prefixes_attach_then_move_flow_y_by_fmi() {
+    if skip() {
+        return;
+    }
+    let s = seed(unique());
+    s.attach("if1", 1);
     assert_eq!(
-        downlink_on(&lab, 5001),
-        Some(x_if.clone()),
-        "flow X arrives on the interface of pref1"
+        s.state("mn1")["tables"]["lif_addresses"],
+        json!(["2001:db8:1::1"]),
+        "lif got pref1 by RA"
+    );
+    assert_eq!(s.lma_sent(), ["PBA"], "PBU/PBA on the wire");
+    let x = s.mn_socket(1, 5001);
+    assert_eq!(
+        s.downlink(&x),
+        "if1",
+        "X arrives through LMA, tunnel, MAG1, if1"
     );
     assert_eq!(
-        downlink_on(&lab, 5002),
-        Some(y_if.clone()),
-        "flow Y arrives on the interface of pref2"
+        s.uplink(&x).as_deref(),
+        Some("if1"),
+        "X's uplink returns the same way"
     );
 
-    // The MN answers flow Y: its uplink leaves on if2, where Y arrives.
-    y_sink
-        .send_to(b"uplink", SocketAddrV6::new(a(CN), 7000, 0, 0))
-        .unwrap();
-    assert_eq!(
-        receive(&cn, limit),
-        Some(pref(2).with_iid(1)),
-        "the CN gets Y's uplink"
-    );
-    assert_eq!(counter(&lab, "mn1", &format!("uplink via {y_if}")), 1);
+    s.attach("if2", 2);
+    let y = s.mn_socket(2, 5002);
+    assert_eq!(s.downlink(&y), "if2", "Y (to pref2) arrives on if2");
+    assert_eq!(s.uplink(&y).as_deref(), Some("if2"));
 
-    let bind = LmaCommand::BindFlow {
+    s.lma(LmaCommand::BindFlow {
         mn_id: MN.into(),
         fid: 2,
         fid_pri: 20,
         selector: prefix_selector(pref(2)),
-        bids: vec![y_bid],
+        bids: vec![2],
         action: FlowAction::Forward,
-    };
-    ok(lab
-        .request("lma", &json!({"cmd": "lma", "command": bind}))
-        .unwrap());
-    ok(lab.request("lma", &json!({"cmd": "lma", "command": LmaCommand::MoveFlow { mn_id: MN.into(), fid: 2, to_bid: x_bid }})).unwrap());
-    lab.wait_for("lma", limit, |s| {
-        s["tables"]["flow_mobility_cache"][0]["bids"][0] == x_bid
-            && s["tables"]["pending"]
+    });
+    s.lma(LmaCommand::MoveFlow {
+        mn_id: MN.into(),
+        fid: 2,
+        to_bid: 1,
+    });
+    s.lab
+        .wait_for("lma", LIMIT, |st| {
+            st["tables"]["pending"]
                 .as_array()
                 .is_some_and(|p| p.is_empty())
-    })
-    .unwrap();
-
-    deliver(5002, 2, &y_sink);
-    assert_eq!(
-        downlink_on(&lab, 5002),
-        Some(x_if.clone()),
-        "after the FMI, flow Y arrives on X's interface"
-    );
-    deliver(5001, 1, &x_sink);
-    assert_eq!(
-        downlink_on(&lab, 5001),
-        Some(x_if.clone()),
-        "flow X is untouched"
-    );
-    y_sink
-        .send_to(b"uplink", SocketAddrV6::new(a(CN), 7000, 0, 0))
+                && st["tables"]["flow_mobility_cache"][0]["bids"][0] == 1
+        })
         .unwrap();
     assert_eq!(
-        receive(&cn, limit),
-        Some(pref(2).with_iid(1)),
-        "the CN gets Y's uplink through MAG1"
+        s.lma_sent(),
+        ["PBA", "PBA", "FMI", "FMI"],
+        "FMI[add] to MAG1, FMI[del] to MAG2"
     );
+    let mag1 = s.state("mag1");
+    assert!(
+        mag1["data_plane"]["installed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r
+                .as_str()
+                .unwrap()
+                .starts_with("route 2001:db8:2::/64 dev to-if1")),
+        "MAG1 installs a route for pref2: {mag1}"
+    );
+    assert_eq!(s.downlink(&y), "if1", "Y now arrives on if1");
+    assert_eq!(s.downlink(&x), "if1", "X is untouched");
     assert_eq!(
-        counter(&lab, "mn1", &format!("uplink via {x_if}")),
-        1,
-        "Y's uplink followed its downlink"
+        s.uplink(&y).as_deref(),
+        Some("if1"),
+        "Y's uplink follows its downlink to if1"
     );
+
+    // if2 goes away: MAG2 sees the link drop and de-registers.
+    s.lab.set_link("mn1", "if2", false).unwrap();
+    s.lab
+        .wait_for("lma", LIMIT, |st| {
+            st["tables"]["binding_cache"][1]["state"] == "deregistered"
+        })
+        .unwrap();
+}
+
+/// Issue #4, shared prefix: both interfaces get pref1; the LMA moves Y
+/// from MAG2 to MAG1 with no signalling, and Y arrives on if1.
+#[test]
+fn shared_prefix_move_without_signalling() {
+    if skip() {
+        return;
+    }
+    let s = seed(shared());
+    s.attach("if1", 1);
+    s.attach("if2", 1);
+    let lma = s.state("lma");
+    assert_eq!(lma["tables"]["binding_cache"].as_array().unwrap().len(), 2);
+    let (x, y) = (s.mn_socket(1, 5001), s.mn_socket(1, 5002));
+    let flow = |port: u16| FlowKey {
+        src: a(CN),
+        dst: pref(1).with_iid(1),
+        next_header: 17,
+        src_port: 7000,
+        dst_port: port,
+    };
+    for (fid, port, bid) in [(1, 5001, 1), (2, 5002, 2)] {
+        s.lma(LmaCommand::BindFlow {
+            mn_id: MN.into(),
+            fid,
+            fid_pri: fid * 10,
+            selector: flow(port).selector(),
+            bids: vec![bid],
+            action: FlowAction::Forward,
+        });
+    }
+    assert_eq!(s.downlink(&x), "if1");
+    assert_eq!(s.downlink(&y), "if2");
+    let sent_before = s.lma_sent();
+    s.lma(LmaCommand::MoveFlow {
+        mn_id: MN.into(),
+        fid: 2,
+        to_bid: 1,
+    });
+    assert_eq!(s.downlink(&y), "if1", "Y now arrives on if1");
+    assert_eq!(s.downlink(&x), "if1");
+    assert_eq!(
+        s.lma_sent(),
+        sent_before,
+        "no signalling for a shared-prefix move"
+    );
+    assert_eq!(s.uplink(&y).as_deref(), Some("if1"));
+}
+
+/// Killing daemons with SIGKILL, then dropping the lab, leaves nothing.
+#[test]
+fn killed_daemons_leave_nothing_behind() {
+    if skip() {
+        return;
+    }
+    let s = seed(unique());
+    s.attach("if1", 1);
+    let pids = s.lab.pids();
+    for pid in &pids[pids.len() - 4..] {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
+    drop(s);
+    for pid in pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "process {pid} outlived the lab"
+        );
+    }
 }
