@@ -29,6 +29,13 @@ pub enum Request {
     Lma {
         command: LmaCommand,
     },
+    /// Adds a userspace fault rule; the reply's state holds its id.
+    FaultAdd {
+        rule: crate::faults::FaultRule,
+    },
+    FaultRemove {
+        id: u32,
+    },
     /// The state tables, the intents applied so far and the events.
     State,
     Shutdown,

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
+use crate::faults::{Action, Direction, Faults};
 use crate::kernel::{enable_forwarding, link_local_of, Kernel};
 use crate::packet::flow_key;
 use crate::raw_socket::RawSocket;
@@ -67,6 +68,7 @@ struct Plane {
     /// Where each installed MAG route points, to remove it later.
     mag_routes: BTreeMap<Prefix, (String, Option<Ipv6Addr>)>,
     counters: BTreeMap<&'static str, u64>,
+    faults: std::sync::Arc<std::sync::Mutex<Faults>>,
 }
 
 /// Sets up the TUN device, the tunnel socket and forwarding, and starts
@@ -75,6 +77,7 @@ pub async fn start(
     cfg: DataPlaneConfig,
     side: Side,
     local: Ipv6Addr,
+    faults: std::sync::Arc<std::sync::Mutex<Faults>>,
 ) -> io::Result<mpsc::Sender<Update>> {
     enable_forwarding()?;
     let tun = Tun::open(&cfg.tun)?;
@@ -102,12 +105,26 @@ pub async fn start(
         mag: MagPlane::default(),
         mag_routes: BTreeMap::new(),
         counters: BTreeMap::new(),
+        faults,
     };
     tokio::spawn(plane.run(rx));
     Ok(tx)
 }
 
 impl Plane {
+    /// How many copies a data-packet fault rule lets through (0, 1 or 2).
+    fn copies(&mut self, dir: Direction) -> usize {
+        let action = self.faults.lock().ok().and_then(|mut f| f.check(dir, None));
+        match action {
+            Some(Action::Drop) => {
+                self.count("dropped: fault rule");
+                0
+            }
+            Some(Action::Duplicate) => 2,
+            _ => 1,
+        }
+    }
+
     fn count(&mut self, what: &'static str) {
         *self.counters.entry(what).or_default() += 1;
     }
@@ -177,11 +194,13 @@ impl Plane {
                 lma
             }
         };
-        match self.tunnel.send_to(pkt, peer).await {
-            Ok(()) => self.count("encapsulated"),
-            Err(e) => {
-                debug!("encapsulating to {peer} failed: {e}");
-                self.count("dropped: tunnel send failed");
+        for _ in 0..self.copies(Direction::Out) {
+            match self.tunnel.send_to(pkt, peer).await {
+                Ok(()) => self.count("encapsulated"),
+                Err(e) => {
+                    debug!("encapsulating to {peer} failed: {e}");
+                    self.count("dropped: tunnel send failed");
+                }
             }
         }
     }
@@ -195,11 +214,13 @@ impl Plane {
         if !ok {
             return self.count("dropped: tunnel packet from a stranger");
         }
-        match self.tun.write(inner).await {
-            Ok(()) => self.count("decapsulated"),
-            Err(e) => {
-                debug!("writing to the TUN device failed: {e}");
-                self.count("dropped: TUN write failed");
+        for _ in 0..self.copies(Direction::In) {
+            match self.tun.write(inner).await {
+                Ok(()) => self.count("decapsulated"),
+                Err(e) => {
+                    debug!("writing to the TUN device failed: {e}");
+                    self.count("dropped: TUN write failed");
+                }
             }
         }
     }

@@ -5,6 +5,7 @@ mod access;
 mod config;
 mod control;
 mod data_plane;
+mod faults;
 mod kernel;
 mod link_watch;
 mod mn_node;

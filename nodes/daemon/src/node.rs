@@ -21,7 +21,9 @@ use crate::access::{Access, Solicitation};
 use crate::config::{DaemonConfig, NodeConfig};
 use crate::control::{Reply, Request};
 use crate::data_plane::{self, Side, Update};
+use crate::faults::{Action, Direction, Faults};
 use crate::raw_socket::RawSocket;
+use std::sync::{Arc, Mutex};
 
 enum Role {
     Lma(Box<Lma>),
@@ -49,6 +51,33 @@ pub struct Node {
     intents: Vec<Intent>,
     events: Vec<String>,
     log: Vec<Logged>,
+    faults: Arc<Mutex<Faults>>,
+    delayed: Vec<Delayed>,
+    held_out: Option<(Vec<u8>, Ipv6Addr, String)>,
+    held_in: Option<(Message, Ipv6Addr)>,
+}
+
+/// A message a fault rule holds back until `at`.
+enum Delayed {
+    Out {
+        at: tokio::time::Instant,
+        bytes: Vec<u8>,
+        dst: Ipv6Addr,
+        summary: String,
+    },
+    In {
+        at: tokio::time::Instant,
+        message: Message,
+        src: Ipv6Addr,
+    },
+}
+
+impl Delayed {
+    fn at(&self) -> tokio::time::Instant {
+        match self {
+            Delayed::Out { at, .. } | Delayed::In { at, .. } => *at,
+        }
+    }
 }
 
 pub(crate) type ControlMsg = (Request, oneshot::Sender<Reply>);
@@ -107,9 +136,10 @@ impl Node {
         };
         let socket = RawSocket::mobility_header(address)
             .with_context(|| format!("signalling socket on {address}"))?;
+        let faults = Arc::new(Mutex::new(Faults::default()));
         let plane = match data_plane {
             Some(cfg) => Some(
-                data_plane::start(cfg, side, address)
+                data_plane::start(cfg, side, address, faults.clone())
                     .await
                     .context("starting the data plane")?,
             ),
@@ -127,6 +157,10 @@ impl Node {
             intents: Vec::new(),
             events: Vec::new(),
             log: Vec::new(),
+            faults,
+            delayed: Vec::new(),
+            held_out: None,
+            held_in: None,
         })
     }
 
@@ -186,25 +220,91 @@ impl Node {
                 dst: t.dst,
             };
             match t.message.to_bytes(&ends, &self.wire) {
-                Ok(bytes) => {
-                    self.log.push(Logged {
-                        at_ms: self.now().as_millis(),
-                        dir: "sent",
-                        peer: t.dst,
-                        summary: t.message.summary(),
-                    });
-                    if let Err(e) = self.socket.send_to(&bytes, t.dst).await {
-                        warn!("sending {} to {} failed: {e}", t.message.name(), t.dst);
-                        self.events.push(format!(
-                            "sending {} to {} failed: {e}",
-                            t.message.name(),
-                            t.dst
-                        ));
-                    }
-                }
+                Ok(bytes) => self.transmit(bytes, t.dst, t.message.summary()).await,
                 Err(e) => self
                     .events
                     .push(format!("could not encode {}: {e}", t.message.name())),
+            }
+        }
+    }
+
+    fn record(&mut self, dir: &'static str, peer: Ipv6Addr, summary: String) {
+        self.log.push(Logged {
+            at_ms: self.now().as_millis(),
+            dir,
+            peer,
+            summary,
+        });
+    }
+
+    async fn send_now(&mut self, bytes: &[u8], dst: Ipv6Addr, summary: String) {
+        let name = summary.split(' ').next().unwrap_or("").to_string();
+        self.record("sent", dst, summary);
+        if let Err(e) = self.socket.send_to(bytes, dst).await {
+            warn!("sending {name} to {dst} failed: {e}");
+            self.events
+                .push(format!("sending {name} to {dst} failed: {e}"));
+        }
+    }
+
+    /// Sends a message through the outgoing fault rules.
+    async fn transmit(&mut self, bytes: Vec<u8>, dst: Ipv6Addr, summary: String) {
+        let name = summary.split(' ').next().unwrap_or("").to_string();
+        let action = self
+            .faults
+            .lock()
+            .ok()
+            .and_then(|mut f| f.check(Direction::Out, Some(&name)));
+        match action {
+            None => self.send_now(&bytes, dst, summary).await,
+            Some(Action::Drop) => {
+                self.events
+                    .push(format!("fault rule: dropped outgoing {name} to {dst}"));
+                self.record("dropped", dst, summary);
+                return;
+            }
+            Some(Action::Duplicate) => {
+                self.send_now(&bytes, dst, summary.clone()).await;
+                self.send_now(&bytes, dst, summary).await;
+            }
+            Some(Action::Delay { ms }) => {
+                let at = tokio::time::Instant::now() + Duration::from_millis(ms);
+                self.delayed.push(Delayed::Out {
+                    at,
+                    bytes,
+                    dst,
+                    summary,
+                });
+                return;
+            }
+            Some(Action::Reorder) => {
+                if let Some((b, d, s)) = self.held_out.replace((bytes, dst, summary)) {
+                    self.send_now(&b, d, s).await;
+                }
+                return;
+            }
+        }
+        if let Some((b, d, s)) = self.held_out.take() {
+            self.send_now(&b, d, s).await;
+        }
+    }
+
+    /// Sends or delivers what a delay rule held and is now due.
+    async fn release_delayed(&mut self) {
+        let now = tokio::time::Instant::now();
+        let (due, keep): (Vec<Delayed>, Vec<Delayed>) = std::mem::take(&mut self.delayed)
+            .into_iter()
+            .partition(|d| d.at() <= now);
+        self.delayed = keep;
+        for d in due {
+            match d {
+                Delayed::Out {
+                    bytes,
+                    dst,
+                    summary,
+                    ..
+                } => self.send_now(&bytes, dst, summary).await,
+                Delayed::In { message, src, .. } => self.deliver(message, src).await,
             }
         }
     }
@@ -224,12 +324,44 @@ impl Node {
                 return;
             }
         };
-        self.log.push(Logged {
-            at_ms: self.now().as_millis(),
-            dir: "received",
-            peer: src,
-            summary: message.summary(),
-        });
+        let name = message.name();
+        let action = self
+            .faults
+            .lock()
+            .ok()
+            .and_then(|mut f| f.check(Direction::In, Some(name)));
+        match action {
+            None => self.deliver(message, src).await,
+            Some(Action::Drop) => {
+                self.events
+                    .push(format!("fault rule: dropped incoming {name} from {src}"));
+                self.record("dropped", src, message.summary());
+                return;
+            }
+            Some(Action::Duplicate) => {
+                self.deliver(message.clone(), src).await;
+                self.deliver(message, src).await;
+            }
+            Some(Action::Delay { ms }) => {
+                let at = tokio::time::Instant::now() + Duration::from_millis(ms);
+                self.delayed.push(Delayed::In { at, message, src });
+                return;
+            }
+            Some(Action::Reorder) => {
+                if let Some((m, s)) = self.held_in.replace((message, src)) {
+                    self.deliver(m, s).await;
+                }
+                return;
+            }
+        }
+        if let Some((m, s)) = self.held_in.take() {
+            self.deliver(m, s).await;
+        }
+    }
+
+    /// Hands a received message to the protocol core.
+    async fn deliver(&mut self, message: Message, src: Ipv6Addr) {
+        self.record("received", src, message.summary());
         let now = self.now();
         let out = match &mut self.role {
             Role::Lma(l) => l.handle(
@@ -321,6 +453,7 @@ impl Node {
             "messages": self.log,
             "events": self.events,
             "data_plane": data_plane,
+            "faults": self.faults.lock().map(|f| f.rules().to_vec()).unwrap_or_default(),
         })
     }
 
@@ -341,6 +474,31 @@ impl Node {
         let now = self.now();
         let out = match (req, &mut self.role) {
             (Request::Ready, _) => return Some(Reply::ok()),
+            (Request::FaultAdd { rule }, _) => {
+                return Some(
+                    match self
+                        .faults
+                        .lock()
+                        .map_err(|_| "the fault table is poisoned".to_string())
+                        .and_then(|mut f| f.add(rule))
+                    {
+                        Ok(id) => Reply::state(serde_json::json!({ "id": id })),
+                        Err(e) => Reply::error(e),
+                    },
+                )
+            }
+            (Request::FaultRemove { id }, _) => {
+                let removed = self
+                    .faults
+                    .lock()
+                    .map(|mut f| f.remove(id))
+                    .unwrap_or(false);
+                return Some(if removed {
+                    Reply::ok()
+                } else {
+                    Reply::error(format!("no fault rule {id}"))
+                });
+            }
             (Request::State, _) => return Some(Reply::state(self.state().await)),
             (Request::Shutdown, _) => return None,
             (
@@ -404,6 +562,7 @@ impl Node {
                     Err(e) => warn!("receiving on the MH socket failed: {e}"),
                 },
                 _ = tokio::time::sleep(wait) => self.on_timeout().await,
+                _ = next_delayed(&self.delayed) => self.release_delayed().await,
                 Some(rs) = solicitation(&self.access) => self.on_solicitation(rs).await,
                 Some((iface, up)) = links.recv() => self.on_link(iface, up).await,
                 Some((req, reply)) = rx.recv() => match self.on_request(req).await {
@@ -458,6 +617,13 @@ async fn solicitation(access: &Option<Access>) -> Option<Solicitation> {
                 None
             }
         },
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_delayed(delayed: &[Delayed]) {
+    match delayed.iter().map(Delayed::at).min() {
+        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }

@@ -234,4 +234,29 @@ fn flows_cross_the_userspace_tunnel_and_follow_an_fmi_move() {
             s["state"]["data_plane"]
         );
     }
+
+    // A data fault: the LMA drops the next two downlink packets it tunnels.
+    let rule = json!({"direction": "out", "data": true, "action": {"kind": "drop"}, "count": 2});
+    ok(lab
+        .request("lma", &json!({"cmd": "fault_add", "rule": rule}))
+        .unwrap());
+    for _ in 0..3 {
+        send(5001, 1);
+    }
+    assert_eq!(
+        arrival(&x_sink, limit),
+        Some(if1),
+        "the third packet arrives"
+    );
+    assert_eq!(
+        arrival(&x_sink, Duration::from_millis(200)),
+        None,
+        "and only the third"
+    );
+    let s = lab.request("lma", &json!({"cmd": "state"})).unwrap();
+    assert_eq!(
+        s["state"]["data_plane"]["counters"]["dropped: fault rule"], 2,
+        "{}",
+        s["state"]["data_plane"]
+    );
 }

@@ -479,3 +479,72 @@ fn malformed_mobility_headers_leave_the_daemon_and_its_tables_intact() {
     );
     ok(lab.request("lma", &json!({"cmd": "ready"})).unwrap());
 }
+
+#[test]
+fn userspace_faults_drop_a_pba_and_retransmission_recovers() {
+    if skip() {
+        return;
+    }
+    let lab = seed_lab();
+    let rule =
+        json!({"direction": "out", "message": "PBA", "action": {"kind": "drop"}, "count": 1});
+    let r = lab
+        .request("lma", &json!({"cmd": "fault_add", "rule": rule}))
+        .unwrap();
+    assert_eq!(r["state"]["id"], 1, "{r}");
+    let dup =
+        json!({"direction": "in", "message": "PBA", "action": {"kind": "duplicate"}, "count": 1});
+    ok(lab
+        .request("mag1", &json!({"cmd": "fault_add", "rule": dup}))
+        .unwrap());
+    ok(lab
+        .request("mag1", &attach("if1", AccessTechnologyType::Ieee80211))
+        .unwrap());
+    // The first PBA is lost; the MAG retransmits after INITIAL_BINDACK_TIMEOUT (1 s).
+    let mag = lab
+        .wait_for("mag1", Duration::from_secs(5), |s| {
+            s["tables"]["binding_update_list"][0]["state"] == "registered"
+        })
+        .unwrap();
+    let kinds: Vec<String> = mag["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            format!(
+                "{} {}",
+                m["dir"].as_str().unwrap(),
+                &m["summary"].as_str().unwrap()[..3]
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["sent PBU", "sent PBU", "received PBA", "received PBA"],
+        "the duplicated PBA is taken once: {kinds:?}"
+    );
+    assert!(
+        mag["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e.as_str().unwrap().contains("duplicate")),
+        "{}",
+        mag["events"]
+    );
+    let lma = lab.request("lma", &json!({"cmd": "state"})).unwrap()["state"].clone();
+    assert_eq!(lma["faults"][0]["hits"], 1);
+    assert!(lma["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["dir"] == "dropped"));
+    ok(lab
+        .request("lma", &json!({"cmd": "fault_remove", "id": 1}))
+        .unwrap());
+    assert_eq!(
+        lab.request("lma", &json!({"cmd": "fault_remove", "id": 1}))
+            .unwrap()["ok"],
+        false
+    );
+}

@@ -1,0 +1,173 @@
+//! Link faults done in userspace, since this kernel has no netem: rules
+//! that drop, delay, duplicate or reorder signalling messages of a kind in
+//! one direction, or drop or duplicate a share of tunnelled data packets.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    In,
+    Out,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Action {
+    Drop,
+    Delay {
+        ms: u64,
+    },
+    Duplicate,
+    /// Hold the message until the next one in the same direction has gone.
+    Reorder,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultRule {
+    #[serde(default)]
+    pub id: u32,
+    pub direction: Direction,
+    /// A signalling message kind (PBU, PBA, FMI, …); absent for any.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Applies to tunnelled data packets instead of signalling (drop and
+    /// duplicate only).
+    #[serde(default)]
+    pub data: bool,
+    pub action: Action,
+    /// Applies to this many matches, then stops; absent for no limit.
+    #[serde(default)]
+    pub count: Option<u32>,
+    /// Applies to this share of matches, in parts per thousand; absent for all.
+    #[serde(default)]
+    pub per_mille: Option<u16>,
+    #[serde(default)]
+    pub hits: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Faults {
+    rules: Vec<FaultRule>,
+    next_id: u32,
+    rng: u64,
+}
+
+impl Faults {
+    pub fn add(&mut self, mut rule: FaultRule) -> Result<u32, String> {
+        if rule.data && matches!(rule.action, Action::Delay { .. } | Action::Reorder) {
+            return Err(
+                "data packets can be dropped or duplicated, not delayed or reordered".into(),
+            );
+        }
+        if rule.per_mille.is_some_and(|p| p > 1000) {
+            return Err("per_mille is at most 1000".into());
+        }
+        self.next_id += 1;
+        rule.id = self.next_id;
+        rule.hits = 0;
+        self.rules.push(rule);
+        Ok(self.next_id)
+    }
+
+    pub fn remove(&mut self, id: u32) -> bool {
+        let before = self.rules.len();
+        self.rules.retain(|r| r.id != id);
+        self.rules.len() != before
+    }
+
+    pub fn rules(&self) -> &[FaultRule] {
+        &self.rules
+    }
+
+    /// xorshift64, seeded per daemon: repeatable shares.
+    fn draw(&mut self) -> u16 {
+        if self.rng == 0 {
+            self.rng = 0x2545_f491_4f6c_dd1d;
+        }
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        (x % 1000) as u16
+    }
+
+    /// The action for a signalling message (`name`) or a data packet
+    /// (`None`) going in `dir`, if a rule takes it.
+    pub fn check(&mut self, dir: Direction, name: Option<&str>) -> Option<Action> {
+        for i in 0..self.rules.len() {
+            let r = &self.rules[i];
+            let kind_matches = match name {
+                Some(n) => {
+                    !r.data
+                        && r.message
+                            .as_deref()
+                            .is_none_or(|m| m.eq_ignore_ascii_case(n))
+                }
+                None => r.data,
+            };
+            if r.direction != dir || !kind_matches || r.count == Some(0) {
+                continue;
+            }
+            if let Some(p) = r.per_mille {
+                if self.draw() >= p {
+                    continue;
+                }
+            }
+            let r = &mut self.rules[i];
+            r.hits += 1;
+            if let Some(c) = r.count.as_mut() {
+                *c -= 1;
+            }
+            return Some(r.action);
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(action: Action) -> FaultRule {
+        FaultRule {
+            id: 0,
+            direction: Direction::Out,
+            message: Some("PBA".into()),
+            data: false,
+            action,
+            count: Some(1),
+            per_mille: None,
+            hits: 0,
+        }
+    }
+
+    #[test]
+    fn a_counted_rule_applies_that_many_times_to_its_kind_only() {
+        let mut f = Faults::default();
+        f.add(rule(Action::Drop)).unwrap();
+        assert_eq!(f.check(Direction::Out, Some("PBU")), None);
+        assert_eq!(f.check(Direction::In, Some("PBA")), None);
+        assert_eq!(f.check(Direction::Out, Some("pba")), Some(Action::Drop));
+        assert_eq!(f.check(Direction::Out, Some("PBA")), None);
+        assert_eq!(f.rules()[0].hits, 1);
+    }
+
+    #[test]
+    fn a_share_of_data_packets() {
+        let mut f = Faults::default();
+        let mut r = rule(Action::Drop);
+        r.data = true;
+        r.count = None;
+        r.per_mille = Some(250);
+        f.add(r).unwrap();
+        let hits = (0..10_000)
+            .filter(|_| f.check(Direction::Out, None).is_some())
+            .count();
+        assert!((2000..3000).contains(&hits), "{hits}");
+        let mut bad = rule(Action::Reorder);
+        bad.data = true;
+        assert!(f.add(bad).is_err());
+    }
+}
