@@ -19,6 +19,9 @@ pub enum NodeConfig {
     Mn {
         config: pmip_proto::mn::MnConfig,
     },
+    Cn {
+        address: std::net::Ipv6Addr,
+    },
 }
 
 impl NodeConfig {
@@ -27,7 +30,7 @@ impl NodeConfig {
         match self {
             NodeConfig::Lma { config, .. } => Some(config.address),
             NodeConfig::Mag { config } => Some(config.address),
-            NodeConfig::Mn { .. } => None,
+            NodeConfig::Mn { .. } | NodeConfig::Cn { .. } => None,
         }
     }
 }

@@ -36,6 +36,12 @@ pub enum Request {
     FaultRemove {
         id: u32,
     },
+    /// CN or MN: sends probe datagrams of flow `flow` at `rate_pps`,
+    /// `count` of them or until stopped.
+    FlowStart(crate::probe::FlowSpec),
+    FlowStop {
+        flow: u16,
+    },
     /// The state tables, the intents applied so far and the events.
     State,
     Shutdown,

@@ -2,6 +2,7 @@
 //! the network namespace it is started in.
 
 mod access;
+mod cn_node;
 mod config;
 mod control;
 mod data_plane;
@@ -13,6 +14,7 @@ mod nd;
 mod node;
 mod packet;
 mod packet_socket;
+mod probe;
 mod raw_socket;
 mod tun;
 
@@ -63,8 +65,14 @@ fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        if let config::NodeConfig::Mn { config: mn } = config.node {
-            return mn_node::MnNode::new(mn).await?.run(&args.control).await;
+        match config.node {
+            config::NodeConfig::Mn { config: mn } => {
+                return mn_node::MnNode::new(mn).await?.run(&args.control).await
+            }
+            config::NodeConfig::Cn { address } => {
+                return cn_node::CnNode::new(address).run(&args.control).await
+            }
+            _ => {}
         }
         let wire = WireConfig {
             flow_mobility_mh_type: args.fmi_mh_type,

@@ -24,6 +24,7 @@ use crate::nd::{self, Nd};
 use crate::node::{accept_loop, ControlMsg};
 use crate::packet::flow_key;
 use crate::packet_socket::PacketSocket;
+use crate::probe::{now_us, udp_packet, FlowSpec, FlowStats, Probe};
 use crate::tun::Tun;
 
 const LIF: &str = "lif";
@@ -47,6 +48,12 @@ pub struct MnNode {
     counters: BTreeMap<String, u64>,
     events: Vec<String>,
     links: Option<mpsc::Receiver<(String, bool)>>,
+    /// Probe flows received, by flow id.
+    probes: BTreeMap<u16, FlowStats>,
+    sent: BTreeMap<u16, u64>,
+    senders: BTreeMap<u16, tokio::task::JoinHandle<()>>,
+    uplink_tx: mpsc::Sender<(u16, Vec<u8>)>,
+    uplink_rx: Option<mpsc::Receiver<(u16, Vec<u8>)>>,
 }
 
 impl MnNode {
@@ -79,6 +86,7 @@ impl MnNode {
         kernel
             .add_route(Prefix::new(Ipv6Addr::UNSPECIFIED, 0), LIF, None, 254)
             .await?;
+        let (uplink_tx, uplink_rx) = mpsc::channel(1024);
         let mut mn = Mn::new(config);
         let mut events = Vec::new();
         for p in phys.iter().filter(|p| p.carrier) {
@@ -101,6 +109,11 @@ impl MnNode {
             counters: BTreeMap::new(),
             events,
             links: Some(links),
+            probes: BTreeMap::new(),
+            sent: BTreeMap::new(),
+            senders: BTreeMap::new(),
+            uplink_tx,
+            uplink_rx: Some(uplink_rx),
         })
     }
 
@@ -246,6 +259,12 @@ impl MnNode {
             },
         );
         self.apply(out).await;
+        if let Some(p) = Probe::in_packet(pkt) {
+            self.probes
+                .entry(p.flow)
+                .or_default()
+                .record(&p, &name, now_us());
+        }
         match self.lif.write(pkt).await {
             Ok(()) => self.count(format!("downlink on {name}")),
             Err(e) => debug!("writing into lif failed: {e}"),
@@ -274,6 +293,56 @@ impl MnNode {
         }
     }
 
+    /// Uplink probes from one of the MN's addresses, sent the way any
+    /// uplink from `lif` goes.
+    fn start_flow(&mut self, spec: FlowSpec) -> Reply {
+        let FlowSpec {
+            flow,
+            src,
+            dst,
+            sport,
+            dport,
+            rate_pps: rate,
+            count,
+        } = spec;
+        if !self.mn.addresses().contains(&src) {
+            return Reply::error(format!(
+                "flow {flow}: {src} is not an address of this MN's logical interface"
+            ));
+        }
+        if rate == 0 {
+            return Reply::error(format!("flow {flow}: rate_pps must be at least 1"));
+        }
+        if let Some(t) = self.senders.remove(&flow) {
+            t.abort();
+        }
+        let tx = self.uplink_tx.clone();
+        self.senders.insert(
+            flow,
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(spec.interval());
+                let mut seq = 0u32;
+                while count.is_none_or(|c| seq < c) {
+                    tick.tick().await;
+                    let p = Probe {
+                        flow,
+                        seq,
+                        sent_us: now_us(),
+                    };
+                    if tx
+                        .send((flow, udp_packet(src, dst, sport, dport, &p.to_bytes())))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                    seq += 1;
+                }
+            }),
+        );
+        Reply::ok()
+    }
+
     fn state(&self) -> serde_json::Value {
         let routers: BTreeMap<&str, Option<String>> = self
             .phys
@@ -294,6 +363,8 @@ impl MnNode {
             "tables": self.mn.state(),
             "routers": routers,
             "counters": self.counters,
+            "probes": self.probes.iter().map(|(f, s)| (f.to_string(), serde_json::json!({ "stats": s, "lost": s.lost() }))).collect::<BTreeMap<_, _>>(),
+            "sent": self.sent,
             "events": self.events,
         })
     }
@@ -321,6 +392,7 @@ impl MnNode {
         let mut rs_timer = tokio::time::interval(Duration::from_secs(1));
         let mut buf = vec![0u8; 65536];
         let mut links = self.links.take().unwrap_or_else(|| mpsc::channel(1).1);
+        let mut uplink_rx = self.uplink_rx.take().unwrap_or_else(|| mpsc::channel(1).1);
         info!(
             "MN up with interfaces {:?}",
             self.phys.iter().map(|p| &p.name).collect::<Vec<_>>()
@@ -329,6 +401,10 @@ impl MnNode {
             tokio::select! {
                 _ = rs_timer.tick() => self.solicit().await,
                 Some((name, up)) = links.recv() => self.on_link(name, up).await,
+                Some((flow, pkt)) = uplink_rx.recv() => {
+                    *self.sent.entry(flow).or_default() += 1;
+                    self.on_uplink(&pkt).await;
+                }
                 Some((i, f)) = frames.recv() => self.on_frame(i, &f).await,
                 r = self.lif.read(&mut buf) => if let Ok(n) = r {
                     let pkt = buf[..n].to_vec();
@@ -338,6 +414,11 @@ impl MnNode {
                     let r = match req {
                         Request::Ready => Reply::ok(),
                         Request::State => Reply::state(self.state()),
+                        Request::FlowStart(spec) => self.start_flow(spec),
+                        Request::FlowStop { flow } => {
+                            if let Some(t) = self.senders.remove(&flow) { t.abort(); }
+                            Reply::ok()
+                        }
                         Request::Shutdown => { let _ = reply.send(Reply::ok()); break; }
                         _ => Reply::error("an MN takes only ready, state and shutdown"),
                     };

@@ -97,7 +97,9 @@ impl Node {
         let side = match &config {
             NodeConfig::Lma { .. } => Side::Lma,
             NodeConfig::Mag { config } => Side::Mag { lma: config.lma },
-            NodeConfig::Mn { .. } => anyhow::bail!("an MN runs as MnNode"),
+            NodeConfig::Mn { .. } | NodeConfig::Cn { .. } => {
+                anyhow::bail!("an MN or a CN runs as its own node")
+            }
         };
         let role = match config {
             NodeConfig::Lma {
@@ -115,7 +117,9 @@ impl Node {
                 config.epoch_offset_micros = unix_micros;
                 Role::Mag(Box::new(Mag::new(config)))
             }
-            NodeConfig::Mn { .. } => anyhow::bail!("an MN runs as MnNode"),
+            NodeConfig::Mn { .. } | NodeConfig::Cn { .. } => {
+                anyhow::bail!("an MN or a CN runs as its own node")
+            }
         };
         let (access, links) = match (&role, access.is_empty()) {
             (Role::Mag(_), false) => {

@@ -1,0 +1,183 @@
+//! Test traffic: UDP datagrams whose payload says which flow they belong
+//! to, their sequence number and when they were sent, so that a receiver
+//! counts loss, reordering, duplicates, latency and the interface each
+//! packet arrived on.
+
+use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pmip_wire::checksum::upper_layer_checksum;
+use serde::{Deserialize, Serialize};
+
+const MAGIC: &[u8; 4] = b"PMIP";
+pub const LEN: usize = 18;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    pub flow: u16,
+    pub seq: u32,
+    /// Microseconds since the Unix epoch at sending.
+    pub sent_us: u64,
+}
+
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+impl Probe {
+    pub fn to_bytes(self) -> Vec<u8> {
+        let mut b = MAGIC.to_vec();
+        b.extend_from_slice(&self.flow.to_be_bytes());
+        b.extend_from_slice(&self.seq.to_be_bytes());
+        b.extend_from_slice(&self.sent_us.to_be_bytes());
+        b
+    }
+
+    pub fn parse(b: &[u8]) -> Option<Probe> {
+        if b.len() < LEN || &b[..4] != MAGIC {
+            return None;
+        }
+        Some(Probe {
+            flow: u16::from_be_bytes([b[4], b[5]]),
+            seq: u32::from_be_bytes([b[6], b[7], b[8], b[9]]),
+            sent_us: u64::from_be_bytes([b[10], b[11], b[12], b[13], b[14], b[15], b[16], b[17]]),
+        })
+    }
+
+    /// The probe inside an IPv6/UDP packet, if that is what `pkt` is.
+    pub fn in_packet(pkt: &[u8]) -> Option<Probe> {
+        if pkt.len() < 48 || pkt[6] != 17 {
+            return None;
+        }
+        Probe::parse(&pkt[48..])
+    }
+}
+
+/// A whole IPv6/UDP packet carrying `payload`, checksum included.
+pub fn udp_packet(src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut udp = Vec::with_capacity(8 + payload.len());
+    udp.extend_from_slice(&sport.to_be_bytes());
+    udp.extend_from_slice(&dport.to_be_bytes());
+    udp.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(payload);
+    let c = upper_layer_checksum(&src, &dst, 17, &udp);
+    udp[6..8].copy_from_slice(&c.to_be_bytes());
+    let mut p = vec![0x60, 0, 0, 0];
+    p.extend_from_slice(&(udp.len() as u16).to_be_bytes());
+    p.push(17);
+    p.push(64);
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(&udp);
+    p
+}
+
+/// A probe flow to send: `count` datagrams (or until stopped) at `rate_pps`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct FlowSpec {
+    pub flow: u16,
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub sport: u16,
+    pub dport: u16,
+    pub rate_pps: u32,
+    #[serde(default)]
+    pub count: Option<u32>,
+}
+
+impl FlowSpec {
+    pub fn interval(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(1_000_000 / u64::from(self.rate_pps.max(1)))
+    }
+}
+
+/// What a receiver saw of one flow.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FlowStats {
+    pub received: u64,
+    /// Packets per arrival interface.
+    pub by_interface: BTreeMap<String, u64>,
+    /// The interface the latest packet arrived on.
+    pub last_interface: Option<String>,
+    pub highest_seq: Option<u32>,
+    /// Sequence numbers below the highest one seen: arrived out of order.
+    pub reordered: u64,
+    pub duplicates: u64,
+    pub latency_min_us: Option<u64>,
+    pub latency_max_us: Option<u64>,
+    pub latency_sum_us: u64,
+    #[serde(skip)]
+    seen: std::collections::BTreeSet<u32>,
+}
+
+impl FlowStats {
+    pub fn record(&mut self, p: &Probe, iface: &str, at_us: u64) {
+        if !self.seen.insert(p.seq) {
+            self.duplicates += 1;
+            return;
+        }
+        self.received += 1;
+        *self.by_interface.entry(iface.to_string()).or_default() += 1;
+        self.last_interface = Some(iface.to_string());
+        match self.highest_seq {
+            Some(h) if p.seq < h => self.reordered += 1,
+            _ => self.highest_seq = Some(p.seq),
+        }
+        let l = at_us.saturating_sub(p.sent_us);
+        self.latency_min_us = Some(self.latency_min_us.map_or(l, |m| m.min(l)));
+        self.latency_max_us = Some(self.latency_max_us.map_or(l, |m| m.max(l)));
+        self.latency_sum_us += l;
+    }
+
+    /// Packets never seen below the highest sequence number.
+    pub fn lost(&self) -> u64 {
+        self.highest_seq
+            .map_or(0, |h| u64::from(h) + 1 - self.received)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_round_trip_and_stats_count_loss_reorder_and_duplicates() {
+        let p = Probe {
+            flow: 7,
+            seq: 3,
+            sent_us: 1_700_000_000_000_000,
+        };
+        let pkt = udp_packet(
+            "2001:db8:c::1".parse().unwrap(),
+            "2001:db8:1::1".parse().unwrap(),
+            7000,
+            5001,
+            &p.to_bytes(),
+        );
+        assert_eq!(Probe::in_packet(&pkt), Some(p));
+        let mut s = FlowStats::default();
+        for (seq, iface) in [(0, "if1"), (2, "if1"), (1, "if2"), (2, "if2"), (5, "if2")] {
+            s.record(
+                &Probe {
+                    flow: 7,
+                    seq,
+                    sent_us: 100,
+                },
+                iface,
+                150,
+            );
+        }
+        assert_eq!(
+            (s.received, s.reordered, s.duplicates, s.lost()),
+            (4, 1, 1, 2)
+        );
+        assert_eq!(s.by_interface["if2"], 2);
+        assert_eq!(s.last_interface.as_deref(), Some("if2"));
+        assert_eq!(s.latency_max_us, Some(50));
+    }
+}
