@@ -9,11 +9,7 @@ use pmiplab::run::{expand, explain, run_virtual};
 use pmiplab::scenario;
 
 #[derive(Parser)]
-#[command(
-    name = "pmiplab",
-    version,
-    about = "Proxy Mobile IPv6 flow mobility testbed"
-)]
+#[command(name = "pmiplab", version, about = "Proxy Mobile IPv6 flow mobility testbed")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -107,7 +103,12 @@ fn run(patterns: &[String], jobs: usize, out: &std::path::Path) -> ExitCode {
     let mut ids = std::collections::BTreeMap::new();
     for (f, s) in &loaded {
         if let Some(prev) = ids.insert(s.id.clone(), f.clone()) {
-            eprintln!("pmiplab: {} and {} both have id {}; ids name the output folders, so they must differ", prev.display(), f.display(), s.id);
+            eprintln!(
+                "pmiplab: {} and {} both have id {}; ids name the output folders, so they must differ",
+                prev.display(),
+                f.display(),
+                s.id
+            );
             return ExitCode::from(2);
         }
     }
@@ -128,28 +129,15 @@ fn run(patterns: &[String], jobs: usize, out: &std::path::Path) -> ExitCode {
             failed += 1;
         }
         if let Err(e) = r.write(out) {
-            eprintln!(
-                "pmiplab: could not write the results of {} under {}: {e}",
-                r.id,
-                out.display()
-            );
+            eprintln!("pmiplab: could not write the results of {} under {}: {e}", r.id, out.display());
             return ExitCode::from(2);
         }
     }
     if let Err(e) = std::fs::write(out.join("junit.xml"), junit(&reports)) {
-        eprintln!(
-            "pmiplab: could not write {}: {e}",
-            out.join("junit.xml").display()
-        );
+        eprintln!("pmiplab: could not write {}: {e}", out.join("junit.xml").display());
     }
-    let passed = reports
-        .iter()
-        .filter(|r| r.verdict == Verdict::Pass)
-        .count();
-    let skipped = reports
-        .iter()
-        .filter(|r| r.verdict == Verdict::Skip)
-        .count();
+    let passed = reports.iter().filter(|r| r.verdict == Verdict::Pass).count();
+    let skipped = reports.iter().filter(|r| r.verdict == Verdict::Skip).count();
     println!("{passed} passed, {failed} failed, {skipped} skipped");
     if failed > 0 {
         ExitCode::from(1)

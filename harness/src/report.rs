@@ -88,22 +88,13 @@ impl ScenarioReport {
 }
 
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// JUnit XML for CI systems: one test case per scenario.
 pub fn junit(reports: &[ScenarioReport]) -> String {
-    let failures = reports
-        .iter()
-        .filter(|r| matches!(r.verdict, Verdict::Fail | Verdict::InitFail))
-        .count();
-    let skipped = reports
-        .iter()
-        .filter(|r| r.verdict == Verdict::Skip)
-        .count();
+    let failures = reports.iter().filter(|r| matches!(r.verdict, Verdict::Fail | Verdict::InitFail)).count();
+    let skipped = reports.iter().filter(|r| r.verdict == Verdict::Skip).count();
     let mut x = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"pmiplab\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\">\n",
         reports.len()
@@ -118,10 +109,7 @@ pub fn junit(reports: &[ScenarioReport]) -> String {
         match r.verdict {
             Verdict::Pass => {}
             Verdict::Skip => {
-                x += &format!(
-                    "    <skipped message=\"{}\"/>\n",
-                    xml_escape(r.reason.as_deref().unwrap_or(""))
-                )
+                x += &format!("    <skipped message=\"{}\"/>\n", xml_escape(r.reason.as_deref().unwrap_or("")))
             }
             Verdict::Fail | Verdict::InitFail => {
                 let msg: Vec<String> = r

@@ -24,19 +24,10 @@ pub fn run_virtual(file: &Path, s: &Scenario) -> ScenarioReport {
         snapshots: Default::default(),
         wall_ms: 0.0,
     };
-    let missing: Vec<&str> = s
-        .requires
-        .iter()
-        .map(|r| r.value.as_str())
-        .filter(|r| !FEATURES.contains(r))
-        .collect();
+    let missing: Vec<&str> = s.requires.iter().map(|r| r.value.as_str()).filter(|r| !FEATURES.contains(r)).collect();
     if !missing.is_empty() {
         report.verdict = Verdict::Skip;
-        report.reason = Some(format!(
-            "needs {} (the virtual backend has {})",
-            missing.join(", "),
-            FEATURES.join(", ")
-        ));
+        report.reason = Some(format!("needs {} (the virtual backend has {})", missing.join(", "), FEATURES.join(", ")));
         return report;
     }
     let mut lab = match VirtualLab::build(s) {
@@ -51,9 +42,7 @@ pub fn run_virtual(file: &Path, s: &Scenario) -> ScenarioReport {
         let line = step.referenced.line();
         if let Step::Snapshot(name) = &step.value {
             let state = serde_json::to_value(lab.world.state()).unwrap_or_default();
-            report
-                .checks
-                .push(snapshots::compare(file, name, &state, line));
+            report.checks.push(snapshots::compare(file, name, &state, line));
             report.snapshots.insert(name.clone(), state);
             continue;
         }
@@ -62,12 +51,7 @@ pub fn run_virtual(file: &Path, s: &Scenario) -> ScenarioReport {
         }
     }
     report.ladder = lab.world.ladder();
-    report.events = lab
-        .world
-        .events
-        .iter()
-        .map(|e| format!("{}ms {}: {}", e.at_ms, e.node, e.text))
-        .collect();
+    report.events = lab.world.events.iter().map(|e| format!("{}ms {}: {}", e.at_ms, e.node, e.text)).collect();
     report.verdict = VirtualLab::verdict_for(&report.checks);
     report.wall_ms = started.elapsed().as_secs_f64() * 1000.0;
     report

@@ -50,9 +50,7 @@ fn experimental() -> u8 {
 
 impl Default for WireSettings {
     fn default() -> Self {
-        WireSettings {
-            fmi_mh_type: experimental(),
-        }
+        WireSettings { fmi_mh_type: experimental() }
     }
 }
 
@@ -338,14 +336,7 @@ pub struct ScenarioError {
 
 impl fmt::Display for ScenarioError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file.display(),
-            self.line,
-            self.column,
-            self.message
-        )
+        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)
     }
 }
 
@@ -396,19 +387,8 @@ pub fn parse_hi(s: &str) -> Option<HandoffIndicator> {
     })
 }
 
-pub const MESSAGE_NAMES: [&str; 11] = [
-    "PBU",
-    "PBA",
-    "BRI",
-    "BRA",
-    "FMI",
-    "FMA",
-    "UPN",
-    "UPA",
-    "HB-REQ",
-    "HB-RESP",
-    "MH-UNKNOWN",
-];
+pub const MESSAGE_NAMES: [&str; 11] =
+    ["PBU", "PBA", "BRI", "BRA", "FMI", "FMA", "UPN", "UPA", "HB-REQ", "HB-RESP", "MH-UNKNOWN"];
 
 /// Reads, parses and validates a scenario file.
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
@@ -424,22 +404,12 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
 /// Parses and validates scenario text; `path` is only for messages.
 pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
     let s: Scenario = serde_saphyr::from_str(text).map_err(|e| {
-        let (line, column) = e
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((0, 0));
+        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
         let first = e.to_string().lines().next().unwrap_or_default().to_string();
         // "error: line L column C: what" -> "what"
-        let message = first
-            .split_once(": ")
-            .and_then(|(_, r)| r.split_once(": ").map(|(_, m)| m.to_string()))
-            .unwrap_or(first);
-        ScenarioError {
-            file: path.into(),
-            line,
-            column,
-            message,
-        }
+        let message =
+            first.split_once(": ").and_then(|(_, r)| r.split_once(": ").map(|(_, m)| m.to_string())).unwrap_or(first);
+        ScenarioError { file: path.into(), line, column, message }
     })?;
     crate::validate::validate(path, &s)?;
     Ok(s)

@@ -8,38 +8,22 @@ use crate::report::Check;
 
 pub fn path_for(scenario: &Path, name: &str) -> PathBuf {
     let dir = scenario.parent().unwrap_or(Path::new("."));
-    let stem = scenario
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("scenario");
+    let stem = scenario.file_stem().and_then(|s| s.to_str()).unwrap_or("scenario");
     dir.join("snapshots").join(format!("{stem}__{name}.snap"))
 }
 
 /// The snapshot's content: what follows insta's header.
 fn stored(path: &Path) -> Option<Result<serde_json::Value, String>> {
     let text = std::fs::read_to_string(path).ok()?;
-    let body = text
-        .strip_prefix("---\n")
-        .and_then(|t| t.split_once("\n---\n"))
-        .map(|(_, b)| b)
-        .unwrap_or(&text);
+    let body = text.strip_prefix("---\n").and_then(|t| t.split_once("\n---\n")).map(|(_, b)| b).unwrap_or(&text);
     Some(
-        serde_saphyr::from_str::<serde_json::Value>(body).map_err(|e| {
-            format!(
-                "{}: {}",
-                path.display(),
-                e.to_string().lines().next().unwrap_or("")
-            )
-        }),
+        serde_saphyr::from_str::<serde_json::Value>(body)
+            .map_err(|e| format!("{}: {}", path.display(), e.to_string().lines().next().unwrap_or(""))),
     )
 }
 
 fn lines(v: &serde_json::Value) -> Vec<String> {
-    serde_json::to_string_pretty(v)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
+    serde_json::to_string_pretty(v).unwrap_or_default().lines().map(str::to_string).collect()
 }
 
 /// A line diff (longest common subsequence), `-` stored, `+` this run.
@@ -49,11 +33,7 @@ pub fn diff(stored: &serde_json::Value, now: &serde_json::Value) -> String {
     let mut lcs = vec![vec![0u32; m + 1]; n + 1];
     for i in (0..n).rev() {
         for j in (0..m).rev() {
-            lcs[i][j] = if a[i] == b[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
+            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
         }
     }
     // Walk the table into a script of kept, removed and added lines.
@@ -73,12 +53,7 @@ pub fn diff(stored: &serde_json::Value, now: &serde_json::Value) -> String {
     }
     // Show each change with three lines of context, like a unified diff.
     const CONTEXT: usize = 3;
-    let changed: Vec<usize> = script
-        .iter()
-        .enumerate()
-        .filter(|(_, (op, _))| *op != '=')
-        .map(|(k, _)| k)
-        .collect();
+    let changed: Vec<usize> = script.iter().enumerate().filter(|(_, (op, _))| *op != '=').map(|(k, _)| k).collect();
     let near = |k: usize| changed.iter().any(|c| c.abs_diff(k) <= CONTEXT);
     let mut out = Vec::new();
     let mut gap = false;

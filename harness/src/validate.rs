@@ -18,12 +18,7 @@ type Check = Result<(), ScenarioError>;
 
 impl Checker<'_> {
     fn err(&self, at: Location, message: String) -> ScenarioError {
-        ScenarioError {
-            file: self.path.into(),
-            line: at.line(),
-            column: at.column(),
-            message,
-        }
+        ScenarioError { file: self.path.into(), line: at.line(), column: at.column(), message }
     }
 
     fn role(&self, name: &str) -> Option<Role> {
@@ -42,11 +37,7 @@ impl Checker<'_> {
             )),
             (Some(have), Some(want)) if have != want => Err(self.err(
                 r.referenced,
-                format!(
-                    "'{}' is a {:?} node, but a {:?} node is expected here",
-                    r.value, have, want
-                )
-                .to_lowercase(),
+                format!("'{}' is a {:?} node, but a {:?} node is expected here", r.value, have, want).to_lowercase(),
             )),
             _ => Ok(()),
         }
@@ -55,26 +46,16 @@ impl Checker<'_> {
     /// `mn/iface` naming an interface of an MN.
     fn iface(&self, r: &Spanned<String>) -> Check {
         let Some((mn, iface)) = r.value.split_once('/') else {
-            return Err(self.err(
-                r.referenced,
-                format!(
-                    "'{}' should name an MN interface as mn/iface, e.g. mn1/if1",
-                    r.value
-                ),
-            ));
+            return Err(
+                self.err(r.referenced, format!("'{}' should name an MN interface as mn/iface, e.g. mn1/if1", r.value))
+            );
         };
         let node = self.s.nodes.get(mn).filter(|n| n.value.role == Role::Mn);
         match node {
-            None => Err(self.err(
-                r.referenced,
-                format!("'{}' names '{mn}', which is not an mn node", r.value),
-            )),
+            None => Err(self.err(r.referenced, format!("'{}' names '{mn}', which is not an mn node", r.value))),
             Some(n) if !n.value.interfaces.iter().any(|i| i == iface) => Err(self.err(
                 r.referenced,
-                format!(
-                    "{mn} has no interface '{iface}' (it has: {})",
-                    n.value.interfaces.join(", ")
-                ),
+                format!("{mn} has no interface '{iface}' (it has: {})", n.value.interfaces.join(", ")),
             )),
             Some(_) => Ok(()),
         }
@@ -84,53 +65,27 @@ impl Checker<'_> {
         if self.s.flows.contains_key(&r.value) {
             return Ok(());
         }
-        Err(self.err(
-            r.referenced,
-            format!("there is no flow named '{}' under flows", r.value),
-        ))
+        Err(self.err(r.referenced, format!("there is no flow named '{}' under flows", r.value)))
     }
 
     fn message(&self, r: &Spanned<String>) -> Check {
-        if MESSAGE_NAMES
-            .iter()
-            .any(|m| m.eq_ignore_ascii_case(&r.value))
-        {
+        if MESSAGE_NAMES.iter().any(|m| m.eq_ignore_ascii_case(&r.value)) {
             return Ok(());
         }
         Err(self.err(
             r.referenced,
-            format!(
-                "'{}' is not a message kind; expected one of {}",
-                r.value,
-                MESSAGE_NAMES.join(", ")
-            ),
+            format!("'{}' is not a message kind; expected one of {}", r.value, MESSAGE_NAMES.join(", ")),
         ))
     }
 
     fn nodes(&self) -> Check {
-        let count = |role| {
-            self.s
-                .nodes
-                .values()
-                .filter(|n| n.value.role == role)
-                .count()
-        };
+        let count = |role| self.s.nodes.values().filter(|n| n.value.role == role).count();
         let top = Location::UNKNOWN;
-        let first = self
-            .s
-            .nodes
-            .values()
-            .next()
-            .map(|n| n.referenced)
-            .unwrap_or(top);
+        let first = self.s.nodes.values().next().map(|n| n.referenced).unwrap_or(top);
         if count(Role::Lma) != 1 {
-            return Err(self.err(
-                first,
-                format!(
-                    "a scenario needs exactly one lma node; this one has {}",
-                    count(Role::Lma)
-                ),
-            ));
+            return Err(
+                self.err(first, format!("a scenario needs exactly one lma node; this one has {}", count(Role::Lma)))
+            );
         }
         if count(Role::Mag) == 0 {
             return Err(self.err(first, "a scenario needs at least one mag node".into()));
@@ -141,10 +96,7 @@ impl Checker<'_> {
             let at = n.referenced;
             if let Some(a) = spec.address {
                 if !addrs.insert(a) {
-                    return Err(self.err(
-                        at,
-                        format!("{name}: address {a} is already used by another node"),
-                    ));
+                    return Err(self.err(at, format!("{name}: address {a} is already used by another node")));
                 }
             }
             if spec.role != Role::Mn {
@@ -165,10 +117,7 @@ impl Checker<'_> {
             }
             if spec.role == Role::Mn {
                 if spec.interfaces.is_empty() {
-                    return Err(self.err(
-                        at,
-                        format!("{name}: an mn node needs at least one interface"),
-                    ));
+                    return Err(self.err(at, format!("{name}: an mn node needs at least one interface")));
                 }
                 let mut seen = BTreeSet::new();
                 if let Some(dup) = spec.interfaces.iter().find(|i| !seen.insert(*i)) {
@@ -179,15 +128,13 @@ impl Checker<'_> {
                 if matches!(model, Unique | Hybrid) && spec.prefixes.is_empty() {
                     return Err(self.err(
                         at,
-                        format!("{name}: the {model:?} prefix model needs 'prefixes' to hand out")
-                            .to_lowercase(),
+                        format!("{name}: the {model:?} prefix model needs 'prefixes' to hand out").to_lowercase(),
                     ));
                 }
                 if matches!(model, Shared | Hybrid) && spec.shared_prefixes.is_empty() {
                     return Err(self.err(
                         at,
-                        format!("{name}: the {model:?} prefix model needs 'shared_prefixes'")
-                            .to_lowercase(),
+                        format!("{name}: the {model:?} prefix model needs 'shared_prefixes'").to_lowercase(),
                     ));
                 }
             }
@@ -202,15 +149,15 @@ impl Checker<'_> {
             self.iface(&l.mn)?;
             self.node(&l.mag, Some(Role::Mag))?;
             if parse_att(&l.att.value).is_none() {
-                return Err(self.err(l.att.referenced, format!("'{}' is not an access technology (try wifi, ethernet, e-utran or a number)", l.att.value)));
+                return Err(self.err(
+                    l.att.referenced,
+                    format!("'{}' is not an access technology (try wifi, ethernet, e-utran or a number)", l.att.value),
+                ));
             }
             if !linked.insert(l.mn.value.clone()) {
                 return Err(self.err(
                     l.mn.referenced,
-                    format!(
-                        "{} is linked to a MAG twice; give each interface one link",
-                        l.mn.value
-                    ),
+                    format!("{} is linked to a MAG twice; give each interface one link", l.mn.value),
                 ));
             }
         }
@@ -225,20 +172,14 @@ impl Checker<'_> {
             if proto_number(&f.proto.value).is_none() {
                 return Err(self.err(
                     f.proto.referenced,
-                    format!(
-                        "flow {name}: proto '{}' should be udp, tcp or a number",
-                        f.proto.value
-                    ),
+                    format!("flow {name}: proto '{}' should be udp, tcp or a number", f.proto.value),
                 ));
             }
             let mn = &self.s.nodes[&f.mn.value].value;
             if !mn.prefixes.contains(&f.prefix) && !mn.shared_prefixes.contains(&f.prefix) {
                 return Err(self.err(
                     f.mn.referenced,
-                    format!(
-                        "flow {name}: {} is not one of {}'s prefixes",
-                        f.prefix, f.mn.value
-                    ),
+                    format!("flow {name}: {} is not one of {}'s prefixes", f.prefix, f.mn.value),
                 ));
             }
         }
@@ -248,12 +189,7 @@ impl Checker<'_> {
     fn steps(&self) -> Check {
         let mut attached: BTreeSet<String> = BTreeSet::new();
         let mut bound: BTreeSet<String> = BTreeSet::new();
-        let linked: BTreeSet<&str> = self
-            .s
-            .links
-            .iter()
-            .map(|l| l.value.mn.value.as_str())
-            .collect();
+        let linked: BTreeSet<&str> = self.s.links.iter().map(|l| l.value.mn.value.as_str()).collect();
         for step in &self.s.steps {
             let at = step.referenced;
             match &step.value {
@@ -262,19 +198,13 @@ impl Checker<'_> {
                     if !linked.contains(a.iface.value.as_str()) {
                         return Err(self.err(
                             a.iface.referenced,
-                            format!(
-                                "{} has no entry under links, so no MAG to attach to",
-                                a.iface.value
-                            ),
+                            format!("{} has no entry under links, so no MAG to attach to", a.iface.value),
                         ));
                     }
                     if !attached.insert(a.iface.value.clone()) {
                         return Err(self.err(
                             a.iface.referenced,
-                            format!(
-                                "{} is attached twice without a detach in between",
-                                a.iface.value
-                            ),
+                            format!("{} is attached twice without a detach in between", a.iface.value),
                         ));
                     }
                     if let Some(hi) = &a.hi {
@@ -286,10 +216,7 @@ impl Checker<'_> {
                 Step::Detach(i) => {
                     self.iface(i)?;
                     if !attached.remove(&i.value) {
-                        return Err(self.err(
-                            i.referenced,
-                            format!("{} is detached but was not attached", i.value),
-                        ));
+                        return Err(self.err(i.referenced, format!("{} is detached but was not attached", i.value)));
                     }
                 }
                 Step::Bind(b) => {
@@ -301,17 +228,13 @@ impl Checker<'_> {
                         ));
                     }
                     if b.bids.is_empty() {
-                        return Err(self.err(
-                            b.flow.referenced,
-                            "a bind needs at least one BID in 'bids'".into(),
-                        ));
+                        return Err(self.err(b.flow.referenced, "a bind needs at least one BID in 'bids'".into()));
                     }
                     if let Some(p) = b.selector.as_ref().and_then(|x| x.proto.as_ref()) {
                         if proto_number(&p.value).is_none() {
-                            return Err(self.err(
-                                p.referenced,
-                                format!("proto '{}' should be udp, tcp or a number", p.value),
-                            ));
+                            return Err(
+                                self.err(p.referenced, format!("proto '{}' should be udp, tcp or a number", p.value))
+                            );
                         }
                     }
                     bound.insert(b.flow.value.clone());
@@ -321,10 +244,7 @@ impl Checker<'_> {
                     if !bound.contains(&m.flow.value) {
                         return Err(self.err(
                             m.flow.referenced,
-                            format!(
-                                "flow {} is moved before a bind step gives it a FID",
-                                m.flow.value
-                            ),
+                            format!("flow {} is moved before a bind step gives it a FID", m.flow.value),
                         ));
                     }
                 }
@@ -332,10 +252,7 @@ impl Checker<'_> {
                 Step::Unbind(f) => {
                     self.flow(f)?;
                     if !bound.remove(&f.value) {
-                        return Err(self.err(
-                            f.referenced,
-                            format!("flow {} is unbound but was not bound", f.value),
-                        ));
+                        return Err(self.err(f.referenced, format!("flow {} is unbound but was not bound", f.value)));
                     }
                 }
                 Step::Drop(d) => {
@@ -346,32 +263,21 @@ impl Checker<'_> {
                 }
                 Step::Link(l) => {
                     if l.between.value.len() != 2 {
-                        return Err(self.err(
-                            l.between.referenced,
-                            "'between' takes exactly two node names".into(),
-                        ));
+                        return Err(self.err(l.between.referenced, "'between' takes exactly two node names".into()));
                     }
                     for n in &l.between.value {
                         if self.role(n).is_none() {
-                            return Err(self.err(
-                                l.between.referenced,
-                                format!("there is no node named '{n}'"),
-                            ));
+                            return Err(self.err(l.between.referenced, format!("there is no node named '{n}'")));
                         }
                     }
                     if l.loss_per_mille > 1000 {
-                        return Err(self.err(
-                            l.between.referenced,
-                            "loss_per_mille is at most 1000".into(),
-                        ));
+                        return Err(self.err(l.between.referenced, "loss_per_mille is at most 1000".into()));
                     }
                 }
                 Step::Wait(w) => {
                     if parse_duration(&w.value).is_none() {
-                        return Err(self.err(
-                            w.referenced,
-                            format!("'{}' is not a duration: write e.g. 50ms, 2s or 5m", w.value),
-                        ));
+                        return Err(self
+                            .err(w.referenced, format!("'{}' is not a duration: write e.g. 50ms, 2s or 5m", w.value)));
                     }
                 }
                 Step::ExpectMessage(e) => {
@@ -406,22 +312,16 @@ impl Checker<'_> {
                         ));
                     }
                     if e.equals.is_some() == e.len.is_some() {
-                        return Err(self.err(
-                            e.node.referenced,
-                            "expect_state needs exactly one of 'equals' or 'len'".into(),
-                        ));
+                        return Err(
+                            self.err(e.node.referenced, "expect_state needs exactly one of 'equals' or 'len'".into())
+                        );
                     }
                 }
                 Step::Snapshot(name) => {
-                    if name.is_empty()
-                        || !name
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-                    {
-                        return Err(self.err(
-                            at,
-                            format!("snapshot name '{name}' may use only letters, digits, - and _"),
-                        ));
+                    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                        return Err(
+                            self.err(at, format!("snapshot name '{name}' may use only letters, digits, - and _"))
+                        );
                     }
                 }
             }

@@ -34,16 +34,7 @@ pub fn address_plan(s: &Scenario) -> AddressPlan {
             Role::Lma => Some(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1)),
             Role::Mag => {
                 mags += 1;
-                Some(Ipv6Addr::new(
-                    0x2001,
-                    0xdb8,
-                    0xffff,
-                    0,
-                    0,
-                    0,
-                    0,
-                    0x10 + mags,
-                ))
+                Some(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 0x10 + mags))
             }
             Role::Cn => {
                 cns += 1;
@@ -63,9 +54,7 @@ pub fn address_plan(s: &Scenario) -> AddressPlan {
 }
 
 pub fn mn_id(name: &str, spec: &NodeSpec) -> String {
-    spec.mn_id
-        .clone()
-        .unwrap_or_else(|| format!("{name}@pmip.lab"))
+    spec.mn_id.clone().unwrap_or_else(|| format!("{name}@pmip.lab"))
 }
 
 pub fn access_iface(mn_iface: &str) -> String {
@@ -81,17 +70,8 @@ pub struct VirtualLab<'a> {
 impl<'a> VirtualLab<'a> {
     pub fn build(s: &'a Scenario) -> Result<Self, String> {
         let plan = address_plan(s);
-        let addr = |n: &str| {
-            plan.of
-                .get(n)
-                .copied()
-                .ok_or_else(|| format!("node {n} has no address"))
-        };
-        let (lma_name, _) = s
-            .nodes
-            .iter()
-            .find(|(_, n)| n.value.role == Role::Lma)
-            .ok_or("no lma node")?;
+        let addr = |n: &str| plan.of.get(n).copied().ok_or_else(|| format!("node {n} has no address"));
+        let (lma_name, _) = s.nodes.iter().find(|(_, n)| n.value.role == Role::Lma).ok_or("no lma node")?;
         let lma_addr = addr(lma_name)?;
         let mut cfg = LmaConfig::new(lma_addr);
         cfg.authorized_mags = s
@@ -124,9 +104,7 @@ impl<'a> VirtualLab<'a> {
         }
         let mut lma = Lma::new(cfg);
         let mut world = World::new();
-        world.wire = WireConfig {
-            flow_mobility_mh_type: s.wire.fmi_mh_type,
-        };
+        world.wire = WireConfig { flow_mobility_mh_type: s.wire.fmi_mh_type };
         for (name, n) in &s.nodes {
             let spec = &n.value;
             match spec.role {
@@ -156,10 +134,7 @@ impl<'a> VirtualLab<'a> {
                         .filter_map(|l| {
                             let (mn, iface) = l.value.mn.value.split_once('/')?;
                             let spec = &s.nodes.get(mn)?.value;
-                            Some(MnBinding {
-                                ll_id: mac_for(mn, iface),
-                                mn_id: mn_id(mn, spec),
-                            })
+                            Some(MnBinding { ll_id: mac_for(mn, iface), mn_id: mn_id(mn, spec) })
                         })
                         .collect();
                     world.add_mag(name, Mag::new(c));
@@ -186,49 +161,25 @@ impl<'a> VirtualLab<'a> {
     }
 
     fn mn_id_of(&self, mn: &str) -> String {
-        self.s
-            .nodes
-            .get(mn)
-            .map(|n| mn_id(mn, &n.value))
-            .unwrap_or_else(|| mn.to_string())
+        self.s.nodes.get(mn).map(|n| mn_id(mn, &n.value)).unwrap_or_else(|| mn.to_string())
     }
 
     /// Lets signalling in flight arrive (at most one virtual second).
     fn settle(&mut self) {
-        self.world
-            .run_until(Span::from_secs(1), |w| w.in_flight() == 0);
+        self.world.run_until(Span::from_secs(1), |w| w.in_flight() == 0);
     }
 
     /// Runs one step; expectations return a check.
     pub fn step(&mut self, step: &Step, line: u64) -> Option<Check> {
-        let check = |what: String, ok: bool, detail: String| {
-            Some(Check {
-                line,
-                what,
-                ok,
-                detail,
-            })
-        };
+        let check = |what: String, ok: bool, detail: String| Some(Check { line, what, ok, detail });
         match step {
             Step::Attach(a) => {
                 let (mn, iface) = a.iface.value.split_once('/')?;
-                let link = self
-                    .s
-                    .links
-                    .iter()
-                    .find(|l| l.value.mn.value == a.iface.value)?;
+                let link = self.s.links.iter().find(|l| l.value.mn.value == a.iface.value)?;
                 let att = parse_att(&link.value.att.value)?;
                 let hi = a.hi.as_ref().and_then(|h| parse_hi(&h.value));
                 let mag = link.value.mag.value.clone();
-                self.world.attach(
-                    mn,
-                    iface,
-                    &mag,
-                    &access_iface(&a.iface.value),
-                    att,
-                    hi,
-                    a.prefixes.clone(),
-                );
+                self.world.attach(mn, iface, &mag, &access_iface(&a.iface.value), att, hi, a.prefixes.clone());
                 self.settle();
                 None
             }
@@ -245,11 +196,7 @@ impl<'a> VirtualLab<'a> {
                     (None, Granularity::Flow) => self.flow_key(&b.flow.value)?.selector(),
                     (None, Granularity::Prefix) => prefix_selector(f.prefix),
                 };
-                let action = if b.action.value == "drop" {
-                    FlowAction::Drop
-                } else {
-                    FlowAction::Forward
-                };
+                let action = if b.action.value == "drop" { FlowAction::Drop } else { FlowAction::Forward };
                 self.world.command(LmaCommand::BindFlow {
                     mn_id: self.mn_id_of(&f.mn.value),
                     fid: b.fid,
@@ -263,29 +210,20 @@ impl<'a> VirtualLab<'a> {
             Step::Move(m) => {
                 let fid = self.fid_of(&m.flow.value)?;
                 let mn = self.mn_id_of(&self.s.flows.get(&m.flow.value)?.value.mn.value);
-                self.world.command(LmaCommand::MoveFlow {
-                    mn_id: mn,
-                    fid,
-                    to_bid: m.to_bid,
-                });
+                self.world.command(LmaCommand::MoveFlow { mn_id: mn, fid, to_bid: m.to_bid });
                 self.settle();
                 None
             }
             Step::MovePrefix(m) => {
                 let mn = self.mn_id_of(&m.mn.value);
-                self.world.command(LmaCommand::MovePrefix {
-                    mn_id: mn,
-                    prefix: m.prefix,
-                    to_bid: m.to_bid,
-                });
+                self.world.command(LmaCommand::MovePrefix { mn_id: mn, prefix: m.prefix, to_bid: m.to_bid });
                 self.settle();
                 None
             }
             Step::Unbind(f) => {
                 let fid = self.fid_of(&f.value)?;
                 let mn = self.mn_id_of(&self.s.flows.get(&f.value)?.value.mn.value);
-                self.world
-                    .command(LmaCommand::UnbindFlow { mn_id: mn, fid });
+                self.world.command(LmaCommand::UnbindFlow { mn_id: mn, fid });
                 self.settle();
                 None
             }
@@ -302,10 +240,7 @@ impl<'a> VirtualLab<'a> {
                 let [a, b] = l.between.value.as_slice() else {
                     return None;
                 };
-                let props = LinkProps {
-                    latency: Span::from_millis(l.latency_ms),
-                    loss_per_mille: l.loss_per_mille,
-                };
+                let props = LinkProps { latency: Span::from_millis(l.latency_ms), loss_per_mille: l.loss_per_mille };
                 self.world.set_link(a, b, props);
                 None
             }
@@ -323,40 +258,20 @@ impl<'a> VirtualLab<'a> {
                     .filter(|m| m.summary.split(' ').next() == Some(name.as_str()))
                     .filter(|m| e.from.as_ref().is_none_or(|f| f.value == m.from))
                     .filter(|m| e.to.as_ref().is_none_or(|t| t.value == m.to))
-                    .filter(|m| {
-                        e.with
-                            .iter()
-                            .all(|w| m.summary.split(' ').any(|tok| tok == w))
-                    })
+                    .filter(|m| e.with.iter().all(|w| m.summary.split(' ').any(|tok| tok == w)))
                     .collect();
                 let what = format!(
                     "{name}{}{}{}",
-                    e.from
-                        .as_ref()
-                        .map(|f| format!(" from {}", f.value))
-                        .unwrap_or_default(),
-                    e.to.as_ref()
-                        .map(|t| format!(" to {}", t.value))
-                        .unwrap_or_default(),
-                    if e.with.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" with {}", e.with.join(" "))
-                    }
+                    e.from.as_ref().map(|f| format!(" from {}", f.value)).unwrap_or_default(),
+                    e.to.as_ref().map(|t| format!(" to {}", t.value)).unwrap_or_default(),
+                    if e.with.is_empty() { String::new() } else { format!(" with {}", e.with.join(" ")) }
                 );
                 let ok = match e.count {
                     Some(n) => seen.len() == n,
                     None => !seen.is_empty(),
                 };
-                let want = e
-                    .count
-                    .map(|n| format!("{n}"))
-                    .unwrap_or_else(|| "at least 1".into());
-                check(
-                    format!("message {what}"),
-                    ok,
-                    format!("expected {want}, saw {}", seen.len()),
-                )
+                let want = e.count.map(|n| format!("{n}")).unwrap_or_else(|| "at least 1".into());
+                check(format!("message {what}"), ok, format!("expected {want}, saw {}", seen.len()))
             }
             Step::ExpectFlow(e) => {
                 let key = self.flow_key(&e.flow.value)?;
@@ -368,10 +283,7 @@ impl<'a> VirtualLab<'a> {
                     let hit = match (&e.arrives_on, e.dropped) {
                         (_, true) => path.delivered_on.is_none(),
                         (Some(want), false) => {
-                            path.delivered_on
-                                .as_ref()
-                                .map(|(m, i)| format!("{m}/{i}"))
-                                .as_deref()
+                            path.delivered_on.as_ref().map(|(m, i)| format!("{m}/{i}")).as_deref()
                                 == Some(want.value.as_str())
                         }
                         (None, false) => false,
@@ -397,10 +309,7 @@ impl<'a> VirtualLab<'a> {
                 check(
                     what,
                     lost <= e.max_lost,
-                    format!(
-                        "{good} of {} as expected; last packet {last}",
-                        e.packets.max(1)
-                    ),
+                    format!("{good} of {} as expected; last packet {last}", e.packets.max(1)),
                 )
             }
             Step::ExpectUplink(e) => {
@@ -429,10 +338,7 @@ impl<'a> VirtualLab<'a> {
                         let len = v.as_array().map(|a| a.len());
                         (
                             len == Some(n),
-                            format!(
-                                "found {} entries",
-                                len.map(|l| l.to_string()).unwrap_or("no list".into())
-                            ),
+                            format!("found {} entries", len.map(|l| l.to_string()).unwrap_or("no list".into())),
                         )
                     }
                     _ => (false, "nothing to compare".into()),

@@ -22,10 +22,7 @@ steps:
 "#;
 
 fn broken(from: &str, to: &str) -> String {
-    assert!(
-        GOOD.contains(from),
-        "test bug: {from:?} is not in the good scenario"
-    );
+    assert!(GOOD.contains(from), "test bug: {from:?} is not in the good scenario");
     GOOD.replacen(from, to, 1)
 }
 
@@ -48,49 +45,25 @@ fn broken_scenarios_are_refused_with_where_and_what() {
         // YAML syntax: an unclosed flow mapping.
         (broken("  lma: { role: lma }", "  lma: { role: lma"), "4:"),
         // An unknown key at the top.
-        (
-            broken("title: a scenario to break", "title: t\ncolour: blue"),
-            "3:1: unknown field `colour`",
-        ),
+        (broken("title: a scenario to break", "title: t\ncolour: blue"), "3:1: unknown field `colour`"),
         // An unknown key in a node.
-        (
-            broken("mag1: { role: mag }", "mag1: { role: mag, colour: 1 }"),
-            "5:22: unknown field `colour`",
-        ),
+        (broken("mag1: { role: mag }", "mag1: { role: mag, colour: 1 }"), "5:22: unknown field `colour`"),
         // A role that does not exist.
-        (
-            broken("mag1: { role: mag }", "mag1: { role: router }"),
-            "5:17: unknown variant `router`",
-        ),
+        (broken("mag1: { role: mag }", "mag1: { role: router }"), "5:17: unknown variant `router`"),
         // A link to a node that does not exist.
-        (
-            broken("mag: mag1, att", "mag: mag9, att"),
-            "9:25: there is no node named 'mag9'",
-        ),
+        (broken("mag: mag1, att", "mag: mag9, att"), "9:25: there is no node named 'mag9'"),
         // A link to an interface the MN does not have.
-        (
-            broken("{ mn: mn1/if1, mag", "{ mn: mn1/if7, mag"),
-            "9:11: mn1 has no interface 'if7'",
-        ),
+        (broken("{ mn: mn1/if1, mag", "{ mn: mn1/if7, mag"), "9:11: mn1 has no interface 'if7'"),
         // An interface attached twice.
         (
-            broken(
-                "  - expect_flow:",
-                "  - attach: { iface: mn1/if1 }\n  - expect_flow:",
-            ),
+            broken("  - expect_flow:", "  - attach: { iface: mn1/if1 }\n  - expect_flow:"),
             "14:22: mn1/if1 is attached twice without a detach in between",
         ),
         // A flow to an unknown MN.
-        (
-            broken("X: { mn: mn1,", "X: { mn: mn2,"),
-            "11:12: there is no node named 'mn2'",
-        ),
+        (broken("X: { mn: mn1,", "X: { mn: mn2,"), "11:12: there is no node named 'mn2'"),
         // A flow to a prefix the MN does not own.
         (
-            broken(
-                "X: { mn: mn1, prefix: \"2001:db8:1::/64\"",
-                "X: { mn: mn1, prefix: \"2001:db8:9::/64\"",
-            ),
+            broken("X: { mn: mn1, prefix: \"2001:db8:1::/64\"", "X: { mn: mn1, prefix: \"2001:db8:9::/64\""),
             "11:12: flow X: 2001:db8:9::/64 is not one of mn1's prefixes",
         ),
         // A wrong type: a port that is not a number.
@@ -98,46 +71,22 @@ fn broken_scenarios_are_refused_with_where_and_what() {
         // A port out of range.
         (broken("dport: 5001", "dport: 70000"), "11:51: invalid u16"),
         // A prefix that does not parse.
-        (
-            broken(
-                "prefixes: [\"2001:db8:1::/64\"]",
-                "prefixes: [\"2001:db8:1::/200\"]",
-            ),
-            "6:",
-        ),
+        (broken("prefixes: [\"2001:db8:1::/64\"]", "prefixes: [\"2001:db8:1::/200\"]"), "6:"),
         // An unknown access technology.
-        (
-            broken("att: wifi", "att: carrier-pigeon"),
-            "9:36: 'carrier-pigeon' is not an access technology",
-        ),
+        (broken("att: wifi", "att: carrier-pigeon"), "9:36: 'carrier-pigeon' is not an access technology"),
         // An expectation on an unknown flow.
-        (
-            broken("expect_flow: { flow: X,", "expect_flow: { flow: Z,"),
-            "14:26: there is no flow named 'Z' under flows",
-        ),
+        (broken("expect_flow: { flow: X,", "expect_flow: { flow: Z,"), "14:26: there is no flow named 'Z' under flows"),
         // A step that does not exist.
-        (
-            broken("  - expect_flow:", "  - teleport: mn1\n  - expect_flow:"),
-            "14:5: unknown variant `teleport`",
-        ),
+        (broken("  - expect_flow:", "  - teleport: mn1\n  - expect_flow:"), "14:5: unknown variant `teleport`"),
         // A wait that is not a duration.
-        (
-            broken("  - expect_flow:", "  - wait: soon\n  - expect_flow:"),
-            "14:11: 'soon' is not a duration",
-        ),
+        (broken("  - expect_flow:", "  - wait: soon\n  - expect_flow:"), "14:11: 'soon' is not a duration"),
         // Two LMAs.
         (
-            broken(
-                "  cn: { role: cn }",
-                "  cn: { role: cn }\n  lma2: { role: lma }",
-            ),
+            broken("  cn: { role: cn }", "  cn: { role: cn }\n  lma2: { role: lma }"),
             "a scenario needs exactly one lma node; this one has 2",
         ),
         // A missing required field.
-        (
-            broken("title: a scenario to break\n", ""),
-            "1:1: missing field `title`",
-        ),
+        (broken("title: a scenario to break\n", ""), "1:1: missing field `title`"),
         // A detach of an interface never attached.
         (
             broken("  - attach: { iface: mn1/if1 }\n", "  - detach: mn1/if1\n"),
@@ -145,10 +94,7 @@ fn broken_scenarios_are_refused_with_where_and_what() {
         ),
         // MN-only fields on a MAG.
         (
-            broken(
-                "mag1: { role: mag }",
-                "mag1: { role: mag, prefixes: [\"2001:db8:5::/64\"] }",
-            ),
+            broken("mag1: { role: mag }", "mag1: { role: mag, prefixes: [\"2001:db8:5::/64\"] }"),
             "only mn nodes take 'prefixes'",
         ),
     ];
@@ -157,9 +103,7 @@ fn broken_scenarios_are_refused_with_where_and_what() {
     for (text, want) in &cases {
         let got = error(text);
         if !got.contains(want) {
-            wrong.push(format!(
-                "expected an error containing {want:?}, got {got:?}"
-            ));
+            wrong.push(format!("expected an error containing {want:?}, got {got:?}"));
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));

@@ -20,57 +20,27 @@ fn topology(f: &str) -> String {
 #[test]
 fn run_passes_a_seed_scenario_and_leaves_its_results() {
     let out = scratch("pass");
-    let o = pmiplab()
-        .args(["run", &topology("fm-up-fmi.yaml"), "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = pmiplab().args(["run", &topology("fm-up-fmi.yaml"), "--out"]).arg(&out).output().unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(
-        stdout.contains("PASS") && stdout.contains("FM-UP-FMI-01"),
-        "{stdout}"
-    );
-    let result: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("FM-UP-FMI-01/result.json")).unwrap(),
-    )
-    .unwrap();
+    assert!(o.status.success(), "{stdout}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("PASS") && stdout.contains("FM-UP-FMI-01"), "{stdout}");
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("FM-UP-FMI-01/result.json")).unwrap()).unwrap();
     assert_eq!(result["verdict"], "PASS");
-    assert!(result["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|c| c["ok"] == true));
-    assert!(std::fs::read_to_string(out.join("FM-UP-FMI-01/ladder.txt"))
-        .unwrap()
-        .contains("FMI seq=1 op=add"));
+    assert!(result["checks"].as_array().unwrap().iter().all(|c| c["ok"] == true));
+    assert!(std::fs::read_to_string(out.join("FM-UP-FMI-01/ladder.txt")).unwrap().contains("FMI seq=1 op=add"));
     assert!(out.join("FM-UP-FMI-01/state-after-move.json").exists());
-    assert!(std::fs::read_to_string(out.join("junit.xml"))
-        .unwrap()
-        .contains("tests=\"1\" failures=\"0\""));
+    assert!(std::fs::read_to_string(out.join("junit.xml")).unwrap().contains("tests=\"1\" failures=\"0\""));
     std::fs::remove_dir_all(&out).ok();
 }
 
 #[test]
 fn run_in_parallel_over_a_glob() {
     let out = scratch("glob");
-    let o = pmiplab()
-        .args(["run", "-j", "2", &topology("*.yaml"), "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = pmiplab().args(["run", "-j", "2", &topology("*.yaml"), "--out"]).arg(&out).output().unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{stdout}");
-    assert!(
-        stdout
-            .lines()
-            .any(|l| l.ends_with(" failed, 0 skipped") && l.contains(" 0 failed")),
-        "{stdout}"
-    );
+    assert!(stdout.lines().any(|l| l.ends_with(" failed, 0 skipped") && l.contains(" 0 failed")), "{stdout}");
     std::fs::remove_dir_all(&out).ok();
 }
 
@@ -78,24 +48,15 @@ fn run_in_parallel_over_a_glob() {
 fn a_failing_expectation_fails_the_run_and_says_why() {
     let dir = scratch("fail");
     std::fs::create_dir_all(&dir).unwrap();
-    let wrong = std::fs::read_to_string(topology("pm-attach.yaml"))
-        .unwrap()
-        .replace("with: [status=0,", "with: [status=155,");
+    let wrong =
+        std::fs::read_to_string(topology("pm-attach.yaml")).unwrap().replace("with: [status=0,", "with: [status=155,");
     let f = dir.join("wrong.yaml");
     std::fs::write(&f, wrong).unwrap();
-    let o = pmiplab()
-        .arg("run")
-        .arg(&f)
-        .arg("--out")
-        .arg(dir.join("out"))
-        .output()
-        .unwrap();
+    let o = pmiplab().arg("run").arg(&f).arg("--out").arg(dir.join("out")).output().unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{stdout}");
     assert!(
-        stdout.contains("FAIL")
-            && stdout.contains("with status=155")
-            && stdout.contains("expected at least 1, saw 0"),
+        stdout.contains("FAIL") && stdout.contains("with status=155") && stdout.contains("expected at least 1, saw 0"),
         "{stdout}"
     );
     std::fs::remove_dir_all(&dir).ok();
@@ -106,21 +67,16 @@ fn a_broken_file_is_refused_and_nothing_is_created() {
     let dir = scratch("broken");
     std::fs::create_dir_all(&dir).unwrap();
     let f = dir.join("broken.yaml");
-    std::fs::write(&f, "id: B\ntitle: broken\nnodes:\n  lma: { role: lma }\n  mag1: { role: mag }\nsteps:\n  - wait: later\n").unwrap();
+    std::fs::write(
+        &f,
+        "id: B\ntitle: broken\nnodes:\n  lma: { role: lma }\n  mag1: { role: mag }\nsteps:\n  - wait: later\n",
+    )
+    .unwrap();
     let out = dir.join("out");
-    let o = pmiplab()
-        .arg("run")
-        .arg(&f)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = pmiplab().arg("run").arg(&f).arg("--out").arg(&out).output().unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr.contains("broken.yaml:7:11: 'later' is not a duration"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("broken.yaml:7:11: 'later' is not a duration"), "{stderr}");
     assert!(!out.exists(), "nothing is created for a refused run");
     let v = pmiplab().arg("validate").arg(&f).output().unwrap();
     assert_eq!(v.status.code(), Some(2));
@@ -142,37 +98,15 @@ fn a_state_table_that_differs_from_its_snapshot_fails_with_a_diff() {
     std::fs::create_dir_all(dir.join("snapshots")).unwrap();
     std::fs::copy(topology("fm-up-pbu.yaml"), dir.join("fm-up-pbu.yaml")).unwrap();
     for name in ["before", "after"] {
-        let stored =
-            std::fs::read_to_string(topology(&format!("snapshots/fm-up-pbu__{name}.snap")))
-                .unwrap();
-        let stored = if name == "after" {
-            stored.replace("2001:db8:ffff::12", "2001:db8:ffff::99")
-        } else {
-            stored
-        };
-        std::fs::write(
-            dir.join(format!("snapshots/fm-up-pbu__{name}.snap")),
-            stored,
-        )
-        .unwrap();
+        let stored = std::fs::read_to_string(topology(&format!("snapshots/fm-up-pbu__{name}.snap"))).unwrap();
+        let stored = if name == "after" { stored.replace("2001:db8:ffff::12", "2001:db8:ffff::99") } else { stored };
+        std::fs::write(dir.join(format!("snapshots/fm-up-pbu__{name}.snap")), stored).unwrap();
     }
-    let o = pmiplab()
-        .arg("run")
-        .arg(dir.join("fm-up-pbu.yaml"))
-        .arg("--out")
-        .arg(dir.join("out"))
-        .output()
-        .unwrap();
+    let o = pmiplab().arg("run").arg(dir.join("fm-up-pbu.yaml")).arg("--out").arg(dir.join("out")).output().unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("snapshot after matches"), "{stdout}");
-    assert!(
-        stdout.contains("-         \"proxy_coa\": \"2001:db8:ffff::99\""),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("+         \"proxy_coa\": \"2001:db8:ffff::12\""),
-        "{stdout}"
-    );
+    assert!(stdout.contains("-         \"proxy_coa\": \"2001:db8:ffff::99\""), "{stdout}");
+    assert!(stdout.contains("+         \"proxy_coa\": \"2001:db8:ffff::12\""), "{stdout}");
     std::fs::remove_dir_all(&dir).ok();
 }

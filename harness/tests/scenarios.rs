@@ -15,32 +15,14 @@ fn topologies() -> PathBuf {
 #[test]
 fn every_scenario_passes_and_matches_its_snapshots() {
     let pattern = topologies().join("**/*.yaml");
-    let files: Vec<PathBuf> = glob::glob(&pattern.to_string_lossy())
-        .unwrap()
-        .filter_map(Result::ok)
-        .collect();
-    assert!(
-        files.len() >= 10,
-        "the seed catalogue is missing: {} files",
-        files.len()
-    );
+    let files: Vec<PathBuf> = glob::glob(&pattern.to_string_lossy()).unwrap().filter_map(Result::ok).collect();
+    assert!(files.len() >= 10, "the seed catalogue is missing: {} files", files.len());
     for file in files {
         let s = scenario::load(&file).unwrap_or_else(|e| panic!("{e}"));
         let r = run_virtual(&file, &s);
-        let failed: Vec<String> = r
-            .checks
-            .iter()
-            .filter(|c| !c.ok)
-            .map(|c| format!("line {}: {} — {}", c.line, c.what, c.detail))
-            .collect();
-        assert_eq!(
-            r.verdict,
-            Verdict::Pass,
-            "{}: {:?}\n{}",
-            file.display(),
-            r.reason,
-            failed.join("\n")
-        );
+        let failed: Vec<String> =
+            r.checks.iter().filter(|c| !c.ok).map(|c| format!("line {}: {} — {}", c.line, c.what, c.detail)).collect();
+        assert_eq!(r.verdict, Verdict::Pass, "{}: {:?}\n{}", file.display(), r.reason, failed.join("\n"));
         let stem = file.file_stem().unwrap().to_string_lossy().to_string();
         let mut settings = insta::Settings::clone_current();
         settings.set_snapshot_path(file.parent().unwrap().join("snapshots"));

@@ -23,15 +23,9 @@ fn every_seed_scenario_is_valid_against_the_schema() {
     let v = validator();
     let pattern = root().join("topologies/**/*.yaml");
     let mut n = 0;
-    for f in glob::glob(&pattern.to_string_lossy())
-        .unwrap()
-        .filter_map(Result::ok)
-    {
+    for f in glob::glob(&pattern.to_string_lossy()).unwrap().filter_map(Result::ok) {
         let doc = as_json(&std::fs::read_to_string(&f).unwrap());
-        let errors: Vec<String> = v
-            .iter_errors(&doc)
-            .map(|e| format!("{} at {}", e, e.instance_path()))
-            .collect();
+        let errors: Vec<String> = v.iter_errors(&doc).map(|e| format!("{} at {}", e, e.instance_path())).collect();
         assert!(errors.is_empty(), "{}: {}", f.display(), errors.join("; "));
         n += 1;
     }
@@ -51,9 +45,6 @@ fn the_schema_refuses_what_the_loader_refuses_for_shape() {
         base.replace("title: t\n", ""),
     ] {
         assert!(!v.is_valid(&as_json(&bad)), "the schema accepts:\n{bad}");
-        assert!(
-            pmiplab::scenario::parse(std::path::Path::new("x.yaml"), &bad).is_err(),
-            "the loader accepts:\n{bad}"
-        );
+        assert!(pmiplab::scenario::parse(std::path::Path::new("x.yaml"), &bad).is_err(), "the loader accepts:\n{bad}");
     }
 }

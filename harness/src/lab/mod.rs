@@ -59,33 +59,20 @@ impl Lab {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let root = {
             let _g = rt.enter();
             netlink::root_handle(&rt)?
         };
-        Ok(Lab {
-            dir,
-            rt,
-            root,
-            namespaces: BTreeMap::new(),
-            netlink: BTreeMap::new(),
-            daemons: BTreeMap::new(),
-        })
+        Ok(Lab { dir, rt, root, namespaces: BTreeMap::new(), netlink: BTreeMap::new(), daemons: BTreeMap::new() })
     }
 
     fn ns(&self, node: &str) -> io::Result<&NetNs> {
-        self.namespaces
-            .get(node)
-            .ok_or_else(|| not_found(format!("no node named {node} in the lab")))
+        self.namespaces.get(node).ok_or_else(|| not_found(format!("no node named {node} in the lab")))
     }
 
     fn nl(&self, node: &str) -> io::Result<&Handle> {
-        self.netlink
-            .get(node)
-            .ok_or_else(|| not_found(format!("no node named {node} in the lab")))
+        self.netlink.get(node).ok_or_else(|| not_found(format!("no node named {node} in the lab")))
     }
 
     /// Runs `f` on a thread inside `node`'s namespace.
@@ -121,15 +108,7 @@ impl Lab {
 
     pub fn veth(&self, a: &str, a_if: &str, b: &str, b_if: &str) -> io::Result<()> {
         let (na, nb) = (self.ns(a)?, self.ns(b)?);
-        self.rt.block_on(netlink::veth(
-            &self.root,
-            na,
-            a_if,
-            mac(a, a_if),
-            nb,
-            b_if,
-            mac(b, b_if),
-        ))?;
+        self.rt.block_on(netlink::veth(&self.root, na, a_if, mac(a, a_if), nb, b_if, mac(b, b_if)))?;
         self.rt.block_on(netlink::up(self.nl(a)?, a_if))?;
         self.rt.block_on(netlink::up(self.nl(b)?, b_if))
     }
@@ -141,32 +120,22 @@ impl Lab {
     }
 
     pub fn enslave(&self, node: &str, port: &str, bridge: &str) -> io::Result<()> {
-        self.rt
-            .block_on(netlink::enslave(self.nl(node)?, port, bridge))
+        self.rt.block_on(netlink::enslave(self.nl(node)?, port, bridge))
     }
 
-    pub fn address(
-        &self,
-        node: &str,
-        iface: &str,
-        addr: Ipv6Addr,
-        prefix_len: u8,
-    ) -> io::Result<()> {
-        self.rt
-            .block_on(netlink::address(self.nl(node)?, iface, addr, prefix_len))
+    pub fn address(&self, node: &str, iface: &str, addr: Ipv6Addr, prefix_len: u8) -> io::Result<()> {
+        self.rt.block_on(netlink::address(self.nl(node)?, iface, addr, prefix_len))
     }
 
     /// Sets an interface up or down: for an MN interface, attaching it to
     /// its MAG's access link or taking it away.
     pub fn set_link(&self, node: &str, iface: &str, up: bool) -> io::Result<()> {
-        self.rt
-            .block_on(netlink::set_link(self.nl(node)?, iface, up))
+        self.rt.block_on(netlink::set_link(self.nl(node)?, iface, up))
     }
 
     /// A default route through `via` (on-link) in `node`.
     pub fn default_route(&self, node: &str, via: Ipv6Addr) -> io::Result<()> {
-        self.rt
-            .block_on(netlink::default_route(self.nl(node)?, via))
+        self.rt.block_on(netlink::default_route(self.nl(node)?, via))
     }
 
     pub fn links(&self, node: &str) -> io::Result<Vec<String>> {
@@ -189,30 +158,15 @@ impl Lab {
 
     /// Starts a daemon inside `node`'s namespace and waits until its
     /// control socket answers.
-    pub fn spawn(
-        &mut self,
-        node: &str,
-        binary: &Path,
-        config: &serde_json::Value,
-        args: &[String],
-    ) -> io::Result<()> {
+    pub fn spawn(&mut self, node: &str, binary: &Path, config: &serde_json::Value, args: &[String]) -> io::Result<()> {
         let ns_fd = self.ns(node)?.fd()?;
         let cfg = self.dir.join(format!("{node}.json"));
         let control = self.dir.join(format!("{node}.sock"));
         let log = self.dir.join(format!("{node}.log"));
-        std::fs::write(
-            &cfg,
-            serde_json::to_vec_pretty(config).map_err(io::Error::other)?,
-        )?;
+        std::fs::write(&cfg, serde_json::to_vec_pretty(config).map_err(io::Error::other)?)?;
         let mut cmd = Command::new(binary);
-        cmd.arg("--config")
-            .arg(&cfg)
-            .arg("--control")
-            .arg(&control)
-            .args(args);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?);
+        cmd.arg("--config").arg(&cfg).arg("--control").arg(&control).args(args);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(std::fs::File::create(&log)?);
         let raw = ns_fd.as_raw_fd();
         // SAFETY: between fork and exec the child only calls setns and
         // prctl, which are async-signal-safe; `ns_fd` outlives the spawn.
@@ -225,21 +179,11 @@ impl Lab {
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot start {} in {node}: {e}", binary.display()),
-            )
-        })?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot start {} in {node}: {e}", binary.display())))?;
         drop(ns_fd);
-        self.daemons.insert(
-            node.into(),
-            Daemon {
-                child,
-                control: control.clone(),
-                log,
-            },
-        );
+        self.daemons.insert(node.into(), Daemon { child, control: control.clone(), log });
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(r) = self.request(node, &serde_json::json!({"cmd": "ready"})) {
@@ -267,10 +211,7 @@ impl Lab {
 
     /// Sends one JSON request to a daemon and returns its reply.
     pub fn request(&self, node: &str, req: &serde_json::Value) -> io::Result<serde_json::Value> {
-        let d = self
-            .daemons
-            .get(node)
-            .ok_or_else(|| not_found(format!("no daemon runs in {node}")))?;
+        let d = self.daemons.get(node).ok_or_else(|| not_found(format!("no daemon runs in {node}")))?;
         let mut s = UnixStream::connect(&d.control)?;
         s.set_read_timeout(Some(Duration::from_secs(5)))?;
         let mut line = serde_json::to_string(req).map_err(io::Error::other)?;
@@ -278,9 +219,8 @@ impl Lab {
         s.write_all(line.as_bytes())?;
         let mut reply = String::new();
         BufReader::new(s).read_line(&mut reply)?;
-        serde_json::from_str(&reply).map_err(|e| {
-            io::Error::other(format!("{node} answered something that is not JSON: {e}"))
-        })
+        serde_json::from_str(&reply)
+            .map_err(|e| io::Error::other(format!("{node} answered something that is not JSON: {e}")))
     }
 
     /// Polls a daemon's state until `done` holds, for at most `limit`.
@@ -309,18 +249,11 @@ impl Lab {
 
     /// Every process the lab owns: namespace holders and daemons.
     pub fn pids(&self) -> Vec<u32> {
-        self.namespaces
-            .values()
-            .map(|n| n.holder_pid())
-            .chain(self.daemons.values().map(|d| d.child.id()))
-            .collect()
+        self.namespaces.values().map(|n| n.holder_pid()).chain(self.daemons.values().map(|d| d.child.id())).collect()
     }
 
     pub fn daemon_log(&self, node: &str) -> String {
-        self.daemons
-            .get(node)
-            .and_then(|d| std::fs::read_to_string(&d.log).ok())
-            .unwrap_or_default()
+        self.daemons.get(node).and_then(|d| std::fs::read_to_string(&d.log).ok()).unwrap_or_default()
     }
 }
 
@@ -332,18 +265,12 @@ fn sweep_stale_folders() {
     };
     for e in entries.filter_map(Result::ok) {
         let name = e.file_name().to_string_lossy().to_string();
-        let Some(pid) = name
-            .strip_prefix("pmiplab-")
-            .and_then(|r| r.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
+        let Some(pid) =
+            name.strip_prefix("pmiplab-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<u32>().ok())
         else {
             continue;
         };
-        let is_lab = name.split('-').count() == 3
-            && name
-                .rsplit('-')
-                .next()
-                .is_some_and(|n| n.parse::<u32>().is_ok());
+        let is_lab = name.split('-').count() == 3 && name.rsplit('-').next().is_some_and(|n| n.parse::<u32>().is_ok());
         if is_lab && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
             let _ = std::fs::remove_dir_all(e.path());
         }

@@ -58,10 +58,7 @@ pub async fn veth(
         .address(mac_a.to_vec())
         .setns_by_fd(ns_a.raw_fd())
         .build();
-    root.link().add(msg).execute().await.map_err(nl(format!(
-        "creating veth {}:{a} <-> {}:{b}",
-        ns_a.name, ns_b.name
-    )))
+    root.link().add(msg).execute().await.map_err(nl(format!("creating veth {}:{a} <-> {}:{b}", ns_a.name, ns_b.name)))
 }
 
 pub async fn index(h: &Handle, name: &str) -> io::Result<u32> {
@@ -79,29 +76,18 @@ pub async fn index(h: &Handle, name: &str) -> io::Result<u32> {
 
 pub async fn up(h: &Handle, name: &str) -> io::Result<()> {
     let i = index(h, name).await?;
-    h.link()
-        .set(LinkUnspec::new_with_index(i).up().build())
-        .execute()
-        .await
-        .map_err(nl(format!("setting {name} up")))
+    h.link().set(LinkUnspec::new_with_index(i).up().build()).execute().await.map_err(nl(format!("setting {name} up")))
 }
 
 pub async fn set_link(h: &Handle, name: &str, up: bool) -> io::Result<()> {
     let i = index(h, name).await?;
     let b = LinkUnspec::new_with_index(i);
     let msg = if up { b.up().build() } else { b.down().build() };
-    h.link().set(msg).execute().await.map_err(nl(format!(
-        "setting {name} {}",
-        if up { "up" } else { "down" }
-    )))
+    h.link().set(msg).execute().await.map_err(nl(format!("setting {name} {}", if up { "up" } else { "down" })))
 }
 
 pub async fn bridge(h: &Handle, name: &str) -> io::Result<()> {
-    h.link()
-        .add(LinkBridge::new(name).build())
-        .execute()
-        .await
-        .map_err(nl(format!("creating bridge {name}")))
+    h.link().add(LinkBridge::new(name).build()).execute().await.map_err(nl(format!("creating bridge {name}")))
 }
 
 pub async fn enslave(h: &Handle, port: &str, bridge: &str) -> io::Result<()> {
@@ -118,23 +104,13 @@ pub async fn enslave(h: &Handle, port: &str, bridge: &str) -> io::Result<()> {
 pub async fn address(h: &Handle, name: &str, addr: Ipv6Addr, prefix_len: u8) -> io::Result<()> {
     let i = index(h, name).await?;
     let mut req = h.address().add(i, IpAddr::V6(addr), prefix_len);
-    req.message_mut()
-        .attributes
-        .push(AddressAttribute::Flags(AddressFlags::Nodad));
-    req.execute()
-        .await
-        .map_err(nl(format!("adding {addr}/{prefix_len} to {name}")))
+    req.message_mut().attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+    req.execute().await.map_err(nl(format!("adding {addr}/{prefix_len} to {name}")))
 }
 
 pub async fn default_route(h: &Handle, via: Ipv6Addr) -> io::Result<()> {
-    let msg = rtnetlink::RouteMessageBuilder::<Ipv6Addr>::new()
-        .gateway(via)
-        .build();
-    h.route()
-        .add(msg)
-        .execute()
-        .await
-        .map_err(nl(format!("adding a default route via {via}")))
+    let msg = rtnetlink::RouteMessageBuilder::<Ipv6Addr>::new().gateway(via).build();
+    h.route().add(msg).execute().await.map_err(nl(format!("adding a default route via {via}")))
 }
 
 /// Names of the links in a namespace.

@@ -29,16 +29,8 @@ impl NetNs {
                 if libc::getppid() != parent.as_raw() {
                     libc::_exit(1);
                 }
-                let status: u8 = if libc::unshare(libc::CLONE_NEWNET) == 0 {
-                    0
-                } else {
-                    1
-                };
-                libc::write(
-                    w.as_raw_fd(),
-                    &status as *const u8 as *const libc::c_void,
-                    1,
-                );
+                let status: u8 = if libc::unshare(libc::CLONE_NEWNET) == 0 { 0 } else { 1 };
+                libc::write(w.as_raw_fd(), &status as *const u8 as *const libc::c_void, 1);
                 loop {
                     libc::pause();
                 }
@@ -56,11 +48,7 @@ impl NetNs {
                     ));
                 }
                 let fd = File::open(format!("/proc/{}/ns/net", child))?;
-                Ok(NetNs {
-                    name: name.into(),
-                    pid: child,
-                    fd,
-                })
+                Ok(NetNs { name: name.into(), pid: child, fd })
             }
         }
     }
@@ -80,10 +68,7 @@ impl NetNs {
     }
 
     /// Runs `f` on a thread inside this namespace; sockets it opens stay there.
-    pub fn run_in<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> io::Result<T> + Send + 'static,
-    ) -> io::Result<T> {
+    pub fn run_in<T: Send + 'static>(&self, f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
         let fd = self.fd()?;
         let name = self.name.clone();
         std::thread::spawn(move || {

@@ -43,16 +43,11 @@ impl Access {
         for (name, att) in links {
             out.insert(
                 name.clone(),
-                Link {
-                    index: kernel.index(name).await?,
-                    mac: kernel.mac(name).await?,
-                    att: *att,
-                },
+                Link { index: kernel.index(name).await?, mac: kernel.mac(name).await?, att: *att },
             );
         }
-        let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6)).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot open a raw ICMPv6 socket: {e}"))
-        })?;
+        let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot open a raw ICMPv6 socket: {e}")))?;
         // Neighbour Discovery messages must carry hop limit 255.
         s.set_multicast_hops_v6(255)?;
         s.set_unicast_hops_v6(255)?;
@@ -65,10 +60,7 @@ impl Access {
 
     pub async fn advertise(&self, iface: &str, prefixes: &[Prefix]) -> io::Result<()> {
         let link = self.links.get(iface).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{iface} is not an access link of this MAG"),
-            )
+            io::Error::new(io::ErrorKind::NotFound, format!("{iface} is not an access link of this MAG"))
         })?;
         let lifetime = if prefixes.is_empty() { 0 } else { 1800 };
         let body = nd::router_advertisement(link.mac, prefixes, lifetime);
@@ -90,13 +82,8 @@ impl Access {
             let r = g.try_io(|s| {
                 let mut iov = [IoSliceMut::new(&mut buf)];
                 let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo);
-                let m = recvmsg::<SockaddrIn6>(
-                    s.get_ref().as_raw_fd(),
-                    &mut iov,
-                    Some(&mut cmsg),
-                    MsgFlags::empty(),
-                )
-                .map_err(io::Error::from)?;
+                let m = recvmsg::<SockaddrIn6>(s.get_ref().as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())
+                    .map_err(io::Error::from)?;
                 let index = m
                     .cmsgs()
                     .map_err(io::Error::from)?
@@ -116,11 +103,7 @@ impl Access {
                 continue;
             };
             if let Nd::Rs { mac } = nd::parse(&buf[..n]) {
-                return Ok(Solicitation {
-                    iface: name.clone(),
-                    att: link.att,
-                    mac,
-                });
+                return Ok(Solicitation { iface: name.clone(), att: link.att, mac });
             }
         }
     }

@@ -31,26 +31,13 @@ pub struct CnNode {
 
 impl CnNode {
     pub fn new(address: Ipv6Addr) -> CnNode {
-        CnNode {
-            address,
-            counters: Arc::default(),
-            senders: BTreeMap::new(),
-            sinks: BTreeMap::new(),
-        }
+        CnNode { address, counters: Arc::default(), senders: BTreeMap::new(), sinks: BTreeMap::new() }
     }
 
     /// A socket on the flow's source port: it sends the flow and receives
     /// the MN's answers to it.
     async fn start(&mut self, spec: FlowSpec) -> anyhow::Result<()> {
-        let FlowSpec {
-            flow,
-            src,
-            dst,
-            sport,
-            dport,
-            rate_pps: rate,
-            count,
-        } = spec;
+        let FlowSpec { flow, src, dst, sport, dport, rate_pps: rate, count } = spec;
         if src != self.address {
             anyhow::bail!("flow {flow}: the CN sends from {}, not {src}", self.address);
         }
@@ -72,11 +59,7 @@ impl CnNode {
                 let mut seq = 0u32;
                 while count.is_none_or(|c| seq < c) {
                     tick.tick().await;
-                    let p = Probe {
-                        flow,
-                        seq,
-                        sent_us: now_us(),
-                    };
+                    let p = Probe { flow, seq, sent_us: now_us() };
                     if tx_sock.send_to(&p.to_bytes(), to).await.is_ok() {
                         if let Ok(mut c) = counters.lock() {
                             *c.sent.entry(flow).or_default() += 1;
@@ -94,10 +77,7 @@ impl CnNode {
                 while let Ok((n, _)) = sock.recv_from(&mut buf).await {
                     if let Some(p) = Probe::parse(&buf[..n]) {
                         if let Ok(mut c) = counters.lock() {
-                            c.received
-                                .entry(p.flow)
-                                .or_default()
-                                .record(&p, "cn", now_us());
+                            c.received.entry(p.flow).or_default().record(&p, "cn", now_us());
                         }
                     }
                 }
@@ -118,11 +98,8 @@ impl CnNode {
         let c = self.counters.lock();
         match c {
             Ok(c) => {
-                let received: BTreeMap<u16, serde_json::Value> = c
-                    .received
-                    .iter()
-                    .map(|(f, s)| (*f, serde_json::json!({ "stats": s, "lost": s.lost() })))
-                    .collect();
+                let received: BTreeMap<u16, serde_json::Value> =
+                    c.received.iter().map(|(f, s)| (*f, serde_json::json!({ "stats": s, "lost": s.lost() }))).collect();
                 serde_json::json!({ "sent": c.sent, "received": received })
             }
             Err(_) => serde_json::Value::Null,
@@ -131,8 +108,7 @@ impl CnNode {
 
     pub async fn run(mut self, control: &Path) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(control);
-        let listener = UnixListener::bind(control)
-            .with_context(|| format!("control socket {}", control.display()))?;
+        let listener = UnixListener::bind(control).with_context(|| format!("control socket {}", control.display()))?;
         std::fs::set_permissions(control, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         let (tx, mut rx) = mpsc::channel::<ControlMsg>(64);
         tokio::spawn(accept_loop(listener, tx));

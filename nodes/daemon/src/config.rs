@@ -9,19 +9,10 @@ use pmip_proto::mag::MagConfig;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "role", rename_all = "lowercase")]
 pub enum NodeConfig {
-    Lma {
-        config: LmaConfig,
-        policies: Vec<MnPolicy>,
-    },
-    Mag {
-        config: MagConfig,
-    },
-    Mn {
-        config: pmip_proto::mn::MnConfig,
-    },
-    Cn {
-        address: std::net::Ipv6Addr,
-    },
+    Lma { config: LmaConfig, policies: Vec<MnPolicy> },
+    Mag { config: MagConfig },
+    Mn { config: pmip_proto::mn::MnConfig },
+    Cn { address: std::net::Ipv6Addr },
 }
 
 impl NodeConfig {

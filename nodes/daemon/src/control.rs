@@ -58,24 +58,12 @@ pub struct Reply {
 
 impl Reply {
     pub fn ok() -> Self {
-        Reply {
-            ok: true,
-            error: None,
-            state: None,
-        }
+        Reply { ok: true, error: None, state: None }
     }
     pub fn error(e: impl Into<String>) -> Self {
-        Reply {
-            ok: false,
-            error: Some(e.into()),
-            state: None,
-        }
+        Reply { ok: false, error: Some(e.into()), state: None }
     }
     pub fn state(v: serde_json::Value) -> Self {
-        Reply {
-            ok: true,
-            error: None,
-            state: Some(v),
-        }
+        Reply { ok: true, error: None, state: Some(v) }
     }
 }

@@ -85,14 +85,7 @@ pub async fn start(
     kernel.up(&cfg.tun, Some(cfg.mtu)).await?;
     let tunnel = RawSocket::ip6_in_ip6(local)?;
     if let Side::Mag { .. } = side {
-        kernel
-            .add_route(
-                Prefix::new(Ipv6Addr::UNSPECIFIED, 0),
-                &cfg.tun,
-                None,
-                cfg.uplink_table,
-            )
-            .await?;
+        kernel.add_route(Prefix::new(Ipv6Addr::UNSPECIFIED, 0), &cfg.tun, None, cfg.uplink_table).await?;
     }
     let (tx, rx) = mpsc::channel(256);
     let plane = Plane {
@@ -150,9 +143,12 @@ impl Plane {
                         let _ = done.send(());
                     }
                     Some(Update::State(reply)) => {
+                        let (routes, rules) = self.kernel.read_back().await.unwrap_or_else(|e| (vec![format!("cannot read routes back: {e}")], vec![]));
                         let _ = reply.send(serde_json::json!({
                             "counters": self.counters,
                             "installed": self.kernel.installed(),
+                            "kernel_routes": routes,
+                            "kernel_rules": rules,
                         }));
                     }
                     Some(Update::Shutdown(done)) => {
@@ -180,9 +176,7 @@ impl Plane {
                 };
                 match self.lma.classify(&key) {
                     Some(FlowTarget::Forward(mag)) if self.lma.tunnels.contains(&mag) => mag,
-                    Some(FlowTarget::Forward(_)) => {
-                        return self.count("dropped: no tunnel to the bound MAG")
-                    }
+                    Some(FlowTarget::Forward(_)) => return self.count("dropped: no tunnel to the bound MAG"),
                     Some(FlowTarget::Drop) => return self.count("dropped: flow binding says drop"),
                     None => return self.count("dropped: no binding for the destination"),
                 }
@@ -231,23 +225,15 @@ impl Plane {
         let tun = self.cfg.tun.clone();
         let table = self.cfg.uplink_table;
         let r = match &i {
-            Intent::LmaPrefixRoute {
-                prefix, up: true, ..
-            } => self.kernel.add_route(*prefix, &tun, None, 254).await,
-            Intent::LmaPrefixRoute {
-                prefix, up: false, ..
-            } => {
+            Intent::LmaPrefixRoute { prefix, up: true, .. } => self.kernel.add_route(*prefix, &tun, None, 254).await,
+            Intent::LmaPrefixRoute { prefix, up: false, .. } => {
                 if self.lma.routes.contains_key(prefix) {
                     Ok(())
                 } else {
                     self.kernel.del_route(*prefix, &tun, None, 254).await
                 }
             }
-            Intent::MagRoute {
-                prefix,
-                iface,
-                up: true,
-            } => {
+            Intent::MagRoute { prefix, iface, up: true } => {
                 // The MN's link-local, from its link-layer identifier: the
                 // MAG knows it from attachment (RFC 5213 §6.9.1.1).
                 let via = ll_ids.get(iface).and_then(|m| link_local_of(m));
@@ -255,18 +241,12 @@ impl Plane {
                 self.mag_routes.insert(*prefix, (iface.clone(), via));
                 r
             }
-            Intent::MagRoute {
-                prefix, up: false, ..
-            } => match self.mag_routes.remove(prefix) {
+            Intent::MagRoute { prefix, up: false, .. } => match self.mag_routes.remove(prefix) {
                 Some((dev, via)) => self.kernel.del_route(*prefix, &dev, via, 254).await,
                 None => Ok(()),
             },
-            Intent::MagUplinkRule { prefix, up: true } => {
-                self.kernel.add_rule(*prefix, table).await
-            }
-            Intent::MagUplinkRule { prefix, up: false } => {
-                self.kernel.del_rule(*prefix, table).await
-            }
+            Intent::MagUplinkRule { prefix, up: true } => self.kernel.add_rule(*prefix, table).await,
+            Intent::MagUplinkRule { prefix, up: false } => self.kernel.del_rule(*prefix, table).await,
             _ => Ok(()),
         };
         if let Err(e) = r {

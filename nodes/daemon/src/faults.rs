@@ -56,9 +56,7 @@ pub struct Faults {
 impl Faults {
     pub fn add(&mut self, mut rule: FaultRule) -> Result<u32, String> {
         if rule.data && matches!(rule.action, Action::Delay { .. } | Action::Reorder) {
-            return Err(
-                "data packets can be dropped or duplicated, not delayed or reordered".into(),
-            );
+            return Err("data packets can be dropped or duplicated, not delayed or reordered".into());
         }
         if rule.per_mille.is_some_and(|p| p > 1000) {
             return Err("per_mille is at most 1000".into());
@@ -99,12 +97,7 @@ impl Faults {
         for i in 0..self.rules.len() {
             let r = &self.rules[i];
             let kind_matches = match name {
-                Some(n) => {
-                    !r.data
-                        && r.message
-                            .as_deref()
-                            .is_none_or(|m| m.eq_ignore_ascii_case(n))
-                }
+                Some(n) => !r.data && r.message.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(n)),
                 None => r.data,
             };
             if r.direction != dir || !kind_matches || r.count == Some(0) {
@@ -162,9 +155,7 @@ mod tests {
         r.count = None;
         r.per_mille = Some(250);
         f.add(r).unwrap();
-        let hits = (0..10_000)
-            .filter(|_| f.check(Direction::Out, None).is_some())
-            .count();
+        let hits = (0..10_000).filter(|_| f.check(Direction::Out, None).is_some()).count();
         assert!((2000..3000).contains(&hits), "{hits}");
         let mut bad = rule(Action::Reorder);
         bad.data = true;

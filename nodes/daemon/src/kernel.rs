@@ -1,6 +1,7 @@
 //! The daemon's own namespace through rtnetlink: link state, routes and
 //! policy rules. What it installs it remembers, and removes on shutdown.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::Ipv6Addr;
 
@@ -44,12 +45,8 @@ pub fn link_local_of(mac: &[u8]) -> Option<Ipv6Addr> {
 /// Turns the kernel's IPv6 off on an interface, so that a daemon owns
 /// every frame on it.
 pub fn disable_ipv6(iface: &str) -> io::Result<()> {
-    std::fs::write(format!("/proc/sys/net/ipv6/conf/{iface}/disable_ipv6"), "1").map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot turn the kernel's IPv6 off on {iface}: {e}"),
-        )
-    })
+    std::fs::write(format!("/proc/sys/net/ipv6/conf/{iface}/disable_ipv6"), "1")
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot turn the kernel's IPv6 off on {iface}: {e}")))
 }
 
 /// Turns IPv6 forwarding on in this namespace.
@@ -62,10 +59,7 @@ impl Kernel {
     pub fn new() -> io::Result<Kernel> {
         let (conn, h, _) = rtnetlink::new_connection()?;
         tokio::spawn(conn);
-        Ok(Kernel {
-            h,
-            installed: Vec::new(),
-        })
+        Ok(Kernel { h, installed: Vec::new() })
     }
 
     pub async fn index(&self, name: &str) -> io::Result<u32> {
@@ -78,9 +72,7 @@ impl Kernel {
             .try_next()
             .await
             .map_err(nl(format!("looking up link {name}")))?
-            .ok_or_else(|| {
-                io::Error::new(io::ErrorKind::NotFound, format!("no link named {name}"))
-            })?;
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no link named {name}")))?;
         Ok(link.header.index)
     }
 
@@ -95,61 +87,29 @@ impl Kernel {
             .try_next()
             .await
             .map_err(nl(format!("looking up link {name}")))?
-            .ok_or_else(|| {
-                io::Error::new(io::ErrorKind::NotFound, format!("no link named {name}"))
-            })?;
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no link named {name}")))?;
         link.attributes
             .iter()
             .find_map(|a| match a {
                 LinkAttribute::Address(m) => <[u8; 6]>::try_from(m.as_slice()).ok(),
                 _ => None,
             })
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("{name} has no Ethernet address"),
-                )
-            })
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{name} has no Ethernet address")))
     }
 
     /// Adds an address with no duplicate address detection.
-    pub async fn add_address(
-        &mut self,
-        name: &str,
-        addr: Ipv6Addr,
-        prefix_len: u8,
-    ) -> io::Result<()> {
+    pub async fn add_address(&mut self, name: &str, addr: Ipv6Addr, prefix_len: u8) -> io::Result<()> {
         let i = self.index(name).await?;
         let mut req = self.h.address().add(i, addr.into(), prefix_len);
-        req.message_mut()
-            .attributes
-            .push(AddressAttribute::Flags(AddressFlags::Nodad));
-        req.replace()
-            .execute()
-            .await
-            .map_err(nl(format!("adding {addr}/{prefix_len} to {name}")))
+        req.message_mut().attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+        req.replace().execute().await.map_err(nl(format!("adding {addr}/{prefix_len} to {name}")))
     }
 
     pub async fn del_address(&mut self, name: &str, addr: Ipv6Addr) -> io::Result<()> {
         let i = self.index(name).await?;
-        let mut s = self
-            .h
-            .address()
-            .get()
-            .set_link_index_filter(i)
-            .set_address_filter(addr.into())
-            .execute();
-        while let Some(m) = s
-            .try_next()
-            .await
-            .map_err(nl(format!("looking up {addr} on {name}")))?
-        {
-            self.h
-                .address()
-                .del(m)
-                .execute()
-                .await
-                .map_err(nl(format!("removing {addr} from {name}")))?;
+        let mut s = self.h.address().get().set_link_index_filter(i).set_address_filter(addr.into()).execute();
+        while let Some(m) = s.try_next().await.map_err(nl(format!("looking up {addr} on {name}")))? {
+            self.h.address().del(m).execute().await.map_err(nl(format!("removing {addr} from {name}")))?;
         }
         Ok(())
     }
@@ -160,22 +120,11 @@ impl Kernel {
         if let Some(m) = mtu {
             b = b.mtu(m);
         }
-        self.h
-            .link()
-            .set(b.build())
-            .execute()
-            .await
-            .map_err(nl(format!("setting {name} up")))
+        self.h.link().set(b.build()).execute().await.map_err(nl(format!("setting {name} up")))
     }
 
     /// A route to `prefix` out of `dev`, through `via` if given, in `table`.
-    pub async fn add_route(
-        &mut self,
-        prefix: Prefix,
-        dev: &str,
-        via: Option<Ipv6Addr>,
-        table: u32,
-    ) -> io::Result<()> {
+    pub async fn add_route(&mut self, prefix: Prefix, dev: &str, via: Option<Ipv6Addr>, table: u32) -> io::Result<()> {
         let i = self.index(dev).await?;
         let mut b = RouteMessageBuilder::<Ipv6Addr>::new()
             .destination_prefix(prefix.addr(), prefix.prefix_len())
@@ -187,33 +136,17 @@ impl Kernel {
             b = b.table_id(table);
         }
         let msg = b.build();
-        let what = format!(
-            "route {prefix} dev {dev}{} table {table}",
-            via.map(|g| format!(" via {g}")).unwrap_or_default()
-        );
-        self.h
-            .route()
-            .add(msg.clone())
-            .replace()
-            .execute()
-            .await
-            .map_err(nl(format!("adding {what}")))?;
+        let what =
+            format!("route {prefix} dev {dev}{} table {table}", via.map(|g| format!(" via {g}")).unwrap_or_default());
+        self.h.route().add(msg.clone()).replace().execute().await.map_err(nl(format!("adding {what}")))?;
         self.installed.retain(|(w, _)| *w != what);
         self.installed.push((what, Installed::Route(msg)));
         Ok(())
     }
 
-    pub async fn del_route(
-        &mut self,
-        prefix: Prefix,
-        dev: &str,
-        via: Option<Ipv6Addr>,
-        table: u32,
-    ) -> io::Result<()> {
-        let what = format!(
-            "route {prefix} dev {dev}{} table {table}",
-            via.map(|g| format!(" via {g}")).unwrap_or_default()
-        );
+    pub async fn del_route(&mut self, prefix: Prefix, dev: &str, via: Option<Ipv6Addr>, table: u32) -> io::Result<()> {
+        let what =
+            format!("route {prefix} dev {dev}{} table {table}", via.map(|g| format!(" via {g}")).unwrap_or_default());
         self.remove(&what).await
     }
 
@@ -239,8 +172,7 @@ impl Kernel {
     }
 
     pub async fn del_rule(&mut self, prefix: Prefix, table: u32) -> io::Result<()> {
-        self.remove(&format!("rule from {prefix} lookup {table}"))
-            .await
+        self.remove(&format!("rule from {prefix} lookup {table}")).await
     }
 
     async fn remove(&mut self, what: &str) -> io::Result<()> {
@@ -249,20 +181,8 @@ impl Kernel {
         };
         let (w, item) = self.installed.remove(i);
         match item {
-            Installed::Route(m) => self
-                .h
-                .route()
-                .del(m)
-                .execute()
-                .await
-                .map_err(nl(format!("removing {w}"))),
-            Installed::Rule(m) => self
-                .h
-                .rule()
-                .del(m)
-                .execute()
-                .await
-                .map_err(nl(format!("removing {w}"))),
+            Installed::Route(m) => self.h.route().del(m).execute().await.map_err(nl(format!("removing {w}"))),
+            Installed::Rule(m) => self.h.rule().del(m).execute().await.map_err(nl(format!("removing {w}"))),
         }
     }
 
@@ -276,6 +196,64 @@ impl Kernel {
             }
         }
         failed
+    }
+
+    /// The IPv6 routes (all tables but `local`) and policy rules as the
+    /// kernel reports them now, one line each.
+    pub async fn read_back(&self) -> io::Result<(Vec<String>, Vec<String>)> {
+        use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
+        use rtnetlink::packet_route::rule::RuleAttribute;
+        let mut names = BTreeMap::new();
+        let mut links = self.h.link().get().execute();
+        while let Some(l) = links.try_next().await.map_err(nl("listing links".into()))? {
+            for a in &l.attributes {
+                if let LinkAttribute::IfName(n) = a {
+                    names.insert(l.header.index, n.clone());
+                }
+            }
+        }
+        let mut routes = Vec::new();
+        let mut dump = self.h.route().get(RouteMessageBuilder::<Ipv6Addr>::new().build()).execute();
+        while let Some(r) = dump.try_next().await.map_err(nl("listing routes".into()))? {
+            let mut table = u32::from(r.header.table);
+            let (mut dst, mut via, mut dev) = (None, None, None);
+            for a in &r.attributes {
+                match a {
+                    RouteAttribute::Table(t) => table = *t,
+                    RouteAttribute::Destination(RouteAddress::Inet6(d)) => dst = Some(*d),
+                    RouteAttribute::Gateway(RouteAddress::Inet6(g)) => via = Some(*g),
+                    RouteAttribute::Oif(i) => dev = names.get(i).cloned(),
+                    _ => {}
+                }
+            }
+            let dst = dst.unwrap_or(Ipv6Addr::UNSPECIFIED);
+            if table == 255 || dst.is_multicast() {
+                continue;
+            }
+            routes.push(format!(
+                "{}/{}{} dev {} table {table}",
+                dst,
+                r.header.destination_prefix_length,
+                via.map(|g| format!(" via {g}")).unwrap_or_default(),
+                dev.unwrap_or_else(|| "?".into())
+            ));
+        }
+        let mut rules = Vec::new();
+        let mut dump = self.h.rule().get(rtnetlink::IpVersion::V6).execute();
+        while let Some(r) = dump.try_next().await.map_err(nl("listing rules".into()))? {
+            let (mut from, mut table, mut prio) = (None, u32::from(r.header.table), 0);
+            for a in &r.attributes {
+                match a {
+                    RuleAttribute::Source(std::net::IpAddr::V6(s)) => from = Some(*s),
+                    RuleAttribute::Table(t) => table = *t,
+                    RuleAttribute::Priority(p) => prio = *p,
+                    _ => {}
+                }
+            }
+            let from = from.map(|s| format!("{s}/{}", r.header.src_len)).unwrap_or_else(|| "all".into());
+            rules.push(format!("{prio}: from {from} lookup {table}"));
+        }
+        Ok((routes, rules))
     }
 
     pub fn installed(&self) -> Vec<String> {

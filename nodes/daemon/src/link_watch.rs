@@ -21,11 +21,8 @@ fn name_and_carrier(m: &LinkMessage) -> Option<(String, bool)> {
 }
 
 /// The current carrier of `names`, then every change, as (name, up).
-pub async fn watch(
-    names: Vec<String>,
-) -> io::Result<(BTreeMap<String, bool>, mpsc::Receiver<(String, bool)>)> {
-    let (conn, handle, mut messages) =
-        rtnetlink::new_multicast_connection(&[MulticastGroup::Link])?;
+pub async fn watch(names: Vec<String>) -> io::Result<(BTreeMap<String, bool>, mpsc::Receiver<(String, bool)>)> {
+    let (conn, handle, mut messages) = rtnetlink::new_multicast_connection(&[MulticastGroup::Link])?;
     tokio::spawn(conn);
     let mut now = BTreeMap::new();
     let mut links = handle.link().get().execute();
@@ -41,9 +38,8 @@ pub async fn watch(
     tokio::spawn(async move {
         let _keep = handle;
         while let Some((msg, _)) = messages.next().await {
-            let NetlinkPayload::InnerMessage(
-                RouteNetlinkMessage::NewLink(m) | RouteNetlinkMessage::DelLink(m),
-            ) = msg.payload
+            let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(m) | RouteNetlinkMessage::DelLink(m)) =
+                msg.payload
             else {
                 continue;
             };

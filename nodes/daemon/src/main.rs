@@ -40,9 +40,7 @@ struct Args {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
@@ -57,29 +55,17 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> anyhow::Result<()> {
     use anyhow::Context;
-    let text = std::fs::read_to_string(&args.config)
-        .with_context(|| format!("reading {}", args.config.display()))?;
+    let text = std::fs::read_to_string(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
     let config: config::DaemonConfig = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a node configuration", args.config.display()))?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         match config.node {
-            config::NodeConfig::Mn { config: mn } => {
-                return mn_node::MnNode::new(mn).await?.run(&args.control).await
-            }
-            config::NodeConfig::Cn { address } => {
-                return cn_node::CnNode::new(address).run(&args.control).await
-            }
+            config::NodeConfig::Mn { config: mn } => return mn_node::MnNode::new(mn).await?.run(&args.control).await,
+            config::NodeConfig::Cn { address } => return cn_node::CnNode::new(address).run(&args.control).await,
             _ => {}
         }
-        let wire = WireConfig {
-            flow_mobility_mh_type: args.fmi_mh_type,
-        };
-        node::Node::new(config, wire)
-            .await?
-            .run(&args.control)
-            .await
+        let wire = WireConfig { flow_mobility_mh_type: args.fmi_mh_type };
+        node::Node::new(config, wire).await?.run(&args.control).await
     })
 }

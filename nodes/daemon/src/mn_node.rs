@@ -83,22 +83,12 @@ impl MnNode {
         let lif = Tun::open(LIF)?;
         // Room for the 40-octet outer header the LMA–MAG tunnel adds.
         kernel.up(LIF, Some(1460)).await?;
-        kernel
-            .add_route(Prefix::new(Ipv6Addr::UNSPECIFIED, 0), LIF, None, 254)
-            .await?;
+        kernel.add_route(Prefix::new(Ipv6Addr::UNSPECIFIED, 0), LIF, None, 254).await?;
         let (uplink_tx, uplink_rx) = mpsc::channel(1024);
         let mut mn = Mn::new(config);
         let mut events = Vec::new();
         for p in phys.iter().filter(|p| p.carrier) {
-            events.extend(
-                mn.handle(
-                    Instant::ZERO,
-                    MnInput::LinkUp {
-                        iface: p.name.clone(),
-                    },
-                )
-                .events,
-            );
+            events.extend(mn.handle(Instant::ZERO, MnInput::LinkUp { iface: p.name.clone() }).events);
         }
         Ok(MnNode {
             mn,
@@ -129,9 +119,7 @@ impl MnNode {
         self.events.extend(out.events);
         for i in out.intents {
             let r = match i {
-                Intent::MnAddress { addr, up: true } => {
-                    self.kernel.add_address(LIF, addr, 128).await
-                }
+                Intent::MnAddress { addr, up: true } => self.kernel.add_address(LIF, addr, 128).await,
                 Intent::MnAddress { addr, up: false } => self.kernel.del_address(LIF, addr).await,
                 _ => Ok(()),
             };
@@ -143,17 +131,9 @@ impl MnNode {
     }
 
     async fn solicit(&mut self) {
-        for p in self
-            .phys
-            .iter_mut()
-            .filter(|p| p.carrier && p.router_mac.is_none() && p.solicitations < 10)
-        {
+        for p in self.phys.iter_mut().filter(|p| p.carrier && p.router_mac.is_none() && p.solicitations < 10) {
             p.solicitations += 1;
-            let pkt = nd::icmpv6(
-                p.link_local,
-                nd::ALL_ROUTERS,
-                nd::router_solicitation(p.mac),
-            );
+            let pkt = nd::icmpv6(p.link_local, nd::ALL_ROUTERS, nd::router_solicitation(p.mac));
             let frame = nd::ethernet(nd::multicast_mac(nd::ALL_ROUTERS), p.mac, &pkt);
             if let Err(e) = p.sock.send(&frame).await {
                 warn!("sending an RS on {} failed: {e}", p.name);
@@ -171,11 +151,7 @@ impl MnNode {
         p.router_mac = None;
         p.solicitations = 0;
         let now = self.now();
-        let input = if up {
-            MnInput::LinkUp { iface: name }
-        } else {
-            MnInput::LinkDown { iface: name }
-        };
+        let input = if up { MnInput::LinkUp { iface: name } } else { MnInput::LinkDown { iface: name } };
         let out = self.mn.handle(now, input);
         self.apply(out).await;
         if up {
@@ -187,10 +163,7 @@ impl MnNode {
         if frame.len() < 54 || u16::from_be_bytes([frame[12], frame[13]]) != nd::ETH_P_IPV6 {
             return;
         }
-        let (dst_mac, src_mac) = (
-            &frame[0..6],
-            <[u8; 6]>::try_from(&frame[6..12]).unwrap_or_default(),
-        );
+        let (dst_mac, src_mac) = (&frame[0..6], <[u8; 6]>::try_from(&frame[6..12]).unwrap_or_default());
         if dst_mac != self.phys[i].mac && dst_mac[0] & 1 == 0 {
             return;
         }
@@ -199,32 +172,18 @@ impl MnNode {
         let name = self.phys[i].name.clone();
         if key.next_header == nd::ICMPV6 {
             match nd::parse(&pkt[40..]) {
-                Nd::Ra {
-                    prefixes,
-                    router_mac,
-                } => {
+                Nd::Ra { prefixes, router_mac } => {
                     self.phys[i].router_mac = Some(router_mac.unwrap_or(src_mac));
                     let now = self.now();
-                    let out = self.mn.handle(
-                        now,
-                        MnInput::RouterAdvertisement {
-                            iface: name,
-                            prefixes,
-                        },
-                    );
+                    let out = self.mn.handle(now, MnInput::RouterAdvertisement { iface: name, prefixes });
                     self.apply(out).await;
                     return;
                 }
                 Nd::Ns { target } => {
-                    let ours =
-                        target == self.phys[i].link_local || self.mn.addresses().contains(&target);
+                    let ours = target == self.phys[i].link_local || self.mn.addresses().contains(&target);
                     if ours {
                         let p = &self.phys[i];
-                        let dst = if key.src.is_unspecified() {
-                            nd::ALL_NODES
-                        } else {
-                            key.src
-                        };
+                        let dst = if key.src.is_unspecified() { nd::ALL_NODES } else { key.src };
                         let na = nd::icmpv6(
                             target,
                             dst,
@@ -238,9 +197,7 @@ impl MnNode {
                     return;
                 }
                 Nd::Rs { .. } | Nd::Other => {
-                    if key.dst.segments()[0] & 0xff00 == 0xff00
-                        || key.dst == self.phys[i].link_local
-                    {
+                    if key.dst.segments()[0] & 0xff00 == 0xff00 || key.dst == self.phys[i].link_local {
                         return;
                     }
                 }
@@ -251,19 +208,10 @@ impl MnNode {
             return;
         }
         let now = self.now();
-        let out = self.mn.handle(
-            now,
-            MnInput::Downlink {
-                iface: name.clone(),
-                flow: key,
-            },
-        );
+        let out = self.mn.handle(now, MnInput::Downlink { iface: name.clone(), flow: key });
         self.apply(out).await;
         if let Some(p) = Probe::in_packet(pkt) {
-            self.probes
-                .entry(p.flow)
-                .or_default()
-                .record(&p, &name, now_us());
+            self.probes.entry(p.flow).or_default().record(&p, &name, now_us());
         }
         match self.lif.write(pkt).await {
             Ok(()) => self.count(format!("downlink on {name}")),
@@ -296,19 +244,9 @@ impl MnNode {
     /// Uplink probes from one of the MN's addresses, sent the way any
     /// uplink from `lif` goes.
     fn start_flow(&mut self, spec: FlowSpec) -> Reply {
-        let FlowSpec {
-            flow,
-            src,
-            dst,
-            sport,
-            dport,
-            rate_pps: rate,
-            count,
-        } = spec;
+        let FlowSpec { flow, src, dst, sport, dport, rate_pps: rate, count } = spec;
         if !self.mn.addresses().contains(&src) {
-            return Reply::error(format!(
-                "flow {flow}: {src} is not an address of this MN's logical interface"
-            ));
+            return Reply::error(format!("flow {flow}: {src} is not an address of this MN's logical interface"));
         }
         if rate == 0 {
             return Reply::error(format!("flow {flow}: rate_pps must be at least 1"));
@@ -324,16 +262,8 @@ impl MnNode {
                 let mut seq = 0u32;
                 while count.is_none_or(|c| seq < c) {
                     tick.tick().await;
-                    let p = Probe {
-                        flow,
-                        seq,
-                        sent_us: now_us(),
-                    };
-                    if tx
-                        .send((flow, udp_packet(src, dst, sport, dport, &p.to_bytes())))
-                        .await
-                        .is_err()
-                    {
+                    let p = Probe { flow, seq, sent_us: now_us() };
+                    if tx.send((flow, udp_packet(src, dst, sport, dport, &p.to_bytes()))).await.is_err() {
                         break;
                     }
                     seq += 1;
@@ -350,12 +280,7 @@ impl MnNode {
             .map(|p| {
                 (
                     p.name.as_str(),
-                    p.router_mac.map(|m| {
-                        m.iter()
-                            .map(|b| format!("{b:02x}"))
-                            .collect::<Vec<_>>()
-                            .join(":")
-                    }),
+                    p.router_mac.map(|m| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")),
                 )
             })
             .collect();
@@ -371,8 +296,7 @@ impl MnNode {
 
     pub async fn run(mut self, control: &Path) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(control);
-        let listener = UnixListener::bind(control)
-            .with_context(|| format!("control socket {}", control.display()))?;
+        let listener = UnixListener::bind(control).with_context(|| format!("control socket {}", control.display()))?;
         std::fs::set_permissions(control, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlMsg>(64);
         tokio::spawn(accept_loop(listener, ctl_tx));
@@ -393,10 +317,7 @@ impl MnNode {
         let mut buf = vec![0u8; 65536];
         let mut links = self.links.take().unwrap_or_else(|| mpsc::channel(1).1);
         let mut uplink_rx = self.uplink_rx.take().unwrap_or_else(|| mpsc::channel(1).1);
-        info!(
-            "MN up with interfaces {:?}",
-            self.phys.iter().map(|p| &p.name).collect::<Vec<_>>()
-        );
+        info!("MN up with interfaces {:?}", self.phys.iter().map(|p| &p.name).collect::<Vec<_>>());
         loop {
             tokio::select! {
                 _ = rs_timer.tick() => self.solicit().await,

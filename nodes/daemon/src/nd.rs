@@ -96,16 +96,9 @@ pub fn neighbour_advertisement(target: Ipv6Addr, mac: [u8; 6], solicited: bool) 
 /// What an MN cares about in an ICMPv6 message off its access link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Nd {
-    Ra {
-        prefixes: Vec<Prefix>,
-        router_mac: Option<[u8; 6]>,
-    },
-    Ns {
-        target: Ipv6Addr,
-    },
-    Rs {
-        mac: Option<[u8; 6]>,
-    },
+    Ra { prefixes: Vec<Prefix>, router_mac: Option<[u8; 6]> },
+    Ns { target: Ipv6Addr },
+    Rs { mac: Option<[u8; 6]> },
     Other,
 }
 
@@ -143,22 +136,16 @@ pub fn parse(icmp: &[u8]) -> Nd {
                     _ => {}
                 }
             }
-            Nd::Ra {
-                prefixes,
-                router_mac,
-            }
+            Nd::Ra { prefixes, router_mac }
         }
         Some(&NS) if icmp.len() >= 24 => {
             let mut a = [0u8; 16];
             a.copy_from_slice(&icmp[8..24]);
             Nd::Ns { target: a.into() }
         }
-        Some(&RS) if icmp.len() >= 8 => Nd::Rs {
-            mac: options(&icmp[8..])
-                .into_iter()
-                .find(|(k, _)| *k == 1)
-                .and_then(|(_, o)| mac_of(o)),
-        },
+        Some(&RS) if icmp.len() >= 8 => {
+            Nd::Rs { mac: options(&icmp[8..]).into_iter().find(|(k, _)| *k == 1).and_then(|(_, o)| mac_of(o)) }
+        }
         _ => Nd::Other,
     }
 }
@@ -171,20 +158,9 @@ mod tests {
     fn an_ra_carries_its_prefixes_and_router_mac_back() {
         let p: Prefix = "2001:db8:1::/64".parse().unwrap();
         let ra = router_advertisement([2, 0, 0, 0, 0, 9], &[p], 1800);
-        assert_eq!(
-            parse(&ra),
-            Nd::Ra {
-                prefixes: vec![p],
-                router_mac: Some([2, 0, 0, 0, 0, 9])
-            }
-        );
+        assert_eq!(parse(&ra), Nd::Ra { prefixes: vec![p], router_mac: Some([2, 0, 0, 0, 0, 9]) });
         let rs = router_solicitation([2, 0, 0, 0, 0, 7]);
-        assert_eq!(
-            parse(&rs),
-            Nd::Rs {
-                mac: Some([2, 0, 0, 0, 0, 7])
-            }
-        );
+        assert_eq!(parse(&rs), Nd::Rs { mac: Some([2, 0, 0, 0, 0, 7]) });
     }
 
     #[test]

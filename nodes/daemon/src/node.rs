@@ -59,17 +59,8 @@ pub struct Node {
 
 /// A message a fault rule holds back until `at`.
 enum Delayed {
-    Out {
-        at: tokio::time::Instant,
-        bytes: Vec<u8>,
-        dst: Ipv6Addr,
-        summary: String,
-    },
-    In {
-        at: tokio::time::Instant,
-        message: Message,
-        src: Ipv6Addr,
-    },
+    Out { at: tokio::time::Instant, bytes: Vec<u8>, dst: Ipv6Addr, summary: String },
+    In { at: tokio::time::Instant, message: Message, src: Ipv6Addr },
 }
 
 impl Delayed {
@@ -84,15 +75,8 @@ pub(crate) type ControlMsg = (Request, oneshot::Sender<Reply>);
 
 impl Node {
     pub async fn new(config: DaemonConfig, wire: WireConfig) -> anyhow::Result<Node> {
-        let DaemonConfig {
-            node: config,
-            data_plane,
-            access,
-        } = config;
-        let unix_micros = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(0);
+        let DaemonConfig { node: config, data_plane, access } = config;
+        let unix_micros = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
         let address = config.address().context("an LMA or MAG configuration")?;
         let side = match &config {
             NodeConfig::Lma { .. } => Side::Lma,
@@ -102,10 +86,7 @@ impl Node {
             }
         };
         let role = match config {
-            NodeConfig::Lma {
-                mut config,
-                policies,
-            } => {
+            NodeConfig::Lma { mut config, policies } => {
                 config.epoch_offset_micros = unix_micros;
                 let mut lma = Lma::new(config);
                 for p in policies {
@@ -124,29 +105,17 @@ impl Node {
         let (access, links) = match (&role, access.is_empty()) {
             (Role::Mag(_), false) => {
                 let names = access.keys().cloned().collect();
-                let (_, links) = crate::link_watch::watch(names)
-                    .await
-                    .context("watching the access links")?;
-                (
-                    Some(
-                        Access::open(&access)
-                            .await
-                            .context("opening the access links")?,
-                    ),
-                    Some(links),
-                )
+                let (_, links) = crate::link_watch::watch(names).await.context("watching the access links")?;
+                (Some(Access::open(&access).await.context("opening the access links")?), Some(links))
             }
             _ => (None, None),
         };
-        let socket = RawSocket::mobility_header(address)
-            .with_context(|| format!("signalling socket on {address}"))?;
+        let socket = RawSocket::mobility_header(address).with_context(|| format!("signalling socket on {address}"))?;
         let faults = Arc::new(Mutex::new(Faults::default()));
         let plane = match data_plane {
-            Some(cfg) => Some(
-                data_plane::start(cfg, side, address, faults.clone())
-                    .await
-                    .context("starting the data plane")?,
-            ),
+            Some(cfg) => {
+                Some(data_plane::start(cfg, side, address, faults.clone()).await.context("starting the data plane")?)
+            }
             None => None,
         };
         Ok(Node {
@@ -186,9 +155,7 @@ impl Node {
         }
         for i in out.intents {
             debug!(?i, "data-plane intent");
-            if let (Intent::RouterAdvertisement { iface, prefixes }, Some(access)) =
-                (&i, &self.access)
-            {
+            if let (Intent::RouterAdvertisement { iface, prefixes }, Some(access)) = (&i, &self.access) {
                 if let Err(e) = access.advertise(iface, prefixes).await {
                     warn!("{e}");
                     self.events.push(format!("RA on {iface} failed: {e}"));
@@ -196,16 +163,11 @@ impl Node {
             }
             if let Some(plane) = &self.plane {
                 let ll_ids = match &self.role {
-                    Role::Mag(m) => m
-                        .bul()
-                        .iter()
-                        .map(|e| (e.iface.clone(), e.ll_id.clone()))
-                        .collect(),
+                    Role::Mag(m) => m.bul().iter().map(|e| (e.iface.clone(), e.ll_id.clone())).collect(),
                     Role::Lma(_) => Default::default(),
                 };
                 if plane.send(Update::Intent(i.clone(), ll_ids)).await.is_err() {
-                    self.events
-                        .push("the data plane stopped; intent not applied".into());
+                    self.events.push("the data plane stopped; intent not applied".into());
                 }
             }
             self.intents.push(i);
@@ -219,26 +181,16 @@ impl Node {
             }
         }
         for t in out.transmits {
-            let ends = Endpoints {
-                src: t.src,
-                dst: t.dst,
-            };
+            let ends = Endpoints { src: t.src, dst: t.dst };
             match t.message.to_bytes(&ends, &self.wire) {
                 Ok(bytes) => self.transmit(bytes, t.dst, t.message.summary()).await,
-                Err(e) => self
-                    .events
-                    .push(format!("could not encode {}: {e}", t.message.name())),
+                Err(e) => self.events.push(format!("could not encode {}: {e}", t.message.name())),
             }
         }
     }
 
     fn record(&mut self, dir: &'static str, peer: Ipv6Addr, summary: String) {
-        self.log.push(Logged {
-            at_ms: self.now().as_millis(),
-            dir,
-            peer,
-            summary,
-        });
+        self.log.push(Logged { at_ms: self.now().as_millis(), dir, peer, summary });
     }
 
     async fn send_now(&mut self, bytes: &[u8], dst: Ipv6Addr, summary: String) {
@@ -246,24 +198,18 @@ impl Node {
         self.record("sent", dst, summary);
         if let Err(e) = self.socket.send_to(bytes, dst).await {
             warn!("sending {name} to {dst} failed: {e}");
-            self.events
-                .push(format!("sending {name} to {dst} failed: {e}"));
+            self.events.push(format!("sending {name} to {dst} failed: {e}"));
         }
     }
 
     /// Sends a message through the outgoing fault rules.
     async fn transmit(&mut self, bytes: Vec<u8>, dst: Ipv6Addr, summary: String) {
         let name = summary.split(' ').next().unwrap_or("").to_string();
-        let action = self
-            .faults
-            .lock()
-            .ok()
-            .and_then(|mut f| f.check(Direction::Out, Some(&name)));
+        let action = self.faults.lock().ok().and_then(|mut f| f.check(Direction::Out, Some(&name)));
         match action {
             None => self.send_now(&bytes, dst, summary).await,
             Some(Action::Drop) => {
-                self.events
-                    .push(format!("fault rule: dropped outgoing {name} to {dst}"));
+                self.events.push(format!("fault rule: dropped outgoing {name} to {dst}"));
                 self.record("dropped", dst, summary);
                 return;
             }
@@ -273,12 +219,7 @@ impl Node {
             }
             Some(Action::Delay { ms }) => {
                 let at = tokio::time::Instant::now() + Duration::from_millis(ms);
-                self.delayed.push(Delayed::Out {
-                    at,
-                    bytes,
-                    dst,
-                    summary,
-                });
+                self.delayed.push(Delayed::Out { at, bytes, dst, summary });
                 return;
             }
             Some(Action::Reorder) => {
@@ -296,49 +237,34 @@ impl Node {
     /// Sends or delivers what a delay rule held and is now due.
     async fn release_delayed(&mut self) {
         let now = tokio::time::Instant::now();
-        let (due, keep): (Vec<Delayed>, Vec<Delayed>) = std::mem::take(&mut self.delayed)
-            .into_iter()
-            .partition(|d| d.at() <= now);
+        let (due, keep): (Vec<Delayed>, Vec<Delayed>) =
+            std::mem::take(&mut self.delayed).into_iter().partition(|d| d.at() <= now);
         self.delayed = keep;
         for d in due {
             match d {
-                Delayed::Out {
-                    bytes,
-                    dst,
-                    summary,
-                    ..
-                } => self.send_now(&bytes, dst, summary).await,
+                Delayed::Out { bytes, dst, summary, .. } => self.send_now(&bytes, dst, summary).await,
                 Delayed::In { message, src, .. } => self.deliver(message, src).await,
             }
         }
     }
 
     async fn on_datagram(&mut self, bytes: Vec<u8>, src: Ipv6Addr) {
-        let ends = Endpoints {
-            src,
-            dst: self.address,
-        };
+        let ends = Endpoints { src, dst: self.address };
         let message = match Message::parse(&bytes, &ends, &self.wire) {
             Ok(m) => m,
             Err(e) => {
                 // A malformed packet changes nothing but the log.
                 warn!("malformed Mobility Header from {src}: {e}");
-                self.events
-                    .push(format!("malformed Mobility Header from {src}: {e}"));
+                self.events.push(format!("malformed Mobility Header from {src}: {e}"));
                 return;
             }
         };
         let name = message.name();
-        let action = self
-            .faults
-            .lock()
-            .ok()
-            .and_then(|mut f| f.check(Direction::In, Some(name)));
+        let action = self.faults.lock().ok().and_then(|mut f| f.check(Direction::In, Some(name)));
         match action {
             None => self.deliver(message, src).await,
             Some(Action::Drop) => {
-                self.events
-                    .push(format!("fault rule: dropped incoming {name} from {src}"));
+                self.events.push(format!("fault rule: dropped incoming {name} from {src}"));
                 self.record("dropped", src, message.summary());
                 return;
             }
@@ -368,22 +294,8 @@ impl Node {
         self.record("received", src, message.summary());
         let now = self.now();
         let out = match &mut self.role {
-            Role::Lma(l) => l.handle(
-                now,
-                LmaInput::Message {
-                    src,
-                    dst: self.address,
-                    message,
-                },
-            ),
-            Role::Mag(m) => m.handle(
-                now,
-                MagInput::Message {
-                    src,
-                    dst: self.address,
-                    message,
-                },
-            ),
+            Role::Lma(l) => l.handle(now, LmaInput::Message { src, dst: self.address, message }),
+            Role::Mag(m) => m.handle(now, MagInput::Message { src, dst: self.address, message }),
         };
         self.apply(out).await;
     }
@@ -394,16 +306,10 @@ impl Node {
         let now = self.now();
         let Role::Mag(m) = &mut self.role else { return };
         let Some(mac) = rs.mac else {
-            self.events.push(format!(
-                "RS on {} without a link-layer address; ignored",
-                rs.iface
-            ));
+            self.events.push(format!("RS on {} without a link-layer address; ignored", rs.iface));
             return;
         };
-        let known = m
-            .bul()
-            .iter()
-            .any(|e| e.iface == rs.iface && e.ll_id == mac);
+        let known = m.bul().iter().any(|e| e.iface == rs.iface && e.ll_id == mac);
         let input = if known {
             MagInput::RouterSolicitation { iface: rs.iface }
         } else {
@@ -492,38 +398,14 @@ impl Node {
                 )
             }
             (Request::FaultRemove { id }, _) => {
-                let removed = self
-                    .faults
-                    .lock()
-                    .map(|mut f| f.remove(id))
-                    .unwrap_or(false);
-                return Some(if removed {
-                    Reply::ok()
-                } else {
-                    Reply::error(format!("no fault rule {id}"))
-                });
+                let removed = self.faults.lock().map(|mut f| f.remove(id)).unwrap_or(false);
+                return Some(if removed { Reply::ok() } else { Reply::error(format!("no fault rule {id}")) });
             }
             (Request::State, _) => return Some(Reply::state(self.state().await)),
             (Request::Shutdown, _) => return None,
-            (
-                Request::Attach {
-                    iface,
-                    ll_id,
-                    att,
-                    hi,
-                    prefixes,
-                },
-                Role::Mag(m),
-            ) => m.handle(
-                now,
-                MagInput::Attach {
-                    iface,
-                    ll_id,
-                    att: att.into(),
-                    handoff: hi.map(Into::into),
-                    prefixes,
-                },
-            ),
+            (Request::Attach { iface, ll_id, att, hi, prefixes }, Role::Mag(m)) => {
+                m.handle(now, MagInput::Attach { iface, ll_id, att: att.into(), handoff: hi.map(Into::into), prefixes })
+            }
             (Request::Detach { iface }, Role::Mag(m)) => m.handle(now, MagInput::Detach { iface }),
             (Request::Lma { command }, Role::Lma(l)) => l.handle(now, LmaInput::Command(command)),
             (r, _) => {
@@ -539,8 +421,7 @@ impl Node {
 
     pub async fn run(mut self, control: &Path) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(control);
-        let listener = UnixListener::bind(control)
-            .with_context(|| format!("control socket {}", control.display()))?;
+        let listener = UnixListener::bind(control).with_context(|| format!("control socket {}", control.display()))?;
         std::fs::set_permissions(control, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .with_context(|| format!("making {} private", control.display()))?;
         let (tx, mut rx) = mpsc::channel::<ControlMsg>(64);
@@ -596,13 +477,11 @@ pub(crate) async fn accept_loop(listener: UnixListener, tx: mpsc::Sender<Control
                         if tx.send((req, rtx)).await.is_err() {
                             break;
                         }
-                        rrx.await
-                            .unwrap_or_else(|_| Reply::error("the node stopped"))
+                        rrx.await.unwrap_or_else(|_| Reply::error("the node stopped"))
                     }
                     Err(e) => Reply::error(format!("not a request: {e}")),
                 };
-                let mut text =
-                    serde_json::to_string(&reply).unwrap_or_else(|_| "{\"ok\":false}".into());
+                let mut text = serde_json::to_string(&reply).unwrap_or_else(|_| "{\"ok\":false}".into());
                 text.push('\n');
                 if write.write_all(text.as_bytes()).await.is_err() {
                     break;

@@ -17,19 +17,10 @@ pub fn flow_key(pkt: &[u8]) -> Option<FlowKey> {
     };
     let next_header = pkt[6];
     let (src_port, dst_port) = match (next_header, pkt.get(40..44)) {
-        (6 | 17, Some(p)) => (
-            u16::from_be_bytes([p[0], p[1]]),
-            u16::from_be_bytes([p[2], p[3]]),
-        ),
+        (6 | 17, Some(p)) => (u16::from_be_bytes([p[0], p[1]]), u16::from_be_bytes([p[2], p[3]])),
         _ => (0, 0),
     };
-    Some(FlowKey {
-        src: addr(8),
-        dst: addr(24),
-        next_header,
-        src_port,
-        dst_port,
-    })
+    Some(FlowKey { src: addr(8), dst: addr(24), next_header, src_port, dst_port })
 }
 
 #[cfg(test)]

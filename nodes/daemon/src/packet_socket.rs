@@ -15,11 +15,7 @@ impl PacketSocket {
         let proto = (libc::ETH_P_ALL as u16).to_be();
         // SAFETY: socket(2); the result is checked and owned below.
         let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                i32::from(proto),
-            )
+            libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, i32::from(proto))
         };
         if raw < 0 {
             let e = io::Error::last_os_error();
@@ -45,10 +41,7 @@ impl PacketSocket {
         };
         if rc < 0 {
             let e = io::Error::last_os_error();
-            return Err(io::Error::new(
-                e.kind(),
-                format!("cannot bind a packet socket to interface {ifindex}: {e}"),
-            ));
+            return Err(io::Error::new(e.kind(), format!("cannot bind a packet socket to interface {ifindex}: {e}")));
         }
         // SAFETY: the AsyncFd owns the descriptor while registered.
         let fd = unsafe { AsyncFd::register(fd) }.map_err(|e| io::Error::other(e.to_string()))?;
@@ -95,12 +88,7 @@ impl PacketSocket {
             // SAFETY: send(2) from a slice we own.
             match guard.try_io(|f| {
                 let n = unsafe {
-                    libc::send(
-                        f.get_ref().as_raw_fd(),
-                        frame.as_ptr() as *const libc::c_void,
-                        frame.len(),
-                        0,
-                    )
+                    libc::send(f.get_ref().as_raw_fd(), frame.as_ptr() as *const libc::c_void, frame.len(), 0)
                 };
                 if n < 0 {
                     Err(io::Error::last_os_error())

@@ -22,10 +22,7 @@ pub struct Probe {
 }
 
 pub fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
 impl Probe {
@@ -136,8 +133,7 @@ impl FlowStats {
 
     /// Packets never seen below the highest sequence number.
     pub fn lost(&self) -> u64 {
-        self.highest_seq
-            .map_or(0, |h| u64::from(h) + 1 - self.received)
+        self.highest_seq.map_or(0, |h| u64::from(h) + 1 - self.received)
     }
 }
 
@@ -147,35 +143,15 @@ mod tests {
 
     #[test]
     fn probes_round_trip_and_stats_count_loss_reorder_and_duplicates() {
-        let p = Probe {
-            flow: 7,
-            seq: 3,
-            sent_us: 1_700_000_000_000_000,
-        };
-        let pkt = udp_packet(
-            "2001:db8:c::1".parse().unwrap(),
-            "2001:db8:1::1".parse().unwrap(),
-            7000,
-            5001,
-            &p.to_bytes(),
-        );
+        let p = Probe { flow: 7, seq: 3, sent_us: 1_700_000_000_000_000 };
+        let pkt =
+            udp_packet("2001:db8:c::1".parse().unwrap(), "2001:db8:1::1".parse().unwrap(), 7000, 5001, &p.to_bytes());
         assert_eq!(Probe::in_packet(&pkt), Some(p));
         let mut s = FlowStats::default();
         for (seq, iface) in [(0, "if1"), (2, "if1"), (1, "if2"), (2, "if2"), (5, "if2")] {
-            s.record(
-                &Probe {
-                    flow: 7,
-                    seq,
-                    sent_us: 100,
-                },
-                iface,
-                150,
-            );
+            s.record(&Probe { flow: 7, seq, sent_us: 100 }, iface, 150);
         }
-        assert_eq!(
-            (s.received, s.reordered, s.duplicates, s.lost()),
-            (4, 1, 1, 2)
-        );
+        assert_eq!((s.received, s.reordered, s.duplicates, s.lost()), (4, 1, 1, 2));
         assert_eq!(s.by_interface["if2"], 2);
         assert_eq!(s.last_interface.as_deref(), Some("if2"));
         assert_eq!(s.latency_max_us, Some(50));

@@ -34,9 +34,7 @@ impl RawSocket {
         let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::from(proto))).map_err(|e| {
             io::Error::new(
                 e.kind(),
-                format!(
-                    "cannot open a raw IPv6 socket for protocol {proto} (needs CAP_NET_RAW): {e}"
-                ),
+                format!("cannot open a raw IPv6 socket for protocol {proto} (needs CAP_NET_RAW): {e}"),
             )
         })?;
         if let Some(offset) = checksum_at {
@@ -52,19 +50,12 @@ impl RawSocket {
             };
             if rc != 0 {
                 let e = io::Error::last_os_error();
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!("cannot set IPV6_CHECKSUM: {e}"),
-                ));
+                return Err(io::Error::new(e.kind(), format!("cannot set IPV6_CHECKSUM: {e}")));
             }
         }
-        s.bind(&SockAddr::from(SocketAddrV6::new(local, 0, 0, 0)))
-            .map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot bind the protocol {proto} socket to {local}: {e}"),
-                )
-            })?;
+        s.bind(&SockAddr::from(SocketAddrV6::new(local, 0, 0, 0))).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot bind the protocol {proto} socket to {local}: {e}"))
+        })?;
         s.set_nonblocking(true)?;
         // SAFETY: the AsyncFd owns the socket, so the descriptor stays open
         // and ours for as long as it is registered.
@@ -92,14 +83,8 @@ impl RawSocket {
             match guard.try_io(|s| s.get_ref().recv_from(&mut buf)) {
                 Ok(Ok((n, from))) => {
                     // SAFETY: recv_from initialised the first n bytes.
-                    let bytes: Vec<u8> = buf[..n]
-                        .iter()
-                        .map(|b| unsafe { b.assume_init() })
-                        .collect();
-                    let src = from
-                        .as_socket_ipv6()
-                        .map(|a| *a.ip())
-                        .unwrap_or(Ipv6Addr::UNSPECIFIED);
+                    let bytes: Vec<u8> = buf[..n].iter().map(|b| unsafe { b.assume_init() }).collect();
+                    let src = from.as_socket_ipv6().map(|a| *a.ip()).unwrap_or(Ipv6Addr::UNSPECIFIED);
                     return Ok((bytes, src));
                 }
                 Ok(Err(e)) => return Err(e),

@@ -20,24 +20,13 @@ pub struct Tun {
 impl Tun {
     pub fn open(name: &str) -> io::Result<Tun> {
         if name.is_empty() || name.len() >= libc::IFNAMSIZ {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("'{name}' is not a valid interface name"),
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("'{name}' is not a valid interface name")));
         }
         // SAFETY: open(2) with a constant path; the result is checked.
-        let raw = unsafe {
-            libc::open(
-                c"/dev/net/tun".as_ptr(),
-                libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
-            )
-        };
+        let raw = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC) };
         if raw < 0 {
             let e = io::Error::last_os_error();
-            return Err(io::Error::new(
-                e.kind(),
-                format!("this kernel offers no TUN device (/dev/net/tun): {e}"),
-            ));
+            return Err(io::Error::new(e.kind(), format!("this kernel offers no TUN device (/dev/net/tun): {e}")));
         }
         // SAFETY: raw is a descriptor we just opened and own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -51,10 +40,7 @@ impl Tun {
         let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req as *mut IfReq) };
         if rc < 0 {
             let e = io::Error::last_os_error();
-            return Err(io::Error::new(
-                e.kind(),
-                format!("cannot create TUN device {name}: {e}"),
-            ));
+            return Err(io::Error::new(e.kind(), format!("cannot create TUN device {name}: {e}")));
         }
         // SAFETY: the AsyncFd owns the descriptor while registered.
         let fd = unsafe { AsyncFd::register(fd) }.map_err(|e| io::Error::other(e.to_string()))?;
@@ -66,13 +52,8 @@ impl Tun {
             let mut guard = self.fd.readable().await?;
             // SAFETY: read(2) into a buffer we own, of its length.
             match guard.try_io(|f| {
-                let n = unsafe {
-                    libc::read(
-                        f.get_ref().as_raw_fd(),
-                        buf.as_mut_ptr() as *mut libc::c_void,
-                        buf.len(),
-                    )
-                };
+                let n =
+                    unsafe { libc::read(f.get_ref().as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
                 if n < 0 {
                     Err(io::Error::last_os_error())
                 } else {
@@ -90,13 +71,7 @@ impl Tun {
             let mut guard = self.fd.writable().await?;
             // SAFETY: write(2) from a slice we own, of its length.
             match guard.try_io(|f| {
-                let n = unsafe {
-                    libc::write(
-                        f.get_ref().as_raw_fd(),
-                        pkt.as_ptr() as *const libc::c_void,
-                        pkt.len(),
-                    )
-                };
+                let n = unsafe { libc::write(f.get_ref().as_raw_fd(), pkt.as_ptr() as *const libc::c_void, pkt.len()) };
                 if n < 0 {
                     Err(io::Error::last_os_error())
                 } else {

@@ -60,12 +60,7 @@ fn arrival(sock: &UdpSocket, limit: Duration) -> Option<u32> {
     let mut cmsg = nix::cmsg_space!(nix::libc::in6_pktinfo);
     loop {
         let mut iov = [IoSliceMut::new(&mut buf)];
-        match recvmsg::<SockaddrIn6>(
-            sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            MsgFlags::empty(),
-        ) {
+        match recvmsg::<SockaddrIn6>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty()) {
             Ok(msg) => {
                 for c in msg.cmsgs().ok()? {
                     if let ControlMessageOwned::Ipv6PacketInfo(info) = c {
@@ -74,9 +69,7 @@ fn arrival(sock: &UdpSocket, limit: Duration) -> Option<u32> {
                 }
                 return Some(0);
             }
-            Err(nix::errno::Errno::EAGAIN) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(2))
-            }
+            Err(nix::errno::Errno::EAGAIN) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
             Err(_) => return None,
         }
     }
@@ -91,8 +84,7 @@ fn flows_cross_the_userspace_tunnel_and_follow_an_fmi_move() {
     for n in ["lma", "mag1", "mag2", "mn1", "cn"] {
         lab.add_node(n).unwrap();
     }
-    lab.core(("lma", a(LMA)), &[("mag1", a(MAG1)), ("mag2", a(MAG2))])
-        .unwrap();
+    lab.core(("lma", a(LMA)), &[("mag1", a(MAG1)), ("mag2", a(MAG2))]).unwrap();
     lab.veth("lma", "to-cn", "cn", "eth0").unwrap();
     lab.address("lma", "to-cn", a(CN_GW), 64).unwrap();
     lab.address("cn", "eth0", a(CN), 64).unwrap();
@@ -108,37 +100,21 @@ fn flows_cross_the_userspace_tunnel_and_follow_an_fmi_move() {
     let mut policy = MnPolicy::new(MN, PrefixModel::Unique);
     policy.unique_prefixes = vec![pref(1), pref(2)];
     let dp = json!({"tun": "tun0", "mtu": 1460});
-    lab.spawn(
-        "lma",
-        bin,
-        &json!({"role": "lma", "config": lma, "policies": [policy], "data_plane": dp}),
-        &[],
-    )
-    .unwrap();
+    lab.spawn("lma", bin, &json!({"role": "lma", "config": lma, "policies": [policy], "data_plane": dp}), &[]).unwrap();
     for (n, addr) in [("mag1", MAG1), ("mag2", MAG2)] {
         let mut c = MagConfig::new(a(addr), a(LMA));
-        c.mns = ["if1", "if2"]
-            .iter()
-            .map(|i| MnBinding {
-                ll_id: mac_for("mn1", i),
-                mn_id: MN.into(),
-            })
-            .collect();
-        lab.spawn(
-            n,
-            bin,
-            &json!({"role": "mag", "config": c, "data_plane": dp}),
-            &[],
-        )
-        .unwrap();
+        c.mns = ["if1", "if2"].iter().map(|i| MnBinding { ll_id: mac_for("mn1", i), mn_id: MN.into() }).collect();
+        lab.spawn(n, bin, &json!({"role": "mag", "config": c, "data_plane": dp}), &[]).unwrap();
     }
     let limit = Duration::from_secs(5);
     for (mag, iface, att) in [("mag1", "if1", 4), ("mag2", "if2", 8)] {
-        ok(lab.request(mag, &json!({"cmd": "attach", "iface": format!("to-{iface}"), "ll_id": mac_for("mn1", iface), "att": att})).unwrap());
-        lab.wait_for(mag, limit, |s| {
-            s["tables"]["binding_update_list"][0]["state"] == "registered"
-        })
-        .unwrap();
+        ok(lab
+            .request(
+                mag,
+                &json!({"cmd": "attach", "iface": format!("to-{iface}"), "ll_id": mac_for("mn1", iface), "att": att}),
+            )
+            .unwrap());
+        lab.wait_for(mag, limit, |s| s["tables"]["binding_update_list"][0]["state"] == "registered").unwrap();
     }
 
     // Sockets opened inside their namespaces, used from here.
@@ -152,37 +128,18 @@ fn flows_cross_the_userspace_tunnel_and_follow_an_fmi_move() {
     };
     let (x_sink, y_sink) = (sink(5001), sink(5002));
     let if_index = |name: &'static str| {
-        lab.run_in("mn1", move || {
-            nix::net::if_::if_nametoindex(name).map_err(std::io::Error::from)
-        })
-        .unwrap()
+        lab.run_in("mn1", move || nix::net::if_::if_nametoindex(name).map_err(std::io::Error::from)).unwrap()
     };
     let (if1, if2) = (if_index("if1"), if_index("if2"));
-    let cn = lab
-        .run_in("cn", || {
-            UdpSocket::bind(SocketAddrV6::new(a(CN), 7000, 0, 0))
-        })
-        .unwrap();
+    let cn = lab.run_in("cn", || UdpSocket::bind(SocketAddrV6::new(a(CN), 7000, 0, 0))).unwrap();
     let send = |port: u16, n: u8| {
-        cn.send_to(
-            b"pmiplab probe",
-            SocketAddrV6::new(pref(n).with_iid(1), port, 0, 0),
-        )
-        .unwrap();
+        cn.send_to(b"pmiplab probe", SocketAddrV6::new(pref(n).with_iid(1), port, 0, 0)).unwrap();
     };
 
     send(5001, 1);
-    assert_eq!(
-        arrival(&x_sink, limit),
-        Some(if1),
-        "flow X (to pref1) arrives on if1 through MAG1"
-    );
+    assert_eq!(arrival(&x_sink, limit), Some(if1), "flow X (to pref1) arrives on if1 through MAG1");
     send(5002, 2);
-    assert_eq!(
-        arrival(&y_sink, limit),
-        Some(if2),
-        "flow Y (to pref2) arrives on if2 through MAG2"
-    );
+    assert_eq!(arrival(&y_sink, limit), Some(if2), "flow Y (to pref2) arrives on if2 through MAG2");
 
     let bind = LmaCommand::BindFlow {
         mn_id: MN.into(),
@@ -192,31 +149,20 @@ fn flows_cross_the_userspace_tunnel_and_follow_an_fmi_move() {
         bids: vec![2],
         action: FlowAction::Forward,
     };
+    ok(lab.request("lma", &json!({"cmd": "lma", "command": bind})).unwrap());
     ok(lab
-        .request("lma", &json!({"cmd": "lma", "command": bind}))
+        .request("lma", &json!({"cmd": "lma", "command": LmaCommand::MoveFlow { mn_id: MN.into(), fid: 2, to_bid: 1 }}))
         .unwrap());
-    ok(lab.request("lma", &json!({"cmd": "lma", "command": LmaCommand::MoveFlow { mn_id: MN.into(), fid: 2, to_bid: 1 }})).unwrap());
     lab.wait_for("mag1", limit, |s| {
-        s["data_plane"]["installed"].as_array().is_some_and(|i| {
-            i.iter().any(|r| {
-                r.as_str()
-                    .unwrap_or("")
-                    .starts_with("route 2001:db8:2::/64 dev to-if1")
-            })
-        })
+        s["data_plane"]["installed"]
+            .as_array()
+            .is_some_and(|i| i.iter().any(|r| r.as_str().unwrap_or("").starts_with("route 2001:db8:2::/64 dev to-if1")))
     })
     .unwrap();
-    lab.wait_for("lma", limit, |s| {
-        s["tables"]["flow_mobility_cache"][0]["bids"][0] == 1
-    })
-    .unwrap();
+    lab.wait_for("lma", limit, |s| s["tables"]["flow_mobility_cache"][0]["bids"][0] == 1).unwrap();
 
     send(5002, 2);
-    assert_eq!(
-        arrival(&y_sink, limit),
-        Some(if1),
-        "after the FMI, flow Y arrives on if1 through MAG1"
-    );
+    assert_eq!(arrival(&y_sink, limit), Some(if1), "after the FMI, flow Y arrives on if1 through MAG1");
     send(5001, 1);
     assert_eq!(arrival(&x_sink, limit), Some(if1), "flow X is untouched");
 
@@ -226,10 +172,7 @@ fn flows_cross_the_userspace_tunnel_and_follow_an_fmi_move() {
     for mag in ["mag1", "mag2"] {
         let s = lab.request(mag, &json!({"cmd": "state"})).unwrap();
         assert!(
-            s["state"]["data_plane"]["counters"]["decapsulated"]
-                .as_u64()
-                .unwrap_or(0)
-                >= 1,
+            s["state"]["data_plane"]["counters"]["decapsulated"].as_u64().unwrap_or(0) >= 1,
             "{mag}: {}",
             s["state"]["data_plane"]
         );
@@ -237,26 +180,12 @@ fn flows_cross_the_userspace_tunnel_and_follow_an_fmi_move() {
 
     // A data fault: the LMA drops the next two downlink packets it tunnels.
     let rule = json!({"direction": "out", "data": true, "action": {"kind": "drop"}, "count": 2});
-    ok(lab
-        .request("lma", &json!({"cmd": "fault_add", "rule": rule}))
-        .unwrap());
+    ok(lab.request("lma", &json!({"cmd": "fault_add", "rule": rule})).unwrap());
     for _ in 0..3 {
         send(5001, 1);
     }
-    assert_eq!(
-        arrival(&x_sink, limit),
-        Some(if1),
-        "the third packet arrives"
-    );
-    assert_eq!(
-        arrival(&x_sink, Duration::from_millis(200)),
-        None,
-        "and only the third"
-    );
+    assert_eq!(arrival(&x_sink, limit), Some(if1), "the third packet arrives");
+    assert_eq!(arrival(&x_sink, Duration::from_millis(200)), None, "and only the third");
     let s = lab.request("lma", &json!({"cmd": "state"})).unwrap();
-    assert_eq!(
-        s["state"]["data_plane"]["counters"]["dropped: fault rule"], 2,
-        "{}",
-        s["state"]["data_plane"]
-    );
+    assert_eq!(s["state"]["data_plane"]["counters"]["dropped: fault rule"], 2, "{}", s["state"]["data_plane"]);
 }

@@ -60,8 +60,7 @@ fn seed(policy: MnPolicy) -> Seed {
     for n in ["lma", "mag1", "mag2", "mn1", "cn"] {
         lab.add_node(n).unwrap();
     }
-    lab.core(("lma", a(LMA)), &[("mag1", a(MAG1)), ("mag2", a(MAG2))])
-        .unwrap();
+    lab.core(("lma", a(LMA)), &[("mag1", a(MAG1)), ("mag2", a(MAG2))]).unwrap();
     lab.veth("lma", "to-cn", "cn", "eth0").unwrap();
     lab.address("lma", "to-cn", a(CN_GW), 64).unwrap();
     lab.address("cn", "eth0", a(CN), 64).unwrap();
@@ -74,29 +73,11 @@ fn seed(policy: MnPolicy) -> Seed {
     let mut lma = LmaConfig::new(a(LMA));
     lma.authorized_mags = vec![a(MAG1), a(MAG2)];
     let dp = json!({"tun": "tun0", "mtu": 1460});
-    lab.spawn(
-        "lma",
-        bin,
-        &json!({"role": "lma", "config": lma, "policies": [policy], "data_plane": dp}),
-        &[],
-    )
-    .unwrap();
+    lab.spawn("lma", bin, &json!({"role": "lma", "config": lma, "policies": [policy], "data_plane": dp}), &[]).unwrap();
     for (n, addr, link, att) in [("mag1", MAG1, "to-if1", 4), ("mag2", MAG2, "to-if2", 8)] {
         let mut c = MagConfig::new(a(addr), a(LMA));
-        c.mns = ["if1", "if2"]
-            .iter()
-            .map(|i| MnBinding {
-                ll_id: mac_for("mn1", i),
-                mn_id: MN.into(),
-            })
-            .collect();
-        lab.spawn(
-            n,
-            bin,
-            &json!({"role": "mag", "config": c, "data_plane": dp, "access": {link: att}}),
-            &[],
-        )
-        .unwrap();
+        c.mns = ["if1", "if2"].iter().map(|i| MnBinding { ll_id: mac_for("mn1", i), mn_id: MN.into() }).collect();
+        lab.spawn(n, bin, &json!({"role": "mag", "config": c, "data_plane": dp, "access": {link: att}}), &[]).unwrap();
     }
     let mn = MnConfig {
         name: "mn1".into(),
@@ -104,13 +85,8 @@ fn seed(policy: MnPolicy) -> Seed {
         interfaces: vec!["if1".into(), "if2".into()],
         uplink_preference: vec!["if1".into()],
     };
-    lab.spawn("mn1", bin, &json!({"role": "mn", "config": mn}), &[])
-        .unwrap();
-    let cn = lab
-        .run_in("cn", || {
-            UdpSocket::bind(SocketAddrV6::new(a(CN), 7000, 0, 0))
-        })
-        .unwrap();
+    lab.spawn("mn1", bin, &json!({"role": "mn", "config": mn}), &[]).unwrap();
+    let cn = lab.run_in("cn", || UdpSocket::bind(SocketAddrV6::new(a(CN), 7000, 0, 0))).unwrap();
     Seed { lab, cn }
 }
 
@@ -138,15 +114,9 @@ impl Seed {
         self.lab
             .wait_for("mn1", LIMIT, |s| {
                 let has_prefix = s["tables"]["interfaces"].as_array().is_some_and(|l| {
-                    l.iter().any(|i| {
-                        i["name"] == iface
-                            && i["prefixes"].as_array().is_some_and(|p| !p.is_empty())
-                    })
+                    l.iter().any(|i| i["name"] == iface && i["prefixes"].as_array().is_some_and(|p| !p.is_empty()))
                 });
-                has_prefix
-                    && s["tables"]["lif_addresses"]
-                        .as_array()
-                        .is_some_and(|a| a.len() == addresses)
+                has_prefix && s["tables"]["lif_addresses"].as_array().is_some_and(|a| a.len() == addresses)
             })
             .unwrap_or_else(|e| {
                 panic!(
@@ -160,11 +130,7 @@ impl Seed {
 
     /// A UDP socket in the MN bound to its address in prefix `n`.
     fn mn_socket(&self, n: u8, port: u16) -> UdpSocket {
-        self.lab
-            .run_in("mn1", move || {
-                UdpSocket::bind(SocketAddrV6::new(pref(n).with_iid(1), port, 0, 0))
-            })
-            .unwrap()
+        self.lab.run_in("mn1", move || UdpSocket::bind(SocketAddrV6::new(pref(n).with_iid(1), port, 0, 0))).unwrap()
     }
 
     /// Sends from the CN until one datagram reaches `sink` (the first may
@@ -175,8 +141,7 @@ impl Seed {
             std::net::SocketAddr::V6(a) => a,
             _ => unreachable!(),
         };
-        sink.set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
+        sink.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
         let deadline = Instant::now() + LIMIT;
         let mut buf = [0u8; 64];
         loop {
@@ -186,13 +151,7 @@ impl Seed {
             }
             assert!(Instant::now() < deadline, "no downlink to {to} arrived");
         }
-        let key = FlowKey {
-            src: a(CN),
-            dst: *to.ip(),
-            next_header: 17,
-            src_port: 7000,
-            dst_port: to.port(),
-        };
+        let key = FlowKey { src: a(CN), dst: *to.ip(), next_header: 17, src_port: 7000, dst_port: to.port() };
         self.state("mn1")["tables"]["flows"]
             .as_array()
             .unwrap()
@@ -205,16 +164,11 @@ impl Seed {
     /// Sends one uplink datagram; returns the interface it left on if the CN got it.
     fn uplink(&self, from: &UdpSocket) -> Option<String> {
         let before = self.state("mn1")["counters"].clone();
-        from.send_to(b"uplink", SocketAddrV6::new(a(CN), 7000, 0, 0))
-            .unwrap();
+        from.send_to(b"uplink", SocketAddrV6::new(a(CN), 7000, 0, 0)).unwrap();
         self.cn.set_read_timeout(Some(LIMIT)).unwrap();
         let mut buf = [0u8; 64];
         let (_, src) = self.cn.recv_from(&mut buf).ok()?;
-        assert_eq!(
-            src,
-            from.local_addr().unwrap(),
-            "the CN sees the MN's address"
-        );
+        assert_eq!(src, from.local_addr().unwrap(), "the CN sees the MN's address");
         let after = self.state("mn1")["counters"].clone();
         ["if1", "if2"]
             .into_iter()
@@ -226,10 +180,7 @@ impl Seed {
     }
 
     fn lma(&self, command: LmaCommand) {
-        ok(self
-            .lab
-            .request("lma", &json!({"cmd": "lma", "command": command}))
-            .unwrap());
+        ok(self.lab.request("lma", &json!({"cmd": "lma", "command": command})).unwrap());
     }
 
     fn lma_sent(&self) -> Vec<String> {
@@ -238,15 +189,7 @@ impl Seed {
             .unwrap()
             .iter()
             .filter(|m| m["dir"] == "sent")
-            .map(|m| {
-                m["summary"]
-                    .as_str()
-                    .unwrap()
-                    .split(' ')
-                    .next()
-                    .unwrap()
-                    .to_string()
-            })
+            .map(|m| m["summary"].as_str().unwrap().split(' ').next().unwrap().to_string())
             .collect()
     }
 }
@@ -262,23 +205,11 @@ fn unique_prefixes_attach_then_move_flow_y_by_fmi() {
     }
     let s = seed(unique());
     s.attach("if1", 1);
-    assert_eq!(
-        s.state("mn1")["tables"]["lif_addresses"],
-        json!(["2001:db8:1::1"]),
-        "lif got pref1 by RA"
-    );
+    assert_eq!(s.state("mn1")["tables"]["lif_addresses"], json!(["2001:db8:1::1"]), "lif got pref1 by RA");
     assert_eq!(s.lma_sent(), ["PBA"], "PBU/PBA on the wire");
     let x = s.mn_socket(1, 5001);
-    assert_eq!(
-        s.downlink(&x),
-        "if1",
-        "X arrives through LMA, tunnel, MAG1, if1"
-    );
-    assert_eq!(
-        s.uplink(&x).as_deref(),
-        Some("if1"),
-        "X's uplink returns the same way"
-    );
+    assert_eq!(s.downlink(&x), "if1", "X arrives through LMA, tunnel, MAG1, if1");
+    assert_eq!(s.uplink(&x).as_deref(), Some("if1"), "X's uplink returns the same way");
 
     s.attach("if2", 2);
     let y = s.mn_socket(2, 5002);
@@ -293,51 +224,96 @@ fn unique_prefixes_attach_then_move_flow_y_by_fmi() {
         bids: vec![2],
         action: FlowAction::Forward,
     });
-    s.lma(LmaCommand::MoveFlow {
-        mn_id: MN.into(),
-        fid: 2,
-        to_bid: 1,
-    });
+    s.lma(LmaCommand::MoveFlow { mn_id: MN.into(), fid: 2, to_bid: 1 });
     s.lab
         .wait_for("lma", LIMIT, |st| {
-            st["tables"]["pending"]
-                .as_array()
-                .is_some_and(|p| p.is_empty())
+            st["tables"]["pending"].as_array().is_some_and(|p| p.is_empty())
                 && st["tables"]["flow_mobility_cache"][0]["bids"][0] == 1
         })
         .unwrap();
-    assert_eq!(
-        s.lma_sent(),
-        ["PBA", "PBA", "FMI", "FMI"],
-        "FMI[add] to MAG1, FMI[del] to MAG2"
-    );
+    assert_eq!(s.lma_sent(), ["PBA", "PBA", "FMI", "FMI"], "FMI[add] to MAG1, FMI[del] to MAG2");
     let mag1 = s.state("mag1");
     assert!(
         mag1["data_plane"]["installed"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|r| r
-                .as_str()
-                .unwrap()
-                .starts_with("route 2001:db8:2::/64 dev to-if1")),
+            .any(|r| r.as_str().unwrap().starts_with("route 2001:db8:2::/64 dev to-if1")),
         "MAG1 installs a route for pref2: {mag1}"
     );
     assert_eq!(s.downlink(&y), "if1", "Y now arrives on if1");
     assert_eq!(s.downlink(&x), "if1", "X is untouched");
-    assert_eq!(
-        s.uplink(&y).as_deref(),
-        Some("if1"),
-        "Y's uplink follows its downlink to if1"
-    );
+    assert_eq!(s.uplink(&y).as_deref(), Some("if1"), "Y's uplink follows its downlink to if1");
+
+    // What the kernel itself now holds at MAG1: the route and the rule.
+    let dp = &s.state("mag1")["data_plane"];
+    let ll = link_local(&mac_for("mn1", "if1"));
+    let routes: Vec<&str> = dp["kernel_routes"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    assert!(routes.contains(&format!("2001:db8:2::/64 via {ll} dev to-if1 table 254").as_str()), "{routes:?}");
+    assert!(routes.contains(&"::/0 dev tun0 table 100"), "{routes:?}");
+    let rules: Vec<&str> = dp["kernel_rules"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    assert!(rules.contains(&"1000: from 2001:db8:2::/64 lookup 100"), "{rules:?}");
+
+    // The same events in virtual time give the same tables.
+    let world = virtual_run();
+    assert_eq!(s.state("lma")["tables"], serde_json::to_value(&world.lma).unwrap(), "LMA tables against the World");
+    for mag in ["mag1", "mag2"] {
+        assert_eq!(s.state(mag)["tables"], serde_json::to_value(&world.mags[mag]).unwrap(), "{mag} against the World");
+    }
 
     // if2 goes away: MAG2 sees the link drop and de-registers.
     s.lab.set_link("mn1", "if2", false).unwrap();
-    s.lab
-        .wait_for("lma", LIMIT, |st| {
-            st["tables"]["binding_cache"][1]["state"] == "deregistered"
-        })
-        .unwrap();
+    s.lab.wait_for("lma", LIMIT, |st| st["tables"]["binding_cache"][1]["state"] == "deregistered").unwrap();
+}
+
+/// The MN's link-local from its MAC, as the MAG derives it (EUI-64).
+fn link_local(mac: &[u8]) -> Ipv6Addr {
+    Ipv6Addr::new(
+        0xfe80,
+        0,
+        0,
+        0,
+        u16::from_be_bytes([mac[0] ^ 2, mac[1]]),
+        u16::from_be_bytes([mac[2], 0xff]),
+        u16::from_be_bytes([0xfe, mac[3]]),
+        u16::from_be_bytes([mac[4], mac[5]]),
+    )
+}
+
+/// The unique-prefix events in the virtual-time World.
+fn virtual_run() -> pmip_proto::world::WorldState {
+    use pmip_proto::lma::Lma;
+    use pmip_proto::mag::Mag;
+    use pmip_proto::world::World;
+    use pmip_wire::AccessTechnologyType::{EUtran, Ieee80211};
+    let mut lma = LmaConfig::new(a(LMA));
+    lma.authorized_mags = vec![a(MAG1), a(MAG2)];
+    let mut l = Lma::new(lma);
+    l.add_policy(unique());
+    let mut w = World::new();
+    w.add_lma("lma", l);
+    for (n, addr) in [("mag1", MAG1), ("mag2", MAG2)] {
+        let mut c = MagConfig::new(a(addr), a(LMA));
+        c.mns = ["if1", "if2"].iter().map(|i| MnBinding { ll_id: mac_for("mn1", i), mn_id: MN.into() }).collect();
+        w.add_mag(n, Mag::new(c));
+    }
+    let settle = |w: &mut World| w.run_for(pmip_proto::Span::from_millis(100));
+    w.attach("mn1", "if1", "mag1", "to-if1", Ieee80211, None, vec![]);
+    settle(&mut w);
+    w.attach("mn1", "if2", "mag2", "to-if2", EUtran, None, vec![]);
+    settle(&mut w);
+    let selector = prefix_selector(pref(2));
+    w.command(LmaCommand::BindFlow {
+        mn_id: MN.into(),
+        fid: 2,
+        fid_pri: 20,
+        selector,
+        bids: vec![2],
+        action: FlowAction::Forward,
+    });
+    w.command(LmaCommand::MoveFlow { mn_id: MN.into(), fid: 2, to_bid: 1 });
+    settle(&mut w);
+    w.state()
 }
 
 /// Issue #4, shared prefix: both interfaces get pref1; the LMA moves Y
@@ -353,13 +329,8 @@ fn shared_prefix_move_without_signalling() {
     let lma = s.state("lma");
     assert_eq!(lma["tables"]["binding_cache"].as_array().unwrap().len(), 2);
     let (x, y) = (s.mn_socket(1, 5001), s.mn_socket(1, 5002));
-    let flow = |port: u16| FlowKey {
-        src: a(CN),
-        dst: pref(1).with_iid(1),
-        next_header: 17,
-        src_port: 7000,
-        dst_port: port,
-    };
+    let flow =
+        |port: u16| FlowKey { src: a(CN), dst: pref(1).with_iid(1), next_header: 17, src_port: 7000, dst_port: port };
     for (fid, port, bid) in [(1, 5001, 1), (2, 5002, 2)] {
         s.lma(LmaCommand::BindFlow {
             mn_id: MN.into(),
@@ -373,18 +344,10 @@ fn shared_prefix_move_without_signalling() {
     assert_eq!(s.downlink(&x), "if1");
     assert_eq!(s.downlink(&y), "if2");
     let sent_before = s.lma_sent();
-    s.lma(LmaCommand::MoveFlow {
-        mn_id: MN.into(),
-        fid: 2,
-        to_bid: 1,
-    });
+    s.lma(LmaCommand::MoveFlow { mn_id: MN.into(), fid: 2, to_bid: 1 });
     assert_eq!(s.downlink(&y), "if1", "Y now arrives on if1");
     assert_eq!(s.downlink(&x), "if1");
-    assert_eq!(
-        s.lma_sent(),
-        sent_before,
-        "no signalling for a shared-prefix move"
-    );
+    assert_eq!(s.lma_sent(), sent_before, "no signalling for a shared-prefix move");
     assert_eq!(s.uplink(&y).as_deref(), Some("if1"));
 }
 
@@ -398,18 +361,11 @@ fn killed_daemons_leave_nothing_behind() {
     s.attach("if1", 1);
     let pids = s.lab.pids();
     for pid in &pids[pids.len() - 4..] {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(*pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
     }
     drop(s);
     for pid in pids {
-        assert!(
-            !Path::new(&format!("/proc/{pid}")).exists(),
-            "process {pid} outlived the lab"
-        );
+        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "process {pid} outlived the lab");
     }
 }
 
@@ -423,19 +379,10 @@ fn probe_traffic_counted_per_flow_and_interface_across_a_move() {
     }
     let mut s = seed(unique());
     let bin = Path::new(env!("CARGO_BIN_EXE_pmip-node"));
-    s.lab
-        .spawn("cn", bin, &json!({"role": "cn", "address": CN}), &[])
-        .unwrap();
+    s.lab.spawn("cn", bin, &json!({"role": "cn", "address": CN}), &[]).unwrap();
     s.attach("if1", 1);
     s.attach("if2", 2);
-    let start = |s: &Seed,
-                 node: &str,
-                 flow: u16,
-                 src: Ipv6Addr,
-                 dst: Ipv6Addr,
-                 sport: u16,
-                 dport: u16,
-                 count: u32| {
+    let start = |s: &Seed, node: &str, flow: u16, src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16, count: u32| {
         let req = json!({"cmd": "flow_start", "flow": flow, "src": src, "dst": dst, "sport": sport, "dport": dport, "rate_pps": 1000, "count": count});
         ok(s.lab.request(node, &req).unwrap());
     };
@@ -446,11 +393,7 @@ fn probe_traffic_counted_per_flow_and_interface_across_a_move() {
     s.downlink(&warm.1);
 
     start(&s, "cn", 1, a(CN), pref(1).with_iid(1), 7101, 6001, 200);
-    s.lab
-        .wait_for("mn1", LIMIT, |st| {
-            st["probes"]["1"]["stats"]["received"] == 200
-        })
-        .unwrap();
+    s.lab.wait_for("mn1", LIMIT, |st| st["probes"]["1"]["stats"]["received"] == 200).unwrap();
     let x = probes(&s, 1);
     assert_eq!(x["stats"]["by_interface"], json!({"if1": 200}));
     assert_eq!(x["lost"], 0);
@@ -465,50 +408,27 @@ fn probe_traffic_counted_per_flow_and_interface_across_a_move() {
         action: FlowAction::Forward,
     });
     start(&s, "cn", 2, a(CN), pref(2).with_iid(1), 7102, 6002, 2000);
-    s.lab
-        .wait_for("mn1", LIMIT, |st| {
-            st["probes"]["2"]["stats"]["received"].as_u64().unwrap_or(0) >= 500
-        })
-        .unwrap();
-    s.lma(LmaCommand::MoveFlow {
-        mn_id: MN.into(),
-        fid: 2,
-        to_bid: 1,
-    });
-    s.lab
-        .wait_for("cn", LIMIT, |st| st["sent"]["2"] == 2000)
-        .unwrap();
+    s.lab.wait_for("mn1", LIMIT, |st| st["probes"]["2"]["stats"]["received"].as_u64().unwrap_or(0) >= 500).unwrap();
+    s.lma(LmaCommand::MoveFlow { mn_id: MN.into(), fid: 2, to_bid: 1 });
+    s.lab.wait_for("cn", LIMIT, |st| st["sent"]["2"] == 2000).unwrap();
     let y = s
         .lab
-        .wait_for("mn1", LIMIT, |st| {
-            st["probes"]["2"]["stats"]["received"] == 2000
-        })
+        .wait_for("mn1", LIMIT, |st| st["probes"]["2"]["stats"]["received"] == 2000)
         .unwrap_or_else(|e| panic!("{e}"))["probes"]["2"]
         .clone();
     assert_eq!(y["lost"], 0, "no probe lost across the move: {y}");
     assert_eq!(y["stats"]["last_interface"], "if1");
     let by = &y["stats"]["by_interface"];
-    assert!(
-        by["if1"].as_u64().unwrap() > 0 && by["if2"].as_u64().unwrap() >= 500,
-        "{by}"
-    );
+    assert!(by["if1"].as_u64().unwrap() > 0 && by["if2"].as_u64().unwrap() >= 500, "{by}");
     assert!(y["stats"]["latency_max_us"].as_u64().is_some());
 
     // Uplink probes from the MN follow Y's downlink, now on if1. (The MN's
     // kernel also answers probes to closed ports with ICMPv6 errors, which
     // leave the same way, so count what this flow adds.)
-    let via = |s: &Seed, i: &str| {
-        s.state("mn1")["counters"][format!("uplink via {i}")]
-            .as_u64()
-            .unwrap_or(0)
-    };
+    let via = |s: &Seed, i: &str| s.state("mn1")["counters"][format!("uplink via {i}")].as_u64().unwrap_or(0);
     let (if1_before, if2_before) = (via(&s, "if1"), via(&s, "if2"));
     start(&s, "mn1", 3, pref(2).with_iid(1), a(CN), 6002, 7102, 100);
-    s.lab
-        .wait_for("cn", LIMIT, |st| {
-            st["received"]["3"]["stats"]["received"] == 100
-        })
-        .unwrap();
+    s.lab.wait_for("cn", LIMIT, |st| st["received"]["3"]["stats"]["received"] == 100).unwrap();
     assert!(via(&s, "if1") >= if1_before + 100);
     assert_eq!(via(&s, "if2"), if2_before, "nothing of flow 3 left on if2");
 }

@@ -52,13 +52,7 @@ fn lma_config() -> (LmaConfig, Vec<MnPolicy>) {
 
 fn mag_config(addr: &str) -> MagConfig {
     let mut c = MagConfig::new(a(addr), a(LMA));
-    c.mns = ["if1", "if2"]
-        .iter()
-        .map(|i| MnBinding {
-            ll_id: mac_for("mn1", i),
-            mn_id: MN.into(),
-        })
-        .collect();
+    c.mns = ["if1", "if2"].iter().map(|i| MnBinding { ll_id: mac_for("mn1", i), mn_id: MN.into() }).collect();
     c
 }
 
@@ -85,25 +79,12 @@ fn seed_lab() -> Lab {
     for n in ["lma", "mag1", "mag2"] {
         lab.add_node(n).expect("namespace");
     }
-    lab.core(("lma", a(LMA)), &[("mag1", a(MAG1)), ("mag2", a(MAG2))])
-        .expect("core links");
+    lab.core(("lma", a(LMA)), &[("mag1", a(MAG1)), ("mag2", a(MAG2))]).expect("core links");
     let bin = Path::new(env!("CARGO_BIN_EXE_pmip-node"));
     let (c, policies) = lma_config();
-    lab.spawn(
-        "lma",
-        bin,
-        &json!({"role": "lma", "config": c, "policies": policies}),
-        &[],
-    )
-    .expect("lma daemon");
+    lab.spawn("lma", bin, &json!({"role": "lma", "config": c, "policies": policies}), &[]).expect("lma daemon");
     for (n, addr) in [("mag1", MAG1), ("mag2", MAG2)] {
-        lab.spawn(
-            n,
-            bin,
-            &json!({"role": "mag", "config": mag_config(addr)}),
-            &[],
-        )
-        .expect("mag daemon");
+        lab.spawn(n, bin, &json!({"role": "mag", "config": mag_config(addr)}), &[]).expect("mag daemon");
     }
     lab
 }
@@ -120,20 +101,11 @@ fn pbu_pba_and_fmi_fma_over_real_sockets_match_the_virtual_world() {
     let lab = seed_lab();
     let limit = Duration::from_secs(5);
 
-    ok(lab
-        .request("mag1", &attach("if1", AccessTechnologyType::Ieee80211))
-        .unwrap());
-    lab.wait_for("mag1", limit, |s| {
-        s["tables"]["binding_update_list"][0]["state"] == "registered"
-    })
-    .unwrap_or_else(|e| panic!("{e}\n--- lma log ---\n{}", lab.daemon_log("lma")));
-    ok(lab
-        .request("mag2", &attach("if2", AccessTechnologyType::EUtran))
-        .unwrap());
-    lab.wait_for("mag2", limit, |s| {
-        s["tables"]["binding_update_list"][0]["state"] == "registered"
-    })
-    .unwrap();
+    ok(lab.request("mag1", &attach("if1", AccessTechnologyType::Ieee80211)).unwrap());
+    lab.wait_for("mag1", limit, |s| s["tables"]["binding_update_list"][0]["state"] == "registered")
+        .unwrap_or_else(|e| panic!("{e}\n--- lma log ---\n{}", lab.daemon_log("lma")));
+    ok(lab.request("mag2", &attach("if2", AccessTechnologyType::EUtran)).unwrap());
+    lab.wait_for("mag2", limit, |s| s["tables"]["binding_update_list"][0]["state"] == "registered").unwrap();
 
     let bind = LmaCommand::BindFlow {
         mn_id: MN.into(),
@@ -143,86 +115,39 @@ fn pbu_pba_and_fmi_fma_over_real_sockets_match_the_virtual_world() {
         bids: vec![2],
         action: pmip_proto::lma::FlowAction::Forward,
     };
-    let mv = LmaCommand::MoveFlow {
-        mn_id: MN.into(),
-        fid: 2,
-        to_bid: 1,
-    };
-    ok(lab
-        .request("lma", &json!({"cmd": "lma", "command": bind}))
-        .unwrap());
-    ok(lab
-        .request("lma", &json!({"cmd": "lma", "command": mv}))
-        .unwrap());
-    lab.wait_for("mag1", limit, |s| {
-        s["tables"]["flows"]
-            .as_array()
-            .is_some_and(|f| f.len() == 1)
-    })
-    .unwrap();
+    let mv = LmaCommand::MoveFlow { mn_id: MN.into(), fid: 2, to_bid: 1 };
+    ok(lab.request("lma", &json!({"cmd": "lma", "command": bind})).unwrap());
+    ok(lab.request("lma", &json!({"cmd": "lma", "command": mv})).unwrap());
+    lab.wait_for("mag1", limit, |s| s["tables"]["flows"].as_array().is_some_and(|f| f.len() == 1)).unwrap();
     let lma = lab
         .wait_for("lma", limit, |s| {
-            s["tables"]["pending"]
-                .as_array()
-                .is_some_and(|p| p.is_empty())
+            s["tables"]["pending"].as_array().is_some_and(|p| p.is_empty())
                 && s["tables"]["flow_mobility_cache"][0]["bids"][0] == 1
         })
         .unwrap();
 
     // The same events in virtual time.
     let mut w = virtual_world();
-    w.attach(
-        "mn1",
-        "if1",
-        "mag1",
-        "to-if1",
-        AccessTechnologyType::Ieee80211,
-        None,
-        vec![],
-    );
+    w.attach("mn1", "if1", "mag1", "to-if1", AccessTechnologyType::Ieee80211, None, vec![]);
     w.run_for(Span::from_millis(50));
-    w.attach(
-        "mn1",
-        "if2",
-        "mag2",
-        "to-if2",
-        AccessTechnologyType::EUtran,
-        None,
-        vec![],
-    );
+    w.attach("mn1", "if2", "mag2", "to-if2", AccessTechnologyType::EUtran, None, vec![]);
     w.run_for(Span::from_millis(50));
     w.command(bind_again());
-    w.command(LmaCommand::MoveFlow {
-        mn_id: MN.into(),
-        fid: 2,
-        to_bid: 1,
-    });
+    w.command(LmaCommand::MoveFlow { mn_id: MN.into(), fid: 2, to_bid: 1 });
     w.run_for(Span::from_millis(50));
     let want = w.state();
 
-    assert_eq!(
-        lma["tables"],
-        serde_json::to_value(&want.lma).unwrap(),
-        "LMA tables differ from the virtual world"
-    );
+    assert_eq!(lma["tables"], serde_json::to_value(&want.lma).unwrap(), "LMA tables differ from the virtual world");
     for mag in ["mag1", "mag2"] {
         let got = lab.request(mag, &json!({"cmd": "state"})).unwrap()["state"]["tables"].clone();
-        assert_eq!(
-            got,
-            serde_json::to_value(&want.mags[mag]).unwrap(),
-            "{mag} tables differ from the virtual world"
-        );
+        assert_eq!(got, serde_json::to_value(&want.mags[mag]).unwrap(), "{mag} tables differ from the virtual world");
     }
     let sent: Vec<String> = lma["messages"]
         .as_array()
         .unwrap()
         .iter()
         .map(|m| {
-            format!(
-                "{} {}",
-                m["dir"].as_str().unwrap(),
-                m["summary"].as_str().unwrap().split(' ').next().unwrap()
-            )
+            format!("{} {}", m["dir"].as_str().unwrap(), m["summary"].as_str().unwrap().split(' ').next().unwrap())
         })
         .collect();
     assert_eq!(
@@ -265,32 +190,13 @@ fn a_pbu_from_an_unknown_mag_is_refused_over_the_wire() {
     lab.core(("lma", a(LMA)), &[("mag1", a(rogue))]).unwrap();
     let bin = Path::new(env!("CARGO_BIN_EXE_pmip-node"));
     let (c, policies) = lma_config();
-    lab.spawn(
-        "lma",
-        bin,
-        &json!({"role": "lma", "config": c, "policies": policies}),
-        &[],
-    )
-    .unwrap();
-    lab.spawn(
-        "mag1",
-        bin,
-        &json!({"role": "mag", "config": mag_config(rogue)}),
-        &[],
-    )
-    .unwrap();
-    ok(lab
-        .request("mag1", &attach("if1", AccessTechnologyType::Ieee80211))
-        .unwrap());
+    lab.spawn("lma", bin, &json!({"role": "lma", "config": c, "policies": policies}), &[]).unwrap();
+    lab.spawn("mag1", bin, &json!({"role": "mag", "config": mag_config(rogue)}), &[]).unwrap();
+    ok(lab.request("mag1", &attach("if1", AccessTechnologyType::Ieee80211)).unwrap());
     let s = lab
-        .wait_for("mag1", Duration::from_secs(5), |s| {
-            s["tables"]["binding_update_list"][0]["state"] != "registering"
-        })
+        .wait_for("mag1", Duration::from_secs(5), |s| s["tables"]["binding_update_list"][0]["state"] != "registering")
         .unwrap();
-    assert_eq!(
-        s["tables"]["binding_update_list"][0]["state"],
-        json!({"rejected": 154})
-    );
+    assert_eq!(s["tables"]["binding_update_list"][0]["state"], json!({"rejected": 154}));
     let lma = lab.request("lma", &json!({"cmd": "state"})).unwrap();
     assert_eq!(lma["state"]["tables"]["binding_cache"], json!([]));
 }
@@ -312,10 +218,7 @@ fn the_lab_leaves_nothing_behind_when_dropped() {
     assert!(lab.links("lma").unwrap().contains(&"to-mag1".to_string()));
     drop(lab);
     for pid in pids {
-        assert!(
-            !Path::new(&format!("/proc/{pid}")).exists(),
-            "process {pid} outlived the lab"
-        );
+        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "process {pid} outlived the lab");
     }
     assert!(!dir.exists(), "the lab's folder outlived it");
     let after: Vec<String> = std::fs::read_dir("/sys/class/net")
@@ -323,10 +226,7 @@ fn the_lab_leaves_nothing_behind_when_dropped() {
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into())
         .collect();
-    assert_eq!(
-        before, after,
-        "no interface appears in the harness's namespace"
-    );
+    assert_eq!(before, after, "no interface appears in the harness's namespace");
 }
 
 /// Not a test on its own: the process the SIGKILL test kills. It builds a
@@ -335,12 +235,9 @@ fn the_lab_leaves_nothing_behind_when_dropped() {
 #[test]
 #[ignore = "run by sigkill_of_the_harness_leaves_no_namespace_interface_or_process"]
 fn lab_holder_for_the_kill_test() {
-    let out = std::env::var_os("PMIPLAB_KILL_TEST_PIDS")
-        .expect("run by the SIGKILL test, which names the file");
+    let out = std::env::var_os("PMIPLAB_KILL_TEST_PIDS").expect("run by the SIGKILL test, which names the file");
     let lab = seed_lab();
-    ok(lab
-        .request("mag1", &attach("if1", AccessTechnologyType::Ieee80211))
-        .unwrap());
+    ok(lab.request("mag1", &attach("if1", AccessTechnologyType::Ieee80211)).unwrap());
     let owned = json!({"pids": lab.pids(), "dir": lab.dir});
     let tmp = format!("{}.tmp", out.to_string_lossy());
     std::fs::write(&tmp, owned.to_string()).unwrap();
@@ -368,13 +265,7 @@ fn sigkill_of_the_harness_leaves_no_namespace_interface_or_process() {
     let out = std::env::temp_dir().join(format!("pmiplab-kill-test-{}.json", std::process::id()));
     let _ = std::fs::remove_file(&out);
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "lab_holder_for_the_kill_test",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", "lab_holder_for_the_kill_test", "--ignored", "--nocapture", "--test-threads=1"])
         .env("PMIPLAB_KILL_TEST_PIDS", &out)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -382,10 +273,7 @@ fn sigkill_of_the_harness_leaves_no_namespace_interface_or_process() {
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !out.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the lab holder did not build its lab within 30 s"
-        );
+        assert!(std::time::Instant::now() < deadline, "the lab holder did not build its lab within 30 s");
         if let Ok(Some(s)) = child.try_wait() {
             panic!("the lab holder exited early: {s}");
         }
@@ -395,35 +283,20 @@ fn sigkill_of_the_harness_leaves_no_namespace_interface_or_process() {
     std::fs::remove_file(&out).ok();
     child.kill().unwrap(); // SIGKILL: no destructor runs
     child.wait().unwrap();
-    let pids: Vec<u64> = owned["pids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_u64().unwrap())
-        .collect();
+    let pids: Vec<u64> = owned["pids"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap()).collect();
     assert_eq!(pids.len(), 6, "three namespace holders and three daemons");
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     for pid in &pids {
         while Path::new(&format!("/proc/{pid}")).exists() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "process {pid} of the killed lab is still alive"
-            );
+            assert!(std::time::Instant::now() < deadline, "process {pid} of the killed lab is still alive");
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-    assert_eq!(
-        interfaces(),
-        before,
-        "no interface of the killed lab is left in this namespace"
-    );
+    assert_eq!(interfaces(), before, "no interface of the killed lab is left in this namespace");
     // The next lab sweeps the dead lab's folder.
     let dir = owned["dir"].as_str().unwrap().to_string();
     let next = Lab::new().unwrap();
-    assert!(
-        !Path::new(&dir).exists(),
-        "the killed lab's folder {dir} was not swept"
-    );
+    assert!(!Path::new(&dir).exists(), "the killed lab's folder {dir} was not swept");
     drop(next);
 }
 
@@ -433,14 +306,10 @@ fn malformed_mobility_headers_leave_the_daemon_and_its_tables_intact() {
         return;
     }
     let lab = seed_lab();
-    ok(lab
-        .request("mag1", &attach("if1", AccessTechnologyType::Ieee80211))
-        .unwrap());
+    ok(lab.request("mag1", &attach("if1", AccessTechnologyType::Ieee80211)).unwrap());
     let before = lab
         .wait_for("lma", Duration::from_secs(5), |s| {
-            s["tables"]["binding_cache"]
-                .as_array()
-                .is_some_and(|b| b.len() == 1)
+            s["tables"]["binding_cache"].as_array().is_some_and(|b| b.len() == 1)
         })
         .unwrap();
     // From MAG1's namespace, a raw socket without kernel checksums sends
@@ -451,11 +320,7 @@ fn malformed_mobility_headers_leave_the_daemon_and_its_tables_intact() {
         vec![59, 9, 5, 0, 0, 0, 0, 1, 0xc2, 0, 0, 100, 22, 200, 0, 0],
     ];
     lab.run_in("mag1", move || {
-        let s = socket2::Socket::new(
-            socket2::Domain::IPV6,
-            socket2::Type::RAW,
-            Some(socket2::Protocol::from(135)),
-        )?;
+        let s = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::RAW, Some(socket2::Protocol::from(135)))?;
         let to = socket2::SockAddr::from(std::net::SocketAddrV6::new(a(LMA), 0, 0, 0));
         for g in &garbage {
             s.send_to(g, &to)?;
@@ -465,18 +330,12 @@ fn malformed_mobility_headers_leave_the_daemon_and_its_tables_intact() {
     .unwrap();
     let after = lab
         .wait_for("lma", Duration::from_secs(5), |s| {
-            s["events"].as_array().is_some_and(|e| {
-                e.iter()
-                    .filter(|x| x.as_str().unwrap_or("").starts_with("malformed"))
-                    .count()
-                    >= 2
-            })
+            s["events"]
+                .as_array()
+                .is_some_and(|e| e.iter().filter(|x| x.as_str().unwrap_or("").starts_with("malformed")).count() >= 2)
         })
         .unwrap();
-    assert_eq!(
-        after["tables"], before["tables"],
-        "the binding cache is untouched"
-    );
+    assert_eq!(after["tables"], before["tables"], "the binding cache is untouched");
     ok(lab.request("lma", &json!({"cmd": "ready"})).unwrap());
 }
 
@@ -486,37 +345,21 @@ fn userspace_faults_drop_a_pba_and_retransmission_recovers() {
         return;
     }
     let lab = seed_lab();
-    let rule =
-        json!({"direction": "out", "message": "PBA", "action": {"kind": "drop"}, "count": 1});
-    let r = lab
-        .request("lma", &json!({"cmd": "fault_add", "rule": rule}))
-        .unwrap();
+    let rule = json!({"direction": "out", "message": "PBA", "action": {"kind": "drop"}, "count": 1});
+    let r = lab.request("lma", &json!({"cmd": "fault_add", "rule": rule})).unwrap();
     assert_eq!(r["state"]["id"], 1, "{r}");
-    let dup =
-        json!({"direction": "in", "message": "PBA", "action": {"kind": "duplicate"}, "count": 1});
-    ok(lab
-        .request("mag1", &json!({"cmd": "fault_add", "rule": dup}))
-        .unwrap());
-    ok(lab
-        .request("mag1", &attach("if1", AccessTechnologyType::Ieee80211))
-        .unwrap());
+    let dup = json!({"direction": "in", "message": "PBA", "action": {"kind": "duplicate"}, "count": 1});
+    ok(lab.request("mag1", &json!({"cmd": "fault_add", "rule": dup})).unwrap());
+    ok(lab.request("mag1", &attach("if1", AccessTechnologyType::Ieee80211)).unwrap());
     // The first PBA is lost; the MAG retransmits after INITIAL_BINDACK_TIMEOUT (1 s).
     let mag = lab
-        .wait_for("mag1", Duration::from_secs(5), |s| {
-            s["tables"]["binding_update_list"][0]["state"] == "registered"
-        })
+        .wait_for("mag1", Duration::from_secs(5), |s| s["tables"]["binding_update_list"][0]["state"] == "registered")
         .unwrap();
     let kinds: Vec<String> = mag["messages"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| {
-            format!(
-                "{} {}",
-                m["dir"].as_str().unwrap(),
-                &m["summary"].as_str().unwrap()[..3]
-            )
-        })
+        .map(|m| format!("{} {}", m["dir"].as_str().unwrap(), &m["summary"].as_str().unwrap()[..3]))
         .collect();
     assert_eq!(
         kinds,
@@ -524,27 +367,13 @@ fn userspace_faults_drop_a_pba_and_retransmission_recovers() {
         "the duplicated PBA is taken once: {kinds:?}"
     );
     assert!(
-        mag["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e.as_str().unwrap().contains("duplicate")),
+        mag["events"].as_array().unwrap().iter().any(|e| e.as_str().unwrap().contains("duplicate")),
         "{}",
         mag["events"]
     );
     let lma = lab.request("lma", &json!({"cmd": "state"})).unwrap()["state"].clone();
     assert_eq!(lma["faults"][0]["hits"], 1);
-    assert!(lma["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|m| m["dir"] == "dropped"));
-    ok(lab
-        .request("lma", &json!({"cmd": "fault_remove", "id": 1}))
-        .unwrap());
-    assert_eq!(
-        lab.request("lma", &json!({"cmd": "fault_remove", "id": 1}))
-            .unwrap()["ok"],
-        false
-    );
+    assert!(lma["messages"].as_array().unwrap().iter().any(|m| m["dir"] == "dropped"));
+    ok(lab.request("lma", &json!({"cmd": "fault_remove", "id": 1})).unwrap());
+    assert_eq!(lab.request("lma", &json!({"cmd": "fault_remove", "id": 1})).unwrap()["ok"], false);
 }

@@ -30,36 +30,17 @@ impl LmaPlane {
             Intent::LmaTunnel { mag, up: false } => {
                 self.tunnels.remove(mag);
             }
-            Intent::LmaPrefixRoute {
-                prefix,
-                mag,
-                up: true,
-            } => {
+            Intent::LmaPrefixRoute { prefix, mag, up: true } => {
                 self.routes.insert(*prefix, *mag);
             }
-            Intent::LmaPrefixRoute {
-                prefix,
-                mag,
-                up: false,
-            } if self.routes.get(prefix) == Some(mag) => {
+            Intent::LmaPrefixRoute { prefix, mag, up: false } if self.routes.get(prefix) == Some(mag) => {
                 self.routes.remove(prefix);
             }
-            Intent::LmaFlowBinding {
-                mn_id,
-                fid,
-                fid_pri,
-                selector,
-                target,
-                up,
-            } => {
+            Intent::LmaFlowBinding { mn_id, fid, fid_pri, selector, target, up } => {
                 let k = (*fid_pri, mn_id.clone(), *fid);
                 if *up {
                     self.flows.insert(k, (selector.clone(), *target));
-                } else if self
-                    .flows
-                    .get(&k)
-                    .is_some_and(|v| v.0 == *selector && v.1 == *target)
-                {
+                } else if self.flows.get(&k).is_some_and(|v| v.0 == *selector && v.1 == *target) {
                     self.flows.remove(&k);
                 }
             }
@@ -68,17 +49,13 @@ impl LmaPlane {
     }
 
     pub fn classify(&self, key: &FlowKey) -> Option<FlowTarget> {
-        self.flows
-            .values()
-            .find(|(sel, _)| selector_matches(sel, key))
-            .map(|(_, t)| *t)
-            .or_else(|| {
-                self.routes
-                    .iter()
-                    .filter(|(p, _)| p.contains(&key.dst))
-                    .max_by_key(|(p, _)| p.prefix_len())
-                    .map(|(_, m)| FlowTarget::Forward(*m))
-            })
+        self.flows.values().find(|(sel, _)| selector_matches(sel, key)).map(|(_, t)| *t).or_else(|| {
+            self.routes
+                .iter()
+                .filter(|(p, _)| p.contains(&key.dst))
+                .max_by_key(|(p, _)| p.prefix_len())
+                .map(|(_, m)| FlowTarget::Forward(*m))
+        })
     }
 
     /// Whether uplink from `src` is anchored here.
@@ -100,18 +77,10 @@ impl MagPlane {
     pub fn apply(&mut self, i: &Intent) {
         match i {
             Intent::MagTunnel { up, .. } => self.tunnel = *up,
-            Intent::MagRoute {
-                prefix,
-                iface,
-                up: true,
-            } => {
+            Intent::MagRoute { prefix, iface, up: true } => {
                 self.routes.insert(*prefix, iface.clone());
             }
-            Intent::MagRoute {
-                prefix,
-                iface,
-                up: false,
-            } if self.routes.get(prefix) == Some(iface) => {
+            Intent::MagRoute { prefix, iface, up: false } if self.routes.get(prefix) == Some(iface) => {
                 self.routes.remove(prefix);
             }
             Intent::MagUplinkRule { prefix, up: true } => {
@@ -125,11 +94,7 @@ impl MagPlane {
     }
 
     pub fn route(&self, dst: &Ipv6Addr) -> Option<&str> {
-        self.routes
-            .iter()
-            .filter(|(p, _)| p.contains(dst))
-            .max_by_key(|(p, _)| p.prefix_len())
-            .map(|(_, i)| i.as_str())
+        self.routes.iter().filter(|(p, _)| p.contains(dst)).max_by_key(|(p, _)| p.prefix_len()).map(|(_, i)| i.as_str())
     }
 
     pub fn tunnels_uplink_from(&self, src: &Ipv6Addr) -> bool {

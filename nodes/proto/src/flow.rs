@@ -46,11 +46,7 @@ impl FlowKey {
 
 impl fmt::Display for FlowKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "[{}]:{} -> [{}]:{} proto {}",
-            self.src, self.src_port, self.dst, self.dst_port, self.next_header
-        )
+        write!(f, "[{}]:{} -> [{}]:{} proto {}", self.src, self.src_port, self.dst, self.dst_port, self.next_header)
     }
 }
 
@@ -77,16 +73,8 @@ pub fn selector_matches(ts: &TrafficSelector, k: &FlowKey) -> bool {
         || s.start_traffic_class.is_some()
         || s.end_traffic_class.is_some();
     !unsupported
-        && in_range(
-            u128::from(k.src),
-            s.start_src.map(u128::from),
-            s.end_src.map(u128::from),
-        )
-        && in_range(
-            u128::from(k.dst),
-            s.start_dst.map(u128::from),
-            s.end_dst.map(u128::from),
-        )
+        && in_range(u128::from(k.src), s.start_src.map(u128::from), s.end_src.map(u128::from))
+        && in_range(u128::from(k.dst), s.start_dst.map(u128::from), s.end_dst.map(u128::from))
         && in_range(k.src_port, s.start_src_port, s.end_src_port)
         && in_range(k.dst_port, s.start_dst_port, s.end_dst_port)
         && in_range(k.next_header, s.start_next_header, s.end_next_header)
@@ -131,32 +119,12 @@ pub fn describe_selector(ts: &TrafficSelector) -> String {
         }
     }
     if parts.is_empty() {
-        parts.extend(range(
-            "dst",
-            s.start_dst.map(|a| a.to_string()),
-            s.end_dst.map(|a| a.to_string()),
-        ));
+        parts.extend(range("dst", s.start_dst.map(|a| a.to_string()), s.end_dst.map(|a| a.to_string())));
     }
-    parts.extend(range(
-        "src",
-        s.start_src.map(|a| a.to_string()),
-        s.end_src.map(|a| a.to_string()),
-    ));
-    parts.extend(range(
-        "proto",
-        s.start_next_header.map(|v| v.to_string()),
-        s.end_next_header.map(|v| v.to_string()),
-    ));
-    parts.extend(range(
-        "sport",
-        s.start_src_port.map(|v| v.to_string()),
-        s.end_src_port.map(|v| v.to_string()),
-    ));
-    parts.extend(range(
-        "dport",
-        s.start_dst_port.map(|v| v.to_string()),
-        s.end_dst_port.map(|v| v.to_string()),
-    ));
+    parts.extend(range("src", s.start_src.map(|a| a.to_string()), s.end_src.map(|a| a.to_string())));
+    parts.extend(range("proto", s.start_next_header.map(|v| v.to_string()), s.end_next_header.map(|v| v.to_string())));
+    parts.extend(range("sport", s.start_src_port.map(|v| v.to_string()), s.end_src_port.map(|v| v.to_string())));
+    parts.extend(range("dport", s.start_dst_port.map(|v| v.to_string()), s.end_dst_port.map(|v| v.to_string())));
     if parts.is_empty() {
         "any".into()
     } else {
@@ -182,16 +150,10 @@ mod tests {
     fn exact_selector_matches_only_its_flow() {
         let k = key("2001:db8:2::10", 5002);
         assert!(selector_matches(&k.selector(), &k));
-        assert!(!selector_matches(
-            &k.selector(),
-            &key("2001:db8:2::10", 5001)
-        ));
+        assert!(!selector_matches(&k.selector(), &key("2001:db8:2::10", 5001)));
         let p: Prefix = "2001:db8:2::/64".parse().unwrap();
         assert!(selector_matches(&prefix_selector(p), &k));
         assert_eq!(selector_destination(&prefix_selector(p)), Some(p));
-        assert_eq!(
-            describe_selector(&prefix_selector(p)),
-            "dst 2001:db8:2::/64"
-        );
+        assert_eq!(describe_selector(&prefix_selector(p)), "dst 2001:db8:2::/64");
     }
 }

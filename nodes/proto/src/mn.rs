@@ -83,32 +83,14 @@ pub struct Mn {
 
 impl Mn {
     pub fn new(config: MnConfig) -> Self {
-        let ifaces = config
-            .interfaces
-            .iter()
-            .map(|n| {
-                (
-                    n.clone(),
-                    Iface {
-                        up: false,
-                        prefixes: Vec::new(),
-                    },
-                )
-            })
-            .collect();
-        Mn {
-            config,
-            ifaces,
-            flows: BTreeMap::new(),
-            installed: BTreeMap::new(),
-        }
+        let ifaces = config.interfaces.iter().map(|n| (n.clone(), Iface { up: false, prefixes: Vec::new() })).collect();
+        Mn { config, ifaces, flows: BTreeMap::new(), installed: BTreeMap::new() }
     }
 
     pub fn handle(&mut self, _now: Instant, input: MnInput) -> Output {
         let mut out = Output::default();
         let name = self.config.name.clone();
-        let known =
-            |i: &str, out: &mut Output| out.event(format!("{name} has no interface named {i}"));
+        let known = |i: &str, out: &mut Output| out.event(format!("{name} has no interface named {i}"));
         match input {
             MnInput::LinkUp { iface } => match self.ifaces.get_mut(&iface) {
                 Some(i) => i.up = true,
@@ -127,11 +109,7 @@ impl Mn {
                     if i.prefixes != prefixes {
                         out.event(format!(
                             "RA on {iface}: [{}]",
-                            prefixes
-                                .iter()
-                                .map(|p| p.to_string())
-                                .collect::<Vec<_>>()
-                                .join(", ")
+                            prefixes.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
                         ));
                     }
                     i.up = true;
@@ -140,28 +118,16 @@ impl Mn {
                 None => known(&iface, &mut out),
             },
             MnInput::Downlink { iface, flow } => {
-                let seen = self.flows.entry(flow).or_insert(FlowSeen {
-                    iface: iface.clone(),
-                    packets: 0,
-                });
+                let seen = self.flows.entry(flow).or_insert(FlowSeen { iface: iface.clone(), packets: 0 });
                 if seen.iface != iface {
-                    out.event(format!(
-                        "flow {flow} now arrives on {iface} (was {}): its uplink follows",
-                        seen.iface
-                    ));
+                    out.event(format!("flow {flow} now arrives on {iface} (was {}): its uplink follows", seen.iface));
                     seen.iface = iface;
                 }
                 seen.packets += 1;
             }
         }
-        let desired: BTreeMap<Ipv6Addr, ()> =
-            self.addresses().into_iter().map(|a| (a, ())).collect();
-        reconcile(
-            &mut self.installed,
-            desired,
-            |a, _, up| Intent::MnAddress { addr: *a, up },
-            &mut out,
-        );
+        let desired: BTreeMap<Ipv6Addr, ()> = self.addresses().into_iter().map(|a| (a, ())).collect();
+        reconcile(&mut self.installed, desired, |a, _, up| Intent::MnAddress { addr: *a, up }, &mut out);
         out
     }
 
@@ -188,9 +154,7 @@ impl Mn {
             }
         }
         let holds = |name: &str| {
-            self.ifaces
-                .get(name)
-                .is_some_and(|i| i.up && i.prefixes.iter().any(|p| p.contains(&uplink.src)))
+            self.ifaces.get(name).is_some_and(|i| i.up && i.prefixes.iter().any(|p| p.contains(&uplink.src)))
         };
         self.config
             .uplink_preference
@@ -199,11 +163,7 @@ impl Mn {
             .find(|n| holds(n))
             .map(|n| n.as_str())
             .or_else(|| {
-                self.config
-                    .interfaces
-                    .iter()
-                    .find(|n| self.ifaces.get(*n).is_some_and(|i| i.up))
-                    .map(|n| n.as_str())
+                self.config.interfaces.iter().find(|n| self.ifaces.get(*n).is_some_and(|i| i.up)).map(|n| n.as_str())
             })
     }
 
@@ -216,21 +176,13 @@ impl Mn {
             interfaces: self
                 .ifaces
                 .iter()
-                .map(|(n, i)| InterfaceRow {
-                    name: n.clone(),
-                    up: i.up,
-                    prefixes: i.prefixes.clone(),
-                })
+                .map(|(n, i)| InterfaceRow { name: n.clone(), up: i.up, prefixes: i.prefixes.clone() })
                 .collect(),
             lif_addresses: self.addresses(),
             flows: self
                 .flows
                 .iter()
-                .map(|(k, f)| FlowRow {
-                    flow: k.to_string(),
-                    downlink_on: f.iface.clone(),
-                    packets: f.packets,
-                })
+                .map(|(k, f)| FlowRow { flow: k.to_string(), downlink_on: f.iface.clone(), packets: f.packets })
                 .collect(),
         }
     }

@@ -30,37 +30,19 @@ pub enum Intent {
     /// LMA: the bidirectional tunnel to a MAG (RFC 5213 §5.6.1).
     LmaTunnel { mag: Ipv6Addr, up: bool },
     /// LMA: default downlink path of a home network prefix.
-    LmaPrefixRoute {
-        prefix: Prefix,
-        mag: Ipv6Addr,
-        up: bool,
-    },
+    LmaPrefixRoute { prefix: Prefix, mag: Ipv6Addr, up: bool },
     /// LMA: a flow binding of the Flow Mobility Cache, checked before the
     /// prefix routes in FID-PRI order (lower first).
-    LmaFlowBinding {
-        mn_id: String,
-        fid: u16,
-        fid_pri: u16,
-        selector: TrafficSelector,
-        target: FlowTarget,
-        up: bool,
-    },
+    LmaFlowBinding { mn_id: String, fid: u16, fid_pri: u16, selector: TrafficSelector, target: FlowTarget, up: bool },
     /// MAG: the tunnel to its LMA.
     MagTunnel { lma: Ipv6Addr, up: bool },
     /// MAG: downlink route for a prefix onto the point-to-point access link.
-    MagRoute {
-        prefix: Prefix,
-        iface: String,
-        up: bool,
-    },
+    MagRoute { prefix: Prefix, iface: String, up: bool },
     /// MAG: uplink from this source prefix goes into the tunnel.
     MagUplinkRule { prefix: Prefix, up: bool },
     /// MAG: send a Router Advertisement on an access link carrying exactly
     /// these prefixes (RFC 5213 §6.7).
-    RouterAdvertisement {
-        iface: String,
-        prefixes: Vec<Prefix>,
-    },
+    RouterAdvertisement { iface: String, prefixes: Vec<Prefix> },
     /// MN: an address on the logical interface.
     MnAddress { addr: Ipv6Addr, up: bool },
 }

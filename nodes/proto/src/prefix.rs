@@ -25,10 +25,7 @@ impl Prefix {
     /// The prefix of length `len` that contains `addr`.
     pub fn new(addr: Ipv6Addr, len: u8) -> Prefix {
         let len = len.min(128);
-        Prefix {
-            addr: Ipv6Addr::from(u128::from(addr) & mask(len)),
-            len,
-        }
+        Prefix { addr: Ipv6Addr::from(u128::from(addr) & mask(len)), len }
     }
     pub fn addr(&self) -> Ipv6Addr {
         self.addr
@@ -55,11 +52,7 @@ impl Prefix {
         }
         let host_bits = 128 - (s ^ e).leading_zeros();
         let p = Prefix::new(start, (128 - host_bits) as u8);
-        let all_ones = if host_bits == 0 {
-            0
-        } else {
-            u128::MAX >> (128 - host_bits)
-        };
+        let all_ones = if host_bits == 0 { 0 } else { u128::MAX >> (128 - host_bits) };
         (u128::from(p.addr) == s && s | all_ones == e).then_some(p)
     }
     /// Last address of the prefix.
@@ -90,18 +83,15 @@ impl FromStr for Prefix {
     type Err = PrefixParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (a, l) = s.split_once('/').ok_or_else(|| {
-            PrefixParseError(format!(
-                "'{s}' is not an IPv6 prefix: expected address/length, e.g. 2001:db8:1::/64"
-            ))
+            PrefixParseError(format!("'{s}' is not an IPv6 prefix: expected address/length, e.g. 2001:db8:1::/64"))
         })?;
-        let addr: Ipv6Addr = a
+        let addr: Ipv6Addr =
+            a.parse().map_err(|_| PrefixParseError(format!("'{a}' in '{s}' is not an IPv6 address")))?;
+        let len: u8 = l
             .parse()
-            .map_err(|_| PrefixParseError(format!("'{a}' in '{s}' is not an IPv6 address")))?;
-        let len: u8 = l.parse().ok().filter(|l| *l <= 128).ok_or_else(|| {
-            PrefixParseError(format!(
-                "'{l}' in '{s}' is not a prefix length from 0 to 128"
-            ))
-        })?;
+            .ok()
+            .filter(|l| *l <= 128)
+            .ok_or_else(|| PrefixParseError(format!("'{l}' in '{s}' is not a prefix length from 0 to 128")))?;
         Ok(Prefix::new(addr, len))
     }
 }
@@ -129,10 +119,7 @@ mod tests {
         assert_eq!(Prefix::from_range(p.addr(), p.last()), Some(p));
         let one: Ipv6Addr = "2001:db8:2::5".parse().unwrap();
         assert_eq!(Prefix::from_range(one, one), Some(Prefix::new(one, 128)));
-        assert_eq!(
-            Prefix::from_range(one, "2001:db8:2::7".parse().unwrap()),
-            None
-        );
+        assert_eq!(Prefix::from_range(one, "2001:db8:2::7".parse().unwrap()), None);
         assert!(p.contains(&"2001:db8:2::99".parse().unwrap()));
         assert!(!p.contains(&"2001:db8:3::1".parse().unwrap()));
         assert!("2001:db8::/129".parse::<Prefix>().is_err());

@@ -2,10 +2,7 @@
 
 use std::net::Ipv6Addr;
 
-use pmip_wire::{
-    AccessTechnologyType, FlowIdentification, HandoffIndicator, MnIdSubtype, MobilityOption,
-    Timestamp,
-};
+use pmip_wire::{AccessTechnologyType, FlowIdentification, HandoffIndicator, MnIdSubtype, MobilityOption, Timestamp};
 
 use crate::prefix::Prefix;
 use crate::time::Instant;
@@ -29,8 +26,7 @@ pub fn pick(options: &[MobilityOption]) -> Picked {
     for o in options {
         match o {
             MobilityOption::MnIdentifier { id, .. } => {
-                p.mn_id
-                    .get_or_insert_with(|| String::from_utf8_lossy(id).into_owned());
+                p.mn_id.get_or_insert_with(|| String::from_utf8_lossy(id).into_owned());
             }
             MobilityOption::HomeNetworkPrefix { prefix_len, prefix } => {
                 p.hnp_present = true;
@@ -52,25 +48,16 @@ pub fn pick(options: &[MobilityOption]) -> Picked {
 }
 
 pub fn nai(mn_id: &str) -> MobilityOption {
-    MobilityOption::MnIdentifier {
-        subtype: MnIdSubtype::Nai,
-        id: mn_id.as_bytes().to_vec(),
-    }
+    MobilityOption::MnIdentifier { subtype: MnIdSubtype::Nai, id: mn_id.as_bytes().to_vec() }
 }
 
 pub fn hnp(p: Prefix) -> MobilityOption {
-    MobilityOption::HomeNetworkPrefix {
-        prefix_len: p.prefix_len(),
-        prefix: p.addr(),
-    }
+    MobilityOption::HomeNetworkPrefix { prefix_len: p.prefix_len(), prefix: p.addr() }
 }
 
 /// The all-zero HNP that requests assignment.
 pub fn hnp_request() -> MobilityOption {
-    MobilityOption::HomeNetworkPrefix {
-        prefix_len: 0,
-        prefix: Ipv6Addr::UNSPECIFIED,
-    }
+    MobilityOption::HomeNetworkPrefix { prefix_len: 0, prefix: Ipv6Addr::UNSPECIFIED }
 }
 
 /// The engine's notion of wall-clock for timestamps: the virtual instant

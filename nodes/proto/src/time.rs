@@ -8,15 +8,11 @@ use serde::{Deserialize, Serialize};
 /// A point in time, in microseconds since an arbitrary origin chosen by
 /// whoever drives the engine (the `World` starts at zero, the daemon maps
 /// its monotonic clock onto it).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 pub struct Instant(pub u64);
 
 /// A span of time in microseconds.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 pub struct Span(pub u64);
 
 impl Span {
@@ -83,11 +79,7 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff {
-            initial: Span::from_secs(1),
-            max: Span::from_secs(32),
-            max_retries: 5,
-        }
+        Backoff { initial: Span::from_secs(1), max: Span::from_secs(32), max_retries: 5 }
     }
 }
 

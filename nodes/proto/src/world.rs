@@ -92,17 +92,8 @@ pub struct WorldState {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Delivery {
-    Message {
-        to: String,
-        src: Ipv6Addr,
-        dst: Ipv6Addr,
-        bytes: Vec<u8>,
-    },
-    Ra {
-        mn: String,
-        iface: String,
-        prefixes: Vec<Prefix>,
-    },
+    Message { to: String, src: Ipv6Addr, dst: Ipv6Addr, bytes: Vec<u8> },
+    Ra { mn: String, iface: String, prefixes: Vec<Prefix> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,11 +211,7 @@ impl World {
 
     /// Sets latency and loss between two nodes, overriding `latency`.
     pub fn set_link(&mut self, a: &str, b: &str, props: LinkProps) {
-        let key = if a <= b {
-            (a.to_string(), b.to_string())
-        } else {
-            (b.to_string(), a.to_string())
-        };
+        let key = if a <= b { (a.to_string(), b.to_string()) } else { (b.to_string(), a.to_string()) };
         self.link_props.insert(key, props);
     }
 
@@ -234,15 +221,8 @@ impl World {
     }
 
     fn link(&self, a: &str, b: &str) -> LinkProps {
-        let key = if a <= b {
-            (a.to_string(), b.to_string())
-        } else {
-            (b.to_string(), a.to_string())
-        };
-        self.link_props.get(&key).copied().unwrap_or(LinkProps {
-            latency: self.latency,
-            loss_per_mille: 0,
-        })
+        let key = if a <= b { (a.to_string(), b.to_string()) } else { (b.to_string(), a.to_string()) };
+        self.link_props.get(&key).copied().unwrap_or(LinkProps { latency: self.latency, loss_per_mille: 0 })
     }
 
     /// xorshift64: a small deterministic generator, enough for loss draws.
@@ -267,37 +247,16 @@ impl World {
         handoff: Option<HandoffIndicator>,
         prefixes: Vec<Prefix>,
     ) {
-        self.links
-            .insert((mag.into(), mag_iface.into()), (mn.into(), mn_iface.into()));
-        self.feed_mn(
-            mn,
-            MnInput::LinkUp {
-                iface: mn_iface.into(),
-            },
-        );
-        let input = MagInput::Attach {
-            iface: mag_iface.into(),
-            ll_id: mac_for(mn, mn_iface),
-            att,
-            handoff,
-            prefixes,
-        };
+        self.links.insert((mag.into(), mag_iface.into()), (mn.into(), mn_iface.into()));
+        self.feed_mn(mn, MnInput::LinkUp { iface: mn_iface.into() });
+        let input = MagInput::Attach { iface: mag_iface.into(), ll_id: mac_for(mn, mn_iface), att, handoff, prefixes };
         self.feed_mag(mag, input);
     }
 
     /// An MN interface goes down.
     pub fn detach(&mut self, mn: &str, mn_iface: &str) {
-        let link = self
-            .links
-            .iter()
-            .find(|(_, v)| v.0 == mn && v.1 == mn_iface)
-            .map(|(k, _)| k.clone());
-        self.feed_mn(
-            mn,
-            MnInput::LinkDown {
-                iface: mn_iface.into(),
-            },
-        );
+        let link = self.links.iter().find(|(_, v)| v.0 == mn && v.1 == mn_iface).map(|(k, _)| k.clone());
+        self.feed_mn(mn, MnInput::LinkDown { iface: mn_iface.into() });
         if let Some((mag, iface)) = link {
             self.links.remove(&(mag.clone(), iface.clone()));
             self.feed_mag(&mag, MagInput::Detach { iface });
@@ -334,20 +293,12 @@ impl World {
     }
 
     fn event(&mut self, node: &str, text: String) {
-        self.events.push(EventRecord {
-            at_ms: self.now.as_millis(),
-            node: node.into(),
-            text,
-        });
+        self.events.push(EventRecord { at_ms: self.now.as_millis(), node: node.into(), text });
     }
 
     fn schedule(&mut self, at: Instant, what: Delivery) {
         self.order += 1;
-        self.queue.push(Reverse(Scheduled {
-            at,
-            order: self.order,
-            what,
-        }));
+        self.queue.push(Reverse(Scheduled { at, order: self.order, what }));
     }
 
     /// Takes a role's output: messages go on the wire (through the codec),
@@ -357,17 +308,10 @@ impl World {
             self.event(node, e);
         }
         for t in out.transmits {
-            let to = self
-                .names
-                .get(&t.dst)
-                .cloned()
-                .unwrap_or_else(|| t.dst.to_string());
+            let to = self.names.get(&t.dst).cloned().unwrap_or_else(|| t.dst.to_string());
             let summary = t.message.summary();
             let name = t.message.name();
-            let ends = Endpoints {
-                src: t.src,
-                dst: t.dst,
-            };
+            let ends = Endpoints { src: t.src, dst: t.dst };
             let rule = self.drop_rules.iter_mut().find(|r| {
                 r.count > 0
                     && r.message.eq_ignore_ascii_case(name)
@@ -398,15 +342,7 @@ impl World {
             match t.message.to_bytes(&ends, &self.wire) {
                 Ok(bytes) => {
                     let at = self.now + props.latency;
-                    self.schedule(
-                        at,
-                        Delivery::Message {
-                            to,
-                            src: t.src,
-                            dst: t.dst,
-                            bytes,
-                        },
-                    );
+                    self.schedule(at, Delivery::Message { to, src: t.src, dst: t.dst, bytes });
                 }
                 Err(e) => self.event(node, format!("could not encode {name}: {e}")),
             }
@@ -418,23 +354,16 @@ impl World {
 
     fn apply_intent(&mut self, node: &str, i: Intent) {
         match i {
-            Intent::LmaTunnel { .. }
-            | Intent::LmaPrefixRoute { .. }
-            | Intent::LmaFlowBinding { .. } => self.lma_plane.apply(&i),
+            Intent::LmaTunnel { .. } | Intent::LmaPrefixRoute { .. } | Intent::LmaFlowBinding { .. } => {
+                self.lma_plane.apply(&i)
+            }
             Intent::MagTunnel { .. } | Intent::MagRoute { .. } | Intent::MagUplinkRule { .. } => {
                 self.mag_planes.entry(node.into()).or_default().apply(&i)
             }
             Intent::RouterAdvertisement { iface, prefixes } => {
                 if let Some((mn, mn_iface)) = self.links.get(&(node.to_string(), iface)).cloned() {
                     let at = self.now + self.link(node, &mn).latency;
-                    self.schedule(
-                        at,
-                        Delivery::Ra {
-                            mn,
-                            iface: mn_iface,
-                            prefixes,
-                        },
-                    );
+                    self.schedule(at, Delivery::Ra { mn, iface: mn_iface, prefixes });
                 }
             }
             Intent::MnAddress { addr, up } => {
@@ -451,22 +380,13 @@ impl World {
     fn deliver(&mut self, what: Delivery) {
         let now = self.now;
         match what {
-            Delivery::Ra {
-                mn,
-                iface,
-                prefixes,
-            } => {
+            Delivery::Ra { mn, iface, prefixes } => {
                 // The link may have gone down while the RA was in flight.
                 if self.links.values().any(|(m, i)| *m == mn && *i == iface) {
                     self.feed_mn(&mn, MnInput::RouterAdvertisement { iface, prefixes });
                 }
             }
-            Delivery::Message {
-                to,
-                src,
-                dst,
-                bytes,
-            } => {
+            Delivery::Message { to, src, dst, bytes } => {
                 let message = match Message::parse(&bytes, &Endpoints { src, dst }, &self.wire) {
                     Ok(m) => m,
                     Err(e) => {
@@ -483,10 +403,7 @@ impl World {
                 } else if self.mags.contains_key(&to) {
                     self.feed_mag(&to, MagInput::Message { src, dst, message });
                 } else {
-                    self.event(
-                        &to,
-                        format!("{} to {dst}: no node has that address", message.name()),
-                    );
+                    self.event(&to, format!("{} to {dst}: no node has that address", message.name()));
                 }
             }
         }
@@ -541,11 +458,7 @@ impl World {
         let mut guard = 0u64;
         while self.step(limit) {
             guard += 1;
-            assert!(
-                guard < 10_000_000,
-                "the world does not settle: a timer keeps firing at {}",
-                self.now
-            );
+            assert!(guard < 10_000_000, "the world does not settle: a timer keeps firing at {}", self.now);
         }
         self.now = limit;
     }
@@ -567,11 +480,7 @@ impl World {
     /// Sends one downlink packet from a CN through the data plane the
     /// intents built: LMA classification, tunnel, MAG route, access link.
     pub fn downlink(&mut self, cn: &str, flow: FlowKey) -> PacketPath {
-        let mut path = PacketPath {
-            hops: vec![cn.into()],
-            delivered_on: None,
-            dropped: None,
-        };
+        let mut path = PacketPath { hops: vec![cn.into()], delivered_on: None, dropped: None };
         if self.cns.get(cn) != Some(&flow.src) {
             return path.drop(format!("{} is not the address of {cn}", flow.src));
         }
@@ -601,23 +510,10 @@ impl World {
             return path.drop(format!("nothing is attached to {mag} {iface}"));
         };
         path.hops.push(format!("{mn}/{mn_iface}"));
-        if !self
-            .mn_planes
-            .get(&mn)
-            .is_some_and(|a| a.contains(&flow.dst))
-        {
-            return path.drop(format!(
-                "{} is not an address of {mn}'s logical interface",
-                flow.dst
-            ));
+        if !self.mn_planes.get(&mn).is_some_and(|a| a.contains(&flow.dst)) {
+            return path.drop(format!("{} is not an address of {mn}'s logical interface", flow.dst));
         }
-        self.feed_mn(
-            &mn,
-            MnInput::Downlink {
-                iface: mn_iface.clone(),
-                flow,
-            },
-        );
+        self.feed_mn(&mn, MnInput::Downlink { iface: mn_iface.clone(), flow });
         path.delivered_on = Some((mn, mn_iface));
         path
     }
@@ -626,33 +522,19 @@ impl World {
     /// logical interface picks. `delivered_on` names that interface when
     /// the packet reached the CN.
     pub fn uplink(&mut self, mn: &str, flow: FlowKey) -> PacketPath {
-        let mut path = PacketPath {
-            hops: vec![mn.into()],
-            delivered_on: None,
-            dropped: None,
-        };
+        let mut path = PacketPath { hops: vec![mn.into()], delivered_on: None, dropped: None };
         let Some(node) = self.mns.get(mn) else {
             return path.drop(format!("no MN named {mn}"));
         };
-        if !self
-            .mn_planes
-            .get(mn)
-            .is_some_and(|a| a.contains(&flow.src))
-        {
-            return path.drop(format!(
-                "{} is not an address of {mn}'s logical interface",
-                flow.src
-            ));
+        if !self.mn_planes.get(mn).is_some_and(|a| a.contains(&flow.src)) {
+            return path.drop(format!("{} is not an address of {mn}'s logical interface", flow.src));
         }
         let Some(iface) = node.uplink_interface(&flow).map(str::to_string) else {
             return path.drop(format!("{mn} has no interface up"));
         };
         path.hops[0] = format!("{mn}/{iface}");
-        let Some(((mag, _), _)) = self
-            .links
-            .iter()
-            .find(|(_, v)| v.0 == mn && v.1 == iface)
-            .map(|(k, v)| (k.clone(), v.clone()))
+        let Some(((mag, _), _)) =
+            self.links.iter().find(|(_, v)| v.0 == mn && v.1 == iface).map(|(k, v)| (k.clone(), v.clone()))
         else {
             return path.drop(format!("{mn}/{iface} is attached to no MAG"));
         };
@@ -680,16 +562,8 @@ impl World {
     pub fn state(&self) -> WorldState {
         WorldState {
             lma: self.lma.as_ref().map(|(_, l)| l.state()),
-            mags: self
-                .mags
-                .iter()
-                .map(|(n, m)| (n.clone(), m.state()))
-                .collect(),
-            mns: self
-                .mns
-                .iter()
-                .map(|(n, m)| (n.clone(), m.state()))
-                .collect(),
+            mags: self.mags.iter().map(|(n, m)| (n.clone(), m.state())).collect(),
+            mns: self.mns.iter().map(|(n, m)| (n.clone(), m.state())).collect(),
         }
     }
 

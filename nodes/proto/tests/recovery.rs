@@ -11,12 +11,7 @@ use pmip_proto::Span;
 use pmip_wire::AccessTechnologyType::*;
 
 fn drop(message: &str, count: u32) -> DropRule {
-    DropRule {
-        message: message.into(),
-        from: None,
-        to: None,
-        count,
-    }
+    DropRule { message: message.into(), from: None, to: None, count }
 }
 
 fn two_interfaces() -> Seed {
@@ -33,9 +28,7 @@ fn a_lost_pba_is_recovered_by_the_mags_retransmission() {
     s.world.add_drop_rule(drop("PBA", 1));
     s.attach("if1", "mag1", Ieee80211);
     assert_eq!(s.arrives_on(flow(1, 1)), None, "not registered yet");
-    let ok = s.world.run_until(Span::from_secs(5), |w| {
-        w.mag("mag1").unwrap().state().routes.len() == 2
-    });
+    let ok = s.world.run_until(Span::from_secs(5), |w| w.mag("mag1").unwrap().state().routes.len() == 2);
     assert!(ok, "the MAG retransmitted the PBU and got a PBA");
     s.settle();
     assert_eq!(s.names(), ["PBU", "PBA(dropped)", "PBU", "PBA"]);
@@ -47,41 +40,21 @@ fn a_lost_fmi_is_retransmitted_by_the_lma() {
     let mut s = two_interfaces();
     s.world.add_drop_rule(drop("FMI", 1));
     s.move_flow(2, 1);
-    assert_eq!(
-        s.arrives_on(flow(2, 1)).as_deref(),
-        Some("if2"),
-        "no move without an FMA"
-    );
+    assert_eq!(s.arrives_on(flow(2, 1)).as_deref(), Some("if2"), "no move without an FMA");
     s.world.run_for(Span::from_secs(2));
-    assert_eq!(
-        &s.names()[4..],
-        ["FMI(dropped)", "FMI", "FMA", "FMI", "FMA"]
-    );
+    assert_eq!(&s.names()[4..], ["FMI(dropped)", "FMI", "FMA", "FMI", "FMA"]);
     assert_eq!(s.arrives_on(flow(2, 1)).as_deref(), Some("if1"));
 }
 
 #[test]
 fn a_lost_fma_makes_the_lma_repeat_the_fmi_and_the_mag_repeat_its_answer() {
     let mut s = two_interfaces();
-    s.world.add_drop_rule(DropRule {
-        message: "FMA".into(),
-        from: Some("mag1".into()),
-        to: None,
-        count: 1,
-    });
+    s.world.add_drop_rule(DropRule { message: "FMA".into(), from: Some("mag1".into()), to: None, count: 1 });
     s.move_flow(2, 1);
     s.world.run_for(Span::from_secs(2));
-    let fmi_seqs: Vec<&str> = s
-        .world
-        .messages
-        .iter()
-        .filter(|m| m.summary.starts_with("FMI"))
-        .map(|m| m.summary.as_str())
-        .collect();
-    assert!(
-        fmi_seqs[0].contains("seq=1") && fmi_seqs[1].contains("seq=1"),
-        "same sequence number: {fmi_seqs:?}"
-    );
+    let fmi_seqs: Vec<&str> =
+        s.world.messages.iter().filter(|m| m.summary.starts_with("FMI")).map(|m| m.summary.as_str()).collect();
+    assert!(fmi_seqs[0].contains("seq=1") && fmi_seqs[1].contains("seq=1"), "same sequence number: {fmi_seqs:?}");
     let fmas: Vec<&str> = s
         .world
         .messages
@@ -89,10 +62,7 @@ fn a_lost_fma_makes_the_lma_repeat_the_fmi_and_the_mag_repeat_its_answer() {
         .filter(|m| m.summary.starts_with("FMA") && m.from == "mag1")
         .map(|m| m.summary.as_str())
         .collect();
-    assert!(
-        fmas.iter().all(|f| f.contains("status=0")),
-        "the repeat is a success, not 133: {fmas:?}"
-    );
+    assert!(fmas.iter().all(|f| f.contains("status=0")), "the repeat is a success, not 133: {fmas:?}");
     assert_eq!(s.arrives_on(flow(2, 1)).as_deref(), Some("if1"));
 }
 
@@ -101,25 +71,10 @@ fn a_lost_bra_makes_the_lma_repeat_the_bri() {
     let mut s = seed(policy(PrefixModel::Unique, &[], &[1, 2], 2));
     s.world.add_drop_rule(drop("BRA", 1));
     s.attach("if1", "mag1", Ieee80211);
-    s.attach_with(
-        "if2",
-        "mag2",
-        EUtran,
-        pmip_wire::HandoffIndicator::NewInterfaceSharingPrefixes,
-        vec![pref(2)],
-    );
+    s.attach_with("if2", "mag2", EUtran, pmip_wire::HandoffIndicator::NewInterfaceSharingPrefixes, vec![pref(2)]);
     s.world.run_for(Span::from_secs(2));
-    assert_eq!(
-        &s.names()[2..],
-        ["PBU", "PBA", "BRI", "BRA(dropped)", "BRI", "BRA"]
-    );
-    assert!(s
-        .world
-        .messages
-        .last()
-        .unwrap()
-        .summary
-        .contains("status=0"));
+    assert_eq!(&s.names()[2..], ["PBU", "PBA", "BRI", "BRA(dropped)", "BRI", "BRA"]);
+    assert!(s.world.messages.last().unwrap().summary.contains("status=0"));
     assert!(s.world.state().lma.unwrap().pending.is_empty());
 }
 
@@ -129,50 +84,25 @@ fn flow_state_at_a_mag_expires_when_refreshes_are_lost() {
     s.move_flow(2, 1);
     assert_eq!(s.world.mag("mag1").unwrap().state().flows.len(), 1);
     // Every later FMI to mag1 is lost: refresh at 240 s never arrives.
-    s.world.add_drop_rule(DropRule {
-        message: "FMI".into(),
-        from: None,
-        to: Some("mag1".into()),
-        count: 1000,
-    });
+    s.world.add_drop_rule(DropRule { message: "FMI".into(), from: None, to: Some("mag1".into()), count: 1000 });
     s.world.run_for(Span::from_secs(301));
-    assert!(
-        s.world.mag("mag1").unwrap().state().flows.is_empty(),
-        "MAG1's flow state expired"
-    );
+    assert!(s.world.mag("mag1").unwrap().state().flows.is_empty(), "MAG1's flow state expired");
     // Refresh at 240 s, then retries 1, 2, 4, 8 and 16 s apart, then give up.
     s.world.run_for(Span::from_secs(10));
-    assert!(s
-        .world
-        .events
-        .iter()
-        .any(|e| e.node == "mag1" && e.text.contains("expired")));
-    assert!(s
-        .world
-        .events
-        .iter()
-        .any(|e| e.node == "lma" && e.text.contains("gave up")));
+    assert!(s.world.events.iter().any(|e| e.node == "mag1" && e.text.contains("expired")));
+    assert!(s.world.events.iter().any(|e| e.node == "lma" && e.text.contains("gave up")));
 }
 
 #[test]
 fn a_binding_whose_lifetime_runs_out_is_removed_and_its_flows_go_inactive() {
     let mut s = two_interfaces();
-    s.world.add_drop_rule(DropRule {
-        message: "PBU".into(),
-        from: Some("mag2".into()),
-        to: None,
-        count: 1000,
-    });
+    s.world.add_drop_rule(DropRule { message: "PBU".into(), from: Some("mag2".into()), to: None, count: 1000 });
     s.world.run_for(Span::from_secs(401));
     let lma = s.world.state().lma.unwrap();
     assert_eq!(lma.binding_cache.len(), 1, "BID 2 expired: {lma:?}");
     assert_eq!(lma.binding_cache[0].bid, 1);
     assert_eq!(lma.flow_mobility_cache[0].state, "inactive");
-    assert!(s
-        .world
-        .events
-        .iter()
-        .any(|e| e.node == "lma" && e.text.contains("expired")));
+    assert!(s.world.events.iter().any(|e| e.node == "lma" && e.text.contains("expired")));
 }
 
 #[test]
@@ -181,65 +111,24 @@ fn signalling_survives_a_lossy_link_and_latency_shows_in_the_ladder() {
     s.world.set_link(
         "mag1",
         "lma",
-        pmip_proto::world::LinkProps {
-            latency: Span::from_millis(20),
-            loss_per_mille: 500,
-        },
+        pmip_proto::world::LinkProps { latency: Span::from_millis(20), loss_per_mille: 500 },
     );
     s.world.seed_loss(7);
     s.attach("if1", "mag1", Ieee80211);
-    let ok = s.world.run_until(Span::from_secs(120), |w| {
-        w.mag("mag1").unwrap().state().routes.len() == 2
-    });
-    assert!(
-        ok,
-        "half the messages lost, and still registered: {:?}",
-        s.world.ladder()
-    );
-    let answer = s
-        .world
-        .messages
-        .iter()
-        .find(|m| m.from == "lma" && !m.dropped)
-        .unwrap();
+    let ok = s.world.run_until(Span::from_secs(120), |w| w.mag("mag1").unwrap().state().routes.len() == 2);
+    assert!(ok, "half the messages lost, and still registered: {:?}", s.world.ladder());
+    let answer = s.world.messages.iter().find(|m| m.from == "lma" && !m.dropped).unwrap();
     let seq = answer.summary.split(' ').nth(1).unwrap();
-    let asked = s
-        .world
-        .messages
-        .iter()
-        .find(|m| m.from == "mag1" && m.summary.split(' ').nth(1) == Some(seq))
-        .unwrap();
-    assert_eq!(
-        answer.at_ms - asked.at_ms,
-        20,
-        "the PBA leaves one link latency after its PBU"
-    );
-    assert!(
-        s.world.messages.iter().any(|m| m.dropped),
-        "the link did lose messages"
-    );
+    let asked = s.world.messages.iter().find(|m| m.from == "mag1" && m.summary.split(' ').nth(1) == Some(seq)).unwrap();
+    assert_eq!(answer.at_ms - asked.at_ms, 20, "the PBA leaves one link latency after its PBU");
+    assert!(s.world.messages.iter().any(|m| m.dropped), "the link did lose messages");
 }
 
 #[test]
 fn the_protocol_core_depends_on_no_socket_runtime_or_clock_crate() {
-    let manifest =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).unwrap();
-    let deps = manifest
-        .split("[dependencies]")
-        .nth(1)
-        .unwrap()
-        .split("\n[")
-        .next()
-        .unwrap();
-    let names: Vec<&str> = deps
-        .lines()
-        .filter_map(|l| l.split('=').next())
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .collect();
-    assert_eq!(
-        names,
-        ["pmip-wire", "serde"],
-        "nodes/proto must stay sans-IO"
-    );
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).unwrap();
+    let deps = manifest.split("[dependencies]").nth(1).unwrap().split("\n[").next().unwrap();
+    let names: Vec<&str> =
+        deps.lines().filter_map(|l| l.split('=').next()).map(str::trim).filter(|n| !n.is_empty()).collect();
+    assert_eq!(names, ["pmip-wire", "serde"], "nodes/proto must stay sans-IO");
 }

@@ -17,10 +17,7 @@ struct Snapshot {
 }
 
 fn snap(s: &Seed) -> Snapshot {
-    Snapshot {
-        ladder: s.world.ladder(),
-        state: s.world.state(),
-    }
+    Snapshot { ladder: s.world.ladder(), state: s.world.state() }
 }
 
 /// Draft §3.2 Figures 1–3: one prefix on both interfaces; the LMA moves
@@ -38,18 +35,10 @@ fn fm_sp_shared_prefix_move_needs_no_signalling() {
     let before = s.world.messages.len();
 
     s.move_flow(2, 1);
-    assert_eq!(
-        s.world.messages.len(),
-        before,
-        "a shared-prefix move puts nothing on the wire"
-    );
+    assert_eq!(s.world.messages.len(), before, "a shared-prefix move puts nothing on the wire");
     assert_eq!(s.arrives_on(y).as_deref(), Some("if1"));
     assert_eq!(s.arrives_on(x).as_deref(), Some("if1"));
-    assert_eq!(
-        s.uplink_on(y).as_deref(),
-        Some("if1"),
-        "uplink follows the downlink"
-    );
+    assert_eq!(s.uplink_on(y).as_deref(), Some("if1"), "uplink follows the downlink");
     insta::assert_yaml_snapshot!("fm_sp_figure_3", snap(&s));
 }
 
@@ -57,9 +46,7 @@ fn fm_sp_shared_prefix_move_needs_no_signalling() {
 /// flow descriptors: the same move, announced by FMI.
 #[test]
 fn fm_sp_with_fmi_when_mags_need_flow_descriptors() {
-    let mut s = seed_with(policy(PrefixModel::Shared, &[1], &[], 1), |c| {
-        c.notify_shared_moves = true
-    });
+    let mut s = seed_with(policy(PrefixModel::Shared, &[1], &[], 1), |c| c.notify_shared_moves = true);
     s.attach("if1", "mag1", Ieee80211);
     s.attach("if2", "mag2", EUtran);
     let y = flow(1, 5002);
@@ -85,13 +72,7 @@ fn fm_up_pbu_partial_handoff() {
     assert_eq!(s.arrives_on(y).as_deref(), Some("if1"));
     insta::assert_yaml_snapshot!("fm_up_pbu_before", s.world.state());
 
-    s.attach_with(
-        "if2",
-        "mag2",
-        EUtran,
-        HandoffIndicator::NewInterfaceSharingPrefixes,
-        vec![pref(2)],
-    );
+    s.attach_with("if2", "mag2", EUtran, HandoffIndicator::NewInterfaceSharingPrefixes, vec![pref(2)]);
     assert_eq!(s.names(), ["PBU", "PBA", "PBU", "PBA", "BRI", "BRA"]);
     assert_eq!(s.arrives_on(y).as_deref(), Some("if2"));
     assert_eq!(s.arrives_on(x).as_deref(), Some("if1"));
@@ -121,21 +102,9 @@ fn fm_up_fmi_moves_flow_y_to_mag1() {
 
     s.move_flow(2, 1);
     assert_eq!(&s.names()[4..], ["FMI", "FMA", "FMI", "FMA"]);
-    assert_eq!(
-        s.arrives_on(y).as_deref(),
-        Some("if1"),
-        "flow Y now arrives on if1"
-    );
-    assert_eq!(
-        s.arrives_on(x).as_deref(),
-        Some("if1"),
-        "flow X is untouched"
-    );
-    assert_eq!(
-        s.uplink_on(y).as_deref(),
-        Some("if1"),
-        "the MN's uplink of Y follows its downlink"
-    );
+    assert_eq!(s.arrives_on(y).as_deref(), Some("if1"), "flow Y now arrives on if1");
+    assert_eq!(s.arrives_on(x).as_deref(), Some("if1"), "flow X is untouched");
+    assert_eq!(s.uplink_on(y).as_deref(), Some("if1"), "the MN's uplink of Y follows its downlink");
     insta::assert_yaml_snapshot!("fm_up_fmi_after_move", snap(&s));
 }
 
@@ -155,11 +124,7 @@ fn fm_hyb_only_new_prefixes_need_signalling() {
     assert_eq!(s.arrives_on(own).as_deref(), Some("if2"));
     let before = s.world.messages.len();
     s.move_flow(1, 2);
-    assert_eq!(
-        s.world.messages.len(),
-        before,
-        "the shared prefix moves silently"
-    );
+    assert_eq!(s.world.messages.len(), before, "the shared prefix moves silently");
     assert_eq!(s.arrives_on(shared).as_deref(), Some("if2"));
     s.move_flow(2, 1);
     assert_eq!(s.count("FMI"), 2, "FMI[add] to MAG1 and FMI[del] to MAG2");
@@ -198,16 +163,9 @@ fn fm_ts_flow_bindings_by_priority() {
     let mut tcp_flow = flow(1, 80);
     tcp_flow.next_header = 6;
     assert_eq!(s.arrives_on(tcp_flow).as_deref(), Some("if1"));
-    assert_eq!(
-        s.arrives_on(flow(1, 5001)).as_deref(),
-        Some("if1"),
-        "FID 4: BID 1 has the lower BID-PRI"
-    );
+    assert_eq!(s.arrives_on(flow(1, 5001)).as_deref(), Some("if1"), "FID 4: BID 1 has the lower BID-PRI");
     let dropped = s.world.downlink("cn", flow(1, 6666));
-    assert_eq!(
-        dropped.dropped.as_deref(),
-        Some("the LMA's flow binding drops it")
-    );
+    assert_eq!(dropped.dropped.as_deref(), Some("the LMA's flow binding drops it"));
     insta::assert_yaml_snapshot!("fm_ts_figures_7_and_8", s.world.state().lma);
 
     // if1 leaves: FID 2 (BID 1 only) turns inactive, FID 4 stays active on BID 2.
@@ -220,10 +178,7 @@ fn fm_ts_flow_bindings_by_priority() {
     s.world.detach("mn1", "if2");
     s.settle();
     let lma = s.world.state().lma.unwrap();
-    assert!(lma
-        .flow_mobility_cache
-        .iter()
-        .all(|r| r.state == "inactive"));
+    assert!(lma.flow_mobility_cache.iter().all(|r| r.state == "inactive"));
 }
 
 /// RFC 5213: attach, re-registration before expiry, inter-MAG handover
@@ -239,44 +194,18 @@ fn pm_attach_reregister_handover_deregister() {
 
     // Lifetime 400 s: the MAG re-registers at 300 s with HI 5.
     s.world.run_for(pmip_proto::Span::from_secs(301));
-    let rereg = s
-        .world
-        .messages
-        .iter()
-        .filter(|m| m.summary.starts_with("PBU"))
-        .nth(1)
-        .unwrap();
+    let rereg = s.world.messages.iter().filter(|m| m.summary.starts_with("PBU")).nth(1).unwrap();
     assert!(rereg.summary.contains("hi=5"), "{}", rereg.summary);
-    assert!(
-        rereg.summary.contains("hnp=2001:db8:1::/64"),
-        "{}",
-        rereg.summary
-    );
+    assert!(rereg.summary.contains("hnp=2001:db8:1::/64"), "{}", rereg.summary);
     assert_eq!(s.count("PBA"), 2);
 
     // Inter-MAG handover of the same interface: MAG2, HI 3.
     s.world.detach("mn1", "if1");
-    s.world.attach(
-        "mn1",
-        "if1",
-        "mag2",
-        "to-if1",
-        Ieee80211,
-        Some(HandoffIndicator::BetweenMags),
-        vec![],
-    );
+    s.world.attach("mn1", "if1", "mag2", "to-if1", Ieee80211, Some(HandoffIndicator::BetweenMags), vec![]);
     s.settle();
-    assert_eq!(
-        s.arrives_on(x).as_deref(),
-        Some("if1"),
-        "the MN keeps pref1 behind MAG2"
-    );
+    assert_eq!(s.arrives_on(x).as_deref(), Some("if1"), "the MN keeps pref1 behind MAG2");
     let lma = s.world.state().lma.unwrap();
-    assert_eq!(
-        lma.binding_cache.len(),
-        1,
-        "the handover updates BID 1, no new entry"
-    );
+    assert_eq!(lma.binding_cache.len(), 1, "the handover updates BID 1, no new entry");
     assert_eq!(lma.binding_cache[0].proxy_coa, a(MAG2));
     insta::assert_yaml_snapshot!("pm_inter_mag_handover", snap(&s));
 
@@ -297,17 +226,10 @@ fn unbinding_a_moved_flow_cancels_it_at_the_mag() {
     s.bind_selector(2, 20, prefix_selector(pref(2)), &[2], FlowAction::Forward);
     s.move_flow(2, 1);
     assert_eq!(s.world.mag("mag1").unwrap().state().flows.len(), 1);
-    s.world.command(LmaCommand::UnbindFlow {
-        mn_id: MN.into(),
-        fid: 2,
-    });
+    s.world.command(LmaCommand::UnbindFlow { mn_id: MN.into(), fid: 2 });
     s.settle();
     assert!(s.world.mag("mag1").unwrap().state().flows.is_empty());
-    assert_eq!(
-        s.arrives_on(flow(2, 5002)).as_deref(),
-        Some("if2"),
-        "back on the default path"
-    );
+    assert_eq!(s.arrives_on(flow(2, 5002)).as_deref(), Some("if2"), "back on the default path");
 }
 
 /// Prefix granularity (DESIGN: FMI with HNP options): the LMA moves every
@@ -317,32 +239,12 @@ fn fm_up_fmi_prefix_granularity() {
     let mut s = seed(policy(PrefixModel::Unique, &[], &[1, 2], 1));
     s.attach("if1", "mag1", Ieee80211);
     s.attach("if2", "mag2", EUtran);
-    s.world.command(LmaCommand::MovePrefix {
-        mn_id: MN.into(),
-        prefix: pref(2),
-        to_bid: 1,
-    });
+    s.world.command(LmaCommand::MovePrefix { mn_id: MN.into(), prefix: pref(2), to_bid: 1 });
     s.settle();
-    let fmi = s
-        .world
-        .messages
-        .iter()
-        .find(|m| m.summary.starts_with("FMI"))
-        .unwrap();
-    assert!(
-        fmi.summary.contains("hnp=2001:db8:2::/64") && !fmi.summary.contains("fid="),
-        "{}",
-        fmi.summary
-    );
+    let fmi = s.world.messages.iter().find(|m| m.summary.starts_with("FMI")).unwrap();
+    assert!(fmi.summary.contains("hnp=2001:db8:2::/64") && !fmi.summary.contains("fid="), "{}", fmi.summary);
     assert_eq!(s.arrives_on(flow(2, 9)).as_deref(), Some("if1"));
     let mag1 = s.world.mag("mag1").unwrap().state();
-    assert!(mag1
-        .routes
-        .iter()
-        .any(|r| r.dest == "2001:db8:2::/64" && r.next_hop == "p2p to-if1"));
-    assert_eq!(
-        s.count("FMA"),
-        2,
-        "FMA from MAG1 and for the FMI[del] at MAG2"
-    );
+    assert!(mag1.routes.iter().any(|r| r.dest == "2001:db8:2::/64" && r.next_hop == "p2p to-if1"));
+    assert_eq!(s.count("FMA"), 2, "FMA from MAG1 and for the FMI[del] at MAG2");
 }

@@ -23,41 +23,17 @@ pub enum ErrorKind {
     /// The checksum over the pseudo-header and the message does not add up.
     Checksum { expected: u16, found: u16 },
     /// The message is too short for the fixed part of its type.
-    MessageTooShort {
-        mh_type: u8,
-        needed: usize,
-        found: usize,
-    },
+    MessageTooShort { mh_type: u8, needed: usize, found: usize },
     /// An option's length runs past the end of the message.
-    OptionOverrun {
-        option_type: u8,
-        declared: usize,
-        available: usize,
-    },
+    OptionOverrun { option_type: u8, declared: usize, available: usize },
     /// An option whose length is fixed by its RFC came with another length.
-    OptionLength {
-        option_type: u8,
-        expected: &'static str,
-        found: usize,
-    },
+    OptionLength { option_type: u8, expected: &'static str, found: usize },
     /// A sub-option of a Flow Identification option runs past the option.
-    SubOptionOverrun {
-        sub_type: u8,
-        declared: usize,
-        available: usize,
-    },
+    SubOptionOverrun { sub_type: u8, declared: usize, available: usize },
     /// A sub-option with a fixed or structured length came with a wrong one.
-    SubOptionLength {
-        sub_type: u8,
-        expected: &'static str,
-        found: usize,
-    },
+    SubOptionLength { sub_type: u8, expected: &'static str, found: usize },
     /// A traffic selector ends before the fields its flags announce.
-    TrafficSelectorTruncated {
-        format: u8,
-        needed: usize,
-        found: usize,
-    },
+    TrafficSelectorTruncated { format: u8, needed: usize, found: usize },
     /// A value that cannot be encoded (emit side).
     Unencodable(&'static str),
 }

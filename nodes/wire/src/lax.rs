@@ -57,26 +57,12 @@ pub fn decode(bytes: &[u8], ends: Option<&Endpoints>, cfg: &WireConfig) -> LaxDe
     let mut problems = Vec::new();
     let mh_type = bytes.get(field::MH_TYPE).copied();
     if bytes.len() < 8 {
-        problems.push(WireError::at(
-            0,
-            ErrorKind::Truncated {
-                needed: 8,
-                available: bytes.len(),
-            },
-        ));
-        return LaxDecode {
-            mh_type,
-            message: None,
-            problems,
-        };
+        problems.push(WireError::at(0, ErrorKind::Truncated { needed: 8, available: bytes.len() }));
+        return LaxDecode { mh_type, message: None, problems };
     }
     if bytes[field::PAYLOAD_PROTO] != PAYLOAD_PROTO_NONE {
-        problems.push(WireError::at(
-            field::PAYLOAD_PROTO,
-            ErrorKind::PayloadProto {
-                found: bytes[field::PAYLOAD_PROTO],
-            },
-        ));
+        problems
+            .push(WireError::at(field::PAYLOAD_PROTO, ErrorKind::PayloadProto { found: bytes[field::PAYLOAD_PROTO] }));
     }
     let declared = (usize::from(bytes[field::HEADER_LEN]) + 1) * 8;
     // A truncated capture: decode what arrived, as if Header Len said so.
@@ -84,10 +70,7 @@ pub fn decode(bytes: &[u8], ends: Option<&Endpoints>, cfg: &WireConfig) -> LaxDe
     let view: &[u8] = if declared > bytes.len() {
         problems.push(WireError::at(
             field::HEADER_LEN,
-            ErrorKind::HeaderLenBeyondBuffer {
-                declared,
-                available: bytes.len(),
-            },
+            ErrorKind::HeaderLenBeyondBuffer { declared, available: bytes.len() },
         ));
         owned = bytes.to_vec();
         owned.resize(bytes.len().div_ceil(8) * 8, 0);
@@ -117,9 +100,5 @@ pub fn decode(bytes: &[u8], ends: Option<&Endpoints>, cfg: &WireConfig) -> LaxDe
             None
         }
     };
-    LaxDecode {
-        mh_type,
-        message,
-        problems,
-    }
+    LaxDecode { mh_type, message, problems }
 }

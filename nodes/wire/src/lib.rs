@@ -18,10 +18,8 @@ pub mod traffic_selector;
 pub use codepoints::*;
 pub use error::{ErrorKind, Result, WireError};
 pub use mh::{
-    Bra, Bri, Endpoints, Fma, Fmi, Heartbeat, Message, MhPacket, Pba, PbaFlags, Pbu, PbuFlags,
-    RevocationFlags, Upa, Upn, WireConfig, PAYLOAD_PROTO_NONE,
+    Bra, Bri, Endpoints, Fma, Fmi, Heartbeat, Message, MhPacket, Pba, PbaFlags, Pbu, PbuFlags, RevocationFlags, Upa,
+    Upn, WireConfig, PAYLOAD_PROTO_NONE,
 };
-pub use options::{
-    FlowIdentification, FlowSubOption, MobilityOption, RawOption, RawOptions, Timestamp,
-};
+pub use options::{FlowIdentification, FlowSubOption, MobilityOption, RawOption, RawOptions, Timestamp};
 pub use traffic_selector::{Ipv4Selector, Ipv6Selector, TrafficSelector};

@@ -22,8 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checksum::mh_checksum;
 use crate::codepoints::{
-    BraStatus, FmaStatus, MhType, NotificationReason, PbaStatus, RevocationTrigger, RevocationType,
-    UpaStatus,
+    BraStatus, FmaStatus, MhType, NotificationReason, PbaStatus, RevocationTrigger, RevocationType, UpaStatus,
 };
 use crate::error::{ErrorKind, Result, WireError};
 use crate::options::{emit_options, parse_options, MobilityOption, RawOptions};
@@ -130,9 +129,7 @@ pub struct WireConfig {
 
 impl Default for WireConfig {
     fn default() -> Self {
-        WireConfig {
-            flow_mobility_mh_type: MhType::Experimental.value(),
-        }
+        WireConfig { flow_mobility_mh_type: MhType::Experimental.value() }
     }
 }
 
@@ -170,22 +167,13 @@ impl<T: AsRef<[u8]>> MhPacket<T> {
     pub fn check_len(&self) -> Result<()> {
         let b = self.buffer.as_ref();
         if b.len() < 8 {
-            return Err(WireError::at(
-                0,
-                ErrorKind::Truncated {
-                    needed: 8,
-                    available: b.len(),
-                },
-            ));
+            return Err(WireError::at(0, ErrorKind::Truncated { needed: 8, available: b.len() }));
         }
         let declared = self.total_len();
         if declared > b.len() {
             return Err(WireError::at(
                 field::HEADER_LEN,
-                ErrorKind::HeaderLenBeyondBuffer {
-                    declared,
-                    available: b.len(),
-                },
+                ErrorKind::HeaderLenBeyondBuffer { declared, available: b.len() },
             ));
         }
         Ok(())
@@ -227,13 +215,7 @@ impl<T: AsRef<[u8]>> MhPacket<T> {
     pub fn verify_checksum(&self, ends: &Endpoints) -> Result<()> {
         let expected = self.expected_checksum(ends);
         if expected != self.checksum() {
-            return Err(WireError::at(
-                field::CHECKSUM.start,
-                ErrorKind::Checksum {
-                    expected,
-                    found: self.checksum(),
-                },
-            ));
+            return Err(WireError::at(field::CHECKSUM.start, ErrorKind::Checksum { expected, found: self.checksum() }));
         }
         Ok(())
     }
@@ -274,12 +256,7 @@ pub struct PbuFlags {
 impl PbuFlags {
     /// What RFC 5213 §6.9.1.5 asks a MAG to send: A, H and P set.
     pub fn proxy() -> Self {
-        PbuFlags {
-            a: true,
-            h: true,
-            p: true,
-            ..Default::default()
-        }
+        PbuFlags { a: true, h: true, p: true, ..Default::default() }
     }
 }
 
@@ -473,23 +450,15 @@ impl Message {
                 push(format!("seq={}", m.sequence));
                 push(format!("status={}", m.status.value()));
             }
-            Message::Unknown { mh_type, data } => {
-                push(format!("type={mh_type} len={}", data.len() + 6))
-            }
+            Message::Unknown { mh_type, data } => push(format!("type={mh_type} len={}", data.len() + 6)),
         }
         for o in self.options() {
             match o {
-                MobilityOption::MnIdentifier { id, .. } => {
-                    push(format!("mn={}", String::from_utf8_lossy(id)))
-                }
-                MobilityOption::HomeNetworkPrefix { prefix_len, prefix } => {
-                    push(format!("hnp={prefix}/{prefix_len}"))
-                }
+                MobilityOption::MnIdentifier { id, .. } => push(format!("mn={}", String::from_utf8_lossy(id))),
+                MobilityOption::HomeNetworkPrefix { prefix_len, prefix } => push(format!("hnp={prefix}/{prefix_len}")),
                 MobilityOption::HandoffIndicator(h) => push(format!("hi={}", h.value())),
                 MobilityOption::AccessTechnologyType(a) => push(format!("att={}", a.value())),
-                MobilityOption::FlowIdentification(f) => {
-                    push(format!("fid={}/pri={}", f.fid, f.fid_pri))
-                }
+                MobilityOption::FlowIdentification(f) => push(format!("fid={}/pri={}", f.fid, f.fid_pri)),
                 MobilityOption::BindingIdentifier { bid, .. } => push(format!("bid={bid}")),
                 _ => {}
             }
@@ -530,12 +499,7 @@ impl Message {
     pub fn parse(bytes: &[u8], ends: &Endpoints, cfg: &WireConfig) -> Result<Message> {
         let packet = MhPacket::new_checked(bytes)?;
         if packet.payload_proto() != PAYLOAD_PROTO_NONE {
-            return Err(WireError::at(
-                field::PAYLOAD_PROTO,
-                ErrorKind::PayloadProto {
-                    found: packet.payload_proto(),
-                },
-            ));
+            return Err(WireError::at(field::PAYLOAD_PROTO, ErrorKind::PayloadProto { found: packet.payload_proto() }));
         }
         packet.verify_checksum(ends)?;
         Self::parse_body(&packet, cfg, parse_options)
@@ -561,19 +525,12 @@ impl Message {
                     | MhType::UpdateNotificationAck
             );
         if !known {
-            return Ok(Message::Unknown {
-                mh_type: t,
-                data: packet.data().to_vec(),
-            });
+            return Ok(Message::Unknown { mh_type: t, data: packet.data().to_vec() });
         }
         if m.len() < field::OPTIONS {
             return Err(WireError::at(
                 0,
-                ErrorKind::MessageTooShort {
-                    mh_type: t,
-                    needed: field::OPTIONS,
-                    found: m.len(),
-                },
+                ErrorKind::MessageTooShort { mh_type: t, needed: field::OPTIONS, found: m.len() },
             ));
         }
         let opts = options(&m[field::OPTIONS..], field::OPTIONS)?;
@@ -622,11 +579,7 @@ impl Message {
                 let fl = m[f::FLAGS];
                 Message::Pba(Pba {
                     status: m[f::STATUS].into(),
-                    flags: PbaFlags {
-                        k: fl & f::K != 0,
-                        r: fl & f::R != 0,
-                        p: fl & f::P != 0,
-                    },
+                    flags: PbaFlags { k: fl & f::K != 0, r: fl & f::R != 0, p: fl & f::P != 0 },
                     sequence: be(f::SEQUENCE),
                     lifetime: be(f::LIFETIME),
                     options: opts,
@@ -635,11 +588,7 @@ impl Message {
             MhType::BindingRevocation => {
                 use field::revocation as f;
                 let fl = m[f::FLAGS];
-                let flags = RevocationFlags {
-                    p: fl & f::P != 0,
-                    v: fl & f::V != 0,
-                    g: fl & f::G != 0,
-                };
+                let flags = RevocationFlags { p: fl & f::P != 0, v: fl & f::V != 0, g: fl & f::G != 0 };
                 match RevocationType::from(m[f::TYPE]) {
                     RevocationType::Indication => Message::Bri(Bri {
                         trigger: m[f::TRIGGER_OR_STATUS].into(),
@@ -653,10 +602,7 @@ impl Message {
                         flags,
                         options: opts,
                     }),
-                    RevocationType::Unknown(_) => Message::Unknown {
-                        mh_type: t,
-                        data: packet.data().to_vec(),
-                    },
+                    RevocationType::Unknown(_) => Message::Unknown { mh_type: t, data: packet.data().to_vec() },
                 }
             }
             MhType::Heartbeat => {
@@ -681,16 +627,9 @@ impl Message {
             }
             MhType::UpdateNotificationAck => {
                 use field::update_notification as f;
-                Message::Upa(Upa {
-                    sequence: be(f::SEQUENCE),
-                    status: m[f::REASON_OR_STATUS].into(),
-                    options: opts,
-                })
+                Message::Upa(Upa { sequence: be(f::SEQUENCE), status: m[f::REASON_OR_STATUS].into(), options: opts })
             }
-            _ => Message::Unknown {
-                mh_type: t,
-                data: packet.data().to_vec(),
-            },
+            _ => Message::Unknown { mh_type: t, data: packet.data().to_vec() },
         })
     }
 
@@ -736,15 +675,9 @@ impl Message {
                 b16(&mut out, m.sequence);
                 let fl = &m.flags;
                 let mut bits = 0u16;
-                for (set, bit) in [
-                    (fl.a, f::A),
-                    (fl.h, f::H),
-                    (fl.l, f::L),
-                    (fl.k, f::K),
-                    (fl.m, f::M),
-                    (fl.r, f::R),
-                    (fl.p, f::P),
-                ] {
+                for (set, bit) in
+                    [(fl.a, f::A), (fl.h, f::H), (fl.l, f::L), (fl.k, f::K), (fl.m, f::M), (fl.r, f::R), (fl.p, f::P)]
+                {
                     if set {
                         bits |= bit;
                     }
@@ -830,10 +763,9 @@ impl Message {
     pub fn emit(&self, buf: &mut [u8], ends: &Endpoints, cfg: &WireConfig) -> Result<usize> {
         let bytes = self.to_bytes(ends, cfg)?;
         let available = buf.len();
-        let dst = buf.get_mut(..bytes.len()).ok_or(WireError::at(
-            available,
-            ErrorKind::Unencodable("the output buffer is shorter than buffer_len"),
-        ))?;
+        let dst = buf
+            .get_mut(..bytes.len())
+            .ok_or(WireError::at(available, ErrorKind::Unencodable("the output buffer is shorter than buffer_len")))?;
         dst.copy_from_slice(&bytes);
         Ok(bytes.len())
     }

@@ -209,13 +209,7 @@ impl MobilityOption {
             LinkLocalAddress(a) => a.octets().to_vec(),
             Timestamp(t) => t.0.to_be_bytes().to_vec(),
             RestartCounter(c) => c.to_be_bytes().to_vec(),
-            BindingIdentifier {
-                bid,
-                status,
-                h,
-                bid_pri,
-                coa,
-            } => {
+            BindingIdentifier { bid, status, h, bid_pri, coa } => {
                 let mut v = bid.to_be_bytes().to_vec();
                 v.push(status.value());
                 v.push((u8::from(*h) << 7) | (bid_pri & 0x7f));
@@ -234,13 +228,10 @@ impl MobilityOption {
                 v.push(fi.status);
                 for s in &fi.sub_options {
                     let (k, d) = match s {
-                        FlowSubOption::BindingReference(bids) => (
-                            sub_kind::BINDING_REFERENCE,
-                            bids.iter().flat_map(|b| b.to_be_bytes()).collect(),
-                        ),
-                        FlowSubOption::TrafficSelector(ts) => {
-                            (sub_kind::TRAFFIC_SELECTOR, ts.to_bytes())
+                        FlowSubOption::BindingReference(bids) => {
+                            (sub_kind::BINDING_REFERENCE, bids.iter().flat_map(|b| b.to_be_bytes()).collect())
                         }
+                        FlowSubOption::TrafficSelector(ts) => (sub_kind::TRAFFIC_SELECTOR, ts.to_bytes()),
                         FlowSubOption::Unknown { kind, data } => (*kind, data.clone()),
                     };
                     v.push(k);
@@ -267,17 +258,13 @@ impl MobilityOption {
                         FlowSubOption::TrafficSelector(t) => t.buffer_len(),
                         FlowSubOption::Unknown { kind, data } => {
                             if *kind <= sub_kind::PADN {
-                                return too_long(
-                                    "a flow sub-option may not use the padding types 0 or 1",
-                                );
+                                return too_long("a flow sub-option may not use the padding types 0 or 1");
                             }
                             data.len()
                         }
                     };
                     if len > 255 {
-                        return too_long(
-                            "a flow identification sub-option is longer than 255 octets",
-                        );
+                        return too_long("a flow identification sub-option is longer than 255 octets");
                     }
                 }
             }
@@ -299,32 +286,19 @@ impl MobilityOption {
             if ok {
                 Ok(())
             } else {
-                Err(WireError::at(
-                    base,
-                    ErrorKind::OptionLength {
-                        option_type: kind_,
-                        expected,
-                        found: data.len(),
-                    },
-                ))
+                Err(WireError::at(base, ErrorKind::OptionLength { option_type: kind_, expected, found: data.len() }))
             }
         };
         Ok(match kind_ {
             kind::MN_IDENTIFIER => {
                 fixed("at least 2 (subtype and identifier)", data.len() >= 2)?;
-                MobilityOption::MnIdentifier {
-                    subtype: data[0].into(),
-                    id: data[1..].to_vec(),
-                }
+                MobilityOption::MnIdentifier { subtype: data[0].into(), id: data[1..].to_vec() }
             }
             kind::HOME_NETWORK_PREFIX => {
                 fixed("exactly 18", data.len() == 18)?;
                 let mut p = [0u8; 16];
                 p.copy_from_slice(&data[2..18]);
-                MobilityOption::HomeNetworkPrefix {
-                    prefix_len: data[1],
-                    prefix: p.into(),
-                }
+                MobilityOption::HomeNetworkPrefix { prefix_len: data[1], prefix: p.into() }
             }
             kind::HANDOFF_INDICATOR => {
                 fixed("exactly 2", data.len() == 2)?;
@@ -352,16 +326,12 @@ impl MobilityOption {
             }
             kind::RESTART_COUNTER => {
                 fixed("exactly 4", data.len() == 4)?;
-                MobilityOption::RestartCounter(u32::from_be_bytes([
-                    data[0], data[1], data[2], data[3],
-                ]))
+                MobilityOption::RestartCounter(u32::from_be_bytes([data[0], data[1], data[2], data[3]]))
             }
             kind::BINDING_IDENTIFIER => {
                 fixed("4, 8 or 20", matches!(data.len(), 4 | 8 | 20))?;
                 let coa = match data.len() {
-                    8 => Some(IpAddr::V4(Ipv4Addr::new(
-                        data[4], data[5], data[6], data[7],
-                    ))),
+                    8 => Some(IpAddr::V4(Ipv4Addr::new(data[4], data[5], data[6], data[7]))),
                     20 => {
                         let mut a = [0u8; 16];
                         a.copy_from_slice(&data[4..20]);
@@ -378,15 +348,8 @@ impl MobilityOption {
                 }
             }
             kind::FLOW_SUMMARY => {
-                fixed(
-                    "a positive even number",
-                    !data.is_empty() && data.len().is_multiple_of(2),
-                )?;
-                MobilityOption::FlowSummary(
-                    data.chunks_exact(2)
-                        .map(|c| u16::from_be_bytes([c[0], c[1]]))
-                        .collect(),
-                )
+                fixed("a positive even number", !data.is_empty() && data.len().is_multiple_of(2))?;
+                MobilityOption::FlowSummary(data.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect())
             }
             kind::FLOW_IDENTIFICATION => {
                 fixed("at least 6", data.len() >= 6)?;
@@ -397,10 +360,7 @@ impl MobilityOption {
                     sub_options: parse_sub_options(&data[6..], base + 2 + 6)?,
                 })
             }
-            other => MobilityOption::Unknown {
-                kind: other,
-                data: data.to_vec(),
-            },
+            other => MobilityOption::Unknown { kind: other, data: data.to_vec() },
         })
     }
 }
@@ -414,24 +374,13 @@ fn parse_sub_options(mut data: &[u8], mut base: usize) -> Result<Vec<FlowSubOpti
             continue;
         }
         if data.len() < 2 {
-            return Err(WireError::at(
-                base,
-                ErrorKind::SubOptionOverrun {
-                    sub_type: k,
-                    declared: 0,
-                    available: 0,
-                },
-            ));
+            return Err(WireError::at(base, ErrorKind::SubOptionOverrun { sub_type: k, declared: 0, available: 0 }));
         }
         let len = usize::from(data[1]);
         if data.len() - 2 < len {
             return Err(WireError::at(
                 base,
-                ErrorKind::SubOptionOverrun {
-                    sub_type: k,
-                    declared: len,
-                    available: data.len() - 2,
-                },
+                ErrorKind::SubOptionOverrun { sub_type: k, declared: len, available: data.len() - 2 },
             ));
         }
         let body = &data[2..2 + len];
@@ -441,29 +390,17 @@ fn parse_sub_options(mut data: &[u8], mut base: usize) -> Result<Vec<FlowSubOpti
                 if body.is_empty() || !body.len().is_multiple_of(2) {
                     return Err(WireError::at(
                         base,
-                        ErrorKind::SubOptionLength {
-                            sub_type: k,
-                            expected: "a positive even number",
-                            found: len,
-                        },
+                        ErrorKind::SubOptionLength { sub_type: k, expected: "a positive even number", found: len },
                     ));
                 }
                 out.push(FlowSubOption::BindingReference(
-                    body.chunks_exact(2)
-                        .map(|c| u16::from_be_bytes([c[0], c[1]]))
-                        .collect(),
+                    body.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect(),
                 ));
             }
             sub_kind::TRAFFIC_SELECTOR => {
-                out.push(FlowSubOption::TrafficSelector(TrafficSelector::parse(
-                    body,
-                    base + 2,
-                )?));
+                out.push(FlowSubOption::TrafficSelector(TrafficSelector::parse(body, base + 2)?));
             }
-            other => out.push(FlowSubOption::Unknown {
-                kind: other,
-                data: body.to_vec(),
-            }),
+            other => out.push(FlowSubOption::Unknown { kind: other, data: body.to_vec() }),
         }
         data = &data[2 + len..];
         base += 2 + len;
@@ -498,12 +435,7 @@ pub struct RawOptions<'a> {
 impl<'a> RawOptions<'a> {
     /// `base` is the offset of `data` within the Mobility Header.
     pub fn new(data: &'a [u8], base: usize) -> Self {
-        RawOptions {
-            data,
-            pos: 0,
-            base,
-            failed: false,
-        }
+        RawOptions { data, pos: 0, base, failed: false }
     }
 }
 
@@ -518,22 +450,14 @@ impl<'a> Iterator for RawOptions<'a> {
         let k = self.data[self.pos];
         if k == kind::PAD1 {
             self.pos += 1;
-            return Some(Ok(RawOption {
-                offset,
-                kind: k,
-                data: &[],
-            }));
+            return Some(Ok(RawOption { offset, kind: k, data: &[] }));
         }
         let rest = &self.data[self.pos..];
         if rest.len() < 2 {
             self.failed = true;
             return Some(Err(WireError::at(
                 offset,
-                ErrorKind::OptionOverrun {
-                    option_type: k,
-                    declared: 0,
-                    available: 0,
-                },
+                ErrorKind::OptionOverrun { option_type: k, declared: 0, available: 0 },
             )));
         }
         let len = usize::from(rest[1]);
@@ -541,19 +465,11 @@ impl<'a> Iterator for RawOptions<'a> {
             self.failed = true;
             return Some(Err(WireError::at(
                 offset,
-                ErrorKind::OptionOverrun {
-                    option_type: k,
-                    declared: len,
-                    available: rest.len() - 2,
-                },
+                ErrorKind::OptionOverrun { option_type: k, declared: len, available: rest.len() - 2 },
             )));
         }
         self.pos += 2 + len;
-        Some(Ok(RawOption {
-            offset,
-            kind: k,
-            data: &rest[2..2 + len],
-        }))
+        Some(Ok(RawOption { offset, kind: k, data: &rest[2..2 + len] }))
     }
 }
 

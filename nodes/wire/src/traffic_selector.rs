@@ -125,12 +125,7 @@ const V6_WIDTHS: [usize; 16] = [16, 16, 16, 16, 4, 4, 4, 4, 2, 2, 2, 2, 1, 1, 1,
 const V4_WIDTHS: [usize; 14] = [4, 4, 4, 4, 4, 4, 2, 2, 2, 2, 1, 1, 1, 1];
 
 fn announced_len(flags: u16, widths: &[usize]) -> usize {
-    widths
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| flags & (0x8000 >> i) != 0)
-        .map(|(_, w)| w)
-        .sum()
+    widths.iter().enumerate().filter(|(i, _)| flags & (0x8000 >> i) != 0).map(|(_, w)| w).sum()
 }
 
 impl TrafficSelector {
@@ -146,13 +141,7 @@ impl TrafficSelector {
     /// `base` is the offset of `data` within the Mobility Header, for errors.
     pub fn parse(data: &[u8], base: usize) -> Result<Self> {
         if data.len() < 2 {
-            return Err(WireError::at(
-                base,
-                ErrorKind::Truncated {
-                    needed: 2,
-                    available: data.len(),
-                },
-            ));
+            return Err(WireError::at(base, ErrorKind::Truncated { needed: 2, available: data.len() }));
         }
         let format = data[0];
         match TsFormat::from(format) {
@@ -160,11 +149,7 @@ impl TrafficSelector {
                 if data.len() < SELECTOR_HEADER_LEN {
                     return Err(WireError::at(
                         base,
-                        ErrorKind::TrafficSelectorTruncated {
-                            format,
-                            needed: SELECTOR_HEADER_LEN,
-                            found: data.len(),
-                        },
+                        ErrorKind::TrafficSelectorTruncated { format, needed: SELECTOR_HEADER_LEN, found: data.len() },
                     ));
                 }
                 let flags = u16::from_be_bytes([data[2], data[3]]);
@@ -177,19 +162,10 @@ impl TrafficSelector {
                 if body.len() != needed {
                     return Err(WireError::at(
                         base,
-                        ErrorKind::TrafficSelectorTruncated {
-                            format,
-                            needed,
-                            found: body.len(),
-                        },
+                        ErrorKind::TrafficSelectorTruncated { format, needed, found: body.len() },
                     ));
                 }
-                let mut r = FieldReader {
-                    data: body,
-                    pos: 0,
-                    flags,
-                    bit: 0x8000,
-                };
+                let mut r = FieldReader { data: body, pos: 0, flags, bit: 0x8000 };
                 if v6 {
                     Ok(TrafficSelector::Ipv6(Ipv6Selector {
                         start_src: r.next::<16>().map(Ipv6Addr::from),
@@ -228,20 +204,13 @@ impl TrafficSelector {
                     }))
                 }
             }
-            _ => Ok(TrafficSelector::Other {
-                format,
-                data: data[2..].to_vec(),
-            }),
+            _ => Ok(TrafficSelector::Other { format, data: data[2..].to_vec() }),
         }
     }
 
     /// The sub-option data this selector encodes to.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut w = FieldWriter {
-            out: Vec::new(),
-            flags: 0,
-            bit: 0x8000,
-        };
+        let mut w = FieldWriter { out: Vec::new(), flags: 0, bit: 0x8000 };
         match self {
             TrafficSelector::Ipv6(s) => {
                 w.put(s.start_src.map(|a| a.octets()).as_ref().map(|a| &a[..]));
@@ -253,30 +222,10 @@ impl TrafficSelector {
                 let fl = |v: Option<u32>| v.map(|v| (v & 0xfffff).to_be_bytes());
                 w.put(fl(s.start_flow_label).as_ref().map(|a| &a[..]));
                 w.put(fl(s.end_flow_label).as_ref().map(|a| &a[..]));
-                w.put(
-                    s.start_src_port
-                        .map(u16::to_be_bytes)
-                        .as_ref()
-                        .map(|a| &a[..]),
-                );
-                w.put(
-                    s.end_src_port
-                        .map(u16::to_be_bytes)
-                        .as_ref()
-                        .map(|a| &a[..]),
-                );
-                w.put(
-                    s.start_dst_port
-                        .map(u16::to_be_bytes)
-                        .as_ref()
-                        .map(|a| &a[..]),
-                );
-                w.put(
-                    s.end_dst_port
-                        .map(u16::to_be_bytes)
-                        .as_ref()
-                        .map(|a| &a[..]),
-                );
+                w.put(s.start_src_port.map(u16::to_be_bytes).as_ref().map(|a| &a[..]));
+                w.put(s.end_src_port.map(u16::to_be_bytes).as_ref().map(|a| &a[..]));
+                w.put(s.start_dst_port.map(u16::to_be_bytes).as_ref().map(|a| &a[..]));
+                w.put(s.end_dst_port.map(u16::to_be_bytes).as_ref().map(|a| &a[..]));
                 w.put(s.start_traffic_class.map(|v| [v]).as_ref().map(|a| &a[..]));
                 w.put(s.end_traffic_class.map(|v| [v]).as_ref().map(|a| &a[..]));
                 w.put(s.start_next_header.map(|v| [v]).as_ref().map(|a| &a[..]));
@@ -289,30 +238,10 @@ impl TrafficSelector {
                 w.put(s.end_dst.map(|a| a.octets()).as_ref().map(|a| &a[..]));
                 w.put(s.start_spi.map(u32::to_be_bytes).as_ref().map(|a| &a[..]));
                 w.put(s.end_spi.map(u32::to_be_bytes).as_ref().map(|a| &a[..]));
-                w.put(
-                    s.start_src_port
-                        .map(u16::to_be_bytes)
-                        .as_ref()
-                        .map(|a| &a[..]),
-                );
-                w.put(
-                    s.end_src_port
-                        .map(u16::to_be_bytes)
-                        .as_ref()
-                        .map(|a| &a[..]),
-                );
-                w.put(
-                    s.start_dst_port
-                        .map(u16::to_be_bytes)
-                        .as_ref()
-                        .map(|a| &a[..]),
-                );
-                w.put(
-                    s.end_dst_port
-                        .map(u16::to_be_bytes)
-                        .as_ref()
-                        .map(|a| &a[..]),
-                );
+                w.put(s.start_src_port.map(u16::to_be_bytes).as_ref().map(|a| &a[..]));
+                w.put(s.end_src_port.map(u16::to_be_bytes).as_ref().map(|a| &a[..]));
+                w.put(s.start_dst_port.map(u16::to_be_bytes).as_ref().map(|a| &a[..]));
+                w.put(s.end_dst_port.map(u16::to_be_bytes).as_ref().map(|a| &a[..]));
                 w.put(s.start_ds.map(|v| [v]).as_ref().map(|a| &a[..]));
                 w.put(s.end_ds.map(|v| [v]).as_ref().map(|a| &a[..]));
                 w.put(s.start_protocol.map(|v| [v]).as_ref().map(|a| &a[..]));
@@ -365,21 +294,10 @@ mod tests {
 
     #[test]
     fn selector_shorter_than_its_flags_is_refused_with_the_count() {
-        let mut b = TrafficSelector::Ipv6(Ipv6Selector {
-            start_src_port: Some(1),
-            ..Default::default()
-        })
-        .to_bytes();
+        let mut b = TrafficSelector::Ipv6(Ipv6Selector { start_src_port: Some(1), ..Default::default() }).to_bytes();
         b.pop();
         let e = TrafficSelector::parse(&b, 20).unwrap_err();
         assert_eq!(e.offset, 20);
-        assert!(matches!(
-            e.kind,
-            ErrorKind::TrafficSelectorTruncated {
-                needed: 2,
-                found: 1,
-                ..
-            }
-        ));
+        assert!(matches!(e.kind, ErrorKind::TrafficSelectorTruncated { needed: 2, found: 1, .. }));
     }
 }

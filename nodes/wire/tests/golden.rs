@@ -10,10 +10,7 @@ const MAG: &str = "2001:db8:ffff::2";
 const LMA: &str = "2001:db8:ffff::1";
 
 fn ends() -> Endpoints {
-    Endpoints {
-        src: MAG.parse().unwrap(),
-        dst: LMA.parse().unwrap(),
-    }
+    Endpoints { src: MAG.parse().unwrap(), dst: LMA.parse().unwrap() }
 }
 
 /// Naive pseudo-header checksum: sum every 16-bit word, fold, invert.
@@ -41,51 +38,29 @@ fn naive_checksum(src: Ipv6Addr, dst: Ipv6Addr, mh: &[u8]) -> u16 {
 }
 
 fn hex(s: &str) -> Vec<u8> {
-    let clean: String = s
-        .lines()
-        .map(|l| l.split('#').next().unwrap_or(""))
-        .collect::<Vec<_>>()
-        .join(" ")
-        .split_whitespace()
-        .collect();
-    (0..clean.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&clean[i..i + 2], 16).unwrap())
-        .collect()
+    let clean: String =
+        s.lines().map(|l| l.split('#').next().unwrap_or("")).collect::<Vec<_>>().join(" ").split_whitespace().collect();
+    (0..clean.len()).step_by(2).map(|i| u8::from_str_radix(&clean[i..i + 2], 16).unwrap()).collect()
 }
 
 fn check(vector: &str, expected: Message, cfg: WireConfig) {
     let e = ends();
     let mut bytes = hex(vector);
-    assert_eq!(
-        bytes.len() % 8,
-        0,
-        "golden vector is not a multiple of 8 octets"
-    );
+    assert_eq!(bytes.len() % 8, 0, "golden vector is not a multiple of 8 octets");
     let c = naive_checksum(e.src, e.dst, &bytes);
     bytes[4..6].copy_from_slice(&c.to_be_bytes());
     let parsed = Message::parse(&bytes, &e, &cfg).expect("golden vector parses");
     assert_eq!(parsed, expected);
-    assert_eq!(
-        expected.to_bytes(&e, &cfg).unwrap(),
-        bytes,
-        "emit gives the golden bytes back"
-    );
+    assert_eq!(expected.to_bytes(&e, &cfg).unwrap(), bytes, "emit gives the golden bytes back");
     assert_eq!(expected.buffer_len(&cfg), bytes.len());
 }
 
 fn nai(s: &str) -> MobilityOption {
-    MobilityOption::MnIdentifier {
-        subtype: MnIdSubtype::Nai,
-        id: s.as_bytes().to_vec(),
-    }
+    MobilityOption::MnIdentifier { subtype: MnIdSubtype::Nai, id: s.as_bytes().to_vec() }
 }
 
 fn hnp(p: &str) -> MobilityOption {
-    MobilityOption::HomeNetworkPrefix {
-        prefix_len: 64,
-        prefix: p.parse().unwrap(),
-    }
+    MobilityOption::HomeNetworkPrefix { prefix_len: 64, prefix: p.parse().unwrap() }
 }
 
 #[test]
@@ -129,10 +104,7 @@ fn pba_rfc5213_section_8_2_accepted() {
     ";
     let expected = Message::Pba(Pba {
         status: PbaStatus::Accepted,
-        flags: PbaFlags {
-            p: true,
-            ..Default::default()
-        },
+        flags: PbaFlags { p: true, ..Default::default() },
         sequence: 1,
         lifetime: 100,
         options: vec![hnp("2001:db8:1::"), nai("mn1@pmip.lab")],
@@ -149,10 +121,7 @@ fn pba_reject_154() {
     ";
     let expected = Message::Pba(Pba {
         status: PbaStatus::MagNotAuthorizedForProxyReg,
-        flags: PbaFlags {
-            p: true,
-            ..Default::default()
-        },
+        flags: PbaFlags { p: true, ..Default::default() },
         sequence: 7,
         lifetime: 0,
         options: vec![],
@@ -172,10 +141,7 @@ fn bri_rfc5846_section_6_1() {
     let expected = Message::Bri(Bri {
         trigger: RevocationTrigger::InterMagHandoverSameAccessType,
         sequence: 42,
-        flags: RevocationFlags {
-            p: true,
-            ..Default::default()
-        },
+        flags: RevocationFlags { p: true, ..Default::default() },
         options: vec![hnp("2001:db8:2::"), nai("mn1@pmip.lab")],
     });
     check(v, expected, WireConfig::default());
@@ -191,10 +157,7 @@ fn bra_rfc5846_section_6_2() {
     let expected = Message::Bra(Bra {
         status: BraStatus::Success,
         sequence: 42,
-        flags: RevocationFlags {
-            p: true,
-            ..Default::default()
-        },
+        flags: RevocationFlags { p: true, ..Default::default() },
         options: vec![],
     });
     check(v, expected, WireConfig::default());
@@ -248,10 +211,7 @@ fn fmi_draft_section_4_1_with_flow_identification() {
                 fid: 2,
                 fid_pri: 20,
                 status: 0,
-                sub_options: vec![
-                    FlowSubOption::BindingReference(vec![1]),
-                    FlowSubOption::TrafficSelector(ts),
-                ],
+                sub_options: vec![FlowSubOption::BindingReference(vec![1]), FlowSubOption::TrafficSelector(ts)],
             }),
         ],
     });
@@ -265,19 +225,9 @@ fn fma_draft_section_4_2_on_a_configured_type() {
         0005 00 84 0000           # seq 5, I clear, status 132, lifetime 0
         01 02 0000
     ";
-    let expected = Message::Fma(Fma {
-        sequence: 5,
-        status: FmaStatus::NoFlowMobilityCacheEntry,
-        lifetime: 0,
-        options: vec![],
-    });
-    check(
-        v,
-        expected,
-        WireConfig {
-            flow_mobility_mh_type: 224,
-        },
-    );
+    let expected =
+        Message::Fma(Fma { sequence: 5, status: FmaStatus::NoFlowMobilityCacheEntry, lifetime: 0, options: vec![] });
+    check(v, expected, WireConfig { flow_mobility_mh_type: 224 });
 }
 
 #[test]
@@ -305,11 +255,7 @@ fn upn_and_upa_rfc7077() {
     ";
     check(
         upa,
-        Message::Upa(Upa {
-            sequence: 9,
-            status: UpaStatus::CannotMeetFlowMobilityRequest,
-            options: vec![],
-        }),
+        Message::Upa(Upa { sequence: 9, status: UpaStatus::CannotMeetFlowMobilityRequest, options: vec![] }),
         WireConfig::default(),
     );
 }
@@ -326,25 +272,13 @@ fn binding_identifier_and_flow_summary_and_unknown_option() {
     ";
     let expected = Message::Pba(Pba {
         status: PbaStatus::Accepted,
-        flags: PbaFlags {
-            p: true,
-            ..Default::default()
-        },
+        flags: PbaFlags { p: true, ..Default::default() },
         sequence: 2,
         lifetime: 100,
         options: vec![
-            MobilityOption::BindingIdentifier {
-                bid: 1,
-                status: PbaStatus::Accepted,
-                h: false,
-                bid_pri: 20,
-                coa: None,
-            },
+            MobilityOption::BindingIdentifier { bid: 1, status: PbaStatus::Accepted, h: false, bid_pri: 20, coa: None },
             MobilityOption::FlowSummary(vec![2, 4]),
-            MobilityOption::Unknown {
-                kind: 200,
-                data: vec![0xaa, 0xbb, 0xcc],
-            },
+            MobilityOption::Unknown { kind: 200, data: vec![0xaa, 0xbb, 0xcc] },
         ],
     });
     check(v, expected, WireConfig::default());
@@ -356,12 +290,5 @@ fn unknown_mh_type_is_opaque_not_an_error() {
         3b 01 63 00 0000          # type 99
         0102030405060708 0900     # ten octets of message data
     ";
-    check(
-        v,
-        Message::Unknown {
-            mh_type: 99,
-            data: hex("0102030405060708 0900"),
-        },
-        WireConfig::default(),
-    );
+    check(v, Message::Unknown { mh_type: 99, data: hex("0102030405060708 0900") }, WireConfig::default());
 }

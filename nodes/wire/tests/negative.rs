@@ -3,22 +3,13 @@
 use pmip_wire::*;
 
 fn ends() -> Endpoints {
-    Endpoints {
-        src: "2001:db8::2".parse().unwrap(),
-        dst: "2001:db8::1".parse().unwrap(),
-    }
+    Endpoints { src: "2001:db8::2".parse().unwrap(), dst: "2001:db8::1".parse().unwrap() }
 }
 
 fn pba_with(options: Vec<MobilityOption>) -> Vec<u8> {
-    Message::Pba(Pba {
-        status: PbaStatus::Accepted,
-        flags: PbaFlags::default(),
-        sequence: 1,
-        lifetime: 10,
-        options,
-    })
-    .to_bytes(&ends(), &WireConfig::default())
-    .unwrap()
+    Message::Pba(Pba { status: PbaStatus::Accepted, flags: PbaFlags::default(), sequence: 1, lifetime: 10, options })
+        .to_bytes(&ends(), &WireConfig::default())
+        .unwrap()
 }
 
 fn refix_checksum(b: &mut [u8]) {
@@ -44,26 +35,14 @@ fn header_len_beyond_buffer() {
     let mut b = pba_with(vec![]);
     b[1] = 9;
     let e = parse(&b);
-    assert_eq!(
-        e.kind,
-        ErrorKind::HeaderLenBeyondBuffer {
-            declared: 80,
-            available: 16
-        }
-    );
+    assert_eq!(e.kind, ErrorKind::HeaderLenBeyondBuffer { declared: 80, available: 16 });
     assert_eq!(e.offset, 1);
 }
 
 #[test]
 fn shorter_than_the_mobility_header() {
     let e = parse(&[59, 0, 5]);
-    assert_eq!(
-        e.kind,
-        ErrorKind::Truncated {
-            needed: 8,
-            available: 3
-        }
-    );
+    assert_eq!(e.kind, ErrorKind::Truncated { needed: 8, available: 3 });
 }
 
 #[test]
@@ -72,14 +51,7 @@ fn message_too_short_for_its_type() {
     let mut b = vec![59, 0, 5, 0, 0, 0, 0, 1];
     refix_checksum(&mut b);
     let e = parse(&b);
-    assert_eq!(
-        e.kind,
-        ErrorKind::MessageTooShort {
-            mh_type: 5,
-            needed: 12,
-            found: 8
-        }
-    );
+    assert_eq!(e.kind, ErrorKind::MessageTooShort { mh_type: 5, needed: 12, found: 8 });
 }
 
 #[test]
@@ -99,21 +71,12 @@ fn option_overrunning_the_header() {
     refix_checksum(&mut b);
     let e = parse(&b);
     assert_eq!(e.offset, 12);
-    assert_eq!(
-        e.kind,
-        ErrorKind::OptionOverrun {
-            option_type: 22,
-            declared: 18,
-            available: 2
-        }
-    );
+    assert_eq!(e.kind, ErrorKind::OptionOverrun { option_type: 22, declared: 18, available: 2 });
 }
 
 #[test]
 fn wrong_fixed_option_length() {
-    let mut b = pba_with(vec![MobilityOption::HandoffIndicator(
-        HandoffIndicator::NewInterface,
-    )]);
+    let mut b = pba_with(vec![MobilityOption::HandoffIndicator(HandoffIndicator::NewInterface)]);
     // HI at offset 12 with length 2: claim 1 instead and pad the freed octet.
     assert_eq!(b[12], 23);
     b[13] = 1;
@@ -121,14 +84,7 @@ fn wrong_fixed_option_length() {
     refix_checksum(&mut b);
     let e = parse(&b);
     assert_eq!(e.offset, 12);
-    assert_eq!(
-        e.kind,
-        ErrorKind::OptionLength {
-            option_type: 23,
-            expected: "exactly 2",
-            found: 1
-        }
-    );
+    assert_eq!(e.kind, ErrorKind::OptionLength { option_type: 23, expected: "exactly 2", found: 1 });
     assert!(e.to_string().contains("requires exactly 2"), "{e}");
 }
 
@@ -138,12 +94,10 @@ fn traffic_selector_shorter_than_its_flags() {
         fid: 1,
         fid_pri: 1,
         status: 0,
-        sub_options: vec![FlowSubOption::TrafficSelector(TrafficSelector::Ipv6(
-            Ipv6Selector {
-                start_dst_port: Some(80),
-                ..Default::default()
-            },
-        ))],
+        sub_options: vec![FlowSubOption::TrafficSelector(TrafficSelector::Ipv6(Ipv6Selector {
+            start_dst_port: Some(80),
+            ..Default::default()
+        }))],
     });
     let mut b = pba_with(vec![fi]);
     // The TS flags are at option offset 2+6+2+2 = 12 from the option start (12).
@@ -152,17 +106,7 @@ fn traffic_selector_shorter_than_its_flags() {
     b[flags_at] |= 0x80; // also announce a source address that is not there
     refix_checksum(&mut b);
     let e = parse(&b);
-    assert!(
-        matches!(
-            e.kind,
-            ErrorKind::TrafficSelectorTruncated {
-                format: 2,
-                needed: 18,
-                found: 2
-            }
-        ),
-        "{e:?}"
-    );
+    assert!(matches!(e.kind, ErrorKind::TrafficSelectorTruncated { format: 2, needed: 18, found: 2 }), "{e:?}");
     assert_eq!(e.offset, 12 + 2 + 6 + 2);
 }
 
@@ -173,14 +117,8 @@ fn lax_decoder_reads_what_it_can_of_a_truncated_pbu() {
         flags: PbuFlags::proxy(),
         lifetime: 10,
         options: vec![
-            MobilityOption::MnIdentifier {
-                subtype: MnIdSubtype::Nai,
-                id: b"mn1@lab".to_vec(),
-            },
-            MobilityOption::HomeNetworkPrefix {
-                prefix_len: 64,
-                prefix: "2001:db8:1::".parse().unwrap(),
-            },
+            MobilityOption::MnIdentifier { subtype: MnIdSubtype::Nai, id: b"mn1@lab".to_vec() },
+            MobilityOption::HomeNetworkPrefix { prefix_len: 64, prefix: "2001:db8:1::".parse().unwrap() },
         ],
     })
     .to_bytes(&ends(), &WireConfig::default())
@@ -188,22 +126,11 @@ fn lax_decoder_reads_what_it_can_of_a_truncated_pbu() {
     let cut = &b[..30];
     let d = lax::decode(cut, Some(&ends()), &WireConfig::default());
     assert_eq!(d.mh_type, Some(5));
-    let Some(Message::Pbu(p)) = &d.message else {
-        panic!("fixed part should decode: {d:?}")
-    };
+    let Some(Message::Pbu(p)) = &d.message else { panic!("fixed part should decode: {d:?}") };
     assert_eq!(p.sequence, 3);
     assert_eq!(p.options.len(), 1, "the MN-ID fits, the HNP does not");
-    assert!(matches!(
-        d.problems[0].kind,
-        ErrorKind::HeaderLenBeyondBuffer { .. }
-    ));
-    assert!(d.problems.iter().any(|e| matches!(
-        e.kind,
-        ErrorKind::OptionOverrun {
-            option_type: 22,
-            ..
-        }
-    )));
+    assert!(matches!(d.problems[0].kind, ErrorKind::HeaderLenBeyondBuffer { .. }));
+    assert!(d.problems.iter().any(|e| matches!(e.kind, ErrorKind::OptionOverrun { option_type: 22, .. })));
 }
 
 #[test]
@@ -218,10 +145,7 @@ fn lax_decoder_reports_a_bad_checksum_and_still_decodes() {
 
 #[test]
 fn emit_refuses_what_cannot_be_encoded() {
-    let big = MobilityOption::Unknown {
-        kind: 200,
-        data: vec![0; 300],
-    };
+    let big = MobilityOption::Unknown { kind: 200, data: vec![0; 300] };
     let m = Message::Pba(Pba {
         status: PbaStatus::Accepted,
         flags: PbaFlags::default(),
@@ -231,15 +155,7 @@ fn emit_refuses_what_cannot_be_encoded() {
     });
     let e = m.to_bytes(&ends(), &WireConfig::default()).unwrap_err();
     assert!(matches!(e.kind, ErrorKind::Unencodable(_)));
-    let pbu_type_for_fmi = WireConfig {
-        flow_mobility_mh_type: 5,
-    };
-    let fmi = Message::Fmi(Fmi {
-        sequence: 1,
-        cancel: false,
-        refresh: false,
-        lifetime: 1,
-        options: vec![],
-    });
+    let pbu_type_for_fmi = WireConfig { flow_mobility_mh_type: 5 };
+    let fmi = Message::Fmi(Fmi { sequence: 1, cancel: false, refresh: false, lifetime: 1, options: vec![] });
     assert!(fmi.to_bytes(&ends(), &pbu_type_for_fmi).is_err());
 }

@@ -9,10 +9,7 @@ use proptest::option::of;
 use proptest::prelude::*;
 
 fn ends() -> Endpoints {
-    Endpoints {
-        src: "2001:db8::2".parse().unwrap(),
-        dst: "2001:db8::1".parse().unwrap(),
-    }
+    Endpoints { src: "2001:db8::2".parse().unwrap(), dst: "2001:db8::1".parse().unwrap() }
 }
 
 fn v6() -> impl Strategy<Value = Ipv6Addr> {
@@ -25,24 +22,9 @@ fn v4() -> impl Strategy<Value = Ipv4Addr> {
 fn ipv6_selector() -> impl Strategy<Value = TrafficSelector> {
     (
         (of(v6()), of(v6()), of(v6()), of(v6())),
-        (
-            of(any::<u32>()),
-            of(any::<u32>()),
-            of(0u32..0x100000),
-            of(0u32..0x100000),
-        ),
-        (
-            of(any::<u16>()),
-            of(any::<u16>()),
-            of(any::<u16>()),
-            of(any::<u16>()),
-        ),
-        (
-            of(any::<u8>()),
-            of(any::<u8>()),
-            of(any::<u8>()),
-            of(any::<u8>()),
-        ),
+        (of(any::<u32>()), of(any::<u32>()), of(0u32..0x100000), of(0u32..0x100000)),
+        (of(any::<u16>()), of(any::<u16>()), of(any::<u16>()), of(any::<u16>())),
+        (of(any::<u8>()), of(any::<u8>()), of(any::<u8>()), of(any::<u8>())),
     )
         .prop_map(|(a, b, c, d)| {
             TrafficSelector::Ipv6(Ipv6Selector {
@@ -70,18 +52,8 @@ fn ipv4_selector() -> impl Strategy<Value = TrafficSelector> {
     (
         (of(v4()), of(v4()), of(v4()), of(v4())),
         (of(any::<u32>()), of(any::<u32>())),
-        (
-            of(any::<u16>()),
-            of(any::<u16>()),
-            of(any::<u16>()),
-            of(any::<u16>()),
-        ),
-        (
-            of(any::<u8>()),
-            of(any::<u8>()),
-            of(any::<u8>()),
-            of(any::<u8>()),
-        ),
+        (of(any::<u16>()), of(any::<u16>()), of(any::<u16>()), of(any::<u16>())),
+        (of(any::<u8>()), of(any::<u8>()), of(any::<u8>()), of(any::<u8>())),
     )
         .prop_map(|(a, b, c, d)| {
             TrafficSelector::Ipv4(Ipv4Selector {
@@ -107,8 +79,7 @@ fn selector() -> impl Strategy<Value = TrafficSelector> {
     prop_oneof![
         ipv6_selector(),
         ipv4_selector(),
-        (3u8..=255, vec(any::<u8>(), 0..20))
-            .prop_map(|(format, data)| TrafficSelector::Other { format, data }),
+        (3u8..=255, vec(any::<u8>(), 0..20)).prop_map(|(format, data)| TrafficSelector::Other { format, data }),
     ]
 }
 
@@ -116,8 +87,7 @@ fn sub_option() -> impl Strategy<Value = FlowSubOption> {
     prop_oneof![
         vec(any::<u16>(), 1..5).prop_map(FlowSubOption::BindingReference),
         selector().prop_map(FlowSubOption::TrafficSelector),
-        (4u8..=255, vec(any::<u8>(), 0..10))
-            .prop_map(|(kind, data)| FlowSubOption::Unknown { kind, data }),
+        (4u8..=255, vec(any::<u8>(), 0..10)).prop_map(|(kind, data)| FlowSubOption::Unknown { kind, data }),
     ]
 }
 
@@ -125,14 +95,9 @@ const KNOWN_OPTIONS: [u8; 14] = [0, 1, 8, 22, 23, 24, 25, 26, 27, 28, 35, 44, 45
 
 fn option() -> impl Strategy<Value = MobilityOption> {
     prop_oneof![
-        (any::<u8>(), vec(any::<u8>(), 1..40)).prop_map(|(s, id)| MobilityOption::MnIdentifier {
-            subtype: s.into(),
-            id
-        }),
-        (any::<u8>(), v6()).prop_map(|(l, p)| MobilityOption::HomeNetworkPrefix {
-            prefix_len: l,
-            prefix: p
-        }),
+        (any::<u8>(), vec(any::<u8>(), 1..40))
+            .prop_map(|(s, id)| MobilityOption::MnIdentifier { subtype: s.into(), id }),
+        (any::<u8>(), v6()).prop_map(|(l, p)| MobilityOption::HomeNetworkPrefix { prefix_len: l, prefix: p }),
         any::<u8>().prop_map(|v| MobilityOption::HandoffIndicator(v.into())),
         any::<u8>().prop_map(|v| MobilityOption::AccessTechnologyType(v.into())),
         vec(any::<u8>(), 1..20).prop_map(MobilityOption::MnLinkLayerIdentifier),
@@ -144,40 +109,22 @@ fn option() -> impl Strategy<Value = MobilityOption> {
             any::<u8>(),
             any::<bool>(),
             0u8..128,
-            prop_oneof![
-                Just(None),
-                v4().prop_map(|a| Some(IpAddr::V4(a))),
-                v6().prop_map(|a| Some(IpAddr::V6(a)))
-            ]
+            prop_oneof![Just(None), v4().prop_map(|a| Some(IpAddr::V4(a))), v6().prop_map(|a| Some(IpAddr::V6(a)))]
         )
-            .prop_map(
-                |(bid, status, h, bid_pri, coa)| MobilityOption::BindingIdentifier {
-                    bid,
-                    status: status.into(),
-                    h,
-                    bid_pri,
-                    coa
-                }
-            ),
-        vec(any::<u16>(), 1..8).prop_map(MobilityOption::FlowSummary),
-        (
-            any::<u16>(),
-            any::<u16>(),
-            any::<u8>(),
-            vec(sub_option(), 0..3)
-        )
-            .prop_map(|(fid, fid_pri, status, sub_options)| {
-                MobilityOption::FlowIdentification(FlowIdentification {
-                    fid,
-                    fid_pri,
-                    status,
-                    sub_options,
-                })
+            .prop_map(|(bid, status, h, bid_pri, coa)| MobilityOption::BindingIdentifier {
+                bid,
+                status: status.into(),
+                h,
+                bid_pri,
+                coa
             }),
-        (
-            any::<u8>().prop_filter("not a known type", |k| !KNOWN_OPTIONS.contains(k)),
-            vec(any::<u8>(), 0..30)
-        )
+        vec(any::<u16>(), 1..8).prop_map(MobilityOption::FlowSummary),
+        (any::<u16>(), any::<u16>(), any::<u8>(), vec(sub_option(), 0..3)).prop_map(
+            |(fid, fid_pri, status, sub_options)| {
+                MobilityOption::FlowIdentification(FlowIdentification { fid, fid_pri, status, sub_options })
+            }
+        ),
+        (any::<u8>().prop_filter("not a known type", |k| !KNOWN_OPTIONS.contains(k)), vec(any::<u8>(), 0..30))
             .prop_map(|(kind, data)| MobilityOption::Unknown { kind, data }),
     ]
 }
@@ -189,130 +136,70 @@ fn options() -> impl Strategy<Value = Vec<MobilityOption>> {
 fn message() -> impl Strategy<Value = Message> {
     let flags7 = any::<[bool; 7]>();
     prop_oneof![
-        (any::<u16>(), flags7, any::<u16>(), options()).prop_map(
-            |(sequence, f, lifetime, options)| {
-                Message::Pbu(Pbu {
-                    sequence,
-                    flags: PbuFlags {
-                        a: f[0],
-                        h: f[1],
-                        l: f[2],
-                        k: f[3],
-                        m: f[4],
-                        r: f[5],
-                        p: f[6],
-                    },
-                    lifetime,
-                    options,
-                })
-            }
-        ),
-        (
-            any::<u8>(),
-            any::<[bool; 3]>(),
-            any::<u16>(),
-            any::<u16>(),
-            options()
-        )
-            .prop_map(|(s, f, sequence, lifetime, options)| Message::Pba(Pba {
+        (any::<u16>(), flags7, any::<u16>(), options()).prop_map(|(sequence, f, lifetime, options)| {
+            Message::Pbu(Pbu {
+                sequence,
+                flags: PbuFlags { a: f[0], h: f[1], l: f[2], k: f[3], m: f[4], r: f[5], p: f[6] },
+                lifetime,
+                options,
+            })
+        }),
+        (any::<u8>(), any::<[bool; 3]>(), any::<u16>(), any::<u16>(), options()).prop_map(
+            |(s, f, sequence, lifetime, options)| Message::Pba(Pba {
                 status: s.into(),
-                flags: PbaFlags {
-                    k: f[0],
-                    r: f[1],
-                    p: f[2]
-                },
+                flags: PbaFlags { k: f[0], r: f[1], p: f[2] },
                 sequence,
                 lifetime,
                 options
-            })),
-        (any::<u8>(), any::<u16>(), any::<[bool; 3]>(), options()).prop_map(
-            |(t, sequence, f, options)| {
-                Message::Bri(Bri {
-                    trigger: t.into(),
-                    sequence,
-                    flags: RevocationFlags {
-                        p: f[0],
-                        v: f[1],
-                        g: f[2],
-                    },
-                    options,
-                })
-            }
+            })
         ),
-        (any::<u8>(), any::<u16>(), any::<[bool; 3]>(), options()).prop_map(
-            |(s, sequence, f, options)| {
-                Message::Bra(Bra {
-                    status: s.into(),
-                    sequence,
-                    flags: RevocationFlags {
-                        p: f[0],
-                        v: f[1],
-                        g: f[2],
-                    },
-                    options,
-                })
-            }
+        (any::<u8>(), any::<u16>(), any::<[bool; 3]>(), options()).prop_map(|(t, sequence, f, options)| {
+            Message::Bri(Bri {
+                trigger: t.into(),
+                sequence,
+                flags: RevocationFlags { p: f[0], v: f[1], g: f[2] },
+                options,
+            })
+        }),
+        (any::<u8>(), any::<u16>(), any::<[bool; 3]>(), options()).prop_map(|(s, sequence, f, options)| {
+            Message::Bra(Bra {
+                status: s.into(),
+                sequence,
+                flags: RevocationFlags { p: f[0], v: f[1], g: f[2] },
+                options,
+            })
+        }),
+        (any::<bool>(), any::<bool>(), any::<u32>(), options()).prop_map(|(u, r, sequence, options)| {
+            Message::Heartbeat(Heartbeat { unsolicited: u, response: r, sequence, options })
+        }),
+        (any::<u16>(), any::<bool>(), any::<bool>(), any::<u16>(), options()).prop_map(
+            |(sequence, cancel, refresh, lifetime, options)| Message::Fmi(Fmi {
+                sequence,
+                cancel,
+                refresh,
+                lifetime,
+                options
+            })
         ),
-        (any::<bool>(), any::<bool>(), any::<u32>(), options()).prop_map(
-            |(u, r, sequence, options)| {
-                Message::Heartbeat(Heartbeat {
-                    unsolicited: u,
-                    response: r,
-                    sequence,
-                    options,
-                })
-            }
-        ),
-        (
-            any::<u16>(),
-            any::<bool>(),
-            any::<bool>(),
-            any::<u16>(),
-            options()
-        )
-            .prop_map(
-                |(sequence, cancel, refresh, lifetime, options)| Message::Fmi(Fmi {
-                    sequence,
-                    cancel,
-                    refresh,
-                    lifetime,
-                    options
-                })
-            ),
-        (any::<u16>(), any::<u8>(), any::<u16>(), options()).prop_map(
-            |(sequence, s, lifetime, options)| {
-                Message::Fma(Fma {
-                    sequence,
-                    status: s.into(),
-                    lifetime,
-                    options,
-                })
-            }
-        ),
-        (
-            any::<u16>(),
-            any::<u8>(),
-            any::<bool>(),
-            any::<bool>(),
-            options()
-        )
-            .prop_map(|(sequence, r, a, d, options)| Message::Upn(Upn {
+        (any::<u16>(), any::<u8>(), any::<u16>(), options()).prop_map(|(sequence, s, lifetime, options)| {
+            Message::Fma(Fma { sequence, status: s.into(), lifetime, options })
+        }),
+        (any::<u16>(), any::<u8>(), any::<bool>(), any::<bool>(), options()).prop_map(
+            |(sequence, r, a, d, options)| Message::Upn(Upn {
                 sequence,
                 reason: r.into(),
                 ack_requested: a,
                 deregister: d,
                 options
-            })),
-        (any::<u16>(), any::<u8>(), options()).prop_map(|(sequence, s, options)| Message::Upa(
-            Upa {
-                sequence,
-                status: s.into(),
-                options
-            }
-        )),
+            })
+        ),
+        (any::<u16>(), any::<u8>(), options()).prop_map(|(sequence, s, options)| Message::Upa(Upa {
+            sequence,
+            status: s.into(),
+            options
+        })),
         (
-            any::<u8>().prop_filter("not a decoded type", |t| ![5, 6, 11, 13, 16, 19, 20]
-                .contains(t)),
+            any::<u8>().prop_filter("not a decoded type", |t| ![5, 6, 11, 13, 16, 19, 20].contains(t)),
             (0usize..6).prop_flat_map(|k| vec(any::<u8>(), 8 * k + 2))
         )
             .prop_map(|(mh_type, data)| Message::Unknown { mh_type, data }),

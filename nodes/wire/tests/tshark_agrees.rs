@@ -45,17 +45,11 @@ fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, mh: &[u8]) -> Vec<u8> {
 }
 
 fn nai() -> MobilityOption {
-    MobilityOption::MnIdentifier {
-        subtype: MnIdSubtype::Nai,
-        id: b"mn1@pmip.lab".to_vec(),
-    }
+    MobilityOption::MnIdentifier { subtype: MnIdSubtype::Nai, id: b"mn1@pmip.lab".to_vec() }
 }
 
 fn hnp(p: &str) -> MobilityOption {
-    MobilityOption::HomeNetworkPrefix {
-        prefix_len: 64,
-        prefix: p.parse().unwrap(),
-    }
+    MobilityOption::HomeNetworkPrefix { prefix_len: 64, prefix: p.parse().unwrap() }
 }
 
 struct Case {
@@ -97,10 +91,7 @@ fn cases() -> Vec<Case> {
                 ("mip6.att", "8".into()),
                 ("mip6.mnid.subtype", "1".into()),
                 ("mip6.mnid.identifier", "mn1@pmip.lab".into()),
-                (
-                    "mip6.timestamp_tmp",
-                    "Nov 14, 2023 22:13:20.500000000 UTC".into(),
-                ),
+                ("mip6.timestamp_tmp", "Nov 14, 2023 22:13:20.500000000 UTC".into()),
                 ("mip6.lila_lla", "fe80::1".into()),
             ],
         },
@@ -108,11 +99,7 @@ fn cases() -> Vec<Case> {
             message: Message::Bri(Bri {
                 trigger: RevocationTrigger::InterMagHandoverSameAccessType,
                 sequence: 77,
-                flags: RevocationFlags {
-                    p: true,
-                    v: false,
-                    g: true,
-                },
+                flags: RevocationFlags { p: true, v: false, g: true },
                 options: vec![hnp("2001:db8:2::"), nai()],
             }),
             from_mag: false,
@@ -131,11 +118,7 @@ fn cases() -> Vec<Case> {
             message: Message::Bra(Bra {
                 status: BraStatus::Success,
                 sequence: 77,
-                flags: RevocationFlags {
-                    p: true,
-                    v: false,
-                    g: false,
-                },
+                flags: RevocationFlags { p: true, v: false, g: false },
                 options: vec![],
             }),
             from_mag: true,
@@ -165,25 +148,16 @@ fn cases() -> Vec<Case> {
             ],
         },
     ];
-    let statuses = [
-        0u8, 128, 129, 130, 135, 152, 153, 154, 155, 156, 157, 158, 159, 160, 161, 162,
-    ];
+    let statuses = [0u8, 128, 129, 130, 135, 152, 153, 154, 155, 156, 157, 158, 159, 160, 161, 162];
     for (i, s) in statuses.into_iter().enumerate() {
         let accepted = s == 0;
         v.push(Case {
             message: Message::Pba(Pba {
                 status: s.into(),
-                flags: PbaFlags {
-                    p: true,
-                    ..Default::default()
-                },
+                flags: PbaFlags { p: true, ..Default::default() },
                 sequence: 100 + i as u16,
                 lifetime: if accepted { 75 } else { 0 },
-                options: if accepted {
-                    vec![hnp("2001:db8:1::"), nai()]
-                } else {
-                    vec![nai()]
-                },
+                options: if accepted { vec![hnp("2001:db8:1::"), nai()] } else { vec![nai()] },
             }),
             from_mag: false,
             expect: vec![
@@ -201,11 +175,7 @@ fn cases() -> Vec<Case> {
 }
 
 fn tshark_available() -> bool {
-    Command::new("tshark")
-        .arg("-v")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+    Command::new("tshark").arg("-v").output().map(|o| o.status.success()).unwrap_or(false)
 }
 
 #[test]
@@ -215,9 +185,7 @@ fn tshark_decodes_what_the_codec_wrote() {
             eprintln!("tshark not found; skipped because PMIPLAB_SKIP_TSHARK is set");
             return;
         }
-        panic!(
-            "tshark is not installed: run ci/test.sh (it installs it) or set PMIPLAB_SKIP_TSHARK=1"
-        );
+        panic!("tshark is not installed: run ci/test.sh (it installs it) or set PMIPLAB_SKIP_TSHARK=1");
     }
     let (mag, lma): (Ipv6Addr, Ipv6Addr) = (MAG.parse().unwrap(), LMA.parse().unwrap());
     let cfg = WireConfig::default();
@@ -237,19 +205,13 @@ fn tshark_decodes_what_the_codec_wrote() {
 
     for (i, case) in cases.iter().enumerate() {
         let mut cmd = Command::new("tshark");
-        cmd.args(["-n", "-r"])
-            .arg(&pcap)
-            .args(["-Y", &format!("frame.number == {}", i + 1)]);
+        cmd.args(["-n", "-r"]).arg(&pcap).args(["-Y", &format!("frame.number == {}", i + 1)]);
         cmd.args(["-T", "fields", "-E", "separator=|", "-E", "occurrence=f"]);
         for (f, _) in &case.expect {
             cmd.args(["-e", f]);
         }
         let out = cmd.output().expect("tshark runs");
-        assert!(
-            out.status.success(),
-            "tshark failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "tshark failed: {}", String::from_utf8_lossy(&out.stderr));
         let line = String::from_utf8_lossy(&out.stdout);
         let got: Vec<&str> = line.trim_end_matches('\n').split('|').collect();
         assert_eq!(got.len(), case.expect.len(), "tshark printed: {line}");
@@ -259,13 +221,7 @@ fn tshark_decodes_what_the_codec_wrote() {
                 "False" => "0",
                 g => g,
             };
-            assert_eq!(
-                got,
-                want,
-                "frame {} ({}): field {field}",
-                i + 1,
-                case.message.name()
-            );
+            assert_eq!(got, want, "frame {} ({}): field {field}", i + 1, case.message.name());
         }
     }
 
@@ -297,8 +253,7 @@ fn tshark_decodes_what_the_codec_wrote() {
         );
         let sev: Vec<&str> = line.split('\t').nth(1).unwrap_or("").split(',').collect();
         assert!(
-            sev.iter()
-                .all(|s| s.is_empty() || s.parse::<u32>().map(|v| v < 0x0060_0000).unwrap_or(true)),
+            sev.iter().all(|s| s.is_empty() || s.parse::<u32>().map(|v| v < 0x0060_0000).unwrap_or(true)),
             "tshark raised a warning or error: {line}"
         );
     }

@@ -56,10 +56,7 @@ pub struct BceRow {
 }
 
 pub fn hex(b: &[u8]) -> String {
-    b.iter()
-        .map(|x| format!("{x:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")
 }
 
 impl From<&Bce> for BceRow {
@@ -98,33 +95,21 @@ impl BindingCache {
         self.entries.iter().filter(move |b| b.mn_id == mn_id)
     }
     pub fn get(&self, mn_id: &str, bid: u16) -> Option<&Bce> {
-        self.entries
-            .iter()
-            .find(|b| b.mn_id == mn_id && b.bid == bid)
+        self.entries.iter().find(|b| b.mn_id == mn_id && b.bid == bid)
     }
     pub fn get_mut(&mut self, mn_id: &str, bid: u16) -> Option<&mut Bce> {
-        self.entries
-            .iter_mut()
-            .find(|b| b.mn_id == mn_id && b.bid == bid)
+        self.entries.iter_mut().find(|b| b.mn_id == mn_id && b.bid == bid)
     }
     /// The next BID for an MN: one more than the highest in use.
     pub fn next_bid(&self, mn_id: &str) -> u16 {
-        self.of_mn(mn_id)
-            .map(|b| b.bid)
-            .max()
-            .unwrap_or(0)
-            .saturating_add(1)
+        self.of_mn(mn_id).map(|b| b.bid).max().unwrap_or(0).saturating_add(1)
     }
     pub fn insert(&mut self, bce: Bce) {
         self.entries.push(bce);
-        self.entries
-            .sort_by(|a, b| (&a.mn_id, a.bid).cmp(&(&b.mn_id, b.bid)));
+        self.entries.sort_by(|a, b| (&a.mn_id, a.bid).cmp(&(&b.mn_id, b.bid)));
     }
     pub fn remove(&mut self, mn_id: &str, bid: u16) -> Option<Bce> {
-        let i = self
-            .entries
-            .iter()
-            .position(|b| b.mn_id == mn_id && b.bid == bid)?;
+        let i = self.entries.iter().position(|b| b.mn_id == mn_id && b.bid == bid)?;
         Some(self.entries.remove(i))
     }
     pub fn rows(&self) -> Vec<BceRow> {
@@ -133,9 +118,6 @@ impl BindingCache {
     /// The active entry that carries `prefix` by default: lowest BID-PRI,
     /// then lowest BID.
     pub fn default_for_prefix(&self, prefix: &Prefix) -> Option<&Bce> {
-        self.entries
-            .iter()
-            .filter(|b| b.is_active() && b.hnps.contains(prefix))
-            .min_by_key(|b| (b.bid_pri, b.bid))
+        self.entries.iter().filter(|b| b.is_active() && b.hnps.contains(prefix)).min_by_key(|b| (b.bid_pri, b.bid))
     }
 }

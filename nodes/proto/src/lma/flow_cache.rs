@@ -45,37 +45,22 @@ impl FlowMobilityCache {
         self.entries.iter()
     }
     pub fn get(&self, mn_id: &str, fid: u16) -> Option<&FmcEntry> {
-        self.entries
-            .iter()
-            .find(|e| e.mn_id == mn_id && e.fid == fid)
+        self.entries.iter().find(|e| e.mn_id == mn_id && e.fid == fid)
     }
     pub fn get_mut(&mut self, mn_id: &str, fid: u16) -> Option<&mut FmcEntry> {
-        self.entries
-            .iter_mut()
-            .find(|e| e.mn_id == mn_id && e.fid == fid)
+        self.entries.iter_mut().find(|e| e.mn_id == mn_id && e.fid == fid)
     }
     pub fn next_fid(&self, mn_id: &str) -> u16 {
-        self.entries
-            .iter()
-            .filter(|e| e.mn_id == mn_id)
-            .map(|e| e.fid)
-            .max()
-            .unwrap_or(0)
-            .saturating_add(1)
+        self.entries.iter().filter(|e| e.mn_id == mn_id).map(|e| e.fid).max().unwrap_or(0).saturating_add(1)
     }
     /// Inserts or replaces, keeping FID-PRI order within each MN.
     pub fn upsert(&mut self, e: FmcEntry) {
-        self.entries
-            .retain(|x| !(x.mn_id == e.mn_id && x.fid == e.fid));
+        self.entries.retain(|x| !(x.mn_id == e.mn_id && x.fid == e.fid));
         self.entries.push(e);
-        self.entries
-            .sort_by(|a, b| (&a.mn_id, a.fid_pri, a.fid).cmp(&(&b.mn_id, b.fid_pri, b.fid)));
+        self.entries.sort_by(|a, b| (&a.mn_id, a.fid_pri, a.fid).cmp(&(&b.mn_id, b.fid_pri, b.fid)));
     }
     pub fn remove(&mut self, mn_id: &str, fid: u16) -> Option<FmcEntry> {
-        let i = self
-            .entries
-            .iter()
-            .position(|e| e.mn_id == mn_id && e.fid == fid)?;
+        let i = self.entries.iter().position(|e| e.mn_id == mn_id && e.fid == fid)?;
         Some(self.entries.remove(i))
     }
     pub fn rows(&self, is_active_bid: impl Fn(&str, u16) -> bool) -> Vec<FmcRow> {
@@ -88,11 +73,7 @@ impl FlowMobilityCache {
                 ts: describe_selector(&e.selector),
                 bids: e.bids.clone(),
                 action: e.action,
-                state: if e.bids.iter().any(|b| is_active_bid(&e.mn_id, *b)) {
-                    "active"
-                } else {
-                    "inactive"
-                },
+                state: if e.bids.iter().any(|b| is_active_bid(&e.mn_id, *b)) { "active" } else { "inactive" },
             })
             .collect()
     }

@@ -84,38 +84,19 @@ impl LmaConfig {
 pub enum LmaCommand {
     /// Puts a flow in the Flow Mobility Cache, bound to BIDs, with no
     /// signalling (the initial state of draft Figures 2 and 5).
-    BindFlow {
-        mn_id: String,
-        fid: u16,
-        fid_pri: u16,
-        selector: TrafficSelector,
-        bids: Vec<u16>,
-        action: FlowAction,
-    },
+    BindFlow { mn_id: String, fid: u16, fid_pri: u16, selector: TrafficSelector, bids: Vec<u16>, action: FlowAction },
     /// Moves a flow to another binding (draft Fig 2 or Fig 5).
-    MoveFlow {
-        mn_id: String,
-        fid: u16,
-        to_bid: u16,
-    },
+    MoveFlow { mn_id: String, fid: u16, to_bid: u16 },
     /// Moves every packet to a prefix to another binding, signalled with
     /// an HNP option (prefix granularity).
-    MovePrefix {
-        mn_id: String,
-        prefix: Prefix,
-        to_bid: u16,
-    },
+    MovePrefix { mn_id: String, prefix: Prefix, to_bid: u16 },
     /// Removes a flow from the cache, cancelling it at MAGs that hold it.
     UnbindFlow { mn_id: String, fid: u16 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LmaInput {
-    Message {
-        src: Ipv6Addr,
-        dst: Ipv6Addr,
-        message: Message,
-    },
+    Message { src: Ipv6Addr, dst: Ipv6Addr, message: Message },
     Command(LmaCommand),
     Timeout,
 }
@@ -188,9 +169,7 @@ impl Lma {
     pub fn handle(&mut self, now: Instant, input: LmaInput) -> Output {
         let mut out = Output::default();
         match input {
-            LmaInput::Message { src, dst, message } => {
-                self.on_message(now, src, dst, message, &mut out)
-            }
+            LmaInput::Message { src, dst, message } => self.on_message(now, src, dst, message, &mut out),
             LmaInput::Command(c) => self.on_command(now, c, &mut out),
             LmaInput::Timeout => self.on_timeout(now, &mut out),
         }
@@ -198,29 +177,16 @@ impl Lma {
         out
     }
 
-    fn on_message(
-        &mut self,
-        now: Instant,
-        src: Ipv6Addr,
-        dst: Ipv6Addr,
-        message: Message,
-        out: &mut Output,
-    ) {
+    fn on_message(&mut self, now: Instant, src: Ipv6Addr, dst: Ipv6Addr, message: Message, out: &mut Output) {
         if dst != self.config.address {
-            out.event(format!(
-                "ignored {} for {dst}: not this LMA's address",
-                message.name()
-            ));
+            out.event(format!("ignored {} for {dst}: not this LMA's address", message.name()));
             return;
         }
         match message {
             Message::Pbu(pbu) => self.on_pbu(now, src, pbu, out),
             Message::Fma(fma) => self.on_fma(now, src, fma, out),
             Message::Bra(bra) => self.on_bra(src, bra, out),
-            other => out.event(format!(
-                "ignored {} from {src}: the LMA does not handle it",
-                other.name()
-            )),
+            other => out.event(format!("ignored {} from {src}: the LMA does not handle it", other.name())),
         }
     }
 
@@ -233,23 +199,15 @@ impl Lma {
     /// Removes bindings whose lifetime ran out and de-registered entries
     /// whose grace period ended.
     fn expire_bindings(&mut self, now: Instant, out: &mut Output) {
-        let expired: Vec<(String, u16, BceState)> = self
-            .cache
-            .iter()
-            .filter(|b| b.expires_at <= now)
-            .map(|b| (b.mn_id.clone(), b.bid, b.state))
-            .collect();
+        let expired: Vec<(String, u16, BceState)> =
+            self.cache.iter().filter(|b| b.expires_at <= now).map(|b| (b.mn_id.clone(), b.bid, b.state)).collect();
         for (mn, bid, state) in expired {
             match state {
                 BceState::Active => {
-                    out.event(format!(
-                        "binding {mn} BID {bid} expired: its lifetime ran out"
-                    ));
+                    out.event(format!("binding {mn} BID {bid} expired: its lifetime ran out"));
                 }
                 BceState::Deregistered => {
-                    out.event(format!(
-                        "binding {mn} BID {bid} deleted after MinDelayBeforeBCEDelete"
-                    ));
+                    out.event(format!("binding {mn} BID {bid} deleted after MinDelayBeforeBCEDelete"));
                 }
             }
             self.cache.remove(&mn, bid);
@@ -326,20 +284,11 @@ impl Lma {
                 flows.insert((e.fid_pri, e.mn_id.clone(), e.fid), (e.selector.clone(), t));
             }
         }
-        reconcile(
-            &mut self.installed_tunnels,
-            tunnels,
-            |m, _, up| Intent::LmaTunnel { mag: *m, up },
-            out,
-        );
+        reconcile(&mut self.installed_tunnels, tunnels, |m, _, up| Intent::LmaTunnel { mag: *m, up }, out);
         reconcile(
             &mut self.installed_routes,
             routes,
-            |p, m, up| Intent::LmaPrefixRoute {
-                prefix: *p,
-                mag: *m,
-                up,
-            },
+            |p, m, up| Intent::LmaPrefixRoute { prefix: *p, mag: *m, up },
             out,
         );
         reconcile(

@@ -71,7 +71,6 @@ impl MnPolicy {
     }
 
     pub fn is_shared(&self, p: &Prefix) -> bool {
-        matches!(self.model, PrefixModel::Shared | PrefixModel::Hybrid)
-            && self.shared_prefixes.contains(p)
+        matches!(self.model, PrefixModel::Shared | PrefixModel::Hybrid) && self.shared_prefixes.contains(p)
     }
 }

@@ -5,9 +5,7 @@
 use std::collections::BTreeSet;
 use std::net::Ipv6Addr;
 
-use pmip_wire::{
-    HandoffIndicator, Message, MobilityOption, Pba, PbaFlags, PbaStatus, Pbu, RevocationTrigger,
-};
+use pmip_wire::{HandoffIndicator, Message, MobilityOption, Pba, PbaFlags, PbaStatus, Pbu, RevocationTrigger};
 
 use super::{Bce, BceState, Lma, PrefixModel};
 use crate::output::Output;
@@ -46,11 +44,7 @@ impl Lma {
                 pbu.sequence,
                 opts.mn_id.as_deref().unwrap_or("?"),
                 a.bid,
-                a.hnps
-                    .iter()
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                a.hnps.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
                 u32::from(a.lifetime_units) * 4
             )),
             Err(s) => out.event(format!(
@@ -67,25 +61,15 @@ impl Lma {
         }
     }
 
-    fn build_pba(
-        &self,
-        now: Instant,
-        pbu: &Pbu,
-        o: &Picked,
-        result: &Result<Accepted, PbaStatus>,
-    ) -> Pba {
+    fn build_pba(&self, now: Instant, pbu: &Pbu, o: &Picked, result: &Result<Accepted, PbaStatus>) -> Pba {
         let mut options = Vec::new();
         if let Some(id) = &o.mn_id {
             options.push(nai(id));
         }
         match result {
             Ok(a) => options.extend(a.hnps.iter().map(|p| hnp(*p))),
-            Err(_) => options.extend(
-                pbu.options
-                    .iter()
-                    .filter(|x| matches!(x, MobilityOption::HomeNetworkPrefix { .. }))
-                    .cloned(),
-            ),
+            Err(_) => options
+                .extend(pbu.options.iter().filter(|x| matches!(x, MobilityOption::HomeNetworkPrefix { .. })).cloned()),
         }
         if let Some(hi) = o.hi {
             options.push(MobilityOption::HandoffIndicator(hi));
@@ -98,9 +82,7 @@ impl Lma {
         }
         // RFC 5213 §5.5: a PBA rejecting a timestamp carries the LMA's time.
         let ts = match result {
-            Err(PbaStatus::TimestampMismatch) => {
-                Some(timestamp_at(now, self.config.epoch_offset_micros))
-            }
+            Err(PbaStatus::TimestampMismatch) => Some(timestamp_at(now, self.config.epoch_offset_micros)),
             _ => o.timestamp,
         };
         if let Some(ts) = ts {
@@ -113,16 +95,7 @@ impl Lma {
             Ok(a) => (PbaStatus::Accepted, a.lifetime_units),
             Err(s) => (*s, 0),
         };
-        Pba {
-            status,
-            flags: PbaFlags {
-                p: true,
-                ..Default::default()
-            },
-            sequence: pbu.sequence,
-            lifetime,
-            options,
-        }
+        Pba { status, flags: PbaFlags { p: true, ..Default::default() }, sequence: pbu.sequence, lifetime, options }
     }
 
     /// Checks a PBU and updates the binding cache; the error is the PBA status.
@@ -137,14 +110,8 @@ impl Lma {
         if !self.config.authorized_mags.contains(&src) {
             return Err(PbaStatus::MagNotAuthorizedForProxyReg);
         }
-        let mn_id = o
-            .mn_id
-            .clone()
-            .ok_or(PbaStatus::MissingMnIdentifierOption)?;
-        let policy = self
-            .policy(&mn_id)
-            .cloned()
-            .ok_or(PbaStatus::ProxyRegNotEnabled)?;
+        let mn_id = o.mn_id.clone().ok_or(PbaStatus::MissingMnIdentifierOption)?;
+        let policy = self.policy(&mn_id).cloned().ok_or(PbaStatus::ProxyRegNotEnabled)?;
         if !pbu.flags.p || !policy.proxy_enabled {
             return Err(PbaStatus::ProxyRegNotEnabled);
         }
@@ -160,9 +127,7 @@ impl Lma {
         let hi = o.hi.ok_or(PbaStatus::MissingHandoffIndicatorOption)?;
         let att = o.att.ok_or(PbaStatus::MissingAccessTechTypeOption)?;
         if let Some(p) = o.hnps.iter().find(|p| !policy.owns(p)) {
-            out.event(format!(
-                "{mn_id} asked for {p}, which its policy does not give it"
-            ));
+            out.event(format!("{mn_id} asked for {p}, which its policy does not give it"));
             return Err(PbaStatus::NotAuthorizedForHomeNetworkPrefix);
         }
         if self.config.use_timestamps {
@@ -199,25 +164,15 @@ impl Lma {
         // De-registration (RFC 5213 §5.3.5).
         if pbu.lifetime == 0 {
             let Some(b) = existing else {
-                out.event(format!(
-                    "de-registration for {mn_id} from {src} matched no binding"
-                ));
-                return Ok(Accepted {
-                    bid: 0,
-                    lifetime_units: 0,
-                    hnps: o.hnps.clone(),
-                });
+                out.event(format!("de-registration for {mn_id} from {src} matched no binding"));
+                return Ok(Accepted { bid: 0, lifetime_units: 0, hnps: o.hnps.clone() });
             };
             if b.proxy_coa != src {
                 out.event(format!(
                     "de-registration for {mn_id} BID {} from {src} ignored: the binding is now at {}",
                     b.bid, b.proxy_coa
                 ));
-                return Ok(Accepted {
-                    bid: b.bid,
-                    lifetime_units: 0,
-                    hnps: b.hnps.clone(),
-                });
+                return Ok(Accepted { bid: b.bid, lifetime_units: 0, hnps: b.hnps.clone() });
             }
             let delay = self.config.min_delay_before_bce_delete;
             if let Some(e) = self.cache.get_mut(&mn_id, b.bid) {
@@ -226,15 +181,8 @@ impl Lma {
                 e.last_sequence = pbu.sequence;
                 e.last_timestamp = o.timestamp;
             }
-            out.event(format!(
-                "binding {mn_id} BID {} de-registered by {src}",
-                b.bid
-            ));
-            return Ok(Accepted {
-                bid: b.bid,
-                lifetime_units: 0,
-                hnps: b.hnps.clone(),
-            });
+            out.event(format!("binding {mn_id} BID {} de-registered by {src}", b.bid));
+            return Ok(Accepted { bid: b.bid, lifetime_units: 0, hnps: b.hnps.clone() });
         }
 
         let active = self.cache.iter().filter(|b| b.is_active()).count();
@@ -256,15 +204,9 @@ impl Lma {
         };
         match lookup {
             Lookup::Existing(bid) => {
-                let e = self
-                    .cache
-                    .get_mut(&mn_id, bid)
-                    .ok_or(PbaStatus::ReasonUnspecified)?;
+                let e = self.cache.get_mut(&mn_id, bid).ok_or(PbaStatus::ReasonUnspecified)?;
                 if e.proxy_coa != src {
-                    out.event(format!(
-                        "binding {mn_id} BID {bid} handed off from {} to {src}",
-                        e.proxy_coa
-                    ));
+                    out.event(format!("binding {mn_id} BID {bid} handed off from {} to {src}", e.proxy_coa));
                 }
                 e.proxy_coa = src;
                 e.att = att;
@@ -275,29 +217,17 @@ impl Lma {
                 e.last_sequence = pbu.sequence;
                 e.last_timestamp = o.timestamp;
                 e.state = BceState::Active;
-                Ok(Accepted {
-                    bid,
-                    lifetime_units,
-                    hnps: e.hnps.clone(),
-                })
+                Ok(Accepted { bid, lifetime_units, hnps: e.hnps.clone() })
             }
             Lookup::New => {
                 if active >= self.config.max_bindings {
                     return Err(PbaStatus::InsufficientResources);
                 }
-                let hnps = if o.hnps.is_empty() {
-                    self.allocate(&mn_id, &policy)?
-                } else {
-                    o.hnps.clone()
-                };
+                let hnps = if o.hnps.is_empty() { self.allocate(&mn_id, &policy)? } else { o.hnps.clone() };
                 let bid = self.cache.next_bid(&mn_id);
                 let bce = fresh(bid, hnps.clone());
                 self.cache.insert(bce);
-                Ok(Accepted {
-                    bid,
-                    lifetime_units,
-                    hnps,
-                })
+                Ok(Accepted { bid, lifetime_units, hnps })
             }
             Lookup::Partial(moves) => {
                 if active >= self.config.max_bindings {
@@ -309,9 +239,7 @@ impl Lma {
                     let Some(from) = from else { continue };
                     if let Some(old) = self.cache.get_mut(&mn_id, *from) {
                         old.hnps.retain(|x| x != p);
-                        out.event(format!(
-                            "partial handoff: {p} moves from {mn_id} BID {from} to BID {bid}"
-                        ));
+                        out.event(format!("partial handoff: {p} moves from {mn_id} BID {from} to BID {bid}"));
                         let same_att = old.att == att;
                         match revoke.iter_mut().find(|(m, _, _)| *m == old.proxy_coa) {
                             Some(r) => r.1.push(*p),
@@ -329,27 +257,18 @@ impl Lma {
                         } else {
                             RevocationTrigger::InterMagHandoverDifferentAccessType
                         };
-                        self.revocations
-                            .push((mag, mn_id.clone(), prefixes, trigger));
+                        self.revocations.push((mag, mn_id.clone(), prefixes, trigger));
                     }
                 }
-                Ok(Accepted {
-                    bid,
-                    lifetime_units,
-                    hnps,
-                })
+                Ok(Accepted { bid, lifetime_units, hnps })
             }
         }
     }
 
     /// Prefixes for a new attachment, by the MN's prefix model.
     fn allocate(&self, mn_id: &str, policy: &super::MnPolicy) -> Result<Vec<Prefix>, PbaStatus> {
-        let in_use: BTreeSet<Prefix> = self
-            .cache
-            .of_mn(mn_id)
-            .filter(|b| b.is_active())
-            .flat_map(|b| b.hnps.iter().copied())
-            .collect();
+        let in_use: BTreeSet<Prefix> =
+            self.cache.of_mn(mn_id).filter(|b| b.is_active()).flat_map(|b| b.hnps.iter().copied()).collect();
         let mut hnps = Vec::new();
         if matches!(policy.model, PrefixModel::Shared | PrefixModel::Hybrid) {
             hnps.extend(policy.shared_prefixes.iter().copied());
@@ -384,9 +303,7 @@ impl Lma {
         policy: &super::MnPolicy,
     ) -> Result<Lookup, PbaStatus> {
         let bces: Vec<&Bce> = self.cache.of_mn(mn_id).collect();
-        let same_link = bces
-            .iter()
-            .find(|b| b.proxy_coa == src && b.mn_ll_id == o.mn_ll_id && b.att == att);
+        let same_link = bces.iter().find(|b| b.proxy_coa == src && b.mn_ll_id == o.mn_ll_id && b.att == att);
         if let Some(b) = same_link {
             if !o.hnps.is_empty() && !same_set(&o.hnps, &b.hnps) {
                 return Err(PbaStatus::BcePbuPrefixSetDoNotMatch);
@@ -397,46 +314,29 @@ impl Lma {
             let moves = o
                 .hnps
                 .iter()
-                .map(|p| {
-                    (
-                        *p,
-                        bces.iter()
-                            .find(|b| b.is_active() && b.hnps.contains(p))
-                            .map(|b| b.bid),
-                    )
-                })
+                .map(|p| (*p, bces.iter().find(|b| b.is_active() && b.hnps.contains(p)).map(|b| b.bid)))
                 .collect();
             return Ok(Lookup::Partial(moves));
         }
         if hi == HandoffIndicator::NewInterface {
             for p in &o.hnps {
-                if !policy.is_shared(p) && bces.iter().any(|b| b.is_active() && b.hnps.contains(p))
-                {
+                if !policy.is_shared(p) && bces.iter().any(|b| b.is_active() && b.hnps.contains(p)) {
                     return Err(PbaStatus::BcePbuPrefixSetDoNotMatch);
                 }
             }
             return Ok(Lookup::New);
         }
         // A handoff (HI 2, 3), unknown (4) or unchanged (5) attachment.
-        let by_prefix: Vec<&&Bce> = if o.hnps.is_empty() {
-            Vec::new()
-        } else {
-            bces.iter().filter(|b| same_set(&b.hnps, &o.hnps)).collect()
-        };
-        if !o.hnps.is_empty()
-            && by_prefix.is_empty()
-            && bces
-                .iter()
-                .any(|b| o.hnps.iter().any(|p| b.hnps.contains(p)))
+        let by_prefix: Vec<&&Bce> =
+            if o.hnps.is_empty() { Vec::new() } else { bces.iter().filter(|b| same_set(&b.hnps, &o.hnps)).collect() };
+        if !o.hnps.is_empty() && by_prefix.is_empty() && bces.iter().any(|b| o.hnps.iter().any(|p| b.hnps.contains(p)))
         {
             return Err(PbaStatus::BcePbuPrefixSetDoNotMatch);
         }
         let candidates: Vec<&&Bce> = if !by_prefix.is_empty() {
             by_prefix
         } else if hi == HandoffIndicator::BetweenMags {
-            bces.iter()
-                .filter(|b| b.mn_ll_id == o.mn_ll_id && b.att == att)
-                .collect()
+            bces.iter().filter(|b| b.mn_ll_id == o.mn_ll_id && b.att == att).collect()
         } else {
             bces.iter().filter(|b| b.att == att).collect()
         };
@@ -444,10 +344,7 @@ impl Lma {
             [one] => Ok(Lookup::Existing(one.bid)),
             [] => Ok(Lookup::New),
             many => Ok(Lookup::Existing(
-                many.iter()
-                    .min_by_key(|b| (std::cmp::Reverse(b.is_active()), b.bid))
-                    .map(|b| b.bid)
-                    .unwrap_or(0),
+                many.iter().min_by_key(|b| (std::cmp::Reverse(b.is_active()), b.bid)).map(|b| b.bid).unwrap_or(0),
             )),
         }
     }

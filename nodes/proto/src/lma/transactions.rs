@@ -6,8 +6,8 @@
 use std::net::Ipv6Addr;
 
 use pmip_wire::{
-    Bra, Bri, FlowIdentification, FlowSubOption, Fma, FmaStatus, Fmi, Message, MobilityOption,
-    RevocationFlags, RevocationTrigger, TrafficSelector,
+    Bra, Bri, FlowIdentification, FlowSubOption, Fma, FmaStatus, Fmi, Message, MobilityOption, RevocationFlags,
+    RevocationTrigger, TrafficSelector,
 };
 
 use super::{FlowAction, FmcEntry, Lma, LmaCommand, SignalledFlow};
@@ -53,13 +53,7 @@ pub struct Pending {
 
 impl Pending {
     pub fn describe(&self) -> String {
-        format!(
-            "{} seq {} to {} (attempt {})",
-            self.message.name(),
-            self.sequence,
-            self.peer,
-            self.attempts + 1
-        )
+        format!("{} seq {} to {} (attempt {})", self.message.name(), self.sequence, self.peer, self.attempts + 1)
     }
 }
 
@@ -68,59 +62,25 @@ const NEVER: Instant = Instant(u64::MAX);
 impl Lma {
     pub(super) fn on_command(&mut self, now: Instant, c: LmaCommand, out: &mut Output) {
         match c {
-            LmaCommand::BindFlow {
-                mn_id,
-                fid,
-                fid_pri,
-                selector,
-                bids,
-                action,
-            } => {
-                out.event(format!(
-                    "flow {mn_id} FID {fid} (FID-PRI {fid_pri}) bound to BIDs {bids:?}"
-                ));
-                self.fmc.upsert(FmcEntry {
-                    mn_id,
-                    fid_pri,
-                    fid,
-                    selector,
-                    bids,
-                    action,
-                });
+            LmaCommand::BindFlow { mn_id, fid, fid_pri, selector, bids, action } => {
+                out.event(format!("flow {mn_id} FID {fid} (FID-PRI {fid_pri}) bound to BIDs {bids:?}"));
+                self.fmc.upsert(FmcEntry { mn_id, fid_pri, fid, selector, bids, action });
             }
-            LmaCommand::MoveFlow { mn_id, fid, to_bid } => {
-                self.move_flow(now, &mn_id, fid, to_bid, None, out)
-            }
-            LmaCommand::MovePrefix {
-                mn_id,
-                prefix,
-                to_bid,
-            } => {
+            LmaCommand::MoveFlow { mn_id, fid, to_bid } => self.move_flow(now, &mn_id, fid, to_bid, None, out),
+            LmaCommand::MovePrefix { mn_id, prefix, to_bid } => {
                 let sel = prefix_selector(prefix);
-                let known = self
-                    .fmc
-                    .iter()
-                    .find(|e| e.mn_id == mn_id && e.selector == sel)
-                    .map(|e| e.fid);
+                let known = self.fmc.iter().find(|e| e.mn_id == mn_id && e.selector == sel).map(|e| e.fid);
                 let fid = match known {
                     Some(fid) => fid,
                     None => {
                         let Some(current) = self.cache.default_for_prefix(&prefix) else {
-                            out.event(format!(
-                                "cannot move {prefix} of {mn_id}: no binding carries it"
-                            ));
+                            out.event(format!("cannot move {prefix} of {mn_id}: no binding carries it"));
                             return;
                         };
                         let bids = vec![current.bid];
                         let fid = self.fmc.next_fid(&mn_id);
-                        let fid_pri = self
-                            .fmc
-                            .iter()
-                            .filter(|e| e.mn_id == mn_id)
-                            .map(|e| e.fid_pri)
-                            .max()
-                            .unwrap_or(0)
-                            + 10;
+                        let fid_pri =
+                            self.fmc.iter().filter(|e| e.mn_id == mn_id).map(|e| e.fid_pri).max().unwrap_or(0) + 10;
                         self.fmc.upsert(FmcEntry {
                             mn_id: mn_id.clone(),
                             fid_pri,
@@ -142,16 +102,7 @@ impl Lma {
                 // The FMI[del] describes the flow, so build it while the entry exists.
                 if let Some(s) = self.signalled.remove(&(mn_id.clone(), fid)) {
                     if let Some(msg) = self.fmi_del_message(&mn_id, fid, s.prefix_granularity) {
-                        self.start(
-                            now,
-                            s.mag,
-                            msg,
-                            PendingKind::FlowDelete {
-                                mn_id: mn_id.clone(),
-                                fid,
-                            },
-                            out,
-                        );
+                        self.start(now, s.mag, msg, PendingKind::FlowDelete { mn_id: mn_id.clone(), fid }, out);
                     }
                 }
                 self.fmc.remove(&mn_id, fid);
@@ -170,35 +121,20 @@ impl Lma {
         out: &mut Output,
     ) {
         let Some(entry) = self.fmc.get(mn_id, fid).cloned() else {
-            out.event(format!(
-                "cannot move {mn_id} FID {fid}: it is not in the Flow Mobility Cache"
-            ));
+            out.event(format!("cannot move {mn_id} FID {fid}: it is not in the Flow Mobility Cache"));
             return;
         };
-        let Some(target) = self
-            .cache
-            .get(mn_id, to_bid)
-            .filter(|b| b.is_active())
-            .cloned()
-        else {
-            out.event(format!(
-                "cannot move {mn_id} FID {fid} to BID {to_bid}: no active binding has that BID"
-            ));
+        let Some(target) = self.cache.get(mn_id, to_bid).filter(|b| b.is_active()).cloned() else {
+            out.event(format!("cannot move {mn_id} FID {fid} to BID {to_bid}: no active binding has that BID"));
             return;
         };
         if entry.bids == [to_bid] {
-            out.event(format!(
-                "{mn_id} FID {fid} is already bound to BID {to_bid}"
-            ));
+            out.event(format!("{mn_id} FID {fid} is already bound to BID {to_bid}"));
             return;
         }
         let dest = selector_destination(&entry.selector);
-        let covered = dest.is_some_and(|d| {
-            target
-                .hnps
-                .iter()
-                .any(|h| h.prefix_len() <= d.prefix_len() && h.contains(&d.addr()))
-        });
+        let covered =
+            dest.is_some_and(|d| target.hnps.iter().any(|h| h.prefix_len() <= d.prefix_len() && h.contains(&d.addr())));
         if covered {
             // Shared prefix (draft Fig 2): the target MAG already routes it.
             if let Some(e) = self.fmc.get_mut(mn_id, fid) {
@@ -211,46 +147,23 @@ impl Lma {
             self.cancel_elsewhere(now, mn_id, fid, target.proxy_coa, out);
             if self.config.notify_shared_moves {
                 let msg = self.fmi_add_message(&entry, to_bid, prefix, false);
-                let kind = PendingKind::FlowAdd {
-                    mn_id: mn_id.into(),
-                    fid,
-                    to_bid,
-                    from_bids: entry.bids,
-                    commit: false,
-                };
+                let kind =
+                    PendingKind::FlowAdd { mn_id: mn_id.into(), fid, to_bid, from_bids: entry.bids, commit: false };
                 self.start(now, target.proxy_coa, msg, kind, out);
             }
             return;
         }
         if let TrafficSelector::Other { .. } | TrafficSelector::Ipv4(_) = entry.selector {
-            out.event(format!(
-                "{mn_id} FID {fid} has a selector the target MAG may refuse (131); sending anyway"
-            ));
+            out.event(format!("{mn_id} FID {fid} has a selector the target MAG may refuse (131); sending anyway"));
         }
         let msg = self.fmi_add_message(&entry, to_bid, prefix, false);
-        out.event(format!(
-            "{mn_id} FID {fid}: FMI[add] to {} for BID {to_bid}",
-            target.proxy_coa
-        ));
-        let kind = PendingKind::FlowAdd {
-            mn_id: mn_id.into(),
-            fid,
-            to_bid,
-            from_bids: entry.bids,
-            commit: true,
-        };
+        out.event(format!("{mn_id} FID {fid}: FMI[add] to {} for BID {to_bid}", target.proxy_coa));
+        let kind = PendingKind::FlowAdd { mn_id: mn_id.into(), fid, to_bid, from_bids: entry.bids, commit: true };
         self.start(now, target.proxy_coa, msg, kind, out);
     }
 
     /// Cancels flow state a MAG other than `keep` holds for this flow.
-    fn cancel_elsewhere(
-        &mut self,
-        now: Instant,
-        mn_id: &str,
-        fid: u16,
-        keep: Ipv6Addr,
-        out: &mut Output,
-    ) {
+    fn cancel_elsewhere(&mut self, now: Instant, mn_id: &str, fid: u16, keep: Ipv6Addr, out: &mut Output) {
         let key = (mn_id.to_string(), fid);
         let Some(s) = self.signalled.get(&key).cloned() else {
             return;
@@ -261,25 +174,12 @@ impl Lma {
         self.signalled.remove(&key);
         if self.config.delete_at_old_mag {
             if let Some(msg) = self.fmi_del_message(mn_id, fid, s.prefix_granularity) {
-                self.start(
-                    now,
-                    s.mag,
-                    msg,
-                    PendingKind::FlowDelete {
-                        mn_id: mn_id.into(),
-                        fid,
-                    },
-                    out,
-                );
+                self.start(now, s.mag, msg, PendingKind::FlowDelete { mn_id: mn_id.into(), fid }, out);
             }
         }
     }
 
-    fn flow_options(
-        entry: &FmcEntry,
-        bid: Option<u16>,
-        prefix: Option<Prefix>,
-    ) -> Vec<MobilityOption> {
+    fn flow_options(entry: &FmcEntry, bid: Option<u16>, prefix: Option<Prefix>) -> Vec<MobilityOption> {
         let mut options = vec![nai(&entry.mn_id)];
         match prefix {
             Some(p) => options.push(hnp(p)),
@@ -300,13 +200,7 @@ impl Lma {
         options
     }
 
-    fn fmi_add_message(
-        &mut self,
-        entry: &FmcEntry,
-        to_bid: u16,
-        prefix: Option<Prefix>,
-        refresh: bool,
-    ) -> Message {
+    fn fmi_add_message(&mut self, entry: &FmcEntry, to_bid: u16, prefix: Option<Prefix>, refresh: bool) -> Message {
         Message::Fmi(Fmi {
             sequence: self.take_sequence(),
             cancel: false,
@@ -316,12 +210,7 @@ impl Lma {
         })
     }
 
-    fn fmi_del_message(
-        &mut self,
-        mn_id: &str,
-        fid: u16,
-        prefix: Option<Prefix>,
-    ) -> Option<Message> {
+    fn fmi_del_message(&mut self, mn_id: &str, fid: u16, prefix: Option<Prefix>) -> Option<Message> {
         let entry = self.fmc.get(mn_id, fid).cloned().or_else(|| {
             prefix.map(|p| FmcEntry {
                 mn_id: mn_id.into(),
@@ -355,32 +244,13 @@ impl Lma {
         let msg = Message::Bri(Bri {
             trigger,
             sequence: self.take_sequence(),
-            flags: RevocationFlags {
-                p: true,
-                ..Default::default()
-            },
+            flags: RevocationFlags { p: true, ..Default::default() },
             options,
         });
-        self.start(
-            now,
-            mag,
-            msg,
-            PendingKind::Revocation {
-                mn_id: mn_id.into(),
-                prefixes,
-            },
-            out,
-        );
+        self.start(now, mag, msg, PendingKind::Revocation { mn_id: mn_id.into(), prefixes }, out);
     }
 
-    fn start(
-        &mut self,
-        now: Instant,
-        peer: Ipv6Addr,
-        message: Message,
-        kind: PendingKind,
-        out: &mut Output,
-    ) {
+    fn start(&mut self, now: Instant, peer: Ipv6Addr, message: Message, kind: PendingKind, out: &mut Output) {
         let sequence = match &message {
             Message::Fmi(f) => f.sequence,
             Message::Bri(b) => b.sequence,
@@ -398,11 +268,10 @@ impl Lma {
     }
 
     fn take_pending(&mut self, peer: Ipv6Addr, sequence: u16, is_bri: bool) -> Option<Pending> {
-        let i = self.pending.iter().position(|p| {
-            p.peer == peer
-                && p.sequence == sequence
-                && matches!(p.message, Message::Bri(_)) == is_bri
-        })?;
+        let i = self
+            .pending
+            .iter()
+            .position(|p| p.peer == peer && p.sequence == sequence && matches!(p.message, Message::Bri(_)) == is_bri)?;
         Some(self.pending.remove(i))
     }
 
@@ -413,21 +282,12 @@ impl Lma {
 
     pub(super) fn on_fma(&mut self, now: Instant, src: Ipv6Addr, fma: Fma, out: &mut Output) {
         let Some(p) = self.take_pending(src, fma.sequence, false) else {
-            out.event(format!(
-                "FMA seq {} from {src} matches no FMI in flight; ignored",
-                fma.sequence
-            ));
+            out.event(format!("FMA seq {} from {src} matches no FMI in flight; ignored", fma.sequence));
             return;
         };
         let ok = fma.status == FmaStatus::Success;
         match p.kind {
-            PendingKind::FlowAdd {
-                mn_id,
-                fid,
-                to_bid,
-                from_bids,
-                commit,
-            } => {
+            PendingKind::FlowAdd { mn_id, fid, to_bid, from_bids, commit } => {
                 if !ok {
                     out.event(format!(
                         "FMA from {src} refused {mn_id} FID {fid} with {} ({:?}); the flow stays on BIDs {from_bids:?}",
@@ -440,7 +300,9 @@ impl Lma {
                     if let Some(e) = self.fmc.get_mut(&mn_id, fid) {
                         e.bids = vec![to_bid];
                     }
-                    out.event(format!("{mn_id} FID {fid} moved from BIDs {from_bids:?} to BID {to_bid} (FMA from {src})"));
+                    out.event(format!(
+                        "{mn_id} FID {fid} moved from BIDs {from_bids:?} to BID {to_bid} (FMA from {src})"
+                    ));
                 }
                 let old_mags: Vec<Ipv6Addr> = from_bids
                     .iter()
@@ -461,27 +323,14 @@ impl Lma {
                 if let Some(d) = self.refresh_delay() {
                     self.signalled.insert(
                         (mn_id.clone(), fid),
-                        SignalledFlow {
-                            mag: src,
-                            refresh_at: now + d,
-                            prefix_granularity: prefix,
-                        },
+                        SignalledFlow { mag: src, refresh_at: now + d, prefix_granularity: prefix },
                     );
                 }
                 if commit && self.config.delete_at_old_mag {
                     for mag in old_mags {
                         if let Some(msg) = self.fmi_del_message(&mn_id, fid, prefix) {
                             out.event(format!("{mn_id} FID {fid}: FMI[del] to {mag}"));
-                            self.start(
-                                now,
-                                mag,
-                                msg,
-                                PendingKind::FlowDelete {
-                                    mn_id: mn_id.clone(),
-                                    fid,
-                                },
-                                out,
-                            );
+                            self.start(now, mag, msg, PendingKind::FlowDelete { mn_id: mn_id.clone(), fid }, out);
                         }
                     }
                 }
@@ -494,16 +343,12 @@ impl Lma {
             PendingKind::FlowRefresh { mn_id, fid } => {
                 let key = (mn_id.clone(), fid);
                 if ok {
-                    if let (Some(d), Some(s)) = (self.refresh_delay(), self.signalled.get_mut(&key))
-                    {
+                    if let (Some(d), Some(s)) = (self.refresh_delay(), self.signalled.get_mut(&key)) {
                         s.refresh_at = now + d;
                     }
                 } else {
                     self.signalled.remove(&key);
-                    out.event(format!(
-                        "refresh of {mn_id} FID {fid} at {src} refused with {}",
-                        fma.status.value()
-                    ));
+                    out.event(format!("refresh of {mn_id} FID {fid} at {src} refused with {}", fma.status.value()));
                 }
             }
             PendingKind::Revocation { .. } => {}
@@ -516,20 +361,13 @@ impl Lma {
                 if let PendingKind::Revocation { mn_id, prefixes } = p.kind {
                     out.event(format!(
                         "BRA from {src} for {mn_id} [{}]: {} ({:?})",
-                        prefixes
-                            .iter()
-                            .map(|p| p.to_string())
-                            .collect::<Vec<_>>()
-                            .join(", "),
+                        prefixes.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
                         bra.status.value(),
                         bra.status
                     ));
                 }
             }
-            None => out.event(format!(
-                "BRA seq {} from {src} matches no BRI in flight; ignored",
-                bra.sequence
-            )),
+            None => out.event(format!("BRA seq {} from {src} matches no BRI in flight; ignored", bra.sequence)),
         }
     }
 
@@ -543,11 +381,7 @@ impl Lma {
             }
             if self.pending[i].attempts >= backoff.max_retries {
                 let p = self.pending.remove(i);
-                out.event(format!(
-                    "gave up on {}: no answer after {} transmissions",
-                    p.describe(),
-                    p.attempts + 1
-                ));
+                out.event(format!("gave up on {}: no answer after {} transmissions", p.describe(), p.attempts + 1));
                 if let PendingKind::FlowRefresh { mn_id, fid } = p.kind {
                     self.signalled.remove(&(mn_id, fid));
                 }
@@ -563,12 +397,8 @@ impl Lma {
     }
 
     pub(super) fn refresh_due(&mut self, now: Instant, out: &mut Output) {
-        let due: Vec<((String, u16), SignalledFlow)> = self
-            .signalled
-            .iter()
-            .filter(|(_, s)| s.refresh_at <= now)
-            .map(|(k, s)| (k.clone(), s.clone()))
-            .collect();
+        let due: Vec<((String, u16), SignalledFlow)> =
+            self.signalled.iter().filter(|(_, s)| s.refresh_at <= now).map(|(k, s)| (k.clone(), s.clone())).collect();
         for ((mn_id, fid), s) in due {
             let Some(entry) = self.fmc.get(&mn_id, fid).cloned() else {
                 self.signalled.remove(&(mn_id, fid));
@@ -579,13 +409,7 @@ impl Lma {
             }
             let to_bid = entry.bids.first().copied().unwrap_or(0);
             let msg = self.fmi_add_message(&entry, to_bid, s.prefix_granularity, true);
-            self.start(
-                now,
-                s.mag,
-                msg,
-                PendingKind::FlowRefresh { mn_id, fid },
-                out,
-            );
+            self.start(now, s.mag, msg, PendingKind::FlowRefresh { mn_id, fid }, out);
         }
     }
 }

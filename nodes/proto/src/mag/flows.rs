@@ -3,9 +3,7 @@
 
 use std::net::Ipv6Addr;
 
-use pmip_wire::{
-    FlowSubOption, Fma, FmaStatus, Fmi, Message, MobilityOption, TrafficSelector, TsFormat,
-};
+use pmip_wire::{FlowSubOption, Fma, FmaStatus, Fmi, Message, MobilityOption, TrafficSelector, TsFormat};
 use serde::Serialize;
 
 use super::{BulState, Mag};
@@ -50,11 +48,7 @@ impl FlowState {
             mn_id: k.mn_id.clone(),
             fid: k.fid,
             fid_pri: self.fid_pri,
-            ts: self
-                .selector
-                .as_ref()
-                .map(describe_selector)
-                .unwrap_or_else(|| format!("dst {}", self.route)),
+            ts: self.selector.as_ref().map(describe_selector).unwrap_or_else(|| format!("dst {}", self.route)),
             iface: self.iface.clone(),
             route: self.route,
         }
@@ -76,10 +70,7 @@ impl Mag {
         // A retransmission of the FMI we answered last: answer the same.
         if let Some((seq, fma)) = &self.last_fmi {
             if *seq == fmi.sequence {
-                out.event(format!(
-                    "FMI seq {} is a retransmission; repeating the FMA",
-                    fmi.sequence
-                ));
+                out.event(format!("FMI seq {} is a retransmission; repeating the FMA", fmi.sequence));
                 out.send(self.config.address, lma, fma.clone());
                 return;
             }
@@ -88,11 +79,7 @@ impl Mag {
         let fma = Message::Fma(Fma {
             sequence: fmi.sequence,
             status,
-            lifetime: if status == FmaStatus::Success {
-                fmi.lifetime
-            } else {
-                0
-            },
+            lifetime: if status == FmaStatus::Success { fmi.lifetime } else { 0 },
             options,
         });
         if status != FmaStatus::SequenceNumberOutOfWindow {
@@ -101,12 +88,7 @@ impl Mag {
         out.send(self.config.address, lma, fma);
     }
 
-    fn apply_fmi(
-        &mut self,
-        now: Instant,
-        fmi: &Fmi,
-        out: &mut Output,
-    ) -> (FmaStatus, Vec<MobilityOption>) {
+    fn apply_fmi(&mut self, now: Instant, fmi: &Fmi, out: &mut Output) -> (FmaStatus, Vec<MobilityOption>) {
         if let Some((last, _)) = &self.last_fmi {
             let d = fmi.sequence.wrapping_sub(*last);
             if d == 0 || d >= 0x8000 {
@@ -118,14 +100,8 @@ impl Mag {
             out.event("FMI without an MN Identifier option; refused with 128");
             return (FmaStatus::ReasonUnspecified, vec![]);
         };
-        let Some(entry) = self
-            .bul
-            .iter()
-            .find(|e| e.mn_id == mn_id && e.state == BulState::Registered)
-        else {
-            out.event(format!(
-                "FMI for {mn_id}, who is not attached here; refused with 129"
-            ));
+        let Some(entry) = self.bul.iter().find(|e| e.mn_id == mn_id && e.state == BulState::Registered) else {
+            out.event(format!("FMI for {mn_id}, who is not attached here; refused with 129"));
             return (FmaStatus::MnNotAttached, vec![nai(&mn_id)]);
         };
         let iface = entry.iface.clone();
@@ -151,18 +127,11 @@ impl Mag {
                                 fi.fid,
                                 t.format().value()
                             ));
-                            return (
-                                FmaStatus::TrafficSelectorFormatUnsupported,
-                                vec![nai(&mn_id)],
-                            );
+                            return (FmaStatus::TrafficSelectorFormatUnsupported, vec![nai(&mn_id)]);
                         }
                     }
                     items.push(Item {
-                        key: FlowStateKey {
-                            mn_id: mn_id.clone(),
-                            fid: Some(fi.fid),
-                            prefix: None,
-                        },
+                        key: FlowStateKey { mn_id: mn_id.clone(), fid: Some(fi.fid), prefix: None },
                         fid_pri: fi.fid_pri,
                         route: selector.as_ref().and_then(selector_destination),
                         selector,
@@ -172,11 +141,7 @@ impl Mag {
                 MobilityOption::HomeNetworkPrefix { prefix_len, prefix } => {
                     let p = Prefix::new(*prefix, *prefix_len);
                     items.push(Item {
-                        key: FlowStateKey {
-                            mn_id: mn_id.clone(),
-                            fid: None,
-                            prefix: Some(p),
-                        },
+                        key: FlowStateKey { mn_id: mn_id.clone(), fid: None, prefix: Some(p) },
                         fid_pri: 0,
                         selector: None,
                         route: Some(p),
@@ -187,9 +152,7 @@ impl Mag {
             }
         }
         if items.is_empty() {
-            out.event(format!(
-                "FMI for {mn_id} names no flow or prefix; refused with 128"
-            ));
+            out.event(format!("FMI for {mn_id} names no flow or prefix; refused with 128"));
             return (FmaStatus::ReasonUnspecified, vec![nai(&mn_id)]);
         }
 
@@ -198,11 +161,9 @@ impl Mag {
             let exists = self.flows.contains_key(&it.key);
             // A flow to a prefix this MAG already serves for the MN has
             // implicit state here: deleting it has nothing to undo.
-            let implicit = it.route.is_some_and(|r| {
-                served
-                    .iter()
-                    .any(|p| p.prefix_len() <= r.prefix_len() && p.contains(&r.addr()))
-            });
+            let implicit = it
+                .route
+                .is_some_and(|r| served.iter().any(|p| p.prefix_len() <= r.prefix_len() && p.contains(&r.addr())));
             let status = if fmi.cancel {
                 (!exists && !implicit).then_some(FmaStatus::NoFlowMobilityCacheEntry)
             } else if fmi.refresh {
@@ -215,17 +176,12 @@ impl Mag {
                 None
             };
             if let Some(s) = status {
-                out.event(format!(
-                    "FMI for {mn_id} {}: refused with {} ({s:?})",
-                    describe(&it.key),
-                    s.value()
-                ));
+                out.event(format!("FMI for {mn_id} {}: refused with {} ({s:?})", describe(&it.key), s.value()));
                 return (s, vec![nai(&mn_id)]);
             }
         }
 
-        let expires_at =
-            (fmi.lifetime != 0xffff).then(|| now + Span::from_secs(u64::from(fmi.lifetime)));
+        let expires_at = (fmi.lifetime != 0xffff).then(|| now + Span::from_secs(u64::from(fmi.lifetime)));
         let mut echo = vec![nai(&mn_id)];
         for it in items {
             let what = describe(&it.key);
@@ -238,19 +194,11 @@ impl Mag {
                 }
                 out.event(format!("FMI[refresh] {mn_id} {what}"));
             } else {
-                let route = it
-                    .route
-                    .unwrap_or_else(|| Prefix::new(Ipv6Addr::UNSPECIFIED, 0));
+                let route = it.route.unwrap_or_else(|| Prefix::new(Ipv6Addr::UNSPECIFIED, 0));
                 out.event(format!("FMI[add] {mn_id} {what}: route {route} to {iface}"));
                 self.flows.insert(
                     it.key,
-                    FlowState {
-                        fid_pri: it.fid_pri,
-                        selector: it.selector,
-                        route,
-                        iface: iface.clone(),
-                        expires_at,
-                    },
+                    FlowState { fid_pri: it.fid_pri, selector: it.selector, route, iface: iface.clone(), expires_at },
                 );
             }
             echo.push(it.option);
@@ -259,18 +207,10 @@ impl Mag {
     }
 
     pub(super) fn expire_flows(&mut self, now: Instant, out: &mut Output) {
-        let gone: Vec<FlowStateKey> = self
-            .flows
-            .iter()
-            .filter(|(_, f)| f.expires_at.is_some_and(|t| t <= now))
-            .map(|(k, _)| k.clone())
-            .collect();
+        let gone: Vec<FlowStateKey> =
+            self.flows.iter().filter(|(_, f)| f.expires_at.is_some_and(|t| t <= now)).map(|(k, _)| k.clone()).collect();
         for k in gone {
-            out.event(format!(
-                "flow state {} {} expired: no refresh and no FMI[del]",
-                k.mn_id,
-                describe(&k)
-            ));
+            out.event(format!("flow state {} {} expired: no refresh and no FMI[del]", k.mn_id, describe(&k)));
             self.flows.remove(&k);
         }
     }

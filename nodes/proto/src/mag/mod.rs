@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 
 use pmip_wire::{
-    AccessTechnologyType, Bra, BraStatus, Bri, HandoffIndicator, Message, MobilityOption, Pba,
-    PbaStatus, Pbu, PbuFlags,
+    AccessTechnologyType, Bra, BraStatus, Bri, HandoffIndicator, Message, MobilityOption, Pba, PbaStatus, Pbu, PbuFlags,
 };
 use serde::{Deserialize, Serialize};
 
@@ -178,20 +177,14 @@ impl Mag {
     pub fn handle(&mut self, now: Instant, input: MagInput) -> Output {
         let mut out = Output::default();
         match input {
-            MagInput::Attach {
-                iface,
-                ll_id,
-                att,
-                handoff,
-                prefixes,
-            } => self.attach(now, iface, ll_id, att, handoff, prefixes, &mut out),
+            MagInput::Attach { iface, ll_id, att, handoff, prefixes } => {
+                self.attach(now, iface, ll_id, att, handoff, prefixes, &mut out)
+            }
             MagInput::Detach { iface } => self.detach(now, &iface, &mut out),
             MagInput::RouterSolicitation { iface } => {
                 self.advertised.remove(&iface);
             }
-            MagInput::Message { src, dst, message } => {
-                self.on_message(now, src, dst, message, &mut out)
-            }
+            MagInput::Message { src, dst, message } => self.on_message(now, src, dst, message, &mut out),
             MagInput::Timeout => self.on_timeout(now, &mut out),
         }
         self.reconcile_data_plane(&mut out);
@@ -199,11 +192,7 @@ impl Mag {
     }
 
     fn mn_id_for(&self, ll_id: &[u8]) -> Option<String> {
-        self.config
-            .mns
-            .iter()
-            .find(|m| m.ll_id == ll_id)
-            .map(|m| m.mn_id.clone())
+        self.config.mns.iter().find(|m| m.ll_id == ll_id).map(|m| m.mn_id.clone())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -218,10 +207,7 @@ impl Mag {
         out: &mut Output,
     ) {
         let Some(mn_id) = self.mn_id_for(&ll_id) else {
-            out.event(format!(
-                "{iface}: link-layer id {} is not in the policy store; no PBU sent",
-                hex(&ll_id)
-            ));
+            out.event(format!("{iface}: link-layer id {} is not in the policy store; no PBU sent", hex(&ll_id)));
             return;
         };
         if let Some(e) = self.bul.iter().find(|e| e.iface == iface) {
@@ -264,13 +250,7 @@ impl Mag {
         e.state = BulState::Deregistering;
         e.attempts = 0;
         let mn_id = e.mn_id.clone();
-        self.flows.retain(|k, _| {
-            k.mn_id != mn_id
-                || self
-                    .bul
-                    .iter()
-                    .any(|b| b.mn_id == mn_id && b.iface != iface)
-        });
+        self.flows.retain(|k, _| k.mn_id != mn_id || self.bul.iter().any(|b| b.mn_id == mn_id && b.iface != iface));
         self.send_pbu(now, iface, false, out);
     }
 
@@ -285,11 +265,7 @@ impl Mag {
         };
         let dereg = e.state == BulState::Deregistering;
         let mut options = vec![nai(&e.mn_id)];
-        let ask: &[Prefix] = if e.hnps.is_empty() {
-            &e.requested
-        } else {
-            &e.hnps
-        };
+        let ask: &[Prefix] = if e.hnps.is_empty() { &e.requested } else { &e.hnps };
         if ask.is_empty() {
             options.push(hnp_request());
         } else {
@@ -303,107 +279,61 @@ impl Mag {
         options.push(MobilityOption::HandoffIndicator(hi));
         options.push(MobilityOption::AccessTechnologyType(e.att));
         options.push(MobilityOption::MnLinkLayerIdentifier(e.ll_id.clone()));
-        options.push(MobilityOption::Timestamp(timestamp_at(
-            now,
-            cfg.epoch_offset_micros,
-        )));
+        options.push(MobilityOption::Timestamp(timestamp_at(now, cfg.epoch_offset_micros)));
         if let Some(ll) = cfg.link_local {
             options.push(MobilityOption::LinkLocalAddress(ll));
         }
-        let lifetime = if dereg {
-            0
-        } else {
-            (cfg.lifetime_secs / 4).min(u32::from(u16::MAX)) as u16
-        };
+        let lifetime = if dereg { 0 } else { (cfg.lifetime_secs / 4).min(u32::from(u16::MAX)) as u16 };
         e.sequence = seq;
         if !retransmission {
             e.attempts = 0;
         }
         e.retransmit_at = Some(now + cfg.backoff.delay(e.attempts));
-        let pbu = Pbu {
-            sequence: seq,
-            flags: PbuFlags::proxy(),
-            lifetime,
-            options,
-        };
+        let pbu = Pbu { sequence: seq, flags: PbuFlags::proxy(), lifetime, options };
         out.send(cfg.address, cfg.lma, Message::Pbu(pbu));
     }
 
-    fn on_message(
-        &mut self,
-        now: Instant,
-        src: Ipv6Addr,
-        dst: Ipv6Addr,
-        message: Message,
-        out: &mut Output,
-    ) {
+    fn on_message(&mut self, now: Instant, src: Ipv6Addr, dst: Ipv6Addr, message: Message, out: &mut Output) {
         if dst != self.config.address {
-            out.event(format!(
-                "ignored {} for {dst}: not this MAG's address",
-                message.name()
-            ));
+            out.event(format!("ignored {} for {dst}: not this MAG's address", message.name()));
             return;
         }
         // RFC 5213 §6.9.1 and the reliability rules: only our LMA may
         // answer, revoke or move flows.
         if src != self.config.lma {
-            out.event(format!(
-                "ignored {} from {src}: not this MAG's LMA",
-                message.name()
-            ));
+            out.event(format!("ignored {} from {src}: not this MAG's LMA", message.name()));
             return;
         }
         match message {
             Message::Pba(pba) => self.on_pba(now, pba, out),
             Message::Bri(bri) => self.on_bri(bri, out),
             Message::Fmi(fmi) => self.on_fmi(now, fmi, out),
-            other => out.event(format!(
-                "ignored {} from {src}: the MAG does not handle it",
-                other.name()
-            )),
+            other => out.event(format!("ignored {} from {src}: the MAG does not handle it", other.name())),
         }
     }
 
     fn on_pba(&mut self, now: Instant, pba: Pba, out: &mut Output) {
         let Some(i) = self.bul.iter().position(|e| {
             e.sequence == pba.sequence
-                && matches!(
-                    e.state,
-                    BulState::Registering | BulState::Registered | BulState::Deregistering
-                )
+                && matches!(e.state, BulState::Registering | BulState::Registered | BulState::Deregistering)
         }) else {
-            out.event(format!(
-                "PBA seq {} matches no PBU in flight; ignored",
-                pba.sequence
-            ));
+            out.event(format!("PBA seq {} matches no PBU in flight; ignored", pba.sequence));
             return;
         };
         let o = pick(&pba.options);
         let e = &mut self.bul[i];
         if e.retransmit_at.is_none() {
-            out.event(format!(
-                "PBA seq {} for {} is a duplicate; ignored",
-                pba.sequence, e.mn_id
-            ));
+            out.event(format!("PBA seq {} for {} is a duplicate; ignored", pba.sequence, e.mn_id));
             return;
         }
         e.retransmit_at = None;
         if e.state == BulState::Deregistering {
-            out.event(format!(
-                "{}: de-registration of {} acknowledged",
-                e.iface, e.mn_id
-            ));
+            out.event(format!("{}: de-registration of {} acknowledged", e.iface, e.mn_id));
             self.bul.remove(i);
             return;
         }
         if !pba.status.is_accepted() {
-            out.event(format!(
-                "{}: PBA rejected {} with {} ({:?})",
-                e.iface,
-                e.mn_id,
-                pba.status.value(),
-                pba.status
-            ));
+            out.event(format!("{}: PBA rejected {} with {} ({:?})", e.iface, e.mn_id, pba.status.value(), pba.status));
             e.state = BulState::Rejected(pba.status.value());
             e.hnps.clear();
             return;
@@ -419,11 +349,7 @@ impl Mag {
             "{}: {} registered with [{}] for {lifetime} s",
             e.iface,
             e.mn_id,
-            e.hnps
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            e.hnps.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
         ));
         if pba.status == PbaStatus::AcceptedPrefixDiscoveryNecessary {
             out.event("the LMA asks for prefix discovery (status 1)");
@@ -433,27 +359,17 @@ impl Mag {
     fn on_bri(&mut self, bri: Bri, out: &mut Output) {
         if let Some((seq, bra)) = &self.last_bri {
             if *seq == bri.sequence {
-                out.event(format!(
-                    "BRI seq {} is a retransmission; repeating the BRA",
-                    bri.sequence
-                ));
+                out.event(format!("BRI seq {} is a retransmission; repeating the BRA", bri.sequence));
                 out.send(self.config.address, self.config.lma, bra.clone());
                 return;
             }
         }
         let o = pick(&bri.options);
         let mn_id = o.mn_id.clone().unwrap_or_default();
-        let status = match self
-            .bul
-            .iter_mut()
-            .find(|e| e.mn_id == mn_id && e.state == BulState::Registered)
-        {
+        let status = match self.bul.iter_mut().find(|e| e.mn_id == mn_id && e.state == BulState::Registered) {
             None => BraStatus::BindingDoesNotExist,
             Some(e) if o.hnps.is_empty() => {
-                out.event(format!(
-                    "{}: BRI revokes the whole binding of {mn_id}",
-                    e.iface
-                ));
+                out.event(format!("{}: BRI revokes the whole binding of {mn_id}", e.iface));
                 let iface = e.iface.clone();
                 self.bul.retain(|b| b.iface != iface);
                 self.flows.retain(|k, _| k.mn_id != mn_id);
@@ -466,11 +382,7 @@ impl Mag {
                 out.event(format!(
                     "{}: BRI revokes [{}] of {mn_id}",
                     e.iface,
-                    o.hnps
-                        .iter()
-                        .map(|p| p.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    o.hnps.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
                 ));
                 if removed == o.hnps.len() {
                     BraStatus::Success
@@ -481,12 +393,7 @@ impl Mag {
                 }
             }
         };
-        let bra = Message::Bra(Bra {
-            status,
-            sequence: bri.sequence,
-            flags: bri.flags,
-            options: vec![nai(&mn_id)],
-        });
+        let bra = Message::Bra(Bra { status, sequence: bri.sequence, flags: bri.flags, options: vec![nai(&mn_id)] });
         self.last_bri = Some((bri.sequence, bra.clone()));
         out.send(self.config.address, self.config.lma, bra);
     }
@@ -505,11 +412,7 @@ impl Mag {
             }
             if e.retransmit_at.is_some_and(|t| t <= now) {
                 if e.attempts >= max_retries {
-                    out.event(format!(
-                        "{iface}: no PBA for {} after {} PBUs; giving up",
-                        e.mn_id,
-                        e.attempts + 1
-                    ));
+                    out.event(format!("{iface}: no PBA for {} after {} PBUs; giving up", e.mn_id, e.attempts + 1));
                     e.retransmit_at = None;
                     if e.state == BulState::Deregistering || e.hnps.is_empty() {
                         self.bul.retain(|b| b.iface != iface);
@@ -517,11 +420,7 @@ impl Mag {
                     continue;
                 }
                 e.attempts += 1;
-                out.event(format!(
-                    "{iface}: retransmitting PBU for {} (attempt {})",
-                    e.mn_id,
-                    e.attempts + 1
-                ));
+                out.event(format!("{iface}: retransmitting PBU for {} (attempt {})", e.mn_id, e.attempts + 1));
                 self.send_pbu(now, &iface, true, out);
                 continue;
             }
@@ -538,13 +437,7 @@ impl Mag {
         let bul = self
             .bul
             .iter()
-            .flat_map(|e| {
-                [
-                    e.retransmit_at,
-                    e.reregister_at,
-                    e.expires_at.filter(|_| e.state == BulState::Registered),
-                ]
-            })
+            .flat_map(|e| [e.retransmit_at, e.reregister_at, e.expires_at.filter(|_| e.state == BulState::Registered)])
             .flatten()
             .min();
         let flows = self.flows.values().filter_map(|f| f.expires_at).min();
@@ -580,47 +473,23 @@ impl Mag {
             tunnel.insert(self.config.lma, ());
         }
         let uplink: BTreeMap<Prefix, ()> = routes.keys().map(|p| (*p, ())).collect();
-        reconcile(
-            &mut self.installed_tunnel,
-            tunnel,
-            |l, _, up| Intent::MagTunnel { lma: *l, up },
-            out,
-        );
+        reconcile(&mut self.installed_tunnel, tunnel, |l, _, up| Intent::MagTunnel { lma: *l, up }, out);
         reconcile(
             &mut self.installed_routes,
             routes,
-            |p, i, up| Intent::MagRoute {
-                prefix: *p,
-                iface: i.clone(),
-                up,
-            },
+            |p, i, up| Intent::MagRoute { prefix: *p, iface: i.clone(), up },
             out,
         );
-        reconcile(
-            &mut self.installed_uplink,
-            uplink,
-            |p, _, up| Intent::MagUplinkRule { prefix: *p, up },
-            out,
-        );
+        reconcile(&mut self.installed_uplink, uplink, |p, _, up| Intent::MagUplinkRule { prefix: *p, up }, out);
         // RFC 5213 §6.7: an RA carries exactly the MN's current prefixes,
         // and goes out again whenever they change.
         let mut ra: BTreeMap<String, Vec<Prefix>> = BTreeMap::new();
         for e in self.bul.iter().filter(|e| e.state != BulState::Registering) {
-            ra.insert(
-                e.iface.clone(),
-                if e.state == BulState::Registered {
-                    e.hnps.clone()
-                } else {
-                    vec![]
-                },
-            );
+            ra.insert(e.iface.clone(), if e.state == BulState::Registered { e.hnps.clone() } else { vec![] });
         }
         for (iface, prefixes) in &ra {
             if self.advertised.get(iface) != Some(prefixes) {
-                out.intents.push(Intent::RouterAdvertisement {
-                    iface: iface.clone(),
-                    prefixes: prefixes.clone(),
-                });
+                out.intents.push(Intent::RouterAdvertisement { iface: iface.clone(), prefixes: prefixes.clone() });
             }
         }
         self.advertised = ra;
@@ -630,16 +499,10 @@ impl Mag {
         let mut routes: Vec<RouteRow> = self
             .installed_routes
             .iter()
-            .map(|(p, i)| RouteRow {
-                dest: p.to_string(),
-                next_hop: format!("p2p {i}"),
-            })
+            .map(|(p, i)| RouteRow { dest: p.to_string(), next_hop: format!("p2p {i}") })
             .collect();
         if !self.installed_tunnel.is_empty() {
-            routes.push(RouteRow {
-                dest: "::/0".into(),
-                next_hop: "LMA tunnel".into(),
-            });
+            routes.push(RouteRow { dest: "::/0".into(), next_hop: "LMA tunnel".into() });
         }
         MagState {
             binding_update_list: self

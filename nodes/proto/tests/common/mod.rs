@@ -37,13 +37,7 @@ pub fn mn_addr(n: u8) -> Ipv6Addr {
 
 /// A UDP flow from the CN to the MN's address in prefix `n`.
 pub fn flow(n: u8, dport: u16) -> FlowKey {
-    FlowKey {
-        src: a(CN),
-        dst: mn_addr(n),
-        next_header: 17,
-        src_port: 7000,
-        dst_port: dport,
-    }
+    FlowKey { src: a(CN), dst: mn_addr(n), next_header: 17, src_port: 7000, dst_port: dport }
 }
 
 pub struct Seed {
@@ -68,13 +62,7 @@ pub fn seed_with(policy: MnPolicy, tune: impl FnOnce(&mut LmaConfig)) -> Seed {
     world.add_lma("lma", lma);
     for (name, addr) in [("mag1", MAG1), ("mag2", MAG2)] {
         let mut c = MagConfig::new(a(addr), a(LMA));
-        c.mns = ["if1", "if2"]
-            .iter()
-            .map(|i| MnBinding {
-                ll_id: mac_for("mn1", i),
-                mn_id: MN.into(),
-            })
-            .collect();
+        c.mns = ["if1", "if2"].iter().map(|i| MnBinding { ll_id: mac_for("mn1", i), mn_id: MN.into() }).collect();
         world.add_mag(name, Mag::new(c));
     }
     world.add_mn(
@@ -96,8 +84,7 @@ pub fn seed(policy: MnPolicy) -> Seed {
 
 impl Seed {
     pub fn attach(&mut self, iface: &str, mag: &str, att: AccessTechnologyType) {
-        self.world
-            .attach("mn1", iface, mag, &format!("to-{iface}"), att, None, vec![]);
+        self.world.attach("mn1", iface, mag, &format!("to-{iface}"), att, None, vec![]);
         self.settle();
     }
 
@@ -109,15 +96,7 @@ impl Seed {
         hi: HandoffIndicator,
         prefixes: Vec<Prefix>,
     ) {
-        self.world.attach(
-            "mn1",
-            iface,
-            mag,
-            &format!("to-{iface}"),
-            att,
-            Some(hi),
-            prefixes,
-        );
+        self.world.attach("mn1", iface, mag, &format!("to-{iface}"), att, Some(hi), prefixes);
         self.settle();
     }
 
@@ -149,11 +128,7 @@ impl Seed {
     }
 
     pub fn move_flow(&mut self, fid: u16, to_bid: u16) {
-        self.world.command(LmaCommand::MoveFlow {
-            mn_id: MN.into(),
-            fid,
-            to_bid,
-        });
+        self.world.command(LmaCommand::MoveFlow { mn_id: MN.into(), fid, to_bid });
         self.settle();
     }
 
@@ -165,10 +140,7 @@ impl Seed {
 
     /// The MN interface the uplink of `key`'s flow leaves on, if it reaches the CN.
     pub fn uplink_on(&mut self, key: FlowKey) -> Option<String> {
-        self.world
-            .uplink("mn1", key.reversed())
-            .delivered_on
-            .map(|(_, i)| i)
+        self.world.uplink("mn1", key.reversed()).delivered_on.map(|(_, i)| i)
     }
 
     /// Messages on the wire so far, by short name, in order.
@@ -188,10 +160,6 @@ impl Seed {
     }
 
     pub fn count(&self, name: &str) -> usize {
-        self.world
-            .messages
-            .iter()
-            .filter(|m| m.summary.split(' ').next() == Some(name) && !m.dropped)
-            .count()
+        self.world.messages.iter().filter(|m| m.summary.split(' ').next() == Some(name) && !m.dropped).count()
     }
 }
