@@ -1,1 +1,7 @@
-//! Captures (issue #5).
+//! Captures: every link of a lab recorded with pnet into pcapng, and the
+//! Mobility Header messages of all links merged into one time-ordered,
+//! normalized message sequence.
+
+pub mod capture;
+pub mod pcapng;
+pub mod sequence;

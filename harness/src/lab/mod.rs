@@ -33,6 +33,7 @@ pub struct Lab {
     namespaces: BTreeMap<String, NetNs>,
     netlink: BTreeMap<String, Handle>,
     daemons: BTreeMap<String, Daemon>,
+    captures: Vec<(String, pmip_captures::capture::Capture)>,
 }
 
 static LABS: AtomicU32 = AtomicU32::new(0);
@@ -64,7 +65,15 @@ impl Lab {
             let _g = rt.enter();
             netlink::root_handle(&rt)?
         };
-        Ok(Lab { dir, rt, root, namespaces: BTreeMap::new(), netlink: BTreeMap::new(), daemons: BTreeMap::new() })
+        Ok(Lab {
+            dir,
+            rt,
+            root,
+            namespaces: BTreeMap::new(),
+            netlink: BTreeMap::new(),
+            daemons: BTreeMap::new(),
+            captures: Vec::new(),
+        })
     }
 
     fn ns(&self, node: &str) -> io::Result<&NetNs> {
@@ -247,6 +256,27 @@ impl Lab {
         }
     }
 
+    /// Captures `iface` of `node` with pnet into `<lab dir>/<node>-<iface>.pcapng`.
+    pub fn capture(&mut self, node: &str, iface: &str) -> io::Result<PathBuf> {
+        let fd = self.ns(node)?.fd()?;
+        let path = self.dir.join(format!("{node}-{iface}.pcapng"));
+        let c = pmip_captures::capture::Capture::start(iface, &path, move || {
+            nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
+        })?;
+        self.captures.push((format!("{node}:{iface}"), c));
+        Ok(path)
+    }
+
+    /// Stops every capture; returns each link's name, file and frame count.
+    pub fn stop_captures(&mut self) -> io::Result<Vec<(String, PathBuf, u64)>> {
+        let mut out = Vec::new();
+        for (name, mut c) in self.captures.drain(..) {
+            let n = c.stop()?;
+            out.push((name, c.path.clone(), n));
+        }
+        Ok(out)
+    }
+
     /// Every process the lab owns: namespace holders and daemons.
     pub fn pids(&self) -> Vec<u32> {
         self.namespaces.values().map(|n| n.holder_pid()).chain(self.daemons.values().map(|d| d.child.id())).collect()
@@ -279,6 +309,7 @@ fn sweep_stale_folders() {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        self.captures.clear();
         for d in self.daemons.values_mut() {
             let _ = d.child.kill();
             let _ = d.child.wait();

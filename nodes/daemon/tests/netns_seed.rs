@@ -203,7 +203,10 @@ fn unique_prefixes_attach_then_move_flow_y_by_fmi() {
     if skip() {
         return;
     }
-    let s = seed(unique());
+    let mut s = seed(unique());
+    for (node, iface) in [("lma", "to-mag1"), ("lma", "to-mag2"), ("mag1", "to-if1"), ("mag2", "to-if2")] {
+        s.lab.capture(node, iface).unwrap();
+    }
     s.attach("if1", 1);
     assert_eq!(s.state("mn1")["tables"]["lif_addresses"], json!(["2001:db8:1::1"]), "lif got pref1 by RA");
     assert_eq!(s.lma_sent(), ["PBA"], "PBU/PBA on the wire");
@@ -261,9 +264,47 @@ fn unique_prefixes_attach_then_move_flow_y_by_fmi() {
         assert_eq!(s.state(mag)["tables"], serde_json::to_value(&world.mags[mag]).unwrap(), "{mag} against the World");
     }
 
+    // Every link was captured: the signalling on the core links, in order,
+    // decoded from the pcapng files; and Wireshark reads every file cleanly.
+    let captured = s.lab.stop_captures().unwrap();
+    let mut all = Vec::new();
+    for (link, path, frames) in &captured {
+        assert!(*frames > 0, "{link} captured nothing");
+        let packets = pmip_captures::pcapng::read(&std::fs::read(path).unwrap());
+        assert_eq!(packets.len() as u64, *frames);
+        all.extend(pmip_captures::sequence::messages(link, &packets, &Default::default()));
+        tshark_reads_cleanly(path);
+    }
+    let names: Vec<String> =
+        pmip_captures::sequence::merge(all).iter().map(|e| e.summary.split(' ').next().unwrap().to_string()).collect();
+    assert_eq!(names, ["PBU", "PBA", "PBU", "PBA", "FMI", "FMA", "FMI", "FMA"], "the captured sequence");
+
     // if2 goes away: MAG2 sees the link drop and de-registers.
     s.lab.set_link("mn1", "if2", false).unwrap();
     s.lab.wait_for("lma", LIMIT, |st| st["tables"]["binding_cache"][1]["state"] == "deregistered").unwrap();
+}
+
+/// tshark opens the file and flags no malformed packet and no warning.
+fn tshark_reads_cleanly(path: &Path) {
+    let out = match std::process::Command::new("tshark")
+        .arg("-n")
+        .arg("-r")
+        .arg(path)
+        .args(["-T", "fields", "-e", "frame.number", "-e", "_ws.malformed", "-e", "_ws.expert.severity"])
+        .output()
+    {
+        Ok(o) => o,
+        Err(_) if std::env::var_os("PMIPLAB_SKIP_TSHARK").is_some() => return,
+        Err(e) => panic!("tshark is needed to check captures (ci/test.sh installs it): {e}"),
+    };
+    assert!(out.status.success(), "tshark could not read {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        assert!(f.get(1).is_none_or(|m| m.is_empty()), "{}: malformed frame: {line}", path.display());
+        // Wireshark severities: 0x00600000 warning, 0x00800000 error.
+        let worst = f.get(2).unwrap_or(&"").split(',').filter_map(|v| v.parse::<u32>().ok()).max().unwrap_or(0);
+        assert!(worst < 0x0060_0000, "{}: expert warning or error: {line}", path.display());
+    }
 }
 
 /// The MN's link-local from its MAC, as the MAG derives it (EUI-64).
