@@ -113,10 +113,11 @@ mod tests {
     #[test]
     fn what_is_written_reads_back() {
         let mut buf = Vec::new();
-        let mut w = Writer::new(&mut buf, &[("to-mag1", LINKTYPE_ETHERNET)]).unwrap();
-        w.packet(0, 1_700_000_000_123_456, &[1, 2, 3, 4, 5]).unwrap();
-        w.packet(0, 1_700_000_000_223_456, &[6; 64]).unwrap();
-        drop(w);
+        {
+            let mut w = Writer::new(&mut buf, &[("to-mag1", LINKTYPE_ETHERNET)]).unwrap();
+            w.packet(0, 1_700_000_000_123_456, &[1, 2, 3, 4, 5]).unwrap();
+            w.packet(0, 1_700_000_000_223_456, &[6; 64]).unwrap();
+        }
         let p = read(&buf);
         assert_eq!(p.len(), 2);
         assert_eq!(p[0], Packet { interface: 0, ts_us: 1_700_000_000_123_456, data: vec![1, 2, 3, 4, 5] });
