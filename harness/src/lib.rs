@@ -2,6 +2,7 @@
 //! verdicts, snapshots and reports.
 
 pub mod lab;
+pub mod netns_run;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -32,6 +32,11 @@ enum Command {
         /// Where each scenario's folder (result.json, ladder, state tables) goes.
         #[arg(long, default_value = "out")]
         out: PathBuf,
+        /// `virtual`: the protocol core in virtual time. `netns`: real
+        /// daemons in network namespaces (needs root and pmip-node beside
+        /// pmiplab, or PMIP_NODE), with a pcapng capture of every link.
+        #[arg(long, default_value = "virtual", value_parser = ["virtual", "netns"])]
+        backend: String,
     },
     /// Checks scenario files and reports the first problem of each with its line and column.
     Validate {
@@ -47,7 +52,7 @@ fn main() -> ExitCode {
         .init();
     match Cli::parse().command {
         Command::Validate { files } => validate(&files),
-        Command::Run { files, jobs, out } => run(&files, jobs, &out),
+        Command::Run { files, jobs, out, backend } => run(&files, jobs, &out, &backend),
     }
 }
 
@@ -76,7 +81,7 @@ fn validate(patterns: &[String]) -> ExitCode {
     }
 }
 
-fn run(patterns: &[String], jobs: usize, out: &std::path::Path) -> ExitCode {
+fn run(patterns: &[String], jobs: usize, out: &std::path::Path, backend: &str) -> ExitCode {
     let files = match expand(patterns) {
         Ok(f) => f,
         Err(e) => {
@@ -112,13 +117,20 @@ fn run(patterns: &[String], jobs: usize, out: &std::path::Path) -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    println!(
-        "pmiplab: {} scenario(s), virtual time, {} at once, output in {}",
-        loaded.len(),
-        jobs.max(1),
-        out.display()
-    );
-    let reports: Vec<ScenarioReport> = run_parallel(&loaded, jobs.max(1));
+    let node_bin = if backend == "netns" {
+        match pmiplab::netns_run::node_binary() {
+            Ok(b) => Some(b),
+            Err(e) => {
+                eprintln!("pmiplab: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
+    let how = if node_bin.is_some() { "network namespaces" } else { "virtual time" };
+    println!("pmiplab: {} scenario(s), {how}, {} at once, output in {}", loaded.len(), jobs.max(1), out.display());
+    let reports: Vec<ScenarioReport> = run_parallel(&loaded, jobs.max(1), node_bin.as_deref(), out);
     let mut failed = 0;
     for r in &reports {
         println!("{}", r.line());
@@ -146,7 +158,12 @@ fn run(patterns: &[String], jobs: usize, out: &std::path::Path) -> ExitCode {
     }
 }
 
-fn run_parallel(loaded: &[(PathBuf, scenario::Scenario)], jobs: usize) -> Vec<ScenarioReport> {
+fn run_parallel(
+    loaded: &[(PathBuf, scenario::Scenario)],
+    jobs: usize,
+    node_bin: Option<&std::path::Path>,
+    out: &std::path::Path,
+) -> Vec<ScenarioReport> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|scope| {
@@ -154,7 +171,10 @@ fn run_parallel(loaded: &[(PathBuf, scenario::Scenario)], jobs: usize) -> Vec<Sc
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some((f, s)) = loaded.get(i) else { break };
-                let r = run_virtual(f, s);
+                let r = match node_bin {
+                    Some(bin) => pmiplab::netns_run::run(f, s, bin, Some(out)),
+                    None => run_virtual(f, s),
+                };
                 if let Ok(mut v) = results.lock() {
                     v.push((i, r));
                 }

@@ -87,3 +87,22 @@ pub fn compare(scenario: &Path, name: &str, now: &serde_json::Value, line: u64) 
         Some(Ok(stored)) => Check { line, what, ok: false, detail: format!("state tables differ:\n{}", diff(&stored, now)) },
     }
 }
+
+/// Compares only the named top-level parts of the stored snapshot.
+pub fn compare_parts(scenario: &Path, name: &str, now: &serde_json::Value, parts: &[&str], line: u64) -> Check {
+    let path = path_for(scenario, name);
+    let what = format!("snapshot {name} ({}) matches {}", parts.join(", "), path.display());
+    let pick = |v: &serde_json::Value| {
+        serde_json::Value::Object(
+            parts.iter().map(|p| (p.to_string(), v.get(*p).cloned().unwrap_or_default())).collect(),
+        )
+    };
+    match stored(&path) {
+        None => Check { line, what, ok: true, detail: "no stored snapshot yet".into() },
+        Some(Err(e)) => Check { line, what, ok: false, detail: format!("the stored snapshot does not parse: {e}") },
+        Some(Ok(s)) if pick(&s) == pick(now) => Check { line, what, ok: true, detail: "identical".into() },
+        Some(Ok(s)) => {
+            Check { line, what, ok: false, detail: format!("state tables differ:\n{}", diff(&pick(&s), &pick(now))) }
+        }
+    }
+}

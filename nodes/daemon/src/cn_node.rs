@@ -26,12 +26,14 @@ pub struct CnNode {
     address: Ipv6Addr,
     counters: Arc<Mutex<Counters>>,
     senders: BTreeMap<u16, JoinHandle<()>>,
-    sinks: BTreeMap<u16, JoinHandle<()>>,
+    /// One socket per local port, shared by the flows that use it; its
+    /// task counts what arrives.
+    sockets: BTreeMap<(Ipv6Addr, u16), (Arc<UdpSocket>, JoinHandle<()>)>,
 }
 
 impl CnNode {
     pub fn new(address: Ipv6Addr) -> CnNode {
-        CnNode { address, counters: Arc::default(), senders: BTreeMap::new(), sinks: BTreeMap::new() }
+        CnNode { address, counters: Arc::default(), senders: BTreeMap::new(), sockets: BTreeMap::new() }
     }
 
     /// A socket on the flow's source port: it sends the flow and receives
@@ -45,11 +47,7 @@ impl CnNode {
             anyhow::bail!("flow {flow}: rate_pps must be at least 1");
         }
         self.stop(flow);
-        let sock = Arc::new(
-            UdpSocket::bind(SocketAddrV6::new(src, sport, 0, 0))
-                .await
-                .with_context(|| format!("binding [{src}]:{sport}"))?,
-        );
+        let sock = self.socket(src, sport).await?;
         let (tx_sock, counters) = (sock.clone(), self.counters.clone());
         let to = SocketAddr::V6(SocketAddrV6::new(dst, dport, 0, 0));
         self.senders.insert(
@@ -69,28 +67,37 @@ impl CnNode {
                 }
             }),
         );
-        let counters = self.counters.clone();
-        self.sinks.insert(
-            flow,
-            tokio::spawn(async move {
-                let mut buf = [0u8; 2048];
-                while let Ok((n, _)) = sock.recv_from(&mut buf).await {
-                    if let Some(p) = Probe::parse(&buf[..n]) {
-                        if let Ok(mut c) = counters.lock() {
-                            c.received.entry(p.flow).or_default().record(&p, "cn", now_us());
-                        }
-                    }
-                }
-            }),
-        );
         Ok(())
     }
 
-    fn stop(&mut self, flow: u16) {
-        for tasks in [&mut self.senders, &mut self.sinks] {
-            if let Some(t) = tasks.remove(&flow) {
-                t.abort();
+    /// The socket of a local port, opened (with its counting task) on first use.
+    async fn socket(&mut self, src: Ipv6Addr, sport: u16) -> anyhow::Result<Arc<UdpSocket>> {
+        if let Some((s, _)) = self.sockets.get(&(src, sport)) {
+            return Ok(s.clone());
+        }
+        let sock = Arc::new(
+            UdpSocket::bind(SocketAddrV6::new(src, sport, 0, 0))
+                .await
+                .with_context(|| format!("binding [{src}]:{sport}"))?,
+        );
+        let (rx_sock, counters) = (sock.clone(), self.counters.clone());
+        let task = tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            while let Ok((n, _)) = rx_sock.recv_from(&mut buf).await {
+                if let Some(p) = Probe::parse(&buf[..n]) {
+                    if let Ok(mut c) = counters.lock() {
+                        c.received.entry(p.flow).or_default().record(&p, "cn", now_us());
+                    }
+                }
             }
+        });
+        self.sockets.insert((src, sport), (sock.clone(), task));
+        Ok(sock)
+    }
+
+    fn stop(&mut self, flow: u16) {
+        if let Some(t) = self.senders.remove(&flow) {
+            t.abort();
         }
     }
 

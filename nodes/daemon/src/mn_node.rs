@@ -305,9 +305,17 @@ impl MnNode {
             let (sock, tx) = (p.sock.clone(), frames_tx.clone());
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 65536];
-                while let Ok(n) = sock.recv(&mut buf).await {
-                    if tx.send((i, buf[..n].to_vec())).await.is_err() {
-                        break;
+                loop {
+                    match sock.recv(&mut buf).await {
+                        Ok(n) => {
+                            if tx.send((i, buf[..n].to_vec())).await.is_err() {
+                                break;
+                            }
+                        }
+                        // A packet socket on an interface that is down
+                        // answers ENETDOWN until the link comes up: keep
+                        // listening.
+                        Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
                     }
                 }
             });

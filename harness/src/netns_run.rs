@@ -1,0 +1,508 @@
+//! Runs a scenario in network namespaces with one `pmip-node` daemon per
+//! node: the real stack, real packets, captures of every link.
+
+use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant as WallClock};
+
+use pmip_proto::lma::{FlowAction, LmaCommand, LmaConfig, MnPolicy, PrefixModel};
+use pmip_proto::mag::{MagConfig, MnBinding};
+use pmip_proto::world::mac_for;
+use serde_json::{json, Value};
+
+use crate::lab::Lab;
+use crate::report::{Check, ScenarioReport, Verdict};
+use crate::scenario::*;
+use crate::virtual_lab::{access_iface, address_plan, mn_id, AddressPlan};
+
+/// What this backend can run.
+pub const FEATURES: [&str; 4] = ["namespaces", "draft-fmi", "binding-revocation", "real-time"];
+const LIMIT: Duration = Duration::from_secs(10);
+/// How long signalling in flight may take in namespaces (round trips are
+/// well under a millisecond).
+const SETTLE: Duration = Duration::from_millis(200);
+/// Longest `wait` played in real time.
+const MAX_WAIT: Duration = Duration::from_secs(5);
+
+fn cn_gateway(cn_addr: Ipv6Addr) -> Ipv6Addr {
+    let s = cn_addr.segments();
+    Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0xffff)
+}
+
+struct Run<'a> {
+    s: &'a Scenario,
+    file: PathBuf,
+    lab: Lab,
+    plan: AddressPlan,
+    probe_flow: u16,
+}
+
+/// Runs `s` in namespaces with the daemon binary `node_bin`; `out` gets
+/// the captures. The verdict says SKIP for steps only virtual time can play.
+pub fn run(file: &Path, s: &Scenario, node_bin: &Path, out: Option<&Path>) -> ScenarioReport {
+    let started = WallClock::now();
+    let mut report = ScenarioReport {
+        id: s.id.clone(),
+        title: s.title.clone(),
+        file: file.into(),
+        backend: "namespaces".into(),
+        verdict: Verdict::Pass,
+        reason: None,
+        checks: Vec::new(),
+        ladder: Vec::new(),
+        events: Vec::new(),
+        snapshots: Default::default(),
+        wall_ms: 0.0,
+    };
+    let missing: Vec<&str> = s.requires.iter().map(|r| r.value.as_str()).filter(|r| !FEATURES.contains(r)).collect();
+    let virtual_only = s.steps.iter().find_map(|st| match &st.value {
+        Step::Wait(w) if parse_duration(&w.value).is_some_and(|d| d.0 > MAX_WAIT.as_micros() as u64) => {
+            Some(format!("a wait of {} (line {}) needs virtual time", w.value, st.referenced.line()))
+        }
+        Step::Link(_) => Some(format!("link latency and loss (line {}) need virtual time", st.referenced.line())),
+        Step::Attach(a) if a.hi.is_some() || !a.prefixes.is_empty() => {
+            Some(format!("an attach with a chosen HI or prefixes (line {}) needs virtual time", st.referenced.line()))
+        }
+        _ => None,
+    });
+    if let Some(why) = (!missing.is_empty()).then(|| format!("needs {}", missing.join(", "))).or(virtual_only) {
+        report.verdict = Verdict::Skip;
+        report.reason = Some(why);
+        return report;
+    }
+    let mut r = match build(s, file, node_bin) {
+        Ok(r) => r,
+        Err(e) => {
+            report.verdict = Verdict::InitFail;
+            report.reason = Some(format!("the lab could not be built: {e}"));
+            return report;
+        }
+    };
+    for step in &s.steps {
+        let line = step.referenced.line();
+        match r.step(&step.value, line) {
+            Ok(Some(c)) => report.checks.push(c),
+            Ok(None) => {}
+            Err(e) => report.checks.push(Check { line, what: "step".into(), ok: false, detail: e }),
+        }
+    }
+    report.ladder = r.ladder();
+    for n in s.nodes.keys() {
+        report.events.push(format!("--- {n} ---\n{}", r.lab.daemon_log(n)));
+    }
+    if let (Some(out), Ok(caps)) = (out, r.lab.stop_captures()) {
+        let dir = out.join(&s.id);
+        let _ = std::fs::create_dir_all(&dir);
+        for (_, path, _) in caps {
+            if let Some(name) = path.file_name() {
+                let _ = std::fs::copy(&path, dir.join(name));
+            }
+        }
+    }
+    report.verdict = if report.checks.iter().all(|c| c.ok) { Verdict::Pass } else { Verdict::Fail };
+    report.wall_ms = started.elapsed().as_secs_f64() * 1000.0;
+    report
+}
+
+fn build<'a>(s: &'a Scenario, file: &Path, bin: &Path) -> Result<Run<'a>, String> {
+    let e = |x: std::io::Error| x.to_string();
+    let plan = address_plan(s);
+    let mut lab = Lab::new().map_err(e)?;
+    for name in s.nodes.keys() {
+        lab.add_node(name).map_err(e)?;
+    }
+    let role = |r: Role| s.nodes.iter().filter(move |(_, n)| n.value.role == r).map(|(k, _)| k.clone());
+    let lma = role(Role::Lma).next().ok_or("no lma")?;
+    let lma_addr = plan.of[&lma];
+    let mags: Vec<(String, Ipv6Addr)> = role(Role::Mag).map(|m| (m.clone(), plan.of[&m])).collect();
+    let mag_refs: Vec<(&str, Ipv6Addr)> = mags.iter().map(|(m, a)| (m.as_str(), *a)).collect();
+    lab.core((&lma, lma_addr), &mag_refs).map_err(e)?;
+    for cn in role(Role::Cn) {
+        let addr = plan.of[&cn];
+        let port = format!("to-{cn}");
+        lab.veth(&lma, &port, &cn, "eth0").map_err(e)?;
+        lab.address(&lma, &port, cn_gateway(addr), 64).map_err(e)?;
+        lab.address(&cn, "eth0", addr, 64).map_err(e)?;
+        lab.default_route(&cn, cn_gateway(addr)).map_err(e)?;
+    }
+    for l in &s.links {
+        let (mn, iface) = l.value.mn.value.split_once('/').ok_or("bad link")?;
+        lab.veth(&l.value.mag.value, &access_iface(&l.value.mn.value), mn, iface).map_err(e)?;
+        lab.set_link(mn, iface, false).map_err(e)?;
+    }
+    let mut cfg = LmaConfig::new(lma_addr);
+    cfg.authorized_mags =
+        mags.iter().filter(|(m, _)| s.nodes[m].value.authorized != Some(false)).map(|(_, a)| *a).collect();
+    let l = &s.lma;
+    if let Some(v) = l.partial_handoff_hi {
+        cfg.partial_handoff_hi = v.into();
+    }
+    cfg.revoke_on_partial_handoff = l.revoke_on_partial_handoff.unwrap_or(cfg.revoke_on_partial_handoff);
+    cfg.delete_at_old_mag = l.delete_at_old_mag.unwrap_or(cfg.delete_at_old_mag);
+    cfg.notify_shared_moves = l.notify_shared_moves.unwrap_or(cfg.notify_shared_moves);
+    cfg.flow_lifetime_secs = l.flow_lifetime_secs.unwrap_or(cfg.flow_lifetime_secs);
+    cfg.use_timestamps = l.use_timestamps.unwrap_or(cfg.use_timestamps);
+    let policies: Vec<MnPolicy> = role(Role::Mn)
+        .map(|m| {
+            let spec = &s.nodes[&m].value;
+            let mut p = MnPolicy::new(mn_id(&m, spec), spec.model.unwrap_or(PrefixModel::Unique));
+            p.shared_prefixes = spec.shared_prefixes.clone();
+            p.unique_prefixes = spec.prefixes.clone();
+            p.per_attachment = spec.per_attachment.unwrap_or(1);
+            p
+        })
+        .collect();
+    let dp = json!({"tun": "tun0", "mtu": 1460});
+    let args = vec!["--fmi-mh-type".to_string(), s.wire.fmi_mh_type.to_string()];
+    lab.spawn(&lma, bin, &json!({"role": "lma", "config": cfg, "policies": policies, "data_plane": dp}), &args)
+        .map_err(e)?;
+    for (mag, addr) in &mags {
+        let mut c = MagConfig::new(*addr, lma_addr);
+        let mut access = BTreeMap::new();
+        for l in s.links.iter().filter(|l| l.value.mag.value == *mag) {
+            let (mn, iface) = l.value.mn.value.split_once('/').ok_or("bad link")?;
+            c.mns.push(MnBinding { ll_id: mac_for(mn, iface), mn_id: mn_id(mn, &s.nodes[mn].value) });
+            let att = parse_att(&l.value.att.value).ok_or("bad att")?;
+            access.insert(access_iface(&l.value.mn.value), att.value());
+        }
+        lab.spawn(mag, bin, &json!({"role": "mag", "config": c, "data_plane": dp, "access": access}), &args)
+            .map_err(e)?;
+    }
+    for mn in role(Role::Mn) {
+        let spec = &s.nodes[&mn].value;
+        let cfg = json!({"name": mn, "iid": plan.iid[&mn], "interfaces": spec.interfaces, "uplink_preference": spec.interfaces});
+        lab.spawn(&mn, bin, &json!({"role": "mn", "config": cfg}), &[]).map_err(e)?;
+    }
+    for cn in role(Role::Cn) {
+        lab.spawn(&cn, bin, &json!({"role": "cn", "address": plan.of[&cn]}), &[]).map_err(e)?;
+    }
+    for (mag, _) in &mags {
+        for l in s.links.iter().filter(|l| l.value.mag.value == *mag) {
+            lab.capture(mag, &access_iface(&l.value.mn.value)).map_err(e)?;
+        }
+        lab.capture(&lma, &format!("to-{mag}")).map_err(e)?;
+    }
+    Ok(Run { s, file: file.to_path_buf(), lab, plan, probe_flow: 100 })
+}
+
+impl Run<'_> {
+    fn state(&self, node: &str) -> Result<Value, String> {
+        let r = self.lab.request(node, &json!({"cmd": "state"})).map_err(|e| e.to_string())?;
+        Ok(r["state"].clone())
+    }
+
+    fn request(&self, node: &str, req: Value) -> Result<(), String> {
+        let r = self.lab.request(node, &req).map_err(|e| e.to_string())?;
+        if r["ok"] == true {
+            Ok(())
+        } else {
+            Err(format!("{node} refused {req}: {}", r["error"]))
+        }
+    }
+
+    fn lma(&self) -> String {
+        self.s.nodes.iter().find(|(_, n)| n.value.role == Role::Lma).map(|(k, _)| k.clone()).unwrap_or_default()
+    }
+
+    fn lma_command(&self, c: LmaCommand) -> Result<(), String> {
+        self.request(&self.lma(), json!({"cmd": "lma", "command": c}))?;
+        // Like the virtual runner's settle: let answers in flight arrive, but
+        // do not wait for a retransmission (a scenario waits for that itself).
+        let _ =
+            self.lab.wait_for(&self.lma(), SETTLE, |s| s["tables"]["pending"].as_array().is_some_and(|p| p.is_empty()));
+        Ok(())
+    }
+
+    fn name_of(&self, a: Ipv6Addr) -> String {
+        self.plan.of.iter().find(|(_, v)| **v == a).map(|(k, _)| k.clone()).unwrap_or_else(|| a.to_string())
+    }
+
+    /// Messages every signalling daemon sent, as (from, to, summary).
+    fn sent(&self) -> Vec<(u64, String, String, String)> {
+        let mut out = Vec::new();
+        for (name, n) in &self.s.nodes {
+            if !matches!(n.value.role, Role::Lma | Role::Mag) {
+                continue;
+            }
+            let Ok(st) = self.state(name) else { continue };
+            for m in st["messages"].as_array().into_iter().flatten().filter(|m| m["dir"] == "sent") {
+                let to = m["peer"].as_str().and_then(|p| p.parse().ok()).map(|a| self.name_of(a)).unwrap_or_default();
+                let at = m["at_ms"].as_u64().unwrap_or(0);
+                out.push((at, name.clone(), to, m["summary"].as_str().unwrap_or("").to_string()));
+            }
+        }
+        out
+    }
+
+    fn ladder(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.sent().into_iter().map(|(_, f, t, s)| format!("{f} -> {t} {s}")).collect();
+        v.sort();
+        v
+    }
+
+    fn fid_of(&self, flow: &str) -> Option<u16> {
+        self.s.steps.iter().find_map(|st| match &st.value {
+            Step::Bind(b) if b.flow.value == flow => Some(b.fid),
+            _ => None,
+        })
+    }
+
+    fn step(&mut self, step: &Step, line: u64) -> Result<Option<Check>, String> {
+        let check = |what: String, ok: bool, detail: String| Ok(Some(Check { line, what, ok, detail }));
+        match step {
+            Step::Attach(a) => {
+                let (mn, iface) = a.iface.value.split_once('/').ok_or("bad iface")?;
+                self.lab.set_link(mn, iface, true).map_err(|e| e.to_string())?;
+                // The MAG decides first (registered or rejected); then, if
+                // registered, the MN gets its prefixes by RA.
+                let link = self.s.links.iter().find(|l| l.value.mn.value == a.iface.value).ok_or("no link")?;
+                let port = access_iface(&a.iface.value);
+                let decided = self.lab.wait_for(&link.value.mag.value, LIMIT, |s| {
+                    s["tables"]["binding_update_list"]
+                        .as_array()
+                        .is_some_and(|b| b.iter().any(|e| e["iface"] == port && e["state"] != "registering"))
+                });
+                let registered = decided.is_ok_and(|s| {
+                    s["tables"]["binding_update_list"]
+                        .as_array()
+                        .is_some_and(|b| b.iter().any(|e| e["iface"] == port && e["state"] == "registered"))
+                });
+                if registered {
+                    let _ = self.lab.wait_for(mn, LIMIT, |s| {
+                        s["tables"]["interfaces"].as_array().is_some_and(|l| {
+                            l.iter()
+                                .any(|i| i["name"] == iface && i["prefixes"].as_array().is_some_and(|p| !p.is_empty()))
+                        })
+                    });
+                }
+                Ok(None)
+            }
+            Step::Detach(i) => {
+                let (mn, iface) = i.value.split_once('/').ok_or("bad iface")?;
+                self.lab.set_link(mn, iface, false).map_err(|e| e.to_string())?;
+                let link = self.s.links.iter().find(|l| l.value.mn.value == i.value).ok_or("no link")?;
+                let port = access_iface(&i.value);
+                self.lab
+                    .wait_for(&link.value.mag.value, LIMIT, |s| {
+                        !s["tables"]["binding_update_list"]
+                            .as_array()
+                            .is_some_and(|b| b.iter().any(|e| e["iface"] == port && e["state"] == "registered"))
+                    })
+                    .map(|_| None)
+                    .map_err(|e| e.to_string())
+            }
+            Step::Bind(b) => {
+                let f = &self.s.flows.get(&b.flow.value).ok_or("no flow")?.value;
+                let selector = match (&b.selector, b.granularity) {
+                    (Some(sel), _) => sel.to_selector(),
+                    (None, Granularity::Flow) => self.flow_key(&b.flow.value).ok_or("flow key")?.selector(),
+                    (None, Granularity::Prefix) => pmip_proto::flow::prefix_selector(f.prefix),
+                };
+                let action = if b.action.value == "drop" { FlowAction::Drop } else { FlowAction::Forward };
+                let mn = mn_id(&f.mn.value, &self.s.nodes[&f.mn.value].value);
+                self.lma_command(LmaCommand::BindFlow {
+                    mn_id: mn,
+                    fid: b.fid,
+                    fid_pri: b.fid_pri,
+                    selector,
+                    bids: b.bids.clone(),
+                    action,
+                })?;
+                Ok(None)
+            }
+            Step::Move(m) => {
+                let f = &self.s.flows[&m.flow.value].value;
+                let mn = mn_id(&f.mn.value, &self.s.nodes[&f.mn.value].value);
+                let fid = self.fid_of(&m.flow.value).ok_or("unbound flow")?;
+                self.lma_command(LmaCommand::MoveFlow { mn_id: mn, fid, to_bid: m.to_bid })?;
+                Ok(None)
+            }
+            Step::MovePrefix(m) => {
+                let mn = mn_id(&m.mn.value, &self.s.nodes[&m.mn.value].value);
+                self.lma_command(LmaCommand::MovePrefix { mn_id: mn, prefix: m.prefix, to_bid: m.to_bid })?;
+                Ok(None)
+            }
+            Step::Unbind(f) => {
+                let flow = &self.s.flows[&f.value].value;
+                let mn = mn_id(&flow.mn.value, &self.s.nodes[&flow.mn.value].value);
+                self.lma_command(LmaCommand::UnbindFlow { mn_id: mn, fid: self.fid_of(&f.value).ok_or("unbound")? })?;
+                Ok(None)
+            }
+            Step::Drop(d) => {
+                let (node, direction) = match (&d.from, &d.to) {
+                    (Some(f), _) => (f.value.clone(), "out"),
+                    (None, Some(t)) => (t.value.clone(), "in"),
+                    (None, None) => (self.lma(), "out"),
+                };
+                let rule = json!({"direction": direction, "message": d.message.value.to_ascii_uppercase(), "action": {"kind": "drop"}, "count": d.count});
+                self.request(&node, json!({"cmd": "fault_add", "rule": rule}))?;
+                Ok(None)
+            }
+            Step::Link(_) => Err("link properties need virtual time".into()),
+            Step::Wait(w) => {
+                let d = parse_duration(&w.value).ok_or("bad duration")?;
+                std::thread::sleep(Duration::from_micros(d.0));
+                Ok(None)
+            }
+            Step::ExpectMessage(e) => {
+                let name = e.message.value.to_ascii_uppercase();
+                let seen = self
+                    .sent()
+                    .into_iter()
+                    .filter(|(_, f, t, s)| {
+                        s.split(' ').next() == Some(name.as_str())
+                            && e.from.as_ref().is_none_or(|x| x.value == *f)
+                            && e.to.as_ref().is_none_or(|x| x.value == *t)
+                            && e.with.iter().all(|w| s.split(' ').any(|tok| tok == w))
+                    })
+                    .count();
+                let ok = e.count.map_or(seen > 0, |n| n == seen);
+                let want = e.count.map(|n| n.to_string()).unwrap_or_else(|| "at least 1".into());
+                check(format!("message {name} {}", e.with.join(" ")), ok, format!("expected {want}, saw {seen}"))
+            }
+            Step::ExpectFlow(e) => self.expect_flow(e).map(Some).map_err(|x| x.to_string()),
+            Step::ExpectUplink(e) => self.expect_uplink(e).map(Some),
+            Step::ExpectState(e) => {
+                let st = self.state(&e.node.value)?;
+                let found = st["tables"].pointer(&e.path).cloned();
+                let (ok, detail) = match (&e.equals, e.len, &found) {
+                    (_, _, None) => (false, format!("nothing at {}", e.path)),
+                    (Some(want), _, Some(v)) => (v == want, format!("found {v}")),
+                    (None, Some(n), Some(v)) => (v.as_array().map(|a| a.len()) == Some(n), format!("found {v}")),
+                    _ => (false, "nothing to compare".into()),
+                };
+                check(format!("{} {}", e.node.value, e.path), ok, detail)
+            }
+            Step::Snapshot(name) => {
+                // The network side's tables must equal the virtual run's; the
+                // MN's flow counters differ by design (probes, not single
+                // packets), so its tables are not compared.
+                let mut now = json!({"lma": Value::Null, "mags": {}});
+                for (n, spec) in &self.s.nodes {
+                    match spec.value.role {
+                        Role::Lma => now["lma"] = self.state(n)?["tables"].clone(),
+                        Role::Mag => now["mags"][n] = self.state(n)?["tables"].clone(),
+                        _ => {}
+                    }
+                }
+                Ok(Some(crate::snapshots::compare_parts(&self.file, name, &now, &["lma", "mags"], line)))
+            }
+        }
+    }
+
+    fn flow_key(&self, name: &str) -> Option<pmip_proto::FlowKey> {
+        let f = &self.s.flows.get(name)?.value;
+        Some(pmip_proto::FlowKey {
+            src: *self.plan.of.get(&f.cn.value)?,
+            dst: f.prefix.with_iid(*self.plan.iid.get(&f.mn.value)?),
+            next_header: proto_number(&f.proto.value)?,
+            src_port: f.sport,
+            dst_port: f.dport,
+        })
+    }
+
+    /// Probe datagrams from the CN; the MN counts where they arrive.
+    fn expect_flow(&mut self, e: &ExpectFlow) -> Result<Check, String> {
+        let key = self.flow_key(&e.flow.value).ok_or("flow")?;
+        let f = &self.s.flows[&e.flow.value].value;
+        if key.next_header != 17 {
+            return Err("namespace runs send UDP probes only".into());
+        }
+        self.probe_flow += 1;
+        let id = self.probe_flow;
+        let packets = e.packets.max(1);
+        let spec = json!({"cmd": "flow_start", "flow": id, "src": key.src, "dst": key.dst, "sport": key.src_port, "dport": key.dst_port, "rate_pps": 1000, "count": packets});
+        self.request(&f.cn.value, spec)?;
+        self.lab.wait_for(&f.cn.value, LIMIT, |s| s["sent"][id.to_string()] == packets).map_err(|x| x.to_string())?;
+        let mn = f.mn.value.clone();
+        let key_id = id.to_string();
+        let st = match self.lab.wait_for(&mn, Duration::from_millis(if e.dropped { 300 } else { 3000 }), |s| {
+            s["probes"][&key_id]["stats"]["received"].as_u64().unwrap_or(0) >= u64::from(packets)
+        }) {
+            Ok(s) => s,
+            Err(_) => self.state(&mn)?,
+        };
+        let stats = &st["probes"][&key_id]["stats"];
+        let got = |iface: &str| stats["by_interface"][iface].as_u64().unwrap_or(0);
+        let total = stats["received"].as_u64().unwrap_or(0);
+        Ok(match (&e.arrives_on, e.dropped) {
+            (_, true) => Check {
+                line: e.flow.referenced.line(),
+                what: format!("flow {} is dropped", e.flow.value),
+                ok: total == 0,
+                detail: format!("{total} of {packets} arrived"),
+            },
+            (Some(want), false) => {
+                let iface = want.value.split_once('/').map(|(_, i)| i).unwrap_or("");
+                let good = got(iface);
+                let mut detail = format!("{good} of {packets} on {iface}; by interface {}", stats["by_interface"]);
+                if u64::from(packets).saturating_sub(good) > u64::from(e.max_lost) {
+                    // Say where the packets went missing.
+                    for (name, n) in &self.s.nodes {
+                        if matches!(n.value.role, Role::Lma | Role::Mag) {
+                            let dp = self.state(name).map(|s| s["data_plane"]["counters"].clone()).unwrap_or_default();
+                            detail.push_str(&format!("; {name} {dp}"));
+                        }
+                    }
+                }
+                Check {
+                    line: e.flow.referenced.line(),
+                    what: format!("flow {} arrives on {}", e.flow.value, want.value),
+                    ok: u64::from(packets).saturating_sub(good) <= u64::from(e.max_lost),
+                    detail,
+                }
+            }
+            (None, false) => return Err("expect_flow without arrives_on".into()),
+        })
+    }
+
+    /// One uplink probe from the MN's address; the MN says which way it left.
+    fn expect_uplink(&mut self, e: &ExpectUplink) -> Result<Check, String> {
+        let key = self.flow_key(&e.flow.value).ok_or("flow")?;
+        let f = &self.s.flows[&e.flow.value].value;
+        let mn = f.mn.value.clone();
+        let before = self.state(&mn)?["counters"].clone();
+        self.probe_flow += 1;
+        let id = self.probe_flow;
+        let spec = json!({"cmd": "flow_start", "flow": id, "src": key.dst, "dst": key.src, "sport": key.dst_port, "dport": key.src_port, "rate_pps": 1000, "count": 1});
+        self.request(&mn, spec)?;
+        let received = self
+            .lab
+            .wait_for(&f.cn.value, Duration::from_secs(3), |s| s["received"][id.to_string()]["stats"]["received"] == 1)
+            .is_ok();
+        let after = self.state(&mn)?["counters"].clone();
+        let left: Vec<String> = self.s.nodes[&mn]
+            .value
+            .interfaces
+            .iter()
+            .filter(|i| {
+                let k = format!("uplink via {i}");
+                after[&k].as_u64().unwrap_or(0) > before[&k].as_u64().unwrap_or(0)
+            })
+            .cloned()
+            .collect();
+        let want = e.leaves_on.value.split_once('/').map(|(_, i)| i.to_string()).unwrap_or_default();
+        Ok(Check {
+            line: e.flow.referenced.line(),
+            what: format!("uplink of {} leaves on {}", e.flow.value, e.leaves_on.value),
+            ok: received && left.contains(&want),
+            detail: format!("left on {left:?}; the CN {} it", if received { "got" } else { "did not get" }),
+        })
+    }
+}
+
+/// The daemon binary: `PMIP_NODE`, else `pmip-node` beside this program.
+pub fn node_binary() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("PMIP_NODE") {
+        return Ok(PathBuf::from(p));
+    }
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let dir = me.parent().ok_or("no folder")?;
+    for cand in [dir.join("pmip-node"), dir.join("../pmip-node")] {
+        if cand.exists() {
+            return Ok(cand);
+        }
+    }
+    Err(format!("cannot find pmip-node beside {}: build it (cargo build -p pmip-node) or set PMIP_NODE", me.display()))
+}
