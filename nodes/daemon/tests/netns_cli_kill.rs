@@ -1,0 +1,91 @@
+//! SIGKILL of `pmiplab` in the middle of a namespace run leaves no
+//! namespace, interface or daemon behind: every namespace is held by a
+//! child that dies with it, and so is every daemon.
+//!
+//! Needs root and the pmiplab binary (built by `cargo test --workspace`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        // The parent pid is the second field after the command in parentheses.
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        if after.split_whitespace().nth(1).and_then(|x| x.parse::<u32>().ok()) == Some(pid) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn interfaces() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn sigkill_of_pmiplab_mid_run_leaves_nothing_behind() {
+    if !nix::unistd::geteuid().is_root() {
+        if std::env::var_os("PMIPLAB_SKIP_NETNS").is_some() {
+            return;
+        }
+        panic!(
+            "this test builds network namespaces and needs root; run it as root (CI does) or set PMIPLAB_SKIP_NETNS=1"
+        );
+    }
+    let node = PathBuf::from(env!("CARGO_BIN_EXE_pmip-node"));
+    let pmiplab = node.parent().unwrap().join("pmiplab");
+    assert!(
+        pmiplab.exists(),
+        "{} is missing: build it with cargo build -p pmiplab (cargo test --workspace does)",
+        pmiplab.display()
+    );
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../topologies/fm-fma-lost.yaml");
+    let out = std::env::temp_dir().join(format!("pmiplab-kill-out-{}", std::process::id()));
+    let before = interfaces();
+    let mut child = Command::new(&pmiplab)
+        .args(["run", "--backend", "netns", "--out"])
+        .arg(&out)
+        .arg(&scenario)
+        .env("PMIP_NODE", &node)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the lab is up: namespace holders and daemons are its children.
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut owned = Vec::new();
+    while Instant::now() < deadline {
+        owned = children_of(pid);
+        let daemons = owned
+            .iter()
+            .filter(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "pmip-node"))
+            .count();
+        if daemons >= 5 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(owned.len() >= 10, "the lab never came up: children {owned:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for p in &owned {
+        while Path::new(&format!("/proc/{p}")).exists() {
+            assert!(Instant::now() < deadline, "process {p} of the killed run is still alive");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    assert_eq!(interfaces(), before, "no interface of the killed run is left in this namespace");
+    let _ = std::fs::remove_dir_all(&out);
+}
