@@ -64,6 +64,8 @@ pub struct LmaSettings {
     pub flow_lifetime_secs: Option<u16>,
     pub max_lifetime_secs: Option<u32>,
     pub use_timestamps: Option<bool>,
+    /// RFC 5213 MinDelayBeforeBCEDelete, in milliseconds (default 10000).
+    pub min_delay_before_bce_delete_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

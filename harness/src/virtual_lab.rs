@@ -102,6 +102,9 @@ impl<'a> VirtualLab<'a> {
         if let Some(v) = l.use_timestamps {
             cfg.use_timestamps = v;
         }
+        if let Some(ms) = l.min_delay_before_bce_delete_ms {
+            cfg.min_delay_before_bce_delete = Span::from_millis(ms);
+        }
         let mut lma = Lma::new(cfg);
         let mut world = World::new();
         world.wire = WireConfig { flow_mobility_mh_type: s.wire.fmi_mh_type };

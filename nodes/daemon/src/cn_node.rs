@@ -39,7 +39,7 @@ impl CnNode {
     /// A socket on the flow's source port: it sends the flow and receives
     /// the MN's answers to it.
     async fn start(&mut self, spec: FlowSpec) -> anyhow::Result<()> {
-        let FlowSpec { flow, src, dst, sport, dport, rate_pps: rate, count } = spec;
+        let FlowSpec { flow, src, dst, sport, dport, rate_pps: rate, count, .. } = spec;
         if src != self.address {
             anyhow::bail!("flow {flow}: the CN sends from {}, not {src}", self.address);
         }
@@ -47,6 +47,9 @@ impl CnNode {
             anyhow::bail!("flow {flow}: rate_pps must be at least 1");
         }
         self.stop(flow);
+        if spec.proto.unwrap_or(17) == 6 {
+            return self.start_tcp(spec);
+        }
         let sock = self.socket(src, sport).await?;
         let (tx_sock, counters) = (sock.clone(), self.counters.clone());
         let to = SocketAddr::V6(SocketAddrV6::new(dst, dport, 0, 0));
@@ -59,6 +62,48 @@ impl CnNode {
                     tick.tick().await;
                     let p = Probe { flow, seq, sent_us: now_us() };
                     if tx_sock.send_to(&p.to_bytes(), to).await.is_ok() {
+                        if let Ok(mut c) = counters.lock() {
+                            *c.sent.entry(flow).or_default() += 1;
+                        }
+                    }
+                    seq += 1;
+                }
+            }),
+        );
+        Ok(())
+    }
+
+    /// TCP-shaped probes on a raw socket: the kernel adds the IPv6 header
+    /// and the TCP checksum (IPV6_CHECKSUM at offset 16).
+    fn start_tcp(&mut self, spec: FlowSpec) -> anyhow::Result<()> {
+        use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+        use std::os::fd::AsRawFd;
+        let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::TCP)).context("a raw TCP socket")?;
+        let offset: libc::c_int = 16;
+        // SAFETY: setsockopt with a valid int on a socket we own.
+        let rc = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::IPPROTO_IPV6,
+                libc::IPV6_CHECKSUM,
+                &offset as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        anyhow::ensure!(rc == 0, "IPV6_CHECKSUM on the raw TCP socket: {}", std::io::Error::last_os_error());
+        s.bind(&SockAddr::from(SocketAddrV6::new(spec.src, 0, 0, 0))).context("binding the raw TCP socket")?;
+        let to = SockAddr::from(SocketAddrV6::new(spec.dst, 0, 0, 0));
+        let counters = self.counters.clone();
+        let flow = spec.flow;
+        self.senders.insert(
+            flow,
+            tokio::task::spawn_blocking(move || {
+                let mut seq = 0u32;
+                while spec.count.is_none_or(|c| seq < c) {
+                    std::thread::sleep(spec.interval());
+                    let mut seg = crate::probe::tcp_header(spec.sport, spec.dport, seq).to_vec();
+                    seg.extend_from_slice(&Probe { flow, seq, sent_us: now_us() }.to_bytes());
+                    if s.send_to(&seg, &to).is_ok() {
                         if let Ok(mut c) = counters.lock() {
                             *c.sent.entry(flow).or_default() += 1;
                         }

@@ -244,7 +244,7 @@ impl MnNode {
     /// Uplink probes from one of the MN's addresses, sent the way any
     /// uplink from `lif` goes.
     fn start_flow(&mut self, spec: FlowSpec) -> Reply {
-        let FlowSpec { flow, src, dst, sport, dport, rate_pps: rate, count } = spec;
+        let FlowSpec { flow, src, dst, sport, dport, rate_pps: rate, count, .. } = spec;
         if !self.mn.addresses().contains(&src) {
             return Reply::error(format!("flow {flow}: {src} is not an address of this MN's logical interface"));
         }

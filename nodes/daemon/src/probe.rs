@@ -45,12 +45,13 @@ impl Probe {
         })
     }
 
-    /// The probe inside an IPv6/UDP packet, if that is what `pkt` is.
+    /// The probe inside an IPv6/UDP packet or a TCP-shaped probe segment.
     pub fn in_packet(pkt: &[u8]) -> Option<Probe> {
-        if pkt.len() < 48 || pkt[6] != 17 {
-            return None;
+        match pkt.get(6)? {
+            17 => Probe::parse(pkt.get(48..)?),
+            6 => Probe::parse(pkt.get(40 + usize::from(pkt.get(52)? >> 4) * 4..)?),
+            _ => None,
         }
-        Probe::parse(&pkt[48..])
     }
 }
 
@@ -85,12 +86,28 @@ pub struct FlowSpec {
     pub rate_pps: u32,
     #[serde(default)]
     pub count: Option<u32>,
+    /// 17 (UDP, the default) or 6: TCP-shaped segments for selectors that
+    /// match on the protocol (no connection is made).
+    #[serde(default)]
+    pub proto: Option<u8>,
 }
 
 impl FlowSpec {
     pub fn interval(&self) -> std::time::Duration {
         std::time::Duration::from_micros(1_000_000 / u64::from(self.rate_pps.max(1)))
     }
+}
+
+/// A TCP header for a probe segment (the kernel fills the checksum).
+pub fn tcp_header(sport: u16, dport: u16, seq: u32) -> [u8; 20] {
+    let mut h = [0u8; 20];
+    h[0..2].copy_from_slice(&sport.to_be_bytes());
+    h[2..4].copy_from_slice(&dport.to_be_bytes());
+    h[4..8].copy_from_slice(&seq.to_be_bytes());
+    h[12] = 5 << 4;
+    h[13] = 0x18; // PSH, ACK
+    h[14..16].copy_from_slice(&65535u16.to_be_bytes());
+    h
 }
 
 /// What a receiver saw of one flow.

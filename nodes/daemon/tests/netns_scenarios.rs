@@ -1,7 +1,7 @@
-//! The seed scenarios of topologies/ played in namespaces by real daemons,
-//! through the same scenario runner the CLI uses (`--backend netns`).
-//! Scenarios that need virtual time (long waits, chosen HIs, link
-//! latency) are SKIP here and run in virtual time elsewhere.
+//! Every scenario of topologies/ played in namespaces by real daemons,
+//! through the runner the CLI uses (`pmiplab run --backend netns`): each
+//! passes, and at each snapshot step the LMA and MAG tables equal the
+//! stored virtual-time snapshot.
 //!
 //! Needs root; PMIPLAB_SKIP_NETNS=1 skips it where that is impossible.
 
@@ -20,43 +20,53 @@ fn skip() -> bool {
     panic!("this test builds network namespaces and needs root; run it as root (CI does) or set PMIPLAB_SKIP_NETNS=1");
 }
 
-fn topology(f: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../topologies").join(f)
-}
-
-fn run(f: &str) -> pmiplab::report::ScenarioReport {
-    let file = topology(f);
-    let s = scenario::load(&file).unwrap();
-    netns_run::run(&file, &s, Path::new(env!("CARGO_BIN_EXE_pmip-node")), None)
+fn run(file: &Path) -> pmiplab::report::ScenarioReport {
+    let s = scenario::load(file).unwrap_or_else(|e| panic!("{e}"));
+    netns_run::run(file, &s, Path::new(env!("CARGO_BIN_EXE_pmip-node")), None)
 }
 
 #[test]
-fn seed_scenarios_pass_in_namespaces() {
+fn every_scenario_passes_in_namespaces_and_matches_the_virtual_snapshots() {
     if skip() {
         return;
     }
-    for f in ["fm-up-fmi.yaml", "fm-sp.yaml", "pm-attach.yaml", "pm-reject-154.yaml", "fm-hyb.yaml", "fm-fma-lost.yaml"]
-    {
-        let r = run(f);
+    let pattern = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../topologies/*.yaml");
+    let files: Vec<PathBuf> = glob::glob(&pattern.to_string_lossy()).unwrap().filter_map(Result::ok).collect();
+    assert!(files.len() >= 13);
+    for f in files {
+        let r = run(&f);
         let failed: Vec<String> =
             r.checks.iter().filter(|c| !c.ok).map(|c| format!("line {}: {} — {}", c.line, c.what, c.detail)).collect();
-        assert_eq!(r.verdict, Verdict::Pass, "{f}: {:?}\n{}\n{}", r.reason, failed.join("\n"), r.events.join("\n"));
-        // Snapshot steps compared the LMA and MAG tables with the stored
-        // virtual-time snapshots.
+        assert_eq!(
+            r.verdict,
+            Verdict::Pass,
+            "{}: {:?}\n{}\n{}",
+            f.display(),
+            r.reason,
+            failed.join("\n"),
+            r.events.join("\n")
+        );
         for c in r.checks.iter().filter(|c| c.what.starts_with("snapshot")) {
-            assert_eq!(c.detail, "identical", "{f}: {}", c.what);
+            assert_eq!(c.detail, "identical", "{}: {}", f.display(), c.what);
         }
     }
 }
 
 #[test]
-fn scenarios_that_need_virtual_time_are_skipped_with_the_reason() {
+fn a_wait_too_long_for_real_time_is_skipped_with_the_reason() {
     if skip() {
         return;
     }
-    for f in ["pm-reregistration.yaml", "pm-deregistration.yaml", "fm-ts.yaml", "fm-up-pbu.yaml", "pm-handover.yaml"] {
-        let r = run(f);
-        assert_eq!(r.verdict, Verdict::Skip, "{f}");
-        assert!(r.reason.as_deref().unwrap_or("").contains("needs virtual time"), "{f}: {:?}", r.reason);
-    }
+    let dir = std::env::temp_dir().join(format!("pmiplab-longwait-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("long.yaml");
+    std::fs::write(
+        &f,
+        "id: LONG\ntitle: t\nnodes:\n  lma: { role: lma }\n  mag1: { role: mag }\nsteps:\n  - wait: 5m\n",
+    )
+    .unwrap();
+    let r = run(&f);
+    assert_eq!(r.verdict, Verdict::Skip);
+    assert!(r.reason.as_deref().unwrap_or("").contains("a wait of 5m (line 7) needs virtual time"), "{:?}", r.reason);
+    std::fs::remove_dir_all(&dir).ok();
 }
