@@ -1,6 +1,6 @@
-//! SIGKILL of `pmiplab` in the middle of a namespace run leaves no
-//! namespace, interface or daemon behind: every namespace is held by a
-//! child that dies with it, and so is every daemon.
+//! The `pmiplab` command line with the namespace backend: the whole
+//! catalogue in parallel, captures Wireshark reads cleanly, and SIGKILL in
+//! the middle of a run leaves no namespace, interface or daemon behind.
 //!
 //! Needs root and the pmiplab binary (built by `cargo test --workspace`).
 
@@ -88,4 +88,73 @@ fn sigkill_of_pmiplab_mid_run_leaves_nothing_behind() {
     }
     assert_eq!(interfaces(), before, "no interface of the killed run is left in this namespace");
     let _ = std::fs::remove_dir_all(&out);
+}
+
+fn pmiplab_binary() -> (PathBuf, PathBuf) {
+    let node = PathBuf::from(env!("CARGO_BIN_EXE_pmip-node"));
+    let pmiplab = node.parent().unwrap().join("pmiplab");
+    assert!(
+        pmiplab.exists(),
+        "{} is missing: build it with cargo build -p pmiplab (cargo test --workspace does)",
+        pmiplab.display()
+    );
+    (pmiplab, node)
+}
+
+#[test]
+fn the_cli_runs_the_catalogue_in_namespaces_in_parallel_with_clean_captures() {
+    if !nix::unistd::geteuid().is_root() {
+        if std::env::var_os("PMIPLAB_SKIP_NETNS").is_some() {
+            return;
+        }
+        panic!(
+            "this test builds network namespaces and needs root; run it as root (CI does) or set PMIPLAB_SKIP_NETNS=1"
+        );
+    }
+    let (pmiplab, node) = pmiplab_binary();
+    let topologies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../topologies");
+    let out = std::env::temp_dir().join(format!("pmiplab-cli-netns-{}", std::process::id()));
+    let o = Command::new(&pmiplab)
+        .args(["run", "--backend", "netns", "-j", "2", "--out"])
+        .arg(&out)
+        .arg(topologies.join("*.yaml"))
+        .env("PMIP_NODE", &node)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    let summary = stdout.lines().last().unwrap_or("");
+    assert!(summary.starts_with("13 passed, 0 failed, 0 skipped"), "{stdout}");
+    let dir = out.join("FM-UP-FMI-01");
+    let pcaps: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pcapng"))
+        .collect();
+    assert_eq!(pcaps.len(), 4, "one capture per link: {pcaps:?}");
+    for p in &pcaps {
+        let t = match Command::new("tshark")
+            .arg("-n")
+            .arg("-r")
+            .arg(p)
+            .args(["-T", "fields", "-e", "_ws.malformed", "-e", "_ws.expert.severity"])
+            .output()
+        {
+            Ok(t) => t,
+            Err(_) if std::env::var_os("PMIPLAB_SKIP_TSHARK").is_some() => continue,
+            Err(e) => panic!("tshark is needed (ci/test.sh installs it): {e}"),
+        };
+        assert!(t.status.success(), "tshark cannot read {}", p.display());
+        for line in String::from_utf8_lossy(&t.stdout).lines() {
+            let f: Vec<&str> = line.split('\t').collect();
+            assert!(f.first().is_none_or(|m| m.is_empty()), "{}: malformed: {line}", p.display());
+            let worst = f.get(1).unwrap_or(&"").split(',').filter_map(|v| v.parse::<u32>().ok()).max().unwrap_or(0);
+            assert!(worst < 0x0060_0000, "{}: expert warning: {line}", p.display());
+        }
+    }
+    let sequence = std::fs::read_to_string(dir.join("sequence.txt")).unwrap();
+    let kinds: Vec<&str> = sequence.lines().map(|l| l.split(' ').nth(3).unwrap_or("")).collect();
+    assert_eq!(kinds, ["PBU", "PBA", "PBU", "PBA", "FMI", "FMA", "FMI", "FMA"], "{sequence}");
+    std::fs::remove_dir_all(&out).ok();
 }
