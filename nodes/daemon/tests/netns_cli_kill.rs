@@ -4,6 +4,10 @@
 //!
 //! Needs root and the pmiplab binary (built by `cargo test --workspace`).
 
+mod common;
+
+use common::*;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,13 +38,8 @@ fn interfaces() -> Vec<String> {
 
 #[test]
 fn sigkill_of_pmiplab_mid_run_leaves_nothing_behind() {
-    if !nix::unistd::geteuid().is_root() {
-        if std::env::var_os("PMIPLAB_SKIP_NETNS").is_some() {
-            return;
-        }
-        panic!(
-            "this test builds network namespaces and needs root; run it as root (CI does) or set PMIPLAB_SKIP_NETNS=1"
-        );
+    if skip() {
+        return;
     }
     let node = PathBuf::from(env!("CARGO_BIN_EXE_pmip-node"));
     let pmiplab = node.parent().unwrap().join("pmiplab");
@@ -103,13 +102,8 @@ fn pmiplab_binary() -> (PathBuf, PathBuf) {
 
 #[test]
 fn the_cli_runs_the_catalogue_in_namespaces_in_parallel_with_clean_captures() {
-    if !nix::unistd::geteuid().is_root() {
-        if std::env::var_os("PMIPLAB_SKIP_NETNS").is_some() {
-            return;
-        }
-        panic!(
-            "this test builds network namespaces and needs root; run it as root (CI does) or set PMIPLAB_SKIP_NETNS=1"
-        );
+    if skip() {
+        return;
     }
     let (pmiplab, node) = pmiplab_binary();
     let topologies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../topologies");

@@ -8,6 +8,10 @@
 //! logical interface, RS/RA and uplink that follows downlink) is not built
 //! yet. Needs root; PMIPLAB_SKIP_NETNS=1 skips it where that is impossible.
 
+mod common;
+
+use common::*;
+
 use std::io::IoSliceMut;
 use std::net::{Ipv6Addr, SocketAddrV6, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -19,38 +23,9 @@ use pmip_proto::flow::prefix_selector;
 use pmip_proto::lma::{FlowAction, LmaCommand, LmaConfig, MnPolicy, PrefixModel};
 use pmip_proto::mag::{MagConfig, MnBinding};
 use pmip_proto::world::mac_for;
-use pmip_proto::Prefix;
+
 use pmiplab::lab::Lab;
-use serde_json::{json, Value};
-
-const LMA: &str = "2001:db8:ffff::1";
-const MAG1: &str = "2001:db8:ffff::11";
-const MAG2: &str = "2001:db8:ffff::12";
-const CN: &str = "2001:db8:c::1";
-const CN_GW: &str = "2001:db8:c::ffff";
-const MN: &str = "mn1@pmip.lab";
-
-fn a(s: &str) -> Ipv6Addr {
-    s.parse().unwrap()
-}
-
-fn pref(n: u8) -> Prefix {
-    format!("2001:db8:{n}::/64").parse().unwrap()
-}
-
-fn skip() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return false;
-    }
-    if std::env::var_os("PMIPLAB_SKIP_NETNS").is_some() {
-        return true;
-    }
-    panic!("this test builds network namespaces and needs root; run it as root (CI does) or set PMIPLAB_SKIP_NETNS=1");
-}
-
-fn ok(v: Value) {
-    assert_eq!(v["ok"], true, "{v}");
-}
+use serde_json::json;
 
 /// Waits for one datagram and says on which interface index it arrived.
 fn arrival(sock: &UdpSocket, limit: Duration) -> Option<u32> {

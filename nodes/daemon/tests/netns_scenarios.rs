@@ -5,20 +5,14 @@
 //!
 //! Needs root; PMIPLAB_SKIP_NETNS=1 skips it where that is impossible.
 
+mod common;
+
+use common::*;
+
 use std::path::{Path, PathBuf};
 
 use pmiplab::report::Verdict;
 use pmiplab::{netns_run, scenario};
-
-fn skip() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return false;
-    }
-    if std::env::var_os("PMIPLAB_SKIP_NETNS").is_some() {
-        return true;
-    }
-    panic!("this test builds network namespaces and needs root; run it as root (CI does) or set PMIPLAB_SKIP_NETNS=1");
-}
 
 fn run(file: &Path) -> pmiplab::report::ScenarioReport {
     let s = scenario::load(file).unwrap_or_else(|e| panic!("{e}"));

@@ -6,6 +6,10 @@
 //!
 //! Needs root; PMIPLAB_SKIP_NETNS=1 skips it where that is impossible.
 
+mod common;
+
+use common::*;
+
 use std::net::{Ipv6Addr, SocketAddrV6, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -15,39 +19,11 @@ use pmip_proto::lma::{FlowAction, LmaCommand, LmaConfig, MnPolicy, PrefixModel};
 use pmip_proto::mag::{MagConfig, MnBinding};
 use pmip_proto::mn::MnConfig;
 use pmip_proto::world::mac_for;
-use pmip_proto::{FlowKey, Prefix};
+use pmip_proto::FlowKey;
 use pmiplab::lab::Lab;
 use serde_json::{json, Value};
 
-const LMA: &str = "2001:db8:ffff::1";
-const MAG1: &str = "2001:db8:ffff::11";
-const MAG2: &str = "2001:db8:ffff::12";
-const CN: &str = "2001:db8:c::1";
-const CN_GW: &str = "2001:db8:c::ffff";
-const MN: &str = "mn1@pmip.lab";
 const LIMIT: Duration = Duration::from_secs(10);
-
-fn a(s: &str) -> Ipv6Addr {
-    s.parse().unwrap()
-}
-
-fn pref(n: u8) -> Prefix {
-    format!("2001:db8:{n}::/64").parse().unwrap()
-}
-
-fn skip() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return false;
-    }
-    if std::env::var_os("PMIPLAB_SKIP_NETNS").is_some() {
-        return true;
-    }
-    panic!("this test builds network namespaces and needs root; run it as root (CI does) or set PMIPLAB_SKIP_NETNS=1");
-}
-
-fn ok(v: Value) {
-    assert_eq!(v["ok"], true, "{v}");
-}
 
 struct Seed {
     lab: Lab,

@@ -6,41 +6,20 @@
 //! Needs root (network namespaces, raw sockets); CI runs as root. Set
 //! PMIPLAB_SKIP_NETNS=1 to skip on a machine where that is impossible.
 
-use std::net::Ipv6Addr;
+mod common;
+
+use common::*;
+
 use std::path::Path;
 use std::time::Duration;
 
 use pmip_proto::lma::{Lma, LmaCommand, LmaConfig, MnPolicy, PrefixModel};
 use pmip_proto::mag::{Mag, MagConfig, MnBinding};
 use pmip_proto::world::{mac_for, World};
-use pmip_proto::{flow::prefix_selector, Prefix, Span};
+use pmip_proto::{flow::prefix_selector, Span};
 use pmip_wire::AccessTechnologyType;
 use pmiplab::lab::Lab;
 use serde_json::{json, Value};
-
-const LMA: &str = "2001:db8:ffff::1";
-const MAG1: &str = "2001:db8:ffff::11";
-const MAG2: &str = "2001:db8:ffff::12";
-const MN: &str = "mn1@pmip.lab";
-
-fn a(s: &str) -> Ipv6Addr {
-    s.parse().unwrap()
-}
-
-fn pref(n: u8) -> Prefix {
-    format!("2001:db8:{n}::/64").parse().unwrap()
-}
-
-fn skip() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return false;
-    }
-    if std::env::var_os("PMIPLAB_SKIP_NETNS").is_some() {
-        eprintln!("not root: skipped because PMIPLAB_SKIP_NETNS is set");
-        return true;
-    }
-    panic!("this test builds network namespaces and needs root; run it as root (CI does) or set PMIPLAB_SKIP_NETNS=1");
-}
 
 fn lma_config() -> (LmaConfig, Vec<MnPolicy>) {
     let mut c = LmaConfig::new(a(LMA));
@@ -87,10 +66,6 @@ fn seed_lab() -> Lab {
         lab.spawn(n, bin, &json!({"role": "mag", "config": mag_config(addr)}), &[]).expect("mag daemon");
     }
     lab
-}
-
-fn ok(v: Value) {
-    assert_eq!(v["ok"], true, "{v}");
 }
 
 #[test]
