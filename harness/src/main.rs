@@ -43,6 +43,28 @@ enum Command {
         #[arg(required = true)]
         files: Vec<String>,
     },
+    /// Builds a scenario's topology as a persistent demo lab in named
+    /// namespaces (`ip netns exec pmiplab-<lab>-<node> …`), attaches every
+    /// MN interface and leaves the daemons running (root).
+    Deploy {
+        file: PathBuf,
+        /// The lab's name; the file's stem by default.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Stops a deployed lab's daemons and removes its namespaces.
+    Destroy { name: String },
+    /// Lists deployed labs, or shows one lab's nodes and tables as JSON.
+    Inspect { name: Option<String> },
+    /// Runs a command inside a node of a deployed lab.
+    Exec {
+        name: String,
+        node: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Destroys every deployed lab; touches only what pmiplab marked as its own.
+    Cleanup,
 }
 
 fn main() -> ExitCode {
@@ -53,6 +75,37 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Validate { files } => validate(&files),
         Command::Run { files, jobs, out, backend } => run(&files, jobs, &out, &backend),
+        Command::Deploy { file, name } => deploy(&file, name),
+        Command::Destroy { name } => report(pmiplab::deploy::destroy(&name).map(|d| d.join("\n"))),
+        Command::Inspect { name: None } => {
+            let labs = pmiplab::deploy::labs();
+            if labs.is_empty() {
+                println!("no deployed lab");
+            }
+            for l in labs {
+                println!("{l}");
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Inspect { name: Some(n) } => {
+            let s = pmiplab::deploy::read_marker(&n).ok().and_then(|m| scenario::load(&m.scenario).ok());
+            report(
+                pmiplab::deploy::inspect(&n, s.as_ref()).map(|v| serde_json::to_string_pretty(&v).unwrap_or_default()),
+            )
+        }
+        Command::Exec { name, node, command } => match pmiplab::deploy::exec(&name, &node, &command) {
+            Ok(status) => ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8),
+            Err(e) => {
+                eprintln!("pmiplab: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Cleanup => {
+            for line in pmiplab::deploy::cleanup() {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
     }
 }
 
@@ -184,4 +237,51 @@ fn run_parallel(
     let mut v = results.into_inner().unwrap_or_default();
     v.sort_by_key(|(i, _)| *i);
     v.into_iter().map(|(_, r)| r).collect()
+}
+
+fn report(r: std::io::Result<String>) -> ExitCode {
+    match r {
+        Ok(text) => {
+            if !text.is_empty() {
+                println!("{text}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pmiplab: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn deploy(file: &std::path::Path, name: Option<String>) -> ExitCode {
+    let s = match scenario::load(file) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let name = name.unwrap_or_else(|| file.file_stem().map(|x| x.to_string_lossy().into_owned()).unwrap_or_default());
+    let bin = match pmiplab::netns_run::node_binary() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("pmiplab: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match pmiplab::deploy::deploy(file, &s, &name, &bin) {
+        Ok(m) => {
+            println!("deployed lab {name}:");
+            for (node, ns) in &m.namespaces {
+                println!("  {node:<8} ip netns exec {ns} …");
+            }
+            println!("pmiplab destroy {name} removes it");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pmiplab: deploying {name} failed, nothing was left behind: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

@@ -30,10 +30,10 @@ fn cn_gateway(cn_addr: Ipv6Addr) -> Ipv6Addr {
     Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0xffff)
 }
 
-struct Run<'a> {
+pub(crate) struct Run<'a> {
     s: &'a Scenario,
     file: PathBuf,
-    lab: Lab,
+    pub(crate) lab: Lab,
     plan: AddressPlan,
     probe_flow: u16,
 }
@@ -68,7 +68,15 @@ pub fn run(file: &Path, s: &Scenario, node_bin: &Path, out: Option<&Path>) -> Sc
         report.reason = Some(why);
         return report;
     }
-    let mut r = match build(s, file, node_bin) {
+    let lab = match Lab::new() {
+        Ok(l) => l,
+        Err(e) => {
+            report.verdict = Verdict::InitFail;
+            report.reason = Some(format!("the lab could not be built: {e}"));
+            return report;
+        }
+    };
+    let mut r = match build(lab, s, file, node_bin, true) {
         Ok(r) => r,
         Err(e) => {
             report.verdict = Verdict::InitFail;
@@ -113,10 +121,17 @@ pub fn run(file: &Path, s: &Scenario, node_bin: &Path, out: Option<&Path>) -> Sc
     report
 }
 
-fn build<'a>(s: &'a Scenario, file: &Path, bin: &Path) -> Result<Run<'a>, String> {
+/// Builds the scenario's topology in `lab` and starts its daemons;
+/// `capture` records every MAG access link and LMA core port.
+pub(crate) fn build<'a>(
+    mut lab: Lab,
+    s: &'a Scenario,
+    file: &Path,
+    bin: &Path,
+    capture: bool,
+) -> Result<Run<'a>, String> {
     let e = |x: std::io::Error| x.to_string();
     let plan = address_plan(s);
-    let mut lab = Lab::new().map_err(e)?;
     for name in s.nodes.keys() {
         lab.add_node(name).map_err(e)?;
     }
@@ -189,7 +204,7 @@ fn build<'a>(s: &'a Scenario, file: &Path, bin: &Path) -> Result<Run<'a>, String
     for cn in role(Role::Cn) {
         lab.spawn(&cn, bin, &json!({"role": "cn", "address": plan.of[&cn]}), &[]).map_err(e)?;
     }
-    for (mag, _) in &mags {
+    for (mag, _) in mags.iter().filter(|_| capture) {
         for l in s.links.iter().filter(|l| l.value.mag.value == *mag) {
             lab.capture(mag, &access_iface(&l.value.mn.value)).map_err(e)?;
         }

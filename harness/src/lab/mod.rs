@@ -34,6 +34,20 @@ pub struct Lab {
     netlink: BTreeMap<String, Handle>,
     daemons: BTreeMap<String, Daemon>,
     captures: Vec<(String, pmip_captures::capture::Capture)>,
+    /// A deployed lab's name: its namespaces are pinned as
+    /// `pmiplab-<name>-<node>` and its daemons outlive this process.
+    persistent: Option<String>,
+    /// Set once a deployed lab is complete and marked: only then does it
+    /// outlive this process.
+    committed: bool,
+}
+
+/// Where deployed labs keep their marker, configurations, sockets and logs.
+pub const DEPLOY_DIR: &str = "/run/pmiplab";
+
+/// The `ip netns` name of a deployed lab's node.
+pub fn netns_name(lab: &str, node: &str) -> String {
+    format!("pmiplab-{lab}-{node}")
 }
 
 static LABS: AtomicU32 = AtomicU32::new(0);
@@ -73,7 +87,52 @@ impl Lab {
             netlink: BTreeMap::new(),
             daemons: BTreeMap::new(),
             captures: Vec::new(),
+            persistent: None,
+            committed: false,
         })
+    }
+
+    /// A lab that stays after this process ends, for demos: `pmiplab
+    /// deploy`. Its folder is `/run/pmiplab/<name>`.
+    pub fn new_persistent(name: &str) -> io::Result<Lab> {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') || name.len() > 20 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("'{name}' is not a lab name: use up to 20 letters, digits and -"),
+            ));
+        }
+        let dir = Path::new(DEPLOY_DIR).join(name);
+        if dir.exists() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("a lab named {name} is deployed already; destroy it first"),
+            ));
+        }
+        let mut lab = Lab::new()?;
+        let _ = std::fs::remove_dir_all(&lab.dir);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        lab.dir = dir;
+        lab.persistent = Some(name.to_string());
+        Ok(lab)
+    }
+
+    /// Nodes and the `ip netns` names of a persistent lab's namespaces.
+    pub fn namespace_names(&self) -> BTreeMap<String, String> {
+        match &self.persistent {
+            Some(l) => self.namespaces.keys().map(|n| (n.clone(), netns_name(l, n))).collect(),
+            None => BTreeMap::new(),
+        }
+    }
+
+    /// Lets a complete, marked persistent lab outlive this process.
+    pub fn commit(mut self) {
+        self.committed = true;
+    }
+
+    /// Daemon pids by node.
+    pub fn daemon_pids(&self) -> BTreeMap<String, u32> {
+        self.daemons.iter().map(|(n, d)| (n.clone(), d.child.id())).collect()
     }
 
     fn ns(&self, node: &str) -> io::Result<&NetNs> {
@@ -95,7 +154,10 @@ impl Lab {
 
     /// A node: a namespace with its loopback up.
     pub fn add_node(&mut self, node: &str) -> io::Result<()> {
-        let ns = NetNs::new(node)?;
+        let mut ns = NetNs::new(node)?;
+        if let Some(lab) = &self.persistent {
+            ns.pin(&netns_name(lab, node))?;
+        }
         let h = {
             let _g = self.rt.enter();
             netlink::handle_in(&ns, &self.rt)?
@@ -177,6 +239,7 @@ impl Lab {
         cmd.arg("--config").arg(&cfg).arg("--control").arg(&control).args(args);
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(std::fs::File::create(&log)?);
         let raw = ns_fd.as_raw_fd();
+        let persistent = self.persistent.is_some();
         // SAFETY: between fork and exec the child only calls setns and
         // prctl, which are async-signal-safe; `ns_fd` outlives the spawn.
         unsafe {
@@ -184,7 +247,12 @@ impl Lab {
                 if libc::setns(raw, libc::CLONE_NEWNET) != 0 {
                     return Err(io::Error::last_os_error());
                 }
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if persistent {
+                    // A deployed lab's daemons outlive the deploy command.
+                    libc::setsid();
+                } else {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                }
                 Ok(())
             });
         }
@@ -310,6 +378,14 @@ fn sweep_stale_folders() {
 impl Drop for Lab {
     fn drop(&mut self) {
         self.captures.clear();
+        if self.persistent.is_some() && self.committed {
+            // Pinned namespaces and detached daemons stay: `pmiplab destroy`.
+            return;
+        }
+        // A deploy that failed half-way leaves nothing either.
+        for ns in self.namespace_names().values() {
+            let _ = netns::unpin(ns);
+        }
         for d in self.daemons.values_mut() {
             let _ = d.child.kill();
             let _ = d.child.wait();

@@ -14,7 +14,12 @@ pub struct NetNs {
     pub name: String,
     pid: Pid,
     fd: File,
+    /// Where the namespace is bind-mounted for `ip netns`, when it persists.
+    pinned: Option<std::path::PathBuf>,
 }
+
+/// Where `ip netns` looks for named namespaces.
+pub const NETNS_DIR: &str = "/run/netns";
 
 impl NetNs {
     /// Starts a holder process in a new network namespace.
@@ -48,9 +53,28 @@ impl NetNs {
                     ));
                 }
                 let fd = File::open(format!("/proc/{}/ns/net", child))?;
-                Ok(NetNs { name: name.into(), pid: child, fd })
+                Ok(NetNs { name: name.into(), pid: child, fd, pinned: None })
             }
         }
+    }
+
+    /// Bind-mounts the namespace at `/run/netns/<ns_name>` so that it
+    /// outlives this process and `ip netns exec <ns_name>` can enter it.
+    pub fn pin(&mut self, ns_name: &str) -> io::Result<()> {
+        std::fs::create_dir_all(NETNS_DIR)?;
+        let path = std::path::Path::new(NETNS_DIR).join(ns_name);
+        if path.exists() {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists already", path.display())));
+        }
+        File::create(&path)?;
+        let src = format!("/proc/{}/ns/net", self.pid);
+        nix::mount::mount(Some(src.as_str()), &path, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&path);
+                io::Error::new(io::ErrorKind::Other, format!("cannot bind-mount namespace {ns_name}: {e}"))
+            })?;
+        self.pinned = Some(path);
+        Ok(())
     }
 
     pub fn holder_pid(&self) -> u32 {
@@ -86,4 +110,12 @@ impl Drop for NetNs {
         let _ = kill(self.pid, Signal::SIGKILL);
         let _ = waitpid(self.pid, None);
     }
+}
+
+/// Removes a pinned namespace: unmounts and deletes `/run/netns/<ns_name>`.
+pub fn unpin(ns_name: &str) -> io::Result<()> {
+    let path = std::path::Path::new(NETNS_DIR).join(ns_name);
+    nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH)
+        .map_err(|e| io::Error::other(format!("cannot unmount {}: {e}", path.display())))?;
+    std::fs::remove_file(&path)
 }

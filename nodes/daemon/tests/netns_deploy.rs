@@ -1,0 +1,133 @@
+//! Persistent demo labs: `pmiplab deploy` builds named namespaces one can
+//! `ip netns exec` into, `inspect` and `exec` reach them, `destroy` and
+//! `cleanup` remove exactly what was deployed, and a failed deploy leaves
+//! nothing.
+//!
+//! Needs root and the pmiplab binary (built by `cargo test --workspace`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+
+fn pmiplab(args: &[&str]) -> Output {
+    let node = PathBuf::from(env!("CARGO_BIN_EXE_pmip-node"));
+    let bin = node.parent().unwrap().join("pmiplab");
+    assert!(bin.exists(), "{} is missing: cargo test --workspace builds it", bin.display());
+    Command::new(bin).args(args).env("PMIP_NODE", &node).output().unwrap()
+}
+
+fn netns_list() -> Vec<String> {
+    std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Destroys the lab even when an assertion fails.
+struct Guard(&'static str);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = pmiplab(&["destroy", self.0]);
+    }
+}
+
+fn topology(f: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../topologies").join(f).to_string_lossy().into_owned()
+}
+
+/// One test, so that `cleanup` never meets a lab another test is using.
+#[test]
+fn deployed_labs_from_deploy_to_cleanup() {
+    if skip() {
+        return;
+    }
+    deploy_inspect_exec_destroy();
+    cleanup_removes_what_is_marked_and_nothing_else();
+    a_failed_deploy_leaves_nothing();
+}
+
+/// A process that has exited (gone, or a zombie waiting for its reaper).
+fn gone(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_or(true, |s| s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')))
+}
+
+fn deploy_inspect_exec_destroy() {
+    let _g = Guard("citest");
+    let o = pmiplab(&["deploy", &topology("fm-up-fmi.yaml"), "--name", "citest"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let names = netns_list();
+    for node in ["lma", "mag1", "mag2", "mn1", "cn"] {
+        assert!(names.contains(&format!("pmiplab-citest-{node}")), "{names:?}");
+    }
+    assert_eq!(
+        pmiplab(&["deploy", &topology("fm-up-fmi.yaml"), "--name", "citest"]).status.code(),
+        Some(1),
+        "a second lab of the same name is refused"
+    );
+
+    // ip netns exec works on them, and so does pmiplab exec.
+    let ip = Command::new("ip").args(["netns", "exec", "pmiplab-citest-mag1", "ip", "-6", "route"]).output();
+    if let Ok(ip) = ip {
+        assert!(
+            String::from_utf8_lossy(&ip.stdout).contains("dev to-mn1-if1"),
+            "{}",
+            String::from_utf8_lossy(&ip.stdout)
+        );
+    }
+    let o = pmiplab(&["exec", "citest", "mn1", "--", "cat", "/proc/net/if_inet6"]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("lif"), "the MN's lif is there");
+
+    let o = pmiplab(&["inspect", "citest"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["nodes"]["lma"]["running"], true);
+    let bces = v["nodes"]["lma"]["tables"]["binding_cache"].as_array().map(|b| b.len()).unwrap_or(0);
+    assert!(bces >= 1, "the deployed MN attached: {v}");
+    assert!(String::from_utf8_lossy(&pmiplab(&["inspect"]).stdout).lines().any(|l| l == "citest"));
+
+    let pids: Vec<u64> = v["nodes"].as_object().unwrap().values().filter_map(|n| n["daemon"].as_u64()).collect();
+    assert!(pmiplab(&["destroy", "citest"]).status.success());
+    assert!(!netns_list().iter().any(|n| n.starts_with("pmiplab-citest-")), "{:?}", netns_list());
+    for p in pids {
+        assert!(gone(p), "daemon {p} survived destroy");
+    }
+    assert_eq!(pmiplab(&["destroy", "citest"]).status.code(), Some(2), "destroying twice says there is no such lab");
+}
+
+fn cleanup_removes_what_is_marked_and_nothing_else() {
+    let _g = Guard("citest2");
+    // A namespace pmiplab did not make must survive cleanup.
+    let foreign = "pmiplab-not-ours";
+    let made = Command::new("ip").args(["netns", "add", foreign]).status().map(|s| s.success()).unwrap_or(false);
+    assert!(pmiplab(&["deploy", &topology("pm-attach.yaml"), "--name", "citest2"]).status.success());
+    let o = pmiplab(&["cleanup"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("destroyed lab citest2"));
+    let left = netns_list();
+    assert!(!left.iter().any(|n| n.starts_with("pmiplab-citest2-")), "{left:?}");
+    if made {
+        assert!(left.contains(&foreign.to_string()), "cleanup touched a namespace it did not make");
+        let _ = Command::new("ip").args(["netns", "delete", foreign]).status();
+    }
+}
+
+fn a_failed_deploy_leaves_nothing() {
+    let node = PathBuf::from(env!("CARGO_BIN_EXE_pmip-node"));
+    let bin = node.parent().unwrap().join("pmiplab");
+    // A daemon binary that exits at once: the lab cannot come up.
+    let o = Command::new(bin)
+        .args(["deploy", &topology("pm-attach.yaml"), "--name", "citest3"])
+        .env("PMIP_NODE", "/bin/false")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nothing was left behind"));
+    assert!(!netns_list().iter().any(|n| n.starts_with("pmiplab-citest3-")), "{:?}", netns_list());
+    assert!(!Path::new("/run/pmiplab/citest3").exists());
+}
