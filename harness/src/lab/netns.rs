@@ -71,7 +71,7 @@ impl NetNs {
         nix::mount::mount(Some(src.as_str()), &path, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
             .map_err(|e| {
                 let _ = std::fs::remove_file(&path);
-                io::Error::new(io::ErrorKind::Other, format!("cannot bind-mount namespace {ns_name}: {e}"))
+                io::Error::other(format!("cannot bind-mount namespace {ns_name}: {e}"))
             })?;
         self.pinned = Some(path);
         Ok(())
