@@ -1,13 +1,20 @@
 //! Capture threads: one per link end, inside its namespace (the caller
 //! enters it), reading frames with pnet and writing them to pcapng.
+//!
+//! Each frame carries the kernel's receive timestamp, not the time the
+//! thread got round to reading it: several capture threads share two cores,
+//! and the merged message sequence of all links is ordered by these stamps.
 
 use std::fs::File;
 use std::io::{self, BufWriter};
+use std::os::fd::{IntoRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockProtocol, SockType};
 
 use pnet_datalink::{Channel, Config};
 
@@ -37,15 +44,17 @@ impl Capture {
                 let nic = pnet_datalink::interfaces().into_iter().find(|i| i.name == name).ok_or_else(|| {
                     io::Error::new(io::ErrorKind::NotFound, format!("no interface {name} to capture"))
                 })?;
-                let config = Config { read_timeout: Some(Duration::from_millis(20)), ..Default::default() };
+                let fd = timestamped_packet_socket()?;
+                let config =
+                    Config { read_timeout: Some(Duration::from_millis(20)), socket_fd: Some(fd), ..Default::default() };
                 let rx = match pnet_datalink::channel(&nic, config)? {
                     Channel::Ethernet(_, rx) => rx,
                     _ => return Err(io::Error::other(format!("{name}: not an Ethernet channel"))),
                 };
                 let w = Writer::new(BufWriter::new(File::create(&file)?), &[(&name, LINKTYPE_ETHERNET)])?;
-                Ok((rx, w))
+                Ok((rx, w, fd))
             })();
-            let (mut rx, mut w) = match opened {
+            let (mut rx, mut w, fd) = match opened {
                 Ok(x) => {
                     let _ = ready_tx.send(Ok(()));
                     x
@@ -59,9 +68,7 @@ impl Capture {
             while !flag.load(Ordering::Relaxed) {
                 match rx.next() {
                     Ok(frame) => {
-                        let ts =
-                            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
-                        w.packet(0, ts, frame)?;
+                        w.packet(0, receive_time_us(fd), frame)?;
                         n += 1;
                     }
                     Err(e) if e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::WouldBlock => {}
@@ -89,4 +96,37 @@ impl Drop for Capture {
     fn drop(&mut self) {
         let _ = self.stop();
     }
+}
+
+nix::ioctl_read_bad!(last_receive_time, SIOCGSTAMPNS, libc::timespec);
+
+/// SIOCGSTAMPNS_OLD from <asm-generic/sockios.h>: on 64-bit Linux its
+/// `timespec` is already two 64-bit fields.
+const SIOCGSTAMPNS: libc::c_ulong = 0x8907;
+
+/// An AF_PACKET socket for every protocol with kernel receive timestamps on.
+/// Its descriptor goes to pnet, which owns and closes it.
+fn timestamped_packet_socket() -> io::Result<RawFd> {
+    let fd = socket::socket(AddressFamily::Packet, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::EthAll)?
+        .into_raw_fd();
+    // The first SIOCGSTAMPNS turns stamping on, kept per read in the socket
+    // for the next SIOCGSTAMPNS. It fails with ENOENT (nothing read yet), which
+    // is expected. SO_TIMESTAMPNS would not do: it sends the stamp as a control
+    // message, which pnet's recvfrom drops.
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `fd` was just opened and is owned here; `t` is a valid timespec.
+    let _ = unsafe { last_receive_time(fd, &mut t) };
+    Ok(fd)
+}
+
+/// When the kernel received the frame just read from `fd`, in microseconds
+/// since the epoch; the wall clock if the kernel cannot say.
+fn receive_time_us(fd: RawFd) -> u64 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `fd` is the capture's open packet socket, owned by the pnet
+    // receiver that outlives this call; `t` is a valid timespec to fill.
+    if unsafe { last_receive_time(fd, &mut t) }.is_ok() && t.tv_sec > 0 {
+        return t.tv_sec as u64 * 1_000_000 + t.tv_nsec as u64 / 1_000;
+    }
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }

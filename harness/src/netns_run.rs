@@ -122,7 +122,8 @@ pub fn run(file: &Path, s: &Scenario, node_bin: &Path, out: Option<&Path>) -> Sc
 }
 
 /// Builds the scenario's topology in `lab` and starts its daemons;
-/// `capture` records every MAG access link and LMA core port.
+/// `capture` records every link: MAG access links, and the LMA's ports to
+/// the MAGs and the CNs.
 pub(crate) fn build<'a>(
     mut lab: Lab,
     s: &'a Scenario,
@@ -209,6 +210,9 @@ pub(crate) fn build<'a>(
             lab.capture(mag, &access_iface(&l.value.mn.value)).map_err(e)?;
         }
         lab.capture(&lma, &format!("to-{mag}")).map_err(e)?;
+    }
+    for cn in role(Role::Cn).filter(|_| capture) {
+        lab.capture(&lma, &format!("to-{cn}")).map_err(e)?;
     }
     Ok(Run { s, file: file.to_path_buf(), lab, plan, probe_flow: 100 })
 }

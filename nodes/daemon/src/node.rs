@@ -76,6 +76,11 @@ pub(crate) type ControlMsg = (Request, oneshot::Sender<Reply>);
 impl Node {
     pub async fn new(config: DaemonConfig, wire: WireConfig) -> anyhow::Result<Node> {
         let DaemonConfig { node: config, data_plane, access } = config;
+        // The node's clock is `started` plus the wall clock read at the same
+        // moment, so every node's Timestamp option agrees with every other's
+        // whatever its setup below costs: the LMA compares one MAG's Timestamp
+        // with another's at a handover.
+        let started = std::time::Instant::now();
         let unix_micros = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
         let address = config.address().context("an LMA or MAG configuration")?;
         let side = match &config {
@@ -122,7 +127,7 @@ impl Node {
             role,
             address,
             wire,
-            started: std::time::Instant::now(),
+            started,
             socket,
             plane,
             access,

@@ -126,7 +126,7 @@ fn the_cli_runs_the_catalogue_in_namespaces_in_parallel_with_clean_captures() {
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "pcapng"))
         .collect();
-    assert_eq!(pcaps.len(), 4, "one capture per link: {pcaps:?}");
+    assert_eq!(pcaps.len(), 5, "one capture per link (two access, two core, one CN): {pcaps:?}");
     for p in &pcaps {
         let t = match Command::new("tshark")
             .arg("-n")

@@ -180,7 +180,8 @@ fn unique_prefixes_attach_then_move_flow_y_by_fmi() {
         return;
     }
     let mut s = seed(unique());
-    for (node, iface) in [("lma", "to-mag1"), ("lma", "to-mag2"), ("mag1", "to-if1"), ("mag2", "to-if2")] {
+    let links = [("lma", "to-cn"), ("lma", "to-mag1"), ("lma", "to-mag2"), ("mag1", "to-if1"), ("mag2", "to-if2")];
+    for (node, iface) in links {
         s.lab.capture(node, iface).unwrap();
     }
     s.attach("if1", 1);
@@ -250,6 +251,13 @@ fn unique_prefixes_attach_then_move_flow_y_by_fmi() {
         assert_eq!(packets.len() as u64, *frames);
         all.extend(pmip_captures::sequence::messages(link, &packets, &Default::default()));
         tshark_reads_cleanly(path);
+        for (stamped, seen) in pbu_timestamps(&packets) {
+            let late = seen as i64 - stamped as i64;
+            assert!(
+                (0..CLOCK_SLACK_US).contains(&late),
+                "{link}: a PBU stamped {stamped} µs was on the wire at {seen} µs"
+            );
+        }
     }
     let names: Vec<String> =
         pmip_captures::sequence::merge(all).iter().map(|e| e.summary.split(' ').next().unwrap().to_string()).collect();
@@ -258,6 +266,28 @@ fn unique_prefixes_attach_then_move_flow_y_by_fmi() {
     // if2 goes away: MAG2 sees the link drop and de-registers.
     s.lab.set_link("mn1", "if2", false).unwrap();
     s.lab.wait_for("lma", LIMIT, |st| st["tables"]["binding_cache"][1]["state"] == "deregistered").unwrap();
+}
+
+/// How long after its Timestamp option a PBU may reach the LMA's link: the
+/// MAG stamps it just before sending, by the same wall clock as the capture
+/// (measured: about 0.3 ms). Loose, because CI machines are loaded; it catches
+/// a Timestamp on some other clock, not a skew of a few milliseconds.
+const CLOCK_SLACK_US: i64 = 50_000;
+
+/// (Timestamp option, capture time) of every PBU among `packets`, in µs
+/// since the epoch.
+fn pbu_timestamps(packets: &[pmip_captures::pcapng::Packet]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    for p in packets.iter().filter(|p| p.data.len() > 54 && p.data[12..14] == [0x86, 0xdd] && p.data[20] == 135) {
+        let d = pmip_wire::lax::decode(&p.data[54..], None, &Default::default());
+        let Some(pmip_wire::Message::Pbu(pbu)) = d.message else { continue };
+        for o in &pbu.options {
+            if let pmip_wire::MobilityOption::Timestamp(t) = o {
+                out.push((t.seconds() * 1_000_000 + ((u64::from(t.fraction()) * 1_000_000) >> 16), p.ts_us));
+            }
+        }
+    }
+    out
 }
 
 /// tshark opens the file and flags no malformed packet and no warning.
