@@ -96,25 +96,38 @@ pub fn run(file: &Path, s: &Scenario, node_bin: &Path, out: Option<&Path>) -> Sc
     for n in s.nodes.keys() {
         report.events.push(format!("--- {n} ---\n{}", r.lab.daemon_log(n)));
     }
-    if let (Some(out), Ok(caps)) = (out, r.lab.stop_captures()) {
-        let dir = out.join(&s.id);
-        let _ = std::fs::create_dir_all(&dir);
-        let wire = pmip_wire::WireConfig { flow_mobility_mh_type: s.wire.fmi_mh_type };
-        let mut all = Vec::new();
-        for (link, path, _) in caps {
-            if let Ok(bytes) = std::fs::read(&path) {
-                all.extend(pmip_captures::sequence::messages(&link, &pmip_captures::pcapng::read(&bytes), &wire));
+    match r.lab.stop_captures() {
+        Ok(caps) => {
+            let dir = out.map(|o| o.join(&s.id));
+            if let Some(d) = &dir {
+                let _ = std::fs::create_dir_all(d);
             }
-            if let Some(name) = path.file_name() {
-                let _ = std::fs::copy(&path, dir.join(name));
+            let wire = pmip_wire::WireConfig { flow_mobility_mh_type: s.wire.fmi_mh_type };
+            let mut all = Vec::new();
+            for (link, path, _) in caps {
+                if let Ok(bytes) = std::fs::read(&path) {
+                    all.extend(pmip_captures::sequence::messages(&link, &pmip_captures::pcapng::read(&bytes), &wire));
+                }
+                if let (Some(d), Some(name)) = (&dir, path.file_name()) {
+                    let _ = std::fs::copy(&path, d.join(name));
+                }
             }
+            // The captured signalling of every link, in time order, named by node.
+            let lines: Vec<String> = pmip_captures::sequence::merge(all)
+                .iter()
+                .map(|e| format!("{} -> {} {}", r.name_of(e.src), r.name_of(e.dst), e.summary))
+                .collect();
+            if let Some(d) = &dir {
+                let _ = std::fs::write(d.join("sequence.txt"), lines.join("\n") + "\n");
+            }
+            report.checks.push(crate::snapshots::compare_sequence(file, &lines, 1));
         }
-        // The captured signalling of every link, in time order, named by node.
-        let lines: Vec<String> = pmip_captures::sequence::merge(all)
-            .iter()
-            .map(|e| format!("{} -> {} {}", r.name_of(e.src), r.name_of(e.dst), e.summary))
-            .collect();
-        let _ = std::fs::write(dir.join("sequence.txt"), lines.join("\n") + "\n");
+        Err(e) => report.checks.push(Check {
+            line: 1,
+            what: "every link was captured".into(),
+            ok: false,
+            detail: format!("the captures could not be stopped: {e}"),
+        }),
     }
     report.verdict = if report.checks.iter().all(|c| c.ok) { Verdict::Pass } else { Verdict::Fail };
     report.wall_ms = started.elapsed().as_secs_f64() * 1000.0;

@@ -28,7 +28,11 @@ fn lines(v: &serde_json::Value) -> Vec<String> {
 
 /// A line diff (longest common subsequence), `-` stored, `+` this run.
 pub fn diff(stored: &serde_json::Value, now: &serde_json::Value) -> String {
-    let (a, b) = (lines(stored), lines(now));
+    diff_lines(&lines(stored), &lines(now))
+}
+
+/// [`diff`] of two lists of lines.
+pub fn diff_lines(a: &[String], b: &[String]) -> String {
     let (n, m) = (a.len(), b.len());
     let mut lcs = vec![vec![0u32; m + 1]; n + 1];
     for i in (0..n).rev() {
@@ -43,12 +47,13 @@ pub fn diff(stored: &serde_json::Value, now: &serde_json::Value) -> String {
             script.push(('=', a[i].as_str()));
             i += 1;
             j += 1;
-        } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            script.push(('+', b[j].as_str()));
-            j += 1;
-        } else {
+        } else if i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            // On a tie the stored line goes first, as in a unified diff.
             script.push(('-', a[i].as_str()));
             i += 1;
+        } else {
+            script.push(('+', b[j].as_str()));
+            j += 1;
         }
     }
     // Show each change with three lines of context, like a unified diff.
@@ -104,5 +109,113 @@ pub fn compare_parts(scenario: &Path, name: &str, now: &serde_json::Value, parts
         Some(Ok(s)) => {
             Check { line, what, ok: false, detail: format!("state tables differ:\n{}", diff(&pick(&s), &pick(now))) }
         }
+    }
+}
+
+/// One message of a stored ladder: its text without the virtual time, and
+/// whether the virtual run dropped it.
+fn ladder_entry(line: &str) -> (String, bool) {
+    let text = match line.split_once("ms ") {
+        Some((t, rest)) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) => rest,
+        _ => line,
+    };
+    match text.strip_suffix(" (dropped)") {
+        Some(t) => (t.to_string(), true),
+        None => (text.to_string(), false),
+    }
+}
+
+/// Whether `captured` is the ladder's messages in order, where a message
+/// the virtual run dropped may be there or not: a fault that drops at the
+/// receiver does so after the capture saw it, one at the sender before.
+fn follows_ladder(ladder: &[(String, bool)], captured: &[String]) -> bool {
+    let (n, m) = (ladder.len(), captured.len());
+    // fits[i][j]: ladder[i..] accounts for exactly captured[j..].
+    let mut fits = vec![vec![false; m + 1]; n + 1];
+    fits[n][m] = true;
+    for i in (0..n).rev() {
+        for j in (0..=m).rev() {
+            let (text, dropped) = &ladder[i];
+            let taken = j < m && captured[j] == *text && fits[i + 1][j + 1];
+            fits[i][j] = taken || (*dropped && fits[i + 1][j]);
+        }
+    }
+    fits[0][0]
+}
+
+/// Compares the signalling captured on the wire in namespaces with the
+/// ladder the virtual run of the same scenario stored (`<stem>__ladder`),
+/// leaving out the virtual times.
+pub fn compare_sequence(scenario: &Path, captured: &[String], line: u64) -> Check {
+    let path = path_for(scenario, "ladder");
+    let what = format!("captured message sequence matches {}", path.display());
+    let ladder: Vec<(String, bool)> = match stored(&path) {
+        None => return Check { line, what, ok: true, detail: "no stored ladder yet".into() },
+        Some(Err(e)) => {
+            return Check { line, what, ok: false, detail: format!("the stored ladder does not parse: {e}") }
+        }
+        Some(Ok(v)) => match v.as_array() {
+            Some(a) => a.iter().map(|l| ladder_entry(l.as_str().unwrap_or_default())).collect(),
+            None => return Check { line, what, ok: false, detail: "the stored ladder is not a list".into() },
+        },
+    };
+    if follows_ladder(&ladder, captured) {
+        return Check { line, what, ok: true, detail: format!("{} messages, in order", captured.len()) };
+    }
+    let expected: Vec<String> = ladder
+        .iter()
+        .map(|(t, dropped)| if *dropped { format!("{t} (dropped: optional)") } else { t.clone() })
+        .collect();
+    Check { line, what, ok: false, detail: format!("the wire differs:\n{}", diff_lines(&expected, captured)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ladder(lines: &[&str]) -> Vec<(String, bool)> {
+        lines.iter().map(|l| ladder_entry(l)).collect()
+    }
+
+    fn wire(lines: &[&str]) -> Vec<String> {
+        lines.iter().map(|l| l.to_string()).collect()
+    }
+
+    #[test]
+    fn virtual_times_are_left_out_and_drops_marked() {
+        assert_eq!(ladder_entry("1006ms lma -> mag1 FMI seq=1"), ("lma -> mag1 FMI seq=1".into(), false));
+        assert_eq!(ladder_entry("7ms mag1 -> lma FMA seq=1 (dropped)"), ("mag1 -> lma FMA seq=1".into(), true));
+        assert_eq!(ladder_entry("lma -> mag1 PBA"), ("lma -> mag1 PBA".into(), false));
+    }
+
+    #[test]
+    fn a_dropped_message_may_be_on_the_wire_or_not_but_nothing_else_may_differ() {
+        // FM-FMA-LOST: the repeated FMA has the text of the lost one.
+        let l = ladder(&["0ms FMI 1", "1ms FMA 1 (dropped)", "1000ms FMI 1", "1001ms FMA 1"]);
+        assert!(follows_ladder(&l, &wire(&["FMI 1", "FMI 1", "FMA 1"])), "dropped at the sender");
+        assert!(follows_ladder(&l, &wire(&["FMI 1", "FMA 1", "FMI 1", "FMA 1"])), "dropped at the receiver");
+        assert!(!follows_ladder(&l, &wire(&["FMI 1", "FMI 1"])), "the repeated FMA is missing");
+        assert!(!follows_ladder(&l, &wire(&["FMI 1", "FMA 1", "FMI 1"])), "the repeated FMA is missing");
+        assert!(!follows_ladder(&l, &wire(&["FMI 1", "FMI 1", "FMA 1", "FMA 1"])), "an extra FMA");
+        assert!(!follows_ladder(&l, &wire(&["FMI 1", "FMA 1", "FMA 1", "FMI 1"])), "out of order");
+    }
+
+    #[test]
+    fn a_stored_ladder_is_read_and_a_different_wire_is_a_readable_failure() {
+        let dir = std::env::temp_dir().join(format!("pmiplab-ladder-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("snapshots")).unwrap();
+        let snap = "---\nsource: harness/tests/scenarios.rs\nexpression: r.ladder\n---\n\
+                    - \"0ms mag1 -> lma PBU seq=1\"\n- \"1ms lma -> mag1 PBA seq=1 status=0\"\n";
+        std::fs::write(dir.join("snapshots/x__ladder.snap"), snap).unwrap();
+        let scenario = dir.join("x.yaml");
+        let good = compare_sequence(&scenario, &wire(&["mag1 -> lma PBU seq=1", "lma -> mag1 PBA seq=1 status=0"]), 1);
+        assert!(good.ok, "{}", good.detail);
+        let bad = compare_sequence(&scenario, &wire(&["mag1 -> lma PBU seq=1", "lma -> mag1 PBA seq=1 status=157"]), 1);
+        std::fs::remove_dir_all(&dir).ok();
+        assert!(!bad.ok);
+        assert_eq!(
+            bad.detail,
+            "the wire differs:\n  mag1 -> lma PBU seq=1\n- lma -> mag1 PBA seq=1 status=0\n+ lma -> mag1 PBA seq=1 status=157"
+        );
     }
 }
