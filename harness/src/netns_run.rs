@@ -113,10 +113,14 @@ pub fn run(file: &Path, s: &Scenario, node_bin: &Path, out: Option<&Path>) -> Sc
                 }
             }
             // The captured signalling of every link, in time order, named by node.
-            let lines: Vec<String> = pmip_captures::sequence::merge(all)
-                .iter()
-                .map(|e| format!("{} -> {} {}", r.name_of(e.src), r.name_of(e.dst), e.summary))
-                .collect();
+            let merged = pmip_captures::sequence::merge(all);
+            let lines: Vec<String> =
+                merged.iter().map(|e| format!("{} -> {} {}", r.name_of(e.src), r.name_of(e.dst), e.summary)).collect();
+            // The report's ladder is the wire's, timed from the first message.
+            if let Some(first) = merged.first().map(|e| e.ts_us) {
+                report.ladder =
+                    merged.iter().zip(&lines).map(|(e, l)| format!("{}ms {l}", (e.ts_us - first) / 1000)).collect();
+            }
             if let Some(d) = &dir {
                 let _ = std::fs::write(d.join("sequence.txt"), lines.join("\n") + "\n");
             }

@@ -78,6 +78,7 @@ impl ScenarioReport {
         let json = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
         std::fs::write(dir.join("result.json"), json)?;
         std::fs::write(dir.join("ladder.txt"), self.ladder.join("\n") + "\n")?;
+        std::fs::write(dir.join("ladder-diagram.txt"), pmip_captures::ladder::render(&self.ladder))?;
         std::fs::write(dir.join("events.log"), self.events.join("\n") + "\n")?;
         for (name, state) in &self.snapshots {
             let json = serde_json::to_string_pretty(state).map_err(std::io::Error::other)?;

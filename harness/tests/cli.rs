@@ -29,6 +29,9 @@ fn run_passes_a_seed_scenario_and_leaves_its_results() {
     assert_eq!(result["verdict"], "PASS");
     assert!(result["checks"].as_array().unwrap().iter().all(|c| c["ok"] == true));
     assert!(std::fs::read_to_string(out.join("FM-UP-FMI-01/ladder.txt")).unwrap().contains("FMI seq=1 op=add"));
+    let diagram = std::fs::read_to_string(out.join("FM-UP-FMI-01/ladder-diagram.txt")).unwrap();
+    assert!(diagram.contains("|<-- FMI ---|           |  seq=1 op=add"), "{diagram}");
+    assert!(diagram.contains("|           |--- FMI -->|  seq=2 op=del"), "{diagram}");
     assert!(out.join("FM-UP-FMI-01/state-after-move.json").exists());
     assert!(std::fs::read_to_string(out.join("junit.xml")).unwrap().contains("tests=\"1\" failures=\"0\""));
     std::fs::remove_dir_all(&out).ok();

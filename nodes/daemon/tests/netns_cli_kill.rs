@@ -150,5 +150,11 @@ fn the_cli_runs_the_catalogue_in_namespaces_in_parallel_with_clean_captures() {
     let sequence = std::fs::read_to_string(dir.join("sequence.txt")).unwrap();
     let kinds: Vec<&str> = sequence.lines().map(|l| l.split(' ').nth(3).unwrap_or("")).collect();
     assert_eq!(kinds, ["PBU", "PBA", "PBU", "PBA", "FMI", "FMA", "FMI", "FMA"], "{sequence}");
+    // The report's ladder is the wire's, timed, and drawn as a diagram.
+    let ladder = std::fs::read_to_string(dir.join("ladder.txt")).unwrap();
+    let untimed: Vec<&str> = ladder.lines().filter_map(|l| l.split_once("ms ").map(|(_, m)| m)).collect();
+    assert_eq!(untimed, sequence.lines().collect::<Vec<_>>(), "{ladder}");
+    let diagram = std::fs::read_to_string(dir.join("ladder-diagram.txt")).unwrap();
+    assert!(diagram.contains("|<-- FMI ---|           |  seq=1 op=add"), "{diagram}");
     std::fs::remove_dir_all(&out).ok();
 }
