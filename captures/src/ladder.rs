@@ -14,17 +14,23 @@ struct Arrow<'a> {
     dropped: bool,
 }
 
-fn parse(line: &str) -> Option<Arrow<'_>> {
+/// A ladder line's parts: its time (`<t>ms`) if it has one, the message,
+/// and whether the run dropped it (` (dropped)` at the end).
+pub fn split_line(line: &str) -> (Option<&str>, &str, bool) {
     let (time, rest) = match line.split_once(' ') {
         Some((t, rest)) if t.len() > 2 && t.ends_with("ms") && t[..t.len() - 2].bytes().all(|b| b.is_ascii_digit()) => {
             (Some(t), rest)
         }
         _ => (None, line),
     };
-    let (rest, dropped) = match rest.strip_suffix(" (dropped)") {
-        Some(r) => (r, true),
-        None => (rest, false),
-    };
+    match rest.strip_suffix(" (dropped)") {
+        Some(r) => (time, r, true),
+        None => (time, rest, false),
+    }
+}
+
+fn parse(line: &str) -> Option<Arrow<'_>> {
+    let (time, rest, dropped) = split_line(line);
     let mut words = rest.splitn(4, ' ');
     let (from, arrow, to, tail) = (words.next()?, words.next()?, words.next()?, words.next()?);
     if arrow != "->" || from.is_empty() || to.is_empty() {

@@ -25,17 +25,22 @@ fn addr(b: &[u8]) -> Ipv6Addr {
     a.into()
 }
 
+/// The IPv6 source, destination and Mobility Header of an Ethernet frame
+/// that carries one directly after the IPv6 header; `None` for any other.
+pub fn mobility_header(frame: &[u8]) -> Option<(Ipv6Addr, Ipv6Addr, &[u8])> {
+    if frame.len() < 54 || frame[12..14] != [0x86, 0xdd] || frame[20] != 135 {
+        return None;
+    }
+    let ip = &frame[14..];
+    Some((addr(&ip[8..24]), addr(&ip[24..40]), &ip[40..]))
+}
+
 /// Mobility Header messages in Ethernet frames; other frames are skipped.
 pub fn messages(link: &str, packets: &[Packet], cfg: &WireConfig) -> Vec<SequenceEntry> {
     let mut out = Vec::new();
     for p in packets {
-        let f = &p.data;
-        if f.len() < 54 || f[12..14] != [0x86, 0xdd] || f[20] != 135 {
-            continue;
-        }
-        let ip = &f[14..];
-        let (src, dst) = (addr(&ip[8..24]), addr(&ip[24..40]));
-        let d = lax::decode(&ip[40..], Some(&Endpoints { src, dst }), cfg);
+        let Some((src, dst, mh)) = mobility_header(&p.data) else { continue };
+        let d = lax::decode(mh, Some(&Endpoints { src, dst }), cfg);
         let mut summary = match &d.message {
             Some(m) => m.summary(),
             None => format!("MH type {:?} (undecodable)", d.mh_type),

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::lab::Lab;
 use crate::report::{Check, ScenarioReport, Verdict};
 use crate::scenario::*;
-use crate::virtual_lab::{access_iface, address_plan, mn_id, AddressPlan};
+use crate::virtual_lab::{access_iface, address_plan, missing_features, mn_id, AddressPlan};
 
 /// What this backend can run.
 pub const FEATURES: [&str; 4] = ["namespaces", "draft-fmi", "binding-revocation", "real-time"];
@@ -42,20 +42,8 @@ pub(crate) struct Run<'a> {
 /// the captures. The verdict says SKIP for steps only virtual time can play.
 pub fn run(file: &Path, s: &Scenario, node_bin: &Path, out: Option<&Path>) -> ScenarioReport {
     let started = WallClock::now();
-    let mut report = ScenarioReport {
-        id: s.id.clone(),
-        title: s.title.clone(),
-        file: file.into(),
-        backend: "namespaces".into(),
-        verdict: Verdict::Pass,
-        reason: None,
-        checks: Vec::new(),
-        ladder: Vec::new(),
-        events: Vec::new(),
-        snapshots: Default::default(),
-        wall_ms: 0.0,
-    };
-    let missing: Vec<&str> = s.requires.iter().map(|r| r.value.as_str()).filter(|r| !FEATURES.contains(r)).collect();
+    let mut report = ScenarioReport::new(file, s, "namespaces");
+    let missing = missing_features(s, &FEATURES);
     let virtual_only = s.steps.iter().find_map(|st| match &st.value {
         Step::Wait(w) if parse_duration(&w.value).is_some_and(|d| d.0 > MAX_WAIT.as_micros() as u64) => {
             Some(format!("a wait of {} (line {}) needs virtual time", w.value, st.referenced.line()))

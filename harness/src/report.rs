@@ -54,6 +54,23 @@ pub struct ScenarioReport {
 }
 
 impl ScenarioReport {
+    /// A passing report with no checks yet, for `s` on `backend`.
+    pub fn new(file: &Path, s: &crate::scenario::Scenario, backend: &str) -> Self {
+        ScenarioReport {
+            id: s.id.clone(),
+            title: s.title.clone(),
+            file: file.into(),
+            backend: backend.into(),
+            verdict: Verdict::Pass,
+            reason: None,
+            checks: Vec::new(),
+            ladder: Vec::new(),
+            events: Vec::new(),
+            snapshots: Default::default(),
+            wall_ms: 0.0,
+        }
+    }
+
     /// The one-line summary for the terminal.
     pub fn line(&self) -> String {
         let failed = self.checks.iter().filter(|c| !c.ok).count();

@@ -6,25 +6,13 @@ use std::time::Instant as WallClock;
 use crate::report::{Check, ScenarioReport, Verdict};
 use crate::scenario::{Scenario, Step};
 use crate::snapshots;
-use crate::virtual_lab::{VirtualLab, FEATURES};
+use crate::virtual_lab::{missing_features, VirtualLab, FEATURES};
 
 /// Runs one loaded scenario in virtual time.
 pub fn run_virtual(file: &Path, s: &Scenario) -> ScenarioReport {
     let started = WallClock::now();
-    let mut report = ScenarioReport {
-        id: s.id.clone(),
-        title: s.title.clone(),
-        file: file.into(),
-        backend: "virtual".into(),
-        verdict: Verdict::Pass,
-        reason: None,
-        checks: Vec::new(),
-        ladder: Vec::new(),
-        events: Vec::new(),
-        snapshots: Default::default(),
-        wall_ms: 0.0,
-    };
-    let missing: Vec<&str> = s.requires.iter().map(|r| r.value.as_str()).filter(|r| !FEATURES.contains(r)).collect();
+    let mut report = ScenarioReport::new(file, s, "virtual");
+    let missing = missing_features(s, &FEATURES);
     if !missing.is_empty() {
         report.verdict = Verdict::Skip;
         report.reason = Some(format!("needs {} (the virtual backend has {})", missing.join(", "), FEATURES.join(", ")));

@@ -115,14 +115,8 @@ pub fn compare_parts(scenario: &Path, name: &str, now: &serde_json::Value, parts
 /// One message of a stored ladder: its text without the virtual time, and
 /// whether the virtual run dropped it.
 fn ladder_entry(line: &str) -> (String, bool) {
-    let text = match line.split_once("ms ") {
-        Some((t, rest)) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) => rest,
-        _ => line,
-    };
-    match text.strip_suffix(" (dropped)") {
-        Some(t) => (t.to_string(), true),
-        None => (text.to_string(), false),
-    }
+    let (_, message, dropped) = pmip_captures::ladder::split_line(line);
+    (message.to_string(), dropped)
 }
 
 /// Whether `captured` is the ladder's messages in order, where a message

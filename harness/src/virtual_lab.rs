@@ -18,6 +18,11 @@ use crate::scenario::*;
 /// What the virtual backend can run.
 pub const FEATURES: [&str; 3] = ["virtual", "draft-fmi", "binding-revocation"];
 
+/// What `s` requires that a backend with `features` lacks.
+pub fn missing_features<'a>(s: &'a Scenario, features: &[&str]) -> Vec<&'a str> {
+    s.requires.iter().map(|r| r.value.as_str()).filter(|r| !features.contains(r)).collect()
+}
+
 /// Addresses of every node: given ones, else from the plan.
 pub struct AddressPlan {
     pub of: BTreeMap<String, Ipv6Addr>,

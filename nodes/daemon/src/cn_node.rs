@@ -77,20 +77,8 @@ impl CnNode {
     /// and the TCP checksum (IPV6_CHECKSUM at offset 16).
     fn start_tcp(&mut self, spec: FlowSpec) -> anyhow::Result<()> {
         use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-        use std::os::fd::AsRawFd;
         let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::TCP)).context("a raw TCP socket")?;
-        let offset: libc::c_int = 16;
-        // SAFETY: setsockopt with a valid int on a socket we own.
-        let rc = unsafe {
-            libc::setsockopt(
-                s.as_raw_fd(),
-                libc::IPPROTO_IPV6,
-                libc::IPV6_CHECKSUM,
-                &offset as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        anyhow::ensure!(rc == 0, "IPV6_CHECKSUM on the raw TCP socket: {}", std::io::Error::last_os_error());
+        crate::raw_socket::kernel_checksum_at(&s, 16).context("the raw TCP socket")?;
         s.bind(&SockAddr::from(SocketAddrV6::new(spec.src, 0, 0, 0))).context("binding the raw TCP socket")?;
         let to = SockAddr::from(SocketAddrV6::new(spec.dst, 0, 0, 0));
         let counters = self.counters.clone();

@@ -8,7 +8,7 @@ use std::net::Ipv6Addr;
 use futures::TryStreamExt;
 use pmip_proto::Prefix;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
-use rtnetlink::packet_route::link::LinkAttribute;
+use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
 use rtnetlink::packet_route::route::RouteMessage;
 use rtnetlink::packet_route::rule::{RuleAction, RuleMessage};
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
@@ -62,9 +62,9 @@ impl Kernel {
         Ok(Kernel { h, installed: Vec::new() })
     }
 
-    pub async fn index(&self, name: &str) -> io::Result<u32> {
-        let link = self
-            .h
+    /// The link named `name`, as the kernel describes it.
+    async fn link(&self, name: &str) -> io::Result<LinkMessage> {
+        self.h
             .link()
             .get()
             .match_name(name.to_string())
@@ -72,22 +72,16 @@ impl Kernel {
             .try_next()
             .await
             .map_err(nl(format!("looking up link {name}")))?
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no link named {name}")))?;
-        Ok(link.header.index)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no link named {name}")))
+    }
+
+    pub async fn index(&self, name: &str) -> io::Result<u32> {
+        Ok(self.link(name).await?.header.index)
     }
 
     /// The link-layer address of an interface.
     pub async fn mac(&self, name: &str) -> io::Result<[u8; 6]> {
-        let link = self
-            .h
-            .link()
-            .get()
-            .match_name(name.to_string())
-            .execute()
-            .try_next()
-            .await
-            .map_err(nl(format!("looking up link {name}")))?
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no link named {name}")))?;
+        let link = self.link(name).await?;
         link.attributes
             .iter()
             .find_map(|a| match a {

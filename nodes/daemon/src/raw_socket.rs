@@ -19,6 +19,26 @@ pub struct RawSocket {
     fd: AsyncFd<Socket>,
 }
 
+/// Has the kernel compute and verify the checksum of a raw IPv6 socket's
+/// payload, at `offset` bytes into it (RFC 3542 §3.1).
+pub fn kernel_checksum_at(s: &Socket, offset: libc::c_int) -> io::Result<()> {
+    // SAFETY: a plain setsockopt with a valid int on a socket the caller owns.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_CHECKSUM,
+            &offset as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("cannot set IPV6_CHECKSUM: {e}")));
+    }
+    Ok(())
+}
+
 impl RawSocket {
     /// The Mobility Header socket bound to `local`, the node's signalling address.
     pub fn mobility_header(local: Ipv6Addr) -> io::Result<Self> {
@@ -38,20 +58,7 @@ impl RawSocket {
             )
         })?;
         if let Some(offset) = checksum_at {
-            // SAFETY: a plain setsockopt with a valid int on a socket we own.
-            let rc = unsafe {
-                libc::setsockopt(
-                    s.as_raw_fd(),
-                    libc::IPPROTO_IPV6,
-                    libc::IPV6_CHECKSUM,
-                    &offset as *const _ as *const libc::c_void,
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            if rc != 0 {
-                let e = io::Error::last_os_error();
-                return Err(io::Error::new(e.kind(), format!("cannot set IPV6_CHECKSUM: {e}")));
-            }
+            kernel_checksum_at(&s, offset)?;
         }
         s.bind(&SockAddr::from(SocketAddrV6::new(local, 0, 0, 0))).map_err(|e| {
             io::Error::new(e.kind(), format!("cannot bind the protocol {proto} socket to {local}: {e}"))

@@ -150,6 +150,15 @@ fn the_cli_runs_the_catalogue_in_namespaces_in_parallel_with_clean_captures() {
     let sequence = std::fs::read_to_string(dir.join("sequence.txt")).unwrap();
     let kinds: Vec<&str> = sequence.lines().map(|l| l.split(' ').nth(3).unwrap_or("")).collect();
     assert_eq!(kinds, ["PBU", "PBA", "PBU", "PBA", "FMI", "FMA", "FMI", "FMA"], "{sequence}");
+    // The namespace run checked the wire against the virtual run's ladder.
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("result.json")).unwrap()).unwrap();
+    let wire_check = result["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["what"].as_str().is_some_and(|w| w.starts_with("captured message sequence matches")));
+    assert!(wire_check.is_some_and(|c| c["ok"] == true), "{result:#}");
     // The report's ladder is the wire's, timed, and drawn as a diagram.
     let ladder = std::fs::read_to_string(dir.join("ladder.txt")).unwrap();
     let untimed: Vec<&str> = ladder.lines().filter_map(|l| l.split_once("ms ").map(|(_, m)| m)).collect();

@@ -278,12 +278,14 @@ const CLOCK_SLACK_US: i64 = 50_000;
 /// since the epoch.
 fn pbu_timestamps(packets: &[pmip_captures::pcapng::Packet]) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
-    for p in packets.iter().filter(|p| p.data.len() > 54 && p.data[12..14] == [0x86, 0xdd] && p.data[20] == 135) {
-        let d = pmip_wire::lax::decode(&p.data[54..], None, &Default::default());
-        let Some(pmip_wire::Message::Pbu(pbu)) = d.message else { continue };
+    for p in packets {
+        let Some((_, _, mh)) = pmip_captures::sequence::mobility_header(&p.data) else { continue };
+        let Some(pmip_wire::Message::Pbu(pbu)) = pmip_wire::lax::decode(mh, None, &Default::default()).message else {
+            continue;
+        };
         for o in &pbu.options {
             if let pmip_wire::MobilityOption::Timestamp(t) = o {
-                out.push((t.seconds() * 1_000_000 + ((u64::from(t.fraction()) * 1_000_000) >> 16), p.ts_us));
+                out.push((pmip_proto::signalling::timestamp_micros(*t), p.ts_us));
             }
         }
     }
