@@ -36,6 +36,7 @@ pub(crate) struct Run<'a> {
     pub(crate) lab: Lab,
     plan: AddressPlan,
     probe_flow: u16,
+    snapshots: BTreeMap<String, Value>,
 }
 
 /// Runs `s` in namespaces with the daemon binary `node_bin`; `out` gets
@@ -81,9 +82,9 @@ pub fn run(file: &Path, s: &Scenario, node_bin: &Path, out: Option<&Path>) -> Sc
         }
     }
     report.ladder = r.ladder();
-    for n in s.nodes.keys() {
-        report.events.push(format!("--- {n} ---\n{}", r.lab.daemon_log(n)));
-    }
+    report.snapshots = std::mem::take(&mut r.snapshots);
+    report.logs = s.nodes.keys().map(|n| (n.clone(), r.lab.daemon_log(n))).collect();
+    report.events = crate::report::merge_logs(&report.logs);
     match r.lab.stop_captures() {
         Ok(caps) => {
             let dir = out.map(|o| o.join(&s.id));
@@ -219,7 +220,7 @@ pub(crate) fn build<'a>(
     for cn in role(Role::Cn).filter(|_| capture) {
         lab.capture(&lma, &format!("to-{cn}")).map_err(e)?;
     }
-    Ok(Run { s, file: file.to_path_buf(), lab, plan, probe_flow: 100 })
+    Ok(Run { s, file: file.to_path_buf(), lab, plan, probe_flow: 100, snapshots: BTreeMap::new() })
 }
 
 impl Run<'_> {
@@ -420,18 +421,19 @@ impl Run<'_> {
                 check(format!("{} {}", e.node.value, e.path), ok, detail)
             }
             Step::Snapshot(name) => {
-                // The network side's tables must equal the virtual run's; the
-                // MN's flow counters differ by design (probes, not single
-                // packets), so its tables are not compared.
-                let mut now = json!({"lma": Value::Null, "mags": {}});
+                let mut now = json!({"lma": Value::Null, "mags": {}, "mns": {}});
                 for (n, spec) in &self.s.nodes {
-                    match spec.value.role {
-                        Role::Lma => now["lma"] = self.state(n)?["tables"].clone(),
-                        Role::Mag => now["mags"][n] = self.state(n)?["tables"].clone(),
-                        _ => {}
-                    }
+                    let slot = match spec.value.role {
+                        Role::Lma => &mut now["lma"],
+                        Role::Mag => &mut now["mags"][n],
+                        Role::Mn => &mut now["mns"][n],
+                        _ => continue,
+                    };
+                    *slot = self.state(n)?["tables"].clone();
                 }
-                Ok(Some(crate::snapshots::compare_parts(&self.file, name, &now, &["lma", "mags"], line)))
+                let check = crate::snapshots::compare_across_backends(&self.file, name, &now, line);
+                self.snapshots.insert(name.clone(), now);
+                Ok(Some(check))
             }
         }
     }

@@ -50,6 +50,9 @@ pub struct ScenarioReport {
     pub events: Vec<String>,
     #[serde(skip)]
     pub snapshots: BTreeMap<String, serde_json::Value>,
+    /// Each daemon's own log, by node.
+    #[serde(skip)]
+    pub logs: BTreeMap<String, String>,
     pub wall_ms: f64,
 }
 
@@ -67,6 +70,7 @@ impl ScenarioReport {
             ladder: Vec::new(),
             events: Vec::new(),
             snapshots: Default::default(),
+            logs: Default::default(),
             wall_ms: 0.0,
         }
     }
@@ -97,12 +101,36 @@ impl ScenarioReport {
         std::fs::write(dir.join("ladder.txt"), self.ladder.join("\n") + "\n")?;
         std::fs::write(dir.join("ladder-diagram.txt"), pmip_captures::ladder::render(&self.ladder))?;
         std::fs::write(dir.join("events.log"), self.events.join("\n") + "\n")?;
+        for (node, log) in &self.logs {
+            std::fs::write(dir.join(format!("{node}.log")), log)?;
+        }
         for (name, state) in &self.snapshots {
             let json = serde_json::to_string_pretty(state).map_err(std::io::Error::other)?;
             std::fs::write(dir.join(format!("state-{name}.json")), json)?;
         }
         Ok(dir)
     }
+}
+
+/// The log lines of every node in one timeline, each led by its node's
+/// name: the daemons stamp their lines with RFC 3339 UTC times of one
+/// format, so the text order of the stamps is their time order. A line
+/// with no stamp of its own stays with the line before it.
+pub fn merge_logs(logs: &BTreeMap<String, String>) -> Vec<String> {
+    let mut entries: Vec<(&str, &str, String)> = Vec::new();
+    for (node, log) in logs {
+        let mut stamp = "";
+        for line in log.lines().filter(|l| !l.trim().is_empty()) {
+            let first = line.split(' ').next().unwrap_or("");
+            if first.len() >= 20 && first.as_bytes()[4] == b'-' && first.ends_with('Z') {
+                stamp = first;
+            }
+            entries.push((stamp, node, format!("{node:<6} {line}")));
+        }
+    }
+    // A stable sort keeps each node's own order for equal stamps.
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    entries.into_iter().map(|(_, _, l)| l).collect()
 }
 
 fn xml_escape(s: &str) -> String {
@@ -147,4 +175,32 @@ pub fn junit(reports: &[ScenarioReport]) -> String {
         x += "  </testcase>\n";
     }
     x + "</testsuite>\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_merge_into_one_timeline_led_by_node_names() {
+        let logs = BTreeMap::from([
+            ("lma".to_string(), "2026-11-24T06:54:35.100Z  INFO up\n2026-11-24T06:54:37.300Z  INFO PBU\n".to_string()),
+            (
+                "mag1".to_string(),
+                "2026-11-24T06:54:35.200Z  INFO up\n  a continuation\n2026-11-24T06:54:37.200Z  INFO attached\n"
+                    .to_string(),
+            ),
+        ]);
+        let merged = merge_logs(&logs);
+        assert_eq!(
+            merged,
+            [
+                "lma    2026-11-24T06:54:35.100Z  INFO up",
+                "mag1   2026-11-24T06:54:35.200Z  INFO up",
+                "mag1     a continuation",
+                "mag1   2026-11-24T06:54:37.200Z  INFO attached",
+                "lma    2026-11-24T06:54:37.300Z  INFO PBU",
+            ]
+        );
+    }
 }

@@ -211,7 +211,12 @@ impl MnNode {
         let out = self.mn.handle(now, MnInput::Downlink { iface: name.clone(), flow: key });
         self.apply(out).await;
         if let Some(p) = Probe::in_packet(pkt) {
+            // A probe is test traffic for this daemon: it is taken here, as
+            // a listening socket would take it, so the MN's kernel does not
+            // answer it with a Port Unreachable or a RST.
             self.probes.entry(p.flow).or_default().record(&p, &name, now_us());
+            self.count(format!("probe taken on {name}"));
+            return;
         }
         match self.lif.write(pkt).await {
             Ok(()) => self.count(format!("downlink on {name}")),
@@ -312,9 +317,8 @@ impl MnNode {
                                 break;
                             }
                         }
-                        // A packet socket on an interface that is down
-                        // answers ENETDOWN until the link comes up: keep
-                        // listening.
+                        // The ENETDOWN a packet socket keeps when its link
+                        // goes down is reported once: keep listening.
                         Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
                     }
                 }

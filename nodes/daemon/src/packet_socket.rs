@@ -82,7 +82,19 @@ impl PacketSocket {
         }
     }
 
+    /// Sends one frame. A packet socket keeps ENETDOWN as a pending error
+    /// when its link goes down, or when it is bound while the link is
+    /// down, and the next call reports it once even if the link is up by
+    /// then; so ENETDOWN is tried once more, and only a second one means
+    /// the link is down now.
     pub async fn send(&self, frame: &[u8]) -> io::Result<()> {
+        match self.send_once(frame).await {
+            Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => self.send_once(frame).await,
+            r => r,
+        }
+    }
+
+    async fn send_once(&self, frame: &[u8]) -> io::Result<()> {
         loop {
             let mut guard = self.fd.writable().await?;
             // SAFETY: send(2) from a slice we own.
