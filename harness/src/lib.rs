@@ -4,6 +4,7 @@
 pub mod deploy;
 pub mod lab;
 pub mod netns_run;
+pub mod node_config;
 pub mod report;
 pub mod run;
 pub mod scenario;

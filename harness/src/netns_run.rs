@@ -6,8 +6,7 @@ use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant as WallClock};
 
-use pmip_proto::lma::{FlowAction, LmaCommand, LmaConfig, MnPolicy, PrefixModel};
-use pmip_proto::mag::{MagConfig, MnBinding};
+use pmip_proto::lma::{FlowAction, LmaCommand};
 use pmip_proto::world::mac_for;
 use serde_json::{json, Value};
 
@@ -161,42 +160,16 @@ pub(crate) fn build<'a>(
         lab.veth(&l.value.mag.value, &access_iface(&l.value.mn.value), mn, iface).map_err(e)?;
         lab.set_link(mn, iface, false).map_err(e)?;
     }
-    let mut cfg = LmaConfig::new(lma_addr);
-    cfg.authorized_mags =
-        mags.iter().filter(|(m, _)| s.nodes[m].value.authorized != Some(false)).map(|(_, a)| *a).collect();
-    let l = &s.lma;
-    if let Some(v) = l.partial_handoff_hi {
-        cfg.partial_handoff_hi = v.into();
-    }
-    cfg.revoke_on_partial_handoff = l.revoke_on_partial_handoff.unwrap_or(cfg.revoke_on_partial_handoff);
-    cfg.delete_at_old_mag = l.delete_at_old_mag.unwrap_or(cfg.delete_at_old_mag);
-    cfg.notify_shared_moves = l.notify_shared_moves.unwrap_or(cfg.notify_shared_moves);
-    cfg.flow_lifetime_secs = l.flow_lifetime_secs.unwrap_or(cfg.flow_lifetime_secs);
-    cfg.use_timestamps = l.use_timestamps.unwrap_or(cfg.use_timestamps);
-    cfg.max_lifetime_secs = l.max_lifetime_secs.unwrap_or(cfg.max_lifetime_secs);
-    if let Some(ms) = l.min_delay_before_bce_delete_ms {
-        cfg.min_delay_before_bce_delete = pmip_proto::Span::from_millis(ms);
-    }
-    let policies: Vec<MnPolicy> = role(Role::Mn)
-        .map(|m| {
-            let spec = &s.nodes[&m].value;
-            let mut p = MnPolicy::new(mn_id(&m, spec), spec.model.unwrap_or(PrefixModel::Unique));
-            p.shared_prefixes = spec.shared_prefixes.clone();
-            p.unique_prefixes = spec.prefixes.clone();
-            p.per_attachment = spec.per_attachment.unwrap_or(1);
-            p
-        })
-        .collect();
+    let cfg = crate::node_config::lma(s, &plan, lma_addr);
+    let policies = crate::node_config::mn_policies(s);
     let dp = json!({"tun": "tun0", "mtu": 1460});
     let args = vec!["--fmi-mh-type".to_string(), s.wire.fmi_mh_type.to_string()];
     lab.spawn(&lma, bin, &json!({"role": "lma", "config": cfg, "policies": policies, "data_plane": dp}), &args)
         .map_err(e)?;
     for (mag, addr) in &mags {
-        let mut c = MagConfig::new(*addr, lma_addr);
+        let c = crate::node_config::mag(s, mag, *addr, lma_addr);
         let mut access = BTreeMap::new();
         for l in s.links.iter().filter(|l| l.value.mag.value == *mag) {
-            let (mn, iface) = l.value.mn.value.split_once('/').ok_or("bad link")?;
-            c.mns.push(MnBinding { ll_id: mac_for(mn, iface), mn_id: mn_id(mn, &s.nodes[mn].value) });
             let att = parse_att(&l.value.att.value).ok_or("bad att")?;
             access.insert(access_iface(&l.value.mn.value), att.value());
         }
@@ -204,8 +177,7 @@ pub(crate) fn build<'a>(
             .map_err(e)?;
     }
     for mn in role(Role::Mn) {
-        let spec = &s.nodes[&mn].value;
-        let cfg = json!({"name": mn, "iid": plan.iid[&mn], "interfaces": spec.interfaces, "uplink_preference": spec.interfaces});
+        let cfg = crate::node_config::mn(s, &plan, &mn).ok_or("no such MN")?;
         lab.spawn(&mn, bin, &json!({"role": "mn", "config": cfg}), &[]).map_err(e)?;
     }
     for cn in role(Role::Cn) {

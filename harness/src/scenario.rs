@@ -66,6 +66,10 @@ pub struct LmaSettings {
     pub use_timestamps: Option<bool>,
     /// RFC 5213 MinDelayBeforeBCEDelete, in milliseconds (default 10000).
     pub min_delay_before_bce_delete_ms: Option<u64>,
+    /// First wait before the LMA sends an FMI or BRI again, in
+    /// milliseconds, doubled for each repeat (RFC 6275 INITIAL_BINDACK_TIMEOUT;
+    /// default 1000).
+    pub initial_retransmit_ms: Option<std::num::NonZeroU64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 
 use pmip_proto::flow::prefix_selector;
-use pmip_proto::lma::{FlowAction, Lma, LmaCommand, LmaConfig, MnPolicy, PrefixModel};
-use pmip_proto::mag::{Mag, MagConfig, MnBinding};
-use pmip_proto::mn::{Mn, MnConfig};
-use pmip_proto::world::{mac_for, DropRule, LinkProps, World};
+use pmip_proto::lma::{FlowAction, Lma, LmaCommand};
+use pmip_proto::mag::Mag;
+use pmip_proto::mn::Mn;
+use pmip_proto::world::{DropRule, LinkProps, World};
 use pmip_proto::{FlowKey, Span};
-use pmip_wire::{HandoffIndicator, WireConfig};
+use pmip_wire::WireConfig;
 
 use crate::report::{Check, Verdict};
 use crate::scenario::*;
@@ -78,75 +78,21 @@ impl<'a> VirtualLab<'a> {
         let addr = |n: &str| plan.of.get(n).copied().ok_or_else(|| format!("node {n} has no address"));
         let (lma_name, _) = s.nodes.iter().find(|(_, n)| n.value.role == Role::Lma).ok_or("no lma node")?;
         let lma_addr = addr(lma_name)?;
-        let mut cfg = LmaConfig::new(lma_addr);
-        cfg.authorized_mags = s
-            .nodes
-            .iter()
-            .filter(|(_, n)| n.value.role == Role::Mag && n.value.authorized != Some(false))
-            .map(|(name, _)| addr(name))
-            .collect::<Result<_, _>>()?;
-        let l = &s.lma;
-        if let Some(hi) = l.partial_handoff_hi {
-            cfg.partial_handoff_hi = HandoffIndicator::from(hi);
-        }
-        if let Some(v) = l.revoke_on_partial_handoff {
-            cfg.revoke_on_partial_handoff = v;
-        }
-        if let Some(v) = l.delete_at_old_mag {
-            cfg.delete_at_old_mag = v;
-        }
-        if let Some(v) = l.notify_shared_moves {
-            cfg.notify_shared_moves = v;
-        }
-        if let Some(v) = l.flow_lifetime_secs {
-            cfg.flow_lifetime_secs = v;
-        }
-        if let Some(v) = l.max_lifetime_secs {
-            cfg.max_lifetime_secs = v;
-        }
-        if let Some(v) = l.use_timestamps {
-            cfg.use_timestamps = v;
-        }
-        if let Some(ms) = l.min_delay_before_bce_delete_ms {
-            cfg.min_delay_before_bce_delete = Span::from_millis(ms);
-        }
+        let cfg = crate::node_config::lma(s, &plan, lma_addr);
         let mut lma = Lma::new(cfg);
+        for p in crate::node_config::mn_policies(s) {
+            lma.add_policy(p);
+        }
         let mut world = World::new();
         world.wire = WireConfig { flow_mobility_mh_type: s.wire.fmi_mh_type };
         for (name, n) in &s.nodes {
             let spec = &n.value;
             match spec.role {
                 Role::Mn => {
-                    let model = spec.model.unwrap_or(PrefixModel::Unique);
-                    let mut p = MnPolicy::new(mn_id(name, spec), model);
-                    p.shared_prefixes = spec.shared_prefixes.clone();
-                    p.unique_prefixes = spec.prefixes.clone();
-                    p.per_attachment = spec.per_attachment.unwrap_or(1);
-                    lma.add_policy(p);
-                    world.add_mn(
-                        name,
-                        Mn::new(MnConfig {
-                            name: name.clone(),
-                            iid: plan.iid.get(name).copied().unwrap_or(1),
-                            interfaces: spec.interfaces.clone(),
-                            uplink_preference: spec.interfaces.clone(),
-                        }),
-                    );
+                    let config = crate::node_config::mn(s, &plan, name).ok_or("no such MN")?;
+                    world.add_mn(name, Mn::new(config));
                 }
-                Role::Mag => {
-                    let mut c = MagConfig::new(addr(name)?, lma_addr);
-                    c.mns = s
-                        .links
-                        .iter()
-                        .filter(|l| l.value.mag.value == *name)
-                        .filter_map(|l| {
-                            let (mn, iface) = l.value.mn.value.split_once('/')?;
-                            let spec = &s.nodes.get(mn)?.value;
-                            Some(MnBinding { ll_id: mac_for(mn, iface), mn_id: mn_id(mn, spec) })
-                        })
-                        .collect();
-                    world.add_mag(name, Mag::new(c));
-                }
+                Role::Mag => world.add_mag(name, Mag::new(crate::node_config::mag(s, name, addr(name)?, lma_addr))),
                 Role::Cn => world.add_cn(name, addr(name)?),
                 Role::Lma => {}
             }

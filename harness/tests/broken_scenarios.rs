@@ -44,6 +44,11 @@ fn broken_scenarios_are_refused_with_where_and_what() {
     let cases: Vec<(String, &str)> = vec![
         // YAML syntax: an unclosed flow mapping.
         (broken("  lma: { role: lma }", "  lma: { role: lma"), "4:"),
+        // A retransmission timer of zero.
+        (
+            broken("title: a scenario to break", "title: t\nlma: { initial_retransmit_ms: 0 }"),
+            "3:8: invalid value: integer `0`, expected a nonzero u64",
+        ),
         // An unknown key at the top.
         (broken("title: a scenario to break", "title: t\ncolour: blue"), "3:1: unknown field `colour`"),
         // An unknown key in a node.
