@@ -6,3 +6,7 @@ pub mod capture;
 pub mod ladder;
 pub mod pcapng;
 pub mod sequence;
+
+/// The Wireshark Lua dissector for what stock Wireshark does not decode in
+/// these captures (FMI/FMA, UPN/UPA, flow options, the MH checksum).
+pub const LUA_DISSECTOR: &str = include_str!("../wireshark/pmiplab.lua");

@@ -203,6 +203,16 @@ fn run(patterns: &[String], jobs: usize, out: &std::path::Path, backend: &str) -
     if let Err(e) = std::fs::write(out.join("junit.xml"), junit(&reports)) {
         eprintln!("pmiplab: could not write {}: {e}", out.join("junit.xml").display());
     }
+    if node_bin.is_some() {
+        let lua = out.join("pmiplab.lua");
+        match std::fs::write(&lua, pmip_captures::LUA_DISSECTOR) {
+            Ok(()) => println!(
+                "pmiplab: read the captures with `tshark -X lua_script:{}` (FMI/FMA on MH type N: add -o pmip.fmi_mh_type:N)",
+                lua.display()
+            ),
+            Err(e) => eprintln!("pmiplab: could not write {}: {e}", lua.display()),
+        }
+    }
     let passed = reports.iter().filter(|r| r.verdict == Verdict::Pass).count();
     let skipped = reports.iter().filter(|r| r.verdict == Verdict::Skip).count();
     println!("{passed} passed, {failed} failed, {skipped} skipped");

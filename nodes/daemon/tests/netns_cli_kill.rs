@@ -89,33 +89,29 @@ fn sigkill_of_pmiplab_mid_run_leaves_nothing_behind() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
-/// tshark reads `p` with no malformed frame and no expert warning (a TCP
-/// RST among them), and the MN never answered a probe with a Port
-/// Unreachable.
-fn tshark_finds_nothing_wrong(p: &Path) {
+/// tshark, with the project's Lua dissector, reads `p` with no malformed
+/// frame and no expert warning (a TCP RST or a bad Mobility Header checksum
+/// among them), and the MN never answered a probe with a Port Unreachable.
+/// Returns the flow mobility messages the dissector decoded, in order.
+fn tshark_finds_nothing_wrong(p: &Path) -> Vec<String> {
+    let lua = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../captures/wireshark/pmiplab.lua");
     let t = match Command::new("tshark")
+        .arg("-X")
+        .arg(format!("lua_script:{}", lua.display()))
         .arg("-n")
         .arg("-r")
         .arg(p)
-        .args([
-            "-T",
-            "fields",
-            "-e",
-            "_ws.malformed",
-            "-e",
-            "_ws.expert.severity",
-            "-e",
-            "icmpv6.code",
-            "-e",
-            "icmpv6.type",
-        ])
+        .args(["-T", "fields", "-E", "separator=/t"])
+        .args(["-e", "_ws.malformed", "-e", "_ws.expert.severity", "-e", "icmpv6.code", "-e", "icmpv6.type"])
+        .args(["-e", "pmip.msg", "-e", "pmip.checksum.status"])
         .output()
     {
         Ok(t) => t,
-        Err(_) if std::env::var_os("PMIPLAB_SKIP_TSHARK").is_some() => return,
+        Err(_) if std::env::var_os("PMIPLAB_SKIP_TSHARK").is_some() => return Vec::new(),
         Err(e) => panic!("tshark is needed (ci/test.sh installs it): {e}"),
     };
-    assert!(t.status.success(), "tshark cannot read {}", p.display());
+    assert!(t.status.success(), "tshark cannot read {}: {}", p.display(), String::from_utf8_lossy(&t.stderr));
+    let mut decoded = Vec::new();
     for line in String::from_utf8_lossy(&t.stdout).lines() {
         let f: Vec<&str> = line.split('\t').collect();
         assert!(f.first().is_none_or(|m| m.is_empty()), "{}: malformed: {line}", p.display());
@@ -124,7 +120,12 @@ fn tshark_finds_nothing_wrong(p: &Path) {
         let first = |k: usize| f.get(k).and_then(|v| v.split(',').next());
         let port_unreachable = first(3) == Some("1") && first(2) == Some("4");
         assert!(!port_unreachable, "{}: a Port Unreachable: {line}", p.display());
+        if let Some(msg) = first(4).filter(|m| !m.is_empty()) {
+            assert_eq!(first(5), Some("1"), "{}: the MH checksum of a {msg} is not good: {line}", p.display());
+            decoded.push(msg.to_string());
+        }
     }
+    decoded
 }
 
 fn pmiplab_binary() -> (PathBuf, PathBuf) {
@@ -167,7 +168,12 @@ fn the_cli_runs_the_catalogue_in_namespaces_in_parallel_with_clean_captures() {
             .collect();
         assert_eq!(pcaps.len(), 5, "one capture per link (two access, two core, one CN): {pcaps:?}");
         for p in &pcaps {
-            tshark_finds_nothing_wrong(p);
+            let decoded = tshark_finds_nothing_wrong(p);
+            // The LMA's port to MAG1 carries FMI[add] and its FMA in FM-UP-FMI.
+            let to_mag1 = p.file_name().is_some_and(|n| n == "lma-to-mag1.pcapng");
+            if id == "FM-UP-FMI-01" && to_mag1 && std::env::var_os("PMIPLAB_SKIP_TSHARK").is_none() {
+                assert_eq!(decoded, ["FMI", "FMA"], "{}", p.display());
+            }
         }
     }
     let dir = out.join("FM-UP-FMI-01");
