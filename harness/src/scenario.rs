@@ -156,6 +156,9 @@ pub enum Step {
     Link(LinkStep),
     /// Lets virtual time pass: "50ms", "2s", "5m".
     Wait(Spanned<String>),
+    /// Waits until a message is seen or a state holds, at most `timeout`;
+    /// a check that fails if the timeout passes first.
+    WaitFor(Box<WaitFor>),
     ExpectMessage(ExpectMessage),
     ExpectFlow(ExpectFlow),
     ExpectUplink(ExpectUplink),
@@ -329,6 +332,22 @@ pub struct ExpectState {
     pub path: String,
     pub equals: Option<serde_json::Value>,
     pub len: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitFor {
+    /// A message predicate, as `expect_message` reads it.
+    pub seen: Option<ExpectMessage>,
+    /// A state predicate, as `expect_state` reads it.
+    pub holds: Option<ExpectState>,
+    /// The bound: "500ms", "5s" (default 5s).
+    #[serde(default = "five_seconds")]
+    pub timeout: Spanned<String>,
+}
+
+fn five_seconds() -> Spanned<String> {
+    Spanned::new("5s".into(), Location::UNKNOWN, Location::UNKNOWN)
 }
 
 /// A scenario error a user can fix, with where it is.

@@ -43,6 +43,27 @@ impl Checker<'_> {
         }
     }
 
+    fn expect_message(&self, e: &ExpectMessage) -> Check {
+        self.message(&e.message)?;
+        for n in e.from.iter().chain(e.to.iter()) {
+            self.node(n, None)?;
+        }
+        Ok(())
+    }
+
+    fn expect_state(&self, e: &ExpectState) -> Check {
+        self.node(&e.node, None)?;
+        if !e.path.starts_with('/') && !e.path.is_empty() {
+            return Err(
+                self.err(e.node.referenced, format!("path '{}' should be a JSON pointer starting with /", e.path))
+            );
+        }
+        if e.equals.is_some() == e.len.is_some() {
+            return Err(self.err(e.node.referenced, "expect_state needs exactly one of 'equals' or 'len'".into()));
+        }
+        Ok(())
+    }
+
     /// `mn/iface` naming an interface of an MN.
     fn iface(&self, r: &Spanned<String>) -> Check {
         let Some((mn, iface)) = r.value.split_once('/') else {
@@ -280,12 +301,7 @@ impl Checker<'_> {
                             .err(w.referenced, format!("'{}' is not a duration: write e.g. 50ms, 2s or 5m", w.value)));
                     }
                 }
-                Step::ExpectMessage(e) => {
-                    self.message(&e.message)?;
-                    for n in e.from.iter().chain(e.to.iter()) {
-                        self.node(n, None)?;
-                    }
-                }
+                Step::ExpectMessage(e) => self.expect_message(e)?,
                 Step::ExpectFlow(e) => {
                     self.flow(&e.flow)?;
                     match (&e.arrives_on, e.dropped) {
@@ -303,18 +319,23 @@ impl Checker<'_> {
                     self.flow(&e.flow)?;
                     self.iface(&e.leaves_on)?;
                 }
-                Step::ExpectState(e) => {
-                    self.node(&e.node, None)?;
-                    if !e.path.starts_with('/') && !e.path.is_empty() {
+                Step::ExpectState(e) => self.expect_state(e)?,
+                Step::WaitFor(w) => {
+                    if parse_duration(&w.timeout.value).is_none() {
                         return Err(self.err(
-                            e.node.referenced,
-                            format!("path '{}' should be a JSON pointer starting with /", e.path),
+                            w.timeout.referenced,
+                            format!("'{}' is not a duration: write e.g. 500ms or 5s", w.timeout.value),
                         ));
                     }
-                    if e.equals.is_some() == e.len.is_some() {
-                        return Err(
-                            self.err(e.node.referenced, "expect_state needs exactly one of 'equals' or 'len'".into())
-                        );
+                    match (&w.seen, &w.holds) {
+                        (Some(e), None) => self.expect_message(e)?,
+                        (None, Some(e)) => self.expect_state(e)?,
+                        _ => {
+                            return Err(self.err(
+                                at,
+                                "wait_for needs exactly one of 'seen' (a message) or 'holds' (a state)".into(),
+                            ))
+                        }
                     }
                 }
                 Step::Snapshot(name) => {

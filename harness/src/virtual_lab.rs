@@ -202,30 +202,24 @@ impl<'a> VirtualLab<'a> {
                 self.world.run_for(parse_duration(&w.value)?);
                 None
             }
-            Step::ExpectMessage(e) => {
-                let name = e.message.value.to_ascii_uppercase();
-                let seen: Vec<&pmip_proto::world::MessageRecord> = self
-                    .world
-                    .messages
-                    .iter()
-                    .filter(|m| !m.dropped)
-                    .filter(|m| m.summary.split(' ').next() == Some(name.as_str()))
-                    .filter(|m| e.from.as_ref().is_none_or(|f| f.value == m.from))
-                    .filter(|m| e.to.as_ref().is_none_or(|t| t.value == m.to))
-                    .filter(|m| e.with.iter().all(|w| m.summary.split(' ').any(|tok| tok == w)))
-                    .collect();
-                let what = format!(
-                    "{name}{}{}{}",
-                    e.from.as_ref().map(|f| format!(" from {}", f.value)).unwrap_or_default(),
-                    e.to.as_ref().map(|t| format!(" to {}", t.value)).unwrap_or_default(),
-                    if e.with.is_empty() { String::new() } else { format!(" with {}", e.with.join(" ")) }
-                );
-                let ok = match e.count {
-                    Some(n) => seen.len() == n,
-                    None => !seen.is_empty(),
+            Step::ExpectMessage(e) => Some(message_check(&self.world, e, line)),
+            Step::WaitFor(w) => {
+                let limit = parse_duration(&w.timeout.value)?;
+                let started = self.world.now();
+                let held = |world: &World| match (&w.seen, &w.holds) {
+                    (Some(e), _) => message_check(world, e, line),
+                    (_, Some(e)) => state_check(world, self.s, e, line),
+                    _ => Check { line, what: "wait_for".into(), ok: false, detail: "nothing to wait for".into() },
                 };
-                let want = e.count.map(|n| format!("{n}")).unwrap_or_else(|| "at least 1".into());
-                check(format!("message {what}"), ok, format!("expected {want}, saw {}", seen.len()))
+                let ok = self.world.run_until(limit, |world| held(world).ok);
+                let last = held(&self.world);
+                let waited = self.world.now().saturating_since(started).as_millis();
+                let detail = if ok {
+                    format!("held after {waited} ms: {}", last.detail)
+                } else {
+                    format!("not within {}: {}", w.timeout.value, last.detail)
+                };
+                check(format!("wait for {}", last.what), ok, detail)
             }
             Step::ExpectFlow(e) => {
                 let key = self.flow_key(&e.flow.value)?;
@@ -282,29 +276,7 @@ impl<'a> VirtualLab<'a> {
                     detail,
                 )
             }
-            Step::ExpectState(e) => {
-                let state = self.node_state(&e.node.value);
-                let found = state.pointer(&e.path).cloned();
-                let (ok, detail) = match (&e.equals, e.len, &found) {
-                    (_, _, None) => (false, format!("{} has nothing at {}", e.node.value, e.path)),
-                    (Some(want), _, Some(v)) => (v == want, format!("found {v}")),
-                    (None, Some(n), Some(v)) => {
-                        let len = v.as_array().map(|a| a.len());
-                        (
-                            len == Some(n),
-                            format!("found {} entries", len.map(|l| l.to_string()).unwrap_or("no list".into())),
-                        )
-                    }
-                    _ => (false, "nothing to compare".into()),
-                };
-                let want = e
-                    .equals
-                    .as_ref()
-                    .map(|v| format!("= {v}"))
-                    .or(e.len.map(|n| format!("has {n} entries")))
-                    .unwrap_or_default();
-                check(format!("{} {} {want}", e.node.value, e.path), ok, detail)
-            }
+            Step::ExpectState(e) => Some(state_check(&self.world, self.s, e, line)),
             Step::Snapshot(_) => None,
         }
     }
@@ -318,14 +290,7 @@ impl<'a> VirtualLab<'a> {
 
     /// The state tables of one node as JSON.
     pub fn node_state(&self, node: &str) -> serde_json::Value {
-        let st = self.world.state();
-        let v = match self.s.nodes.get(node).map(|n| n.value.role) {
-            Some(Role::Lma) => serde_json::to_value(st.lma),
-            Some(Role::Mag) => serde_json::to_value(st.mags.get(node)),
-            Some(Role::Mn) => serde_json::to_value(st.mns.get(node)),
-            _ => Ok(serde_json::Value::Null),
-        };
-        v.unwrap_or(serde_json::Value::Null)
+        node_state(&self.world, self.s, node)
     }
 
     pub fn verdict_for(checks: &[Check]) -> Verdict {
@@ -335,4 +300,60 @@ impl<'a> VirtualLab<'a> {
             Verdict::Fail
         }
     }
+}
+
+/// The state tables of one node of `world` as JSON.
+fn node_state(world: &World, s: &Scenario, node: &str) -> serde_json::Value {
+    let st = world.state();
+    let v = match s.nodes.get(node).map(|n| n.value.role) {
+        Some(Role::Lma) => serde_json::to_value(st.lma),
+        Some(Role::Mag) => serde_json::to_value(st.mags.get(node)),
+        Some(Role::Mn) => serde_json::to_value(st.mns.get(node)),
+        _ => Ok(serde_json::Value::Null),
+    };
+    v.unwrap_or(serde_json::Value::Null)
+}
+
+/// Whether the messages `e` names were delivered (not dropped) so far.
+fn message_check(world: &World, e: &ExpectMessage, line: u64) -> Check {
+    let name = e.message.value.to_ascii_uppercase();
+    let seen = world
+        .messages
+        .iter()
+        .filter(|m| !m.dropped)
+        .filter(|m| m.summary.split(' ').next() == Some(name.as_str()))
+        .filter(|m| e.from.as_ref().is_none_or(|f| f.value == m.from))
+        .filter(|m| e.to.as_ref().is_none_or(|t| t.value == m.to))
+        .filter(|m| e.with.iter().all(|w| m.summary.split(' ').any(|tok| tok == w)))
+        .count();
+    let what = format!(
+        "{name}{}{}{}",
+        e.from.as_ref().map(|f| format!(" from {}", f.value)).unwrap_or_default(),
+        e.to.as_ref().map(|t| format!(" to {}", t.value)).unwrap_or_default(),
+        if e.with.is_empty() { String::new() } else { format!(" with {}", e.with.join(" ")) }
+    );
+    let ok = match e.count {
+        Some(n) => seen == n,
+        None => seen > 0,
+    };
+    let want = e.count.map(|n| format!("{n}")).unwrap_or_else(|| "at least 1".into());
+    Check { line, what: format!("message {what}"), ok, detail: format!("expected {want}, saw {seen}") }
+}
+
+/// Whether a node's state tables hold what `e` says.
+fn state_check(world: &World, s: &Scenario, e: &ExpectState, line: u64) -> Check {
+    let state = node_state(world, s, &e.node.value);
+    let found = state.pointer(&e.path).cloned();
+    let (ok, detail) = match (&e.equals, e.len, &found) {
+        (_, _, None) => (false, format!("{} has nothing at {}", e.node.value, e.path)),
+        (Some(want), _, Some(v)) => (v == want, format!("found {v}")),
+        (None, Some(n), Some(v)) => {
+            let len = v.as_array().map(|a| a.len());
+            (len == Some(n), format!("found {} entries", len.map(|l| l.to_string()).unwrap_or("no list".into())))
+        }
+        _ => (false, "nothing to compare".into()),
+    };
+    let want =
+        e.equals.as_ref().map(|v| format!("= {v}")).or(e.len.map(|n| format!("has {n} entries"))).unwrap_or_default();
+    Check { line, what: format!("{} {} {want}", e.node.value, e.path), ok, detail }
 }

@@ -64,6 +64,16 @@ fn broken_scenarios_are_refused_with_where_and_what() {
             broken("  - expect_flow:", "  - attach: { iface: mn1/if1 }\n  - expect_flow:"),
             "14:22: mn1/if1 is attached twice without a detach in between",
         ),
+        // A wait_for with nothing to wait for.
+        (
+            broken("  - expect_flow:", "  - wait_for: { timeout: 2s }\n  - expect_flow:"),
+            "14:5: wait_for needs exactly one of 'seen' (a message) or 'holds' (a state)",
+        ),
+        // A wait_for bound that is not a duration.
+        (
+            broken("  - expect_flow:", "  - wait_for: { seen: { message: PBA }, timeout: soon }\n  - expect_flow:"),
+            "14:50: 'soon' is not a duration: write e.g. 500ms or 5s",
+        ),
         // A flow to an unknown MN.
         (broken("X: { mn: mn1,", "X: { mn: mn2,"), "11:12: there is no node named 'mn2'"),
         // A flow to a prefix the MN does not own.
