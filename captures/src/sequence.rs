@@ -53,18 +53,67 @@ pub fn messages(link: &str, packets: &[Packet], cfg: &WireConfig) -> Vec<Sequenc
     out
 }
 
-/// Merges per-link sequences by time; a message seen on two links (both
-/// ends of a path) is kept once, at its first sighting.
+/// Merges per-link sequences by time. One message can be seen on two
+/// links (a bridge floods a frame before it has learnt the destination):
+/// such sightings are kept once, at the first. Copies on one link are
+/// distinct messages (a duplicate on the wire) and are all kept.
 pub fn merge(mut all: Vec<SequenceEntry>) -> Vec<SequenceEntry> {
     all.sort_by_key(|e| e.ts_us);
-    let mut out: Vec<SequenceEntry> = Vec::new();
+    let mut out: Vec<(SequenceEntry, Vec<String>)> = Vec::new();
     for e in all {
-        if !out
-            .iter()
-            .any(|o| o.src == e.src && o.dst == e.dst && o.summary == e.summary && e.ts_us.abs_diff(o.ts_us) < 100_000)
-        {
-            out.push(e);
+        let same = out.iter_mut().find(|(o, links)| {
+            o.src == e.src
+                && o.dst == e.dst
+                && o.summary == e.summary
+                && e.ts_us.abs_diff(o.ts_us) < 100_000
+                && !links.contains(&e.link)
+        });
+        match same {
+            Some((_, links)) => links.push(e.link),
+            None => {
+                let link = e.link.clone();
+                out.push((e, vec![link]));
+            }
         }
     }
-    out
+    out.into_iter().map(|(e, _)| e).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(ts_us: u64, link: &str, summary: &str) -> SequenceEntry {
+        SequenceEntry {
+            ts_us,
+            link: link.into(),
+            src: "2001:db8:ffff::1".parse().unwrap(),
+            dst: "2001:db8:ffff::11".parse().unwrap(),
+            summary: summary.into(),
+        }
+    }
+
+    fn summaries(v: &[SequenceEntry]) -> Vec<(u64, &str)> {
+        v.iter().map(|e| (e.ts_us, e.summary.as_str())).collect()
+    }
+
+    #[test]
+    fn a_flooded_frame_counts_once_and_a_duplicate_on_the_wire_twice() {
+        // The bridge floods the first FMI to both MAG ports; the LMA sends
+        // it twice (a duplicate fault), and the bridge floods the copy too.
+        let merged = merge(vec![
+            seen(10, "to-mag1", "FMI seq=1"),
+            seen(11, "to-mag2", "FMI seq=1"),
+            seen(20, "to-mag1", "FMI seq=1"),
+            seen(21, "to-mag2", "FMI seq=1"),
+            seen(30, "to-mag1", "PBA seq=2"),
+        ]);
+        assert_eq!(summaries(&merged), [(10, "FMI seq=1"), (20, "FMI seq=1"), (30, "PBA seq=2")]);
+    }
+
+    #[test]
+    fn the_same_message_much_later_is_a_new_message() {
+        let merged = merge(vec![seen(0, "to-mag1", "PBU seq=1"), seen(200_000, "to-mag2", "PBU seq=1")]);
+        assert_eq!(merged.len(), 2);
+    }
 }

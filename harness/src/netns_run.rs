@@ -356,16 +356,8 @@ impl Run<'_> {
                 self.lma_command(LmaCommand::UnbindFlow { mn_id: mn, fid: self.fid_of(&f.value).ok_or("unbound")? })?;
                 Ok(None)
             }
-            Step::Drop(d) => {
-                let (node, direction) = match (&d.from, &d.to) {
-                    (Some(f), _) => (f.value.clone(), "out"),
-                    (None, Some(t)) => (t.value.clone(), "in"),
-                    (None, None) => (self.lma(), "out"),
-                };
-                let rule = json!({"direction": direction, "message": d.message.value.to_ascii_uppercase(), "action": {"kind": "drop"}, "count": d.count});
-                self.request(&node, json!({"cmd": "fault_add", "rule": rule}))?;
-                Ok(None)
-            }
+            Step::Drop(d) => self.add_fault(d.rule().ok_or("bad fault")?).map(|_| None),
+            Step::Fault(f) => self.add_fault(f.rule().ok_or("bad fault")?).map(|_| None),
             Step::Link(_) => Err("link properties need virtual time".into()),
             Step::Wait(w) => {
                 let d = parse_duration(&w.value).ok_or("bad duration")?;
@@ -414,6 +406,23 @@ impl Run<'_> {
                 Ok(Some(check))
             }
         }
+    }
+
+    /// Installs `rule` as a userspace fault rule where virtual time applies
+    /// it (see [`FaultRule`](pmip_proto::fault::FaultRule)): at the sender
+    /// named by `from`, else at the receiver named by `to`, else at the LMA,
+    /// on the way out for what the LMA sends and on the way in for the rest.
+    fn add_fault(&self, rule: pmip_proto::fault::FaultRule) -> Result<(), String> {
+        const FROM_LMA: [&str; 4] = ["PBA", "BRI", "FMI", "UPN"];
+        let (node, direction) = match (&rule.from, &rule.to) {
+            (Some(f), _) => (f.clone(), "out"),
+            (None, Some(t)) => (t.clone(), "in"),
+            (None, None) if FROM_LMA.contains(&rule.message.as_str()) => (self.lma(), "out"),
+            (None, None) => (self.lma(), "in"),
+        };
+        let spec = json!({"direction": direction, "message": rule.message, "action": rule.action, "count": rule.count});
+        self.request(&node, json!({"cmd": "fault_add", "rule": spec}))?;
+        Ok(())
     }
 
     /// Whether the messages `e` names were sent so far.

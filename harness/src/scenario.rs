@@ -152,6 +152,8 @@ pub enum Step {
     Unbind(Spanned<String>),
     /// Drops the next messages of a kind.
     Drop(DropStep),
+    /// Drops, delays, duplicates or reorders the next messages of a kind.
+    Fault(FaultStep),
     /// Sets latency and loss between two nodes.
     Link(LinkStep),
     /// Lets virtual time pass: "50ms", "2s", "5m".
@@ -278,6 +280,59 @@ pub struct DropStep {
 
 fn one() -> u32 {
     1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultStep {
+    pub message: Spanned<String>,
+    pub from: Option<Spanned<String>>,
+    pub to: Option<Spanned<String>>,
+    #[serde(default = "one")]
+    pub count: u32,
+    /// drop, delay, duplicate or reorder.
+    pub action: Spanned<String>,
+    /// How long a `delay` holds each message.
+    pub delay_ms: Option<u64>,
+}
+
+/// The fault rule a `drop` or `fault` step installs; `None` for an action
+/// the validator refuses.
+pub fn fault_rule(
+    message: &Spanned<String>,
+    from: &Option<Spanned<String>>,
+    to: &Option<Spanned<String>>,
+    count: u32,
+    action: &str,
+    delay_ms: Option<u64>,
+) -> Option<pmip_proto::fault::FaultRule> {
+    use pmip_proto::fault::FaultAction;
+    let action = match (action, delay_ms) {
+        ("drop", None) => FaultAction::Drop,
+        ("duplicate", None) => FaultAction::Duplicate,
+        ("reorder", None) => FaultAction::Reorder,
+        ("delay", Some(ms)) => FaultAction::Delay { ms },
+        _ => return None,
+    };
+    Some(pmip_proto::fault::FaultRule {
+        message: message.value.to_ascii_uppercase(),
+        from: from.as_ref().map(|f| f.value.clone()),
+        to: to.as_ref().map(|t| t.value.clone()),
+        count,
+        action,
+    })
+}
+
+impl DropStep {
+    pub fn rule(&self) -> Option<pmip_proto::fault::FaultRule> {
+        fault_rule(&self.message, &self.from, &self.to, self.count, "drop", None)
+    }
+}
+
+impl FaultStep {
+    pub fn rule(&self) -> Option<pmip_proto::fault::FaultRule> {
+        fault_rule(&self.message, &self.from, &self.to, self.count, &self.action.value, self.delay_ms)
+    }
 }
 
 #[derive(Debug, Deserialize)]

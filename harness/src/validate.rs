@@ -282,6 +282,30 @@ impl Checker<'_> {
                         self.node(n, None)?;
                     }
                 }
+                Step::Fault(f) => {
+                    self.message(&f.message)?;
+                    for n in f.from.iter().chain(f.to.iter()) {
+                        self.node(n, None)?;
+                    }
+                    match (f.action.value.as_str(), f.delay_ms) {
+                        ("delay", None) => {
+                            return Err(self.err(f.action.referenced, "a delay needs 'delay_ms'".into()));
+                        }
+                        ("drop" | "duplicate" | "reorder", Some(_)) => {
+                            return Err(self.err(
+                                f.action.referenced,
+                                format!("'delay_ms' goes with action delay, not {}", f.action.value),
+                            ));
+                        }
+                        ("drop" | "duplicate" | "reorder" | "delay", _) => {}
+                        (other, _) => {
+                            return Err(self.err(
+                                f.action.referenced,
+                                format!("'{other}' is not a fault action; expected drop, delay, duplicate or reorder"),
+                            ));
+                        }
+                    }
+                }
                 Step::Link(l) => {
                     if l.between.value.len() != 2 {
                         return Err(self.err(l.between.referenced, "'between' takes exactly two node names".into()));

@@ -8,7 +8,7 @@ use pmip_proto::flow::prefix_selector;
 use pmip_proto::lma::{FlowAction, Lma, LmaCommand};
 use pmip_proto::mag::Mag;
 use pmip_proto::mn::Mn;
-use pmip_proto::world::{DropRule, LinkProps, World};
+use pmip_proto::world::{LinkProps, World};
 use pmip_proto::{FlowKey, Span};
 use pmip_wire::WireConfig;
 
@@ -182,12 +182,11 @@ impl<'a> VirtualLab<'a> {
                 None
             }
             Step::Drop(d) => {
-                self.world.add_drop_rule(DropRule {
-                    message: d.message.value.to_ascii_uppercase(),
-                    from: d.from.as_ref().map(|x| x.value.clone()),
-                    to: d.to.as_ref().map(|x| x.value.clone()),
-                    count: d.count,
-                });
+                self.world.add_fault(d.rule()?);
+                None
+            }
+            Step::Fault(f) => {
+                self.world.add_fault(f.rule()?);
                 None
             }
             Step::Link(l) => {

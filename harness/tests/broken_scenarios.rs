@@ -74,6 +74,16 @@ fn broken_scenarios_are_refused_with_where_and_what() {
             broken("  - expect_flow:", "  - wait_for: { seen: { message: PBA }, timeout: soon }\n  - expect_flow:"),
             "14:50: 'soon' is not a duration: write e.g. 500ms or 5s",
         ),
+        // A delay with no length.
+        (
+            broken("  - expect_flow:", "  - fault: { message: PBA, action: delay }\n  - expect_flow:"),
+            "14:36: a delay needs 'delay_ms'",
+        ),
+        // A fault action that does not exist.
+        (
+            broken("  - expect_flow:", "  - fault: { message: PBA, action: shuffle }\n  - expect_flow:"),
+            "14:36: 'shuffle' is not a fault action; expected drop, delay, duplicate or reorder",
+        ),
         // A flow to an unknown MN.
         (broken("X: { mn: mn1,", "X: { mn: mn2,"), "11:12: there is no node named 'mn2'"),
         // A flow to a prefix the MN does not own.

@@ -11,17 +11,9 @@ pub enum Direction {
     Out,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", tag = "kind")]
-pub enum Action {
-    Drop,
-    Delay {
-        ms: u64,
-    },
-    Duplicate,
-    /// Hold the message until the next one in the same direction has gone.
-    Reorder,
-}
+/// The same actions as in virtual time, so a scenario's fault means one
+/// thing on both backends.
+pub use pmip_proto::fault::FaultAction as Action;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FaultRule {

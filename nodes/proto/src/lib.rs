@@ -8,6 +8,7 @@
 //! time.
 
 pub mod dataplane;
+pub mod fault;
 pub mod flow;
 pub mod lma;
 pub mod mag;

@@ -16,6 +16,8 @@ pub struct Instant(pub u64);
 pub struct Span(pub u64);
 
 impl Span {
+    pub const ZERO: Span = Span(0);
+
     pub const fn from_millis(ms: u64) -> Span {
         Span(ms * 1000)
     }

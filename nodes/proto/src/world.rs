@@ -1,5 +1,5 @@
 //! A deterministic in-memory world: an LMA, MAGs, MNs and CNs wired
-//! together in virtual time with per-link latency and message drop rules.
+//! together in virtual time with per-link latency, loss and message faults.
 //! Every message goes through the wire codec on its way, and the data
 //! plane is built only from the intents the roles emit, so a run checks
 //! the codec, the protocol and the intents together.
@@ -12,6 +12,7 @@ use pmip_wire::{AccessTechnologyType, Endpoints, HandoffIndicator, Message, Wire
 use serde::Serialize;
 
 use crate::dataplane::{LmaPlane, MagPlane};
+use crate::fault::{FaultAction, FaultRule};
 use crate::flow::FlowKey;
 use crate::lma::{Lma, LmaCommand, LmaInput, LmaState};
 use crate::mag::{Mag, MagInput, MagState};
@@ -30,16 +31,6 @@ pub fn mac_for(mn: &str, iface: &str) -> Vec<u8> {
     }
     let b = h.to_be_bytes();
     vec![0x02, 0x00, b[0], b[1], b[2], b[3]]
-}
-
-/// Drops the next `count` messages of a kind (by short name, e.g. "PBA"),
-/// optionally only from or to a named node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DropRule {
-    pub message: String,
-    pub from: Option<String>,
-    pub to: Option<String>,
-    pub count: u32,
 }
 
 /// Latency and loss of the path between two named nodes (both directions).
@@ -92,8 +83,33 @@ pub struct WorldState {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Delivery {
-    Message { to: String, src: Ipv6Addr, dst: Ipv6Addr, bytes: Vec<u8> },
-    Ra { mn: String, iface: String, prefixes: Vec<Prefix> },
+    /// A message arriving; `hold` keeps it at the receiver until the next
+    /// one to that node has been handled (a reorder fault there).
+    Message {
+        to: String,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        bytes: Vec<u8>,
+        hold: bool,
+    },
+    /// A message a delay fault at its sender kept back, now leaving.
+    Send(Outgoing),
+    Ra {
+        mn: String,
+        iface: String,
+        prefixes: Vec<Prefix>,
+    },
+}
+
+/// A message on its way out of a node, encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Outgoing {
+    from: String,
+    to: String,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    summary: String,
+    bytes: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,7 +143,11 @@ pub struct World {
     links: BTreeMap<(String, String), (String, String)>,
     queue: BinaryHeap<Reverse<Scheduled>>,
     order: u64,
-    drop_rules: Vec<DropRule>,
+    faults: Vec<FaultRule>,
+    /// Per sender, the message a reorder fault holds until its next one.
+    held_out: BTreeMap<String, Outgoing>,
+    /// Per receiver, the message a reorder fault holds until its next one.
+    held_in: BTreeMap<String, (Ipv6Addr, Ipv6Addr, Vec<u8>)>,
     link_props: BTreeMap<(String, String), LinkProps>,
     rng: u64,
     lma_plane: LmaPlane,
@@ -157,7 +177,9 @@ impl World {
             links: BTreeMap::new(),
             queue: BinaryHeap::new(),
             order: 0,
-            drop_rules: Vec::new(),
+            faults: Vec::new(),
+            held_out: BTreeMap::new(),
+            held_in: BTreeMap::new(),
             link_props: BTreeMap::new(),
             rng: 0x9e37_79b9_7f4a_7c15,
             lma_plane: LmaPlane::default(),
@@ -205,8 +227,8 @@ impl World {
         self.mns.get(name)
     }
 
-    pub fn add_drop_rule(&mut self, rule: DropRule) {
-        self.drop_rules.push(rule);
+    pub fn add_fault(&mut self, rule: FaultRule) {
+        self.faults.push(rule);
     }
 
     /// Sets latency and loss between two nodes, overriding `latency`.
@@ -309,47 +331,82 @@ impl World {
         }
         for t in out.transmits {
             let to = self.names.get(&t.dst).cloned().unwrap_or_else(|| t.dst.to_string());
-            let summary = t.message.summary();
             let name = t.message.name();
-            let ends = Endpoints { src: t.src, dst: t.dst };
-            let rule = self.drop_rules.iter_mut().find(|r| {
-                r.count > 0
-                    && r.message.eq_ignore_ascii_case(name)
-                    && r.from.as_deref().is_none_or(|f| f == node)
-                    && r.to.as_deref().is_none_or(|x| x == to)
-            });
-            let mut dropped = match rule {
-                Some(r) => {
-                    r.count -= 1;
-                    true
+            let bytes = match t.message.to_bytes(&Endpoints { src: t.src, dst: t.dst }, &self.wire) {
+                Ok(b) => b,
+                Err(e) => {
+                    self.event(node, format!("could not encode {name}: {e}"));
+                    continue;
                 }
-                None => false,
             };
-            let props = self.link(node, &to);
-            if !dropped && props.loss_per_mille > 0 {
-                dropped = self.draw_per_mille() < props.loss_per_mille;
-            }
-            self.messages.push(MessageRecord {
-                at_ms: self.now.as_millis(),
-                from: node.into(),
-                to: to.clone(),
-                summary,
-                dropped,
+            let sender_is_lma = self.lma.as_ref().is_some_and(|(n, _)| n == node);
+            let fault = self.faults.iter_mut().find(|r| r.matches(name, node, &to)).map(|r| {
+                r.count -= 1;
+                (r.action, r.at_sender(sender_is_lma))
             });
-            if dropped {
-                continue;
-            }
-            match t.message.to_bytes(&ends, &self.wire) {
-                Ok(bytes) => {
-                    let at = self.now + props.latency;
-                    self.schedule(at, Delivery::Message { to, src: t.src, dst: t.dst, bytes });
+            let o = Outgoing { from: node.into(), to, src: t.src, dst: t.dst, summary: t.message.summary(), bytes };
+            match fault {
+                None => {
+                    self.send(o, Span::ZERO, false);
+                    // A message a reorder fault held leaves right after.
+                    if let Some(held) = self.held_out.remove(node) {
+                        self.send(held, Span::ZERO, false);
+                    }
                 }
-                Err(e) => self.event(node, format!("could not encode {name}: {e}")),
+                Some((FaultAction::Drop, _)) => self.record(&o, true),
+                Some((FaultAction::Duplicate, at_sender)) => {
+                    if at_sender {
+                        self.send(o.clone(), Span::ZERO, false);
+                        self.send(o, Span::ZERO, false);
+                    } else {
+                        self.send(o.clone(), Span::ZERO, false);
+                        self.arrive(o, Span::ZERO, false);
+                    }
+                }
+                Some((a @ FaultAction::Delay { .. }, true)) => {
+                    let at = self.now + a.delay();
+                    self.schedule(at, Delivery::Send(o));
+                }
+                Some((a @ FaultAction::Delay { .. }, false)) => self.send(o, a.delay(), false),
+                Some((FaultAction::Reorder, true)) => {
+                    if let Some(earlier) = self.held_out.insert(node.into(), o) {
+                        self.send(earlier, Span::ZERO, false);
+                    }
+                }
+                Some((FaultAction::Reorder, false)) => self.send(o, Span::ZERO, true),
             }
         }
         for i in out.intents {
             self.apply_intent(node, i);
         }
+    }
+
+    fn record(&mut self, o: &Outgoing, dropped: bool) {
+        self.messages.push(MessageRecord {
+            at_ms: self.now.as_millis(),
+            from: o.from.clone(),
+            to: o.to.clone(),
+            summary: o.summary.clone(),
+            dropped,
+        });
+    }
+
+    /// Puts a message on the wire now: the link may lose it; else it
+    /// arrives after the link's latency and `extra` (a delay fault at the
+    /// receiver).
+    fn send(&mut self, o: Outgoing, extra: Span, hold: bool) {
+        let props = self.link(&o.from, &o.to);
+        let lost = props.loss_per_mille > 0 && self.draw_per_mille() < props.loss_per_mille;
+        self.record(&o, lost);
+        if !lost {
+            self.arrive(o, Span(props.latency.0 + extra.0), hold);
+        }
+    }
+
+    /// Schedules the arrival of a message already on the wire.
+    fn arrive(&mut self, o: Outgoing, after: Span, hold: bool) {
+        let at = self.now + after;
+        self.schedule(at, Delivery::Message { to: o.to, src: o.src, dst: o.dst, bytes: o.bytes, hold });
     }
 
     fn apply_intent(&mut self, node: &str, i: Intent) {
@@ -378,7 +435,6 @@ impl World {
     }
 
     fn deliver(&mut self, what: Delivery) {
-        let now = self.now;
         match what {
             Delivery::Ra { mn, iface, prefixes } => {
                 // The link may have gone down while the RA was in flight.
@@ -386,26 +442,48 @@ impl World {
                     self.feed_mn(&mn, MnInput::RouterAdvertisement { iface, prefixes });
                 }
             }
-            Delivery::Message { to, src, dst, bytes } => {
-                let message = match Message::parse(&bytes, &Endpoints { src, dst }, &self.wire) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        self.event(&to, format!("undecodable message from {src}: {e}"));
-                        return;
-                    }
-                };
-                if self.lma.as_ref().is_some_and(|(n, _)| *n == to) {
-                    if let Some((name, lma)) = self.lma.as_mut() {
-                        let name = name.clone();
-                        let out = lma.handle(now, LmaInput::Message { src, dst, message });
-                        self.apply(&name, out);
-                    }
-                } else if self.mags.contains_key(&to) {
-                    self.feed_mag(&to, MagInput::Message { src, dst, message });
-                } else {
-                    self.event(&to, format!("{} to {dst}: no node has that address", message.name()));
+            Delivery::Send(o) => {
+                let from = o.from.clone();
+                self.send(o, Span::ZERO, false);
+                if let Some(held) = self.held_out.remove(&from) {
+                    self.send(held, Span::ZERO, false);
                 }
             }
+            Delivery::Message { to, src, dst, bytes, hold: true } => {
+                if let Some((s, d, b)) = self.held_in.insert(to.clone(), (src, dst, bytes)) {
+                    self.receive(&to, s, d, b);
+                }
+            }
+            Delivery::Message { to, src, dst, bytes, hold: false } => {
+                self.receive(&to, src, dst, bytes);
+                // A message a reorder fault held here is handled right after.
+                if let Some((s, d, b)) = self.held_in.remove(&to) {
+                    self.receive(&to, s, d, b);
+                }
+            }
+        }
+    }
+
+    /// Decodes a message that arrived at `to` and hands it to that role.
+    fn receive(&mut self, to: &str, src: Ipv6Addr, dst: Ipv6Addr, bytes: Vec<u8>) {
+        let now = self.now;
+        let message = match Message::parse(&bytes, &Endpoints { src, dst }, &self.wire) {
+            Ok(m) => m,
+            Err(e) => {
+                self.event(to, format!("undecodable message from {src}: {e}"));
+                return;
+            }
+        };
+        if self.lma.as_ref().is_some_and(|(n, _)| n == to) {
+            if let Some((name, lma)) = self.lma.as_mut() {
+                let name = name.clone();
+                let out = lma.handle(now, LmaInput::Message { src, dst, message });
+                self.apply(&name, out);
+            }
+        } else if self.mags.contains_key(to) {
+            self.feed_mag(to, MagInput::Message { src, dst, message });
+        } else {
+            self.event(to, format!("{} to {dst}: no node has that address", message.name()));
         }
     }
 
