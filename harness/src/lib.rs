@@ -7,6 +7,7 @@ pub mod netns_run;
 pub mod node_config;
 pub mod report;
 pub mod run;
+pub mod running_flows;
 pub mod scenario;
 pub mod snapshots;
 pub mod validate;

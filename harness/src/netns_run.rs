@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use crate::lab::Lab;
 use crate::report::{Check, ScenarioReport, Verdict};
+use crate::running_flows::FlowAccount;
 use crate::scenario::*;
 use crate::virtual_lab::{access_iface, address_plan, missing_features, mn_id, AddressPlan};
 
@@ -39,6 +40,8 @@ pub(crate) struct Run<'a> {
     plan: AddressPlan,
     probe_flow: u16,
     snapshots: BTreeMap<String, Value>,
+    /// Started flows: the probe flow id the CN sends them under.
+    running: BTreeMap<String, u16>,
 }
 
 /// Runs `s` in namespaces with the daemon binary `node_bin`; `out` gets
@@ -198,7 +201,15 @@ pub(crate) fn build<'a>(
     for cn in role(Role::Cn).filter(|_| capture) {
         lab.capture(&lma, &format!("to-{cn}")).map_err(e)?;
     }
-    Ok(Run { s, file: file.to_path_buf(), lab, plan, probe_flow: 100, snapshots: BTreeMap::new() })
+    Ok(Run {
+        s,
+        file: file.to_path_buf(),
+        lab,
+        plan,
+        probe_flow: 100,
+        snapshots: BTreeMap::new(),
+        running: BTreeMap::new(),
+    })
 }
 
 impl Run<'_> {
@@ -358,6 +369,20 @@ impl Run<'_> {
             }
             Step::Drop(d) => self.add_fault(d.rule().ok_or("bad fault")?).map(|_| None),
             Step::Fault(f) => self.add_fault(f.rule().ok_or("bad fault")?).map(|_| None),
+            Step::StartFlow(f) => {
+                let key = self.flow_key(&f.flow.value).ok_or("flow")?;
+                if key.next_header != 17 && key.next_header != 6 {
+                    return Err("namespace runs send UDP or TCP-shaped probes only".into());
+                }
+                self.probe_flow += 1;
+                let id = self.probe_flow;
+                let cn = self.s.flows[&f.flow.value].value.cn.value.clone();
+                let spec = json!({"cmd": "flow_start", "flow": id, "src": key.src, "dst": key.dst, "sport": key.src_port, "dport": key.dst_port, "rate_pps": f.rate_pps.value, "proto": key.next_header});
+                self.request(&cn, spec)?;
+                self.running.insert(f.flow.value.clone(), id);
+                Ok(None)
+            }
+            Step::StopFlow(f) => self.stop_flow(f, line).map(Some),
             Step::Link(_) => Err("link properties need virtual time".into()),
             Step::Wait(w) => {
                 let d = parse_duration(&w.value).ok_or("bad duration")?;
@@ -525,6 +550,29 @@ impl Run<'_> {
             }
             (None, false) => return Err("expect_flow without arrives_on".into()),
         })
+    }
+
+    /// Stops a started flow at the CN, lets what is in flight arrive (at
+    /// most a second), and accounts for it as virtual time does.
+    fn stop_flow(&mut self, f: &StopFlow, line: u64) -> Result<Check, String> {
+        let id = self.running.remove(&f.flow.value).ok_or("flow not started")?;
+        let spec = &self.s.flows[&f.flow.value].value;
+        let (cn, mn) = (spec.cn.value.clone(), spec.mn.value.clone());
+        self.request(&cn, json!({"cmd": "flow_stop", "flow": id}))?;
+        let sent = self.state(&cn)?["sent"][id.to_string()].as_u64().unwrap_or(0);
+        let key = id.to_string();
+        let received = |s: &Value| s["probes"][&key]["stats"]["received"].as_u64().unwrap_or(0);
+        let st = match self.lab.wait_for(&mn, SETTLE_LIMIT, |s| received(s) >= sent) {
+            Ok(s) => s,
+            Err(_) => self.state(&mn)?,
+        };
+        let stats = &st["probes"][&key]["stats"];
+        let mut account = FlowAccount { sent, received: received(&st), by_interface: Vec::new() };
+        for iface in stats["arrival_order"].as_array().into_iter().flatten().filter_map(|i| i.as_str()) {
+            let n = stats["by_interface"][iface].as_u64().unwrap_or(0);
+            account.by_interface.push((format!("{mn}/{iface}"), n));
+        }
+        Ok(account.check(f, line))
     }
 
     /// One uplink probe from the MN's address; the MN says which way it left.

@@ -156,6 +156,10 @@ pub enum Step {
     Fault(FaultStep),
     /// Sets latency and loss between two nodes.
     Link(LinkStep),
+    /// The CN starts sending a flow's downlink at a rate, until stopped.
+    StartFlow(StartFlow),
+    /// Stops a started flow and checks what arrived where.
+    StopFlow(StopFlow),
     /// Lets virtual time pass: "50ms", "2s", "5m".
     Wait(Spanned<String>),
     /// Waits until a message is seen or a state holds, at most `timeout`;
@@ -387,6 +391,32 @@ pub struct ExpectState {
     pub path: String,
     pub equals: Option<serde_json::Value>,
     pub len: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartFlow {
+    pub flow: Spanned<String>,
+    /// Packets per second (default 1000).
+    #[serde(default = "thousand")]
+    pub rate_pps: Spanned<u32>,
+}
+
+fn thousand() -> Spanned<u32> {
+    Spanned::new(1000, Location::UNKNOWN, Location::UNKNOWN)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StopFlow {
+    pub flow: Spanned<String>,
+    /// Packets sent but never received that the check allows.
+    #[serde(default)]
+    pub max_lost: u64,
+    /// The MN interfaces (`mn/iface`) the flow must have arrived on, in the
+    /// order it first arrived on each; any when absent.
+    #[serde(default)]
+    pub arrived_on: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

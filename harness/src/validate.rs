@@ -210,6 +210,7 @@ impl Checker<'_> {
     fn steps(&self) -> Check {
         let mut attached: BTreeSet<String> = BTreeSet::new();
         let mut bound: BTreeSet<String> = BTreeSet::new();
+        let mut running: BTreeSet<String> = BTreeSet::new();
         let linked: BTreeSet<&str> = self.s.links.iter().map(|l| l.value.mn.value.as_str()).collect();
         for step in &self.s.steps {
             let at = step.referenced;
@@ -317,6 +318,33 @@ impl Checker<'_> {
                     }
                     if l.loss_per_mille > 1000 {
                         return Err(self.err(l.between.referenced, "loss_per_mille is at most 1000".into()));
+                    }
+                }
+                Step::StartFlow(f) => {
+                    self.flow(&f.flow)?;
+                    if !(1..=100_000).contains(&f.rate_pps.value) {
+                        return Err(self.err(
+                            f.rate_pps.referenced,
+                            format!("rate_pps is {}; it must be between 1 and 100000", f.rate_pps.value),
+                        ));
+                    }
+                    if !running.insert(f.flow.value.clone()) {
+                        return Err(self.err(
+                            f.flow.referenced,
+                            format!("flow {} is started again before a stop_flow", f.flow.value),
+                        ));
+                    }
+                }
+                Step::StopFlow(f) => {
+                    self.flow(&f.flow)?;
+                    if !running.remove(&f.flow.value) {
+                        return Err(self.err(
+                            f.flow.referenced,
+                            format!("flow {} is stopped but no start_flow started it", f.flow.value),
+                        ));
+                    }
+                    for i in &f.arrived_on {
+                        self.iface(i)?;
                     }
                 }
                 Step::Wait(w) => {

@@ -13,6 +13,7 @@ use pmip_proto::{FlowKey, Span};
 use pmip_wire::WireConfig;
 
 use crate::report::{Check, Verdict};
+use crate::running_flows::{advance, FlowAccount, Running};
 use crate::scenario::*;
 
 /// What the virtual backend can run.
@@ -70,6 +71,7 @@ pub struct VirtualLab<'a> {
     pub s: &'a Scenario,
     pub world: World,
     plan: AddressPlan,
+    flows: BTreeMap<String, Running>,
 }
 
 impl<'a> VirtualLab<'a> {
@@ -98,7 +100,7 @@ impl<'a> VirtualLab<'a> {
             }
         }
         world.add_lma(lma_name, lma);
-        Ok(VirtualLab { s, world, plan })
+        Ok(VirtualLab { s, world, plan, flows: BTreeMap::new() })
     }
 
     pub fn flow_key(&self, name: &str) -> Option<FlowKey> {
@@ -120,7 +122,7 @@ impl<'a> VirtualLab<'a> {
 
     /// Lets signalling in flight arrive (at most one virtual second).
     fn settle(&mut self) {
-        self.world.run_until(Span::from_secs(1), |w| w.in_flight() == 0);
+        advance(&mut self.world, &mut self.flows, Span::from_secs(1), |w| w.in_flight() == 0);
     }
 
     /// Runs one step; expectations return a check.
@@ -198,9 +200,18 @@ impl<'a> VirtualLab<'a> {
                 None
             }
             Step::Wait(w) => {
-                self.world.run_for(parse_duration(&w.value)?);
+                advance(&mut self.world, &mut self.flows, parse_duration(&w.value)?, |_| false);
                 None
             }
+            Step::StartFlow(f) => {
+                let key = self.flow_key(&f.flow.value)?;
+                let cn = self.s.flows.get(&f.flow.value)?.value.cn.value.clone();
+                let interval = Span(1_000_000 / u64::from(f.rate_pps.value.max(1)));
+                let running = Running { cn, key, interval, next_at: self.world.now(), account: FlowAccount::default() };
+                self.flows.insert(f.flow.value.clone(), running);
+                None
+            }
+            Step::StopFlow(f) => Some(self.flows.remove(&f.flow.value)?.account.check(f, line)),
             Step::ExpectMessage(e) => Some(message_check(&self.world, e, line)),
             Step::WaitFor(w) => {
                 let limit = parse_duration(&w.timeout.value)?;
@@ -210,7 +221,7 @@ impl<'a> VirtualLab<'a> {
                     (_, Some(e)) => state_check(world, self.s, e, line),
                     _ => Check { line, what: "wait_for".into(), ok: false, detail: "nothing to wait for".into() },
                 };
-                let ok = self.world.run_until(limit, |world| held(world).ok);
+                let ok = advance(&mut self.world, &mut self.flows, limit, |world| held(world).ok);
                 let last = held(&self.world);
                 let waited = self.world.now().saturating_since(started).as_millis();
                 let detail = if ok {

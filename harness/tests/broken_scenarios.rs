@@ -84,6 +84,16 @@ fn broken_scenarios_are_refused_with_where_and_what() {
             broken("  - expect_flow:", "  - fault: { message: PBA, action: shuffle }\n  - expect_flow:"),
             "14:36: 'shuffle' is not a fault action; expected drop, delay, duplicate or reorder",
         ),
+        // A flow stopped that was never started.
+        (
+            broken("  - expect_flow:", "  - stop_flow: { flow: X }\n  - expect_flow:"),
+            "14:24: flow X is stopped but no start_flow started it",
+        ),
+        // A flow sent faster than the probes can go.
+        (
+            broken("  - expect_flow:", "  - start_flow: { flow: X, rate_pps: 0 }\n  - expect_flow:"),
+            "14:38: rate_pps is 0; it must be between 1 and 100000",
+        ),
         // A flow to an unknown MN.
         (broken("X: { mn: mn1,", "X: { mn: mn2,"), "11:12: there is no node named 'mn2'"),
         // A flow to a prefix the MN does not own.

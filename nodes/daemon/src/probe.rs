@@ -118,6 +118,9 @@ pub struct FlowStats {
     pub by_interface: BTreeMap<String, u64>,
     /// The interface the latest packet arrived on.
     pub last_interface: Option<String>,
+    /// The interfaces in the order the flow first arrived on each.
+    #[serde(default)]
+    pub arrival_order: Vec<String>,
     pub highest_seq: Option<u32>,
     /// Sequence numbers below the highest one seen: arrived out of order.
     pub reordered: u64,
@@ -137,6 +140,9 @@ impl FlowStats {
         }
         self.received += 1;
         *self.by_interface.entry(iface.to_string()).or_default() += 1;
+        if !self.arrival_order.iter().any(|i| i == iface) {
+            self.arrival_order.push(iface.to_string());
+        }
         self.last_interface = Some(iface.to_string());
         match self.highest_seq {
             Some(h) if p.seq < h => self.reordered += 1,
@@ -171,6 +177,7 @@ mod tests {
         assert_eq!((s.received, s.reordered, s.duplicates, s.lost()), (4, 1, 1, 2));
         assert_eq!(s.by_interface["if2"], 2);
         assert_eq!(s.last_interface.as_deref(), Some("if2"));
+        assert_eq!(s.arrival_order, ["if1", "if2"]);
         assert_eq!(s.latency_max_us, Some(50));
     }
 }
