@@ -42,6 +42,8 @@ pub(crate) struct Run<'a> {
     snapshots: BTreeMap<String, Value>,
     /// Started flows: the probe flow id the CN sends them under.
     running: BTreeMap<String, u16>,
+    /// The message logs of daemons before they were killed.
+    earlier_logs: BTreeMap<String, Vec<Value>>,
 }
 
 /// Runs `s` in namespaces with the daemon binary `node_bin`; `out` gets
@@ -209,6 +211,7 @@ pub(crate) fn build<'a>(
         probe_flow: 100,
         snapshots: BTreeMap::new(),
         running: BTreeMap::new(),
+        earlier_logs: BTreeMap::new(),
     })
 }
 
@@ -251,8 +254,9 @@ impl Run<'_> {
             if !matches!(n.value.role, Role::Lma | Role::Mag) {
                 continue;
             }
-            let Ok(st) = self.state(name) else { continue };
-            for m in st["messages"].as_array().into_iter().flatten().filter(|m| m["dir"] == "sent") {
+            let now = self.state(name).map(|st| st["messages"].as_array().cloned().unwrap_or_default());
+            let earlier = self.earlier_logs.get(name).into_iter().flatten().cloned();
+            for m in earlier.chain(now.unwrap_or_default()).filter(|m| m["dir"] == "sent") {
                 let to = m["peer"].as_str().and_then(|p| p.parse().ok()).map(|a| self.name_of(a)).unwrap_or_default();
                 let at = m["at_ms"].as_u64().unwrap_or(0);
                 out.push((at, name.clone(), to, m["summary"].as_str().unwrap_or("").to_string()));
@@ -369,6 +373,14 @@ impl Run<'_> {
             }
             Step::Drop(d) => self.add_fault(d.rule().ok_or("bad fault")?).map(|_| None),
             Step::Fault(f) => self.add_fault(f.rule().ok_or("bad fault")?).map(|_| None),
+            Step::Kill(n) => {
+                // The daemon's message log dies with it; keep it, as virtual
+                // time keeps every message.
+                let log = self.state(&n.value)?["messages"].as_array().cloned().unwrap_or_default();
+                self.earlier_logs.entry(n.value.clone()).or_default().extend(log);
+                self.lab.kill(&n.value).map(|_| None).map_err(|e| e.to_string())
+            }
+            Step::Restart(n) => self.lab.restart(&n.value).map(|_| None).map_err(|e| e.to_string()),
             Step::StartFlow(f) => {
                 let key = self.flow_key(&f.flow.value).ok_or("flow")?;
                 if key.next_header != 17 && key.next_header != 6 {

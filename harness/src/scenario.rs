@@ -156,6 +156,10 @@ pub enum Step {
     Fault(FaultStep),
     /// Sets latency and loss between two nodes.
     Link(LinkStep),
+    /// The LMA or a MAG dies as in a crash (SIGKILL): its state is lost.
+    Kill(Spanned<String>),
+    /// A killed node starts again with its configuration and no state.
+    Restart(Spanned<String>),
     /// The CN starts sending a flow's downlink at a rate, until stopped.
     StartFlow(StartFlow),
     /// Stops a started flow and checks what arrived where.

@@ -211,6 +211,7 @@ impl Checker<'_> {
         let mut attached: BTreeSet<String> = BTreeSet::new();
         let mut bound: BTreeSet<String> = BTreeSet::new();
         let mut running: BTreeSet<String> = BTreeSet::new();
+        let mut killed: BTreeSet<String> = BTreeSet::new();
         let linked: BTreeSet<&str> = self.s.links.iter().map(|l| l.value.mn.value.as_str()).collect();
         for step in &self.s.steps {
             let at = step.referenced;
@@ -318,6 +319,24 @@ impl Checker<'_> {
                     }
                     if l.loss_per_mille > 1000 {
                         return Err(self.err(l.between.referenced, "loss_per_mille is at most 1000".into()));
+                    }
+                }
+                Step::Kill(n) => {
+                    self.node(n, None)?;
+                    if !matches!(self.role(&n.value), Some(Role::Lma | Role::Mag)) {
+                        return Err(self.err(
+                            n.referenced,
+                            format!("{} is not an lma or a mag node: only those can be killed and restarted", n.value),
+                        ));
+                    }
+                    if !killed.insert(n.value.clone()) {
+                        return Err(self.err(n.referenced, format!("{} is killed again before a restart", n.value)));
+                    }
+                }
+                Step::Restart(n) => {
+                    self.node(n, None)?;
+                    if !killed.remove(&n.value) {
+                        return Err(self.err(n.referenced, format!("{} is restarted but was not killed", n.value)));
                     }
                 }
                 Step::StartFlow(f) => {

@@ -203,6 +203,15 @@ impl<'a> VirtualLab<'a> {
                 advance(&mut self.world, &mut self.flows, parse_duration(&w.value)?, |_| false);
                 None
             }
+            Step::Kill(n) => {
+                self.world.kill(&n.value);
+                None
+            }
+            Step::Restart(n) => {
+                self.restart(&n.value)?;
+                self.settle();
+                None
+            }
             Step::StartFlow(f) => {
                 let key = self.flow_key(&f.flow.value)?;
                 let cn = self.s.flows.get(&f.flow.value)?.value.cn.value.clone();
@@ -289,6 +298,29 @@ impl<'a> VirtualLab<'a> {
             Step::ExpectState(e) => Some(state_check(&self.world, self.s, e, line)),
             Step::Snapshot(_) => None,
         }
+    }
+
+    /// Puts a fresh LMA or MAG, built from the scenario as at the start,
+    /// where a killed one was.
+    fn restart(&mut self, node: &str) -> Option<()> {
+        let addr = |n: &str| self.plan.of.get(n).copied();
+        let (lma_name, _) = self.s.nodes.iter().find(|(_, n)| n.value.role == Role::Lma)?;
+        let lma_addr = addr(lma_name)?;
+        match self.s.nodes.get(node)?.value.role {
+            Role::Lma => {
+                let mut lma = Lma::new(crate::node_config::lma(self.s, &self.plan, lma_addr));
+                for p in crate::node_config::mn_policies(self.s) {
+                    lma.add_policy(p);
+                }
+                self.world.add_lma(node, lma);
+            }
+            Role::Mag => {
+                let mag = Mag::new(crate::node_config::mag(self.s, node, addr(node)?, lma_addr));
+                self.world.add_mag(node, mag);
+            }
+            _ => return None,
+        }
+        Some(())
     }
 
     fn fid_of(&self, flow: &str) -> Option<u16> {

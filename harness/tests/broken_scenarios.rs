@@ -94,6 +94,16 @@ fn broken_scenarios_are_refused_with_where_and_what() {
             broken("  - expect_flow:", "  - start_flow: { flow: X, rate_pps: 0 }\n  - expect_flow:"),
             "14:38: rate_pps is 0; it must be between 1 and 100000",
         ),
+        // A node restarted that was never killed.
+        (
+            broken("  - expect_flow:", "  - restart: mag1\n  - expect_flow:"),
+            "14:14: mag1 is restarted but was not killed",
+        ),
+        // A CN cannot crash on purpose.
+        (
+            broken("  - expect_flow:", "  - kill: cn\n  - expect_flow:"),
+            "14:11: cn is not an lma or a mag node: only those can be killed and restarted",
+        ),
         // A flow to an unknown MN.
         (broken("X: { mn: mn1,", "X: { mn: mn2,"), "11:12: there is no node named 'mn2'"),
         // A flow to a prefix the MN does not own.

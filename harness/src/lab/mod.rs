@@ -24,6 +24,9 @@ pub struct Daemon {
     child: Child,
     pub control: PathBuf,
     pub log: PathBuf,
+    /// What started it, so that `restart` can start it again.
+    binary: PathBuf,
+    args: Vec<String>,
 }
 
 pub struct Lab {
@@ -230,14 +233,42 @@ impl Lab {
     /// Starts a daemon inside `node`'s namespace and waits until its
     /// control socket answers.
     pub fn spawn(&mut self, node: &str, binary: &Path, config: &serde_json::Value, args: &[String]) -> io::Result<()> {
+        let cfg = self.dir.join(format!("{node}.json"));
+        std::fs::write(&cfg, serde_json::to_vec_pretty(config).map_err(io::Error::other)?)?;
+        let log = std::fs::File::create(self.dir.join(format!("{node}.log")))?;
+        self.start(node, binary, args, log)
+    }
+
+    /// Kills `node`'s daemon with SIGKILL, as a crash would: it keeps no
+    /// state and cleans nothing up. `restart` starts it again.
+    pub fn kill(&mut self, node: &str) -> io::Result<()> {
+        let d = self.daemons.get_mut(node).ok_or_else(|| not_found(format!("no daemon runs in {node}")))?;
+        d.child.kill()?;
+        d.child.wait()?;
+        let _ = std::fs::remove_file(&d.control);
+        Ok(())
+    }
+
+    /// Starts `node`'s daemon again with the configuration it had, its log
+    /// going on in the same file, and waits until it answers.
+    pub fn restart(&mut self, node: &str) -> io::Result<()> {
+        let d = self.daemons.get_mut(node).ok_or_else(|| not_found(format!("no daemon ran in {node}")))?;
+        if d.child.try_wait()?.is_none() {
+            return Err(io::Error::other(format!("the {node} daemon is still running; kill it first")));
+        }
+        let (binary, args) = (d.binary.clone(), d.args.clone());
+        let log = std::fs::OpenOptions::new().append(true).open(&d.log)?;
+        self.start(node, &binary, &args, log)
+    }
+
+    fn start(&mut self, node: &str, binary: &Path, args: &[String], log: std::fs::File) -> io::Result<()> {
         let ns_fd = self.ns(node)?.fd()?;
         let cfg = self.dir.join(format!("{node}.json"));
         let control = self.dir.join(format!("{node}.sock"));
-        let log = self.dir.join(format!("{node}.log"));
-        std::fs::write(&cfg, serde_json::to_vec_pretty(config).map_err(io::Error::other)?)?;
+        let log_path = self.dir.join(format!("{node}.log"));
         let mut cmd = Command::new(binary);
         cmd.arg("--config").arg(&cfg).arg("--control").arg(&control).args(args);
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(std::fs::File::create(&log)?);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
         let raw = ns_fd.as_raw_fd();
         let persistent = self.persistent.is_some();
         // SAFETY: between fork and exec the child only calls setns and
@@ -260,7 +291,9 @@ impl Lab {
             .spawn()
             .map_err(|e| io::Error::new(e.kind(), format!("cannot start {} in {node}: {e}", binary.display())))?;
         drop(ns_fd);
-        self.daemons.insert(node.into(), Daemon { child, control: control.clone(), log });
+        let daemon =
+            Daemon { child, control: control.clone(), log: log_path, binary: binary.into(), args: args.to_vec() };
+        self.daemons.insert(node.into(), daemon);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(r) = self.request(node, &serde_json::json!({"cmd": "ready"})) {

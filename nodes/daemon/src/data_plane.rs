@@ -82,6 +82,12 @@ pub async fn start(
     enable_forwarding()?;
     let tun = Tun::open(&cfg.tun)?;
     let mut kernel = Kernel::new()?;
+    // A daemon killed before it could clean up left its routes and rules:
+    // a restart starts from a clean kernel, as from a clean state.
+    let swept = kernel.sweep_leftovers().await?;
+    if swept > 0 {
+        tracing::info!("removed {swept} routes and rules a previous daemon left");
+    }
     kernel.up(&cfg.tun, Some(cfg.mtu)).await?;
     let tunnel = RawSocket::ip6_in_ip6(local)?;
     if let Side::Mag { .. } = side {

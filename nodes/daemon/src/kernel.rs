@@ -9,7 +9,7 @@ use futures::TryStreamExt;
 use pmip_proto::Prefix;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
-use rtnetlink::packet_route::route::RouteMessage;
+use rtnetlink::packet_route::route::{RouteMessage, RouteProtocol};
 use rtnetlink::packet_route::rule::{RuleAction, RuleMessage};
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
@@ -21,6 +21,13 @@ enum Installed {
     Route(RouteMessage),
     Rule(RuleMessage),
 }
+
+/// The route protocol number pmiplab's daemons mark their routes with, so
+/// that a restarted daemon finds what a crashed one left (`ip -6 route
+/// show proto 154`).
+pub const ROUTE_PROTOCOL: u8 = 154;
+/// The priority of pmiplab's policy rules, for the same reason.
+pub const RULE_PRIORITY: u32 = 1000;
 
 pub struct Kernel {
     h: Handle,
@@ -117,12 +124,46 @@ impl Kernel {
         self.h.link().set(b.build()).execute().await.map_err(nl(format!("setting {name} up")))
     }
 
+    /// Removes the routes and policy rules a daemon of this node left in
+    /// the kernel when it died without cleaning up (SIGKILL, a crash): they
+    /// carry [`ROUTE_PROTOCOL`] and [`RULE_PRIORITY`]. Returns how many.
+    pub async fn sweep_leftovers(&mut self) -> io::Result<usize> {
+        let mut stale = Vec::new();
+        let mut dump = self.h.route().get(RouteMessageBuilder::<Ipv6Addr>::new().build()).execute();
+        while let Some(r) = dump.try_next().await.map_err(nl("listing routes".into()))? {
+            if r.header.protocol == RouteProtocol::Other(ROUTE_PROTOCOL) {
+                stale.push(r);
+            }
+        }
+        let mut removed = stale.len();
+        for r in stale {
+            self.h.route().del(r).execute().await.map_err(nl("removing a route a previous daemon left".into()))?;
+        }
+        let mut rules = Vec::new();
+        let mut dump = self.h.rule().get(rtnetlink::IpVersion::V6).execute();
+        while let Some(r) = dump.try_next().await.map_err(nl("listing rules".into()))? {
+            let prio = r.attributes.iter().find_map(|a| match a {
+                rtnetlink::packet_route::rule::RuleAttribute::Priority(p) => Some(*p),
+                _ => None,
+            });
+            if prio == Some(RULE_PRIORITY) {
+                rules.push(r);
+            }
+        }
+        removed += rules.len();
+        for r in rules {
+            self.h.rule().del(r).execute().await.map_err(nl("removing a rule a previous daemon left".into()))?;
+        }
+        Ok(removed)
+    }
+
     /// A route to `prefix` out of `dev`, through `via` if given, in `table`.
     pub async fn add_route(&mut self, prefix: Prefix, dev: &str, via: Option<Ipv6Addr>, table: u32) -> io::Result<()> {
         let i = self.index(dev).await?;
         let mut b = RouteMessageBuilder::<Ipv6Addr>::new()
             .destination_prefix(prefix.addr(), prefix.prefix_len())
-            .output_interface(i);
+            .output_interface(i)
+            .protocol(RouteProtocol::Other(ROUTE_PROTOCOL));
         if let Some(g) = via {
             b = b.gateway(g);
         }
@@ -157,7 +198,7 @@ impl Kernel {
             .v6()
             .source_prefix(prefix.addr(), prefix.prefix_len())
             .table_id(table)
-            .priority(1000)
+            .priority(RULE_PRIORITY)
             .action(RuleAction::ToTable);
         let msg = req.message_mut().clone();
         req.execute().await.map_err(nl(format!("adding {what}")))?;

@@ -207,6 +207,24 @@ impl World {
         self.names.insert(mag.config.address, name.into());
         self.mags.insert(name.into(), mag);
     }
+    /// Takes an LMA or a MAG away as a crash would: its state and its data
+    /// plane go, messages to it are lost, and an `add_lma`/`add_mag` of a
+    /// fresh role is its restart. False when no such node runs.
+    pub fn kill(&mut self, name: &str) -> bool {
+        if self.lma.as_ref().is_some_and(|(n, _)| n == name) {
+            self.lma = None;
+            self.lma_plane = LmaPlane::default();
+        } else if self.mags.remove(name).is_some() {
+            self.mag_planes.remove(name);
+        } else {
+            return false;
+        }
+        self.held_out.remove(name);
+        self.held_in.remove(name);
+        self.event(name, "killed".into());
+        true
+    }
+
     pub fn add_mn(&mut self, name: &str, mn: Mn) {
         self.mns.insert(name.into(), mn);
     }
