@@ -40,8 +40,8 @@ pub(crate) struct Run<'a> {
     plan: AddressPlan,
     probe_flow: u16,
     snapshots: BTreeMap<String, Value>,
-    /// Started flows: the probe flow id the CN sends them under.
-    running: BTreeMap<String, u16>,
+    /// Started flows, each way: the probe flow id they are sent under.
+    running: BTreeMap<(String, Direction), u16>,
     /// The message logs of daemons before they were killed.
     earlier_logs: BTreeMap<String, Vec<Value>>,
 }
@@ -388,10 +388,20 @@ impl Run<'_> {
                 }
                 self.probe_flow += 1;
                 let id = self.probe_flow;
-                let cn = self.s.flows[&f.flow.value].value.cn.value.clone();
-                let spec = json!({"cmd": "flow_start", "flow": id, "src": key.src, "dst": key.dst, "sport": key.src_port, "dport": key.dst_port, "rate_pps": f.rate_pps.value, "proto": key.next_header});
-                self.request(&cn, spec)?;
-                self.running.insert(f.flow.value.clone(), id);
+                let flow = &self.s.flows[&f.flow.value].value;
+                let rate = f.rate_pps.value;
+                let (sender, spec) = match f.direction {
+                    Direction::Downlink => (
+                        flow.cn.value.clone(),
+                        json!({"cmd": "flow_start", "flow": id, "src": key.src, "dst": key.dst, "sport": key.src_port, "dport": key.dst_port, "rate_pps": rate, "proto": key.next_header}),
+                    ),
+                    Direction::Uplink => (
+                        flow.mn.value.clone(),
+                        json!({"cmd": "flow_start", "flow": id, "src": key.dst, "dst": key.src, "sport": key.dst_port, "dport": key.src_port, "rate_pps": rate}),
+                    ),
+                };
+                self.request(&sender, spec)?;
+                self.running.insert((f.flow.value.clone(), f.direction), id);
                 Ok(None)
             }
             Step::StopFlow(f) => self.stop_flow(f, line).map(Some),
@@ -567,22 +577,43 @@ impl Run<'_> {
     /// Stops a started flow at the CN, lets what is in flight arrive (at
     /// most a second), and accounts for it as virtual time does.
     fn stop_flow(&mut self, f: &StopFlow, line: u64) -> Result<Check, String> {
-        let id = self.running.remove(&f.flow.value).ok_or("flow not started")?;
+        let direction = f.direction;
+        let id = self.running.remove(&(f.flow.value.clone(), direction)).ok_or("flow not started")?;
         let spec = &self.s.flows[&f.flow.value].value;
         let (cn, mn) = (spec.cn.value.clone(), spec.mn.value.clone());
-        self.request(&cn, json!({"cmd": "flow_stop", "flow": id}))?;
-        let sent = self.state(&cn)?["sent"][id.to_string()].as_u64().unwrap_or(0);
-        let key = id.to_string();
-        let received = |s: &Value| s["probes"][&key]["stats"]["received"].as_u64().unwrap_or(0);
-        let st = match self.lab.wait_for(&mn, SETTLE_LIMIT, |s| received(s) >= sent) {
-            Ok(s) => s,
-            Err(_) => self.state(&mn)?,
+        let (sender, receiver) = match direction {
+            Direction::Downlink => (cn, mn.clone()),
+            Direction::Uplink => (mn.clone(), cn),
         };
-        let stats = &st["probes"][&key]["stats"];
+        self.request(&sender, json!({"cmd": "flow_stop", "flow": id}))?;
+        let sent_by = self.state(&sender)?;
+        let sent = sent_by["sent"][id.to_string()].as_u64().unwrap_or(0);
+        let key = id.to_string();
+        // The MN keeps probes under "probes", the CN under "received".
+        let stats_of = |s: &Value| match &s["probes"][&key]["stats"] {
+            Value::Null => s["received"][&key]["stats"].clone(),
+            v => v.clone(),
+        };
+        let received = |s: &Value| stats_of(s)["received"].as_u64().unwrap_or(0);
+        let st = match self.lab.wait_for(&receiver, SETTLE_LIMIT, |s| received(s) >= sent) {
+            Ok(s) => s,
+            Err(_) => self.state(&receiver)?,
+        };
         let mut account = FlowAccount { sent, received: received(&st), by_interface: Vec::new() };
-        for iface in stats["arrival_order"].as_array().into_iter().flatten().filter_map(|i| i.as_str()) {
-            let n = stats["by_interface"][iface].as_u64().unwrap_or(0);
-            account.by_interface.push((format!("{mn}/{iface}"), n));
+        match direction {
+            Direction::Downlink => {
+                let stats = stats_of(&st);
+                for iface in stats["arrival_order"].as_array().into_iter().flatten().filter_map(|i| i.as_str()) {
+                    let n = stats["by_interface"][iface].as_u64().unwrap_or(0);
+                    account.by_interface.push((format!("{mn}/{iface}"), n));
+                }
+            }
+            Direction::Uplink => {
+                for pair in sent_by["left_on"][&key].as_array().into_iter().flatten() {
+                    let iface = pair[0].as_str().unwrap_or("?");
+                    account.by_interface.push((format!("{mn}/{iface}"), pair[1].as_u64().unwrap_or(0)));
+                }
+            }
         }
         Ok(account.check(f, line))
     }

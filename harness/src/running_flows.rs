@@ -1,7 +1,7 @@
 //! Flows that run at a rate while a scenario goes on (`start_flow` …
-//! `stop_flow`): in virtual time, a packet leaves the CN at each interval
-//! and the World says where it arrived; in namespaces the CN daemon sends
-//! probes. Both give the same account at `stop_flow`.
+//! `stop_flow`): in virtual time, a packet leaves the CN (or, uplink, the
+//! MN) at each interval and the World says where it went; in namespaces
+//! the daemons send probes. Both give the same account at `stop_flow`.
 
 use std::collections::BTreeMap;
 
@@ -31,16 +31,18 @@ impl FlowAccount {
     }
 
     /// The check `stop_flow` makes: at most `max_lost` lost, and, when
-    /// `arrived_on` is given, exactly those interfaces in that order.
+    /// `arrived_on` (downlink) or `left_on` (uplink) is given, exactly
+    /// those MN interfaces in that order.
     pub fn check(&self, s: &StopFlow, line: u64) -> Check {
         let lost = self.sent.saturating_sub(self.received);
         let order: Vec<&str> = self.by_interface.iter().map(|(i, _)| i.as_str()).collect();
-        let want: Vec<&str> = s.arrived_on.iter().map(|i| i.value.as_str()).collect();
+        let (verb, listed) = if s.left_on.is_empty() { ("arrived on", &s.arrived_on) } else { ("left on", &s.left_on) };
+        let want: Vec<&str> = listed.iter().map(|i| i.value.as_str()).collect();
         let ok = lost <= s.max_lost && (want.is_empty() || want == order);
-        let counts: Vec<String> = self.by_interface.iter().map(|(i, n)| format!("{n} on {i}")).collect();
+        let counts: Vec<String> = self.by_interface.iter().map(|(i, n)| format!("{n} {verb} {i}")).collect();
         let mut what = format!("flow {} lost at most {}", s.flow.value, s.max_lost);
         if !want.is_empty() {
-            what.push_str(&format!(" and arrived on {}", want.join(" then ")));
+            what.push_str(&format!(" and {verb} {}", want.join(" then ")));
         }
         Check {
             line,
@@ -54,6 +56,8 @@ impl FlowAccount {
 /// A flow running in virtual time.
 pub struct Running {
     pub cn: String,
+    /// Set for an uplink flow: the MN that sends it.
+    pub uplink_from: Option<String>,
     pub key: FlowKey,
     pub interval: Span,
     pub next_at: Instant,
@@ -81,7 +85,13 @@ pub fn advance(
         let now = world.now();
         for f in flows.values_mut().filter(|f| f.next_at <= now) {
             f.account.sent += 1;
-            if let Some((mn, iface)) = world.downlink(&f.cn, f.key).delivered_on {
+            // Downlink: where it arrived; uplink: where it left, if it
+            // reached the CN.
+            let path = match &f.uplink_from {
+                None => world.downlink(&f.cn, f.key),
+                Some(mn) => world.uplink(mn, f.key.reversed()),
+            };
+            if let Some((mn, iface)) = path.delivered_on {
                 f.account.arrived(&format!("{mn}/{iface}"));
             }
             f.next_at = f.next_at + f.interval;

@@ -404,6 +404,26 @@ pub struct StartFlow {
     /// Packets per second (default 1000).
     #[serde(default = "thousand")]
     pub rate_pps: Spanned<u32>,
+    /// `downlink` (CN to MN, the default) or `uplink` (MN to CN).
+    #[serde(default)]
+    pub direction: Direction,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    #[default]
+    Downlink,
+    Uplink,
+}
+
+impl Direction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Downlink => "downlink",
+            Direction::Uplink => "uplink",
+        }
+    }
 }
 
 fn thousand() -> Spanned<u32> {
@@ -414,13 +434,19 @@ fn thousand() -> Spanned<u32> {
 #[serde(deny_unknown_fields)]
 pub struct StopFlow {
     pub flow: Spanned<String>,
+    /// Which of the flow's runs to stop (default downlink).
+    #[serde(default)]
+    pub direction: Direction,
     /// Packets sent but never received that the check allows.
     #[serde(default)]
     pub max_lost: u64,
-    /// The MN interfaces (`mn/iface`) the flow must have arrived on, in the
-    /// order it first arrived on each; any when absent.
+    /// Downlink: the MN interfaces (`mn/iface`) the flow must have arrived
+    /// on, in the order it first arrived on each; any when absent.
     #[serde(default)]
     pub arrived_on: Vec<Spanned<String>>,
+    /// Uplink: the MN interfaces the flow must have left on, in order.
+    #[serde(default)]
+    pub left_on: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -210,7 +210,7 @@ impl Checker<'_> {
     fn steps(&self) -> Check {
         let mut attached: BTreeSet<String> = BTreeSet::new();
         let mut bound: BTreeSet<String> = BTreeSet::new();
-        let mut running: BTreeSet<String> = BTreeSet::new();
+        let mut running: BTreeSet<(String, Direction)> = BTreeSet::new();
         let mut killed: BTreeSet<String> = BTreeSet::new();
         let linked: BTreeSet<&str> = self.s.links.iter().map(|l| l.value.mn.value.as_str()).collect();
         for step in &self.s.steps {
@@ -347,22 +347,44 @@ impl Checker<'_> {
                             format!("rate_pps is {}; it must be between 1 and 100000", f.rate_pps.value),
                         ));
                     }
-                    if !running.insert(f.flow.value.clone()) {
+                    if !running.insert((f.flow.value.clone(), f.direction)) {
                         return Err(self.err(
                             f.flow.referenced,
-                            format!("flow {} is started again before a stop_flow", f.flow.value),
+                            format!(
+                                "the {} of flow {} is started again before a stop_flow",
+                                f.direction.name(),
+                                f.flow.value
+                            ),
                         ));
                     }
                 }
                 Step::StopFlow(f) => {
                     self.flow(&f.flow)?;
-                    if !running.remove(&f.flow.value) {
+                    if !running.remove(&(f.flow.value.clone(), f.direction)) {
                         return Err(self.err(
                             f.flow.referenced,
-                            format!("flow {} is stopped but no start_flow started it", f.flow.value),
+                            format!(
+                                "the {} of flow {} is stopped but no start_flow started it",
+                                f.direction.name(),
+                                f.flow.value
+                            ),
                         ));
                     }
-                    for i in &f.arrived_on {
+                    let (wrong, name) = match f.direction {
+                        Direction::Downlink => (&f.left_on, "left_on"),
+                        Direction::Uplink => (&f.arrived_on, "arrived_on"),
+                    };
+                    if let Some(i) = wrong.first() {
+                        return Err(self.err(
+                            i.referenced,
+                            format!(
+                                "'{name}' does not apply to the {} of flow {}: arrived_on is for downlink, left_on for uplink",
+                                f.direction.name(),
+                                f.flow.value
+                            ),
+                        ));
+                    }
+                    for i in f.arrived_on.iter().chain(&f.left_on) {
                         self.iface(i)?;
                     }
                 }

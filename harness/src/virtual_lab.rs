@@ -214,13 +214,19 @@ impl<'a> VirtualLab<'a> {
             }
             Step::StartFlow(f) => {
                 let key = self.flow_key(&f.flow.value)?;
-                let cn = self.s.flows.get(&f.flow.value)?.value.cn.value.clone();
+                let spec = &self.s.flows.get(&f.flow.value)?.value;
+                let cn = spec.cn.value.clone();
+                let uplink_from = (f.direction == Direction::Uplink).then(|| spec.mn.value.clone());
                 let interval = Span(1_000_000 / u64::from(f.rate_pps.value.max(1)));
-                let running = Running { cn, key, interval, next_at: self.world.now(), account: FlowAccount::default() };
-                self.flows.insert(f.flow.value.clone(), running);
+                let now = self.world.now();
+                let running = Running { cn, uplink_from, key, interval, next_at: now, account: FlowAccount::default() };
+                self.flows.insert(format!("{} {}", f.flow.value, f.direction.name()), running);
                 None
             }
-            Step::StopFlow(f) => Some(self.flows.remove(&f.flow.value)?.account.check(f, line)),
+            Step::StopFlow(f) => {
+                let run = self.flows.remove(&format!("{} {}", f.flow.value, f.direction.name()))?;
+                Some(run.account.check(f, line))
+            }
             Step::ExpectMessage(e) => Some(message_check(&self.world, e, line)),
             Step::WaitFor(w) => {
                 let limit = parse_duration(&w.timeout.value)?;

@@ -87,7 +87,7 @@ fn broken_scenarios_are_refused_with_where_and_what() {
         // A flow stopped that was never started.
         (
             broken("  - expect_flow:", "  - stop_flow: { flow: X }\n  - expect_flow:"),
-            "14:24: flow X is stopped but no start_flow started it",
+            "14:24: the downlink of flow X is stopped but no start_flow started it",
         ),
         // A flow sent faster than the probes can go.
         (

@@ -54,6 +54,9 @@ pub struct MnNode {
     senders: BTreeMap<u16, tokio::task::JoinHandle<()>>,
     uplink_tx: mpsc::Sender<(u16, Vec<u8>)>,
     uplink_rx: Option<mpsc::Receiver<(u16, Vec<u8>)>>,
+    /// Per probe flow sent uplink, the interfaces it left on, in the order
+    /// it first left on each, with counts.
+    left_on: BTreeMap<u16, Vec<(String, u64)>>,
 }
 
 impl MnNode {
@@ -104,6 +107,7 @@ impl MnNode {
             senders: BTreeMap::new(),
             uplink_tx,
             uplink_rx: Some(uplink_rx),
+            left_on: BTreeMap::new(),
         })
     }
 
@@ -224,25 +228,33 @@ impl MnNode {
         }
     }
 
-    async fn on_uplink(&mut self, pkt: &[u8]) {
-        let Some(key) = flow_key(pkt) else { return };
+    /// Sends an uplink packet out of the interface its flow uses; says
+    /// which one it left on.
+    async fn on_uplink(&mut self, pkt: &[u8]) -> Option<String> {
+        let key = flow_key(pkt)?;
         if key.dst.is_multicast() || key.dst.segments()[0] & 0xffc0 == 0xfe80 {
-            return;
+            return None;
         }
         let Some(name) = self.mn.uplink_interface(&key).map(str::to_string) else {
-            return self.count("uplink dropped: no interface up");
+            self.count("uplink dropped: no interface up");
+            return None;
         };
-        let Some(p) = self.phys.iter().find(|p| p.name == name) else {
-            return;
-        };
+        let p = self.phys.iter().find(|p| p.name == name)?;
         let Some(router) = p.router_mac else {
-            return self.count(format!("uplink dropped: no router yet on {name}"));
+            self.count(format!("uplink dropped: no router yet on {name}"));
+            return None;
         };
         let frame = nd::ethernet(router, p.mac, pkt);
         let sock = p.sock.clone();
         match sock.send(&frame).await {
-            Ok(()) => self.count(format!("uplink via {name}")),
-            Err(e) => warn!("sending uplink on {name} failed: {e}"),
+            Ok(()) => {
+                self.count(format!("uplink via {name}"));
+                Some(name)
+            }
+            Err(e) => {
+                warn!("sending uplink on {name} failed: {e}");
+                None
+            }
         }
     }
 
@@ -295,6 +307,7 @@ impl MnNode {
             "counters": self.counters,
             "probes": self.probes.iter().map(|(f, s)| (f.to_string(), serde_json::json!({ "stats": s, "lost": s.lost() }))).collect::<BTreeMap<_, _>>(),
             "sent": self.sent,
+            "left_on": self.left_on,
             "events": self.events,
         })
     }
@@ -336,7 +349,13 @@ impl MnNode {
                 Some((name, up)) = links.recv() => self.on_link(name, up).await,
                 Some((flow, pkt)) = uplink_rx.recv() => {
                     *self.sent.entry(flow).or_default() += 1;
-                    self.on_uplink(&pkt).await;
+                    if let Some(iface) = self.on_uplink(&pkt).await {
+                        let left = self.left_on.entry(flow).or_default();
+                        match left.iter_mut().find(|(i, _)| *i == iface) {
+                            Some((_, n)) => *n += 1,
+                            None => left.push((iface, 1)),
+                        }
+                    }
                 }
                 Some((i, f)) = frames.recv() => self.on_frame(i, &f).await,
                 r = self.lif.read(&mut buf) => if let Ok(n) = r {
