@@ -39,9 +39,25 @@ pub struct Scenario {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WireSettings {
+    /// Which flow mobility signalling the LMA and MAGs speak.
+    #[serde(default)]
+    pub profile: Profile,
     /// MH type carrying the draft's FMI/FMA.
     #[serde(default = "experimental")]
     pub fmi_mh_type: u8,
+}
+
+/// The flow mobility signalling of a scenario.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum Profile {
+    /// The flow mobility draft's FMI/FMA, on `fmi_mh_type`.
+    #[default]
+    #[serde(rename = "draft-fmi")]
+    DraftFmi,
+    /// RFC 7864: flow moves by UPN (Notification Reason FLOW-MOBILITY) and
+    /// UPA. A scenario in this profile needs the feature `rfc7864`.
+    #[serde(rename = "rfc7864")]
+    Rfc7864,
 }
 
 fn experimental() -> u8 {
@@ -50,7 +66,7 @@ fn experimental() -> u8 {
 
 impl Default for WireSettings {
     fn default() -> Self {
-        WireSettings { fmi_mh_type: experimental() }
+        WireSettings { profile: Profile::default(), fmi_mh_type: experimental() }
     }
 }
 

@@ -19,9 +19,14 @@ use crate::scenario::*;
 /// What the virtual backend can run.
 pub const FEATURES: [&str; 3] = ["virtual", "draft-fmi", "binding-revocation"];
 
-/// What `s` requires that a backend with `features` lacks.
+/// What `s` requires that a backend with `features` lacks: its `requires`
+/// list, and `rfc7864` for a scenario in that profile.
 pub fn missing_features<'a>(s: &'a Scenario, features: &[&str]) -> Vec<&'a str> {
-    s.requires.iter().map(|r| r.value.as_str()).filter(|r| !features.contains(r)).collect()
+    let profile = (s.wire.profile == Profile::Rfc7864).then_some("rfc7864");
+    let mut missing: Vec<&str> =
+        s.requires.iter().map(|r| r.value.as_str()).chain(profile).filter(|r| !features.contains(r)).collect();
+    missing.dedup();
+    missing
 }
 
 /// Addresses of every node: given ones, else from the plan.
