@@ -17,17 +17,6 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("wireshark/pmiplab.lua")
 }
 
-fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, mh: &[u8]) -> Vec<u8> {
-    let mut p = vec![0x60, 0, 0, 0];
-    p.extend_from_slice(&(mh.len() as u16).to_be_bytes());
-    p.push(135);
-    p.push(64);
-    p.extend_from_slice(&src.octets());
-    p.extend_from_slice(&dst.octets());
-    p.extend_from_slice(mh);
-    p
-}
-
 fn nai() -> MobilityOption {
     MobilityOption::MnIdentifier { subtype: MnIdSubtype::Nai, id: b"mn1@pmip.lab".to_vec() }
 }
@@ -216,7 +205,7 @@ fn the_lua_dissector_reads_what_the_codec_wrote_and_checks_the_checksum() {
         let mut w =
             pmip_captures::pcapng::Writer::new(std::fs::File::create(&pcap).unwrap(), &[("core", LINKTYPE_RAW)])
                 .unwrap();
-        w.packet(0, 1_700_000_000_000_000, &ipv6(lma, mag, &mh)).unwrap();
+        w.packet(0, 1_700_000_000_000_000, &ends.ipv6_packet(&mh)).unwrap();
         w.flush().unwrap();
         drop(w);
 

@@ -140,6 +140,21 @@ pub struct Endpoints {
     pub dst: Ipv6Addr,
 }
 
+impl Endpoints {
+    /// `mh` behind a fixed IPv6 header (next header 135, hop limit 64)
+    /// from `src` to `dst`: a packet as a capture holds it.
+    pub fn ipv6_packet(&self, mh: &[u8]) -> Vec<u8> {
+        let mut p = Vec::with_capacity(40 + mh.len());
+        p.extend_from_slice(&[0x60, 0, 0, 0]);
+        p.extend_from_slice(&(mh.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
+        p.extend_from_slice(&[135, 64]);
+        p.extend_from_slice(&self.src.octets());
+        p.extend_from_slice(&self.dst.octets());
+        p.extend_from_slice(mh);
+        p
+    }
+}
+
 /// A checked view over the bytes of one Mobility Header.
 #[derive(Debug, Clone)]
 pub struct MhPacket<T: AsRef<[u8]>> {

@@ -33,17 +33,6 @@ fn write_pcap(path: &Path, packets: &[Vec<u8>]) {
     std::fs::write(path, out).unwrap();
 }
 
-fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, mh: &[u8]) -> Vec<u8> {
-    let mut p = vec![0x60, 0, 0, 0];
-    p.extend_from_slice(&(mh.len() as u16).to_be_bytes());
-    p.push(135);
-    p.push(64);
-    p.extend_from_slice(&src.octets());
-    p.extend_from_slice(&dst.octets());
-    p.extend_from_slice(mh);
-    p
-}
-
 fn nai() -> MobilityOption {
     MobilityOption::MnIdentifier { subtype: MnIdSubtype::Nai, id: b"mn1@pmip.lab".to_vec() }
 }
@@ -195,7 +184,7 @@ fn tshark_decodes_what_the_codec_wrote() {
         .map(|c| {
             let (src, dst) = if c.from_mag { (mag, lma) } else { (lma, mag) };
             let mh = c.message.to_bytes(&Endpoints { src, dst }, &cfg).unwrap();
-            ipv6(src, dst, &mh)
+            Endpoints { src, dst }.ipv6_packet(&mh)
         })
         .collect();
     let dir = std::env::temp_dir().join(format!("pmip-wire-tshark-{}", std::process::id()));
