@@ -70,17 +70,8 @@ impl Faults {
         &self.rules
     }
 
-    /// xorshift64, seeded per daemon: repeatable shares.
     fn draw(&mut self) -> u16 {
-        if self.rng == 0 {
-            self.rng = 0x2545_f491_4f6c_dd1d;
-        }
-        let mut x = self.rng;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.rng = x;
-        (x % 1000) as u16
+        pmip_proto::fault::draw_per_mille(&mut self.rng)
     }
 
     /// The action for a signalling message (`name`) or a data packet

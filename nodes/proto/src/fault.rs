@@ -62,3 +62,15 @@ impl FaultRule {
         self.from.is_some() || (self.to.is_none() && sender_is_lma)
     }
 }
+
+/// A share drawn in parts per thousand from a seeded xorshift64 generator:
+/// loss and fault shares that repeat from run to run. A zero state is
+/// replaced by a fixed seed, since xorshift never leaves zero.
+pub fn draw_per_mille(state: &mut u64) -> u16 {
+    let mut x = if *state == 0 { 0x2545_f491_4f6c_dd1d } else { *state };
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    (x % 1000) as u16
+}

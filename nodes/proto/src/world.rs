@@ -265,14 +265,8 @@ impl World {
         self.link_props.get(&key).copied().unwrap_or(LinkProps { latency: self.latency, loss_per_mille: 0 })
     }
 
-    /// xorshift64: a small deterministic generator, enough for loss draws.
     fn draw_per_mille(&mut self) -> u16 {
-        let mut x = self.rng;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.rng = x;
-        (x % 1000) as u16
+        crate::fault::draw_per_mille(&mut self.rng)
     }
 
     /// An MN interface comes up on a MAG's access link.
