@@ -24,7 +24,6 @@ use pmip_proto::lma::{FlowAction, LmaCommand, LmaConfig, MnPolicy, PrefixModel};
 use pmip_proto::mag::{MagConfig, MnBinding};
 use pmip_proto::world::mac_for;
 
-use pmiplab::lab::Lab;
 use serde_json::json;
 
 /// Waits for one datagram and says on which interface index it arrived.
@@ -55,15 +54,7 @@ fn flows_cross_the_userspace_tunnel_and_follow_an_fmi_move() {
     if skip() {
         return;
     }
-    let mut lab = Lab::new().unwrap();
-    for n in ["lma", "mag1", "mag2", "mn1", "cn"] {
-        lab.add_node(n).unwrap();
-    }
-    lab.core(("lma", a(LMA)), &[("mag1", a(MAG1)), ("mag2", a(MAG2))]).unwrap();
-    lab.veth("lma", "to-cn", "cn", "eth0").unwrap();
-    lab.address("lma", "to-cn", a(CN_GW), 64).unwrap();
-    lab.address("cn", "eth0", a(CN), 64).unwrap();
-    lab.default_route("cn", a(CN_GW)).unwrap();
+    let mut lab = seed_network();
     lab.veth("mag1", "to-if1", "mn1", "if1").unwrap();
     lab.veth("mag2", "to-if2", "mn1", "if2").unwrap();
     lab.address("mn1", "if1", pref(1).with_iid(1), 64).unwrap();

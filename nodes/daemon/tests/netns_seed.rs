@@ -32,15 +32,7 @@ struct Seed {
 
 /// The seed lab with both MN interfaces down (not attached).
 fn seed(policy: MnPolicy) -> Seed {
-    let mut lab = Lab::new().unwrap();
-    for n in ["lma", "mag1", "mag2", "mn1", "cn"] {
-        lab.add_node(n).unwrap();
-    }
-    lab.core(("lma", a(LMA)), &[("mag1", a(MAG1)), ("mag2", a(MAG2))]).unwrap();
-    lab.veth("lma", "to-cn", "cn", "eth0").unwrap();
-    lab.address("lma", "to-cn", a(CN_GW), 64).unwrap();
-    lab.address("cn", "eth0", a(CN), 64).unwrap();
-    lab.default_route("cn", a(CN_GW)).unwrap();
+    let mut lab = seed_network();
     for (mag, iface) in [("mag1", "if1"), ("mag2", "if2")] {
         lab.veth(mag, &format!("to-{iface}"), "mn1", iface).unwrap();
         lab.set_link("mn1", iface, false).unwrap();

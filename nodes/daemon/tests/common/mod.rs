@@ -4,6 +4,7 @@
 use std::net::Ipv6Addr;
 
 use pmip_proto::Prefix;
+use pmiplab::lab::Lab;
 use serde_json::Value;
 
 pub const LMA: &str = "2001:db8:ffff::1";
@@ -37,4 +38,19 @@ pub fn skip() -> bool {
 /// A control reply that must be a success.
 pub fn ok(v: Value) {
     assert_eq!(v["ok"], true, "{v}");
+}
+
+/// The seed network before any MN link: the LMA on the core segment with
+/// MAG1 and MAG2, and the CN behind the LMA with its default route.
+pub fn seed_network() -> Lab {
+    let mut lab = Lab::new().unwrap();
+    for n in ["lma", "mag1", "mag2", "mn1", "cn"] {
+        lab.add_node(n).unwrap();
+    }
+    lab.core(("lma", a(LMA)), &[("mag1", a(MAG1)), ("mag2", a(MAG2))]).unwrap();
+    lab.veth("lma", "to-cn", "cn", "eth0").unwrap();
+    lab.address("lma", "to-cn", a(CN_GW), 64).unwrap();
+    lab.address("cn", "eth0", a(CN), 64).unwrap();
+    lab.default_route("cn", a(CN_GW)).unwrap();
+    lab
 }
