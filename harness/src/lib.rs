@@ -1,6 +1,7 @@
 //! The pmiplab lab harness: the scenario format, its validation, runs with
 //! verdicts, snapshots and reports.
 
+pub mod bench;
 pub mod deploy;
 pub mod lab;
 pub mod netns_run;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use pmiplab::report::{junit, ScenarioReport, Verdict};
-use pmiplab::run::{expand, explain, run_virtual};
+use pmiplab::run::{expand, explain};
 use pmiplab::scenario;
 
 #[derive(Parser)]
@@ -19,9 +19,9 @@ struct Cli {
 enum Command {
     /// Runs scenarios and gives each a verdict (PASS, FAIL, INIT-FAIL, SKIP).
     ///
-    /// Scenarios run against the protocol core in virtual time; the
-    /// namespace lab is not built yet. Exit code 0 only when no scenario
-    /// fails (SKIP does not fail a run).
+    /// Scenarios run against the protocol core in virtual time, or with
+    /// real daemons in network namespaces (`--backend netns`). Exit code 0
+    /// only when no scenario fails (SKIP does not fail a run).
     Run {
         /// Scenario files or glob patterns, e.g. 'topologies/**/*.yaml'.
         #[arg(required = true)]
@@ -65,6 +65,26 @@ enum Command {
     },
     /// Destroys every deployed lab; touches only what pmiplab marked as its own.
     Cleanup,
+    /// Measures the performance figures of DESIGN.md, each beside a
+    /// baseline from the same run, and prints them as a Markdown table.
+    Bench {
+        /// `core`: the sans-IO LMA's PBU→PBA rate. `lab`: the seed lab up and
+        /// down (root). `catalogue`: every scenario in namespaces, two at
+        /// once, against the same in virtual time (root).
+        #[arg(default_values_t = ["core".to_string()], value_parser = ["core", "lab", "catalogue"])]
+        what: Vec<String>,
+        /// Bindings in the LMA for `core` (DESIGN.md's target is stated for
+        /// 100,000; the core's cost per message still grows with the
+        /// bindings, see docs/BENCHMARKS.md).
+        #[arg(long, default_value_t = 10_000)]
+        bindings: u32,
+        /// Repetitions for `lab`.
+        #[arg(long, default_value_t = 10)]
+        runs: u32,
+        /// The scenarios for `lab` (its first file) and `catalogue`.
+        #[arg(long, default_value = "topologies/*.yaml")]
+        scenarios: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -102,6 +122,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Bench { what, bindings, runs, scenarios } => bench(&what, bindings, runs, &scenarios),
         Command::Cleanup => {
             for line in pmiplab::deploy::cleanup() {
                 println!("{line}");
@@ -185,7 +206,7 @@ fn run(patterns: &[String], jobs: usize, out: &std::path::Path, backend: &str) -
     };
     let how = if node_bin.is_some() { "network namespaces" } else { "virtual time" };
     println!("pmiplab: {} scenario(s), {how}, {} at once, output in {}", loaded.len(), jobs.max(1), out.display());
-    let reports: Vec<ScenarioReport> = run_parallel(&loaded, jobs.max(1), node_bin.as_deref(), out);
+    let reports: Vec<ScenarioReport> = pmiplab::run::run_all(&loaded, jobs.max(1), node_bin.as_deref(), out);
     let mut failed = 0;
     for r in &reports {
         println!("{}", r.line());
@@ -223,32 +244,43 @@ fn run(patterns: &[String], jobs: usize, out: &std::path::Path, backend: &str) -
     }
 }
 
-fn run_parallel(
-    loaded: &[(PathBuf, scenario::Scenario)],
-    jobs: usize,
-    node_bin: Option<&std::path::Path>,
-    out: &std::path::Path,
-) -> Vec<ScenarioReport> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.min(loaded.len()) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((f, s)) = loaded.get(i) else { break };
-                let r = match node_bin {
-                    Some(bin) => pmiplab::netns_run::run(f, s, bin, Some(out)),
-                    None => run_virtual(f, s),
+fn bench(what: &[String], bindings: u32, runs: u32, scenarios: &str) -> ExitCode {
+    let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    println!(
+        "pmiplab bench: {} at unix time {started}, {} CPUs",
+        what.join(", "),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+    let mut figures = Vec::new();
+    for w in what {
+        let r = match w.as_str() {
+            "core" => pmiplab::bench::core(bindings),
+            "lab" | "catalogue" => {
+                let files = match expand(&[scenarios.to_string()]) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        eprintln!("pmiplab: {e}");
+                        return ExitCode::from(2);
+                    }
                 };
-                if let Ok(mut v) = results.lock() {
-                    v.push((i, r));
+                match pmiplab::netns_run::node_binary() {
+                    Ok(bin) if w == "lab" => pmiplab::bench::lab(&bin, &files[0], runs),
+                    Ok(bin) => pmiplab::bench::catalogue(&bin, &files),
+                    Err(e) => Err(e.to_string()),
                 }
-            });
+            }
+            other => Err(format!("no benchmark named {other}")),
+        };
+        match r {
+            Ok(f) => figures.extend(f),
+            Err(e) => {
+                eprintln!("pmiplab: the {w} benchmark failed: {e}");
+                return ExitCode::FAILURE;
+            }
         }
-    });
-    let mut v = results.into_inner().unwrap_or_default();
-    v.sort_by_key(|(i, _)| *i);
-    v.into_iter().map(|(_, r)| r).collect()
+    }
+    print!("{}", pmiplab::bench::table(&figures));
+    ExitCode::SUCCESS
 }
 
 fn report(r: std::io::Result<String>) -> ExitCode {

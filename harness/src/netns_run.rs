@@ -137,16 +137,10 @@ pub fn run(file: &Path, s: &Scenario, node_bin: &Path, out: Option<&Path>) -> Sc
     report
 }
 
-/// Builds the scenario's topology in `lab` and starts its daemons;
-/// `capture` records every link: MAG access links, and the LMA's ports to
-/// the MAGs and the CNs.
-pub(crate) fn build<'a>(
-    mut lab: Lab,
-    s: &'a Scenario,
-    file: &Path,
-    bin: &Path,
-    capture: bool,
-) -> Result<Run<'a>, String> {
+/// Builds the scenario's namespaces and links in `lab`, with no daemon:
+/// the core segment, each CN behind the LMA, and each MN interface's link
+/// to its MAG, down until attached.
+pub(crate) fn build_links(mut lab: Lab, s: &Scenario) -> Result<(Lab, AddressPlan), String> {
     let e = |x: std::io::Error| x.to_string();
     let plan = address_plan(s);
     for name in s.nodes.keys() {
@@ -171,11 +165,25 @@ pub(crate) fn build<'a>(
         lab.veth(&l.value.mag.value, &access_iface(&l.value.mn.value), mn, iface).map_err(e)?;
         lab.set_link(mn, iface, false).map_err(e)?;
     }
+    Ok((lab, plan))
+}
+
+/// Builds the scenario's topology in `lab` and starts its daemons;
+/// `capture` records every link: MAG access links, and the LMA's ports to
+/// the MAGs and the CNs.
+pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, file: &Path, bin: &Path, capture: bool) -> Result<Run<'a>, String> {
+    let e = |x: std::io::Error| x.to_string();
+    let (mut lab, plan) = build_links(lab, s)?;
+    let role = |r: Role| s.nodes.iter().filter(move |(_, n)| n.value.role == r).map(|(k, _)| k.clone());
+    let lma = role(Role::Lma).next().ok_or("no lma")?;
+    let lma_addr = plan.of[&lma];
+    let mags: Vec<(String, Ipv6Addr)> = role(Role::Mag).map(|m| (m.clone(), plan.of[&m])).collect();
     let cfg = crate::node_config::lma(s, &plan, lma_addr);
     let policies = crate::node_config::mn_policies(s);
     let dp = json!({"tun": "tun0", "mtu": 1460});
     let args = vec!["--fmi-mh-type".to_string(), s.wire.fmi_mh_type.to_string()];
-    lab.spawn(&lma, bin, &json!({"role": "lma", "config": cfg, "policies": policies, "data_plane": dp}), &args)
+    // The daemons start side by side; each is waited for below.
+    lab.start_unready(&lma, bin, &json!({"role": "lma", "config": cfg, "policies": policies, "data_plane": dp}), &args)
         .map_err(e)?;
     for (mag, addr) in &mags {
         let c = crate::node_config::mag(s, mag, *addr, lma_addr);
@@ -184,15 +192,18 @@ pub(crate) fn build<'a>(
             let att = parse_att(&l.value.att.value).ok_or("bad att")?;
             access.insert(access_iface(&l.value.mn.value), att.value());
         }
-        lab.spawn(mag, bin, &json!({"role": "mag", "config": c, "data_plane": dp, "access": access}), &args)
+        lab.start_unready(mag, bin, &json!({"role": "mag", "config": c, "data_plane": dp, "access": access}), &args)
             .map_err(e)?;
     }
     for mn in role(Role::Mn) {
         let cfg = crate::node_config::mn(s, &plan, &mn).ok_or("no such MN")?;
-        lab.spawn(&mn, bin, &json!({"role": "mn", "config": cfg}), &[]).map_err(e)?;
+        lab.start_unready(&mn, bin, &json!({"role": "mn", "config": cfg}), &[]).map_err(e)?;
     }
     for cn in role(Role::Cn) {
-        lab.spawn(&cn, bin, &json!({"role": "cn", "address": plan.of[&cn]}), &[]).map_err(e)?;
+        lab.start_unready(&cn, bin, &json!({"role": "cn", "address": plan.of[&cn]}), &[]).map_err(e)?;
+    }
+    for node in s.nodes.keys() {
+        lab.wait_ready(node).map_err(e)?;
     }
     for (mag, _) in mags.iter().filter(|_| capture) {
         for l in s.links.iter().filter(|l| l.value.mag.value == *mag) {

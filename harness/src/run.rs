@@ -71,3 +71,34 @@ pub fn expand(patterns: &[String]) -> Result<Vec<PathBuf>, String> {
 pub fn explain(c: &Check) -> String {
     format!("    line {}: {} — {}", c.line, c.what, c.detail)
 }
+
+/// Runs `loaded` with `jobs` at once, in virtual time or, given the
+/// daemon binary, in namespaces with results under `out`; reports in the
+/// order of `loaded`.
+pub fn run_all(
+    loaded: &[(PathBuf, Scenario)],
+    jobs: usize,
+    node_bin: Option<&Path>,
+    out: &Path,
+) -> Vec<ScenarioReport> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(loaded.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((f, s)) = loaded.get(i) else { break };
+                let r = match node_bin {
+                    Some(bin) => crate::netns_run::run(f, s, bin, Some(out)),
+                    None => run_virtual(f, s),
+                };
+                if let Ok(mut v) = results.lock() {
+                    v.push((i, r));
+                }
+            });
+        }
+    });
+    let mut v = results.into_inner().unwrap_or_default();
+    v.sort_by_key(|(i, _)| *i);
+    v.into_iter().map(|(_, r)| r).collect()
+}

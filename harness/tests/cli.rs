@@ -88,7 +88,19 @@ fn a_broken_file_is_refused_and_nothing_is_created() {
 
 #[test]
 fn every_verb_has_help() {
-    for verb in [&["--help"][..], &["run", "--help"], &["validate", "--help"]] {
+    let verbs: [&[&str]; 10] = [
+        &["--help"],
+        &["run", "--help"],
+        &["validate", "--help"],
+        &["deploy", "--help"],
+        &["destroy", "--help"],
+        &["inspect", "--help"],
+        &["exec", "--help"],
+        &["cleanup", "--help"],
+        &["bench", "--help"],
+        &["help"],
+    ];
+    for verb in verbs {
         let o = pmiplab().args(verb).output().unwrap();
         assert!(o.status.success());
         assert!(String::from_utf8_lossy(&o.stdout).contains("Usage"));
@@ -112,4 +124,16 @@ fn a_state_table_that_differs_from_its_snapshot_fails_with_a_diff() {
     assert!(stdout.contains("-         \"proxy_coa\": \"2001:db8:ffff::99\""), "{stdout}");
     assert!(stdout.contains("+         \"proxy_coa\": \"2001:db8:ffff::12\""), "{stdout}");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bench_core_measures_the_lma_beside_the_codec() {
+    let o = pmiplab().args(["bench", "core", "--bindings", "300"]).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    let row = out.lines().find(|l| l.starts_with("| sans-IO LMA, PBU→PBA")).unwrap_or_else(|| panic!("{out}"));
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    let rate: f64 = cells[2].trim_end_matches(" /s").parse().unwrap_or_else(|_| panic!("{row}"));
+    assert!(rate > 0.0, "{row}");
+    assert!(cells[3].starts_with("codec alone"), "{row}");
 }

@@ -233,6 +233,19 @@ impl Lab {
     /// Starts a daemon inside `node`'s namespace and waits until its
     /// control socket answers.
     pub fn spawn(&mut self, node: &str, binary: &Path, config: &serde_json::Value, args: &[String]) -> io::Result<()> {
+        self.start_unready(node, binary, config, args)?;
+        self.wait_ready(node)
+    }
+
+    /// Starts `node`'s daemon without waiting for it: several daemons
+    /// then start side by side, and `wait_ready` waits for each.
+    pub fn start_unready(
+        &mut self,
+        node: &str,
+        binary: &Path,
+        config: &serde_json::Value,
+        args: &[String],
+    ) -> io::Result<()> {
         let cfg = self.dir.join(format!("{node}.json"));
         std::fs::write(&cfg, serde_json::to_vec_pretty(config).map_err(io::Error::other)?)?;
         let log = std::fs::File::create(self.dir.join(format!("{node}.log")))?;
@@ -258,7 +271,8 @@ impl Lab {
         }
         let (binary, args) = (d.binary.clone(), d.args.clone());
         let log = std::fs::OpenOptions::new().append(true).open(&d.log)?;
-        self.start(node, &binary, &args, log)
+        self.start(node, &binary, &args, log)?;
+        self.wait_ready(node)
     }
 
     fn start(&mut self, node: &str, binary: &Path, args: &[String], log: std::fs::File) -> io::Result<()> {
@@ -294,6 +308,12 @@ impl Lab {
         let daemon =
             Daemon { child, control: control.clone(), log: log_path, binary: binary.into(), args: args.to_vec() };
         self.daemons.insert(node.into(), daemon);
+        Ok(())
+    }
+
+    /// Waits until `node`'s daemon answers on its control socket, at most
+    /// 10 s; says why when it exited first.
+    pub fn wait_ready(&mut self, node: &str) -> io::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(r) = self.request(node, &serde_json::json!({"cmd": "ready"})) {
@@ -315,7 +335,7 @@ impl Lab {
                     format!("the {node} daemon did not answer on its control socket within 10 s"),
                 ));
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 

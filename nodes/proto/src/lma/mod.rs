@@ -269,15 +269,24 @@ impl Lma {
     /// line with the tables.
     fn reconcile_data_plane(&mut self, out: &mut Output) {
         let mut tunnels = BTreeMap::new();
-        let mut routes = BTreeMap::new();
+        // Each prefix goes to its default entry (lowest BID-PRI, then BID),
+        // found in one pass over the cache rather than one per prefix.
+        let mut defaults: BTreeMap<Prefix, (u8, u16, Ipv6Addr)> = BTreeMap::new();
         for b in self.cache.iter().filter(|b| b.is_active()) {
             tunnels.insert(b.proxy_coa, ());
             for p in &b.hnps {
-                if let Some(d) = self.cache.default_for_prefix(p) {
-                    routes.insert(*p, d.proxy_coa);
-                }
+                let candidate = (b.bid_pri, b.bid, b.proxy_coa);
+                defaults
+                    .entry(*p)
+                    .and_modify(|d| {
+                        if (candidate.0, candidate.1) < (d.0, d.1) {
+                            *d = candidate;
+                        }
+                    })
+                    .or_insert(candidate);
             }
         }
+        let routes: BTreeMap<Prefix, Ipv6Addr> = defaults.into_iter().map(|(p, (_, _, mag))| (p, mag)).collect();
         let mut flows = BTreeMap::new();
         for e in self.fmc.iter() {
             if let Some(t) = self.flow_target(e) {
