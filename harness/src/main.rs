@@ -73,10 +73,9 @@ enum Command {
         /// once, against the same in virtual time (root).
         #[arg(default_values_t = ["core".to_string()], value_parser = ["core", "lab", "catalogue"])]
         what: Vec<String>,
-        /// Bindings in the LMA for `core` (DESIGN.md's target is stated for
-        /// 100,000; the core's cost per message still grows with the
-        /// bindings, see docs/BENCHMARKS.md).
-        #[arg(long, default_value_t = 10_000)]
+        /// Bindings in the LMA for `core` (DESIGN.md states its target at
+        /// 100,000).
+        #[arg(long, default_value_t = 100_000)]
         bindings: u32,
         /// Repetitions for `lab`.
         #[arg(long, default_value_t = 10)]

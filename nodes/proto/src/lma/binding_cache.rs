@@ -1,6 +1,7 @@
 //! The extended binding cache (flow mobility draft §5.1, Figure 7): several
 //! entries per MN, one per attached interface, each with a BID.
 
+use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 
 use pmip_wire::{AccessTechnologyType, Timestamp};
@@ -75,15 +76,16 @@ impl From<&Bce> for BceRow {
     }
 }
 
-/// The binding cache, ordered by (MN-ID, BID).
+/// The binding cache, ordered by (MN-ID, BID), indexed by that pair so
+/// that a lookup costs the same with ten bindings or a hundred thousand.
 #[derive(Debug, Clone, Default)]
 pub struct BindingCache {
-    entries: Vec<Bce>,
+    entries: BTreeMap<(String, u16), Bce>,
 }
 
 impl BindingCache {
     pub fn iter(&self) -> impl Iterator<Item = &Bce> {
-        self.entries.iter()
+        self.entries.values()
     }
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -92,32 +94,31 @@ impl BindingCache {
         self.entries.is_empty()
     }
     pub fn of_mn<'a>(&'a self, mn_id: &'a str) -> impl Iterator<Item = &'a Bce> + 'a {
-        self.entries.iter().filter(move |b| b.mn_id == mn_id)
+        let from = (mn_id.to_string(), 0);
+        self.entries.range(from..).map(|(_, b)| b).take_while(move |b| b.mn_id == mn_id)
     }
     pub fn get(&self, mn_id: &str, bid: u16) -> Option<&Bce> {
-        self.entries.iter().find(|b| b.mn_id == mn_id && b.bid == bid)
+        self.entries.get(&(mn_id.to_string(), bid))
     }
     pub fn get_mut(&mut self, mn_id: &str, bid: u16) -> Option<&mut Bce> {
-        self.entries.iter_mut().find(|b| b.mn_id == mn_id && b.bid == bid)
+        self.entries.get_mut(&(mn_id.to_string(), bid))
     }
     /// The next BID for an MN: one more than the highest in use.
     pub fn next_bid(&self, mn_id: &str) -> u16 {
         self.of_mn(mn_id).map(|b| b.bid).max().unwrap_or(0).saturating_add(1)
     }
     pub fn insert(&mut self, bce: Bce) {
-        self.entries.push(bce);
-        self.entries.sort_by(|a, b| (&a.mn_id, a.bid).cmp(&(&b.mn_id, b.bid)));
+        self.entries.insert((bce.mn_id.clone(), bce.bid), bce);
     }
     pub fn remove(&mut self, mn_id: &str, bid: u16) -> Option<Bce> {
-        let i = self.entries.iter().position(|b| b.mn_id == mn_id && b.bid == bid)?;
-        Some(self.entries.remove(i))
+        self.entries.remove(&(mn_id.to_string(), bid))
     }
     pub fn rows(&self) -> Vec<BceRow> {
-        self.entries.iter().map(BceRow::from).collect()
+        self.entries.values().map(BceRow::from).collect()
     }
     /// The active entry that carries `prefix` by default: lowest BID-PRI,
     /// then lowest BID.
     pub fn default_for_prefix(&self, prefix: &Prefix) -> Option<&Bce> {
-        self.entries.iter().filter(|b| b.is_active() && b.hnps.contains(prefix)).min_by_key(|b| (b.bid_pri, b.bid))
+        self.iter().filter(|b| b.is_active() && b.hnps.contains(prefix)).min_by_key(|b| (b.bid_pri, b.bid))
     }
 }

@@ -3,11 +3,12 @@
 
 pub(crate) mod binding_cache;
 mod flow_cache;
+mod plane;
 mod policy;
 mod registration;
 mod transactions;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv6Addr;
 
 use pmip_wire::{HandoffIndicator, Message, TrafficSelector};
@@ -19,7 +20,7 @@ pub use policy::{MnPolicy, PrefixModel};
 pub use transactions::{Pending, PendingKind};
 
 use crate::flow::{selector_matches, FlowKey};
-use crate::output::{reconcile, FlowTarget, Intent, Output};
+use crate::output::{FlowTarget, Output};
 use crate::prefix::Prefix;
 use crate::time::{Backoff, Instant, Span};
 
@@ -128,9 +129,7 @@ pub struct Lma {
     pub(crate) next_sequence: u16,
     /// BRIs a PBU decided on, sent after its PBA.
     pub(crate) revocations: Vec<(Ipv6Addr, String, Vec<Prefix>, pmip_wire::RevocationTrigger)>,
-    installed_tunnels: BTreeMap<Ipv6Addr, ()>,
-    installed_routes: BTreeMap<Prefix, Ipv6Addr>,
-    installed_flows: BTreeMap<(u16, String, u16), (TrafficSelector, FlowTarget)>,
+    installed: plane::InstalledPlane,
 }
 
 impl Lma {
@@ -144,9 +143,7 @@ impl Lma {
             signalled: BTreeMap::new(),
             next_sequence: 1,
             revocations: Vec::new(),
-            installed_tunnels: BTreeMap::new(),
-            installed_routes: BTreeMap::new(),
-            installed_flows: BTreeMap::new(),
+            installed: plane::InstalledPlane::default(),
         }
     }
 
@@ -168,12 +165,21 @@ impl Lma {
 
     pub fn handle(&mut self, now: Instant, input: LmaInput) -> Output {
         let mut out = Output::default();
+        // A PBU changes only its MN's bindings and flows; anything else may
+        // touch any MN.
+        let touched = match &input {
+            LmaInput::Message { message: Message::Pbu(pbu), .. } => {
+                crate::signalling::pick(&pbu.options).mn_id.map(|mn| BTreeSet::from([mn]))
+            }
+            _ => None,
+        };
         match input {
             LmaInput::Message { src, dst, message } => self.on_message(now, src, dst, message, &mut out),
             LmaInput::Command(c) => self.on_command(now, c, &mut out),
             LmaInput::Timeout => self.on_timeout(now, &mut out),
         }
-        self.reconcile_data_plane(&mut out);
+        let mns = touched.unwrap_or_else(|| self.all_mns());
+        self.reconcile_plane(&mns, &mut out);
         out
     }
 
@@ -263,56 +269,6 @@ impl Lma {
             FlowAction::Forward => FlowTarget::Forward(bce.proxy_coa),
             FlowAction::Drop => FlowTarget::Drop,
         })
-    }
-
-    /// Brings the installed tunnels, prefix routes and flow bindings in
-    /// line with the tables.
-    fn reconcile_data_plane(&mut self, out: &mut Output) {
-        let mut tunnels = BTreeMap::new();
-        // Each prefix goes to its default entry (lowest BID-PRI, then BID),
-        // found in one pass over the cache rather than one per prefix.
-        let mut defaults: BTreeMap<Prefix, (u8, u16, Ipv6Addr)> = BTreeMap::new();
-        for b in self.cache.iter().filter(|b| b.is_active()) {
-            tunnels.insert(b.proxy_coa, ());
-            for p in &b.hnps {
-                let candidate = (b.bid_pri, b.bid, b.proxy_coa);
-                defaults
-                    .entry(*p)
-                    .and_modify(|d| {
-                        if (candidate.0, candidate.1) < (d.0, d.1) {
-                            *d = candidate;
-                        }
-                    })
-                    .or_insert(candidate);
-            }
-        }
-        let routes: BTreeMap<Prefix, Ipv6Addr> = defaults.into_iter().map(|(p, (_, _, mag))| (p, mag)).collect();
-        let mut flows = BTreeMap::new();
-        for e in self.fmc.iter() {
-            if let Some(t) = self.flow_target(e) {
-                flows.insert((e.fid_pri, e.mn_id.clone(), e.fid), (e.selector.clone(), t));
-            }
-        }
-        reconcile(&mut self.installed_tunnels, tunnels, |m, _, up| Intent::LmaTunnel { mag: *m, up }, out);
-        reconcile(
-            &mut self.installed_routes,
-            routes,
-            |p, m, up| Intent::LmaPrefixRoute { prefix: *p, mag: *m, up },
-            out,
-        );
-        reconcile(
-            &mut self.installed_flows,
-            flows,
-            |(pri, mn, fid), (sel, t), up| Intent::LmaFlowBinding {
-                mn_id: mn.clone(),
-                fid: *fid,
-                fid_pri: *pri,
-                selector: sel.clone(),
-                target: *t,
-                up,
-            },
-            out,
-        );
     }
 
     pub fn state(&self) -> LmaState {

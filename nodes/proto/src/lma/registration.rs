@@ -185,7 +185,8 @@ impl Lma {
             return Ok(Accepted { bid: b.bid, lifetime_units: 0, hnps: b.hnps.clone() });
         }
 
-        let active = self.cache.iter().filter(|b| b.is_active()).count();
+        // Entries in their de-registration grace period hold a place too.
+        let in_use = self.cache.len();
         let fresh = |bid: u16, hnps: Vec<Prefix>| Bce {
             bid,
             bid_pri: (10 * (u32::from(bid) + 1)).min(127) as u8,
@@ -220,7 +221,7 @@ impl Lma {
                 Ok(Accepted { bid, lifetime_units, hnps: e.hnps.clone() })
             }
             Lookup::New => {
-                if active >= self.config.max_bindings {
+                if in_use >= self.config.max_bindings {
                     return Err(PbaStatus::InsufficientResources);
                 }
                 let hnps = if o.hnps.is_empty() { self.allocate(&mn_id, &policy)? } else { o.hnps.clone() };
@@ -230,7 +231,7 @@ impl Lma {
                 Ok(Accepted { bid, lifetime_units, hnps })
             }
             Lookup::Partial(moves) => {
-                if active >= self.config.max_bindings {
+                if in_use >= self.config.max_bindings {
                     return Err(PbaStatus::InsufficientResources);
                 }
                 let bid = self.cache.next_bid(&mn_id);

@@ -1,0 +1,146 @@
+//! The LMA's data plane as intents, kept per MN: after an input only the
+//! MNs it touched are compared with what was installed, so the cost of a
+//! PBU does not grow with the number of bindings. Tunnels are shared by
+//! the MNs behind one MAG and counted.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv6Addr;
+
+use pmip_wire::TrafficSelector;
+
+use super::Lma;
+use crate::output::{FlowTarget, Intent, Output};
+use crate::prefix::Prefix;
+
+/// What the data plane holds for one MN.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct MnPlane {
+    /// The MAGs its active bindings are behind.
+    mags: BTreeSet<Ipv6Addr>,
+    /// Each of its prefixes to the MAG of its default binding.
+    routes: BTreeMap<Prefix, Ipv6Addr>,
+    /// Its flow bindings, by (FID-PRI, FID).
+    flows: BTreeMap<(u16, u16), (TrafficSelector, FlowTarget)>,
+}
+
+/// The installed plane of every MN, and how many MNs use each tunnel.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct InstalledPlane {
+    by_mn: BTreeMap<String, MnPlane>,
+    tunnel_users: BTreeMap<Ipv6Addr, usize>,
+}
+
+impl Lma {
+    /// What the tables ask of the data plane for `mn`.
+    fn desired_plane(&self, mn: &str) -> MnPlane {
+        let mut plane = MnPlane::default();
+        // Each prefix goes to its default entry: lowest BID-PRI, then BID.
+        let mut defaults: BTreeMap<Prefix, (u8, u16, Ipv6Addr)> = BTreeMap::new();
+        for b in self.cache.of_mn(mn).filter(|b| b.is_active()) {
+            plane.mags.insert(b.proxy_coa);
+            for p in &b.hnps {
+                let candidate = (b.bid_pri, b.bid, b.proxy_coa);
+                let d = defaults.entry(*p).or_insert(candidate);
+                if (candidate.0, candidate.1) < (d.0, d.1) {
+                    *d = candidate;
+                }
+            }
+        }
+        plane.routes = defaults.into_iter().map(|(p, (_, _, mag))| (p, mag)).collect();
+        for e in self.fmc.iter().filter(|e| e.mn_id == mn) {
+            if let Some(t) = self.flow_target(e) {
+                plane.flows.insert((e.fid_pri, e.fid), (e.selector.clone(), t));
+            }
+        }
+        plane
+    }
+
+    /// Every MN the tables or the installed plane know.
+    pub(crate) fn all_mns(&self) -> BTreeSet<String> {
+        let mut mns: BTreeSet<String> = self.cache.iter().map(|b| b.mn_id.clone()).collect();
+        mns.extend(self.fmc.iter().map(|e| e.mn_id.clone()));
+        mns.extend(self.installed.by_mn.keys().cloned());
+        mns
+    }
+
+    /// Brings the installed tunnels, prefix routes and flow bindings of
+    /// `mns` in line with the tables: tunnels first, then routes, then
+    /// flows, each removals before additions.
+    pub(crate) fn reconcile_plane(&mut self, mns: &BTreeSet<String>, out: &mut Output) {
+        let mut tunnel_delta: BTreeMap<Ipv6Addr, i64> = BTreeMap::new();
+        let (mut routes_down, mut routes_up) = (Vec::new(), Vec::new());
+        let (mut flows_down, mut flows_up) = (Vec::new(), Vec::new());
+        for mn in mns {
+            let new = self.desired_plane(mn);
+            let old = self.installed.by_mn.remove(mn).unwrap_or_default();
+            for m in old.mags.difference(&new.mags) {
+                *tunnel_delta.entry(*m).or_default() -= 1;
+            }
+            for m in new.mags.difference(&old.mags) {
+                *tunnel_delta.entry(*m).or_default() += 1;
+            }
+            for (p, m) in &old.routes {
+                if new.routes.get(p) != Some(m) {
+                    routes_down.push(Intent::LmaPrefixRoute { prefix: *p, mag: *m, up: false });
+                }
+            }
+            for (p, m) in &new.routes {
+                if old.routes.get(p) != Some(m) {
+                    routes_up.push(Intent::LmaPrefixRoute { prefix: *p, mag: *m, up: true });
+                }
+            }
+            let flow =
+                |(pri, fid): &(u16, u16), (sel, t): &(TrafficSelector, FlowTarget), up: bool| Intent::LmaFlowBinding {
+                    mn_id: mn.clone(),
+                    fid: *fid,
+                    fid_pri: *pri,
+                    selector: sel.clone(),
+                    target: *t,
+                    up,
+                };
+            for (k, v) in &old.flows {
+                if new.flows.get(k) != Some(v) {
+                    flows_down.push(((k.0, mn.clone(), k.1), flow(k, v, false)));
+                }
+            }
+            for (k, v) in &new.flows {
+                if old.flows.get(k) != Some(v) {
+                    flows_up.push(((k.0, mn.clone(), k.1), flow(k, v, true)));
+                }
+            }
+            if new != MnPlane::default() {
+                self.installed.by_mn.insert(mn.clone(), new);
+            }
+        }
+        let (mut tunnels_down, mut tunnels_up) = (Vec::new(), Vec::new());
+        for (mag, delta) in tunnel_delta {
+            let users = self.installed.tunnel_users.entry(mag).or_default();
+            let before = *users;
+            *users = (before as i64 + delta).max(0) as usize;
+            match (before, *users) {
+                (0, n) if n > 0 => tunnels_up.push(Intent::LmaTunnel { mag, up: true }),
+                (b, 0) if b > 0 => tunnels_down.push(Intent::LmaTunnel { mag, up: false }),
+                _ => {}
+            }
+            if *users == 0 {
+                self.installed.tunnel_users.remove(&mag);
+            }
+        }
+        // The order a whole-table comparison gives: by address, by prefix,
+        // by (FID-PRI, MN, FID).
+        let prefix_of = |i: &Intent| match i {
+            Intent::LmaPrefixRoute { prefix, .. } => Some(*prefix),
+            _ => None,
+        };
+        routes_down.sort_by_key(prefix_of);
+        routes_up.sort_by_key(prefix_of);
+        flows_down.sort_by(|a, b| a.0.cmp(&b.0));
+        flows_up.sort_by(|a, b| a.0.cmp(&b.0));
+        out.intents.extend(tunnels_down);
+        out.intents.extend(tunnels_up);
+        out.intents.extend(routes_down);
+        out.intents.extend(routes_up);
+        out.intents.extend(flows_down.into_iter().map(|(_, i)| i));
+        out.intents.extend(flows_up.into_iter().map(|(_, i)| i));
+    }
+}
