@@ -439,8 +439,13 @@ impl Drop for Lab {
         for ns in self.namespace_names().values() {
             let _ = netns::unpin(ns);
         }
+        // All killed first, then all waited for: a daemon's exit tears down
+        // its TUN device, which costs the kernel tens of milliseconds, and
+        // one at a time that cost was most of a lab's teardown.
         for d in self.daemons.values_mut() {
             let _ = d.child.kill();
+        }
+        for d in self.daemons.values_mut() {
             let _ = d.child.wait();
         }
         self.netlink.clear();
