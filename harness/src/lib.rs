@@ -2,6 +2,7 @@
 //! verdicts, snapshots and reports.
 
 pub mod bench;
+pub mod crafted;
 pub mod deploy;
 pub mod lab;
 pub mod netns_run;

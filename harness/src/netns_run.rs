@@ -384,6 +384,30 @@ impl Run<'_> {
             }
             Step::Drop(d) => self.add_fault(d.rule().ok_or("bad fault")?).map(|_| None),
             Step::Fault(f) => self.add_fault(f.rule().ok_or("bad fault")?).map(|_| None),
+            Step::Send(p) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_micros() as u64)
+                    .unwrap_or(0);
+                let message = crate::crafted::pbu(self.s, p, now).ok_or("the PBU could not be built")?;
+                let from = crate::crafted::sender(self.s, p).ok_or("no MAG to send from")?;
+                let to = self.plan.of[&self.lma()];
+                self.request(&from, json!({"cmd": "send", "to": to, "message": message}))?;
+                // Let the LMA's answer arrive, as virtual time does.
+                let seq = format!("seq={}", p.seq);
+                let answered = |s: &Value| {
+                    s["messages"].as_array().is_some_and(|m| {
+                        m.iter().any(|x| {
+                            x["dir"] == "sent"
+                                && x["summary"]
+                                    .as_str()
+                                    .is_some_and(|t| t.starts_with("PBA") && t.split(' ').any(|w| w == seq))
+                        })
+                    })
+                };
+                let _ = self.lab.wait_for(&self.lma(), SETTLE_LIMIT, answered);
+                Ok(None)
+            }
             Step::Kill(n) => {
                 // The daemon's message log dies with it; keep it, as virtual
                 // time keeps every message.

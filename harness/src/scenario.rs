@@ -172,6 +172,9 @@ pub enum Step {
     Fault(FaultStep),
     /// Sets latency and loss between two nodes.
     Link(LinkStep),
+    /// A MAG sends a PBU built by the test, not by its protocol core, to
+    /// provoke the LMA's checks.
+    Send(Box<SendPbu>),
     /// The LMA or a MAG dies as in a crash (SIGKILL): its state is lost.
     Kill(Spanned<String>),
     /// A killed node starts again with its configuration and no state.
@@ -412,6 +415,41 @@ pub struct ExpectState {
     pub equals: Option<serde_json::Value>,
     pub len: Option<usize>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendPbu {
+    /// The MN interface (`mn/iface`) the PBU is about: its MN-ID, link-layer
+    /// identifier and access technology; sent by that link's MAG unless
+    /// `from` names another.
+    pub pbu: Spanned<String>,
+    pub from: Option<Spanned<String>>,
+    #[serde(default = "crafted_seq")]
+    pub seq: u16,
+    /// In units of 4 s (default 100); 0 de-registers.
+    #[serde(default = "crafted_lifetime")]
+    pub lifetime: u16,
+    /// The Home Network Prefix option's value (default ::/0, "assign one").
+    pub hnp: Option<Prefix>,
+    /// The Handoff Indicator (default new-interface).
+    pub hi: Option<Spanned<String>>,
+    /// Options to leave out: mn-id, hnp, hi, att, ll-id, timestamp.
+    #[serde(default)]
+    pub omit: Vec<Spanned<String>>,
+    /// Moves the Timestamp away from now, e.g. -10000 for 10 s old.
+    #[serde(default)]
+    pub timestamp_shift_ms: i64,
+}
+
+fn crafted_seq() -> u16 {
+    900
+}
+fn crafted_lifetime() -> u16 {
+    100
+}
+
+/// The options `send` may leave out.
+pub const OMITTABLE: [&str; 6] = ["mn-id", "hnp", "hi", "att", "ll-id", "timestamp"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

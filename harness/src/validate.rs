@@ -321,6 +321,32 @@ impl Checker<'_> {
                         return Err(self.err(l.between.referenced, "loss_per_mille is at most 1000".into()));
                     }
                 }
+                Step::Send(p) => {
+                    self.iface(&p.pbu)?;
+                    if !self.s.links.iter().any(|l| l.value.mn.value == p.pbu.value) {
+                        return Err(self.err(p.pbu.referenced, format!("{} has no link to a MAG", p.pbu.value)));
+                    }
+                    if let Some(f) = &p.from {
+                        self.node(f, Some(Role::Mag))?;
+                    }
+                    if let Some(h) = &p.hi {
+                        if parse_hi(&h.value).is_none() {
+                            return Err(self.err(h.referenced, format!("'{}' is not a Handoff Indicator", h.value)));
+                        }
+                    }
+                    for o in &p.omit {
+                        if !OMITTABLE.contains(&o.value.as_str()) {
+                            return Err(self.err(
+                                o.referenced,
+                                format!(
+                                    "'{}' is not an option send can leave out; expected one of {}",
+                                    o.value,
+                                    OMITTABLE.join(", ")
+                                ),
+                            ));
+                        }
+                    }
+                }
                 Step::Kill(n) => {
                     self.node(n, None)?;
                     if !matches!(self.role(&n.value), Some(Role::Lma | Role::Mag)) {

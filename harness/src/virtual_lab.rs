@@ -208,6 +208,16 @@ impl<'a> VirtualLab<'a> {
                 advance(&mut self.world, &mut self.flows, parse_duration(&w.value)?, |_| false);
                 None
             }
+            Step::Send(p) => {
+                let now =
+                    pmip_proto::signalling::timestamp_micros(pmip_proto::signalling::timestamp_at(self.world.now(), 0));
+                let message = crate::crafted::pbu(self.s, p, now)?;
+                let from = crate::crafted::sender(self.s, p)?;
+                let lma = self.s.nodes.iter().find(|(_, n)| n.value.role == Role::Lma).map(|(n, _)| n.clone())?;
+                self.world.inject(&from, *self.plan.of.get(&lma)?, message);
+                self.settle();
+                None
+            }
             Step::Kill(n) => {
                 self.world.kill(&n.value);
                 None

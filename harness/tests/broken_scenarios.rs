@@ -94,6 +94,11 @@ fn broken_scenarios_are_refused_with_where_and_what() {
             broken("  - expect_flow:", "  - start_flow: { flow: X, rate_pps: 0 }\n  - expect_flow:"),
             "14:38: rate_pps is 0; it must be between 1 and 100000",
         ),
+        // An option send cannot leave out.
+        (
+            broken("  - expect_flow:", "  - send: { pbu: mn1/if1, omit: [checksum] }\n  - expect_flow:"),
+            "14:34: 'checksum' is not an option send can leave out; expected one of mn-id, hnp, hi, att, ll-id, timestamp",
+        ),
         // A node restarted that was never killed.
         (
             broken("  - expect_flow:", "  - restart: mag1\n  - expect_flow:"),

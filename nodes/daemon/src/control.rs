@@ -42,6 +42,12 @@ pub enum Request {
     FlowStop {
         flow: u16,
     },
+    /// Sends `message` to `to` as this node sends its own (through its
+    /// fault rules and message log): a conformance test's crafted message.
+    Send {
+        to: std::net::Ipv6Addr,
+        message: pmip_wire::Message,
+    },
     /// The state tables, the intents applied so far and the events.
     State,
     Shutdown,

@@ -407,6 +407,11 @@ impl Node {
                 return Some(if removed { Reply::ok() } else { Reply::error(format!("no fault rule {id}")) });
             }
             (Request::State, _) => return Some(Reply::state(self.state().await)),
+            (Request::Send { to, message }, _) => {
+                let mut out = Output::default();
+                out.transmits.push(pmip_proto::Transmit { src: self.address, dst: to, message });
+                out
+            }
             (Request::Shutdown, _) => return None,
             (Request::Attach { iface, ll_id, att, hi, prefixes }, Role::Mag(m)) => {
                 m.handle(now, MagInput::Attach { iface, ll_id, att: att.into(), handoff: hi.map(Into::into), prefixes })

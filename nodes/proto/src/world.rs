@@ -207,6 +207,19 @@ impl World {
         self.names.insert(mag.config.address, name.into());
         self.mags.insert(name.into(), mag);
     }
+    /// Sends `message` from node `from` to `dst` as that node sends its
+    /// own: a conformance test's crafted message. False when `from` has no
+    /// address.
+    pub fn inject(&mut self, from: &str, dst: Ipv6Addr, message: Message) -> bool {
+        let Some(src) = self.names.iter().find(|(_, n)| *n == from).map(|(a, _)| *a) else {
+            return false;
+        };
+        let mut out = Output::default();
+        out.transmits.push(crate::output::Transmit { src, dst, message });
+        self.apply(from, out);
+        true
+    }
+
     /// Takes an LMA or a MAG away as a crash would: its state and its data
     /// plane go, messages to it are lost, and an `add_lma`/`add_mag` of a
     /// fresh role is its restart. False when no such node runs.

@@ -1,0 +1,54 @@
+//! Messages a scenario builds itself, to provoke a node's checks: a PBU
+//! with options left out or changed, sent by a MAG.
+
+use pmip_proto::world::mac_for;
+use pmip_wire::{HandoffIndicator, Message, MnIdSubtype, MobilityOption, Pbu, PbuFlags, Timestamp};
+
+use crate::scenario::{parse_att, parse_hi, Scenario, SendPbu};
+use crate::virtual_lab::mn_id;
+
+/// The PBU a `send` step describes, stamped with `now` (microseconds on
+/// the Timestamp option's scale) moved by the step's shift. `None` when
+/// the step names something the scenario lacks (the validator refuses
+/// that first).
+pub fn pbu(s: &Scenario, step: &SendPbu, now_micros: u64) -> Option<Message> {
+    let (mn, iface) = step.pbu.value.split_once('/')?;
+    let link = s.links.iter().find(|l| l.value.mn.value == step.pbu.value)?;
+    let att = parse_att(&link.value.att.value)?;
+    let hi = match &step.hi {
+        Some(h) => parse_hi(&h.value)?,
+        None => HandoffIndicator::NewInterface,
+    };
+    let hnp = step.hnp.unwrap_or_else(|| pmip_proto::Prefix::new(std::net::Ipv6Addr::UNSPECIFIED, 0));
+    let stamp = now_micros.saturating_add_signed(step.timestamp_shift_ms.saturating_mul(1000));
+    let keep = |name: &str| !step.omit.iter().any(|o| o.value == name);
+    let mut options = Vec::new();
+    if keep("mn-id") {
+        let id = mn_id(mn, &s.nodes.get(mn)?.value);
+        options.push(MobilityOption::MnIdentifier { subtype: MnIdSubtype::Nai, id: id.into_bytes() });
+    }
+    if keep("hnp") {
+        options.push(MobilityOption::HomeNetworkPrefix { prefix_len: hnp.prefix_len(), prefix: hnp.addr() });
+    }
+    if keep("hi") {
+        options.push(MobilityOption::HandoffIndicator(hi));
+    }
+    if keep("att") {
+        options.push(MobilityOption::AccessTechnologyType(att));
+    }
+    if keep("ll-id") {
+        options.push(MobilityOption::MnLinkLayerIdentifier(mac_for(mn, iface)));
+    }
+    if keep("timestamp") {
+        options.push(MobilityOption::Timestamp(Timestamp::from_unix_nanos(u128::from(stamp) * 1000)));
+    }
+    Some(Message::Pbu(Pbu { sequence: step.seq, flags: PbuFlags::proxy(), lifetime: step.lifetime, options }))
+}
+
+/// The MAG a `send` step sends from: `from`, else the MAG of the link.
+pub fn sender(s: &Scenario, step: &SendPbu) -> Option<String> {
+    match &step.from {
+        Some(f) => Some(f.value.clone()),
+        None => s.links.iter().find(|l| l.value.mn.value == step.pbu.value).map(|l| l.value.mag.value.clone()),
+    }
+}
