@@ -1,10 +1,14 @@
 //! Messages a scenario builds itself, to provoke a node's checks: a PBU
-//! with options left out or changed, sent by a MAG.
+//! with options left out or changed, sent by a MAG; an FMI sent by the LMA.
 
+use pmip_proto::flow::prefix_selector;
 use pmip_proto::world::mac_for;
-use pmip_wire::{HandoffIndicator, Message, MnIdSubtype, MobilityOption, Pbu, PbuFlags, Timestamp};
+use pmip_wire::{
+    FlowIdentification, FlowSubOption, Fmi, HandoffIndicator, Ipv4Selector, Message, MnIdSubtype, MobilityOption, Pbu,
+    PbuFlags, Timestamp, TrafficSelector,
+};
 
-use crate::scenario::{parse_att, parse_hi, Scenario, SendPbu};
+use crate::scenario::{parse_att, parse_hi, Scenario, SendFmi, SendPbu};
 use crate::virtual_lab::mn_id;
 
 /// The PBU a `send` step describes, stamped with `now` (microseconds on
@@ -43,6 +47,41 @@ pub fn pbu(s: &Scenario, step: &SendPbu, now_micros: u64) -> Option<Message> {
         options.push(MobilityOption::Timestamp(Timestamp::from_unix_nanos(u128::from(stamp) * 1000)));
     }
     Some(Message::Pbu(Pbu { sequence: step.seq, flags: PbuFlags::proxy(), lifetime: step.lifetime, options }))
+}
+
+/// The FMI a `send_fmi` step describes.
+pub fn fmi(s: &Scenario, step: &SendFmi) -> Option<Message> {
+    let mn_id = match &step.mn_id {
+        Some(id) => id.clone(),
+        None => mn_id(&step.mn.value, &s.nodes.get(&step.mn.value)?.value),
+    };
+    let selector = if step.ipv4_selector {
+        TrafficSelector::Ipv4(Ipv4Selector { start_dst_port: Some(80), ..Default::default() })
+    } else {
+        prefix_selector(step.dst)
+    };
+    let flow = FlowIdentification {
+        fid: step.fid,
+        fid_pri: step.fid_pri,
+        status: 0,
+        sub_options: vec![FlowSubOption::TrafficSelector(selector)],
+    };
+    let (cancel, refresh) = match step.op.value.as_str() {
+        "add" => (false, false),
+        "del" => (true, false),
+        "refresh" => (false, true),
+        _ => return None,
+    };
+    Some(Message::Fmi(Fmi {
+        sequence: step.seq,
+        cancel,
+        refresh,
+        lifetime: step.lifetime,
+        options: vec![
+            MobilityOption::MnIdentifier { subtype: MnIdSubtype::Nai, id: mn_id.into_bytes() },
+            MobilityOption::FlowIdentification(flow),
+        ],
+    }))
 }
 
 /// The MAG a `send` step sends from: `from`, else the MAG of the link.

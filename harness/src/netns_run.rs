@@ -394,18 +394,15 @@ impl Run<'_> {
                 let to = self.plan.of[&self.lma()];
                 self.request(&from, json!({"cmd": "send", "to": to, "message": message}))?;
                 // Let the LMA's answer arrive, as virtual time does.
-                let seq = format!("seq={}", p.seq);
-                let answered = |s: &Value| {
-                    s["messages"].as_array().is_some_and(|m| {
-                        m.iter().any(|x| {
-                            x["dir"] == "sent"
-                                && x["summary"]
-                                    .as_str()
-                                    .is_some_and(|t| t.starts_with("PBA") && t.split(' ').any(|w| w == seq))
-                        })
-                    })
-                };
-                let _ = self.lab.wait_for(&self.lma(), SETTLE_LIMIT, answered);
+                self.wait_answer(&self.lma(), "PBA", p.seq);
+                Ok(None)
+            }
+            Step::SendFmi(f) => {
+                let message = crate::crafted::fmi(self.s, f).ok_or("the FMI could not be built")?;
+                let to = self.plan.of[&f.to.value];
+                self.request(&self.lma(), json!({"cmd": "send", "to": to, "message": message}))?;
+                // Let the MAG's answer arrive, as virtual time does.
+                self.wait_answer(&f.to.value, "FMA", f.seq);
                 Ok(None)
             }
             Step::Kill(n) => {
@@ -488,6 +485,22 @@ impl Run<'_> {
                 Ok(Some(check))
             }
         }
+    }
+
+    /// Waits, at most a second, until `node` has sent a `kind` message
+    /// with sequence number `seq`: the answer to a crafted message. Its
+    /// absence is the scenario's to check.
+    fn wait_answer(&self, node: &str, kind: &str, seq: u16) {
+        let seq = format!("seq={seq}");
+        let answered = |s: &Value| {
+            s["messages"].as_array().is_some_and(|m| {
+                m.iter().any(|x| {
+                    x["dir"] == "sent"
+                        && x["summary"].as_str().is_some_and(|t| t.starts_with(kind) && t.split(' ').any(|w| w == seq))
+                })
+            })
+        };
+        let _ = self.lab.wait_for(node, SETTLE_LIMIT, answered);
     }
 
     /// Installs `rule` as a userspace fault rule where virtual time applies

@@ -175,6 +175,9 @@ pub enum Step {
     /// A MAG sends a PBU built by the test, not by its protocol core, to
     /// provoke the LMA's checks.
     Send(Box<SendPbu>),
+    /// The LMA sends an FMI the test builds to a MAG, to provoke its
+    /// FMA statuses.
+    SendFmi(Box<SendFmi>),
     /// The LMA or a MAG dies as in a crash (SIGKILL): its state is lost.
     Kill(Spanned<String>),
     /// A killed node starts again with its configuration and no state.
@@ -439,6 +442,43 @@ pub struct SendPbu {
     /// Moves the Timestamp away from now, e.g. -10000 for 10 s old.
     #[serde(default)]
     pub timestamp_shift_ms: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendFmi {
+    /// The MAG it goes to.
+    pub to: Spanned<String>,
+    /// The MN whose MN-ID it carries, unless `mn_id` gives another.
+    pub mn: Spanned<String>,
+    pub mn_id: Option<String>,
+    #[serde(default = "crafted_seq")]
+    pub seq: u16,
+    /// add, del (the C flag) or refresh (the R flag).
+    #[serde(default = "op_add")]
+    pub op: Spanned<String>,
+    /// Seconds (default 300).
+    #[serde(default = "fmi_lifetime")]
+    pub lifetime: u16,
+    pub fid: u16,
+    #[serde(default = "fid_pri")]
+    pub fid_pri: u16,
+    /// The flow: packets to this prefix.
+    pub dst: Prefix,
+    /// An RFC 6088 IPv4 selector instead, which a MAG of IPv6 MNs cannot
+    /// take (FMA status 131).
+    #[serde(default)]
+    pub ipv4_selector: bool,
+}
+
+fn op_add() -> Spanned<String> {
+    Spanned::new("add".into(), Location::UNKNOWN, Location::UNKNOWN)
+}
+fn fmi_lifetime() -> u16 {
+    300
+}
+fn fid_pri() -> u16 {
+    10
 }
 
 fn crafted_seq() -> u16 {

@@ -347,6 +347,16 @@ impl Checker<'_> {
                         }
                     }
                 }
+                Step::SendFmi(f) => {
+                    self.node(&f.to, Some(Role::Mag))?;
+                    self.node(&f.mn, Some(Role::Mn))?;
+                    if !["add", "del", "refresh"].contains(&f.op.value.as_str()) {
+                        return Err(self.err(
+                            f.op.referenced,
+                            format!("'{}' is not an FMI operation; expected add, del or refresh", f.op.value),
+                        ));
+                    }
+                }
                 Step::Kill(n) => {
                     self.node(n, None)?;
                     if !matches!(self.role(&n.value), Some(Role::Lma | Role::Mag)) {

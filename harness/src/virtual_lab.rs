@@ -218,6 +218,13 @@ impl<'a> VirtualLab<'a> {
                 self.settle();
                 None
             }
+            Step::SendFmi(f) => {
+                let message = crate::crafted::fmi(self.s, f)?;
+                let lma = self.s.nodes.iter().find(|(_, n)| n.value.role == Role::Lma).map(|(n, _)| n.clone())?;
+                self.world.inject(&lma, *self.plan.of.get(&f.to.value)?, message);
+                self.settle();
+                None
+            }
             Step::Kill(n) => {
                 self.world.kill(&n.value);
                 None

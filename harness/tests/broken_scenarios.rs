@@ -99,6 +99,11 @@ fn broken_scenarios_are_refused_with_where_and_what() {
             broken("  - expect_flow:", "  - send: { pbu: mn1/if1, omit: [checksum] }\n  - expect_flow:"),
             "14:34: 'checksum' is not an option send can leave out; expected one of mn-id, hnp, hi, att, ll-id, timestamp",
         ),
+        // An FMI operation that does not exist.
+        (
+            broken("  - expect_flow:", "  - send_fmi: { to: mag1, mn: mn1, fid: 2, dst: \"2001:db8:1::/64\", op: swap }\n  - expect_flow:"),
+            "14:72: 'swap' is not an FMI operation; expected add, del or refresh",
+        ),
         // A node restarted that was never killed.
         (
             broken("  - expect_flow:", "  - restart: mag1\n  - expect_flow:"),
