@@ -77,10 +77,11 @@ pub fn fmi(s: &Scenario, step: &SendFmi) -> Option<Message> {
         cancel,
         refresh,
         lifetime: step.lifetime,
-        options: vec![
-            MobilityOption::MnIdentifier { subtype: MnIdSubtype::Nai, id: mn_id.into_bytes() },
-            MobilityOption::FlowIdentification(flow),
-        ],
+        options: [MobilityOption::MnIdentifier { subtype: MnIdSubtype::Nai, id: mn_id.into_bytes() }]
+            .into_iter()
+            .filter(|_| !step.omit_mn_id)
+            .chain([MobilityOption::FlowIdentification(flow)])
+            .collect(),
     }))
 }
 

@@ -469,6 +469,9 @@ pub struct SendFmi {
     /// take (FMA status 131).
     #[serde(default)]
     pub ipv4_selector: bool,
+    /// No MN Identifier option at all.
+    #[serde(default)]
+    pub omit_mn_id: bool,
 }
 
 fn op_add() -> Spanned<String> {
