@@ -67,21 +67,10 @@ pub fn run(file: &Path, s: &Scenario, node_bin: &Path, out: Option<&Path>) -> Sc
         report.reason = Some(why);
         return report;
     }
-    let lab = match Lab::new() {
-        Ok(l) => l,
-        Err(e) => {
-            report.verdict = Verdict::InitFail;
-            report.reason = Some(format!("the lab could not be built: {e}"));
-            return report;
-        }
-    };
-    let mut r = match build(lab, s, file, node_bin, true) {
+    let built = Lab::new().map_err(|e| e.to_string()).and_then(|lab| build(lab, s, file, node_bin, true));
+    let mut r = match built {
         Ok(r) => r,
-        Err(e) => {
-            report.verdict = Verdict::InitFail;
-            report.reason = Some(format!("the lab could not be built: {e}"));
-            return report;
-        }
+        Err(e) => return report.lab_failed(e),
     };
     for step in &s.steps {
         let line = step.referenced.line();

@@ -75,6 +75,13 @@ impl ScenarioReport {
         }
     }
 
+    /// This report as INIT-FAIL: the lab could not be built.
+    pub fn lab_failed(mut self, why: impl std::fmt::Display) -> Self {
+        self.verdict = Verdict::InitFail;
+        self.reason = Some(format!("the lab could not be built: {why}"));
+        self
+    }
+
     /// The one-line summary for the terminal.
     pub fn line(&self) -> String {
         let failed = self.checks.iter().filter(|c| !c.ok).count();

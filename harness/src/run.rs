@@ -20,11 +20,7 @@ pub fn run_virtual(file: &Path, s: &Scenario) -> ScenarioReport {
     }
     let mut lab = match VirtualLab::build(s) {
         Ok(l) => l,
-        Err(e) => {
-            report.verdict = Verdict::InitFail;
-            report.reason = Some(format!("the lab could not be built: {e}"));
-            return report;
-        }
+        Err(e) => return report.lab_failed(e),
     };
     for step in &s.steps {
         let line = step.referenced.line();

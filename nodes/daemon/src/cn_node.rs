@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use crate::control::{Reply, Request};
 use crate::node::{accept_loop, ControlMsg};
-use crate::probe::{now_us, FlowSpec, FlowStats, Probe};
+use crate::probe::{now_us, spawn_sender, FlowSpec, FlowStats, Probe};
 
 #[derive(Default)]
 struct Counters {
@@ -39,7 +39,7 @@ impl CnNode {
     /// A socket on the flow's source port: it sends the flow and receives
     /// the MN's answers to it.
     async fn start(&mut self, spec: FlowSpec) -> anyhow::Result<()> {
-        let FlowSpec { flow, src, dst, sport, dport, rate_pps: rate, count, .. } = spec;
+        let FlowSpec { flow, src, dst, sport, dport, rate_pps: rate, .. } = spec;
         if src != self.address {
             anyhow::bail!("flow {flow}: the CN sends from {}, not {src}", self.address);
         }
@@ -51,30 +51,21 @@ impl CnNode {
             return self.start_tcp(spec);
         }
         let sock = self.socket(src, sport).await?;
-        let (tx_sock, counters) = (sock.clone(), self.counters.clone());
+        let counters = self.counters.clone();
         let to = SocketAddr::V6(SocketAddrV6::new(dst, dport, 0, 0));
-        self.senders.insert(
-            flow,
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(spec.interval());
-                let mut seq = 0u32;
-                while count.is_none_or(|c| seq < c) {
-                    tick.tick().await;
-                    let p = Probe { flow, seq, sent_us: now_us() };
-                    if tx_sock.send_to(&p.to_bytes(), to).await.is_ok() {
-                        if let Ok(mut c) = counters.lock() {
-                            *c.sent.entry(flow).or_default() += 1;
-                        }
-                    }
-                    seq += 1;
+        let sender = spawn_sender(spec, move |p| {
+            let (sock, counters) = (sock.clone(), counters.clone());
+            async move {
+                if sock.send_to(&p.to_bytes(), to).await.is_ok() {
+                    count_sent(&counters, p.flow);
                 }
-            }),
-        );
+                true
+            }
+        });
+        self.senders.insert(flow, sender);
         Ok(())
     }
 
-    /// TCP-shaped probes on a raw socket: the kernel adds the IPv6 header
-    /// and the TCP checksum (IPV6_CHECKSUM at offset 16).
     fn start_tcp(&mut self, spec: FlowSpec) -> anyhow::Result<()> {
         use socket2::{Domain, Protocol, SockAddr, Socket, Type};
         let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::TCP)).context("a raw TCP socket")?;
@@ -82,24 +73,18 @@ impl CnNode {
         s.bind(&SockAddr::from(SocketAddrV6::new(spec.src, 0, 0, 0))).context("binding the raw TCP socket")?;
         let to = SockAddr::from(SocketAddrV6::new(spec.dst, 0, 0, 0));
         let counters = self.counters.clone();
-        let flow = spec.flow;
-        self.senders.insert(
-            flow,
-            tokio::task::spawn_blocking(move || {
-                let mut seq = 0u32;
-                while spec.count.is_none_or(|c| seq < c) {
-                    std::thread::sleep(spec.interval());
-                    let mut seg = crate::probe::tcp_header(spec.sport, spec.dport, seq).to_vec();
-                    seg.extend_from_slice(&Probe { flow, seq, sent_us: now_us() }.to_bytes());
-                    if s.send_to(&seg, &to).is_ok() {
-                        if let Ok(mut c) = counters.lock() {
-                            *c.sent.entry(flow).or_default() += 1;
-                        }
-                    }
-                    seq += 1;
-                }
-            }),
-        );
+        let (sport, dport) = (spec.sport, spec.dport);
+        // A raw socket's send does not wait for anything: it can go from
+        // the runtime's thread.
+        let sender = spawn_sender(spec, move |p| {
+            let mut seg = crate::probe::tcp_header(sport, dport, p.seq).to_vec();
+            seg.extend_from_slice(&p.to_bytes());
+            if s.send_to(&seg, &to).is_ok() {
+                count_sent(&counters, p.flow);
+            }
+            std::future::ready(true)
+        });
+        self.senders.insert(spec.flow, sender);
         Ok(())
     }
 
@@ -177,5 +162,11 @@ impl CnNode {
         }
         let _ = std::fs::remove_file(control);
         Ok(())
+    }
+}
+
+fn count_sent(counters: &Mutex<Counters>, flow: u16) {
+    if let Ok(mut c) = counters.lock() {
+        *c.sent.entry(flow).or_default() += 1;
     }
 }

@@ -24,7 +24,7 @@ use crate::nd::{self, Nd};
 use crate::node::{accept_loop, ControlMsg};
 use crate::packet::flow_key;
 use crate::packet_socket::PacketSocket;
-use crate::probe::{now_us, udp_packet, FlowSpec, FlowStats, Probe};
+use crate::probe::{now_us, spawn_sender, udp_packet, FlowSpec, FlowStats, Probe};
 use crate::tun::Tun;
 
 const LIF: &str = "lif";
@@ -261,7 +261,7 @@ impl MnNode {
     /// Uplink probes from one of the MN's addresses, sent the way any
     /// uplink from `lif` goes.
     fn start_flow(&mut self, spec: FlowSpec) -> Reply {
-        let FlowSpec { flow, src, dst, sport, dport, rate_pps: rate, count, .. } = spec;
+        let FlowSpec { flow, src, dst, sport, dport, rate_pps: rate, .. } = spec;
         if !self.mn.addresses().contains(&src) {
             return Reply::error(format!("flow {flow}: {src} is not an address of this MN's logical interface"));
         }
@@ -272,21 +272,11 @@ impl MnNode {
             t.abort();
         }
         let tx = self.uplink_tx.clone();
-        self.senders.insert(
-            flow,
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(spec.interval());
-                let mut seq = 0u32;
-                while count.is_none_or(|c| seq < c) {
-                    tick.tick().await;
-                    let p = Probe { flow, seq, sent_us: now_us() };
-                    if tx.send((flow, udp_packet(src, dst, sport, dport, &p.to_bytes()))).await.is_err() {
-                        break;
-                    }
-                    seq += 1;
-                }
-            }),
-        );
+        let sender = spawn_sender(spec, move |p| {
+            let tx = tx.clone();
+            async move { tx.send((flow, udp_packet(src, dst, sport, dport, &p.to_bytes()))).await.is_ok() }
+        });
+        self.senders.insert(flow, sender);
         Reply::ok()
     }
 

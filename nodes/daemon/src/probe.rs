@@ -98,6 +98,26 @@ impl FlowSpec {
     }
 }
 
+/// Sends the probes of `spec` at its rate, `count` of them or until the
+/// task is aborted, each through `send`, which says whether to go on.
+pub fn spawn_sender<F, Fut>(spec: FlowSpec, mut send: F) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut(Probe) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(spec.interval());
+        let mut seq = 0u32;
+        while spec.count.is_none_or(|c| seq < c) {
+            tick.tick().await;
+            if !send(Probe { flow: spec.flow, seq, sent_us: now_us() }).await {
+                break;
+            }
+            seq += 1;
+        }
+    })
+}
+
 /// A TCP header for a probe segment (the kernel fills the checksum).
 pub fn tcp_header(sport: u16, dport: u16, seq: u32) -> [u8; 20] {
     let mut h = [0u8; 20];

@@ -199,6 +199,13 @@ fn the_cli_runs_the_catalogue_in_namespaces_in_parallel_with_clean_captures() {
         .filter_map(|f| f["downlink_on"].as_str())
         .collect();
     assert_eq!(arrivals, ["if1", "if1"], "both flows arrive on if1 after the move: {state:#}");
+    // Each daemon's log is kept, plain, with nothing gone wrong in it: an
+    // MN whose first Router Solicitation failed logged a warning here.
+    for node in ["lma", "mag1", "mag2", "mn1", "cn"] {
+        let log = std::fs::read_to_string(dir.join(format!("{node}.log"))).unwrap();
+        assert!(log.contains(" up "), "{node}.log: {log}");
+        assert!(!log.contains("WARN") && !log.contains("ERROR") && !log.contains('\u{1b}'), "{node}.log: {log}");
+    }
     // The report's ladder is the wire's, timed, and drawn as a diagram.
     let ladder = std::fs::read_to_string(dir.join("ladder.txt")).unwrap();
     let untimed: Vec<&str> = ladder.lines().filter_map(|l| l.split_once("ms ").map(|(_, m)| m)).collect();

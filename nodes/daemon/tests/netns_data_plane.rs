@@ -19,8 +19,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrIn6};
-use pmip_proto::flow::prefix_selector;
-use pmip_proto::lma::{FlowAction, LmaCommand, LmaConfig, MnPolicy, PrefixModel};
+use pmip_proto::lma::{LmaCommand, LmaConfig, MnPolicy, PrefixModel};
 use pmip_proto::mag::{MagConfig, MnBinding};
 use pmip_proto::world::mac_for;
 
@@ -107,14 +106,7 @@ fn flows_cross_the_userspace_tunnel_and_follow_an_fmi_move() {
     send(5002, 2);
     assert_eq!(arrival(&y_sink, limit), Some(if2), "flow Y (to pref2) arrives on if2 through MAG2");
 
-    let bind = LmaCommand::BindFlow {
-        mn_id: MN.into(),
-        fid: 2,
-        fid_pri: 20,
-        selector: prefix_selector(pref(2)),
-        bids: vec![2],
-        action: FlowAction::Forward,
-    };
+    let bind = bind_flow_y();
     ok(lab.request("lma", &json!({"cmd": "lma", "command": bind})).unwrap());
     ok(lab
         .request("lma", &json!({"cmd": "lma", "command": LmaCommand::MoveFlow { mn_id: MN.into(), fid: 2, to_bid: 1 }}))

@@ -188,14 +188,7 @@ fn unique_prefixes_attach_then_move_flow_y_by_fmi() {
     assert_eq!(s.downlink(&y), "if2", "Y (to pref2) arrives on if2");
     assert_eq!(s.uplink(&y).as_deref(), Some("if2"));
 
-    s.lma(LmaCommand::BindFlow {
-        mn_id: MN.into(),
-        fid: 2,
-        fid_pri: 20,
-        selector: prefix_selector(pref(2)),
-        bids: vec![2],
-        action: FlowAction::Forward,
-    });
+    s.lma(bind_flow_y());
     s.lma(LmaCommand::MoveFlow { mn_id: MN.into(), fid: 2, to_bid: 1 });
     s.lab
         .wait_for("lma", LIMIT, |st| {
@@ -440,14 +433,7 @@ fn probe_traffic_counted_per_flow_and_interface_across_a_move() {
     assert_eq!(x["lost"], 0);
 
     // Y runs for two seconds; the LMA moves it to MAG1 a quarter of the way in.
-    s.lma(LmaCommand::BindFlow {
-        mn_id: MN.into(),
-        fid: 2,
-        fid_pri: 20,
-        selector: prefix_selector(pref(2)),
-        bids: vec![2],
-        action: FlowAction::Forward,
-    });
+    s.lma(bind_flow_y());
     start(&s, "cn", 2, a(CN), pref(2).with_iid(1), 7102, 6002, 2000);
     s.lab.wait_for("mn1", LIMIT, |st| st["probes"]["2"]["stats"]["received"].as_u64().unwrap_or(0) >= 500).unwrap();
     s.lma(LmaCommand::MoveFlow { mn_id: MN.into(), fid: 2, to_bid: 1 });

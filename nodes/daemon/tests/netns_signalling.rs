@@ -16,7 +16,7 @@ use std::time::Duration;
 use pmip_proto::lma::{Lma, LmaCommand, LmaConfig, MnPolicy, PrefixModel};
 use pmip_proto::mag::{Mag, MagConfig, MnBinding};
 use pmip_proto::world::{mac_for, World};
-use pmip_proto::{flow::prefix_selector, Span};
+use pmip_proto::Span;
 use pmip_wire::AccessTechnologyType;
 use pmiplab::lab::Lab;
 use serde_json::{json, Value};
@@ -82,14 +82,7 @@ fn pbu_pba_and_fmi_fma_over_real_sockets_match_the_virtual_world() {
     ok(lab.request("mag2", &attach("if2", AccessTechnologyType::EUtran)).unwrap());
     lab.wait_for("mag2", limit, |s| s["tables"]["binding_update_list"][0]["state"] == "registered").unwrap();
 
-    let bind = LmaCommand::BindFlow {
-        mn_id: MN.into(),
-        fid: 2,
-        fid_pri: 20,
-        selector: prefix_selector(pref(2)),
-        bids: vec![2],
-        action: pmip_proto::lma::FlowAction::Forward,
-    };
+    let bind = bind_flow_y();
     let mv = LmaCommand::MoveFlow { mn_id: MN.into(), fid: 2, to_bid: 1 };
     ok(lab.request("lma", &json!({"cmd": "lma", "command": bind})).unwrap());
     ok(lab.request("lma", &json!({"cmd": "lma", "command": mv})).unwrap());
@@ -142,14 +135,7 @@ fn pbu_pba_and_fmi_fma_over_real_sockets_match_the_virtual_world() {
 }
 
 fn bind_again() -> LmaCommand {
-    LmaCommand::BindFlow {
-        mn_id: MN.into(),
-        fid: 2,
-        fid_pri: 20,
-        selector: prefix_selector(pref(2)),
-        bids: vec![2],
-        action: pmip_proto::lma::FlowAction::Forward,
-    }
+    bind_flow_y()
 }
 
 #[test]

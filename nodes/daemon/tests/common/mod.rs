@@ -3,6 +3,8 @@
 
 use std::net::Ipv6Addr;
 
+use pmip_proto::flow::prefix_selector;
+use pmip_proto::lma::{FlowAction, LmaCommand};
 use pmip_proto::Prefix;
 use pmiplab::lab::Lab;
 use serde_json::Value;
@@ -53,4 +55,16 @@ pub fn seed_network() -> Lab {
     lab.address("cn", "eth0", a(CN), 64).unwrap();
     lab.default_route("cn", a(CN_GW)).unwrap();
     lab
+}
+
+/// The seed's flow Y: everything to pref2, FID 2 (FID-PRI 20), on BID 2.
+pub fn bind_flow_y() -> LmaCommand {
+    LmaCommand::BindFlow {
+        mn_id: MN.into(),
+        fid: 2,
+        fid_pri: 20,
+        selector: prefix_selector(pref(2)),
+        bids: vec![2],
+        action: FlowAction::Forward,
+    }
 }
