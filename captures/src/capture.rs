@@ -20,6 +20,34 @@ use pnet_datalink::{Channel, Config};
 
 use crate::pcapng::{Writer, LINKTYPE_ETHERNET};
 
+/// A signalling frame seen on a link, as it was seen: handed on live
+/// while the capture goes on, so that checks read the wire during the run.
+#[derive(Debug, Clone)]
+pub struct Sighting {
+    /// The link's name, as the caller gave it.
+    pub link: String,
+    /// The kernel's receive time, microseconds since the epoch.
+    pub ts_us: u64,
+    pub frame: Vec<u8>,
+}
+
+/// Where a capture hands its signalling frames (Mobility Header, Router
+/// Solicitation and Advertisement); data frames only go to the file.
+pub type Tap = std::sync::mpsc::Sender<Sighting>;
+
+/// Whether an Ethernet frame carries signalling a run observes: a Mobility
+/// Header, or an ICMPv6 Router Solicitation or Advertisement.
+pub fn is_signalling(frame: &[u8]) -> bool {
+    if frame.len() < 55 || frame[12..14] != [0x86, 0xdd] {
+        return false;
+    }
+    match frame[20] {
+        135 => true,
+        58 => matches!(frame[54], 133 | 134),
+        _ => false,
+    }
+}
+
 pub struct Capture {
     pub path: PathBuf,
     stop: Arc<AtomicBool>,
@@ -33,6 +61,17 @@ impl Capture {
     pub fn start(
         iface: &str,
         path: &Path,
+        enter: impl FnOnce() -> io::Result<()> + Send + 'static,
+    ) -> io::Result<Capture> {
+        Capture::start_tapped(iface, path, None, enter)
+    }
+
+    /// [`start`](Capture::start), also handing every signalling frame to
+    /// `tap` under the link name `link`.
+    pub fn start_tapped(
+        iface: &str,
+        path: &Path,
+        tap: Option<(String, Tap)>,
         enter: impl FnOnce() -> io::Result<()> + Send + 'static,
     ) -> io::Result<Capture> {
         let stop = Arc::new(AtomicBool::new(false));
@@ -68,8 +107,13 @@ impl Capture {
             while !flag.load(Ordering::Relaxed) {
                 match rx.next() {
                     Ok(frame) => {
-                        w.packet(0, receive_time_us(fd), frame)?;
+                        let ts = receive_time_us(fd);
+                        w.packet(0, ts, frame)?;
                         n += 1;
+                        if let Some((link, tap)) = tap.as_ref().filter(|_| is_signalling(frame)) {
+                            // A run that stopped listening only loses the live copy.
+                            let _ = tap.send(Sighting { link: link.clone(), ts_us: ts, frame: frame.to_vec() });
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e),

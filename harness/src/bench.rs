@@ -215,10 +215,10 @@ pub fn catalogue(node_bin: &Path, files: &[std::path::PathBuf]) -> Result<Vec<Fi
         .collect::<Result<_, _>>()?;
     let out = std::env::temp_dir().join(format!("pmiplab-bench-{}", std::process::id()));
     let t = WallClock::now();
-    let virtual_reports = crate::run::run_all(&loaded, 1, None, &out);
+    let virtual_reports = crate::run::run_all(&loaded, 1, None, &out, Default::default());
     let virtual_time = t.elapsed();
     let t = WallClock::now();
-    let netns_reports = crate::run::run_all(&loaded, 2, Some(node_bin), &out);
+    let netns_reports = crate::run::run_all(&loaded, 2, Some(node_bin), &out, Default::default());
     let netns_time = t.elapsed();
     let _ = std::fs::remove_dir_all(&out);
     for r in virtual_reports.iter().chain(&netns_reports) {

@@ -9,7 +9,7 @@ use pmip_wire::{
 };
 
 use crate::scenario::{parse_att, parse_hi, Scenario, SendFmi, SendPbu};
-use crate::virtual_lab::mn_id;
+use crate::plan::mn_id;
 
 /// The PBU a `send` step describes, stamped with `now` (microseconds on
 /// the Timestamp option's scale) moved by the step's shift. `None` when

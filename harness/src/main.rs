@@ -37,6 +37,13 @@ enum Command {
         /// pmiplab, or PMIP_NODE), with a pcapng capture of every link.
         #[arg(long, default_value = "virtual", value_parser = ["virtual", "netns"])]
         backend: String,
+        /// Writes this run's state tables and ladder as the stored pins
+        /// beside each scenario (`<dir>/snapshots/`), for review: later
+        /// runs compare with them. Without it, a run that differs from a
+        /// pin leaves its own beside it as `.snap.new` for `cargo insta
+        /// review`.
+        #[arg(long)]
+        record: bool,
     },
     /// Checks scenario files and reports the first problem of each with its line and column.
     Validate {
@@ -95,7 +102,7 @@ fn main() -> ExitCode {
         .init();
     match Cli::parse().command {
         Command::Validate { files } => validate(&files),
-        Command::Run { files, jobs, out, backend } => run(&files, jobs, &out, &backend),
+        Command::Run { files, jobs, out, backend, record } => run(&files, jobs, &out, &backend, record),
         Command::Deploy { file, name } => deploy(&file, name),
         Command::Destroy { name } => report(pmiplab::deploy::destroy(&name).map(|d| d.join("\n"))),
         Command::Inspect { name: None } => {
@@ -156,7 +163,7 @@ fn validate(patterns: &[String]) -> ExitCode {
     }
 }
 
-fn run(patterns: &[String], jobs: usize, out: &std::path::Path, backend: &str) -> ExitCode {
+fn run(patterns: &[String], jobs: usize, out: &std::path::Path, backend: &str, record: bool) -> ExitCode {
     let files = match expand(patterns) {
         Ok(f) => f,
         Err(e) => {
@@ -205,13 +212,16 @@ fn run(patterns: &[String], jobs: usize, out: &std::path::Path, backend: &str) -
     };
     let how = if node_bin.is_some() { "network namespaces" } else { "virtual time" };
     println!("pmiplab: {} scenario(s), {how}, {} at once, output in {}", loaded.len(), jobs.max(1), out.display());
-    let reports: Vec<ScenarioReport> = pmiplab::run::run_all(&loaded, jobs.max(1), node_bin.as_deref(), out);
+    let pins = pmiplab::snapshots::Pins { record, pending: !record };
+    let reports: Vec<ScenarioReport> = pmiplab::run::run_all(&loaded, jobs.max(1), node_bin.as_deref(), out, pins);
     let mut failed = 0;
+    let mut unchecked = 0;
     for r in &reports {
         println!("{}", r.line());
-        for c in r.checks.iter().filter(|c| !c.ok) {
+        for c in r.checks.iter().filter(|c| !c.passed()) {
             println!("{}", explain(c));
         }
+        unchecked += r.checks.iter().filter(|c| c.ok() && !c.passed()).count();
         if matches!(r.verdict, Verdict::Fail | Verdict::InitFail) {
             failed += 1;
         }
@@ -235,6 +245,9 @@ fn run(patterns: &[String], jobs: usize, out: &std::path::Path, backend: &str) -
     }
     let passed = reports.iter().filter(|r| r.verdict == Verdict::Pass).count();
     let skipped = reports.iter().filter(|r| r.verdict == Verdict::Skip).count();
+    if unchecked > 0 {
+        println!("pmiplab: {unchecked} check(s) had nothing to compare with and were not passed (see above)");
+    }
     println!("{passed} passed, {failed} failed, {skipped} skipped");
     if failed > 0 {
         ExitCode::from(1)

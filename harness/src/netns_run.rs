@@ -1,129 +1,88 @@
-//! Runs a scenario in network namespaces with one `pmip-node` daemon per
-//! node: the real stack, real packets, captures of every link.
+//! The namespace backend: one `pmip-node` daemon per node in network
+//! namespaces, real packets on veth links, every link captured. It carries
+//! out what the engine asks and reports what an outside observer sees: the
+//! signalling decoded live from the captures, and each node's forwarding
+//! read from its kernel. The daemons' own logs and tables are diagnosis
+//! and what `expect_state` reads; no message check reads them.
 
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant as WallClock};
+use std::sync::mpsc;
+use std::time::{Duration, Instant as WallClock, SystemTime, UNIX_EPOCH};
 
-use pmip_proto::lma::{FlowAction, LmaCommand};
+use pmip_captures::capture::Sighting;
+use pmip_captures::sequence::{self, SequenceEntry};
+use pmip_proto::fault::FaultRule;
+use pmip_proto::lma::LmaCommand;
 use pmip_proto::world::mac_for;
+use pmip_proto::Span;
+use pmip_wire::{lax, Endpoints, Message, WireConfig};
 use serde_json::{json, Value};
 
+use crate::engine::{self, Attachment, Backend, DownlinkProbe, FlowRun, Judging, Observe, Observed, UplinkProbe};
+use crate::forwarding::KernelSection;
 use crate::lab::Lab;
-use crate::report::{Check, ScenarioReport, Verdict};
+use crate::plan::{self, access_iface, AddressPlan};
+use crate::report::{Check, ScenarioReport};
 use crate::running_flows::FlowAccount;
 use crate::scenario::*;
-use crate::virtual_lab::{access_iface, address_plan, missing_features, mn_id, AddressPlan};
 
-/// What this backend can run.
-pub const FEATURES: [&str; 4] = ["namespaces", "draft-fmi", "binding-revocation", "real-time"];
+pub use crate::plan::NETNS_FEATURES as FEATURES;
+
+/// How long a daemon may take to come up, or a probe's packets to arrive.
 const LIMIT: Duration = Duration::from_secs(10);
-/// How long signalling in flight may take in namespaces (round trips are
-/// well under a millisecond).
-const SETTLE: Duration = Duration::from_millis(200);
-/// The longest an event's signalling is let finish, as virtual time lets
-/// messages in flight arrive for at most a second.
-const SETTLE_LIMIT: Duration = Duration::from_secs(1);
+/// Signalling is on its way while a frame was seen within this window:
+/// round trips between namespaces take well under a millisecond, and this
+/// leaves room for two labs sharing two cores.
+const QUIET: Duration = Duration::from_millis(100);
+/// How long `attach` waits for the MN's Router Solicitation, the sign
+/// that its link is up.
+const LINK_UP_LIMIT: Duration = Duration::from_secs(3);
 /// Longest `wait` played in real time.
 const MAX_WAIT: Duration = Duration::from_secs(8);
+/// How often a wait looks again.
+const POLL: Duration = Duration::from_millis(5);
 
-fn cn_gateway(cn_addr: Ipv6Addr) -> Ipv6Addr {
-    let s = cn_addr.segments();
-    Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0xffff)
-}
-
-pub(crate) struct Run<'a> {
-    s: &'a Scenario,
-    file: PathBuf,
-    pub(crate) lab: Lab,
-    plan: AddressPlan,
-    probe_flow: u16,
-    snapshots: BTreeMap<String, Value>,
-    /// Started flows, each way: the probe flow id they are sent under.
-    running: BTreeMap<(String, Direction), u16>,
-    /// The message logs of daemons before they were killed.
-    earlier_logs: BTreeMap<String, Vec<Value>>,
-}
-
-/// Runs `s` in namespaces with the daemon binary `node_bin`; `out` gets
-/// the captures. The verdict says SKIP for steps only virtual time can play.
-pub fn run(file: &Path, s: &Scenario, node_bin: &Path, out: Option<&Path>) -> ScenarioReport {
-    let started = WallClock::now();
-    let mut report = ScenarioReport::new(file, s, "namespaces");
-    let missing = missing_features(s, &FEATURES);
-    let virtual_only = s.steps.iter().find_map(|st| match &st.value {
-        Step::Wait(w) if parse_duration(&w.value).is_some_and(|d| d.0 > MAX_WAIT.as_micros() as u64) => {
-            Some(format!("a wait of {} (line {}) needs virtual time", w.value, st.referenced.line()))
+/// Why the namespace backend cannot play `step`: it needs virtual time.
+pub fn cannot_play(step: &Step, line: u64) -> Option<String> {
+    let too_long = |d: &str| parse_duration(d).is_some_and(|d| d.0 > MAX_WAIT.as_micros() as u64);
+    match step {
+        Step::Wait(w) if too_long(&w.value) => Some(format!("a wait of {} (line {line}) needs virtual time", w.value)),
+        Step::WaitFor(w) if too_long(&w.timeout.value) => {
+            Some(format!("a wait_for bound of {} (line {line}) needs virtual time", w.timeout.value))
         }
-        Step::WaitFor(w) if parse_duration(&w.timeout.value).is_some_and(|d| d.0 > MAX_WAIT.as_micros() as u64) => {
-            Some(format!("a wait_for bound of {} (line {}) needs virtual time", w.timeout.value, st.referenced.line()))
-        }
-        Step::Link(_) => Some(format!("link latency and loss (line {}) need virtual time", st.referenced.line())),
+        Step::Link(_) => Some(format!("link latency and loss (line {line}) need virtual time")),
         _ => None,
-    });
-    if let Some(why) = (!missing.is_empty()).then(|| format!("needs {}", missing.join(", "))).or(virtual_only) {
-        report.verdict = Verdict::Skip;
+    }
+}
+
+/// Plays `s` in namespaces with the daemon binary `node_bin`.
+pub fn run(file: &Path, s: &Scenario, node_bin: &Path, judging: Judging<'_>) -> ScenarioReport {
+    // A scenario that will SKIP builds no lab.
+    if let Some(why) = engine::skip_reason(s, &SkipProbe) {
+        let mut report = ScenarioReport::new(file, s, "namespaces");
+        report.verdict = crate::report::Verdict::Skip;
         report.reason = Some(why);
         return report;
     }
     let built = Lab::new().map_err(|e| e.to_string()).and_then(|lab| build(lab, s, file, node_bin, true));
-    let mut r = match built {
-        Ok(r) => r,
-        Err(e) => return report.lab_failed(e),
-    };
-    for step in &s.steps {
-        let line = step.referenced.line();
-        match r.step(&step.value, line) {
-            Ok(Some(c)) => report.checks.push(c),
-            Ok(None) => {}
-            Err(e) => report.checks.push(Check { line, what: "step".into(), ok: false, detail: e }),
-        }
+    match built {
+        Ok(mut r) => engine::play(file, s, &mut r, judging),
+        Err(e) => ScenarioReport::new(file, s, "namespaces").lab_failed(e),
     }
-    report.ladder = r.ladder();
-    report.snapshots = std::mem::take(&mut r.snapshots);
-    report.logs = s.nodes.keys().map(|n| (n.clone(), r.lab.daemon_log(n))).collect();
-    report.events = crate::report::merge_logs(&report.logs);
-    match r.lab.stop_captures() {
-        Ok(caps) => {
-            let dir = out.map(|o| o.join(&s.id));
-            if let Some(d) = &dir {
-                let _ = std::fs::create_dir_all(d);
-            }
-            let wire = pmip_wire::WireConfig { flow_mobility_mh_type: s.wire.fmi_mh_type };
-            let mut all = Vec::new();
-            for (link, path, _) in caps {
-                if let Ok(bytes) = std::fs::read(&path) {
-                    all.extend(pmip_captures::sequence::messages(&link, &pmip_captures::pcapng::read(&bytes), &wire));
-                }
-                if let (Some(d), Some(name)) = (&dir, path.file_name()) {
-                    let _ = std::fs::copy(&path, d.join(name));
-                }
-            }
-            // The captured signalling of every link, in time order, named by node.
-            let merged = pmip_captures::sequence::merge(all);
-            let lines: Vec<String> =
-                merged.iter().map(|e| format!("{} -> {} {}", r.name_of(e.src), r.name_of(e.dst), e.summary)).collect();
-            // The report's ladder is the wire's, timed from the first message.
-            if let Some(first) = merged.first().map(|e| e.ts_us) {
-                report.ladder =
-                    merged.iter().zip(&lines).map(|(e, l)| format!("{}ms {l}", (e.ts_us - first) / 1000)).collect();
-            }
-            if let Some(d) = &dir {
-                let _ = std::fs::write(d.join("sequence.txt"), lines.join("\n") + "\n");
-            }
-            report.checks.push(crate::snapshots::compare_sequence(file, &lines, 1));
-        }
-        Err(e) => report.checks.push(Check {
-            line: 1,
-            what: "every link was captured".into(),
-            ok: false,
-            detail: format!("the captures could not be stopped: {e}"),
-        }),
+}
+
+/// The namespace backend's features and limits, before any lab exists.
+struct SkipProbe;
+
+impl engine::Capabilities for SkipProbe {
+    fn features(&self) -> &'static [&'static str] {
+        &FEATURES
     }
-    report.verdict = if report.checks.iter().all(|c| c.ok) { Verdict::Pass } else { Verdict::Fail };
-    report.wall_ms = started.elapsed().as_secs_f64() * 1000.0;
-    report
+    fn cannot_play(&self, step: &Step, line: u64) -> Option<String> {
+        cannot_play(step, line)
+    }
 }
 
 /// Builds the scenario's namespaces and links in `lab`, with no daemon:
@@ -131,23 +90,21 @@ pub fn run(file: &Path, s: &Scenario, node_bin: &Path, out: Option<&Path>) -> Sc
 /// to its MAG, down until attached.
 pub(crate) fn build_links(mut lab: Lab, s: &Scenario) -> Result<(Lab, AddressPlan), String> {
     let e = |x: std::io::Error| x.to_string();
-    let plan = address_plan(s);
+    let plan = plan::address_plan(s);
     for name in s.nodes.keys() {
         lab.add_node(name).map_err(e)?;
     }
-    let role = |r: Role| s.nodes.iter().filter(move |(_, n)| n.value.role == r).map(|(k, _)| k.clone());
-    let lma = role(Role::Lma).next().ok_or("no lma")?;
+    let lma = plan::lma_name(s).ok_or("the scenario has no LMA")?.to_string();
     let lma_addr = plan.of[&lma];
-    let mags: Vec<(String, Ipv6Addr)> = role(Role::Mag).map(|m| (m.clone(), plan.of[&m])).collect();
-    let mag_refs: Vec<(&str, Ipv6Addr)> = mags.iter().map(|(m, a)| (m.as_str(), *a)).collect();
-    lab.core((&lma, lma_addr), &mag_refs).map_err(e)?;
-    for cn in role(Role::Cn) {
-        let addr = plan.of[&cn];
+    let mags: Vec<(&str, Ipv6Addr)> = plan::nodes_in(s, Role::Mag).map(|m| (m, plan.of[m])).collect();
+    lab.core((&lma, lma_addr), &mags).map_err(e)?;
+    for cn in plan::nodes_in(s, Role::Cn) {
+        let addr = plan.of[cn];
         let port = format!("to-{cn}");
-        lab.veth(&lma, &port, &cn, "eth0").map_err(e)?;
-        lab.address(&lma, &port, cn_gateway(addr), 64).map_err(e)?;
-        lab.address(&cn, "eth0", addr, 64).map_err(e)?;
-        lab.default_route(&cn, cn_gateway(addr)).map_err(e)?;
+        lab.veth(&lma, &port, cn, "eth0").map_err(e)?;
+        lab.address(&lma, &port, plan::cn_gateway(addr), 64).map_err(e)?;
+        lab.address(cn, "eth0", addr, 64).map_err(e)?;
+        lab.default_route(cn, plan::cn_gateway(addr)).map_err(e)?;
     }
     for l in &s.links {
         let (mn, iface) = l.value.mn.value.split_once('/').ok_or("bad link")?;
@@ -158,15 +115,13 @@ pub(crate) fn build_links(mut lab: Lab, s: &Scenario) -> Result<(Lab, AddressPla
 }
 
 /// Builds the scenario's topology in `lab` and starts its daemons;
-/// `capture` records every link: MAG access links, and the LMA's ports to
-/// the MAGs and the CNs.
+/// `capture` records every link — MAG access links, and the LMA's ports
+/// to the MAGs and the CNs — and observes its signalling live.
 pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, file: &Path, bin: &Path, capture: bool) -> Result<Run<'a>, String> {
     let e = |x: std::io::Error| x.to_string();
     let (mut lab, plan) = build_links(lab, s)?;
-    let role = |r: Role| s.nodes.iter().filter(move |(_, n)| n.value.role == r).map(|(k, _)| k.clone());
-    let lma = role(Role::Lma).next().ok_or("no lma")?;
+    let lma = plan::lma_name(s).ok_or("the scenario has no LMA")?.to_string();
     let lma_addr = plan.of[&lma];
-    let mags: Vec<(String, Ipv6Addr)> = role(Role::Mag).map(|m| (m.clone(), plan.of[&m])).collect();
     let cfg = crate::node_config::lma(s, &plan, lma_addr);
     let policies = crate::node_config::mn_policies(s);
     let dp = json!({"tun": "tun0", "mtu": 1460});
@@ -174,453 +129,358 @@ pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, file: &Path, bin: &Path, capt
     // The daemons start side by side; each is waited for below.
     lab.start_unready(&lma, bin, &json!({"role": "lma", "config": cfg, "policies": policies, "data_plane": dp}), &args)
         .map_err(e)?;
-    for (mag, addr) in &mags {
-        let c = crate::node_config::mag(s, mag, *addr, lma_addr);
+    for mag in plan::nodes_in(s, Role::Mag) {
+        let c = crate::node_config::mag(s, mag, plan.of[mag], lma_addr);
         let mut access = BTreeMap::new();
-        for l in s.links.iter().filter(|l| l.value.mag.value == *mag) {
+        for l in s.links.iter().filter(|l| l.value.mag.value == mag) {
             let att = parse_att(&l.value.att.value).ok_or("bad att")?;
             access.insert(access_iface(&l.value.mn.value), att.value());
         }
         lab.start_unready(mag, bin, &json!({"role": "mag", "config": c, "data_plane": dp, "access": access}), &args)
             .map_err(e)?;
     }
-    for mn in role(Role::Mn) {
-        let cfg = crate::node_config::mn(s, &plan, &mn).ok_or("no such MN")?;
-        lab.start_unready(&mn, bin, &json!({"role": "mn", "config": cfg}), &[]).map_err(e)?;
+    for mn in plan::nodes_in(s, Role::Mn) {
+        let cfg = crate::node_config::mn(s, &plan, mn).ok_or("no such MN")?;
+        lab.start_unready(mn, bin, &json!({"role": "mn", "config": cfg}), &[]).map_err(e)?;
     }
-    for cn in role(Role::Cn) {
-        lab.start_unready(&cn, bin, &json!({"role": "cn", "address": plan.of[&cn]}), &[]).map_err(e)?;
+    for cn in plan::nodes_in(s, Role::Cn) {
+        lab.start_unready(cn, bin, &json!({"role": "cn", "address": plan.of[cn]}), &[]).map_err(e)?;
     }
     for node in s.nodes.keys() {
         lab.wait_ready(node).map_err(e)?;
     }
-    for (mag, _) in mags.iter().filter(|_| capture) {
-        for l in s.links.iter().filter(|l| l.value.mag.value == *mag) {
-            lab.capture(mag, &access_iface(&l.value.mn.value)).map_err(e)?;
+    let (tap, sightings) = mpsc::channel();
+    if capture {
+        for mag in plan::nodes_in(s, Role::Mag) {
+            for l in s.links.iter().filter(|l| l.value.mag.value == mag) {
+                lab.capture_tapped(mag, &access_iface(&l.value.mn.value), Some(tap.clone())).map_err(e)?;
+            }
+            lab.capture_tapped(&lma, &format!("to-{mag}"), Some(tap.clone())).map_err(e)?;
         }
-        lab.capture(&lma, &format!("to-{mag}")).map_err(e)?;
+        for cn in plan::nodes_in(s, Role::Cn) {
+            lab.capture(&lma, &format!("to-{cn}")).map_err(e)?;
+        }
     }
-    for cn in role(Role::Cn).filter(|_| capture) {
-        lab.capture(&lma, &format!("to-{cn}")).map_err(e)?;
-    }
+    let epoch_us = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
     Ok(Run {
         s,
         file: file.to_path_buf(),
         lab,
         plan,
+        wire: WireConfig { flow_mobility_mh_type: s.wire.fmi_mh_type },
+        started: WallClock::now(),
+        epoch_us,
+        sightings,
+        seen: Vec::new(),
+        observed: Vec::new(),
+        last_activity: WallClock::now(),
+        receiver_faults: Vec::new(),
         probe_flow: 100,
-        snapshots: BTreeMap::new(),
         running: BTreeMap::new(),
-        earlier_logs: BTreeMap::new(),
     })
 }
 
+pub(crate) struct Run<'a> {
+    s: &'a Scenario,
+    #[allow(dead_code)]
+    file: PathBuf,
+    pub(crate) lab: Lab,
+    plan: AddressPlan,
+    wire: WireConfig,
+    started: WallClock,
+    /// The wall clock at `started`, microseconds since the epoch: the
+    /// captures' kernel stamps are on that scale.
+    epoch_us: u64,
+    sightings: mpsc::Receiver<Sighting>,
+    /// Every Mobility Header message seen on a link, as seen.
+    seen: Vec<SequenceEntry>,
+    /// `seen` merged across links and judged delivered or not.
+    observed: Vec<Observed>,
+    /// When a frame was last seen, or the engine last acted.
+    last_activity: WallClock,
+    /// Fault rules installed at receivers, with when: what they drop was on
+    /// the wire but never taken in, which no capture can show.
+    receiver_faults: Vec<(u64, FaultRule)>,
+    probe_flow: u16,
+    /// Started flows: the probe flow id each is sent under.
+    running: BTreeMap<(String, Direction), u16>,
+}
+
 impl Run<'_> {
-    fn state(&self, node: &str) -> Result<Value, String> {
-        let r = self.lab.request(node, &json!({"cmd": "state"})).map_err(|e| e.to_string())?;
-        Ok(r["state"].clone())
+    fn now_us(&self) -> u64 {
+        self.epoch_us + self.started.elapsed().as_micros() as u64
     }
 
-    fn request(&self, node: &str, req: Value) -> Result<(), String> {
+    /// Takes in what the captures saw since the last look.
+    fn poll(&mut self) {
+        let mut fresh = false;
+        while let Ok(sight) = self.sightings.try_recv() {
+            self.last_activity = WallClock::now();
+            let Some((src, dst, mh)) = sequence::mobility_header(&sight.frame) else { continue };
+            let d = lax::decode(mh, Some(&Endpoints { src, dst }), &self.wire);
+            let mut summary = match &d.message {
+                Some(m) => m.summary(),
+                None => format!("MH type {:?} (undecodable)", d.mh_type),
+            };
+            for p in &d.problems {
+                summary.push_str(&format!(" [{p}]"));
+            }
+            self.seen.push(SequenceEntry { ts_us: sight.ts_us, link: sight.link, src, dst, summary });
+            fresh = true;
+        }
+        if fresh {
+            self.observed = self.judge_seen();
+        }
+    }
+
+    /// The messages seen, each once however many links carried it, with
+    /// what a fault at its receiver did to it.
+    fn judge_seen(&self) -> Vec<Observed> {
+        let mut faults = self.receiver_faults.clone();
+        sequence::merge(self.seen.clone())
+            .into_iter()
+            .map(|e| {
+                let (from, to) = (self.plan.name_of(e.src), self.plan.name_of(e.dst));
+                let kind = e.summary.split(' ').next().unwrap_or("").to_string();
+                let taken = faults.iter_mut().find(|(at, r)| *at <= e.ts_us && r.matches(&kind, &from, &to));
+                let dropped = taken.is_some_and(|(_, r)| {
+                    r.count -= 1;
+                    r.action == pmip_proto::fault::FaultAction::Drop
+                });
+                Observed {
+                    at_ms: e.ts_us.saturating_sub(self.epoch_us) / 1000,
+                    from,
+                    to,
+                    summary: e.summary,
+                    on_wire: true,
+                    delivered: !dropped,
+                }
+            })
+            .collect()
+    }
+
+    fn acted(&mut self) {
+        self.last_activity = WallClock::now();
+    }
+
+    fn request(&self, node: &str, req: Value) -> Result<Value, String> {
         let r = self.lab.request(node, &req).map_err(|e| e.to_string())?;
         if r["ok"] == true {
+            Ok(r["state"].clone())
+        } else {
+            Err(format!("{node} refused it: {}", r["error"].as_str().unwrap_or("no reason given")))
+        }
+    }
+
+    fn state(&self, node: &str) -> Result<Value, String> {
+        self.request(node, json!({"cmd": "state"}))
+    }
+
+    fn lma(&self) -> Result<String, String> {
+        plan::lma_name(self.s).map(str::to_string).ok_or_else(|| "the scenario has no LMA".into())
+    }
+
+    /// Polls a daemon's report until `done` holds, at most `limit`; the
+    /// last report either way. For the tester's own instruments (the CN's
+    /// and the MN's probe counts), never for a verdict on a node under test.
+    fn wait_report(&self, node: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Result<Value, String> {
+        let deadline = WallClock::now() + limit;
+        loop {
+            let st = self.state(node)?;
+            if done(&st) || WallClock::now() > deadline {
+                return Ok(st);
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Waits until the MN's Router Solicitation on `port` has been seen:
+    /// its link is up and it asked for an attachment.
+    fn wait_link_up(&mut self, mag: &str, port: &str) -> Result<(), String> {
+        let link = format!("{mag}:{port}");
+        let deadline = WallClock::now() + LINK_UP_LIMIT;
+        let rs = |f: &[u8]| f.len() > 54 && f[20] == 58 && f[54] == 133;
+        let mut seen_rs = false;
+        let mut kept = Vec::new();
+        while !seen_rs && WallClock::now() < deadline {
+            while let Ok(sight) = self.sightings.try_recv() {
+                seen_rs |= sight.link == link && rs(&sight.frame);
+                kept.push(sight);
+            }
+            if !seen_rs {
+                std::thread::sleep(POLL);
+            }
+        }
+        // What was read here is observed like anything else.
+        let (tap, rx) = mpsc::channel();
+        for s in kept {
+            let _ = tap.send(s);
+        }
+        let live = std::mem::replace(&mut self.sightings, rx);
+        self.poll();
+        self.sightings = live;
+        if seen_rs {
             Ok(())
         } else {
-            Err(format!("{node} refused {req}: {}", r["error"]))
+            Err(format!("no Router Solicitation came on {link} within {LINK_UP_LIMIT:?} of the link going up"))
         }
     }
 
-    fn lma(&self) -> String {
-        self.s.nodes.iter().find(|(_, n)| n.value.role == Role::Lma).map(|(k, _)| k.clone()).unwrap_or_default()
+    fn next_probe(&mut self) -> u16 {
+        self.probe_flow += 1;
+        self.probe_flow
     }
 
-    fn lma_command(&self, c: LmaCommand) -> Result<(), String> {
-        self.request(&self.lma(), json!({"cmd": "lma", "command": c}))?;
-        // Like the virtual runner's settle: let answers in flight arrive, but
-        // do not wait for a retransmission (a scenario waits for that itself).
-        let _ =
-            self.lab.wait_for(&self.lma(), SETTLE, |s| s["tables"]["pending"].as_array().is_some_and(|p| p.is_empty()));
-        Ok(())
-    }
-
-    fn name_of(&self, a: Ipv6Addr) -> String {
-        self.plan.of.iter().find(|(_, v)| **v == a).map(|(k, _)| k.clone()).unwrap_or_else(|| a.to_string())
-    }
-
-    /// Messages every signalling daemon sent, as (from, to, summary).
-    fn sent(&self) -> Vec<(u64, String, String, String)> {
-        let mut out = Vec::new();
-        for (name, n) in &self.s.nodes {
-            if !matches!(n.value.role, Role::Lma | Role::Mag) {
-                continue;
-            }
-            let now = self.state(name).map(|st| st["messages"].as_array().cloned().unwrap_or_default());
-            let earlier = self.earlier_logs.get(name).into_iter().flatten().cloned();
-            for m in earlier.chain(now.unwrap_or_default()).filter(|m| m["dir"] == "sent") {
-                let to = m["peer"].as_str().and_then(|p| p.parse().ok()).map(|a| self.name_of(a)).unwrap_or_default();
-                let at = m["at_ms"].as_u64().unwrap_or(0);
-                out.push((at, name.clone(), to, m["summary"].as_str().unwrap_or("").to_string()));
-            }
-        }
-        out
-    }
-
-    fn ladder(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.sent().into_iter().map(|(_, f, t, s)| format!("{f} -> {t} {s}")).collect();
-        v.sort();
-        v
-    }
-
-    fn fid_of(&self, flow: &str) -> Option<u16> {
-        self.s.steps.iter().find_map(|st| match &st.value {
-            Step::Bind(b) if b.flow.value == flow => Some(b.fid),
-            _ => None,
-        })
-    }
-
-    fn step(&mut self, step: &Step, line: u64) -> Result<Option<Check>, String> {
-        match step {
-            Step::Attach(a) => {
-                let (mn, iface) = a.iface.value.split_once('/').ok_or("bad iface")?;
-                let link = self.s.links.iter().find(|l| l.value.mn.value == a.iface.value).ok_or("no link")?;
-                let port = access_iface(&a.iface.value);
-                if a.hi.is_some() || !a.prefixes.is_empty() {
-                    // A chosen HI or prefixes: the MAG is told before the link
-                    // comes up, as a MAG with that context would act; the
-                    // MN's RS then finds the attachment known and gets an RA.
-                    let att = parse_att(&link.value.att.value).ok_or("bad att")?.value();
-                    let hi = a.hi.as_ref().and_then(|h| parse_hi(&h.value)).map(|h| h.value());
-                    let req = json!({"cmd": "attach", "iface": port, "ll_id": mac_for(mn, iface), "att": att, "hi": hi, "prefixes": a.prefixes});
-                    self.request(&link.value.mag.value, req)?;
-                }
-                self.lab.set_link(mn, iface, true).map_err(|e| e.to_string())?;
-                // The MAG decides first (registered or rejected); then, if
-                // registered, the MN gets its prefixes by RA.
-                let decided = self.lab.wait_for(&link.value.mag.value, LIMIT, |s| {
-                    s["tables"]["binding_update_list"]
-                        .as_array()
-                        .is_some_and(|b| b.iter().any(|e| e["iface"] == port && e["state"] != "registering"))
-                });
-                let registered = decided.is_ok_and(|s| {
-                    s["tables"]["binding_update_list"]
-                        .as_array()
-                        .is_some_and(|b| b.iter().any(|e| e["iface"] == port && e["state"] == "registered"))
-                });
-                if registered {
-                    let _ = self.lab.wait_for(mn, LIMIT, |s| {
-                        s["tables"]["interfaces"].as_array().is_some_and(|l| {
-                            l.iter()
-                                .any(|i| i["name"] == iface && i["prefixes"].as_array().is_some_and(|p| !p.is_empty()))
-                        })
-                    });
-                }
-                Ok(None)
-            }
-            Step::Detach(i) => {
-                let (mn, iface) = i.value.split_once('/').ok_or("bad iface")?;
-                self.lab.set_link(mn, iface, false).map_err(|e| e.to_string())?;
-                let link = self.s.links.iter().find(|l| l.value.mn.value == i.value).ok_or("no link")?;
-                let port = access_iface(&i.value);
-                let mag = &link.value.mag.value;
-                let entry_in = |s: &Value, states: &[&str]| {
-                    s["tables"]["binding_update_list"].as_array().is_some_and(|b| {
-                        b.iter().any(|e| e["iface"] == port && states.iter().any(|st| e["state"] == *st))
-                    })
-                };
-                self.lab.wait_for(mag, LIMIT, |s| !entry_in(s, &["registered"])).map_err(|e| e.to_string())?;
-                // As in virtual time, the de-registration in flight is let
-                // finish (its PBA removes the entry) for at most a second; a
-                // lost PBA is the scenario's to check, not an error here.
-                let _ = self.lab.wait_for(mag, SETTLE_LIMIT, |s| !entry_in(s, &["deregistering"]));
-                Ok(None)
-            }
-            Step::Bind(b) => {
-                let f = &self.s.flows.get(&b.flow.value).ok_or("no flow")?.value;
-                let selector = match (&b.selector, b.granularity) {
-                    (Some(sel), _) => sel.to_selector(),
-                    (None, Granularity::Flow) => self.flow_key(&b.flow.value).ok_or("flow key")?.selector(),
-                    (None, Granularity::Prefix) => pmip_proto::flow::prefix_selector(f.prefix),
-                };
-                let action = if b.action.value == "drop" { FlowAction::Drop } else { FlowAction::Forward };
-                let mn = mn_id(&f.mn.value, &self.s.nodes[&f.mn.value].value);
-                self.lma_command(LmaCommand::BindFlow {
-                    mn_id: mn,
-                    fid: b.fid,
-                    fid_pri: b.fid_pri,
-                    selector,
-                    bids: b.bids.clone(),
-                    action,
-                })?;
-                Ok(None)
-            }
-            Step::Move(m) => {
-                let f = &self.s.flows[&m.flow.value].value;
-                let mn = mn_id(&f.mn.value, &self.s.nodes[&f.mn.value].value);
-                let fid = self.fid_of(&m.flow.value).ok_or("unbound flow")?;
-                self.lma_command(LmaCommand::MoveFlow { mn_id: mn, fid, to_bid: m.to_bid })?;
-                Ok(None)
-            }
-            Step::MovePrefix(m) => {
-                let mn = mn_id(&m.mn.value, &self.s.nodes[&m.mn.value].value);
-                self.lma_command(LmaCommand::MovePrefix { mn_id: mn, prefix: m.prefix, to_bid: m.to_bid })?;
-                Ok(None)
-            }
-            Step::Unbind(f) => {
-                let flow = &self.s.flows[&f.value].value;
-                let mn = mn_id(&flow.mn.value, &self.s.nodes[&flow.mn.value].value);
-                self.lma_command(LmaCommand::UnbindFlow { mn_id: mn, fid: self.fid_of(&f.value).ok_or("unbound")? })?;
-                Ok(None)
-            }
-            Step::Drop(d) => self.add_fault(d.rule().ok_or("bad fault")?).map(|_| None),
-            Step::Fault(f) => self.add_fault(f.rule().ok_or("bad fault")?).map(|_| None),
-            Step::Send(p) => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_micros() as u64)
-                    .unwrap_or(0);
-                let message = crate::crafted::pbu(self.s, p, now).ok_or("the PBU could not be built")?;
-                let from = crate::crafted::sender(self.s, p).ok_or("no MAG to send from")?;
-                let to = self.plan.of[&self.lma()];
-                self.request(&from, json!({"cmd": "send", "to": to, "message": message}))?;
-                // Let the LMA's answer arrive, as virtual time does.
-                self.wait_answer(&self.lma(), "PBA", p.seq);
-                Ok(None)
-            }
-            Step::SendFmi(f) => {
-                let message = crate::crafted::fmi(self.s, f).ok_or("the FMI could not be built")?;
-                let to = self.plan.of[&f.to.value];
-                self.request(&self.lma(), json!({"cmd": "send", "to": to, "message": message}))?;
-                // Let the MAG's answer arrive, as virtual time does.
-                self.wait_answer(&f.to.value, "FMA", f.seq);
-                Ok(None)
-            }
-            Step::Kill(n) => {
-                // The daemon's message log dies with it; keep it, as virtual
-                // time keeps every message.
-                let log = self.state(&n.value)?["messages"].as_array().cloned().unwrap_or_default();
-                self.earlier_logs.entry(n.value.clone()).or_default().extend(log);
-                self.lab.kill(&n.value).map(|_| None).map_err(|e| e.to_string())
-            }
-            Step::Restart(n) => self.lab.restart(&n.value).map(|_| None).map_err(|e| e.to_string()),
-            Step::StartFlow(f) => {
-                let key = self.flow_key(&f.flow.value).ok_or("flow")?;
-                if key.next_header != 17 && key.next_header != 6 {
-                    return Err("namespace runs send UDP or TCP-shaped probes only".into());
-                }
-                self.probe_flow += 1;
-                let id = self.probe_flow;
-                let flow = &self.s.flows[&f.flow.value].value;
-                let rate = f.rate_pps.value;
-                let (sender, spec) = match f.direction {
-                    Direction::Downlink => (
-                        flow.cn.value.clone(),
-                        json!({"cmd": "flow_start", "flow": id, "src": key.src, "dst": key.dst, "sport": key.src_port, "dport": key.dst_port, "rate_pps": rate, "proto": key.next_header}),
-                    ),
-                    Direction::Uplink => (
-                        flow.mn.value.clone(),
-                        json!({"cmd": "flow_start", "flow": id, "src": key.dst, "dst": key.src, "sport": key.dst_port, "dport": key.src_port, "rate_pps": rate}),
-                    ),
-                };
-                self.request(&sender, spec)?;
-                self.running.insert((f.flow.value.clone(), f.direction), id);
-                Ok(None)
-            }
-            Step::StopFlow(f) => self.stop_flow(f, line).map(Some),
-            Step::Link(_) => Err("link properties need virtual time".into()),
-            Step::Wait(w) => {
-                let d = parse_duration(&w.value).ok_or("bad duration")?;
-                std::thread::sleep(Duration::from_micros(d.0));
-                Ok(None)
-            }
-            Step::ExpectMessage(e) => Ok(Some(self.message_check(e, line))),
-            Step::WaitFor(w) => {
-                let limit = parse_duration(&w.timeout.value).ok_or("bad duration")?;
-                let limit = Duration::from_micros(limit.0);
-                let started = WallClock::now();
-                loop {
-                    let last = match (&w.seen, &w.holds) {
-                        (Some(e), _) => self.message_check(e, line),
-                        (_, Some(e)) => self.state_check(e, line)?,
-                        _ => return Err("wait_for needs 'seen' or 'holds'".into()),
-                    };
-                    let waited = started.elapsed();
-                    if last.ok || waited >= limit {
-                        let detail = if last.ok {
-                            format!("held after {} ms: {}", waited.as_millis(), last.detail)
-                        } else {
-                            format!("not within {}: {}", w.timeout.value, last.detail)
-                        };
-                        return Ok(Some(Check { line, what: format!("wait for {}", last.what), ok: last.ok, detail }));
-                    }
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-            Step::ExpectFlow(e) => self.expect_flow(e).map(Some).map_err(|x| x.to_string()),
-            Step::ExpectUplink(e) => self.expect_uplink(e).map(Some),
-            Step::ExpectState(e) => self.state_check(e, line).map(Some),
-            Step::Snapshot(name) => {
-                let mut now = json!({"lma": Value::Null, "mags": {}, "mns": {}});
-                for (n, spec) in &self.s.nodes {
-                    let slot = match spec.value.role {
-                        Role::Lma => &mut now["lma"],
-                        Role::Mag => &mut now["mags"][n],
-                        Role::Mn => &mut now["mns"][n],
-                        _ => continue,
-                    };
-                    *slot = self.state(n)?["tables"].clone();
-                }
-                let check = crate::snapshots::compare_across_backends(&self.file, name, &now, line);
-                self.snapshots.insert(name.clone(), now);
-                Ok(Some(check))
-            }
-        }
-    }
-
-    /// Waits, at most a second, until `node` has sent a `kind` message
-    /// with sequence number `seq`: the answer to a crafted message. Its
-    /// absence is the scenario's to check.
-    fn wait_answer(&self, node: &str, kind: &str, seq: u16) {
-        let seq = format!("seq={seq}");
-        let answered = |s: &Value| {
-            s["messages"].as_array().is_some_and(|m| {
-                m.iter().any(|x| {
-                    x["dir"] == "sent"
-                        && x["summary"].as_str().is_some_and(|t| t.starts_with(kind) && t.split(' ').any(|w| w == seq))
-                })
-            })
-        };
-        let _ = self.lab.wait_for(node, SETTLE_LIMIT, answered);
-    }
-
-    /// Installs `rule` as a userspace fault rule where virtual time applies
-    /// it (see [`FaultRule`](pmip_proto::fault::FaultRule)): at the sender
-    /// named by `from`, else at the receiver named by `to`, else at the LMA,
-    /// on the way out for what the LMA sends and on the way in for the rest.
-    fn add_fault(&self, rule: pmip_proto::fault::FaultRule) -> Result<(), String> {
+    /// Where to install a fault rule so that it acts where virtual time
+    /// applies it (see [`FaultRule`]): at the sender named by `from`, else
+    /// at the receiver named by `to`, else at the LMA, on the way out for
+    /// what the LMA sends and on the way in for the rest.
+    fn fault_place(&self, rule: &FaultRule) -> Result<(String, &'static str), String> {
         const FROM_LMA: [&str; 4] = ["PBA", "BRI", "FMI", "UPN"];
-        let (node, direction) = match (&rule.from, &rule.to) {
+        Ok(match (&rule.from, &rule.to) {
             (Some(f), _) => (f.clone(), "out"),
             (None, Some(t)) => (t.clone(), "in"),
-            (None, None) if FROM_LMA.contains(&rule.message.as_str()) => (self.lma(), "out"),
-            (None, None) => (self.lma(), "in"),
-        };
-        let spec = json!({"direction": direction, "message": rule.message, "action": rule.action, "count": rule.count});
-        self.request(&node, json!({"cmd": "fault_add", "rule": spec}))?;
-        Ok(())
+            (None, None) if FROM_LMA.contains(&rule.message.as_str()) => (self.lma()?, "out"),
+            (None, None) => (self.lma()?, "in"),
+        })
+    }
+}
+
+impl Observe for Run<'_> {
+    fn messages(&mut self) -> Vec<Observed> {
+        self.poll();
+        self.observed.clone()
     }
 
-    /// Whether the messages `e` names were sent so far.
-    fn message_check(&self, e: &ExpectMessage, line: u64) -> Check {
-        let name = e.message.value.to_ascii_uppercase();
-        let seen = self
-            .sent()
-            .into_iter()
-            .filter(|(_, f, t, s)| {
-                s.split(' ').next() == Some(name.as_str())
-                    && e.from.as_ref().is_none_or(|x| x.value == *f)
-                    && e.to.as_ref().is_none_or(|x| x.value == *t)
-                    && e.with.iter().all(|w| s.split(' ').any(|tok| tok == w))
-            })
-            .count();
-        let ok = e.count.map_or(seen > 0, |n| n == seen);
-        let want = e.count.map(|n| n.to_string()).unwrap_or_else(|| "at least 1".into());
-        Check {
-            line,
-            what: format!("message {name} {}", e.with.join(" ")),
-            ok,
-            detail: format!("expected {want}, saw {seen}"),
+    fn tables(&mut self, node: &str) -> Result<Value, String> {
+        match self.s.nodes.get(node).map(|n| n.value.role) {
+            Some(Role::Cn) => Err(format!("{node} is a CN, which keeps no tables")),
+            Some(_) => self.request(node, json!({"cmd": "tables"})),
+            None => Err(format!("the scenario has no node {node}")),
         }
     }
 
-    /// Whether a node's state tables hold what `e` says.
-    fn state_check(&self, e: &ExpectState, line: u64) -> Result<Check, String> {
-        let st = self.state(&e.node.value)?;
-        let found = st["tables"].pointer(&e.path).cloned();
-        let (ok, detail) = match (&e.equals, e.len, &found) {
-            (_, _, None) => (false, format!("nothing at {}", e.path)),
-            (Some(want), _, Some(v)) => (v == want, format!("found {v}")),
-            (None, Some(n), Some(v)) => (v.as_array().map(|a| a.len()) == Some(n), format!("found {v}")),
-            _ => (false, "nothing to compare".into()),
+    fn quiet(&mut self) -> bool {
+        self.poll();
+        self.last_activity.elapsed() >= QUIET
+    }
+}
+
+impl engine::Capabilities for Run<'_> {
+    fn features(&self) -> &'static [&'static str] {
+        &FEATURES
+    }
+    fn cannot_play(&self, step: &Step, line: u64) -> Option<String> {
+        cannot_play(step, line)
+    }
+}
+
+impl Backend for Run<'_> {
+    fn name(&self) -> &'static str {
+        "namespaces"
+    }
+    fn elapsed_ms(&mut self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn attach(&mut self, a: &Attachment) -> Result<(), String> {
+        if a.hi.is_some() || !a.prefixes.is_empty() {
+            // A chosen HI or prefixes: the MAG is told before the link
+            // comes up, as a MAG with that context would act; the MN's RS
+            // then finds the attachment known.
+            let req = json!({"cmd": "attach", "iface": a.port, "ll_id": mac_for(&a.mn, &a.iface), "att": a.att.value(), "hi": a.hi.map(|h| h.value()), "prefixes": a.prefixes});
+            self.request(&a.mag, req)?;
+        }
+        self.poll();
+        self.lab.set_link(&a.mn, &a.iface, true).map_err(|e| e.to_string())?;
+        self.acted();
+        self.wait_link_up(&a.mag, &a.port)
+    }
+
+    fn detach(&mut self, mn: &str, iface: &str) -> Result<(), String> {
+        self.lab.set_link(mn, iface, false).map_err(|e| e.to_string())?;
+        self.acted();
+        Ok(())
+    }
+
+    fn lma_command(&mut self, c: LmaCommand) -> Result<(), String> {
+        let lma = self.lma()?;
+        let r = self.request(&lma, json!({"cmd": "lma", "command": c}));
+        self.acted();
+        r.map(|_| ()).map_err(|e| e.trim_start_matches(&format!("{lma} refused it: ")).to_string())
+    }
+
+    fn timestamp_now(&mut self) -> u64 {
+        // The daemons stamp their PBUs from the wall clock.
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    }
+
+    fn inject(&mut self, from: &str, to: Ipv6Addr, message: Message) -> Result<(), String> {
+        self.request(from, json!({"cmd": "send", "to": to, "message": message}))?;
+        self.acted();
+        Ok(())
+    }
+
+    fn add_fault(&mut self, rule: FaultRule) -> Result<(), String> {
+        let (node, direction) = self.fault_place(&rule)?;
+        // At the sender, a rule with a receiver touches only what goes there.
+        let peer = match direction {
+            "out" => rule.to.as_ref().and_then(|t| self.plan.of.get(t)).copied(),
+            _ => None,
         };
-        Ok(Check { line, what: format!("{} {}", e.node.value, e.path), ok, detail })
+        let spec = json!({"direction": direction, "message": rule.message, "action": rule.action, "count": rule.count, "peer": peer});
+        self.request(&node, json!({"cmd": "fault_add", "rule": spec}))?;
+        if direction == "in" {
+            let at = self.now_us();
+            self.receiver_faults.push((at, rule));
+            self.observed = self.judge_seen();
+        }
+        Ok(())
     }
 
-    fn flow_key(&self, name: &str) -> Option<pmip_proto::FlowKey> {
-        let f = &self.s.flows.get(name)?.value;
-        Some(pmip_proto::FlowKey {
-            src: *self.plan.of.get(&f.cn.value)?,
-            dst: f.prefix.with_iid(*self.plan.iid.get(&f.mn.value)?),
-            next_header: proto_number(&f.proto.value)?,
-            src_port: f.sport,
-            dst_port: f.dport,
-        })
+    fn set_link(&mut self, _: &str, _: &str, _: u64, _: u16) -> Result<(), String> {
+        Err("link latency and loss need virtual time".into())
     }
 
-    /// Probe datagrams from the CN; the MN counts where they arrive.
-    fn expect_flow(&mut self, e: &ExpectFlow) -> Result<Check, String> {
-        let key = self.flow_key(&e.flow.value).ok_or("flow")?;
-        let f = &self.s.flows[&e.flow.value].value;
+    fn kill(&mut self, node: &str) -> Result<(), String> {
+        self.lab.kill(node).map_err(|e| e.to_string())
+    }
+
+    fn restart(&mut self, node: &str) -> Result<(), String> {
+        self.lab.restart(node).map_err(|e| e.to_string())?;
+        self.acted();
+        Ok(())
+    }
+
+    fn start_flow(&mut self, run: &FlowRun) -> Result<(), String> {
+        let key = run.key;
         if key.next_header != 17 && key.next_header != 6 {
             return Err("namespace runs send UDP or TCP-shaped probes only".into());
         }
-        self.probe_flow += 1;
-        let id = self.probe_flow;
-        let packets = e.packets.max(1);
-        let spec = json!({"cmd": "flow_start", "flow": id, "src": key.src, "dst": key.dst, "sport": key.src_port, "dport": key.dst_port, "rate_pps": 1000, "count": packets, "proto": key.next_header});
-        self.request(&f.cn.value, spec)?;
-        self.lab.wait_for(&f.cn.value, LIMIT, |s| s["sent"][id.to_string()] == packets).map_err(|x| x.to_string())?;
-        let mn = f.mn.value.clone();
-        let key_id = id.to_string();
-        let st = match self.lab.wait_for(&mn, Duration::from_millis(if e.dropped { 300 } else { 3000 }), |s| {
-            s["probes"][&key_id]["stats"]["received"].as_u64().unwrap_or(0) >= u64::from(packets)
-        }) {
-            Ok(s) => s,
-            Err(_) => self.state(&mn)?,
+        let id = self.next_probe();
+        let (sender, spec) = match run.direction {
+            Direction::Downlink => (
+                run.cn.clone(),
+                json!({"cmd": "flow_start", "flow": id, "src": key.src, "dst": key.dst, "sport": key.src_port, "dport": key.dst_port, "rate_pps": run.rate_pps, "proto": key.next_header}),
+            ),
+            Direction::Uplink => (
+                run.mn.clone(),
+                json!({"cmd": "flow_start", "flow": id, "src": key.dst, "dst": key.src, "sport": key.dst_port, "dport": key.src_port, "rate_pps": run.rate_pps}),
+            ),
         };
-        let stats = &st["probes"][&key_id]["stats"];
-        let got = |iface: &str| stats["by_interface"][iface].as_u64().unwrap_or(0);
-        let total = stats["received"].as_u64().unwrap_or(0);
-        Ok(match (&e.arrives_on, e.dropped) {
-            (_, true) => Check {
-                line: e.flow.referenced.line(),
-                what: format!("flow {} is dropped", e.flow.value),
-                ok: total == 0,
-                detail: format!("{total} of {packets} arrived"),
-            },
-            (Some(want), false) => {
-                let iface = want.value.split_once('/').map(|(_, i)| i).unwrap_or("");
-                let good = got(iface);
-                let mut detail = format!("{good} of {packets} on {iface}; by interface {}", stats["by_interface"]);
-                if u64::from(packets).saturating_sub(good) > u64::from(e.max_lost) {
-                    // Say where the packets went missing.
-                    for (name, n) in &self.s.nodes {
-                        if matches!(n.value.role, Role::Lma | Role::Mag) {
-                            let dp = self.state(name).map(|s| s["data_plane"]["counters"].clone()).unwrap_or_default();
-                            detail.push_str(&format!("; {name} {dp}"));
-                        }
-                    }
-                }
-                Check {
-                    line: e.flow.referenced.line(),
-                    what: format!("flow {} arrives on {}", e.flow.value, want.value),
-                    ok: u64::from(packets).saturating_sub(good) <= u64::from(e.max_lost),
-                    detail,
-                }
-            }
-            (None, false) => return Err("expect_flow without arrives_on".into()),
-        })
+        self.request(&sender, spec)?;
+        self.running.insert((run.flow.clone(), run.direction), id);
+        Ok(())
     }
 
-    /// Stops a started flow at the CN, lets what is in flight arrive (at
-    /// most a second), and accounts for it as virtual time does.
-    fn stop_flow(&mut self, f: &StopFlow, line: u64) -> Result<Check, String> {
-        let direction = f.direction;
-        let id = self.running.remove(&(f.flow.value.clone(), direction)).ok_or("flow not started")?;
-        let spec = &self.s.flows[&f.flow.value].value;
-        let (cn, mn) = (spec.cn.value.clone(), spec.mn.value.clone());
-        let (sender, receiver) = match direction {
-            Direction::Downlink => (cn, mn.clone()),
-            Direction::Uplink => (mn.clone(), cn),
+    fn stop_flow(&mut self, run: &FlowRun) -> Result<FlowAccount, String> {
+        let id = self
+            .running
+            .remove(&(run.flow.clone(), run.direction))
+            .ok_or_else(|| format!("flow {} is not running", run.flow))?;
+        let (sender, receiver) = match run.direction {
+            Direction::Downlink => (run.cn.clone(), run.mn.clone()),
+            Direction::Uplink => (run.mn.clone(), run.cn.clone()),
         };
         self.request(&sender, json!({"cmd": "flow_stop", "flow": id}))?;
         let sent_by = self.state(&sender)?;
@@ -632,45 +492,71 @@ impl Run<'_> {
             v => v.clone(),
         };
         let received = |s: &Value| stats_of(s)["received"].as_u64().unwrap_or(0);
-        let st = match self.lab.wait_for(&receiver, SETTLE_LIMIT, |s| received(s) >= sent) {
-            Ok(s) => s,
-            Err(_) => self.state(&receiver)?,
-        };
+        let st = self.wait_report(&receiver, Duration::from_secs(1), |s| received(s) >= sent)?;
         let mut account = FlowAccount { sent, received: received(&st), by_interface: Vec::new() };
-        match direction {
+        match run.direction {
             Direction::Downlink => {
                 let stats = stats_of(&st);
                 for iface in stats["arrival_order"].as_array().into_iter().flatten().filter_map(|i| i.as_str()) {
                     let n = stats["by_interface"][iface].as_u64().unwrap_or(0);
-                    account.by_interface.push((format!("{mn}/{iface}"), n));
+                    account.by_interface.push((format!("{}/{iface}", run.mn), n));
                 }
             }
             Direction::Uplink => {
                 for pair in sent_by["left_on"][&key].as_array().into_iter().flatten() {
                     let iface = pair[0].as_str().unwrap_or("?");
-                    account.by_interface.push((format!("{mn}/{iface}"), pair[1].as_u64().unwrap_or(0)));
+                    account.by_interface.push((format!("{}/{iface}", run.mn), pair[1].as_u64().unwrap_or(0)));
                 }
             }
         }
-        Ok(account.check(f, line))
+        Ok(account)
     }
 
-    /// One uplink probe from the MN's address; the MN says which way it left.
-    fn expect_uplink(&mut self, e: &ExpectUplink) -> Result<Check, String> {
-        let key = self.flow_key(&e.flow.value).ok_or("flow")?;
-        let f = &self.s.flows[&e.flow.value].value;
-        let mn = f.mn.value.clone();
-        let before = self.state(&mn)?["counters"].clone();
-        self.probe_flow += 1;
-        let id = self.probe_flow;
+    fn probe_downlink(&mut self, run: &FlowRun, packets: u32, expect_none: bool) -> Result<DownlinkProbe, String> {
+        let key = run.key;
+        if key.next_header != 17 && key.next_header != 6 {
+            return Err("namespace runs send UDP or TCP-shaped probes only".into());
+        }
+        let id = self.next_probe();
+        let spec = json!({"cmd": "flow_start", "flow": id, "src": key.src, "dst": key.dst, "sport": key.src_port, "dport": key.dst_port, "rate_pps": 1000, "count": packets, "proto": key.next_header});
+        self.request(&run.cn, spec)?;
+        self.wait_report(&run.cn, LIMIT, |s| s["sent"][id.to_string()] == packets)?;
+        let key_id = id.to_string();
+        // Packets that should not come are given a little time to show up anyway.
+        let limit = Duration::from_millis(if expect_none { 300 } else { 3000 });
+        let st = self.wait_report(&run.mn, limit, |s| {
+            s["probes"][&key_id]["stats"]["received"].as_u64().unwrap_or(0) >= u64::from(packets)
+        })?;
+        let stats = &st["probes"][&key_id]["stats"];
+        let mut probe = DownlinkProbe { sent: packets, ..Default::default() };
+        for (iface, n) in stats["by_interface"].as_object().into_iter().flatten() {
+            probe.by_interface.push((format!("{}/{iface}", run.mn), n.as_u64().unwrap_or(0)));
+        }
+        probe.trace = format!("by interface {}", stats["by_interface"]);
+        let total: u64 = probe.by_interface.iter().map(|(_, n)| n).sum();
+        if total < u64::from(packets) && !expect_none {
+            // Say where the packets went missing: each data plane's counters.
+            for (name, n) in &self.s.nodes {
+                if matches!(n.value.role, Role::Lma | Role::Mag) {
+                    let dp = self.state(name).map(|s| s["data_plane"]["counters"].clone()).unwrap_or_default();
+                    probe.trace.push_str(&format!("; {name} {dp}"));
+                }
+            }
+        }
+        Ok(probe)
+    }
+
+    fn probe_uplink(&mut self, run: &FlowRun) -> Result<UplinkProbe, String> {
+        let key = run.key;
+        let before = self.state(&run.mn)?["counters"].clone();
+        let id = self.next_probe();
         let spec = json!({"cmd": "flow_start", "flow": id, "src": key.dst, "dst": key.src, "sport": key.dst_port, "dport": key.src_port, "rate_pps": 1000, "count": 1});
-        self.request(&mn, spec)?;
-        let received = self
-            .lab
-            .wait_for(&f.cn.value, Duration::from_secs(3), |s| s["received"][id.to_string()]["stats"]["received"] == 1)
-            .is_ok();
-        let after = self.state(&mn)?["counters"].clone();
-        let left: Vec<String> = self.s.nodes[&mn]
+        self.request(&run.mn, spec)?;
+        let got =
+            self.wait_report(&run.cn, Duration::from_secs(3), |s| s["received"][id.to_string()]["stats"]["received"] == 1)?;
+        let reached_cn = got["received"][id.to_string()]["stats"]["received"] == 1;
+        let after = self.state(&run.mn)?["counters"].clone();
+        let left_on: Vec<String> = self.s.nodes[&run.mn]
             .value
             .interfaces
             .iter()
@@ -678,15 +564,61 @@ impl Run<'_> {
                 let k = format!("uplink via {i}");
                 after[&k].as_u64().unwrap_or(0) > before[&k].as_u64().unwrap_or(0)
             })
-            .cloned()
+            .map(|i| format!("{}/{i}", run.mn))
             .collect();
-        let want = e.leaves_on.value.split_once('/').map(|(_, i)| i.to_string()).unwrap_or_default();
-        Ok(Check {
-            line: e.flow.referenced.line(),
-            what: format!("uplink of {} leaves on {}", e.flow.value, e.leaves_on.value),
-            ok: received && left.contains(&want),
-            detail: format!("left on {left:?}; the CN {} it", if received { "got" } else { "did not get" }),
-        })
+        Ok(UplinkProbe { left_on, reached_cn, trace: String::new() })
+    }
+
+    fn wait(&mut self, limit: Span, until: &mut dyn FnMut(&mut dyn Observe) -> bool) -> bool {
+        let deadline = WallClock::now() + Duration::from_micros(limit.0);
+        loop {
+            if until(self) {
+                return true;
+            }
+            if WallClock::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    fn kernel(&mut self, node: &str) -> Result<KernelSection, String> {
+        self.lab.kernel_section(node).map_err(|e| format!("reading {node}'s kernel: {e}"))
+    }
+
+    fn implied_kernel(&mut self, node: &str) -> Option<KernelSection> {
+        if !matches!(self.s.nodes.get(node)?.value.role, Role::Lma | Role::Mag) {
+            return None;
+        }
+        let intents: Vec<pmip_proto::Intent> = serde_json::from_value(self.state(node).ok()?["intents"].clone()).ok()?;
+        Some(KernelSection::from_intents(&intents))
+    }
+
+    fn finish(&mut self, out: Option<&Path>, report: &mut ScenarioReport) {
+        report.logs = self.s.nodes.keys().map(|n| (n.clone(), self.lab.daemon_log(n))).collect();
+        report.events = crate::report::merge_logs(&report.logs);
+        let caps = match self.lab.stop_captures() {
+            Ok(c) => c,
+            Err(e) => {
+                report.checks.push(Check::failed(1, "every link was captured", format!("the captures could not be stopped: {e}")));
+                return;
+            }
+        };
+        // Frames seen in the last moments before the captures stopped.
+        self.poll();
+        let Some(dir) = out.map(|o| o.join(&self.s.id)) else { return };
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            report.checks.push(Check::failed(1, "the run's folder was written", format!("{}: {e}", dir.display())));
+            return;
+        }
+        for (_, path, _) in caps {
+            if let Some(name) = path.file_name() {
+                let _ = std::fs::copy(&path, dir.join(name));
+            }
+        }
+        let lines: Vec<String> =
+            self.observed.iter().map(|m| format!("{} -> {} {}", m.from, m.to, m.summary)).collect();
+        let _ = std::fs::write(dir.join("sequence.txt"), lines.join("\n") + "\n");
     }
 }
 

@@ -12,7 +12,7 @@ use pmip_proto::Span;
 use pmip_wire::HandoffIndicator;
 
 use crate::scenario::{Role, Scenario};
-use crate::virtual_lab::{mn_id, AddressPlan};
+use crate::plan::{mn_id, AddressPlan};
 
 /// The LMA's configuration: RFC 5213 defaults, then the scenario's `lma:`
 /// settings; every MAG not marked `authorized: false` may send PBUs.

@@ -26,14 +26,53 @@ impl std::fmt::Display for Verdict {
     }
 }
 
+/// What became of one check. Only `Failed` fails a scenario; the other
+/// two are not passes either, and the summary counts them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Passed,
+    Failed,
+    /// There was nothing to compare with: no stored snapshot or ladder and
+    /// no model run alongside.
+    NoReference,
+    /// What the check reads cannot be observed on this backend.
+    NotObservable,
+}
+
 /// One expectation and what was seen.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
     /// Line of the step in the scenario file.
     pub line: u64,
     pub what: String,
-    pub ok: bool,
+    pub outcome: Outcome,
     pub detail: String,
+}
+
+impl Check {
+    /// A check that passed when `ok`, else failed.
+    pub fn new(line: u64, what: impl Into<String>, ok: bool, detail: impl Into<String>) -> Self {
+        let outcome = if ok { Outcome::Passed } else { Outcome::Failed };
+        Check { line, what: what.into(), outcome, detail: detail.into() }
+    }
+
+    pub fn failed(line: u64, what: impl Into<String>, detail: impl Into<String>) -> Self {
+        Check::new(line, what, false, detail)
+    }
+
+    pub fn no_reference(line: u64, what: impl Into<String>, detail: impl Into<String>) -> Self {
+        Check { line, what: what.into(), outcome: Outcome::NoReference, detail: detail.into() }
+    }
+
+    /// Whether the check did not fail.
+    pub fn ok(&self) -> bool {
+        self.outcome != Outcome::Failed
+    }
+
+    pub fn passed(&self) -> bool {
+        self.outcome == Outcome::Passed
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -46,6 +85,9 @@ pub struct ScenarioReport {
     pub reason: Option<String>,
     pub checks: Vec<Check>,
     pub ladder: Vec<String>,
+    /// The messages seen, as the ladder draws them.
+    #[serde(skip)]
+    pub observed: Vec<crate::engine::Observed>,
     #[serde(skip)]
     pub events: Vec<String>,
     #[serde(skip)]
@@ -68,6 +110,7 @@ impl ScenarioReport {
             reason: None,
             checks: Vec::new(),
             ladder: Vec::new(),
+            observed: Vec::new(),
             events: Vec::new(),
             snapshots: Default::default(),
             logs: Default::default(),
@@ -82,13 +125,34 @@ impl ScenarioReport {
         self
     }
 
+    /// The verdict the checks give: FAIL when one failed, else PASS.
+    pub fn judge(&mut self) {
+        self.verdict = if self.checks.iter().all(Check::ok) { Verdict::Pass } else { Verdict::Fail };
+    }
+
+    /// How many checks had each outcome that is not a pass or a failure,
+    /// as words for the summary ("2 with no reference").
+    pub fn unchecked(&self) -> Vec<String> {
+        let count = |o: Outcome| self.checks.iter().filter(|c| c.outcome == o).count();
+        let mut v = Vec::new();
+        if count(Outcome::NoReference) > 0 {
+            v.push(format!("{} with no reference", count(Outcome::NoReference)));
+        }
+        if count(Outcome::NotObservable) > 0 {
+            v.push(format!("{} not observable", count(Outcome::NotObservable)));
+        }
+        v
+    }
+
     /// The one-line summary for the terminal.
     pub fn line(&self) -> String {
-        let failed = self.checks.iter().filter(|c| !c.ok).count();
+        let failed = self.checks.iter().filter(|c| !c.ok()).count();
+        let unchecked = self.unchecked();
+        let unchecked = if unchecked.is_empty() { String::new() } else { format!(" ({})", unchecked.join(", ")) };
         let tail = match (&self.reason, self.verdict) {
             (Some(r), _) => format!(" — {r}"),
-            (None, Verdict::Fail) => format!(" — {failed} of {} checks failed", self.checks.len()),
-            (None, _) => format!(" — {} checks", self.checks.len()),
+            (None, Verdict::Fail) => format!(" — {failed} of {} checks failed{unchecked}", self.checks.len()),
+            (None, _) => format!(" — {} checks{unchecked}", self.checks.len()),
         };
         format!(
             "{:<9} {:<14} {} ({:.0} ms){tail}",
@@ -168,7 +232,7 @@ pub fn junit(reports: &[ScenarioReport]) -> String {
                 let msg: Vec<String> = r
                     .checks
                     .iter()
-                    .filter(|c| !c.ok)
+                    .filter(|c| !c.ok())
                     .map(|c| format!("line {}: {}: {}", c.line, c.what, c.detail))
                     .collect();
                 let msg = r.reason.clone().unwrap_or_else(|| msg.join("; "));

@@ -1,44 +1,60 @@
 //! Runs scenarios and gives each a verdict.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant as WallClock;
 
+use crate::engine::{self, Judging, Reference};
 use crate::report::{Check, ScenarioReport, Verdict};
-use crate::scenario::{Scenario, Step};
-use crate::snapshots;
-use crate::virtual_lab::{missing_features, VirtualLab, FEATURES};
+use crate::scenario::Scenario;
+use crate::snapshots::Pins;
+use crate::virtual_lab::VirtualLab;
 
-/// Runs one loaded scenario in virtual time.
+/// Plays one loaded scenario in virtual time, judged against its stored
+/// pins.
 pub fn run_virtual(file: &Path, s: &Scenario) -> ScenarioReport {
-    let started = WallClock::now();
-    let mut report = ScenarioReport::new(file, s, "virtual");
-    let missing = missing_features(s, &FEATURES);
-    if !missing.is_empty() {
-        report.verdict = Verdict::Skip;
-        report.reason = Some(format!("needs {} (the virtual backend has {})", missing.join(", "), FEATURES.join(", ")));
-        return report;
-    }
+    run_virtual_with(file, s, Pins::default())
+}
+
+/// [`run_virtual`] with what to do with the pins.
+pub fn run_virtual_with(file: &Path, s: &Scenario, pins: Pins) -> ScenarioReport {
     let mut lab = match VirtualLab::build(s) {
         Ok(l) => l,
-        Err(e) => return report.lab_failed(e),
+        Err(e) => return ScenarioReport::new(file, s, "virtual").lab_failed(e),
     };
-    for step in &s.steps {
-        let line = step.referenced.line();
-        if let Step::Snapshot(name) = &step.value {
-            let state = serde_json::to_value(lab.world.state()).unwrap_or_default();
-            report.checks.push(snapshots::compare(file, name, &state, line));
-            report.snapshots.insert(name.clone(), state);
-            continue;
-        }
-        if let Some(c) = lab.step(&step.value, line) {
-            report.checks.push(c);
-        }
+    engine::play(file, s, &mut lab, Judging { reference: None, pins, out: None })
+}
+
+/// Plays a scenario in namespaces with the daemon binary `node_bin`, and
+/// in virtual time alongside: the namespace run's wire and tables are
+/// compared with the model's, and the model's with the stored pins.
+pub fn run_netns(file: &Path, s: &Scenario, node_bin: &Path, out: Option<&Path>, pins: Pins) -> ScenarioReport {
+    let model = run_virtual_with(file, s, pins);
+    let reference = Reference::of(&model);
+    let mut report = crate::netns_run::run(file, s, node_bin, Judging { reference: Some(&reference), pins, out });
+    if report.verdict != Verdict::Skip && model.verdict != Verdict::Skip {
+        report.checks.push(model_check(&model));
+        report.judge();
     }
-    report.ladder = lab.world.ladder();
-    report.events = lab.world.events.iter().map(|e| format!("{}ms {}: {}", e.at_ms, e.node, e.text)).collect();
-    report.verdict = VirtualLab::verdict_for(&report.checks);
-    report.wall_ms = started.elapsed().as_secs_f64() * 1000.0;
     report
+}
+
+/// The model run's own outcome, as one check of a namespace run: a model
+/// that failed its expectations or its pins is no reference to pass by.
+fn model_check(model: &ScenarioReport) -> Check {
+    let what = "the model run alongside passed and matched its stored pins";
+    let failed: Vec<String> =
+        model.checks.iter().filter(|c| !c.ok()).map(|c| format!("line {}: {} — {}", c.line, c.what, c.detail)).collect();
+    match (model.verdict, failed.is_empty()) {
+        (Verdict::Pass, _) => {
+            let unchecked = model.unchecked();
+            if unchecked.is_empty() {
+                Check::new(1, what, true, "every check passed")
+            } else {
+                Check::no_reference(1, what, format!("it passed, {}", unchecked.join(", ")))
+            }
+        }
+        (v, true) => Check::failed(1, what, format!("{v}: {}", model.reason.clone().unwrap_or_default())),
+        (v, false) => Check::failed(1, what, format!("{v}:\n{}", failed.join("\n"))),
+    }
 }
 
 /// Files named by paths or glob patterns, in order, each once.
@@ -76,6 +92,7 @@ pub fn run_all(
     jobs: usize,
     node_bin: Option<&Path>,
     out: &Path,
+    pins: Pins,
 ) -> Vec<ScenarioReport> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results = std::sync::Mutex::new(Vec::new());
@@ -85,8 +102,8 @@ pub fn run_all(
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some((f, s)) = loaded.get(i) else { break };
                 let r = match node_bin {
-                    Some(bin) => crate::netns_run::run(f, s, bin, Some(out)),
-                    None => run_virtual(f, s),
+                    Some(bin) => run_netns(f, s, bin, Some(out), pins),
+                    None => run_virtual_with(f, s, pins),
                 };
                 if let Ok(mut v) = results.lock() {
                     v.push((i, r));

@@ -44,12 +44,12 @@ impl FlowAccount {
         if !want.is_empty() {
             what.push_str(&format!(" and {verb} {}", want.join(" then ")));
         }
-        Check {
+        Check::new(
             line,
             what,
             ok,
-            detail: format!("sent {}, received {} (lost {lost}): {}", self.sent, self.received, counts.join(", ")),
-        }
+            format!("sent {}, received {} (lost {lost}): {}", self.sent, self.received, counts.join(", ")),
+        )
     }
 }
 

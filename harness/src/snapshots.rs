@@ -76,23 +76,6 @@ pub fn diff_lines(a: &[String], b: &[String]) -> String {
     out.join("\n")
 }
 
-/// Compares this run's state with the stored snapshot, if there is one.
-pub fn compare(scenario: &Path, name: &str, now: &serde_json::Value, line: u64) -> Check {
-    let path = path_for(scenario, name);
-    let what = format!("snapshot {name} matches {}", path.display());
-    match stored(&path) {
-        None => Check {
-            line,
-            what,
-            ok: true,
-            detail: "no stored snapshot yet: this run's tables are in the output folder; `cargo test -p pmiplab` records them for review".into(),
-        },
-        Some(Err(e)) => Check { line, what, ok: false, detail: format!("the stored snapshot does not parse: {e}") },
-        Some(Ok(stored)) if stored == *now => Check { line, what, ok: true, detail: "identical".into() },
-        Some(Ok(stored)) => Check { line, what, ok: false, detail: format!("state tables differ:\n{}", diff(&stored, now)) },
-    }
-}
-
 /// The part of the state tables both backends must agree on: every
 /// table of the LMA, the MAGs and the MNs, but not the MNs' packet
 /// counters, which count single packets in virtual time and probes (some
@@ -115,88 +98,148 @@ pub fn across_backends(v: &serde_json::Value) -> serde_json::Value {
     v
 }
 
-/// Compares a namespace run's state with the snapshot the virtual run
-/// stored, in the form [`across_backends`] gives both.
-pub fn compare_across_backends(scenario: &Path, name: &str, now: &serde_json::Value, line: u64) -> Check {
-    let path = path_for(scenario, name);
-    let what = format!("snapshot {name} (packet counters left out) matches {}", path.display());
-    match stored(&path) {
-        None => Check { line, what, ok: true, detail: "no stored snapshot yet".into() },
-        Some(Err(e)) => Check { line, what, ok: false, detail: format!("the stored snapshot does not parse: {e}") },
-        Some(Ok(s)) if across_backends(&s) == across_backends(now) => {
-            Check { line, what, ok: true, detail: "identical".into() }
+/// What a run does with the snapshots stored beside a scenario (its
+/// pins): compare with them, and write what this run saw — as a pending
+/// `.snap.new` for review when it differs, or as the pin itself when
+/// recording.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Pins {
+    /// Write this run's tables and ladder as the stored pins.
+    pub record: bool,
+    /// Write a `.snap.new` beside a pin this run differs from, for
+    /// `cargo insta review`.
+    pub pending: bool,
+}
+
+/// A pin's file as insta writes it: a header, then the value as YAML.
+fn pin_text(s: &crate::scenario::Scenario, expression: &str, value: &serde_json::Value) -> String {
+    let body = insta::_macro_support::serialize_value(value, insta::_macro_support::SerializationFormat::Yaml);
+    let info = serde_json::to_string(&format!("{} — {}", s.id, s.title)).unwrap_or_default();
+    let end = if body.ends_with('\n') { "" } else { "\n" };
+    format!("---\nsource: harness/tests/scenarios.rs\nexpression: {expression}\ninfo: {info}\n---\n{body}{end}")
+}
+
+/// The pending file beside a pin.
+pub fn pending_path(pin: &Path) -> PathBuf {
+    let mut p = pin.as_os_str().to_owned();
+    p.push(".new");
+    PathBuf::from(p)
+}
+
+impl Pins {
+    fn write(&self, path: &Path, text: &str, pending: bool) -> Result<PathBuf, String> {
+        let target = if pending { pending_path(path) } else { path.to_path_buf() };
+        if let Some(dir) = target.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
-        Some(Ok(s)) => Check {
+        std::fs::write(&target, text).map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+        if !pending {
+            let _ = std::fs::remove_file(pending_path(path));
+        }
+        Ok(target)
+    }
+
+    /// Compares `now` with the pin at `path`, which holds what `expression`
+    /// named.
+    fn compare(
+        &self,
+        s: &crate::scenario::Scenario,
+        path: &Path,
+        expression: &str,
+        what: String,
+        now: &serde_json::Value,
+        line: u64,
+    ) -> Check {
+        let text = pin_text(s, expression, now);
+        let stored = stored(path);
+        if self.record {
+            if let Some(Ok(old)) = &stored {
+                if old == now {
+                    return Check::new(line, what, true, "identical; kept");
+                }
+            }
+            let detail = match (&stored, self.write(path, &text, false)) {
+                (_, Err(e)) => return Check::failed(line, what, e),
+                (Some(Ok(old)), Ok(p)) => format!("recorded {} (it was, - before, + now:\n{})", p.display(), diff(old, now)),
+                (_, Ok(p)) => format!("recorded {}: review it; later runs compare with it", p.display()),
+            };
+            return Check::no_reference(line, what, detail);
+        }
+        match stored {
+            None => Check::no_reference(
+                line,
+                what,
+                format!("nothing stored at {}: `pmiplab run --record` records it for review", path.display()),
+            ),
+            Some(Err(e)) => Check::failed(line, what, format!("the stored pin does not parse: {e}")),
+            Some(Ok(old)) if old == *now => Check::new(line, what, true, "identical"),
+            Some(Ok(old)) => {
+                let pending = match self.pending.then(|| self.write(path, &text, true)) {
+                    Some(Ok(p)) => format!("\nthis run's is pending review in {}", p.display()),
+                    Some(Err(e)) => format!("\n{e}"),
+                    None => String::new(),
+                };
+                Check::failed(line, what, format!("differs (- stored, + this run):\n{}{pending}", diff(&old, now)))
+            }
+        }
+    }
+
+    /// Compares a snapshot step's tables with the pin `<stem>__<name>`.
+    pub fn compare_state(
+        &self,
+        file: &Path,
+        s: &crate::scenario::Scenario,
+        name: &str,
+        now: &serde_json::Value,
+        line: u64,
+    ) -> Check {
+        let path = path_for(file, name);
+        let what = format!("snapshot {name} matches {}", path.display());
+        self.compare(s, &path, "state", what, now, line)
+    }
+
+    /// Compares the run's ladder, times included, with the pin `<stem>__ladder`.
+    pub fn compare_ladder(&self, file: &Path, s: &crate::scenario::Scenario, ladder: &[String], line: u64) -> Check {
+        let path = path_for(file, "ladder");
+        let what = format!("message sequence matches {}", path.display());
+        self.compare(s, &path, "r.ladder", what, &serde_json::json!(ladder), line)
+    }
+}
+
+/// Compares a run's tables with those the model run alongside recorded at
+/// the same step, in the form [`across_backends`] gives both.
+pub fn compare_with_model(name: &str, model: Option<&serde_json::Value>, now: &serde_json::Value, line: u64) -> Check {
+    let what = format!("snapshot {name} (packet counters left out) matches the model run alongside");
+    match model {
+        None => Check::failed(line, what, format!("the model run recorded no snapshot {name}")),
+        Some(m) if across_backends(m) == across_backends(now) => Check::new(line, what, true, "identical"),
+        Some(m) => Check::failed(
             line,
             what,
-            ok: false,
-            detail: format!("state tables differ:\n{}", diff(&across_backends(&s), &across_backends(now))),
-        },
+            format!("differs (- model, + this run):\n{}", diff(&across_backends(m), &across_backends(now))),
+        ),
     }
 }
 
-/// One message of a stored ladder: its text without the virtual time, and
-/// whether the virtual run dropped it.
-fn ladder_entry(line: &str) -> (String, bool) {
-    let (_, message, dropped) = pmip_captures::ladder::split_line(line);
-    (message.to_string(), dropped)
-}
-
-/// Whether `captured` is the ladder's messages in order, where a message
-/// the virtual run dropped may be there or not: a fault that drops at the
-/// receiver does so after the capture saw it, one at the sender before.
-fn follows_ladder(ladder: &[(String, bool)], captured: &[String]) -> bool {
-    let (n, m) = (ladder.len(), captured.len());
-    // fits[i][j]: ladder[i..] accounts for exactly captured[j..].
-    let mut fits = vec![vec![false; m + 1]; n + 1];
-    fits[n][m] = true;
-    for i in (0..n).rev() {
-        for j in (0..=m).rev() {
-            let (text, dropped) = &ladder[i];
-            let taken = j < m && captured[j] == *text && fits[i + 1][j + 1];
-            fits[i][j] = taken || (*dropped && fits[i + 1][j]);
-        }
-    }
-    fits[0][0]
-}
-
-/// Compares the signalling captured on the wire in namespaces with the
-/// ladder the virtual run of the same scenario stored (`<stem>__ladder`),
-/// leaving out the virtual times.
-pub fn compare_sequence(scenario: &Path, captured: &[String], line: u64) -> Check {
-    let path = path_for(scenario, "ladder");
-    let what = format!("captured message sequence matches {}", path.display());
-    let ladder: Vec<(String, bool)> = match stored(&path) {
-        None => return Check { line, what, ok: true, detail: "no stored ladder yet".into() },
-        Some(Err(e)) => {
-            return Check { line, what, ok: false, detail: format!("the stored ladder does not parse: {e}") }
-        }
-        Some(Ok(v)) => match v.as_array() {
-            Some(a) => a.iter().map(|l| ladder_entry(l.as_str().unwrap_or_default())).collect(),
-            None => return Check { line, what, ok: false, detail: "the stored ladder is not a list".into() },
-        },
+/// Compares the messages that crossed the links in a run with those that
+/// crossed them in the model run alongside: the same messages between the
+/// same nodes in the same order, times left out.
+pub fn compare_wire_with_model(model: &[crate::engine::Observed], now: &[crate::engine::Observed], line: u64) -> Check {
+    let wire = |v: &[crate::engine::Observed]| -> Vec<String> {
+        v.iter().filter(|m| m.on_wire).map(|m| format!("{} -> {} {}", m.from, m.to, m.summary)).collect()
     };
-    if follows_ladder(&ladder, captured) {
-        return Check { line, what, ok: true, detail: format!("{} messages, in order", captured.len()) };
+    let (want, got) = (wire(model), wire(now));
+    let what = "the messages on the wire match the model run alongside".to_string();
+    if want == got {
+        Check::new(line, what, true, format!("{} messages, in order", got.len()))
+    } else {
+        Check::failed(line, what, format!("the wire differs (- model, + this run):\n{}", diff_lines(&want, &got)))
     }
-    let expected: Vec<String> = ladder
-        .iter()
-        .map(|(t, dropped)| if *dropped { format!("{t} (dropped: optional)") } else { t.clone() })
-        .collect();
-    Check { line, what, ok: false, detail: format!("the wire differs:\n{}", diff_lines(&expected, captured)) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ladder(lines: &[&str]) -> Vec<(String, bool)> {
-        lines.iter().map(|l| ladder_entry(l)).collect()
-    }
-
-    fn wire(lines: &[&str]) -> Vec<String> {
-        lines.iter().map(|l| l.to_string()).collect()
-    }
 
     #[test]
     fn across_backends_leaves_out_only_the_mn_packet_counters() {
@@ -217,41 +260,48 @@ mod tests {
         );
     }
 
-    #[test]
-    fn virtual_times_are_left_out_and_drops_marked() {
-        assert_eq!(ladder_entry("1006ms lma -> mag1 FMI seq=1"), ("lma -> mag1 FMI seq=1".into(), false));
-        assert_eq!(ladder_entry("7ms mag1 -> lma FMA seq=1 (dropped)"), ("mag1 -> lma FMA seq=1".into(), true));
-        assert_eq!(ladder_entry("lma -> mag1 PBA"), ("lma -> mag1 PBA".into(), false));
+    fn seen(from: &str, summary: &str, on_wire: bool) -> crate::engine::Observed {
+        crate::engine::Observed {
+            at_ms: 0,
+            from: from.into(),
+            to: "lma".into(),
+            summary: summary.into(),
+            on_wire,
+            delivered: on_wire,
+        }
     }
 
     #[test]
-    fn a_dropped_message_may_be_on_the_wire_or_not_but_nothing_else_may_differ() {
-        // FM-FMA-LOST: the repeated FMA has the text of the lost one.
-        let l = ladder(&["0ms FMI 1", "1ms FMA 1 (dropped)", "1000ms FMI 1", "1001ms FMA 1"]);
-        assert!(follows_ladder(&l, &wire(&["FMI 1", "FMI 1", "FMA 1"])), "dropped at the sender");
-        assert!(follows_ladder(&l, &wire(&["FMI 1", "FMA 1", "FMI 1", "FMA 1"])), "dropped at the receiver");
-        assert!(!follows_ladder(&l, &wire(&["FMI 1", "FMI 1"])), "the repeated FMA is missing");
-        assert!(!follows_ladder(&l, &wire(&["FMI 1", "FMA 1", "FMI 1"])), "the repeated FMA is missing");
-        assert!(!follows_ladder(&l, &wire(&["FMI 1", "FMI 1", "FMA 1", "FMA 1"])), "an extra FMA");
-        assert!(!follows_ladder(&l, &wire(&["FMI 1", "FMA 1", "FMA 1", "FMI 1"])), "out of order");
+    fn the_wire_is_compared_with_the_model_message_for_message() {
+        let model = [seen("mag1", "PBU seq=1", true), seen("mag1", "PBU seq=2", false), seen("mag1", "PBU seq=3", true)];
+        let same = compare_wire_with_model(&model, &[seen("mag1", "PBU seq=1", true), seen("mag1", "PBU seq=3", true)], 1);
+        assert!(same.passed(), "{}", same.detail);
+        let extra = compare_wire_with_model(&model, &[seen("mag1", "PBU seq=1", true), seen("mag1", "PBU seq=2", true), seen("mag1", "PBU seq=3", true)], 1);
+        assert!(!extra.ok());
+        assert_eq!(extra.detail, "the wire differs (- model, + this run):\n  mag1 -> lma PBU seq=1\n+ mag1 -> lma PBU seq=2\n  mag1 -> lma PBU seq=3");
+        let swapped = compare_wire_with_model(&model, &[seen("mag1", "PBU seq=3", true), seen("mag1", "PBU seq=1", true)], 1);
+        assert!(!swapped.ok());
     }
 
     #[test]
-    fn a_stored_ladder_is_read_and_a_different_wire_is_a_readable_failure() {
-        let dir = std::env::temp_dir().join(format!("pmiplab-ladder-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("snapshots")).unwrap();
-        let snap = "---\nsource: harness/tests/scenarios.rs\nexpression: r.ladder\n---\n\
-                    - \"0ms mag1 -> lma PBU seq=1\"\n- \"1ms lma -> mag1 PBA seq=1 status=0\"\n";
-        std::fs::write(dir.join("snapshots/x__ladder.snap"), snap).unwrap();
-        let scenario = dir.join("x.yaml");
-        let good = compare_sequence(&scenario, &wire(&["mag1 -> lma PBU seq=1", "lma -> mag1 PBA seq=1 status=0"]), 1);
-        assert!(good.ok, "{}", good.detail);
-        let bad = compare_sequence(&scenario, &wire(&["mag1 -> lma PBU seq=1", "lma -> mag1 PBA seq=1 status=157"]), 1);
+    fn a_pin_that_is_missing_is_no_reference_and_one_that_differs_is_written_pending() {
+        let dir = std::env::temp_dir().join(format!("pmiplab-pins-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("x.yaml");
+        let s = crate::scenario::parse(&file, "id: X-1\ntitle: t\nnodes: { lma: { role: lma }, mag1: { role: mag } }\nsteps: []\n").unwrap();
+        let v = serde_json::json!({"lma": {"binding_cache": [1]}});
+        let pins = Pins { record: false, pending: true };
+        let none = pins.compare_state(&file, &s, "a", &v, 3);
+        assert_eq!(none.outcome, crate::report::Outcome::NoReference, "{}", none.detail);
+        let rec = Pins { record: true, pending: false }.compare_state(&file, &s, "a", &v, 3);
+        assert_eq!(rec.outcome, crate::report::Outcome::NoReference, "{}", rec.detail);
+        assert!(pins.compare_state(&file, &s, "a", &v, 3).passed());
+        let changed = serde_json::json!({"lma": {"binding_cache": [2]}});
+        let bad = pins.compare_state(&file, &s, "a", &changed, 3);
+        assert!(!bad.ok());
+        let pending = pending_path(&path_for(&file, "a"));
+        assert!(pending.exists(), "{}", bad.detail);
+        assert_eq!(stored(&pending).unwrap().unwrap(), changed);
         std::fs::remove_dir_all(&dir).ok();
-        assert!(!bad.ok);
-        assert_eq!(
-            bad.detail,
-            "the wire differs:\n  mag1 -> lma PBU seq=1\n- lma -> mag1 PBA seq=1 status=0\n+ lma -> mag1 PBA seq=1 status=157"
-        );
     }
 }

@@ -27,7 +27,7 @@ fn run_passes_a_seed_scenario_and_leaves_its_results() {
     let result: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("FM-UP-FMI-01/result.json")).unwrap()).unwrap();
     assert_eq!(result["verdict"], "PASS");
-    assert!(result["checks"].as_array().unwrap().iter().all(|c| c["ok"] == true));
+    assert!(result["checks"].as_array().unwrap().iter().all(|c| c["outcome"] == "passed"), "{result}");
     assert!(std::fs::read_to_string(out.join("FM-UP-FMI-01/ladder.txt")).unwrap().contains("FMI seq=1 op=add"));
     let diagram = std::fs::read_to_string(out.join("FM-UP-FMI-01/ladder-diagram.txt")).unwrap();
     assert!(diagram.contains("|<-- FMI ---|           |  seq=1 op=add"), "{diagram}");
@@ -59,7 +59,7 @@ fn a_failing_expectation_fails_the_run_and_says_why() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{stdout}");
     assert!(
-        stdout.contains("FAIL") && stdout.contains("with status=155") && stdout.contains("expected at least 1, saw 0"),
+        stdout.contains("FAIL") && stdout.contains("with status=155") && stdout.contains("expected at least 1 delivered, saw 0"),
         "{stdout}"
     );
     std::fs::remove_dir_all(&dir).ok();

@@ -4,6 +4,7 @@
 //! and daemon.
 
 pub mod netlink;
+pub mod kernel_view;
 pub mod netns;
 
 use std::collections::BTreeMap;
@@ -379,9 +380,21 @@ impl Lab {
 
     /// Captures `iface` of `node` with pnet into `<lab dir>/<node>-<iface>.pcapng`.
     pub fn capture(&mut self, node: &str, iface: &str) -> io::Result<PathBuf> {
+        self.capture_tapped(node, iface, None)
+    }
+
+    /// [`capture`](Lab::capture), handing every signalling frame to `tap`
+    /// as it is seen, under the link name `<node>:<iface>`.
+    pub fn capture_tapped(
+        &mut self,
+        node: &str,
+        iface: &str,
+        tap: Option<pmip_captures::capture::Tap>,
+    ) -> io::Result<PathBuf> {
         let fd = self.ns(node)?.fd()?;
         let path = self.dir.join(format!("{node}-{iface}.pcapng"));
-        let c = pmip_captures::capture::Capture::start(iface, &path, move || {
+        let tap = tap.map(|t| (format!("{node}:{iface}"), t));
+        let c = pmip_captures::capture::Capture::start_tapped(iface, &path, tap, move || {
             nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
         })?;
         self.captures.push((format!("{node}:{iface}"), c));

@@ -145,6 +145,7 @@ impl CnNode {
                     let r = match req {
                         Request::Ready => Reply::ok(),
                         Request::State => Reply::state(self.state()),
+                        Request::Tables => Reply::state(serde_json::Value::Null),
                         Request::FlowStart(spec) => {
                             match self.start(spec).await {
                                 Ok(()) => Reply::ok(),

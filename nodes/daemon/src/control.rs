@@ -50,6 +50,8 @@ pub enum Request {
     },
     /// The state tables, the intents applied so far and the events.
     State,
+    /// The protocol tables alone, with no kernel read: what a poll asks.
+    Tables,
     Shutdown,
 }
 

@@ -23,6 +23,11 @@ pub struct FaultRule {
     /// A signalling message kind (PBU, PBA, FMI, …); absent for any.
     #[serde(default)]
     pub message: Option<String>,
+    /// Only messages to (direction out) or from (direction in) this
+    /// address; any peer when absent. A rule `{from: lma, to: mag1}` thus
+    /// never touches what the LMA sends to mag2.
+    #[serde(default)]
+    pub peer: Option<std::net::Ipv6Addr>,
     /// Applies to tunnelled data packets instead of signalling (drop and
     /// duplicate only).
     #[serde(default)]
@@ -77,13 +82,19 @@ impl Faults {
     /// The action for a signalling message (`name`) or a data packet
     /// (`None`) going in `dir`, if a rule takes it.
     pub fn check(&mut self, dir: Direction, name: Option<&str>) -> Option<Action> {
+        self.check_peer(dir, name, None)
+    }
+
+    /// [`check`](Faults::check) for a message to or from `peer`.
+    pub fn check_peer(&mut self, dir: Direction, name: Option<&str>, peer: Option<std::net::Ipv6Addr>) -> Option<Action> {
         for i in 0..self.rules.len() {
             let r = &self.rules[i];
             let kind_matches = match name {
                 Some(n) => !r.data && r.message.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(n)),
                 None => r.data,
             };
-            if r.direction != dir || !kind_matches || r.count == Some(0) {
+            let peer_matches = r.peer.is_none() || r.peer == peer;
+            if r.direction != dir || !kind_matches || !peer_matches || r.count == Some(0) {
                 continue;
             }
             if let Some(p) = r.per_mille {
@@ -111,6 +122,7 @@ mod tests {
             id: 0,
             direction: Direction::Out,
             message: Some("PBA".into()),
+            peer: None,
             data: false,
             action,
             count: Some(1),
@@ -128,6 +140,15 @@ mod tests {
         assert_eq!(f.check(Direction::Out, Some("pba")), Some(Action::Drop));
         assert_eq!(f.check(Direction::Out, Some("PBA")), None);
         assert_eq!(f.rules()[0].hits, 1);
+    }
+
+    #[test]
+    fn a_rule_for_one_peer_leaves_the_others_alone() {
+        let mut f = Faults::default();
+        let (mag1, mag2) = ("2001:db8:ffff::11".parse().unwrap(), "2001:db8:ffff::12".parse().unwrap());
+        f.add(FaultRule { peer: Some(mag1), ..rule(Action::Drop) }).unwrap();
+        assert_eq!(f.check_peer(Direction::Out, Some("PBA"), Some(mag2)), None);
+        assert_eq!(f.check_peer(Direction::Out, Some("PBA"), Some(mag1)), Some(Action::Drop));
     }
 
     #[test]

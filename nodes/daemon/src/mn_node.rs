@@ -356,6 +356,7 @@ impl MnNode {
                     let r = match req {
                         Request::Ready => Reply::ok(),
                         Request::State => Reply::state(self.state()),
+                        Request::Tables => Reply::state(self.state()["tables"].clone()),
                         Request::FlowStart(spec) => self.start_flow(spec),
                         Request::FlowStop { flow } => {
                             if let Some(t) = self.senders.remove(&flow) { t.abort(); }

@@ -200,17 +200,21 @@ impl Node {
 
     async fn send_now(&mut self, bytes: &[u8], dst: Ipv6Addr, summary: String) {
         let name = summary.split(' ').next().unwrap_or("").to_string();
-        self.record("sent", dst, summary);
-        if let Err(e) = self.socket.send_to(bytes, dst).await {
-            warn!("sending {name} to {dst} failed: {e}");
-            self.events.push(format!("sending {name} to {dst} failed: {e}"));
+        // The log is diagnosis: it says "sent" only of what the kernel took.
+        match self.socket.send_to(bytes, dst).await {
+            Ok(_) => self.record("sent", dst, summary),
+            Err(e) => {
+                warn!("sending {name} to {dst} failed: {e}");
+                self.events.push(format!("sending {name} to {dst} failed: {e}"));
+                self.record("send failed", dst, summary);
+            }
         }
     }
 
     /// Sends a message through the outgoing fault rules.
     async fn transmit(&mut self, bytes: Vec<u8>, dst: Ipv6Addr, summary: String) {
         let name = summary.split(' ').next().unwrap_or("").to_string();
-        let action = self.faults.lock().ok().and_then(|mut f| f.check(Direction::Out, Some(&name)));
+        let action = self.faults.lock().ok().and_then(|mut f| f.check_peer(Direction::Out, Some(&name), Some(dst)));
         match action {
             None => self.send_now(&bytes, dst, summary).await,
             Some(Action::Drop) => {
@@ -265,7 +269,7 @@ impl Node {
             }
         };
         let name = message.name();
-        let action = self.faults.lock().ok().and_then(|mut f| f.check(Direction::In, Some(name)));
+        let action = self.faults.lock().ok().and_then(|mut f| f.check_peer(Direction::In, Some(name), Some(src)));
         match action {
             None => self.deliver(message, src).await,
             Some(Action::Drop) => {
@@ -350,11 +354,17 @@ impl Node {
         self.apply(out).await;
     }
 
-    async fn state(&self) -> serde_json::Value {
+    /// The protocol tables alone: cheap enough to poll.
+    fn tables(&self) -> serde_json::Value {
         let tables = match &self.role {
             Role::Lma(l) => serde_json::to_value(l.state()),
             Role::Mag(m) => serde_json::to_value(m.state()),
         };
+        tables.unwrap_or_default()
+    }
+
+    async fn state(&self) -> serde_json::Value {
+        let tables = Ok::<_, serde_json::Error>(self.tables());
         let mut data_plane = serde_json::Value::Null;
         if let Some(plane) = &self.plane {
             let (tx, rx) = oneshot::channel();
@@ -407,6 +417,7 @@ impl Node {
                 return Some(if removed { Reply::ok() } else { Reply::error(format!("no fault rule {id}")) });
             }
             (Request::State, _) => return Some(Reply::state(self.state().await)),
+            (Request::Tables, _) => return Some(Reply::state(self.tables())),
             (Request::Send { to, message }, _) => {
                 let mut out = Output::default();
                 out.transmits.push(pmip_proto::Transmit { src: self.address, dst: to, message });

@@ -53,9 +53,17 @@ pub struct Output {
     pub transmits: Vec<Transmit>,
     pub intents: Vec<Intent>,
     pub events: Vec<String>,
+    /// A command the role could not carry out, and why: the caller reports
+    /// it as a failed step, not as something that happened.
+    pub refused: Option<String>,
 }
 
 impl Output {
+    /// Refuses the command being handled, saying why.
+    pub fn refuse(&mut self, why: String) {
+        self.events.push(why.clone());
+        self.refused = Some(why);
+    }
     pub fn send(&mut self, src: Ipv6Addr, dst: Ipv6Addr, message: Message) {
         self.transmits.push(Transmit { src, dst, message });
     }
@@ -66,6 +74,7 @@ impl Output {
         self.transmits.extend(other.transmits);
         self.intents.extend(other.intents);
         self.events.extend(other.events);
+        self.refused = self.refused.take().or(other.refused);
     }
 }
 

@@ -48,7 +48,11 @@ pub struct MessageRecord {
     pub from: String,
     pub to: String,
     pub summary: String,
+    /// Not taken in by its receiver: dropped by a fault or lost on the link.
     pub dropped: bool,
+    /// It crossed the link, where a capture would have seen it: false only
+    /// for a message a fault dropped at its sender.
+    pub on_wire: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -117,6 +121,8 @@ struct Scheduled {
     at: Instant,
     order: u64,
     what: Delivery,
+    /// Kept back by a delay fault rather than crossing a link.
+    held: bool,
 }
 
 impl Ord for Scheduled {
@@ -197,6 +203,18 @@ impl World {
     /// Messages and RAs still on their way.
     pub fn in_flight(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Messages and RAs crossing a link now, leaving out those a delay
+    /// fault keeps back: what a capture of every link would still see come.
+    pub fn on_the_wire(&self) -> usize {
+        self.queue.iter().filter(|s| !s.0.held).count()
+    }
+
+    /// The forwarding the intents built so far: the LMA's, each MAG's, and
+    /// the addresses on each MN's logical interface.
+    pub fn planes(&self) -> (&LmaPlane, &BTreeMap<String, MagPlane>, &BTreeMap<String, BTreeSet<Ipv6Addr>>) {
+        (&self.lma_plane, &self.mag_planes, &self.mn_planes)
     }
 
     pub fn add_lma(&mut self, name: &str, lma: Lma) {
@@ -310,13 +328,18 @@ impl World {
         }
     }
 
-    pub fn command(&mut self, c: LmaCommand) {
+    /// Hands a command to the LMA; `Err` says why the LMA refused it, or
+    /// that there is no LMA.
+    pub fn command(&mut self, c: LmaCommand) -> Result<(), String> {
         let now = self.now;
-        if let Some((name, lma)) = self.lma.as_mut() {
-            let name = name.clone();
-            let out = lma.handle(now, LmaInput::Command(c));
-            self.apply(&name, out);
-        }
+        let Some((name, lma)) = self.lma.as_mut() else {
+            return Err("there is no LMA to take the command".into());
+        };
+        let name = name.clone();
+        let mut out = lma.handle(now, LmaInput::Command(c));
+        let refused = out.refused.take();
+        self.apply(&name, out);
+        refused.map_or(Ok(()), Err)
     }
 
     fn feed_mag(&mut self, name: &str, input: MagInput) {
@@ -344,8 +367,12 @@ impl World {
     }
 
     fn schedule(&mut self, at: Instant, what: Delivery) {
+        self.schedule_held(at, what, false);
+    }
+
+    fn schedule_held(&mut self, at: Instant, what: Delivery, held: bool) {
         self.order += 1;
-        self.queue.push(Reverse(Scheduled { at, order: self.order, what }));
+        self.queue.push(Reverse(Scheduled { at, order: self.order, what, held }));
     }
 
     /// Takes a role's output: messages go on the wire (through the codec),
@@ -378,7 +405,7 @@ impl World {
                         self.send(held, Span::ZERO, false);
                     }
                 }
-                Some((FaultAction::Drop, _)) => self.record(&o, true),
+                Some((FaultAction::Drop, at_sender)) => self.record(&o, true, !at_sender),
                 Some((FaultAction::Duplicate, at_sender)) => {
                     if at_sender {
                         self.send(o.clone(), Span::ZERO, false);
@@ -390,7 +417,7 @@ impl World {
                 }
                 Some((a @ FaultAction::Delay { .. }, true)) => {
                     let at = self.now + a.delay();
-                    self.schedule(at, Delivery::Send(o));
+                    self.schedule_held(at, Delivery::Send(o), true);
                 }
                 Some((a @ FaultAction::Delay { .. }, false)) => self.send(o, a.delay(), false),
                 Some((FaultAction::Reorder, true)) => {
@@ -406,13 +433,14 @@ impl World {
         }
     }
 
-    fn record(&mut self, o: &Outgoing, dropped: bool) {
+    fn record(&mut self, o: &Outgoing, dropped: bool, on_wire: bool) {
         self.messages.push(MessageRecord {
             at_ms: self.now.as_millis(),
             from: o.from.clone(),
             to: o.to.clone(),
             summary: o.summary.clone(),
             dropped,
+            on_wire,
         });
     }
 
@@ -422,16 +450,23 @@ impl World {
     fn send(&mut self, o: Outgoing, extra: Span, hold: bool) {
         let props = self.link(&o.from, &o.to);
         let lost = props.loss_per_mille > 0 && self.draw_per_mille() < props.loss_per_mille;
-        self.record(&o, lost);
+        self.record(&o, lost, true);
         if !lost {
-            self.arrive(o, Span(props.latency.0 + extra.0), hold);
+            self.arrive_held(o, Span(props.latency.0 + extra.0), hold, extra.0 > 0);
         }
     }
 
     /// Schedules the arrival of a message already on the wire.
     fn arrive(&mut self, o: Outgoing, after: Span, hold: bool) {
+        self.arrive_held(o, after, hold, false);
+    }
+
+    /// [`arrive`](World::arrive); `held` when a delay fault at the
+    /// receiver keeps it back.
+    fn arrive_held(&mut self, o: Outgoing, after: Span, hold: bool, held: bool) {
         let at = self.now + after;
-        self.schedule(at, Delivery::Message { to: o.to, src: o.src, dst: o.dst, bytes: o.bytes, hold });
+        let what = Delivery::Message { to: o.to, src: o.src, dst: o.dst, bytes: o.bytes, hold };
+        self.schedule_held(at, what, held);
     }
 
     fn apply_intent(&mut self, node: &str, i: Intent) {

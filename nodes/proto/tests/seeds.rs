@@ -226,7 +226,7 @@ fn unbinding_a_moved_flow_cancels_it_at_the_mag() {
     s.bind_selector(2, 20, prefix_selector(pref(2)), &[2], FlowAction::Forward);
     s.move_flow(2, 1);
     assert_eq!(s.world.mag("mag1").unwrap().state().flows.len(), 1);
-    s.world.command(LmaCommand::UnbindFlow { mn_id: MN.into(), fid: 2 });
+    s.world.command(LmaCommand::UnbindFlow { mn_id: MN.into(), fid: 2 }).expect("the LMA unbinds the flow");
     s.settle();
     assert!(s.world.mag("mag1").unwrap().state().flows.is_empty());
     assert_eq!(s.arrives_on(flow(2, 5002)).as_deref(), Some("if2"), "back on the default path");
@@ -239,7 +239,7 @@ fn fm_up_fmi_prefix_granularity() {
     let mut s = seed(policy(PrefixModel::Unique, &[], &[1, 2], 1));
     s.attach("if1", "mag1", Ieee80211);
     s.attach("if2", "mag2", EUtran);
-    s.world.command(LmaCommand::MovePrefix { mn_id: MN.into(), prefix: pref(2), to_bid: 1 });
+    s.world.command(LmaCommand::MovePrefix { mn_id: MN.into(), prefix: pref(2), to_bid: 1 }).expect("the LMA moves the prefix");
     s.settle();
     let fmi = s.world.messages.iter().find(|m| m.summary.starts_with("FMI")).unwrap();
     assert!(fmi.summary.contains("hnp=2001:db8:2::/64") && !fmi.summary.contains("fid="), "{}", fmi.summary);

@@ -74,7 +74,7 @@ impl Lma {
                     Some(fid) => fid,
                     None => {
                         let Some(current) = self.cache.default_for_prefix(&prefix) else {
-                            out.event(format!("cannot move {prefix} of {mn_id}: no binding carries it"));
+                            out.refuse(format!("cannot move {prefix} of {mn_id}: no binding carries it"));
                             return;
                         };
                         let bids = vec![current.bid];
@@ -96,7 +96,7 @@ impl Lma {
             }
             LmaCommand::UnbindFlow { mn_id, fid } => {
                 if self.fmc.get(&mn_id, fid).is_none() {
-                    out.event(format!("cannot unbind {mn_id} FID {fid}: no such flow"));
+                    out.refuse(format!("cannot unbind {mn_id} FID {fid}: no such flow"));
                     return;
                 }
                 // The FMI[del] describes the flow, so build it while the entry exists.
@@ -121,15 +121,15 @@ impl Lma {
         out: &mut Output,
     ) {
         let Some(entry) = self.fmc.get(mn_id, fid).cloned() else {
-            out.event(format!("cannot move {mn_id} FID {fid}: it is not in the Flow Mobility Cache"));
+            out.refuse(format!("cannot move {mn_id} FID {fid}: it is not in the Flow Mobility Cache"));
             return;
         };
         let Some(target) = self.cache.get(mn_id, to_bid).filter(|b| b.is_active()).cloned() else {
-            out.event(format!("cannot move {mn_id} FID {fid} to BID {to_bid}: no active binding has that BID"));
+            out.refuse(format!("cannot move {mn_id} FID {fid} to BID {to_bid}: no active binding has that BID"));
             return;
         };
         if entry.bids == [to_bid] {
-            out.event(format!("{mn_id} FID {fid} is already bound to BID {to_bid}"));
+            out.refuse(format!("{mn_id} FID {fid} is already bound to BID {to_bid}"));
             return;
         }
         let dest = selector_destination(&entry.selector);

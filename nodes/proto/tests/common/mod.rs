@@ -124,11 +124,13 @@ impl Seed {
             selector,
             bids: bids.to_vec(),
             action,
-        });
+        })
+        .expect("the LMA binds the flow");
     }
 
     pub fn move_flow(&mut self, fid: u16, to_bid: u16) {
-        self.world.command(LmaCommand::MoveFlow { mn_id: MN.into(), fid, to_bid });
+        // A refused move is a result the tests check in the tables.
+        let _ = self.world.command(LmaCommand::MoveFlow { mn_id: MN.into(), fid, to_bid });
         self.settle();
     }
 

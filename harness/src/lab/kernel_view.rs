@@ -1,0 +1,99 @@
+//! A node's forwarding state read from its namespace's kernel by the
+//! harness itself, not asked of the node: the routes its daemon owns
+//! (protocol 154), its source rules, and the addresses on an MN's logical
+//! interface, in the normal form of [`KernelSection`].
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{IpAddr, Ipv6Addr};
+
+use futures::TryStreamExt;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressScope};
+use rtnetlink::packet_route::link::LinkAttribute;
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
+use rtnetlink::packet_route::rule::RuleAttribute;
+use rtnetlink::{Handle, RouteMessageBuilder};
+
+use crate::forwarding::KernelSection;
+
+/// The route protocol the daemons mark their routes with.
+pub const DAEMON_ROUTE_PROTOCOL: u8 = 154;
+/// The MN daemon's logical interface.
+pub const LOGICAL_INTERFACE: &str = "lif";
+
+fn nl(what: &'static str) -> impl FnOnce(rtnetlink::Error) -> io::Error {
+    move |e| io::Error::other(format!("{what}: {e}"))
+}
+
+async fn link_names(h: &Handle) -> io::Result<BTreeMap<u32, String>> {
+    let mut names = BTreeMap::new();
+    let mut links = h.link().get().execute();
+    while let Some(l) = links.try_next().await.map_err(nl("listing links"))? {
+        for a in &l.attributes {
+            if let LinkAttribute::IfName(n) = a {
+                names.insert(l.header.index, n.clone());
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// Reads the kernel section of the namespace `h` talks to.
+pub async fn read(h: &Handle) -> io::Result<KernelSection> {
+    let names = link_names(h).await?;
+    let mut section = KernelSection::default();
+    let mut dump = h.route().get(RouteMessageBuilder::<Ipv6Addr>::new().build()).execute();
+    while let Some(r) = dump.try_next().await.map_err(nl("listing routes"))? {
+        if u8::from(r.header.protocol) != DAEMON_ROUTE_PROTOCOL || r.header.destination_prefix_length == 0 {
+            continue;
+        }
+        let (mut dst, mut dev, mut encap) = (None, None, false);
+        for a in &r.attributes {
+            match a {
+                RouteAttribute::Destination(RouteAddress::Inet6(d)) => dst = Some(*d),
+                RouteAttribute::Oif(i) => dev = names.get(i).cloned(),
+                RouteAttribute::Encap(_) | RouteAttribute::EncapType(_) => encap = true,
+                _ => {}
+            }
+        }
+        let Some(dst) = dst else { continue };
+        let prefix = pmip_proto::Prefix::new(dst, r.header.destination_prefix_length);
+        // Into the tunnel, whichever datapath carries it: a TUN device or
+        // an encapsulating route.
+        let tunnel = encap || dev.as_deref().is_some_and(|d| d.starts_with("tun"));
+        section.routes.insert(match (tunnel, dev) {
+            (true, _) => format!("{prefix} tunnel"),
+            (false, Some(d)) => format!("{prefix} dev {d}"),
+            (false, None) => format!("{prefix} unreachable"),
+        });
+    }
+    let mut rules = h.rule().get(rtnetlink::IpVersion::V6).execute();
+    while let Some(r) = rules.try_next().await.map_err(nl("listing rules"))? {
+        for a in &r.attributes {
+            if let RuleAttribute::Source(IpAddr::V6(s)) = a {
+                section.uplink.insert(pmip_proto::Prefix::new(*s, r.header.src_len).to_string());
+            }
+        }
+    }
+    if let Some((&index, _)) = names.iter().find(|(_, n)| *n == LOGICAL_INTERFACE) {
+        let mut addrs = h.address().get().set_link_index_filter(index).execute();
+        while let Some(m) = addrs.try_next().await.map_err(nl("listing addresses"))? {
+            if m.header.scope != AddressScope::Universe {
+                continue;
+            }
+            for a in &m.attributes {
+                if let AddressAttribute::Address(IpAddr::V6(x)) = a {
+                    section.addresses.insert(x.to_string());
+                }
+            }
+        }
+    }
+    Ok(section)
+}
+
+impl super::Lab {
+    /// The kernel section of `node`, read from its namespace.
+    pub fn kernel_section(&self, node: &str) -> io::Result<KernelSection> {
+        self.rt.block_on(read(self.nl(node)?))
+    }
+}

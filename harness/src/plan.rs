@@ -1,0 +1,121 @@
+//! What every backend derives the same way from a scenario: the address
+//! plan, identifiers, interface names, flow keys and FIDs, and the
+//! features each backend offers. Neither backend owns these, so a flow key
+//! or an MN-ID cannot mean one thing in virtual time and another in
+//! namespaces.
+
+use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
+
+use pmip_proto::FlowKey;
+
+use crate::scenario::{proto_number, NodeSpec, Profile, Role, Scenario, Step};
+
+/// What the virtual backend can play.
+pub const VIRTUAL_FEATURES: [&str; 3] = ["virtual", "draft-fmi", "binding-revocation"];
+/// What the namespace backend can play.
+pub const NETNS_FEATURES: [&str; 4] = ["namespaces", "draft-fmi", "binding-revocation", "real-time"];
+
+/// Addresses of every node: given ones, else from the plan.
+pub struct AddressPlan {
+    pub of: BTreeMap<String, Ipv6Addr>,
+    /// Each MN's interface identifier in its prefixes.
+    pub iid: BTreeMap<String, u64>,
+}
+
+impl AddressPlan {
+    /// The node that has `a`, or the address itself when none has.
+    pub fn name_of(&self, a: Ipv6Addr) -> String {
+        self.of.iter().find(|(_, v)| **v == a).map(|(k, _)| k.clone()).unwrap_or_else(|| a.to_string())
+    }
+}
+
+pub fn address_plan(s: &Scenario) -> AddressPlan {
+    let mut of = BTreeMap::new();
+    let mut iid = BTreeMap::new();
+    let (mut mags, mut cns, mut mns) = (0u16, 0u16, 0u64);
+    for (name, n) in &s.nodes {
+        let n = &n.value;
+        let planned = match n.role {
+            Role::Lma => Some(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1)),
+            Role::Mag => {
+                mags += 1;
+                Some(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 0x10 + mags))
+            }
+            Role::Cn => {
+                cns += 1;
+                Some(Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, cns))
+            }
+            Role::Mn => {
+                mns += 1;
+                iid.insert(name.clone(), mns);
+                None
+            }
+        };
+        if let Some(a) = n.address.or(planned) {
+            of.insert(name.clone(), a);
+        }
+    }
+    AddressPlan { of, iid }
+}
+
+/// The gateway a CN routes through: the LMA's end of the CN's link.
+pub fn cn_gateway(cn_addr: Ipv6Addr) -> Ipv6Addr {
+    let s = cn_addr.segments();
+    Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0xffff)
+}
+
+pub fn mn_id(name: &str, spec: &NodeSpec) -> String {
+    spec.mn_id.clone().unwrap_or_else(|| format!("{name}@pmip.lab"))
+}
+
+/// The MN-ID of the MN named `mn`, or its name when the scenario has no such node.
+pub fn mn_id_of(s: &Scenario, mn: &str) -> String {
+    s.nodes.get(mn).map(|n| mn_id(mn, &n.value)).unwrap_or_else(|| mn.to_string())
+}
+
+/// The MAG's end of an MN interface's access link.
+pub fn access_iface(mn_iface: &str) -> String {
+    format!("to-{}", mn_iface.replace('/', "-"))
+}
+
+/// The LMA's name.
+pub fn lma_name(s: &Scenario) -> Option<&str> {
+    s.nodes.iter().find(|(_, n)| n.value.role == Role::Lma).map(|(k, _)| k.as_str())
+}
+
+/// The names of the nodes in `role`, in name order.
+pub fn nodes_in(s: &Scenario, role: Role) -> impl Iterator<Item = &str> {
+    s.nodes.iter().filter(move |(_, n)| n.value.role == role).map(|(k, _)| k.as_str())
+}
+
+/// The downlink 5-tuple of a named flow: CN to the MN's address in the
+/// flow's prefix.
+pub fn flow_key(s: &Scenario, plan: &AddressPlan, name: &str) -> Option<FlowKey> {
+    let f = &s.flows.get(name)?.value;
+    Some(FlowKey {
+        src: *plan.of.get(&f.cn.value)?,
+        dst: f.prefix.with_iid(*plan.iid.get(&f.mn.value)?),
+        next_header: proto_number(&f.proto.value)?,
+        src_port: f.sport,
+        dst_port: f.dport,
+    })
+}
+
+/// The FID a scenario's `bind` gave a flow.
+pub fn fid_of(s: &Scenario, flow: &str) -> Option<u16> {
+    s.steps.iter().find_map(|st| match &st.value {
+        Step::Bind(b) if b.flow.value == flow => Some(b.fid),
+        _ => None,
+    })
+}
+
+/// What `s` requires that a backend with `features` lacks: its `requires`
+/// list, and `rfc7864` for a scenario in that profile.
+pub fn missing_features<'a>(s: &'a Scenario, features: &[&str]) -> Vec<&'a str> {
+    let profile = (s.wire.profile == Profile::Rfc7864).then_some("rfc7864");
+    let mut missing: Vec<&str> =
+        s.requires.iter().map(|r| r.value.as_str()).chain(profile).filter(|r| !features.contains(r)).collect();
+    missing.dedup();
+    missing
+}
