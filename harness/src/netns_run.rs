@@ -175,6 +175,16 @@ pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, file: &Path, bin: &Path, capt
         observed: Vec::new(),
         last_activity: WallClock::now(),
         receiver_faults: Vec::new(),
+        ra_links: s
+            .links
+            .iter()
+            .filter_map(|l| {
+                let mn = l.value.mn.value.split_once('/')?.0.to_string();
+                Some((format!("{}:{}", l.value.mag.value, access_iface(&l.value.mn.value)), mn))
+            })
+            .collect(),
+        ras_seen: BTreeMap::new(),
+        ras_taken: BTreeMap::new(),
         probe_flow: 100,
         running: BTreeMap::new(),
     })
@@ -201,6 +211,13 @@ pub(crate) struct Run<'a> {
     /// Fault rules installed at receivers, with when: what they drop was on
     /// the wire but never taken in, which no capture can show.
     receiver_faults: Vec<(u64, FaultRule)>,
+    /// Access link (as captures name it) → the MN on its other end.
+    ra_links: BTreeMap<String, String>,
+    /// Router Advertisements seen on the wire to each MN, and how many of
+    /// them the MN says it has applied: the MN is the tester's own
+    /// instrument, and a settled attachment is one whose RA took effect.
+    ras_seen: BTreeMap<String, u64>,
+    ras_taken: BTreeMap<String, u64>,
     probe_flow: u16,
     /// Started flows: the probe flow id each is sent under.
     running: BTreeMap<(String, Direction), u16>,
@@ -216,6 +233,12 @@ impl Run<'_> {
         let mut fresh = false;
         while let Ok(sight) = self.sightings.try_recv() {
             self.last_activity = WallClock::now();
+            let f = &sight.frame;
+            if f.len() > 54 && f[20] == 58 && f[54] == 134 {
+                if let Some(mn) = self.ra_links.get(&sight.link) {
+                    *self.ras_seen.entry(mn.clone()).or_default() += 1;
+                }
+            }
             let Some((src, dst, mh)) = sequence::mobility_header(&sight.frame) else { continue };
             let d = lax::decode(mh, Some(&Endpoints { src, dst }), &self.wire);
             let mut summary = match &d.message {
@@ -362,7 +385,27 @@ impl Observe for Run<'_> {
 
     fn quiet(&mut self) -> bool {
         self.poll();
-        self.last_activity.elapsed() >= QUIET
+        if self.last_activity.elapsed() < QUIET {
+            return false;
+        }
+        let behind: Vec<String> = self
+            .ras_seen
+            .iter()
+            .filter(|(mn, n)| self.ras_taken.get(*mn).copied().unwrap_or(0) < **n)
+            .map(|(mn, _)| mn.clone())
+            .collect();
+        for mn in behind {
+            let Ok(st) = self.state(&mn) else { continue };
+            let taken = st["counters"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| k.starts_with("RA taken on "))
+                .filter_map(|(_, v)| v.as_u64())
+                .sum();
+            self.ras_taken.insert(mn.clone(), taken);
+        }
+        self.ras_seen.iter().all(|(mn, n)| self.ras_taken.get(mn).copied().unwrap_or(0) >= *n)
     }
 }
 

@@ -5,27 +5,58 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::io::IoSliceMut;
-use std::net::SocketAddrV6;
-use std::os::fd::AsRawFd;
 
-use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrIn6};
 use pmip_proto::Prefix;
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use tokio::io::unix::AsyncFd;
 
 use crate::kernel::Kernel;
 use crate::nd::{self, Nd};
+use crate::packet_socket::PacketSocket;
 
 struct Link {
-    index: u32,
     mac: [u8; 6],
     att: u8,
+    /// Router Solicitations are read and Advertisements sent here, as
+    /// frames: the first RS after the link comes up is not lost, nor the
+    /// RA answering it, while the kernel's IPv6 on the link is still
+    /// getting ready.
+    rs: PacketSocket,
 }
 
 pub struct Access {
-    sock: AsyncFd<Socket>,
     links: BTreeMap<String, Link>,
+}
+
+/// A classic BPF program that passes only ICMPv6 Router Solicitations in
+/// an Ethernet frame (IPv6 next header 58 at offset 20, ICMPv6 type 133
+/// at offset 54, no extension headers), so data frames never wake the MAG.
+const RS_FILTER: [libc::sock_filter; 6] = [
+    libc::sock_filter { code: 0x30, jt: 0, jf: 0, k: 20 }, // ldb [20]
+    libc::sock_filter { code: 0x15, jt: 0, jf: 3, k: 58 }, // jeq #58, else drop
+    libc::sock_filter { code: 0x30, jt: 0, jf: 0, k: 54 }, // ldb [54]
+    libc::sock_filter { code: 0x15, jt: 0, jf: 1, k: 133 }, // jeq #133, else drop
+    libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0xffff }, // ret: the frame
+    libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0 },  // ret: nothing
+];
+
+/// Whether the kernel has an interface up and running (IFF_RUNNING): its
+/// carrier came up and the kernel has made it ready to send.
+fn running(iface: &str) -> bool {
+    let Ok(sock) = std::net::UdpSocket::bind("[::1]:0").or_else(|_| std::net::UdpSocket::bind("127.0.0.1:0")) else {
+        return true;
+    };
+    // SAFETY: a zeroed ifreq is valid; the name is copied in, NUL-terminated.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let name = iface.as_bytes();
+    if name.len() >= req.ifr_name.len() {
+        return true;
+    }
+    for (d, s) in req.ifr_name.iter_mut().zip(name) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS fills the ifreq we own, on a socket we own.
+    let rc = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&sock), libc::SIOCGIFFLAGS, &mut req) };
+    // SAFETY: SIOCGIFFLAGS set the flags member of the union.
+    rc < 0 || (i32::from(unsafe { req.ifr_ifru.ifru_flags }) & libc::IFF_RUNNING) != 0
 }
 
 /// An MN interface asked for a router.
@@ -41,70 +72,58 @@ impl Access {
         let kernel = Kernel::new()?;
         let mut out = BTreeMap::new();
         for (name, att) in links {
-            out.insert(
-                name.clone(),
-                Link { index: kernel.index(name).await?, mac: kernel.mac(name).await?, att: *att },
-            );
+            let index = kernel.index(name).await?;
+            let rs = PacketSocket::open_filtered(index, libc::ETH_P_IPV6 as u16, &RS_FILTER)
+                .map_err(|e| io::Error::new(e.kind(), format!("listening for Router Solicitations on {name}: {e}")))?;
+            out.insert(name.clone(), Link { mac: kernel.mac(name).await?, att: *att, rs });
         }
-        let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot open a raw ICMPv6 socket: {e}")))?;
-        // Neighbour Discovery messages must carry hop limit 255.
-        s.set_multicast_hops_v6(255)?;
-        s.set_unicast_hops_v6(255)?;
-        setsockopt(&s, sockopt::Ipv6RecvPacketInfo, &true).map_err(io::Error::from)?;
-        s.set_nonblocking(true)?;
-        // SAFETY: the AsyncFd owns the socket while registered.
-        let sock = unsafe { AsyncFd::register(s) }.map_err(|e| io::Error::other(e.to_string()))?;
-        Ok(Access { sock, links: out })
+        Ok(Access { links: out })
     }
 
+    /// Sends a Router Advertisement on an access link as a whole frame,
+    /// from the link-local address the link's MAC gives: it goes out even
+    /// while the kernel's IPv6 on a link that just came up has no
+    /// link-local address of its own yet.
     pub async fn advertise(&self, iface: &str, prefixes: &[Prefix]) -> io::Result<()> {
         let link = self.links.get(iface).ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotFound, format!("{iface} is not an access link of this MAG"))
         })?;
         let lifetime = if prefixes.is_empty() { 0 } else { 1800 };
         let body = nd::router_advertisement(link.mac, prefixes, lifetime);
-        let to = SockAddr::from(SocketAddrV6::new(nd::ALL_NODES, 0, 0, link.index));
-        loop {
-            let mut g = self.sock.writable().await?;
-            match g.try_io(|s| s.get_ref().send_to(&body, &to)) {
-                Ok(r) => return r.map(|_| ()),
-                Err(_would_block) => continue,
-            }
+        let src = crate::kernel::link_local_of(&link.mac)
+            .ok_or_else(|| io::Error::other(format!("{iface} has no Ethernet address")))?;
+        let packet = nd::icmpv6(src, nd::ALL_NODES, body);
+        // A link that just got carrier drops what is sent on it, silently,
+        // until the kernel has activated it; the MN's RS can arrive before.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(500);
+        while !running(iface) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
+        link.rs.send(&nd::ethernet(nd::multicast_mac(nd::ALL_NODES), link.mac, &packet)).await
     }
 
-    /// Waits for the next Router Solicitation on an access link.
+    /// Waits for the next Router Solicitation on an access link: hop limit
+    /// 255 (RFC 4861 §6.1.1), read from the frame.
     pub async fn solicitation(&self) -> io::Result<Solicitation> {
-        let mut buf = [0u8; 1500];
-        loop {
-            let mut g = self.sock.readable().await?;
-            let r = g.try_io(|s| {
-                let mut iov = [IoSliceMut::new(&mut buf)];
-                let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo);
-                let m = recvmsg::<SockaddrIn6>(s.get_ref().as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())
-                    .map_err(io::Error::from)?;
-                let index = m
-                    .cmsgs()
-                    .map_err(io::Error::from)?
-                    .find_map(|c| match c {
-                        ControlMessageOwned::Ipv6PacketInfo(i) => Some(i.ipi6_ifindex),
-                        _ => None,
-                    })
-                    .unwrap_or(0);
-                Ok((m.bytes, index))
-            });
-            let (n, index) = match r {
-                Ok(Ok(x)) => x,
-                Ok(Err(e)) => return Err(e),
-                Err(_would_block) => continue,
-            };
-            let Some((name, link)) = self.links.iter().find(|(_, l)| l.index == index) else {
-                continue;
-            };
-            if let Nd::Rs { mac } = nd::parse(&buf[..n]) {
-                return Ok(Solicitation { iface: name.clone(), att: link.att, mac });
-            }
+        let reads = self.links.iter().map(|(name, link)| {
+            Box::pin(async move {
+                let mut buf = [0u8; 1514];
+                loop {
+                    let n = link.rs.recv(&mut buf).await?;
+                    let frame = &buf[..n];
+                    if frame.len() < 54 + 8 || frame[21] != 255 {
+                        continue;
+                    }
+                    if let Nd::Rs { mac } = nd::parse(&frame[54..]) {
+                        return Ok::<_, io::Error>(Solicitation { iface: name.clone(), att: link.att, mac });
+                    }
+                }
+            })
+        });
+        let reads: Vec<_> = reads.collect();
+        if reads.is_empty() {
+            return std::future::pending().await;
         }
+        futures::future::select_all(reads).await.0
     }
 }

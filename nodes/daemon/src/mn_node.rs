@@ -179,8 +179,10 @@ impl MnNode {
                 Nd::Ra { prefixes, router_mac } => {
                     self.phys[i].router_mac = Some(router_mac.unwrap_or(src_mac));
                     let now = self.now();
-                    let out = self.mn.handle(now, MnInput::RouterAdvertisement { iface: name, prefixes });
+                    let out = self.mn.handle(now, MnInput::RouterAdvertisement { iface: name.clone(), prefixes });
                     self.apply(out).await;
+                    // Counted once applied: the harness waits on it to know an RA took effect.
+                    self.count(format!("RA taken on {name}"));
                     return;
                 }
                 Nd::Ns { target } => {

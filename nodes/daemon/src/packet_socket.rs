@@ -12,7 +12,14 @@ pub struct PacketSocket {
 
 impl PacketSocket {
     pub fn open(ifindex: u32) -> io::Result<PacketSocket> {
-        let proto = (libc::ETH_P_ALL as u16).to_be();
+        Self::open_filtered(ifindex, libc::ETH_P_ALL as u16, &[])
+    }
+
+    /// A packet socket for frames of `ethertype` on `ifindex` that pass
+    /// the classic BPF program `filter` (none when empty). The filter is
+    /// attached before the socket is bound, so no other frame is queued.
+    pub fn open_filtered(ifindex: u32, ethertype: u16, filter: &[libc::sock_filter]) -> io::Result<PacketSocket> {
+        let proto = ethertype.to_be();
         // SAFETY: socket(2); the result is checked and owned below.
         let raw = unsafe {
             libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, i32::from(proto))
@@ -26,6 +33,22 @@ impl PacketSocket {
         }
         // SAFETY: raw is a descriptor we just opened.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        if !filter.is_empty() {
+            let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut libc::sock_filter };
+            // SAFETY: setsockopt(2) with a sock_fprog that points into `filter`, which outlives the call.
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_ATTACH_FILTER,
+                    &prog as *const libc::sock_fprog as *const libc::c_void,
+                    std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+                )
+            };
+            if rc < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
         // SAFETY: a zeroed sockaddr_ll is valid; we set the fields bind needs.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
