@@ -8,8 +8,8 @@ use pmip_wire::{
     PbuFlags, Timestamp, TrafficSelector,
 };
 
-use crate::scenario::{parse_att, parse_hi, Scenario, SendFmi, SendPbu};
 use crate::plan::mn_id;
+use crate::scenario::{parse_att, parse_hi, Scenario, SendFmi, SendPbu};
 
 /// The PBU a `send` step describes, stamped with `now` (microseconds on
 /// the Timestamp option's scale) moved by the step's shift. `None` when

@@ -4,9 +4,9 @@
 pub mod bench;
 pub mod crafted;
 pub mod deploy;
-pub mod lab;
 pub mod engine;
 pub mod forwarding;
+pub mod lab;
 pub mod netns_run;
 pub mod node_config;
 pub mod plan;

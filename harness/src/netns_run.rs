@@ -59,6 +59,18 @@ pub fn cannot_play(step: &Step, line: u64) -> Option<String> {
 
 /// Plays `s` in namespaces with the daemon binary `node_bin`.
 pub fn run(file: &Path, s: &Scenario, node_bin: &Path, judging: Judging<'_>) -> ScenarioReport {
+    run_prepared(file, s, node_bin, judging, &mut |_| Ok(()))
+}
+
+/// [`run`], with `prepare` given the lab once it is built and before the
+/// first step: for tests that change a lab behind the engine's back.
+pub fn run_prepared(
+    file: &Path,
+    s: &Scenario,
+    node_bin: &Path,
+    judging: Judging<'_>,
+    prepare: &mut dyn FnMut(&Lab) -> Result<(), String>,
+) -> ScenarioReport {
     // A scenario that will SKIP builds no lab.
     if let Some(why) = engine::skip_reason(s, &SkipProbe) {
         let mut report = ScenarioReport::new(file, s, "namespaces");
@@ -67,7 +79,7 @@ pub fn run(file: &Path, s: &Scenario, node_bin: &Path, judging: Judging<'_>) -> 
         return report;
     }
     let built = Lab::new().map_err(|e| e.to_string()).and_then(|lab| build(lab, s, file, node_bin, true));
-    match built {
+    match built.and_then(|r| prepare(&r.lab).map(|()| r)) {
         Ok(mut r) => engine::play(file, s, &mut r, judging),
         Err(e) => ScenarioReport::new(file, s, "namespaces").lab_failed(e),
     }
@@ -595,8 +607,9 @@ impl Backend for Run<'_> {
         let id = self.next_probe();
         let spec = json!({"cmd": "flow_start", "flow": id, "src": key.dst, "dst": key.src, "sport": key.dst_port, "dport": key.src_port, "rate_pps": 1000, "count": 1});
         self.request(&run.mn, spec)?;
-        let got =
-            self.wait_report(&run.cn, Duration::from_secs(3), |s| s["received"][id.to_string()]["stats"]["received"] == 1)?;
+        let got = self.wait_report(&run.cn, Duration::from_secs(3), |s| {
+            s["received"][id.to_string()]["stats"]["received"] == 1
+        })?;
         let reached_cn = got["received"][id.to_string()]["stats"]["received"] == 1;
         let after = self.state(&run.mn)?["counters"].clone();
         let left_on: Vec<String> = self.s.nodes[&run.mn]
@@ -633,7 +646,8 @@ impl Backend for Run<'_> {
         if !matches!(self.s.nodes.get(node)?.value.role, Role::Lma | Role::Mag) {
             return None;
         }
-        let intents: Vec<pmip_proto::Intent> = serde_json::from_value(self.state(node).ok()?["intents"].clone()).ok()?;
+        let intents: Vec<pmip_proto::Intent> =
+            serde_json::from_value(self.state(node).ok()?["intents"].clone()).ok()?;
         Some(KernelSection::from_intents(&intents))
     }
 
@@ -643,7 +657,11 @@ impl Backend for Run<'_> {
         let caps = match self.lab.stop_captures() {
             Ok(c) => c,
             Err(e) => {
-                report.checks.push(Check::failed(1, "every link was captured", format!("the captures could not be stopped: {e}")));
+                report.checks.push(Check::failed(
+                    1,
+                    "every link was captured",
+                    format!("the captures could not be stopped: {e}"),
+                ));
                 return;
             }
         };

@@ -11,8 +11,8 @@ use pmip_proto::world::mac_for;
 use pmip_proto::Span;
 use pmip_wire::HandoffIndicator;
 
-use crate::scenario::{Role, Scenario};
 use crate::plan::{mn_id, AddressPlan};
+use crate::scenario::{Role, Scenario};
 
 /// The LMA's configuration: RFC 5213 defaults, then the scenario's `lma:`
 /// settings; every MAG not marked `authorized: false` may send PBUs.

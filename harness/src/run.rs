@@ -27,9 +27,22 @@ pub fn run_virtual_with(file: &Path, s: &Scenario, pins: Pins) -> ScenarioReport
 /// in virtual time alongside: the namespace run's wire and tables are
 /// compared with the model's, and the model's with the stored pins.
 pub fn run_netns(file: &Path, s: &Scenario, node_bin: &Path, out: Option<&Path>, pins: Pins) -> ScenarioReport {
+    run_netns_prepared(file, s, node_bin, out, pins, &mut |_| Ok(()))
+}
+
+/// [`run_netns`], with `prepare` given the lab before the first step.
+pub fn run_netns_prepared(
+    file: &Path,
+    s: &Scenario,
+    node_bin: &Path,
+    out: Option<&Path>,
+    pins: Pins,
+    prepare: &mut dyn FnMut(&crate::lab::Lab) -> Result<(), String>,
+) -> ScenarioReport {
     let model = run_virtual_with(file, s, pins);
     let reference = Reference::of(&model);
-    let mut report = crate::netns_run::run(file, s, node_bin, Judging { reference: Some(&reference), pins, out });
+    let judging = Judging { reference: Some(&reference), pins, out };
+    let mut report = crate::netns_run::run_prepared(file, s, node_bin, judging, prepare);
     if report.verdict != Verdict::Skip && model.verdict != Verdict::Skip {
         report.checks.push(model_check(&model));
         report.judge();
@@ -41,8 +54,12 @@ pub fn run_netns(file: &Path, s: &Scenario, node_bin: &Path, out: Option<&Path>,
 /// that failed its expectations or its pins is no reference to pass by.
 fn model_check(model: &ScenarioReport) -> Check {
     let what = "the model run alongside passed and matched its stored pins";
-    let failed: Vec<String> =
-        model.checks.iter().filter(|c| !c.ok()).map(|c| format!("line {}: {} — {}", c.line, c.what, c.detail)).collect();
+    let failed: Vec<String> = model
+        .checks
+        .iter()
+        .filter(|c| !c.ok())
+        .map(|c| format!("line {}: {} — {}", c.line, c.what, c.detail))
+        .collect();
     match (model.verdict, failed.is_empty()) {
         (Verdict::Pass, _) => {
             let unchecked = model.unchecked();

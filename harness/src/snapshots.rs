@@ -160,7 +160,9 @@ impl Pins {
             }
             let detail = match (&stored, self.write(path, &text, false)) {
                 (_, Err(e)) => return Check::failed(line, what, e),
-                (Some(Ok(old)), Ok(p)) => format!("recorded {} (it was, - before, + now:\n{})", p.display(), diff(old, now)),
+                (Some(Ok(old)), Ok(p)) => {
+                    format!("recorded {} (it was, - before, + now:\n{})", p.display(), diff(old, now))
+                }
                 (_, Ok(p)) => format!("recorded {}: review it; later runs compare with it", p.display()),
             };
             return Check::no_reference(line, what, detail);
@@ -273,13 +275,20 @@ mod tests {
 
     #[test]
     fn the_wire_is_compared_with_the_model_message_for_message() {
-        let model = [seen("mag1", "PBU seq=1", true), seen("mag1", "PBU seq=2", false), seen("mag1", "PBU seq=3", true)];
-        let same = compare_wire_with_model(&model, &[seen("mag1", "PBU seq=1", true), seen("mag1", "PBU seq=3", true)], 1);
+        let model =
+            [seen("mag1", "PBU seq=1", true), seen("mag1", "PBU seq=2", false), seen("mag1", "PBU seq=3", true)];
+        let same =
+            compare_wire_with_model(&model, &[seen("mag1", "PBU seq=1", true), seen("mag1", "PBU seq=3", true)], 1);
         assert!(same.passed(), "{}", same.detail);
-        let extra = compare_wire_with_model(&model, &[seen("mag1", "PBU seq=1", true), seen("mag1", "PBU seq=2", true), seen("mag1", "PBU seq=3", true)], 1);
+        let extra = compare_wire_with_model(
+            &model,
+            &[seen("mag1", "PBU seq=1", true), seen("mag1", "PBU seq=2", true), seen("mag1", "PBU seq=3", true)],
+            1,
+        );
         assert!(!extra.ok());
         assert_eq!(extra.detail, "the wire differs (- model, + this run):\n  mag1 -> lma PBU seq=1\n+ mag1 -> lma PBU seq=2\n  mag1 -> lma PBU seq=3");
-        let swapped = compare_wire_with_model(&model, &[seen("mag1", "PBU seq=3", true), seen("mag1", "PBU seq=1", true)], 1);
+        let swapped =
+            compare_wire_with_model(&model, &[seen("mag1", "PBU seq=3", true), seen("mag1", "PBU seq=1", true)], 1);
         assert!(!swapped.ok());
     }
 
@@ -288,7 +297,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pmiplab-pins-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("x.yaml");
-        let s = crate::scenario::parse(&file, "id: X-1\ntitle: t\nnodes: { lma: { role: lma }, mag1: { role: mag } }\nsteps: []\n").unwrap();
+        let s = crate::scenario::parse(
+            &file,
+            "id: X-1\ntitle: t\nnodes: { lma: { role: lma }, mag1: { role: mag } }\nsteps: []\n",
+        )
+        .unwrap();
         let v = serde_json::json!({"lma": {"binding_cache": [1]}});
         let pins = Pins { record: false, pending: true };
         let none = pins.compare_state(&file, &s, "a", &v, 3);

@@ -204,15 +204,24 @@ impl Backend for VirtualLab<'_> {
         let uplink_from = (run.direction == Direction::Uplink).then(|| run.mn.clone());
         let interval = Span(1_000_000 / u64::from(run.rate_pps.max(1)));
         let now = self.world.now();
-        let running =
-            Running { cn: run.cn.clone(), uplink_from, key: run.key, interval, next_at: now, account: FlowAccount::default() };
+        let running = Running {
+            cn: run.cn.clone(),
+            uplink_from,
+            key: run.key,
+            interval,
+            next_at: now,
+            account: FlowAccount::default(),
+        };
         self.flows.insert(Self::run_key(run), running);
         Ok(())
     }
 
     fn stop_flow(&mut self, run: &FlowRun) -> Result<FlowAccount, String> {
         // In virtual time a packet arrives when it is sent: nothing is in flight.
-        self.flows.remove(&Self::run_key(run)).map(|r| r.account).ok_or_else(|| format!("flow {} is not running", run.flow))
+        self.flows
+            .remove(&Self::run_key(run))
+            .map(|r| r.account)
+            .ok_or_else(|| format!("flow {} is not running", run.flow))
     }
 
     fn probe_downlink(&mut self, run: &FlowRun, packets: u32, _: bool) -> Result<DownlinkProbe, String> {
@@ -266,7 +275,6 @@ impl Backend for VirtualLab<'_> {
     }
 
     fn finish(&mut self, _: Option<&Path>, report: &mut ScenarioReport) {
-        report.events =
-            self.world.events.iter().map(|e| format!("{}ms {}: {}", e.at_ms, e.node, e.text)).collect();
+        report.events = self.world.events.iter().map(|e| format!("{}ms {}: {}", e.at_ms, e.node, e.text)).collect();
     }
 }

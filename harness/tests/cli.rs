@@ -59,7 +59,9 @@ fn a_failing_expectation_fails_the_run_and_says_why() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{stdout}");
     assert!(
-        stdout.contains("FAIL") && stdout.contains("with status=155") && stdout.contains("expected at least 1 delivered, saw 0"),
+        stdout.contains("FAIL")
+            && stdout.contains("with status=155")
+            && stdout.contains("expected at least 1 delivered, saw 0"),
         "{stdout}"
     );
     std::fs::remove_dir_all(&dir).ok();

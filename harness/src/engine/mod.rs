@@ -138,7 +138,14 @@ impl Engine<'_> {
         let spec = &self.s.flows.get(flow).ok_or_else(|| format!("the scenario has no flow named {flow}"))?.value;
         let key = plan::flow_key(self.s, &self.plan, flow)
             .ok_or_else(|| format!("flow {flow} has no address: its CN, MN or protocol is unknown"))?;
-        Ok(FlowRun { flow: flow.into(), direction, cn: spec.cn.value.clone(), mn: spec.mn.value.clone(), key, rate_pps })
+        Ok(FlowRun {
+            flow: flow.into(),
+            direction,
+            cn: spec.cn.value.clone(),
+            mn: spec.mn.value.clone(),
+            key,
+            rate_pps,
+        })
     }
 
     fn mn_of_flow(&self, flow: &str) -> Result<String, String> {
@@ -169,7 +176,9 @@ impl Engine<'_> {
                 let att = parse_att(&link.value.att.value)
                     .ok_or_else(|| format!("unknown access technology {}", link.value.att.value))?;
                 let hi = match &a.hi {
-                    Some(h) => Some(parse_hi(&h.value).ok_or_else(|| format!("unknown Handoff Indicator {}", h.value))?),
+                    Some(h) => {
+                        Some(parse_hi(&h.value).ok_or_else(|| format!("unknown Handoff Indicator {}", h.value))?)
+                    }
                     None => None,
                 };
                 b.attach(&Attachment {
@@ -192,7 +201,9 @@ impl Engine<'_> {
                 let f = &self.s.flows.get(&bind.flow.value).ok_or("no such flow")?.value;
                 let selector = match (&bind.selector, bind.granularity) {
                     (Some(sel), _) => sel.to_selector(),
-                    (None, Granularity::Flow) => self.flow_run(&bind.flow.value, Direction::Downlink, 0)?.key.selector(),
+                    (None, Granularity::Flow) => {
+                        self.flow_run(&bind.flow.value, Direction::Downlink, 0)?.key.selector()
+                    }
                     (None, Granularity::Prefix) => prefix_selector(f.prefix),
                 };
                 let action = if bind.action.value == "drop" { FlowAction::Drop } else { FlowAction::Forward };
@@ -208,14 +219,20 @@ impl Engine<'_> {
                 self.settle(b);
             }
             Step::Move(m) => {
-                let c =
-                    LmaCommand::MoveFlow { mn_id: self.mn_of_flow(&m.flow.value)?, fid: self.fid_of(&m.flow.value)?, to_bid: m.to_bid };
+                let c = LmaCommand::MoveFlow {
+                    mn_id: self.mn_of_flow(&m.flow.value)?,
+                    fid: self.fid_of(&m.flow.value)?,
+                    to_bid: m.to_bid,
+                };
                 b.lma_command(c).map_err(|e| format!("the LMA refused to move flow {}: {e}", m.flow.value))?;
                 self.settle(b);
             }
             Step::MovePrefix(m) => {
-                let c =
-                    LmaCommand::MovePrefix { mn_id: plan::mn_id_of(self.s, &m.mn.value), prefix: m.prefix, to_bid: m.to_bid };
+                let c = LmaCommand::MovePrefix {
+                    mn_id: plan::mn_id_of(self.s, &m.mn.value),
+                    prefix: m.prefix,
+                    to_bid: m.to_bid,
+                };
                 b.lma_command(c).map_err(|e| format!("the LMA refused to move {}: {e}", m.prefix))?;
                 self.settle(b);
             }
@@ -296,6 +313,11 @@ impl Engine<'_> {
                 });
                 let last = last.ok_or("the backend never looked")?;
                 let waited = b.elapsed_ms().saturating_sub(started);
+                // What it waited for is an event like any other: what it set
+                // off is let arrive before the next step looks.
+                if held {
+                    self.settle(b);
+                }
                 let detail = if held {
                     format!("held after {waited} ms: {}", last.detail)
                 } else {
@@ -395,6 +417,9 @@ impl Engine<'_> {
     /// After the last step: flows left running are stopped and accounted,
     /// the message sequence is compared, the backend writes its files.
     fn finish(&mut self, b: &mut dyn Backend) {
+        // The last step may have set off an exchange: both backends let it
+        // end before the messages are compared.
+        self.settle(b);
         let left: Vec<FlowRun> = std::mem::take(&mut self.running).into_values().collect();
         for run in left {
             if let Err(e) = b.stop_flow(&run) {
@@ -442,8 +467,11 @@ pub fn message_check(messages: &[Observed], e: &ExpectMessage, line: u64) -> Che
         detail.push_str(&format!(" (and {undelivered} sent but not delivered)"));
     }
     if !ok {
-        let kind: Vec<String> =
-            messages.iter().filter(|m| m.kind() == name).map(|m| format!("{} -> {} {}", m.from, m.to, m.summary)).collect();
+        let kind: Vec<String> = messages
+            .iter()
+            .filter(|m| m.kind() == name)
+            .map(|m| format!("{} -> {} {}", m.from, m.to, m.summary))
+            .collect();
         if kind.is_empty() {
             detail.push_str(&format!("; no {name} was seen at all"));
         } else {

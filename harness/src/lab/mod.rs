@@ -3,8 +3,8 @@
 //! killing the process that holds it, removes every namespace, interface
 //! and daemon.
 
-pub mod netlink;
 pub mod kernel_view;
+pub mod netlink;
 pub mod netns;
 
 use std::collections::BTreeMap;

@@ -30,12 +30,12 @@ pub struct Access {
 /// an Ethernet frame (IPv6 next header 58 at offset 20, ICMPv6 type 133
 /// at offset 54, no extension headers), so data frames never wake the MAG.
 const RS_FILTER: [libc::sock_filter; 6] = [
-    libc::sock_filter { code: 0x30, jt: 0, jf: 0, k: 20 }, // ldb [20]
-    libc::sock_filter { code: 0x15, jt: 0, jf: 3, k: 58 }, // jeq #58, else drop
-    libc::sock_filter { code: 0x30, jt: 0, jf: 0, k: 54 }, // ldb [54]
+    libc::sock_filter { code: 0x30, jt: 0, jf: 0, k: 20 },  // ldb [20]
+    libc::sock_filter { code: 0x15, jt: 0, jf: 3, k: 58 },  // jeq #58, else drop
+    libc::sock_filter { code: 0x30, jt: 0, jf: 0, k: 54 },  // ldb [54]
     libc::sock_filter { code: 0x15, jt: 0, jf: 1, k: 133 }, // jeq #133, else drop
     libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0xffff }, // ret: the frame
-    libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0 },  // ret: nothing
+    libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0 },   // ret: nothing
 ];
 
 /// Whether the kernel has an interface up and running (IFF_RUNNING): its

@@ -86,7 +86,12 @@ impl Faults {
     }
 
     /// [`check`](Faults::check) for a message to or from `peer`.
-    pub fn check_peer(&mut self, dir: Direction, name: Option<&str>, peer: Option<std::net::Ipv6Addr>) -> Option<Action> {
+    pub fn check_peer(
+        &mut self,
+        dir: Direction,
+        name: Option<&str>,
+        peer: Option<std::net::Ipv6Addr>,
+    ) -> Option<Action> {
         for i in 0..self.rules.len() {
             let r = &self.rules[i];
             let kind_matches = match name {

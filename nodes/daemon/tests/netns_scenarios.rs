@@ -37,7 +37,8 @@ fn every_scenario_passes_in_namespaces_and_matches_the_virtual_snapshots() {
             .filter(|c| !c.passed())
             .map(|c| format!("line {}: {} — {:?}: {}", c.line, c.what, c.outcome, c.detail))
             .collect();
-        assert!(failed.is_empty() && r.verdict == Verdict::Pass,
+        assert!(
+            failed.is_empty() && r.verdict == Verdict::Pass,
             "{}: {:?}\n{}\n{}",
             f.display(),
             r.reason,

@@ -239,7 +239,9 @@ fn fm_up_fmi_prefix_granularity() {
     let mut s = seed(policy(PrefixModel::Unique, &[], &[1, 2], 1));
     s.attach("if1", "mag1", Ieee80211);
     s.attach("if2", "mag2", EUtran);
-    s.world.command(LmaCommand::MovePrefix { mn_id: MN.into(), prefix: pref(2), to_bid: 1 }).expect("the LMA moves the prefix");
+    s.world
+        .command(LmaCommand::MovePrefix { mn_id: MN.into(), prefix: pref(2), to_bid: 1 })
+        .expect("the LMA moves the prefix");
     s.settle();
     let fmi = s.world.messages.iter().find(|m| m.summary.starts_with("FMI")).unwrap();
     assert!(fmi.summary.contains("hnp=2001:db8:2::/64") && !fmi.summary.contains("fid="), "{}", fmi.summary);

@@ -117,15 +117,9 @@ impl Seed {
         bids: &[u16],
         action: FlowAction,
     ) {
-        self.world.command(LmaCommand::BindFlow {
-            mn_id: MN.into(),
-            fid,
-            fid_pri,
-            selector,
-            bids: bids.to_vec(),
-            action,
-        })
-        .expect("the LMA binds the flow");
+        self.world
+            .command(LmaCommand::BindFlow { mn_id: MN.into(), fid, fid_pri, selector, bids: bids.to_vec(), action })
+            .expect("the LMA binds the flow");
     }
 
     pub fn move_flow(&mut self, fid: u16, to_bid: u16) {
