@@ -14,6 +14,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
+# The snapshot review tool: tests check that pending snapshots reach it.
+if ! cargo insta --version >/dev/null 2>&1; then
+    echo "ci/test.sh: installing cargo-insta from crates.io"
+    cargo install --locked --quiet cargo-insta --version 1.49.0
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
