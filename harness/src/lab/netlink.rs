@@ -48,17 +48,44 @@ pub async fn veth(
     b: &str,
     mac_b: [u8; 6],
 ) -> io::Result<()> {
-    let peer = rtnetlink::LinkMessageBuilder::<LinkUnspec>::new()
+    let index = veth_indexes(root).await?;
+    let mut peer = rtnetlink::LinkMessageBuilder::<LinkUnspec>::new()
         .name(b.to_string())
         .address(mac_b.to_vec())
         .setns_by_fd(ns_b.raw_fd())
         .build();
-    let msg: LinkMessage = LinkVeth::new(a, b)
+    peer.header.index = index + 1;
+    let mut msg: LinkMessage = LinkVeth::new(a, b)
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
         .address(mac_a.to_vec())
         .setns_by_fd(ns_a.raw_fd())
         .build();
+    msg.header.index = index;
     root.link().add(msg).execute().await.map_err(nl(format!("creating veth {}:{a} <-> {}:{b}", ns_a.name, ns_b.name)))
+}
+
+/// Interface indexes for the two ends of a new veth, different from each
+/// other. The kernel handles a carrier change of a veth end whose index
+/// equals its peer's (possible across namespaces) as not urgent and
+/// applies it up to a second later: a MAG would then learn late that an
+/// MN went away, and what it sends on a link that just came up would be
+/// dropped meanwhile. Indexes are requested high, away from the
+/// harness's own namespace, where the request is made.
+async fn veth_indexes(root: &Handle) -> io::Result<u32> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    for _ in 0..64 {
+        let n = 200_000 + 2 * (NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 1_000_000);
+        // An index taken here would make the request change that link.
+        let mut taken = false;
+        for i in [n, n + 1] {
+            let mut found = root.link().get().match_index(i).execute();
+            taken |= matches!(found.try_next().await, Ok(Some(_)));
+        }
+        if !taken {
+            return Ok(n);
+        }
+    }
+    Err(io::Error::other("no free pair of interface indexes for a veth"))
 }
 
 pub async fn index(h: &Handle, name: &str) -> io::Result<u32> {

@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use pmip_proto::Prefix;
 
@@ -19,7 +21,9 @@ struct Link {
     /// frames: the first RS after the link comes up is not lost, nor the
     /// RA answering it, while the kernel's IPv6 on the link is still
     /// getting ready.
-    rs: PacketSocket,
+    rs: Arc<PacketSocket>,
+    /// Counts the RAs sent on the link, so a delayed one knows it is stale.
+    generation: Arc<AtomicU64>,
 }
 
 pub struct Access {
@@ -38,8 +42,8 @@ const RS_FILTER: [libc::sock_filter; 6] = [
     libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0 },   // ret: nothing
 ];
 
-/// Whether the kernel has an interface up and running (IFF_RUNNING): its
-/// carrier came up and the kernel has made it ready to send.
+/// Whether the kernel has an interface running (IFF_RUNNING): carrier up
+/// and the link activated for sending.
 fn running(iface: &str) -> bool {
     let Ok(sock) = std::net::UdpSocket::bind("[::1]:0").or_else(|_| std::net::UdpSocket::bind("127.0.0.1:0")) else {
         return true;
@@ -75,7 +79,10 @@ impl Access {
             let index = kernel.index(name).await?;
             let rs = PacketSocket::open_filtered(index, libc::ETH_P_IPV6 as u16, &RS_FILTER)
                 .map_err(|e| io::Error::new(e.kind(), format!("listening for Router Solicitations on {name}: {e}")))?;
-            out.insert(name.clone(), Link { mac: kernel.mac(name).await?, att: *att, rs });
+            out.insert(
+                name.clone(),
+                Link { mac: kernel.mac(name).await?, att: *att, rs: Arc::new(rs), generation: Arc::default() },
+            );
         }
         Ok(Access { links: out })
     }
@@ -95,11 +102,31 @@ impl Access {
         let packet = nd::icmpv6(src, nd::ALL_NODES, body);
         // A link that just got carrier drops what is sent on it, silently,
         // until the kernel has activated it; the MN's RS can arrive before.
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(500);
-        while !running(iface) && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        let frame = nd::ethernet(nd::multicast_mac(nd::ALL_NODES), link.mac, &packet);
+        let generation = link.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        if running(iface) {
+            return link.rs.send(&frame).await;
         }
-        link.rs.send(&nd::ethernet(nd::multicast_mac(nd::ALL_NODES), link.mac, &packet)).await
+        // A link that just got carrier drops what is sent on it, silently,
+        // until the kernel has activated it, and the MN's RS can come
+        // before that: the RA goes out once the link runs, unless a newer
+        // one was sent meanwhile or the link never runs (it went down).
+        let (sock, latest, name) = (link.rs.clone(), link.generation.clone(), iface.to_string());
+        tokio::spawn(async move {
+            for _ in 0..100 {
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                if latest.load(Ordering::SeqCst) != generation {
+                    return;
+                }
+                if running(&name) {
+                    if let Err(e) = sock.send(&frame).await {
+                        tracing::warn!("RA on {name} failed: {e}");
+                    }
+                    return;
+                }
+            }
+        });
+        Ok(())
     }
 
     /// Waits for the next Router Solicitation on an access link: hop limit
