@@ -354,7 +354,7 @@ impl Engine<'_> {
             Step::ExpectUplink(e) => {
                 let run = self.flow_run(&e.flow.value, Direction::Uplink, 1000)?;
                 let probe = b.probe_uplink(&run)?;
-                let ok = probe.reached_cn && probe.left_on.iter().any(|i| *i == e.leaves_on.value);
+                let ok = probe.reached_cn && probe.left_on.contains(&e.leaves_on.value);
                 self.report.checks.push(Check::new(
                     line,
                     format!("uplink of {} leaves on {}", e.flow.value, e.leaves_on.value),
