@@ -364,7 +364,7 @@ impl Node {
     }
 
     async fn state(&self) -> serde_json::Value {
-        let tables = Ok::<_, serde_json::Error>(self.tables());
+        let tables = self.tables();
         let mut data_plane = serde_json::Value::Null;
         if let Some(plane) = &self.plane {
             let (tx, rx) = oneshot::channel();
@@ -373,7 +373,7 @@ impl Node {
             }
         }
         serde_json::json!({
-            "tables": tables.unwrap_or_default(),
+            "tables": tables,
             "intents": self.intents,
             "messages": self.log,
             "events": self.events,

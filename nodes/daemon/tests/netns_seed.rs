@@ -344,8 +344,9 @@ fn virtual_run() -> pmip_proto::world::WorldState {
         selector,
         bids: vec![2],
         action: FlowAction::Forward,
-    });
-    w.command(LmaCommand::MoveFlow { mn_id: MN.into(), fid: 2, to_bid: 1 });
+    })
+    .expect("the model binds flow Y");
+    w.command(LmaCommand::MoveFlow { mn_id: MN.into(), fid: 2, to_bid: 1 }).expect("the model moves flow Y");
     settle(&mut w);
     w.state()
 }

@@ -100,8 +100,8 @@ fn pbu_pba_and_fmi_fma_over_real_sockets_match_the_virtual_world() {
     w.run_for(Span::from_millis(50));
     w.attach("mn1", "if2", "mag2", "to-if2", AccessTechnologyType::EUtran, None, vec![]);
     w.run_for(Span::from_millis(50));
-    w.command(bind_again());
-    w.command(LmaCommand::MoveFlow { mn_id: MN.into(), fid: 2, to_bid: 1 });
+    w.command(bind_again()).expect("the model binds flow Y");
+    w.command(LmaCommand::MoveFlow { mn_id: MN.into(), fid: 2, to_bid: 1 }).expect("the model moves flow Y");
     w.run_for(Span::from_millis(50));
     let want = w.state();
 
