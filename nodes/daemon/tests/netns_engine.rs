@@ -72,7 +72,7 @@ impl Drop for Written {
     }
 }
 
-fn check<'a>(r: &'a ScenarioReport, line: u64) -> &'a pmiplab::report::Check {
+fn check(r: &ScenarioReport, line: u64) -> &pmiplab::report::Check {
     r.checks.iter().find(|c| c.line == line).unwrap_or_else(|| panic!("no check at line {line}: {:#?}", r.checks))
 }
 
