@@ -15,6 +15,7 @@ mod node;
 mod packet;
 mod packet_socket;
 mod probe;
+mod ratelimit;
 mod raw_socket;
 mod tun;
 

@@ -42,7 +42,11 @@ pub fn kernel_checksum_at(s: &Socket, offset: libc::c_int) -> io::Result<()> {
 impl RawSocket {
     /// The Mobility Header socket bound to `local`, the node's signalling address.
     pub fn mobility_header(local: Ipv6Addr) -> io::Result<Self> {
-        Self::open(IPPROTO_MH, local, Some(4))
+        let s = Self::open(IPPROTO_MH, local, Some(4))?;
+        // Each datagram then says which interface it came in on.
+        nix::sys::socket::setsockopt(s.fd.get_ref(), nix::sys::socket::sockopt::Ipv6RecvPacketInfo, &true)
+            .map_err(|e| io::Error::other(format!("cannot set IPV6_RECVPKTINFO: {e}")))?;
+        Ok(s)
     }
 
     /// The IPv6-in-IPv6 socket of the userspace tunnel.
@@ -76,6 +80,41 @@ impl RawSocket {
             let mut guard = self.fd.writable().await?;
             match guard.try_io(|s| s.get_ref().send_to(bytes, &addr)) {
                 Ok(r) => return r.map(|_| ()),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Receives one payload, who sent it and the index of the interface it
+    /// arrived on (0 if the kernel did not say), from a socket made by
+    /// `mobility_header`.
+    pub async fn recv_on(&self) -> io::Result<(Vec<u8>, Ipv6Addr, u32)> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrIn6};
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let mut guard = self.fd.readable().await?;
+            let r = guard.try_io(|s| {
+                let mut iov = [io::IoSliceMut::new(&mut buf)];
+                let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo);
+                let m = recvmsg::<SockaddrIn6>(s.get_ref().as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())
+                    .map_err(io::Error::from)?;
+                let index = m
+                    .cmsgs()
+                    .map_err(io::Error::from)?
+                    .find_map(|c| match c {
+                        ControlMessageOwned::Ipv6PacketInfo(i) => Some(i.ipi6_ifindex),
+                        _ => None,
+                    })
+                    .unwrap_or(0);
+                let src = m.address.map(|a| a.ip()).unwrap_or(Ipv6Addr::UNSPECIFIED);
+                Ok((m.bytes, src, index))
+            });
+            match r {
+                Ok(Ok((n, src, index))) => {
+                    buf.truncate(n);
+                    return Ok((buf, src, index));
+                }
+                Ok(Err(e)) => return Err(e),
                 Err(_would_block) => continue,
             }
         }
