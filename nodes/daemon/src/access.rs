@@ -52,6 +52,8 @@ impl Access {
         s.set_multicast_hops_v6(255)?;
         s.set_unicast_hops_v6(255)?;
         setsockopt(&s, sockopt::Ipv6RecvPacketInfo, &true).map_err(io::Error::from)?;
+        // The hop limit an RS arrived with: 255 only if it was sent on the link.
+        setsockopt(&s, sockopt::Ipv6RecvHopLimit, &true).map_err(io::Error::from)?;
         s.set_nonblocking(true)?;
         // SAFETY: the AsyncFd owns the socket while registered.
         let sock = unsafe { AsyncFd::register(s) }.map_err(|e| io::Error::other(e.to_string()))?;
@@ -74,27 +76,31 @@ impl Access {
         }
     }
 
-    /// Waits for the next Router Solicitation on an access link.
-    pub async fn solicitation(&self) -> io::Result<Solicitation> {
+    /// Waits for the next Router Solicitation on an access link; an RS
+    /// that is not valid (RFC 4861 §6.1.1: hop limit 255, link-local
+    /// source, code 0, sane options; the kernel checks the checksum of a
+    /// raw ICMPv6 socket) comes back as `Err` with the reason.
+    pub async fn solicitation(&self) -> io::Result<Result<Solicitation, String>> {
         let mut buf = [0u8; 1500];
         loop {
             let mut g = self.sock.readable().await?;
             let r = g.try_io(|s| {
                 let mut iov = [IoSliceMut::new(&mut buf)];
-                let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo);
+                let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int);
                 let m = recvmsg::<SockaddrIn6>(s.get_ref().as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())
                     .map_err(io::Error::from)?;
-                let index = m
-                    .cmsgs()
-                    .map_err(io::Error::from)?
-                    .find_map(|c| match c {
-                        ControlMessageOwned::Ipv6PacketInfo(i) => Some(i.ipi6_ifindex),
-                        _ => None,
-                    })
-                    .unwrap_or(0);
-                Ok((m.bytes, index))
+                let (mut index, mut hops) = (0, -1);
+                for c in m.cmsgs().map_err(io::Error::from)? {
+                    match c {
+                        ControlMessageOwned::Ipv6PacketInfo(i) => index = i.ipi6_ifindex,
+                        ControlMessageOwned::Ipv6HopLimit(h) => hops = h,
+                        _ => {}
+                    }
+                }
+                let src = m.address.map(|a| a.ip()).unwrap_or(std::net::Ipv6Addr::UNSPECIFIED);
+                Ok((m.bytes, index, hops, src))
             });
-            let (n, index) = match r {
+            let (n, index, hops, src) = match r {
                 Ok(Ok(x)) => x,
                 Ok(Err(e)) => return Err(e),
                 Err(_would_block) => continue,
@@ -102,8 +108,14 @@ impl Access {
             let Some((name, link)) = self.links.iter().find(|(_, l)| l.index == index) else {
                 continue;
             };
+            if buf[..n].first() != Some(&nd::RS) {
+                continue;
+            }
+            if let Some(why) = nd::invalid_router_message(u8::try_from(hops).unwrap_or(0), src, &buf[..n]) {
+                return Ok(Err(format!("RS from {src} on {name}: {why}")));
+            }
             if let Nd::Rs { mac } = nd::parse(&buf[..n]) {
-                return Ok(Solicitation { iface: name.clone(), att: link.att, mac });
+                return Ok(Ok(Solicitation { iface: name.clone(), att: link.att, mac }));
             }
         }
     }

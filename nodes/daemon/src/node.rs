@@ -606,7 +606,10 @@ impl Node {
                 },
                 _ = tokio::time::sleep(wait) => self.on_timeout().await,
                 _ = next_delayed(&self.delayed) => self.release_delayed().await,
-                Some(rs) = solicitation(&self.access) => self.on_solicitation(rs).await,
+                Some(rs) = solicitation(&self.access) => match rs {
+                    Ok(rs) => self.on_solicitation(rs).await,
+                    Err(why) => self.refuse("invalid RS", || why),
+                },
                 Some((iface, up)) = links.recv() => self.on_link(iface, up).await,
                 Some((req, reply)) = rx.recv() => match self.on_request(req).await {
                     Some(r) => { let _ = reply.send(r); }
@@ -622,7 +625,7 @@ impl Node {
     }
 }
 
-async fn solicitation(access: &Option<Access>) -> Option<Solicitation> {
+async fn solicitation(access: &Option<Access>) -> Option<Result<Solicitation, String>> {
     match access {
         Some(a) => match a.solicitation().await {
             Ok(rs) => Some(rs),

@@ -409,3 +409,145 @@ fn a_pbu_whose_answer_cannot_be_encoded_gets_a_well_formed_reject() {
     let log = lab.daemon_log("lma");
     assert!(!log.lines().any(|l| l.starts_with("forged")), "a newline from the wire reached the log raw:\n{log}");
 }
+
+/// An IPv6 packet of next header `nh` and hop limit `hops` in an Ethernet frame.
+fn ip6_frame(dst_mac: [u8; 6], src_mac: [u8; 6], hops: u8, src: Ipv6Addr, dst: Ipv6Addr, icmp: &[u8]) -> Vec<u8> {
+    let mut f = frame(dst_mac, src_mac, src, dst, icmp);
+    f[14 + 6] = 58;
+    f[14 + 7] = hops;
+    f
+}
+
+/// An ICMPv6 body with its checksum filled for `src` → `dst`.
+fn with_checksum(src: Ipv6Addr, dst: Ipv6Addr, mut body: Vec<u8>) -> Vec<u8> {
+    body[2] = 0;
+    body[3] = 0;
+    let c = pmip_wire::checksum::upper_layer_checksum(&src, &dst, 58, &body);
+    body[2..4].copy_from_slice(&c.to_be_bytes());
+    body
+}
+
+fn link_local(mac: [u8; 6]) -> Ipv6Addr {
+    Ipv6Addr::new(
+        0xfe80,
+        0,
+        0,
+        0,
+        u16::from_be_bytes([mac[0] ^ 2, mac[1]]),
+        u16::from_be_bytes([mac[2], 0xff]),
+        u16::from_be_bytes([0xfe, mac[3]]),
+        u16::from_be_bytes([mac[4], mac[5]]),
+    )
+}
+
+const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+const ALL_ROUTERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
+
+fn ra_body(mac: [u8; 6], prefix: pmip_proto::Prefix) -> Vec<u8> {
+    let mut b = vec![134, 0, 0, 0, 64, 0, 0x07, 0x08, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1];
+    b.extend_from_slice(&mac);
+    b.extend_from_slice(&[3, 4, 64, 0xc0, 0, 1, 0x51, 0x80, 0, 0, 0x38, 0x40, 0, 0, 0, 0]);
+    b.extend_from_slice(&prefix.addr().octets());
+    b
+}
+
+fn rs_body(mac: [u8; 6]) -> Vec<u8> {
+    let mut b = vec![133, 0, 0, 0, 0, 0, 0, 0, 1, 1];
+    b.extend_from_slice(&mac);
+    b
+}
+
+#[test]
+fn the_mn_takes_only_valid_router_advertisements() {
+    if skip() {
+        return;
+    }
+    let mut lab = Lab::new().unwrap();
+    for n in ["mag1", "mn1"] {
+        lab.add_node(n).unwrap();
+    }
+    lab.veth("mag1", "to-if1", "mn1", "if1").unwrap();
+    let mn = pmip_proto::mn::MnConfig {
+        name: "mn1".into(),
+        iid: 1,
+        interfaces: vec!["if1".into()],
+        uplink_preference: vec!["if1".into()],
+    };
+    lab.spawn("mn1", bin(), &json!({"role": "mn", "config": mn}), &[]).unwrap();
+    let router = pmiplab::lab::mac("mag1", "to-if1");
+    let ll = link_local(router);
+    let dst_mac = [0x33, 0x33, 0, 0, 0, 1];
+    // Hop limit 64 (routed from afar), a global source, a wrong checksum:
+    // each offers its own prefix, none of which the MN may take.
+    let bad_hops =
+        ip6_frame(dst_mac, router, 64, ll, ALL_NODES, &with_checksum(ll, ALL_NODES, ra_body(router, pref(7))));
+    let global = a("2001:db8:ffff::11");
+    let bad_src =
+        ip6_frame(dst_mac, router, 255, global, ALL_NODES, &with_checksum(global, ALL_NODES, ra_body(router, pref(8))));
+    let mut body = with_checksum(ll, ALL_NODES, ra_body(router, pref(9)));
+    body[2] ^= 0x55;
+    let bad_sum = ip6_frame(dst_mac, router, 255, ll, ALL_NODES, &body);
+    let good = ip6_frame(dst_mac, router, 255, ll, ALL_NODES, &with_checksum(ll, ALL_NODES, ra_body(router, pref(1))));
+    for f in [bad_hops, bad_src, bad_sum, good] {
+        inject(&lab, "mag1", "to-if1", f);
+    }
+    let s = lab
+        .wait_for("mn1", Duration::from_secs(5), |s| {
+            s["tables"]["interfaces"][0]["prefixes"].as_array().is_some_and(|p| !p.is_empty())
+        })
+        .unwrap();
+    assert_eq!(s["tables"]["interfaces"][0]["prefixes"], json!([pref(1).to_string()]), "{s}");
+    let refused: Vec<String> =
+        s["counters"].as_object().unwrap().keys().filter(|k| k.starts_with("RA refused")).cloned().collect();
+    let events = s["events"].to_string();
+    for bad in [7, 8, 9] {
+        assert!(!events.contains(&format!("2001:db8:{bad}::")), "an invalid RA's prefix was taken: {events}");
+    }
+    assert_eq!(refused.len(), 3, "{refused:?}");
+}
+
+#[test]
+fn a_mag_takes_only_valid_router_solicitations() {
+    if skip() {
+        return;
+    }
+    let mut lab = Lab::new().unwrap();
+    for n in ["lma", "mag1", "mn1"] {
+        lab.add_node(n).unwrap();
+    }
+    lab.core(("lma", a(LMA)), &[("mag1", a(MAG1))]).unwrap();
+    lab.veth("mag1", "to-if1", "mn1", "if1").unwrap();
+    // A router: its links are in the all-routers group an RS goes to.
+    lab.run_in("mag1", || std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1")).unwrap();
+    lab.spawn("mag1", bin(), &json!({"role": "mag", "config": mag_config(MAG1), "access": {"to-if1": 4}}), &[])
+        .unwrap();
+    let (if1, if2) = (mac_for("mn1", "if1"), mac_for("mn1", "if2"));
+    let (m1, m2): ([u8; 6], [u8; 6]) = (if1.clone().try_into().unwrap(), if2.clone().try_into().unwrap());
+    let dst_mac = [0x33, 0x33, 0, 0, 0, 2];
+    let ll1 = link_local(m1);
+    // MN1's if1 solicits with hop limit 64, then from a global address:
+    // neither may attach it. Then if2's MAC, validly: that one attaches.
+    let bad_hops = ip6_frame(dst_mac, m1, 64, ll1, ALL_ROUTERS, &with_checksum(ll1, ALL_ROUTERS, rs_body(m1)));
+    let global = a("2001:db8:1::1");
+    let bad_src = ip6_frame(dst_mac, m1, 255, global, ALL_ROUTERS, &with_checksum(global, ALL_ROUTERS, rs_body(m1)));
+    let mut body = with_checksum(ll1, ALL_ROUTERS, rs_body(m1));
+    body[2] ^= 0x55;
+    let bad_sum = ip6_frame(dst_mac, m1, 255, ll1, ALL_ROUTERS, &body);
+    let ll2 = link_local(m2);
+    let good = ip6_frame(dst_mac, m2, 255, ll2, ALL_ROUTERS, &with_checksum(ll2, ALL_ROUTERS, rs_body(m2)));
+    for f in [bad_hops, bad_src, bad_sum, good] {
+        inject(&lab, "mn1", "if1", f);
+    }
+    let s = lab
+        .wait_for("mag1", Duration::from_secs(5), |s| {
+            s["tables"]["binding_update_list"].as_array().is_some_and(|b| !b.is_empty())
+        })
+        .unwrap();
+    let bul = s["tables"]["binding_update_list"].as_array().unwrap();
+    let hex = |m: [u8; 6]| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+    assert_eq!(bul.len(), 1, "{bul:?}");
+    assert_eq!(bul[0]["mn_ll_id"], hex(m2), "an invalid RS attached an MN: {bul:?}");
+    let pbus = s["messages"].as_array().unwrap().iter().filter(|m| m["dir"] == "sent").count();
+    assert_eq!(pbus, 1, "an invalid RS made the MAG register an MN: {}", s["messages"]);
+    assert!(s["refused"]["total"].as_u64().unwrap_or(0) >= 2, "{}", s["refused"]);
+}
