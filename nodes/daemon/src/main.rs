@@ -6,6 +6,7 @@ mod cn_node;
 mod config;
 mod control;
 mod data_plane;
+mod esp;
 mod faults;
 mod kernel;
 mod link_watch;

@@ -21,6 +21,7 @@ use crate::config::{DaemonConfig, NodeConfig};
 pub(crate) use crate::control::{accept_loop, ControlMsg};
 use crate::control::{Reply, Request};
 use crate::data_plane::{self, Side, Update};
+use crate::esp::Esp;
 use crate::faults::{Action, Direction, Faults};
 use crate::ratelimit::{printable, printable_bytes, Refusals, Ring};
 use crate::raw_socket::RawSocket;
@@ -58,6 +59,9 @@ pub struct Node {
     /// one signalling is taken from (the LMA's core side, the MAG's
     /// LMA-facing side).
     signalling_ifindex: u32,
+    /// The ESP security associations and their socket, when signalling
+    /// is protected.
+    esp: Option<(Esp, RawSocket)>,
     /// A MAG's LMA: the only source it takes signalling from.
     lma_peer: Option<Ipv6Addr>,
     /// The PBU last handed to the core, to answer it with a reject if the
@@ -107,7 +111,7 @@ fn interface_of(address: Ipv6Addr) -> anyhow::Result<u32> {
 
 impl Node {
     pub async fn new(config: DaemonConfig, wire: WireConfig) -> anyhow::Result<Node> {
-        let DaemonConfig { node: config, data_plane, access } = config;
+        let DaemonConfig { node: config, data_plane, access, esp } = config;
         // The node's clock is `started` plus the wall clock read at the same
         // moment, so every node's Timestamp option agrees with every other's
         // whatever its setup below costs: the LMA compares one MAG's Timestamp
@@ -153,6 +157,14 @@ impl Node {
         };
         let socket = RawSocket::mobility_header(address).with_context(|| format!("signalling socket on {address}"))?;
         let signalling_ifindex = interface_of(address)?;
+        let esp = match esp {
+            Some(cfg) if !cfg.sas.is_empty() => {
+                let sas = Esp::new(address, &cfg).context("the ESP security associations")?;
+                let sock = RawSocket::esp(address).with_context(|| format!("ESP socket on {address}"))?;
+                Some((sas, sock))
+            }
+            _ => None,
+        };
         let faults = Arc::new(Mutex::new(Faults::default()));
         let plane = match data_plane {
             Some(cfg) => {
@@ -174,6 +186,7 @@ impl Node {
             log: Ring::new(MESSAGES_KEPT),
             refused: Refusals::default(),
             signalling_ifindex,
+            esp,
             lma_peer,
             last_pbu: None,
             faults,
@@ -306,7 +319,13 @@ impl Node {
     async fn send_now(&mut self, bytes: &[u8], dst: Ipv6Addr, summary: String) {
         let name = summary.split(' ').next().unwrap_or("").to_string();
         self.record("sent", dst, summary);
-        if let Err(e) = self.socket.send_to(bytes, dst).await {
+        // Through ESP when an SA goes to `dst`, else in the clear.
+        let sent = match self.esp.as_mut().and_then(|(sas, sock)| sas.seal(dst, 135, bytes).map(|r| (r, sock))) {
+            Some((Ok(sealed), sock)) => sock.send_to(&sealed, dst).await,
+            Some((Err(e), _)) => Err(std::io::Error::other(e.to_string())),
+            None => self.socket.send_to(bytes, dst).await,
+        };
+        if let Err(e) = sent {
             warn!("sending {name} to {dst} failed: {e}");
             self.events.push(format!("sending {name} to {dst} failed: {e}"));
         }
@@ -358,7 +377,31 @@ impl Node {
         }
     }
 
+    /// A Mobility Header in the clear: refused from a peer whose
+    /// signalling must come through ESP.
     async fn on_datagram(&mut self, bytes: Vec<u8>, src: Ipv6Addr, ifindex: u32) {
+        if self.esp.as_ref().is_some_and(|(sas, _)| sas.protects(src)) {
+            self.refuse("unprotected", || format!("Mobility Header from {src} in the clear; it must come in ESP"));
+            return;
+        }
+        self.on_signalling(bytes, src, ifindex).await
+    }
+
+    /// An ESP packet: opened, checked (SA, anti-replay, ICV) and its
+    /// Mobility Header handled as signalling.
+    async fn on_esp(&mut self, bytes: Vec<u8>, src: Ipv6Addr, ifindex: u32) {
+        let Some((sas, _)) = self.esp.as_mut() else { return };
+        match sas.open(src, &bytes) {
+            Ok((135, mh)) => self.on_signalling(mh, src, ifindex).await,
+            Ok((nh, _)) => self.refuse("ESP not MH", || format!("ESP from {src} carries next header {nh}, not 135")),
+            Err(e) => {
+                let kind = e.kind();
+                self.refuse(kind, || format!("ESP from {src}: {e}"))
+            }
+        }
+    }
+
+    async fn on_signalling(&mut self, bytes: Vec<u8>, src: Ipv6Addr, ifindex: u32) {
         // Signalling comes in on the side facing the peers, from a peer:
         // anything else is spoofed, whatever its source address says.
         if ifindex != self.signalling_ifindex {
@@ -600,6 +643,10 @@ impl Node {
                     Ok((bytes, src, ifindex)) => self.on_datagram(bytes, src, ifindex).await,
                     Err(e) => warn!("receiving on the MH socket failed: {e}"),
                 },
+                Some(r) = recv_esp(&self.esp) => match r {
+                    Ok((bytes, src, ifindex)) => self.on_esp(bytes, src, ifindex).await,
+                    Err(e) => warn!("receiving on the ESP socket failed: {e}"),
+                },
                 _ = summaries.tick() => if let Some(line) = self.refused.summary() {
                     warn!("{line}");
                     self.events.push(line);
@@ -634,6 +681,13 @@ async fn solicitation(access: &Option<Access>) -> Option<Result<Solicitation, St
                 None
             }
         },
+        None => std::future::pending().await,
+    }
+}
+
+async fn recv_esp(esp: &Option<(Esp, RawSocket)>) -> Option<std::io::Result<(Vec<u8>, Ipv6Addr, u32)>> {
+    match esp {
+        Some((_, sock)) => Some(sock.recv_on().await),
         None => std::future::pending().await,
     }
 }

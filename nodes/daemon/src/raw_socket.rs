@@ -42,11 +42,20 @@ pub fn kernel_checksum_at(s: &Socket, offset: libc::c_int) -> io::Result<()> {
 impl RawSocket {
     /// The Mobility Header socket bound to `local`, the node's signalling address.
     pub fn mobility_header(local: Ipv6Addr) -> io::Result<Self> {
-        let s = Self::open(IPPROTO_MH, local, Some(4))?;
-        // Each datagram then says which interface it came in on.
-        nix::sys::socket::setsockopt(s.fd.get_ref(), nix::sys::socket::sockopt::Ipv6RecvPacketInfo, &true)
+        Self::open(IPPROTO_MH, local, Some(4))?.with_packet_info()
+    }
+
+    /// The socket of the daemon's own ESP (protocol 50) around the
+    /// Mobility Header, bound to `local`.
+    pub fn esp(local: Ipv6Addr) -> io::Result<Self> {
+        Self::open(crate::esp::IPPROTO_ESP, local, None)?.with_packet_info()
+    }
+
+    /// Has each datagram say which interface it came in on (`recv_on`).
+    fn with_packet_info(self) -> io::Result<Self> {
+        nix::sys::socket::setsockopt(self.fd.get_ref(), nix::sys::socket::sockopt::Ipv6RecvPacketInfo, &true)
             .map_err(|e| io::Error::other(format!("cannot set IPV6_RECVPKTINFO: {e}")))?;
-        Ok(s)
+        Ok(self)
     }
 
     /// The IPv6-in-IPv6 socket of the userspace tunnel.
