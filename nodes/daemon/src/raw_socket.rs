@@ -17,6 +17,9 @@ pub const IPPROTO_IPV6: i32 = 41;
 
 pub struct RawSocket {
     fd: AsyncFd<Socket>,
+    /// `recv_on`'s receive buffer, kept between calls rather than zeroed
+    /// anew for every datagram.
+    buf: std::sync::Mutex<Vec<u8>>,
 }
 
 /// Has the kernel compute and verify the checksum of a raw IPv6 socket's
@@ -80,7 +83,7 @@ impl RawSocket {
         // SAFETY: the AsyncFd owns the socket, so the descriptor stays open
         // and ours for as long as it is registered.
         let fd = unsafe { AsyncFd::register(s) }.map_err(|e| io::Error::other(e.to_string()))?;
-        Ok(RawSocket { fd })
+        Ok(RawSocket { fd, buf: std::sync::Mutex::new(Vec::new()) })
     }
 
     pub async fn send_to(&self, bytes: &[u8], dst: Ipv6Addr) -> io::Result<()> {
@@ -99,11 +102,14 @@ impl RawSocket {
     /// `mobility_header`.
     pub async fn recv_on(&self) -> io::Result<(Vec<u8>, Ipv6Addr, u32)> {
         use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrIn6};
-        let mut buf = vec![0u8; 65536];
         loop {
             let mut guard = self.fd.readable().await?;
             let r = guard.try_io(|s| {
-                let mut iov = [io::IoSliceMut::new(&mut buf)];
+                let mut buf = self.buf.lock().map_err(|_| io::Error::other("the receive buffer is poisoned"))?;
+                if buf.len() < 65536 {
+                    buf.resize(65536, 0);
+                }
+                let mut iov = [io::IoSliceMut::new(&mut buf[..])];
                 let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo);
                 let m = recvmsg::<SockaddrIn6>(s.get_ref().as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())
                     .map_err(io::Error::from)?;
@@ -116,13 +122,11 @@ impl RawSocket {
                     })
                     .unwrap_or(0);
                 let src = m.address.map(|a| a.ip()).unwrap_or(Ipv6Addr::UNSPECIFIED);
-                Ok((m.bytes, src, index))
+                let n = m.bytes;
+                Ok((buf[..n].to_vec(), src, index))
             });
             match r {
-                Ok(Ok((n, src, index))) => {
-                    buf.truncate(n);
-                    return Ok((buf, src, index));
-                }
+                Ok(Ok(got)) => return Ok(got),
                 Ok(Err(e)) => return Err(e),
                 Err(_would_block) => continue,
             }
