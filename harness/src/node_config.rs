@@ -87,3 +87,65 @@ pub fn mn(s: &Scenario, plan: &AddressPlan, name: &str) -> Option<MnConfig> {
         uplink_preference: spec.interfaces.clone(),
     })
 }
+
+/// ESP protection of the MAG–LMA signalling (RFC 5213 §4) for one lab:
+/// two security associations per MAG (MAG→LMA, LMA→MAG), AES-GCM with a
+/// 16-octet ICV, fresh random keys and SPIs for every lab, so parallel
+/// labs never share them.
+pub struct EspKeys {
+    /// `(spi, src, dst, key)`: the key is 40 hex digits, AES-128 then salt.
+    pub sas: Vec<(u32, Ipv6Addr, Ipv6Addr, String)>,
+}
+
+impl EspKeys {
+    pub fn generate(lma: Ipv6Addr, mags: &[Ipv6Addr]) -> std::io::Result<EspKeys> {
+        let base = u32::from_str_radix(&crate::lab::rundir::random_suffix()?[..6], 16).unwrap_or(0) << 8 | 0x100;
+        let mut sas = Vec::new();
+        for (i, mag) in mags.iter().enumerate() {
+            for (j, (src, dst)) in [(*mag, lma), (lma, *mag)].into_iter().enumerate() {
+                let key = format!(
+                    "{}{}{}",
+                    crate::lab::rundir::random_suffix()?,
+                    crate::lab::rundir::random_suffix()?,
+                    &crate::lab::rundir::random_suffix()?[..8]
+                );
+                sas.push((base.wrapping_add((2 * i + j) as u32).max(0x100), src, dst, key));
+            }
+        }
+        Ok(EspKeys { sas })
+    }
+
+    /// The `esp` setting of a daemon's configuration (each daemon takes
+    /// the SAs that name its own address).
+    pub fn config(&self) -> serde_json::Value {
+        let sas: Vec<serde_json::Value> = self
+            .sas
+            .iter()
+            .map(|(spi, src, dst, key)| serde_json::json!({"spi": spi, "src": src, "dst": dst, "key": key}))
+            .collect();
+        serde_json::json!({ "sas": sas })
+    }
+
+    /// Wireshark's ESP SA table (the `esp_sa` file of its profile, or
+    /// `-o uat:esp_sa:<line>` for tshark) so that captures stay readable.
+    pub fn wireshark_esp_sa(&self) -> String {
+        let mut out = String::from("# pmiplab: ESP SAs of this lab's MAG-LMA signalling (AES-GCM, RFC 4106)\n");
+        for line in self.uat_lines() {
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    }
+
+    /// One `esp_sa` record per SA, as Wireshark 4.0 reads them.
+    pub fn uat_lines(&self) -> Vec<String> {
+        self.sas
+            .iter()
+            .map(|(spi, src, dst, key)| {
+                format!(
+                    "\"IPv6\",\"{src}\",\"{dst}\",\"{spi:#010x}\",\"AES-GCM with 16 octet ICV [RFC4106]\",\"0x{key}\",\"NULL\",\"\""
+                )
+            })
+            .collect()
+    }
+}

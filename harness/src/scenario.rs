@@ -648,6 +648,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
             first.split_once(": ").and_then(|(_, r)| r.split_once(": ").map(|(_, m)| m.to_string())).unwrap_or(first);
         ScenarioError { file: path.into(), line, column, message }
     })?;
+    crate::validate::check_id(path, text, &s.id)?;
+    crate::validate::check_prefixes(path, text)?;
     crate::validate::validate(path, &s)?;
     Ok(s)
 }

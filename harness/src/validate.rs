@@ -16,7 +16,151 @@ struct Checker<'a> {
 
 type Check = Result<(), ScenarioError>;
 
+/// The kernel's limit on an interface name (IFNAMSIZ less the NUL).
+pub const IFNAME_MAX: usize = 15;
+/// The harness names the LMA's port to a MAG or CN `to-<node>`, a MAG's
+/// access port `to-<mn>-<iface>`, and keeps `lo`, `lif` (the MN's logical
+/// interface), `core` and `eth0` for itself.
+const NODE_NAME_MAX: usize = IFNAME_MAX - "to-".len();
+const RESERVED_IFACES: [&str; 4] = ["lo", "lif", "core", "eth0"];
+/// Longest MN-ID: an MN Identifier option holds its subtype and at most
+/// 254 more octets, and a NAI is at most 253 (RFC 4282 §2.2).
+const MN_ID_MAX: usize = 253;
+/// Longest scenario id: it names a folder under `--out`.
+const ID_MAX: usize = 64;
+
+/// Letters, digits, `-` and `_`, starting with a letter or a digit: safe
+/// as a file name, an interface name and a namespace name.
+pub fn is_safe_name(s: &str) -> bool {
+    s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Why `addr/len` is not a prefix: host bits set past its length.
+fn host_bits(addr: std::net::Ipv6Addr, len: u8) -> Option<String> {
+    let bits = u128::from(addr);
+    let host_mask = u128::MAX.checked_shr(u32::from(len)).unwrap_or(0);
+    (bits & host_mask != 0).then(|| {
+        let net = std::net::Ipv6Addr::from(bits & !host_mask);
+        format!("{addr}/{len} has host bits set past its /{len}; the prefix is {net}/{len}")
+    })
+}
+
+/// Every `address/length` written in the scenario must be a prefix, with
+/// no host bits set (`2001:db8:1::1/64` is refused, not silently read as
+/// `2001:db8:1::/64`). Read from the text, since a parsed prefix has
+/// already dropped its host bits.
+pub fn check_prefixes(path: &Path, text: &str) -> Result<(), ScenarioError> {
+    let is_addr = |b: u8| b.is_ascii_hexdigit() || b == b':' || b == b'.';
+    for (i, line) in text.lines().enumerate() {
+        // Up to a comment: a # at the start or after a blank.
+        let end = line
+            .bytes()
+            .enumerate()
+            .find(|&(j, b)| b == b'#' && (j == 0 || line.as_bytes()[j - 1].is_ascii_whitespace()))
+            .map_or(line.len(), |(j, _)| j);
+        let bytes = &line.as_bytes()[..end];
+        for (slash, _) in bytes.iter().enumerate().filter(|(_, &b)| b == b'/') {
+            let start = bytes[..slash].iter().rposition(|&b| !is_addr(b)).map_or(0, |p| p + 1);
+            let stop =
+                bytes[slash + 1..].iter().position(|b| !b.is_ascii_digit()).map_or(bytes.len(), |p| slash + 1 + p);
+            let (Ok(addr), Ok(len)) =
+                (line[start..slash].parse::<std::net::Ipv6Addr>(), line[slash + 1..stop].parse::<u8>())
+            else {
+                continue;
+            };
+            if let Some(why) = (len <= 128).then(|| host_bits(addr, len)).flatten() {
+                return Err(ScenarioError {
+                    file: path.into(),
+                    line: i as u64 + 1,
+                    column: start as u64 + 1,
+                    message: why,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where the top-level `id:` is in `text`, 1-based, at its value.
+fn id_location(text: &str) -> (u64, u64) {
+    for (i, line) in text.lines().enumerate() {
+        if let Some(rest) = line.strip_prefix("id") {
+            if let Some(v) = rest.trim_start().strip_prefix(':') {
+                let col = line.len() - v.trim_start().len() + 1;
+                return (i as u64 + 1, col as u64);
+            }
+        }
+    }
+    (0, 0)
+}
+
+/// The scenario id names the folder of its results under `--out`: only
+/// letters, digits, `-`, `_` and `.`, starting with a letter or a digit
+/// (so never `..`, a `/` or an absolute path), at most 64 characters.
+pub fn check_id(path: &Path, text: &str, id: &str) -> Result<(), ScenarioError> {
+    let ok = id.len() <= ID_MAX
+        && id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        return Ok(());
+    }
+    let (line, column) = id_location(text);
+    let shown: String = id.chars().flat_map(char::escape_default).take(80).collect();
+    Err(ScenarioError {
+        file: path.into(),
+        line,
+        column,
+        message: format!(
+            "the scenario id '{shown}' names the folder of its results: use at most {ID_MAX} letters, digits, -, _ and ., starting with a letter or a digit"
+        ),
+    })
+}
+
 impl Checker<'_> {
+    /// Node names, MN interface names and MN-IDs: safe as file and
+    /// interface names once the harness adds its prefixes, and printable.
+    fn names(&self) -> Check {
+        for (name, n) in &self.s.nodes {
+            let at = n.referenced;
+            if !is_safe_name(name) || name.len() > NODE_NAME_MAX {
+                return Err(self.err(
+                    at,
+                    format!(
+                        "node name '{}' must be 1 to {NODE_NAME_MAX} letters, digits, - and _, starting with a letter or a digit (it names files and, as to-<node>, an interface of at most {IFNAME_MAX} characters)",
+                        name.escape_default()
+                    ),
+                ));
+            }
+            for iface in &n.value.interfaces {
+                let access = format!("to-{name}-{iface}");
+                if !is_safe_name(iface) || RESERVED_IFACES.contains(&iface.as_str()) || access.len() > IFNAME_MAX {
+                    return Err(self.err(
+                        at,
+                        format!(
+                            "{name}: interface name '{}' must be letters, digits, - and _, not one of {}, and short enough that the MAG's port {} fits in {IFNAME_MAX} characters",
+                            iface.escape_default(),
+                            RESERVED_IFACES.join(", "),
+                            access.escape_default()
+                        ),
+                    ));
+                }
+            }
+            if let Some(id) = &n.value.mn_id {
+                if id.is_empty() || id.len() > MN_ID_MAX || id.chars().any(char::is_control) {
+                    return Err(self.err(
+                        at,
+                        format!(
+                            "{name}: mn_id '{}' must be 1 to {MN_ID_MAX} octets with no control characters",
+                            id.chars().flat_map(char::escape_default).take(80).collect::<String>()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn err(&self, at: Location, message: String) -> ScenarioError {
         ScenarioError { file: self.path.into(), line: at.line(), column: at.column(), message }
     }
@@ -485,6 +629,7 @@ pub fn validate(path: &Path, s: &Scenario) -> Result<(), ScenarioError> {
     if s.id.trim().is_empty() {
         return Err(c.err(Location::UNKNOWN, "the scenario 'id' is empty".into()));
     }
+    c.names()?;
     c.nodes()?;
     c.links()?;
     c.flows()?;

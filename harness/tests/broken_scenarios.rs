@@ -152,6 +152,37 @@ fn broken_scenarios_are_refused_with_where_and_what() {
             broken("mag1: { role: mag }", "mag1: { role: mag, prefixes: [\"2001:db8:5::/64\"] }"),
             "only mn nodes take 'prefixes'",
         ),
+        // An id that climbs out of --out, or is an absolute path, or holds a newline.
+        (
+            broken("id: T-01", "id: ../../../x"),
+            "1:5: the scenario id '../../../x' names the folder of its results: use at most 64 letters, digits, -, _ and ., starting with a letter or a digit",
+        ),
+        (broken("id: T-01", "id: /etc/x"), "1:5: the scenario id '/etc/x' names the folder"),
+        (broken("id: T-01", "id: \"T\\n01\""), "1:5: the scenario id 'T\\n01' names the folder"),
+        // A node name longer than an interface name can hold once prefixed with to-.
+        (
+            broken("mag1: { role: mag }", "magnificent-mag: { role: mag }"),
+            "5:20: node name 'magnificent-mag' must be 1 to 12 letters, digits, - and _",
+        ),
+        // A node name that is a path.
+        (broken("mag1: { role: mag }", "\"../mag\": { role: mag }"), "5:13: node name '../mag' must be"),
+        // An MN interface whose MAG port to-mn1-<iface> would not fit.
+        (
+            broken("interfaces: [if1]", "interfaces: [wireless-lan0]"),
+            "6:8: mn1: interface name 'wireless-lan0' must be letters, digits, - and _, not one of lo, lif, core, eth0, and short enough that the MAG's port to-mn1-wireless-lan0 fits in 15 characters",
+        ),
+        // An MN interface named like the MN's logical interface.
+        (broken("interfaces: [if1]", "interfaces: [lif]"), "6:8: mn1: interface name 'lif' must be"),
+        // An MN-ID with a newline, which would forge log lines.
+        (
+            broken("mn1: { role: mn,", "mn1: { role: mn, mn_id: \"mn1\\nforged\","),
+            "6:8: mn1: mn_id 'mn1\\nforged' must be 1 to 253 octets with no control characters",
+        ),
+        // A prefix with host bits set.
+        (
+            broken("prefixes: [\"2001:db8:1::/64\"]", "prefixes: [\"2001:db8:1::1/64\"]"),
+            "6:51: 2001:db8:1::1/64 has host bits set past its /64; the prefix is 2001:db8:1::/64",
+        ),
     ];
     assert!(cases.len() >= 15);
     let mut wrong = Vec::new();

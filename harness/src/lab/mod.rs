@@ -6,6 +6,7 @@
 pub mod kernel_view;
 pub mod netlink;
 pub mod netns;
+pub mod rundir;
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Write};
@@ -15,7 +16,6 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use netns::NetNs;
@@ -54,8 +54,6 @@ pub fn netns_name(lab: &str, node: &str) -> String {
     format!("pmiplab-{lab}-{node}")
 }
 
-static LABS: AtomicU32 = AtomicU32::new(0);
-
 /// A deterministic, locally administered MAC for an interface: the same
 /// link-layer identifier the virtual World gives it, so tables compare.
 pub fn mac(node: &str, iface: &str) -> [u8; 6] {
@@ -68,16 +66,19 @@ fn not_found(what: String) -> io::Error {
 }
 
 impl Lab {
-    /// A lab with a private working folder (mode 0700) for configurations,
-    /// control sockets and logs; names are unique per process and lab, so
-    /// parallel runs never collide.
+    /// A lab with a private working folder for configurations, control
+    /// sockets and logs: created fresh (never one that exists, never
+    /// through a symlink) as `pmiplab-<pid>-<64 random bits>`, mode 0700,
+    /// so parallel runs never collide and no local user can plant files in
+    /// it beforehand.
     pub fn new() -> io::Result<Lab> {
-        sweep_stale_folders();
-        let n = LABS.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("pmiplab-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
-        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        let tmp = std::env::temp_dir();
+        rundir::sweep_stale(&tmp);
+        let dir = rundir::create_run_dir(&tmp)?;
+        Lab::with_dir(dir)
+    }
+
+    fn with_dir(dir: PathBuf) -> io::Result<Lab> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let root = {
             let _g = rt.enter();
@@ -105,18 +106,32 @@ impl Lab {
                 format!("'{name}' is not a lab name: use up to 20 letters, digits and -"),
             ));
         }
-        let dir = Path::new(DEPLOY_DIR).join(name);
-        if dir.exists() {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("a lab named {name} is deployed already; destroy it first"),
-            ));
+        // /run is root's; /run/pmiplab is made root-only if it is new and
+        // must be root-only if it is not.
+        let parent = Path::new(DEPLOY_DIR);
+        match rundir::create_private_dir(parent) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let m = std::fs::symlink_metadata(parent)?;
+                use std::os::unix::fs::MetadataExt;
+                if !m.is_dir() || m.uid() != nix::unistd::geteuid().as_raw() || m.mode() & 0o022 != 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        format!("{DEPLOY_DIR} is not a folder that only this user can write; refusing to use it"),
+                    ));
+                }
+            }
+            Err(e) => return Err(e),
         }
-        let mut lab = Lab::new()?;
-        let _ = std::fs::remove_dir_all(&lab.dir);
-        std::fs::create_dir_all(&dir)?;
-        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-        lab.dir = dir;
+        let dir = parent.join(name);
+        rundir::create_private_dir(&dir).map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                io::Error::new(e.kind(), format!("a lab named {name} is deployed already; destroy it first"))
+            } else {
+                e
+            }
+        })?;
+        let mut lab = Lab::with_dir(dir)?;
         lab.persistent = Some(name.to_string());
         Ok(lab)
     }
@@ -248,8 +263,9 @@ impl Lab {
         args: &[String],
     ) -> io::Result<()> {
         let cfg = self.dir.join(format!("{node}.json"));
-        std::fs::write(&cfg, serde_json::to_vec_pretty(config).map_err(io::Error::other)?)?;
-        let log = std::fs::File::create(self.dir.join(format!("{node}.log")))?;
+        let text = serde_json::to_vec_pretty(config).map_err(io::Error::other)?;
+        rundir::create_new_file(&cfg)?.write_all(&text)?;
+        let log = rundir::create_new_file(&self.dir.join(format!("{node}.log")))?;
         self.start(node, binary, args, log)
     }
 
@@ -271,7 +287,7 @@ impl Lab {
             return Err(io::Error::other(format!("the {node} daemon is still running; kill it first")));
         }
         let (binary, args) = (d.binary.clone(), d.args.clone());
-        let log = std::fs::OpenOptions::new().append(true).open(&d.log)?;
+        let log = rundir::open_append(&d.log)?;
         self.start(node, &binary, &args, log)?;
         self.wait_ready(node)
     }
@@ -393,6 +409,8 @@ impl Lab {
     ) -> io::Result<PathBuf> {
         let fd = self.ns(node)?.fd()?;
         let path = self.dir.join(format!("{node}-{iface}.pcapng"));
+        // Made here, new and not through a symlink; the capture then writes it.
+        drop(rundir::create_new_file(&path)?);
         let tap = tap.map(|t| (format!("{node}:{iface}"), t));
         let c = pmip_captures::capture::Capture::start_tapped(iface, &path, tap, move || {
             nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
@@ -421,26 +439,6 @@ impl Lab {
     }
 }
 
-/// Removes the folders of labs whose process was killed before it could
-/// clean up (their namespaces and daemons died with it).
-fn sweep_stale_folders() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for e in entries.filter_map(Result::ok) {
-        let name = e.file_name().to_string_lossy().to_string();
-        let Some(pid) =
-            name.strip_prefix("pmiplab-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let is_lab = name.split('-').count() == 3 && name.rsplit('-').next().is_some_and(|n| n.parse::<u32>().is_ok());
-        if is_lab && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
-}
-
 impl Drop for Lab {
     fn drop(&mut self) {
         self.captures.clear();
@@ -463,6 +461,8 @@ impl Drop for Lab {
         }
         self.netlink.clear();
         self.namespaces.clear();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Err(e) = rundir::remove_run_dir(&self.dir) {
+            tracing::warn!("{e}");
+        }
     }
 }

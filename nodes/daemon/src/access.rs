@@ -129,22 +129,25 @@ impl Access {
         Ok(())
     }
 
-    /// Waits for the next Router Solicitation on an access link: hop limit
-    /// 255 (RFC 4861 §6.1.1), read from the frame.
-    pub async fn solicitation(&self) -> io::Result<Solicitation> {
+    /// Waits for the next Router Solicitation on an access link; one that
+    /// is not valid (RFC 4861 §6.1.1: hop limit 255, a good checksum,
+    /// link-local source, code 0, sane options) comes back as `Err` with
+    /// the reason.
+    pub async fn solicitation(&self) -> io::Result<Result<Solicitation, String>> {
         let reads = self.links.iter().map(|(name, link)| {
             Box::pin(async move {
                 let mut buf = [0u8; 1514];
-                loop {
-                    let n = link.rs.recv(&mut buf).await?;
-                    let frame = &buf[..n];
-                    if frame.len() < 54 + 8 || frame[21] != 255 {
-                        continue;
-                    }
-                    if let Nd::Rs { mac } = nd::parse(&frame[54..]) {
-                        return Ok::<_, io::Error>(Solicitation { iface: name.clone(), att: link.att, mac });
-                    }
+                let n = link.rs.recv(&mut buf).await?;
+                let Some(pkt) = buf[..n].get(14..) else {
+                    return Ok(Err(format!("a runt frame on {name}")));
+                };
+                if let Some(why) = nd::invalid_router_packet(pkt) {
+                    return Ok(Err(format!("RS on {name}: {why}")));
                 }
+                Ok(match nd::parse(&pkt[40..]) {
+                    Nd::Rs { mac } => Ok(Solicitation { iface: name.clone(), att: link.att, mac }),
+                    _ => Err(format!("not an RS on {name}")),
+                })
             })
         });
         let reads: Vec<_> = reads.collect();

@@ -37,4 +37,8 @@ pub struct DaemonConfig {
     /// them attach MNs, RAs go out on them.
     #[serde(default)]
     pub access: std::collections::BTreeMap<String, u8>,
+    /// LMA and MAG: ESP security associations for the signalling between
+    /// them (RFC 5213 §4); none means the signalling goes in the clear.
+    #[serde(default)]
+    pub esp: Option<crate::esp::EspConfig>,
 }

@@ -75,3 +75,133 @@ impl Reply {
         Reply { ok: true, error: None, state: Some(v) }
     }
 }
+
+/// Longest request line a client may send; past it the daemon answers
+/// with an error and hangs up.
+pub const MAX_LINE: usize = 1 << 20;
+/// Most control connections open at once; a new one past it closes the
+/// oldest, so a client that holds connections cannot lock others out.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// A request and where its reply goes.
+pub(crate) type ControlMsg = (Request, tokio::sync::oneshot::Sender<Reply>);
+
+enum Line {
+    Text(Vec<u8>),
+    TooLong,
+}
+
+/// Reads one line of at most `max` octets (newline excluded); `None` at
+/// the end of the stream.
+async fn read_line_capped<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R, max: usize) -> std::io::Result<Option<Line>> {
+    use tokio::io::AsyncBufReadExt;
+    let mut line = Vec::new();
+    loop {
+        let avail = r.fill_buf().await?;
+        if avail.is_empty() {
+            return Ok((!line.is_empty()).then_some(Line::Text(line)));
+        }
+        if let Some(i) = avail.iter().position(|&b| b == b'\n') {
+            if line.len() + i > max {
+                r.consume(i + 1);
+                return Ok(Some(Line::TooLong));
+            }
+            line.extend_from_slice(&avail[..i]);
+            r.consume(i + 1);
+            return Ok(Some(Line::Text(line)));
+        }
+        let n = avail.len();
+        if line.len() + n > max {
+            r.consume(n);
+            return Ok(Some(Line::TooLong));
+        }
+        line.extend_from_slice(avail);
+        r.consume(n);
+    }
+}
+
+/// Serves one control connection: a reply per request line.
+async fn serve(stream: tokio::net::UnixStream, tx: tokio::sync::mpsc::Sender<ControlMsg>) {
+    use tokio::io::AsyncWriteExt;
+    let (read, mut write) = stream.into_split();
+    let mut read = tokio::io::BufReader::new(read);
+    loop {
+        let (reply, close) = match read_line_capped(&mut read, MAX_LINE).await {
+            Ok(None) | Err(_) => return,
+            Ok(Some(Line::TooLong)) => {
+                (Reply::error(format!("control line too long (more than {MAX_LINE} octets); closing")), true)
+            }
+            Ok(Some(Line::Text(line))) => match serde_json::from_slice::<Request>(&line) {
+                Ok(req) => {
+                    let (rtx, rrx) = tokio::sync::oneshot::channel();
+                    if tx.send((req, rtx)).await.is_err() {
+                        return;
+                    }
+                    (rrx.await.unwrap_or_else(|_| Reply::error("the node stopped")), false)
+                }
+                Err(e) => (Reply::error(format!("not a request: {e}")), false),
+            },
+        };
+        let mut text = serde_json::to_string(&reply).unwrap_or_else(|_| "{\"ok\":false}".into());
+        text.push('\n');
+        if write.write_all(text.as_bytes()).await.is_err() || close {
+            return;
+        }
+    }
+}
+
+/// Accepts control connections for as long as the daemon runs: at most
+/// `MAX_CONNECTIONS` at once (a new one closes the oldest); when the
+/// process or the system is out of descriptors (EMFILE, ENFILE) or
+/// memory, it closes the oldest connection, backs off and goes on.
+pub(crate) async fn accept_loop(listener: tokio::net::UnixListener, tx: tokio::sync::mpsc::Sender<ControlMsg>) {
+    let mut live: std::collections::VecDeque<tokio::task::AbortHandle> = std::collections::VecDeque::new();
+    let mut backoff = Duration::from_millis(5);
+    let mut failures = 0u64;
+    loop {
+        live.retain(|h| !h.is_finished());
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                backoff = Duration::from_millis(5);
+                if live.len() >= MAX_CONNECTIONS {
+                    if let Some(oldest) = live.pop_front() {
+                        oldest.abort();
+                    }
+                }
+                live.push_back(tokio::spawn(serve(stream, tx.clone())).abort_handle());
+            }
+            Err(e) => {
+                failures += 1;
+                if failures.is_power_of_two() {
+                    tracing::warn!("accepting a control connection failed ({failures} times so far): {e}");
+                }
+                let exhausted =
+                    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM));
+                if exhausted {
+                    if let Some(oldest) = live.pop_front() {
+                        oldest.abort();
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                } else {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+    }
+}
+
+use std::time::Duration;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lines_past_the_cap_are_refused_and_shorter_ones_read() {
+        let data = b"short\nxxxxxxxxxxxxxxxxxxxx\nlast";
+        let mut r = tokio::io::BufReader::with_capacity(4, &data[..]);
+        assert!(matches!(read_line_capped(&mut r, 10).await.unwrap(), Some(Line::Text(l)) if l == b"short"));
+        assert!(matches!(read_line_capped(&mut r, 10).await.unwrap(), Some(Line::TooLong)));
+    }
+}

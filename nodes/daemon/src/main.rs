@@ -6,6 +6,7 @@ mod cn_node;
 mod config;
 mod control;
 mod data_plane;
+mod esp;
 mod faults;
 mod kernel;
 mod link_watch;
@@ -15,6 +16,7 @@ mod node;
 mod packet;
 mod packet_socket;
 mod probe;
+mod ratelimit;
 mod raw_socket;
 mod tun;
 

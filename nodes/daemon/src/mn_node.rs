@@ -177,6 +177,9 @@ impl MnNode {
         if key.next_header == nd::ICMPV6 {
             match nd::parse(&pkt[40..]) {
                 Nd::Ra { prefixes, router_mac } => {
+                    if !self.valid_ra(&name, pkt) {
+                        return;
+                    }
                     self.phys[i].router_mac = Some(router_mac.unwrap_or(src_mac));
                     let now = self.now();
                     let out = self.mn.handle(now, MnInput::RouterAdvertisement { iface: name.clone(), prefixes });
@@ -227,6 +230,19 @@ impl MnNode {
         match self.lif.write(pkt).await {
             Ok(()) => self.count(format!("downlink on {name}")),
             Err(e) => debug!("writing into lif failed: {e}"),
+        }
+    }
+
+    /// RFC 4861 §6.1.2: an RA counts only with hop limit 255, a valid
+    /// ICMPv6 checksum and a link-local source; others are counted by
+    /// reason and dropped.
+    fn valid_ra(&mut self, iface: &str, pkt: &[u8]) -> bool {
+        match nd::invalid_router_packet(pkt) {
+            None => true,
+            Some(why) => {
+                self.count(format!("RA refused on {iface}: {why}"));
+                false
+            }
         }
     }
 

@@ -150,9 +150,93 @@ pub fn parse(icmp: &[u8]) -> Nd {
     }
 }
 
+/// Why a Neighbour Discovery message is not valid (RFC 4861 §6.1.1 for
+/// an RS, §6.1.2 for an RA): one that only a node on the link itself can
+/// send, with hop limit 255 (a router would have lowered it), a link-local
+/// source for an RA (a link-local or a router's own address for an RS),
+/// ICMP code 0, and a length that holds the fixed part.
+pub fn invalid_router_message(hop_limit: u8, src: Ipv6Addr, icmp: &[u8]) -> Option<&'static str> {
+    let link_local = src.segments()[0] & 0xffc0 == 0xfe80;
+    let (kind, min) = match icmp.first() {
+        Some(&RA) => (RA, 16),
+        Some(&RS) => (RS, 8),
+        _ => return Some("not an RS or an RA"),
+    };
+    if hop_limit != 255 {
+        return Some("hop limit is not 255: it did not come from the link");
+    }
+    if icmp.len() < min {
+        return Some("shorter than its fixed part");
+    }
+    if icmp[1] != 0 {
+        return Some("ICMP code is not 0");
+    }
+    if !link_local {
+        return Some(if kind == RA {
+            "an RA must come from a link-local address"
+        } else {
+            "an RS must come from a link-local address"
+        });
+    }
+    // Every option must have a non-zero length and fit.
+    let mut o = &icmp[min..];
+    while !o.is_empty() {
+        let len = usize::from(*o.get(1).unwrap_or(&0)) * 8;
+        if len == 0 || len > o.len() {
+            return Some("an option has length 0 or runs past the end");
+        }
+        o = &o[len..];
+    }
+    None
+}
+
+/// The same for a whole IPv6 packet as an MN's packet socket takes it,
+/// with the ICMPv6 checksum checked too (the kernel checks nothing there).
+pub fn invalid_router_packet(pkt: &[u8]) -> Option<&'static str> {
+    if pkt.len() < 40 || pkt[0] >> 4 != 6 || pkt[6] != ICMPV6 {
+        return Some("not an ICMPv6 packet without extension headers");
+    }
+    let len = usize::from(u16::from_be_bytes([pkt[4], pkt[5]]));
+    let Some(icmp) = pkt.get(40..40 + len) else { return Some("shorter than its payload length") };
+    let src = Ipv6Addr::from(<[u8; 16]>::try_from(&pkt[8..24]).unwrap_or_default());
+    let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&pkt[24..40]).unwrap_or_default());
+    if upper_layer_checksum(&src, &dst, ICMPV6, icmp) != 0 {
+        return Some("ICMPv6 checksum is wrong");
+    }
+    invalid_router_message(pkt[7], src, icmp)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_on_link_router_messages_with_a_good_checksum_are_valid() {
+        let p: Prefix = "2001:db8:1::/64".parse().unwrap();
+        let ll: Ipv6Addr = "fe80::1".parse().unwrap();
+        let ra = icmpv6(ll, ALL_NODES, router_advertisement([2, 0, 0, 0, 0, 9], &[p], 1800));
+        assert_eq!(invalid_router_packet(&ra), None);
+        let mut hop = ra.clone();
+        hop[7] = 64;
+        assert!(invalid_router_packet(&hop).unwrap().contains("hop limit"));
+        let mut sum = ra.clone();
+        sum[42] ^= 0xff;
+        assert!(invalid_router_packet(&sum).unwrap().contains("checksum"));
+        let global: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let off_link = icmpv6(global, ALL_NODES, router_advertisement([2, 0, 0, 0, 0, 9], &[p], 1800));
+        assert!(invalid_router_packet(&off_link).unwrap().contains("link-local"));
+        let mut code = ra.clone();
+        code[41] = 1;
+        assert!(invalid_router_packet(&code).is_some());
+        assert!(invalid_router_packet(&ra[..45]).is_some());
+        let rs = router_solicitation([2, 0, 0, 0, 0, 7]);
+        assert_eq!(invalid_router_message(255, ll, &rs), None);
+        assert!(invalid_router_message(254, ll, &rs).is_some());
+        assert!(invalid_router_message(255, Ipv6Addr::UNSPECIFIED, &rs).is_some());
+        let mut zero = rs.clone();
+        zero[9] = 0;
+        assert!(invalid_router_message(255, ll, &zero).is_some());
+    }
 
     #[test]
     fn an_ra_carries_its_prefixes_and_router_mac_back() {

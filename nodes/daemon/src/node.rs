@@ -12,16 +12,18 @@ use pmip_proto::mag::{Mag, MagInput};
 use pmip_proto::{Instant, Intent, Output};
 use pmip_wire::{Endpoints, Message, WireConfig};
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::access::{Access, Solicitation};
 use crate::config::{DaemonConfig, NodeConfig};
+pub(crate) use crate::control::{accept_loop, ControlMsg};
 use crate::control::{Reply, Request};
 use crate::data_plane::{self, Side, Update};
+use crate::esp::Esp;
 use crate::faults::{Action, Direction, Faults};
+use crate::ratelimit::{printable, printable_bytes, Refusals, Ring};
 use crate::raw_socket::RawSocket;
 use std::sync::{Arc, Mutex};
 
@@ -48,9 +50,23 @@ pub struct Node {
     plane: Option<mpsc::Sender<Update>>,
     access: Option<Access>,
     links: Option<mpsc::Receiver<(String, bool)>>,
-    intents: Vec<Intent>,
-    events: Vec<String>,
-    log: Vec<Logged>,
+    intents: Ring<Intent>,
+    events: Ring<String>,
+    log: Ring<Logged>,
+    /// Packets refused before the protocol core saw them, counted.
+    refused: Refusals,
+    /// The interface that holds the node's signalling address: the only
+    /// one signalling is taken from (the LMA's core side, the MAG's
+    /// LMA-facing side).
+    signalling_ifindex: u32,
+    /// The ESP security associations and their socket, when signalling
+    /// is protected.
+    esp: Option<(Esp, RawSocket)>,
+    /// A MAG's LMA: the only source it takes signalling from.
+    lma_peer: Option<Ipv6Addr>,
+    /// The PBU last handed to the core, to answer it with a reject if the
+    /// core's answer cannot be encoded.
+    last_pbu: Option<(pmip_wire::Pbu, Ipv6Addr)>,
     faults: Arc<Mutex<Faults>>,
     delayed: Vec<Delayed>,
     held_out: Option<(Vec<u8>, Ipv6Addr, String)>,
@@ -71,11 +87,31 @@ impl Delayed {
     }
 }
 
-pub(crate) type ControlMsg = (Request, oneshot::Sender<Reply>);
+/// How much history a daemon keeps: the last events, messages and intents.
+const EVENTS_KEPT: usize = 1000;
+const MESSAGES_KEPT: usize = 10_000;
+const INTENTS_KEPT: usize = 10_000;
+/// Longest event line logged.
+const EVENT_MAX: usize = 400;
+/// Most HNP options a PBU may carry: its PBA echoes them.
+const MAX_HNPS: usize = 16;
+
+/// The index of the interface holding `address`.
+fn interface_of(address: Ipv6Addr) -> anyhow::Result<u32> {
+    let addrs = nix::ifaddrs::getifaddrs().context("listing the node's addresses")?;
+    for a in addrs {
+        let ours = a.address.as_ref().and_then(|s| s.as_sockaddr_in6()).is_some_and(|s| s.ip() == address);
+        if ours {
+            return nix::net::if_::if_nametoindex(a.interface_name.as_str())
+                .with_context(|| format!("the index of {}", a.interface_name));
+        }
+    }
+    anyhow::bail!("no interface of this namespace holds {address}")
+}
 
 impl Node {
     pub async fn new(config: DaemonConfig, wire: WireConfig) -> anyhow::Result<Node> {
-        let DaemonConfig { node: config, data_plane, access } = config;
+        let DaemonConfig { node: config, data_plane, access, esp } = config;
         // The node's clock is `started` plus the wall clock read at the same
         // moment, so every node's Timestamp option agrees with every other's
         // whatever its setup below costs: the LMA compares one MAG's Timestamp
@@ -83,6 +119,10 @@ impl Node {
         let started = std::time::Instant::now();
         let unix_micros = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
         let address = config.address().context("an LMA or MAG configuration")?;
+        let lma_peer = match &config {
+            NodeConfig::Mag { config } => Some(config.lma),
+            _ => None,
+        };
         let side = match &config {
             NodeConfig::Lma { .. } => Side::Lma,
             NodeConfig::Mag { config } => Side::Mag { lma: config.lma },
@@ -116,6 +156,15 @@ impl Node {
             _ => (None, None),
         };
         let socket = RawSocket::mobility_header(address).with_context(|| format!("signalling socket on {address}"))?;
+        let signalling_ifindex = interface_of(address)?;
+        let esp = match esp {
+            Some(cfg) if !cfg.sas.is_empty() => {
+                let sas = Esp::new(address, &cfg).context("the ESP security associations")?;
+                let sock = RawSocket::esp(address).with_context(|| format!("ESP socket on {address}"))?;
+                Some((sas, sock))
+            }
+            _ => None,
+        };
         let faults = Arc::new(Mutex::new(Faults::default()));
         let plane = match data_plane {
             Some(cfg) => {
@@ -132,9 +181,14 @@ impl Node {
             plane,
             access,
             links,
-            intents: Vec::new(),
-            events: Vec::new(),
-            log: Vec::new(),
+            intents: Ring::new(INTENTS_KEPT),
+            events: Ring::new(EVENTS_KEPT),
+            log: Ring::new(MESSAGES_KEPT),
+            refused: Refusals::default(),
+            signalling_ifindex,
+            esp,
+            lma_peer,
+            last_pbu: None,
             faults,
             delayed: Vec::new(),
             held_out: None,
@@ -155,6 +209,8 @@ impl Node {
 
     async fn apply(&mut self, out: Output) {
         for e in out.events {
+            // Events can quote the wire (an MN-ID): one line each, escaped.
+            let e = printable(&e, EVENT_MAX);
             info!(target: "pmip_node::event", "{e}");
             self.events.push(e);
         }
@@ -189,19 +245,87 @@ impl Node {
             let ends = Endpoints { src: t.src, dst: t.dst };
             match t.message.to_bytes(&ends, &self.wire) {
                 Ok(bytes) => self.transmit(bytes, t.dst, t.message.summary()).await,
-                Err(e) => self.events.push(format!("could not encode {}: {e}", t.message.name())),
+                Err(e) => {
+                    let line = format!("could not encode {}: {e}", t.message.name());
+                    warn!("{line}");
+                    self.events.push(line);
+                    if let Some((reject, bytes)) = self.reject_instead(&t.message, t.dst) {
+                        self.transmit(bytes, t.dst, reject.summary()).await;
+                    }
+                }
             }
         }
     }
 
     fn record(&mut self, dir: &'static str, peer: Ipv6Addr, summary: String) {
+        let summary = printable(&summary, EVENT_MAX);
         self.log.push(Logged { at_ms: self.now().as_millis(), dir, peer, summary });
+    }
+
+    /// A PBA the core built that cannot be encoded answers the PBU that
+    /// asked for it: a well-formed reject (128, reason unspecified) with
+    /// the PBU's sequence number and MN-ID, rather than silence.
+    fn reject_instead(&self, failed: &Message, dst: Ipv6Addr) -> Option<(Message, Vec<u8>)> {
+        let Message::Pba(pba) = failed else { return None };
+        let (pbu, from) = self.last_pbu.as_ref()?;
+        if *from != dst || pbu.sequence != pba.sequence {
+            return None;
+        }
+        let ends = Endpoints { src: self.address, dst };
+        let mn_id = pbu.options.iter().find(|o| matches!(o, pmip_wire::MobilityOption::MnIdentifier { .. }));
+        let reject = |options: Vec<pmip_wire::MobilityOption>| {
+            Message::Pba(pmip_wire::Pba {
+                status: pmip_wire::PbaStatus::from(128),
+                flags: pmip_wire::PbaFlags { p: true, ..Default::default() },
+                sequence: pbu.sequence,
+                lifetime: 0,
+                options,
+            })
+        };
+        // With the MN-ID if that can be encoded, else with nothing.
+        [reject(mn_id.cloned().into_iter().collect()), reject(Vec::new())]
+            .into_iter()
+            .find_map(|m| m.to_bytes(&ends, &self.wire).ok().map(|b| (m, b)))
+    }
+
+    /// Counts a refused packet; logs it while the budget allows.
+    fn refuse(&mut self, reason: &'static str, detail: impl FnOnce() -> String) {
+        if let Some(line) = self.refused.refuse(reason, detail) {
+            warn!("{line}");
+            self.events.push(line);
+        }
+    }
+
+    /// What the protocol core must never see from this PBU: an MN-ID that
+    /// is not UTF-8 text (it would be read lossily, and two MNs could
+    /// collide), or more HNPs than a PBA can echo.
+    fn pbu_problem(pbu: &pmip_wire::Pbu) -> Option<String> {
+        use pmip_wire::MobilityOption as O;
+        for o in &pbu.options {
+            if let O::MnIdentifier { id, .. } = o {
+                match std::str::from_utf8(id) {
+                    Err(_) => return Some(format!("MN-ID {} is not UTF-8", printable_bytes(id, 64))),
+                    Ok(t) if t.chars().any(char::is_control) => {
+                        return Some(format!("MN-ID {} holds control characters", printable_bytes(id, 64)))
+                    }
+                    Ok(_) => {}
+                }
+            }
+        }
+        let hnps = pbu.options.iter().filter(|o| matches!(o, O::HomeNetworkPrefix { .. })).count();
+        (hnps > MAX_HNPS).then(|| format!("{hnps} HNP options (at most {MAX_HNPS})"))
     }
 
     async fn send_now(&mut self, bytes: &[u8], dst: Ipv6Addr, summary: String) {
         let name = summary.split(' ').next().unwrap_or("").to_string();
+        // Through ESP when an SA goes to `dst`, else in the clear.
+        let sent = match self.esp.as_mut().and_then(|(sas, sock)| sas.seal(dst, 135, bytes).map(|r| (r, sock))) {
+            Some((Ok(sealed), sock)) => sock.send_to(&sealed, dst).await,
+            Some((Err(e), _)) => Err(std::io::Error::other(e.to_string())),
+            None => self.socket.send_to(bytes, dst).await,
+        };
         // The log is diagnosis: it says "sent" only of what the kernel took.
-        match self.socket.send_to(bytes, dst).await {
+        match sent {
             Ok(_) => self.record("sent", dst, summary),
             Err(e) => {
                 warn!("sending {name} to {dst} failed: {e}");
@@ -257,17 +381,74 @@ impl Node {
         }
     }
 
-    async fn on_datagram(&mut self, bytes: Vec<u8>, src: Ipv6Addr) {
+    /// A Mobility Header in the clear: refused from a peer whose
+    /// signalling must come through ESP.
+    async fn on_datagram(&mut self, bytes: Vec<u8>, src: Ipv6Addr, ifindex: u32) {
+        if self.esp.as_ref().is_some_and(|(sas, _)| sas.protects(src)) {
+            self.refuse("unprotected", || format!("Mobility Header from {src} in the clear; it must come in ESP"));
+            return;
+        }
+        self.on_signalling(bytes, src, ifindex).await
+    }
+
+    /// An ESP packet: opened, checked (SA, anti-replay, ICV) and its
+    /// Mobility Header handled as signalling.
+    async fn on_esp(&mut self, bytes: Vec<u8>, src: Ipv6Addr, ifindex: u32) {
+        let Some((sas, _)) = self.esp.as_mut() else { return };
+        match sas.open(src, &bytes) {
+            Ok((135, mh)) => self.on_signalling(mh, src, ifindex).await,
+            Ok((nh, _)) => self.refuse("ESP not MH", || format!("ESP from {src} carries next header {nh}, not 135")),
+            Err(e) => {
+                let kind = e.kind();
+                self.refuse(kind, || format!("ESP from {src}: {e}"))
+            }
+        }
+    }
+
+    async fn on_signalling(&mut self, bytes: Vec<u8>, src: Ipv6Addr, ifindex: u32) {
+        // Signalling comes in on the side facing the peers, from a peer:
+        // anything else is spoofed, whatever its source address says.
+        if ifindex != self.signalling_ifindex {
+            let want = self.signalling_ifindex;
+            self.refuse("wrong interface", || {
+                format!("Mobility Header from {src} arrived on interface {ifindex}, not on {want}")
+            });
+            return;
+        }
+        if let Some(lma) = self.lma_peer {
+            if src != lma {
+                self.refuse("not from a peer", || format!("Mobility Header from {src}: this MAG's LMA is {lma}"));
+                return;
+            }
+        }
         let ends = Endpoints { src, dst: self.address };
         let message = match Message::parse(&bytes, &ends, &self.wire) {
             Ok(m) => m,
             Err(e) => {
-                // A malformed packet changes nothing but the log.
-                warn!("malformed Mobility Header from {src}: {e}");
-                self.events.push(format!("malformed Mobility Header from {src}: {e}"));
+                // A malformed packet changes nothing but a counter and,
+                // within the budget, the log.
+                self.refuse("malformed", || format!("malformed Mobility Header from {src}: {e}"));
                 return;
             }
         };
+        if let (Message::Pbu(pbu), Role::Lma(_)) = (&message, &self.role) {
+            if let Some(problem) = Self::pbu_problem(pbu) {
+                self.refuse("unanswerable PBU", || format!("PBU seq {} from {src}: {problem}", pbu.sequence));
+                self.last_pbu = Some((pbu.clone(), src));
+                let failed = Message::Pba(pmip_wire::Pba {
+                    status: pmip_wire::PbaStatus::from(128),
+                    flags: Default::default(),
+                    sequence: pbu.sequence,
+                    lifetime: 0,
+                    options: vec![],
+                });
+                self.record("received", src, message.summary());
+                if let Some((reject, bytes)) = self.reject_instead(&failed, src) {
+                    self.transmit(bytes, src, reject.summary()).await;
+                }
+                return;
+            }
+        }
         let name = message.name();
         let action = self.faults.lock().ok().and_then(|mut f| f.check_peer(Direction::In, Some(name), Some(src)));
         match action {
@@ -301,6 +482,9 @@ impl Node {
     /// Hands a received message to the protocol core.
     async fn deliver(&mut self, message: Message, src: Ipv6Addr) {
         self.record("received", src, message.summary());
+        if let Message::Pbu(pbu) = &message {
+            self.last_pbu = Some((pbu.clone(), src));
+        }
         let now = self.now();
         let out = match &mut self.role {
             Role::Lma(l) => l.handle(now, LmaInput::Message { src, dst: self.address, message }),
@@ -377,6 +561,8 @@ impl Node {
             "intents": self.intents,
             "messages": self.log,
             "events": self.events,
+            "events_dropped": self.events.dropped(),
+            "refused": self.refused.state(),
             "data_plane": data_plane,
             "faults": self.faults.lock().map(|f| f.rules().to_vec()).unwrap_or_default(),
         })
@@ -449,6 +635,7 @@ impl Node {
         tokio::spawn(accept_loop(listener, tx));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut links = self.links.take().unwrap_or_else(|| mpsc::channel(1).1);
+        let mut summaries = tokio::time::interval(Duration::from_secs(10));
         info!(
             "{} up on {}",
             match self.role {
@@ -463,13 +650,24 @@ impl Node {
                 .map(|t| Duration::from_micros(t.0.saturating_sub(self.now().0)))
                 .unwrap_or(Duration::from_secs(3600));
             tokio::select! {
-                r = self.socket.recv() => match r {
-                    Ok((bytes, src)) => self.on_datagram(bytes, src).await,
+                r = self.socket.recv_on() => match r {
+                    Ok((bytes, src, ifindex)) => self.on_datagram(bytes, src, ifindex).await,
                     Err(e) => warn!("receiving on the MH socket failed: {e}"),
+                },
+                Some(r) = recv_esp(&self.esp) => match r {
+                    Ok((bytes, src, ifindex)) => self.on_esp(bytes, src, ifindex).await,
+                    Err(e) => warn!("receiving on the ESP socket failed: {e}"),
+                },
+                _ = summaries.tick() => if let Some(line) = self.refused.summary() {
+                    warn!("{line}");
+                    self.events.push(line);
                 },
                 _ = tokio::time::sleep(wait) => self.on_timeout().await,
                 _ = next_delayed(&self.delayed) => self.release_delayed().await,
-                Some(rs) = solicitation(&self.access) => self.on_solicitation(rs).await,
+                Some(rs) = solicitation(&self.access) => match rs {
+                    Ok(rs) => self.on_solicitation(rs).await,
+                    Err(why) => self.refuse("invalid RS", || why),
+                },
                 Some((iface, up)) = links.recv() => self.on_link(iface, up).await,
                 Some((req, reply)) = rx.recv() => match self.on_request(req).await {
                     Some(r) => { let _ = reply.send(r); }
@@ -485,34 +683,7 @@ impl Node {
     }
 }
 
-pub(crate) async fn accept_loop(listener: UnixListener, tx: mpsc::Sender<ControlMsg>) {
-    while let Ok((stream, _)) = listener.accept().await {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let (read, mut write) = stream.into_split();
-            let mut lines = BufReader::new(read).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let reply = match serde_json::from_str::<Request>(&line) {
-                    Ok(req) => {
-                        let (rtx, rrx) = oneshot::channel();
-                        if tx.send((req, rtx)).await.is_err() {
-                            break;
-                        }
-                        rrx.await.unwrap_or_else(|_| Reply::error("the node stopped"))
-                    }
-                    Err(e) => Reply::error(format!("not a request: {e}")),
-                };
-                let mut text = serde_json::to_string(&reply).unwrap_or_else(|_| "{\"ok\":false}".into());
-                text.push('\n');
-                if write.write_all(text.as_bytes()).await.is_err() {
-                    break;
-                }
-            }
-        });
-    }
-}
-
-async fn solicitation(access: &Option<Access>) -> Option<Solicitation> {
+async fn solicitation(access: &Option<Access>) -> Option<Result<Solicitation, String>> {
     match access {
         Some(a) => match a.solicitation().await {
             Ok(rs) => Some(rs),
@@ -521,6 +692,13 @@ async fn solicitation(access: &Option<Access>) -> Option<Solicitation> {
                 None
             }
         },
+        None => std::future::pending().await,
+    }
+}
+
+async fn recv_esp(esp: &Option<(Esp, RawSocket)>) -> Option<std::io::Result<(Vec<u8>, Ipv6Addr, u32)>> {
+    match esp {
+        Some((_, sock)) => Some(sock.recv_on().await),
         None => std::future::pending().await,
     }
 }

@@ -17,6 +17,9 @@ pub const IPPROTO_IPV6: i32 = 41;
 
 pub struct RawSocket {
     fd: AsyncFd<Socket>,
+    /// `recv_on`'s receive buffer, kept between calls rather than zeroed
+    /// anew for every datagram.
+    buf: std::sync::Mutex<Vec<u8>>,
 }
 
 /// Has the kernel compute and verify the checksum of a raw IPv6 socket's
@@ -42,7 +45,20 @@ pub fn kernel_checksum_at(s: &Socket, offset: libc::c_int) -> io::Result<()> {
 impl RawSocket {
     /// The Mobility Header socket bound to `local`, the node's signalling address.
     pub fn mobility_header(local: Ipv6Addr) -> io::Result<Self> {
-        Self::open(IPPROTO_MH, local, Some(4))
+        Self::open(IPPROTO_MH, local, Some(4))?.with_packet_info()
+    }
+
+    /// The socket of the daemon's own ESP (protocol 50) around the
+    /// Mobility Header, bound to `local`.
+    pub fn esp(local: Ipv6Addr) -> io::Result<Self> {
+        Self::open(crate::esp::IPPROTO_ESP, local, None)?.with_packet_info()
+    }
+
+    /// Has each datagram say which interface it came in on (`recv_on`).
+    fn with_packet_info(self) -> io::Result<Self> {
+        nix::sys::socket::setsockopt(self.fd.get_ref(), nix::sys::socket::sockopt::Ipv6RecvPacketInfo, &true)
+            .map_err(|e| io::Error::other(format!("cannot set IPV6_RECVPKTINFO: {e}")))?;
+        Ok(self)
     }
 
     /// The IPv6-in-IPv6 socket of the userspace tunnel.
@@ -67,7 +83,7 @@ impl RawSocket {
         // SAFETY: the AsyncFd owns the socket, so the descriptor stays open
         // and ours for as long as it is registered.
         let fd = unsafe { AsyncFd::register(s) }.map_err(|e| io::Error::other(e.to_string()))?;
-        Ok(RawSocket { fd })
+        Ok(RawSocket { fd, buf: std::sync::Mutex::new(Vec::new()) })
     }
 
     pub async fn send_to(&self, bytes: &[u8], dst: Ipv6Addr) -> io::Result<()> {
@@ -76,6 +92,42 @@ impl RawSocket {
             let mut guard = self.fd.writable().await?;
             match guard.try_io(|s| s.get_ref().send_to(bytes, &addr)) {
                 Ok(r) => return r.map(|_| ()),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Receives one payload, who sent it and the index of the interface it
+    /// arrived on (0 if the kernel did not say), from a socket made by
+    /// `mobility_header`.
+    pub async fn recv_on(&self) -> io::Result<(Vec<u8>, Ipv6Addr, u32)> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrIn6};
+        loop {
+            let mut guard = self.fd.readable().await?;
+            let r = guard.try_io(|s| {
+                let mut buf = self.buf.lock().map_err(|_| io::Error::other("the receive buffer is poisoned"))?;
+                if buf.len() < 65536 {
+                    buf.resize(65536, 0);
+                }
+                let mut iov = [io::IoSliceMut::new(&mut buf[..])];
+                let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo);
+                let m = recvmsg::<SockaddrIn6>(s.get_ref().as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())
+                    .map_err(io::Error::from)?;
+                let index = m
+                    .cmsgs()
+                    .map_err(io::Error::from)?
+                    .find_map(|c| match c {
+                        ControlMessageOwned::Ipv6PacketInfo(i) => Some(i.ipi6_ifindex),
+                        _ => None,
+                    })
+                    .unwrap_or(0);
+                let src = m.address.map(|a| a.ip()).unwrap_or(Ipv6Addr::UNSPECIFIED);
+                let n = m.bytes;
+                Ok((buf[..n].to_vec(), src, index))
+            });
+            match r {
+                Ok(Ok(got)) => return Ok(got),
+                Ok(Err(e)) => return Err(e),
                 Err(_would_block) => continue,
             }
         }
