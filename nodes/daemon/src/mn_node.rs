@@ -91,7 +91,12 @@ impl MnNode {
         let mut mn = Mn::new(config);
         let mut events = Vec::new();
         for p in phys.iter().filter(|p| p.carrier) {
-            events.extend(mn.handle(Instant::ZERO, MnInput::LinkUp { iface: p.name.clone() }).events);
+            events.extend(
+                mn.handle(Instant::ZERO, MnInput::LinkUp { iface: p.name.clone() })
+                    .events
+                    .iter()
+                    .map(|e| e.to_string()),
+            );
         }
         Ok(MnNode {
             mn,
@@ -120,7 +125,7 @@ impl MnNode {
     }
 
     async fn apply(&mut self, out: Output) {
-        self.events.extend(out.events);
+        self.events.extend(out.events.iter().map(|e| e.to_string()));
         for i in out.intents {
             let r = match i {
                 Intent::MnAddress { addr, up: true } => self.kernel.add_address(LIF, addr, 128).await,

@@ -210,7 +210,7 @@ impl Node {
     async fn apply(&mut self, out: Output) {
         for e in out.events {
             // Events can quote the wire (an MN-ID): one line each, escaped.
-            let e = printable(&e, EVENT_MAX);
+            let e = printable(e.text(), EVENT_MAX);
             info!(target: "pmip_node::event", "{e}");
             self.events.push(e);
         }
@@ -622,8 +622,10 @@ impl Node {
                 )))
             }
         };
+        // A refused command is an error to its sender, as the World says it.
+        let refused = out.refused().map(str::to_string);
         self.apply(out).await;
-        Some(Reply::ok())
+        Some(refused.map_or_else(Reply::ok, Reply::error))
     }
 
     pub async fn run(mut self, control: &Path) -> anyhow::Result<()> {

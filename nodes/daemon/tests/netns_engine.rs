@@ -213,3 +213,32 @@ fn after_a_move_the_exchange_settles_without_waiting_for_a_retransmission_in_bot
     }
     assert_eq!(n.verdict, Verdict::Pass, "{}", failures(&n));
 }
+
+#[test]
+fn a_step_that_cannot_be_carried_out_fails_with_the_reason_in_both_backends() {
+    if skip() {
+        return;
+    }
+    let w = Written::new(
+        "refused",
+        "id: ENGINE-REFUSED\ntitle: moves the LMA cannot make",
+        "  - attach: { iface: mn1/if1 }\n  - bind: { flow: \"Y\", fid: 2, fid_pri: 20, bids: [1], match: prefix }\n  - move: { flow: \"Y\", to_bid: 7 }\n  - move: { flow: \"Y\", to_bid: 1 }\n",
+    );
+    let (v, n) = (w.virtual_time(), w.netns(&mut |_| Ok(())));
+    for r in [&v, &n] {
+        assert_eq!(r.verdict, Verdict::Fail, "{}", r.backend);
+        let (no_bid, there) = (check(r, 17), check(r, 18));
+        assert_eq!(
+            no_bid.detail,
+            "the LMA refused to move flow Y: cannot move mn1@pmip.lab FID 2 to BID 7: no active binding has that BID",
+            "{}",
+            r.backend
+        );
+        assert_eq!(
+            there.detail, "the LMA refused to move flow Y: mn1@pmip.lab FID 2 is already bound to BID 1",
+            "{}",
+            r.backend
+        );
+        assert!(!no_bid.ok() && !there.ok());
+    }
+}

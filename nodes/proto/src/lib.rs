@@ -20,6 +20,6 @@ pub mod time;
 pub mod world;
 
 pub use flow::FlowKey;
-pub use output::{FlowTarget, Intent, Output, Transmit};
+pub use output::{Event, FlowTarget, Intent, Output, Transmit};
 pub use prefix::Prefix;
 pub use time::{Backoff, Instant, Span};

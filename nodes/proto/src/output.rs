@@ -47,34 +47,63 @@ pub enum Intent {
     MnAddress { addr: Ipv6Addr, up: bool },
 }
 
+/// Something a role reports about what it did. The engine and the
+/// daemons match on the kinds they act on; the rest is for the logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "text", rename_all = "snake_case")]
+pub enum Event {
+    /// What happened, for the logs.
+    Note(String),
+    /// A command the role could not carry out, and why: the caller reports
+    /// it as a failed step, not as something that happened.
+    CommandRefused(String),
+}
+
+impl Event {
+    pub fn text(&self) -> &str {
+        match self {
+            Event::Note(t) | Event::CommandRefused(t) => t,
+        }
+    }
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.text())
+    }
+}
+
 /// Everything one call to `handle` produced.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Output {
     pub transmits: Vec<Transmit>,
     pub intents: Vec<Intent>,
-    pub events: Vec<String>,
-    /// A command the role could not carry out, and why: the caller reports
-    /// it as a failed step, not as something that happened.
-    pub refused: Option<String>,
+    pub events: Vec<Event>,
 }
 
 impl Output {
     /// Refuses the command being handled, saying why.
     pub fn refuse(&mut self, why: String) {
-        self.events.push(why.clone());
-        self.refused = Some(why);
+        self.events.push(Event::CommandRefused(why));
+    }
+
+    /// Why the command handled was refused, if it was.
+    pub fn refused(&self) -> Option<&str> {
+        self.events.iter().find_map(|e| match e {
+            Event::CommandRefused(why) => Some(why.as_str()),
+            Event::Note(_) => None,
+        })
     }
     pub fn send(&mut self, src: Ipv6Addr, dst: Ipv6Addr, message: Message) {
         self.transmits.push(Transmit { src, dst, message });
     }
     pub fn event(&mut self, text: impl Into<String>) {
-        self.events.push(text.into());
+        self.events.push(Event::Note(text.into()));
     }
     pub fn extend(&mut self, other: Output) {
         self.transmits.extend(other.transmits);
         self.intents.extend(other.intents);
         self.events.extend(other.events);
-        self.refused = self.refused.take().or(other.refused);
     }
 }
 

@@ -336,8 +336,8 @@ impl World {
             return Err("there is no LMA to take the command".into());
         };
         let name = name.clone();
-        let mut out = lma.handle(now, LmaInput::Command(c));
-        let refused = out.refused.take();
+        let out = lma.handle(now, LmaInput::Command(c));
+        let refused = out.refused().map(str::to_string);
         self.apply(&name, out);
         refused.map_or(Ok(()), Err)
     }
@@ -379,7 +379,7 @@ impl World {
     /// intents go into the data plane, events into the log.
     fn apply(&mut self, node: &str, out: Output) {
         for e in out.events {
-            self.event(node, e);
+            self.event(node, e.to_string());
         }
         for t in out.transmits {
             let to = self.names.get(&t.dst).cloned().unwrap_or_else(|| t.dst.to_string());

@@ -178,7 +178,7 @@ fn flow_state_expires_with_its_lifetime() {
     assert_eq!(m.next_timeout(), Some(at(5_000)));
     let out = m.handle(at(5_000), MagInput::Timeout);
     assert!(out.intents.contains(&Intent::MagRoute { prefix: pref(2), iface: "to-mn1".into(), up: false }));
-    assert!(out.events.iter().any(|e| e.contains("expired")));
+    assert!(out.events.iter().any(|e| e.text().contains("expired")));
 }
 
 #[test]
