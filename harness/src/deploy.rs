@@ -120,8 +120,9 @@ pub fn inspect(lab: &str, s: Option<&Scenario>) -> io::Result<serde_json::Value>
     for (node, ns) in &m.namespaces {
         let pid = m.daemons.get(node).copied();
         let sock = m.folder.join(format!("{node}.sock"));
-        let state = request(&sock, &serde_json::json!({"cmd": "state"}))
-            .map(|r| r["state"]["tables"].clone())
+        let state = request(&sock, &pmip_control::Request::Tables)
+            .ok()
+            .and_then(|r| r.into_state::<serde_json::Value>().ok())
             .unwrap_or_default();
         let role = s.and_then(|s| s.nodes.get(node)).map(|n| format!("{:?}", n.value.role).to_lowercase());
         nodes.insert(
@@ -132,10 +133,11 @@ pub fn inspect(lab: &str, s: Option<&Scenario>) -> io::Result<serde_json::Value>
     Ok(serde_json::json!({"lab": m.lab, "scenario": m.scenario, "nodes": nodes}))
 }
 
-fn request(sock: &Path, req: &serde_json::Value) -> io::Result<serde_json::Value> {
+fn request(sock: &Path, req: &pmip_control::Request) -> io::Result<pmip_control::Reply> {
     use std::io::{BufRead, Write};
     let mut s = std::os::unix::net::UnixStream::connect(sock)?;
     s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let req = serde_json::to_string(req).map_err(io::Error::other)?;
     s.write_all(format!("{req}\n").as_bytes())?;
     let mut line = String::new();
     io::BufReader::new(s).read_line(&mut line)?;

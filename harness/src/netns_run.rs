@@ -13,6 +13,7 @@ use std::time::{Duration, Instant as WallClock, SystemTime, UNIX_EPOCH};
 
 use pmip_captures::capture::Sighting;
 use pmip_captures::sequence::{self, SequenceEntry};
+use pmip_control::{CnState, Direction as FaultDirection, FlowSpec, MnState, NodeState, Reply, Request};
 use pmip_proto::fault::FaultRule;
 use pmip_proto::lma::LmaCommand;
 use pmip_proto::world::mac_for;
@@ -298,17 +299,19 @@ impl Run<'_> {
         self.last_activity = WallClock::now();
     }
 
-    fn request(&self, node: &str, req: Value) -> Result<Value, String> {
-        let r = self.lab.request(node, &req).map_err(|e| e.to_string())?;
-        if r["ok"] == true {
-            Ok(r["state"].clone())
+    /// Sends `req` to `node`; `Err` is the node's refusal, or why it could not be asked.
+    fn call(&self, node: &str, req: &Request) -> Result<Reply, String> {
+        let r = self.lab.call(node, req).map_err(|e| format!("asking {node}: {e}"))?;
+        if r.ok {
+            Ok(r)
         } else {
-            Err(format!("{node} refused it: {}", r["error"].as_str().unwrap_or("no reason given")))
+            Err(r.error.unwrap_or_else(|| format!("{node} refused it with no reason given")))
         }
     }
 
-    fn state(&self, node: &str) -> Result<Value, String> {
-        self.request(node, json!({"cmd": "state"}))
+    /// The state `node` reports, read as `T`.
+    fn state<T: serde::de::DeserializeOwned>(&self, node: &str) -> Result<T, String> {
+        self.call(node, &Request::State)?.into_state().map_err(|e| format!("{node}'s state: {e}"))
     }
 
     fn lma(&self) -> Result<String, String> {
@@ -318,10 +321,15 @@ impl Run<'_> {
     /// Polls a daemon's report until `done` holds, at most `limit`; the
     /// last report either way. For the tester's own instruments (the CN's
     /// and the MN's probe counts), never for a verdict on a node under test.
-    fn wait_report(&self, node: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Result<Value, String> {
+    fn wait_report<T: serde::de::DeserializeOwned>(
+        &self,
+        node: &str,
+        limit: Duration,
+        done: impl Fn(&T) -> bool,
+    ) -> Result<T, String> {
         let deadline = WallClock::now() + limit;
         loop {
-            let st = self.state(node)?;
+            let st: T = self.state(node)?;
             if done(&st) || WallClock::now() > deadline {
                 return Ok(st);
             }
@@ -370,13 +378,13 @@ impl Run<'_> {
     /// applies it (see [`FaultRule`]): at the sender named by `from`, else
     /// at the receiver named by `to`, else at the LMA, on the way out for
     /// what the LMA sends and on the way in for the rest.
-    fn fault_place(&self, rule: &FaultRule) -> Result<(String, &'static str), String> {
+    fn fault_place(&self, rule: &FaultRule) -> Result<(String, FaultDirection), String> {
         const FROM_LMA: [&str; 4] = ["PBA", "BRI", "FMI", "UPN"];
         Ok(match (&rule.from, &rule.to) {
-            (Some(f), _) => (f.clone(), "out"),
-            (None, Some(t)) => (t.clone(), "in"),
-            (None, None) if FROM_LMA.contains(&rule.message.as_str()) => (self.lma()?, "out"),
-            (None, None) => (self.lma()?, "in"),
+            (Some(f), _) => (f.clone(), FaultDirection::Out),
+            (None, Some(t)) => (t.clone(), FaultDirection::In),
+            (None, None) if FROM_LMA.contains(&rule.message.as_str()) => (self.lma()?, FaultDirection::Out),
+            (None, None) => (self.lma()?, FaultDirection::In),
         })
     }
 }
@@ -390,7 +398,7 @@ impl Observe for Run<'_> {
     fn tables(&mut self, node: &str) -> Result<Value, String> {
         match self.s.nodes.get(node).map(|n| n.value.role) {
             Some(Role::Cn) => Err(format!("{node} is a CN, which keeps no tables")),
-            Some(_) => self.request(node, json!({"cmd": "tables"})),
+            Some(_) => self.call(node, &Request::Tables)?.into_state(),
             None => Err(format!("the scenario has no node {node}")),
         }
     }
@@ -407,14 +415,8 @@ impl Observe for Run<'_> {
             .map(|(mn, _)| mn.clone())
             .collect();
         for mn in behind {
-            let Ok(st) = self.state(&mn) else { continue };
-            let taken = st["counters"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .filter(|(k, _)| k.starts_with("RA taken on "))
-                .filter_map(|(_, v)| v.as_u64())
-                .sum();
+            let Ok(st) = self.state::<MnState>(&mn) else { continue };
+            let taken = st.counters.iter().filter(|(k, _)| k.starts_with("RA taken on ")).map(|(_, n)| n).sum();
             self.ras_taken.insert(mn.clone(), taken);
         }
         self.ras_seen.iter().all(|(mn, n)| self.ras_taken.get(mn).copied().unwrap_or(0) >= *n)
@@ -443,8 +445,14 @@ impl Backend for Run<'_> {
             // A chosen HI or prefixes: the MAG is told before the link
             // comes up, as a MAG with that context would act; the MN's RS
             // then finds the attachment known.
-            let req = json!({"cmd": "attach", "iface": a.port, "ll_id": mac_for(&a.mn, &a.iface), "att": a.att.value(), "hi": a.hi.map(|h| h.value()), "prefixes": a.prefixes});
-            self.request(&a.mag, req)?;
+            let req = Request::Attach {
+                iface: a.port.clone(),
+                ll_id: mac_for(&a.mn, &a.iface),
+                att: a.att.value(),
+                hi: a.hi.map(|h| h.value()),
+                prefixes: a.prefixes.clone(),
+            };
+            self.call(&a.mag, &req)?;
         }
         self.poll();
         self.lab.set_link(&a.mn, &a.iface, true).map_err(|e| e.to_string())?;
@@ -459,10 +467,9 @@ impl Backend for Run<'_> {
     }
 
     fn lma_command(&mut self, c: LmaCommand) -> Result<(), String> {
-        let lma = self.lma()?;
-        let r = self.request(&lma, json!({"cmd": "lma", "command": c}));
+        let r = self.call(&self.lma()?, &Request::Lma { command: c });
         self.acted();
-        r.map(|_| ()).map_err(|e| e.trim_start_matches(&format!("{lma} refused it: ")).to_string())
+        r.map(|_| ())
     }
 
     fn timestamp_now(&mut self) -> u64 {
@@ -471,7 +478,7 @@ impl Backend for Run<'_> {
     }
 
     fn inject(&mut self, from: &str, to: Ipv6Addr, message: Message) -> Result<(), String> {
-        self.request(from, json!({"cmd": "send", "to": to, "message": message}))?;
+        self.call(from, &Request::Send { to, message })?;
         self.acted();
         Ok(())
     }
@@ -480,12 +487,22 @@ impl Backend for Run<'_> {
         let (node, direction) = self.fault_place(&rule)?;
         // At the sender, a rule with a receiver touches only what goes there.
         let peer = match direction {
-            "out" => rule.to.as_ref().and_then(|t| self.plan.of.get(t)).copied(),
-            _ => None,
+            FaultDirection::Out => rule.to.as_ref().and_then(|t| self.plan.of.get(t)).copied(),
+            FaultDirection::In => None,
         };
-        let spec = json!({"direction": direction, "message": rule.message, "action": rule.action, "count": rule.count, "peer": peer});
-        self.request(&node, json!({"cmd": "fault_add", "rule": spec}))?;
-        if direction == "in" {
+        let spec = pmip_control::FaultRule {
+            id: 0,
+            direction,
+            message: Some(rule.message.clone()),
+            peer,
+            data: false,
+            action: rule.action,
+            count: Some(rule.count),
+            per_mille: None,
+            hits: 0,
+        };
+        self.call(&node, &Request::FaultAdd { rule: spec })?.into_state::<pmip_control::FaultAdded>()?;
+        if direction == FaultDirection::In {
             let at = self.now_us();
             self.receiver_faults.push((at, rule));
             self.observed = self.judge_seen();
@@ -512,59 +529,71 @@ impl Backend for Run<'_> {
         if key.next_header != 17 && key.next_header != 6 {
             return Err("namespace runs send UDP or TCP-shaped probes only".into());
         }
-        let id = self.next_probe();
+        let flow = self.next_probe();
         let (sender, spec) = match run.direction {
             Direction::Downlink => (
                 run.cn.clone(),
-                json!({"cmd": "flow_start", "flow": id, "src": key.src, "dst": key.dst, "sport": key.src_port, "dport": key.dst_port, "rate_pps": run.rate_pps, "proto": key.next_header}),
+                FlowSpec {
+                    flow,
+                    src: key.src,
+                    dst: key.dst,
+                    sport: key.src_port,
+                    dport: key.dst_port,
+                    rate_pps: run.rate_pps,
+                    count: None,
+                    proto: Some(key.next_header),
+                },
             ),
             Direction::Uplink => (
                 run.mn.clone(),
-                json!({"cmd": "flow_start", "flow": id, "src": key.dst, "dst": key.src, "sport": key.dst_port, "dport": key.src_port, "rate_pps": run.rate_pps}),
+                FlowSpec {
+                    flow,
+                    src: key.dst,
+                    dst: key.src,
+                    sport: key.dst_port,
+                    dport: key.src_port,
+                    rate_pps: run.rate_pps,
+                    count: None,
+                    proto: None,
+                },
             ),
         };
-        self.request(&sender, spec)?;
-        self.running.insert((run.flow.clone(), run.direction), id);
+        self.call(&sender, &Request::FlowStart(spec))?;
+        self.running.insert((run.flow.clone(), run.direction), flow);
         Ok(())
     }
 
     fn stop_flow(&mut self, run: &FlowRun) -> Result<FlowAccount, String> {
-        let id = self
+        let flow = self
             .running
             .remove(&(run.flow.clone(), run.direction))
             .ok_or_else(|| format!("flow {} is not running", run.flow))?;
-        let (sender, receiver) = match run.direction {
-            Direction::Downlink => (run.cn.clone(), run.mn.clone()),
-            Direction::Uplink => (run.mn.clone(), run.cn.clone()),
-        };
-        self.request(&sender, json!({"cmd": "flow_stop", "flow": id}))?;
-        let sent_by = self.state(&sender)?;
-        let sent = sent_by["sent"][id.to_string()].as_u64().unwrap_or(0);
-        let key = id.to_string();
-        // The MN keeps probes under "probes", the CN under "received".
-        let stats_of = |s: &Value| match &s["probes"][&key]["stats"] {
-            Value::Null => s["received"][&key]["stats"].clone(),
-            v => v.clone(),
-        };
-        let received = |s: &Value| stats_of(s)["received"].as_u64().unwrap_or(0);
-        let st = self.wait_report(&receiver, Duration::from_secs(1), |s| received(s) >= sent)?;
-        let mut account = FlowAccount { sent, received: received(&st), by_interface: Vec::new() };
+        let mn_iface = |i: &str| format!("{}/{i}", run.mn);
         match run.direction {
             Direction::Downlink => {
-                let stats = stats_of(&st);
-                for iface in stats["arrival_order"].as_array().into_iter().flatten().filter_map(|i| i.as_str()) {
-                    let n = stats["by_interface"][iface].as_u64().unwrap_or(0);
-                    account.by_interface.push((format!("{}/{iface}", run.mn), n));
-                }
+                self.call(&run.cn, &Request::FlowStop { flow })?;
+                let sent = self.state::<CnState>(&run.cn)?.sent.get(&flow).copied().unwrap_or(0);
+                let taken = |s: &MnState| s.probes.get(&flow).map_or(0, |p| p.stats.received);
+                let st: MnState = self.wait_report(&run.mn, Duration::from_secs(1), |s| taken(s) >= sent)?;
+                let stats = st.probes.get(&flow).map(|p| p.stats.clone()).unwrap_or_default();
+                let by_interface = stats
+                    .arrival_order
+                    .iter()
+                    .map(|i| (mn_iface(i), stats.by_interface.get(i).copied().unwrap_or(0)))
+                    .collect();
+                Ok(FlowAccount { sent, received: stats.received, by_interface })
             }
             Direction::Uplink => {
-                for pair in sent_by["left_on"][&key].as_array().into_iter().flatten() {
-                    let iface = pair[0].as_str().unwrap_or("?");
-                    account.by_interface.push((format!("{}/{iface}", run.mn), pair[1].as_u64().unwrap_or(0)));
-                }
+                self.call(&run.mn, &Request::FlowStop { flow })?;
+                let mn: MnState = self.state(&run.mn)?;
+                let sent = mn.sent.get(&flow).copied().unwrap_or(0);
+                let taken = |s: &CnState| s.received.get(&flow).map_or(0, |p| p.stats.received);
+                let cn: CnState = self.wait_report(&run.cn, Duration::from_secs(1), |s| taken(s) >= sent)?;
+                let by_interface =
+                    mn.left_on.get(&flow).into_iter().flatten().map(|(i, n)| (mn_iface(i), *n)).collect();
+                Ok(FlowAccount { sent, received: taken(&cn), by_interface })
             }
         }
-        Ok(account)
     }
 
     fn probe_downlink(&mut self, run: &FlowRun, packets: u32, expect_none: bool) -> Result<DownlinkProbe, String> {
@@ -572,29 +601,33 @@ impl Backend for Run<'_> {
         if key.next_header != 17 && key.next_header != 6 {
             return Err("namespace runs send UDP or TCP-shaped probes only".into());
         }
-        let id = self.next_probe();
-        let spec = json!({"cmd": "flow_start", "flow": id, "src": key.src, "dst": key.dst, "sport": key.src_port, "dport": key.dst_port, "rate_pps": 1000, "count": packets, "proto": key.next_header});
-        self.request(&run.cn, spec)?;
-        self.wait_report(&run.cn, LIMIT, |s| s["sent"][id.to_string()] == packets)?;
-        let key_id = id.to_string();
+        let flow = self.next_probe();
+        let spec = FlowSpec {
+            flow,
+            src: key.src,
+            dst: key.dst,
+            sport: key.src_port,
+            dport: key.dst_port,
+            rate_pps: 1000,
+            count: Some(packets),
+            proto: Some(key.next_header),
+        };
+        self.call(&run.cn, &Request::FlowStart(spec))?;
+        self.wait_report::<CnState>(&run.cn, LIMIT, |s| s.sent.get(&flow) == Some(&u64::from(packets)))?;
         // Packets that should not come are given a little time to show up anyway.
         let limit = Duration::from_millis(if expect_none { 300 } else { 3000 });
-        let st = self.wait_report(&run.mn, limit, |s| {
-            s["probes"][&key_id]["stats"]["received"].as_u64().unwrap_or(0) >= u64::from(packets)
-        })?;
-        let stats = &st["probes"][&key_id]["stats"];
+        let taken = |s: &MnState| s.probes.get(&flow).map_or(0, |p| p.stats.received);
+        let st: MnState = self.wait_report(&run.mn, limit, |s| taken(s) >= u64::from(packets))?;
+        let stats = st.probes.get(&flow).map(|p| p.stats.clone()).unwrap_or_default();
         let mut probe = DownlinkProbe { sent: packets, ..Default::default() };
-        for (iface, n) in stats["by_interface"].as_object().into_iter().flatten() {
-            probe.by_interface.push((format!("{}/{iface}", run.mn), n.as_u64().unwrap_or(0)));
-        }
-        probe.trace = format!("by interface {}", stats["by_interface"]);
-        let total: u64 = probe.by_interface.iter().map(|(_, n)| n).sum();
-        if total < u64::from(packets) && !expect_none {
+        probe.by_interface = stats.by_interface.iter().map(|(i, n)| (format!("{}/{i}", run.mn), *n)).collect();
+        probe.trace = format!("by interface {:?}", stats.by_interface);
+        if stats.received < u64::from(packets) && !expect_none {
             // Say where the packets went missing: each data plane's counters.
             for (name, n) in &self.s.nodes {
                 if matches!(n.value.role, Role::Lma | Role::Mag) {
-                    let dp = self.state(name).map(|s| s["data_plane"]["counters"].clone()).unwrap_or_default();
-                    probe.trace.push_str(&format!("; {name} {dp}"));
+                    let dp = self.state::<NodeState>(name).map(|s| s.data_plane.counters).unwrap_or_default();
+                    probe.trace.push_str(&format!("; {name} {dp:?}"));
                 }
             }
         }
@@ -603,26 +636,33 @@ impl Backend for Run<'_> {
 
     fn probe_uplink(&mut self, run: &FlowRun) -> Result<UplinkProbe, String> {
         let key = run.key;
-        let before = self.state(&run.mn)?["counters"].clone();
-        let id = self.next_probe();
-        let spec = json!({"cmd": "flow_start", "flow": id, "src": key.dst, "dst": key.src, "sport": key.dst_port, "dport": key.src_port, "rate_pps": 1000, "count": 1});
-        self.request(&run.mn, spec)?;
-        let got = self.wait_report(&run.cn, Duration::from_secs(3), |s| {
-            s["received"][id.to_string()]["stats"]["received"] == 1
-        })?;
-        let reached_cn = got["received"][id.to_string()]["stats"]["received"] == 1;
-        let after = self.state(&run.mn)?["counters"].clone();
+        let before = self.state::<MnState>(&run.mn)?.counters;
+        let flow = self.next_probe();
+        let spec = FlowSpec {
+            flow,
+            src: key.dst,
+            dst: key.src,
+            sport: key.dst_port,
+            dport: key.src_port,
+            rate_pps: 1000,
+            count: Some(1),
+            proto: None,
+        };
+        self.call(&run.mn, &Request::FlowStart(spec))?;
+        let taken = |s: &CnState| s.received.get(&flow).map_or(0, |p| p.stats.received);
+        let cn: CnState = self.wait_report(&run.cn, Duration::from_secs(3), |s| taken(s) == 1)?;
+        let after = self.state::<MnState>(&run.mn)?.counters;
         let left_on: Vec<String> = self.s.nodes[&run.mn]
             .value
             .interfaces
             .iter()
             .filter(|i| {
                 let k = format!("uplink via {i}");
-                after[&k].as_u64().unwrap_or(0) > before[&k].as_u64().unwrap_or(0)
+                after.get(&k).copied().unwrap_or(0) > before.get(&k).copied().unwrap_or(0)
             })
             .map(|i| format!("{}/{i}", run.mn))
             .collect();
-        Ok(UplinkProbe { left_on, reached_cn, trace: String::new() })
+        Ok(UplinkProbe { left_on, reached_cn: taken(&cn) == 1, trace: String::new() })
     }
 
     fn wait(&mut self, limit: Span, until: &mut dyn FnMut(&mut dyn Observe) -> bool) -> bool {
@@ -646,9 +686,8 @@ impl Backend for Run<'_> {
         if !matches!(self.s.nodes.get(node)?.value.role, Role::Lma | Role::Mag) {
             return None;
         }
-        let intents: Vec<pmip_proto::Intent> =
-            serde_json::from_value(self.state(node).ok()?["intents"].clone()).ok()?;
-        Some(KernelSection::from_intents(&intents))
+        let st: NodeState = self.state(node).ok()?;
+        Some(KernelSection::from_intents(&st.intents))
     }
 
     fn finish(&mut self, out: Option<&Path>, report: &mut ScenarioReport) {

@@ -333,10 +333,8 @@ impl Lab {
     pub fn wait_ready(&mut self, node: &str) -> io::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(r) = self.request(node, &serde_json::json!({"cmd": "ready"})) {
-                if r["ok"] == true {
-                    return Ok(());
-                }
+            if self.call(node, &pmip_control::Request::Ready).is_ok_and(|r| r.ok) {
+                return Ok(());
             }
             if let Some(d) = self.daemons.get_mut(node) {
                 if let Ok(Some(status)) = d.child.try_wait() {
@@ -356,7 +354,15 @@ impl Lab {
         }
     }
 
-    /// Sends one JSON request to a daemon and returns its reply.
+    /// Sends one request of the control protocol to a daemon and returns its reply.
+    pub fn call(&self, node: &str, req: &pmip_control::Request) -> io::Result<pmip_control::Reply> {
+        let v = serde_json::to_value(req).map_err(io::Error::other)?;
+        serde_json::from_value(self.request(node, &v)?)
+            .map_err(|e| io::Error::other(format!("{node} answered outside the control protocol: {e}")))
+    }
+
+    /// Sends one JSON request to a daemon and returns its reply: what a
+    /// test uses to send what the protocol does not allow.
     pub fn request(&self, node: &str, req: &serde_json::Value) -> io::Result<serde_json::Value> {
         let d = self.daemons.get(node).ok_or_else(|| not_found(format!("no daemon runs in {node}")))?;
         let mut s = UnixStream::connect(&d.control)?;

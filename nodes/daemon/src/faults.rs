@@ -2,46 +2,12 @@
 //! that drop, delay, duplicate or reorder signalling messages of a kind in
 //! one direction, or drop or duplicate a share of tunnelled data packets.
 
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    In,
-    Out,
-}
+/// The rules' types are the control protocol's (`pmip-control`).
+pub use pmip_control::{Direction, FaultRule};
 
 /// The same actions as in virtual time, so a scenario's fault means one
 /// thing on both backends.
 pub use pmip_proto::fault::FaultAction as Action;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FaultRule {
-    #[serde(default)]
-    pub id: u32,
-    pub direction: Direction,
-    /// A signalling message kind (PBU, PBA, FMI, …); absent for any.
-    #[serde(default)]
-    pub message: Option<String>,
-    /// Only messages to (direction out) or from (direction in) this
-    /// address; any peer when absent. A rule `{from: lma, to: mag1}` thus
-    /// never touches what the LMA sends to mag2.
-    #[serde(default)]
-    pub peer: Option<std::net::Ipv6Addr>,
-    /// Applies to tunnelled data packets instead of signalling (drop and
-    /// duplicate only).
-    #[serde(default)]
-    pub data: bool,
-    pub action: Action,
-    /// Applies to this many matches, then stops; absent for no limit.
-    #[serde(default)]
-    pub count: Option<u32>,
-    /// Applies to this share of matches, in parts per thousand; absent for all.
-    #[serde(default)]
-    pub per_mille: Option<u16>,
-    #[serde(default)]
-    pub hits: u64,
-}
 
 #[derive(Debug, Default)]
 pub struct Faults {

@@ -75,28 +75,8 @@ pub fn udp_packet(src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16, payload:
     p
 }
 
-/// A probe flow to send: `count` datagrams (or until stopped) at `rate_pps`.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct FlowSpec {
-    pub flow: u16,
-    pub src: Ipv6Addr,
-    pub dst: Ipv6Addr,
-    pub sport: u16,
-    pub dport: u16,
-    pub rate_pps: u32,
-    #[serde(default)]
-    pub count: Option<u32>,
-    /// 17 (UDP, the default) or 6: TCP-shaped segments for selectors that
-    /// match on the protocol (no connection is made).
-    #[serde(default)]
-    pub proto: Option<u8>,
-}
-
-impl FlowSpec {
-    pub fn interval(&self) -> std::time::Duration {
-        std::time::Duration::from_micros(1_000_000 / u64::from(self.rate_pps.max(1)))
-    }
-}
+/// A probe flow to send, as the control protocol (`pmip-control`) says it.
+pub use pmip_control::FlowSpec;
 
 /// Sends the probes of `spec` at its rate, `count` of them or until the
 /// task is aborted, each through `send`, which says whether to go on.
