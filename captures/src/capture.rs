@@ -104,7 +104,18 @@ impl Capture {
                 }
             };
             let mut n = 0u64;
-            while !flag.load(Ordering::Relaxed) {
+            // After the stop, what the kernel had already queued is still
+            // read, until the link is quiet for one read timeout (at most
+            // half a second): a frame seen just before the stop is kept.
+            let mut drain_until = None;
+            loop {
+                let stopping = flag.load(Ordering::Relaxed);
+                if stopping && drain_until.is_none() {
+                    drain_until = Some(std::time::Instant::now() + Duration::from_millis(500));
+                }
+                if drain_until.is_some_and(|t| std::time::Instant::now() > t) {
+                    break;
+                }
                 match rx.next() {
                     Ok(frame) => {
                         let ts = receive_time_us(fd);
@@ -115,7 +126,11 @@ impl Capture {
                             let _ = tap.send(Sighting { link: link.clone(), ts_us: ts, frame: frame.to_vec() });
                         }
                     }
-                    Err(e) if e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::WouldBlock => {
+                        if stopping {
+                            break;
+                        }
+                    }
                     Err(e) => return Err(e),
                 }
             }
