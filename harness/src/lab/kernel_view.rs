@@ -18,6 +18,9 @@ use crate::forwarding::KernelSection;
 
 /// The route protocol the daemons mark their routes with.
 pub const DAEMON_ROUTE_PROTOCOL: u8 = 154;
+/// The priority of the daemons' uplink source rules (a MAG's uplink from
+/// its MNs' prefixes into the tunnel).
+pub const DAEMON_RULE_PRIORITY: u32 = 1000;
 /// The MN daemon's logical interface.
 pub const LOGICAL_INTERFACE: &str = "lif";
 
@@ -69,7 +72,8 @@ pub async fn read(h: &Handle) -> io::Result<KernelSection> {
     }
     let mut rules = h.rule().get(rtnetlink::IpVersion::V6).execute();
     while let Some(r) = rules.try_next().await.map_err(nl("listing rules"))? {
-        for a in &r.attributes {
+        let ours = r.attributes.iter().any(|a| matches!(a, RuleAttribute::Priority(DAEMON_RULE_PRIORITY)));
+        for a in r.attributes.iter().filter(|_| ours) {
             if let RuleAttribute::Source(IpAddr::V6(s)) = a {
                 section.uplink.insert(pmip_proto::Prefix::new(*s, r.header.src_len).to_string());
             }
