@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressScope};
 use rtnetlink::packet_route::link::LinkAttribute;
-use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteLwEnCapType};
 use rtnetlink::packet_route::rule::RuleAttribute;
 use rtnetlink::{Handle, RouteMessageBuilder};
 
@@ -50,14 +50,20 @@ pub async fn read(h: &Handle) -> io::Result<KernelSection> {
         if u8::from(r.header.protocol) != DAEMON_ROUTE_PROTOCOL || r.header.destination_prefix_length == 0 {
             continue;
         }
-        let (mut dst, mut dev, mut encap) = (None, None, false);
+        let (mut dst, mut dev, mut encap, mut decap) = (None, None, false, false);
         for a in &r.attributes {
             match a {
                 RouteAttribute::Destination(RouteAddress::Inet6(d)) => dst = Some(*d),
                 RouteAttribute::Oif(i) => dev = names.get(i).cloned(),
+                RouteAttribute::EncapType(RouteLwEnCapType::Seg6Local) => decap = true,
                 RouteAttribute::Encap(_) | RouteAttribute::EncapType(_) => encap = true,
                 _ => {}
             }
+        }
+        // The node's own tunnel end point (End.DT6) takes packets in; it
+        // forwards no MN's prefix.
+        if decap {
+            continue;
         }
         let Some(dst) = dst else { continue };
         let prefix = pmip_proto::Prefix::new(dst, r.header.destination_prefix_length);
