@@ -361,22 +361,25 @@ impl Kernel {
         let mut rules = Vec::new();
         let mut dump = self.h.rule().get(rtnetlink::IpVersion::V6).execute();
         while let Some(r) = dump.try_next().await.map_err(nl("listing rules".into()))? {
-            let (mut from, mut table, mut prio, mut extra) = (None, u32::from(r.header.table), 0, String::new());
+            let (mut from, mut table, mut prio) = (None, u32::from(r.header.table), 0);
+            // Selectors in `ip rule`'s order, whatever the kernel's.
+            let mut extra: [String; 5] = Default::default();
             for a in &r.attributes {
                 match a {
                     RuleAttribute::Source(std::net::IpAddr::V6(s)) => from = Some(*s),
                     RuleAttribute::Destination(std::net::IpAddr::V6(d)) => {
-                        extra.push_str(&format!(" to {d}/{}", r.header.dst_len))
+                        extra[0] = format!(" to {d}/{}", r.header.dst_len)
                     }
-                    RuleAttribute::IpProtocol(p) => extra.push_str(&format!(" ipproto {}", i32::from(*p))),
-                    RuleAttribute::SourcePortRange(p) => extra.push_str(&format!(" sport {}-{}", p.start, p.end)),
-                    RuleAttribute::DestinationPortRange(p) => extra.push_str(&format!(" dport {}-{}", p.start, p.end)),
-                    RuleAttribute::FwMark(m) => extra.push_str(&format!(" fwmark {m:#x}")),
+                    RuleAttribute::FwMark(m) => extra[1] = format!(" fwmark {m:#x}"),
+                    RuleAttribute::IpProtocol(p) => extra[2] = format!(" ipproto {}", i32::from(*p)),
+                    RuleAttribute::SourcePortRange(p) => extra[3] = format!(" sport {}-{}", p.start, p.end),
+                    RuleAttribute::DestinationPortRange(p) => extra[4] = format!(" dport {}-{}", p.start, p.end),
                     RuleAttribute::Table(t) => table = *t,
                     RuleAttribute::Priority(p) => prio = *p,
                     _ => {}
                 }
             }
+            let extra = extra.concat();
             let from = from.map(|s| format!("{s}/{}", r.header.src_len)).unwrap_or_else(|| "all".into());
             let action = match r.header.action {
                 RuleAction::Blackhole => "blackhole".to_string(),

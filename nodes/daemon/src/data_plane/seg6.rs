@@ -394,6 +394,16 @@ impl KernelPlane {
         let t = MAG_TABLE_BASE + self.mag_tables.len() as u32;
         self.mag_tables.insert(mag, t);
         self.kernel.put_route(format!("route ::/0 table {t}"), blackhole_default(t)).await?;
+        // The encapsulated packet is looked up again, still carrying a
+        // flow's mark: the MAG itself is reached plainly, not encapsulated
+        // once more.
+        let direct = RouteMessageBuilder::<Ipv6Addr>::new()
+            .destination_prefix(mag, 128)
+            .output_interface(self.dev)
+            .protocol(RouteProtocol::Other(ROUTE_PROTOCOL))
+            .table_id(t)
+            .build();
+        self.kernel.put_route(format!("route {mag}/128 table {t}"), direct).await?;
         Ok(t)
     }
 
