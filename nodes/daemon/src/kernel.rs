@@ -115,6 +115,41 @@ impl Kernel {
         Ok(())
     }
 
+    /// Raises to at least `mtu` the MTU of link `index` and, when it is a
+    /// bridge, of every port of it; returns the names of the links changed.
+    pub async fn raise_mtu(&self, index: u32, mtu: u32) -> io::Result<Vec<String>> {
+        let mut changed = Vec::new();
+        let mut links = self.h.link().get().execute();
+        let mut targets = Vec::new();
+        while let Some(l) = links.try_next().await.map_err(nl("listing links".into()))? {
+            let mut name = String::new();
+            let (mut cur, mut port) = (0, false);
+            for a in &l.attributes {
+                match a {
+                    LinkAttribute::IfName(n) => name = n.clone(),
+                    LinkAttribute::Mtu(m) => cur = *m,
+                    LinkAttribute::Controller(c) => port = *c == index,
+                    _ => {}
+                }
+            }
+            if (l.header.index == index || port) && cur < mtu {
+                targets.push((l.header.index, name, port));
+            }
+        }
+        // Ports first: a bridge takes no MTU above its ports'.
+        targets.sort_by_key(|t| !t.2);
+        for (i, name, _) in targets {
+            self.h
+                .link()
+                .set(LinkUnspec::new_with_index(i).mtu(mtu).build())
+                .execute()
+                .await
+                .map_err(nl(format!("setting the MTU of {name} to {mtu}")))?;
+            changed.push(name);
+        }
+        Ok(changed)
+    }
+
     pub async fn up(&self, name: &str, mtu: Option<u32>) -> io::Result<()> {
         let i = self.index(name).await?;
         let mut b = LinkUnspec::new_with_index(i).up();

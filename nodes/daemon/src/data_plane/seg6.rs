@@ -60,6 +60,9 @@ pub const MAG_TABLE_BASE: u32 = 1541;
 /// The nftables table of the kernel datapath (counters, flow marks).
 pub const NFT_TABLE: &str = "pmiplab";
 const MARK_BASE: u32 = 0x1540_0000;
+/// The MTU the links carrying the tunnel get at least: a 1500-octet
+/// inner packet and the 40-octet outer header.
+pub const TUNNEL_LINK_MTU: u32 = 1540;
 /// A table nothing else uses, for the start-up probe.
 const SCRATCH_TABLE: u32 = 1539;
 
@@ -309,6 +312,13 @@ impl KernelPlane {
         ))
         .await?;
         genl::set_tunsrc(self.own)?;
+        // The kernel encapsulates before it checks any MTU, and an outer
+        // packet too big for the link is dropped: the link that carries
+        // the tunnel takes a full-size inner packet plus the outer header.
+        let raised = self.kernel.raise_mtu(self.dev, TUNNEL_LINK_MTU).await?;
+        if !raised.is_empty() {
+            info!("MTU of {} raised to {TUNNEL_LINK_MTU} for the 40-octet outer header", raised.join(", "));
+        }
         // Tunnelled packets to the own address meet the decapsulation
         // rules before the local table.
         let mut local = rule(LOCAL_PRIO);
