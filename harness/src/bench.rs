@@ -751,42 +751,50 @@ pub fn moves(node_bin: &Path, moves: u32, rate: u32) -> Result<Vec<Figure>, Stri
         let mut transit: Vec<f64> =
             got.iter().filter(|g| g.2 < first_move).map(|g| g.2.saturating_sub(g.3) as f64 / 1e3).collect();
         transit.sort_by(|a, b| a.total_cmp(b));
-        let mut first_new = Vec::new();
-        let mut last_old = Vec::new();
+        // Moves to BID 1 (MAG1 lacks the prefix: FMI[add] and FMA first)
+        // and back to BID 2 (MAG2 holds it: the LMA switches at once), apart.
+        let mut first_new = [Vec::new(), Vec::new()];
+        let mut last_old = [Vec::new(), Vec::new()];
         for (k, (at, want)) in marks.iter().enumerate() {
             let until = marks.get(k + 1).map(|m| m.0).unwrap_or(u64::MAX);
             if let Some(g) = got.iter().find(|g| g.2 >= *at && g.1 == *want) {
-                first_new.push((g.2 - at) as f64 / 1e3);
+                first_new[k % 2].push((g.2 - at) as f64 / 1e3);
             }
             if let Some(g) = got.iter().rev().find(|g| g.2 >= *at && g.2 < until && g.1 != *want) {
-                last_old.push((g.2 - at) as f64 / 1e3);
+                last_old[k % 2].push((g.2 - at) as f64 / 1e3);
             }
         }
-        first_new.sort_by(|a, b| a.total_cmp(b));
-        last_old.sort_by(|a, b| a.total_cmp(b));
+        for v in first_new.iter_mut().chain(last_old.iter_mut()) {
+            v.sort_by(|a, b| a.total_cmp(b));
+        }
         let mut seen = std::collections::HashSet::new();
         for g in &got {
             seen.insert(g.0);
         }
         let lost = sent.saturating_sub(seen.len() as u64);
-        let ms = |v: f64| format!("{:.2} ms", v / 1e3);
-        figures.push(Figure::new(
-            &format!("flow move, {dp} datapath: MoveFlow to the LMA → first packet on the new interface, {} moves at {rate} packets/s", marks.len()),
-            format!(
-                "median {}, p99 {}, max {}; last packet on the old interface: median {}, max {}",
-                ms(percentile(&first_new, 0.5)),
-                ms(percentile(&first_new, 0.99)),
-                ms(percentile(&first_new, 1.0)),
-                ms(percentile(&last_old, 0.5)),
-                ms(percentile(&last_old, 1.0)),
-            ),
-            format!(
-                "steady one-way transit CN → MN: median {}, p99 {}",
-                ms(percentile(&transit, 0.5)),
-                ms(percentile(&transit, 0.99))
-            ),
-            "median ≤ 0.5 ms, p99 ≤ 2 ms over ≥ 100 moves",
-        ));
+        let ms = |v: f64| if v.is_nan() { "—".to_string() } else { format!("{:.2} ms", v / 1e3) };
+        for (kind, what) in [(1, "shared prefix, no signalling"), (0, "FMI[add]/FMA to the new MAG first")] {
+            figures.push(Figure::new(
+                &format!(
+                    "flow move, {dp} datapath, {what}: command to the LMA → first packet on the new interface, {} moves at {rate} packets/s",
+                    first_new[kind].len()
+                ),
+                format!(
+                    "median {}, p99 {}, max {}; last packet on the old interface: median {}, max {}",
+                    ms(percentile(&first_new[kind], 0.5)),
+                    ms(percentile(&first_new[kind], 0.99)),
+                    ms(percentile(&first_new[kind], 1.0)),
+                    ms(percentile(&last_old[kind], 0.5)),
+                    ms(percentile(&last_old[kind], 1.0)),
+                ),
+                format!(
+                    "steady one-way transit CN → MN: median {}, p99 {}",
+                    ms(percentile(&transit, 0.5)),
+                    ms(percentile(&transit, 0.99))
+                ),
+                "median ≤ 0.5 ms, p99 ≤ 2 ms over ≥ 100 moves",
+            ));
+        }
         figures.push(Figure::new(
             &format!("packets lost across the moves, {dp} datapath"),
             format!("{lost} of {sent}"),

@@ -142,7 +142,7 @@ pub async fn start(
     if choice != Datapath::Userspace {
         let kernel = Kernel::new()?;
         match seg6::probe(&kernel, local).await {
-            Ok(()) => return seg6::KernelPlane::start(side, local, cfg.uplink_table, kernel).await,
+            Ok(()) => return seg6::KernelPlane::start(side, local, cfg.uplink_table, kernel, faults).await,
             Err(why) if choice == Datapath::Kernel => {
                 return Err(io::Error::other(format!("the kernel datapath was asked for but cannot run: {why}")))
             }

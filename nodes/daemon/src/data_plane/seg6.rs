@@ -26,6 +26,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::Ipv6Addr;
+use std::sync::{Arc, Mutex};
 
 use pmip_proto::dataplane::{LmaPlane, MagPlane};
 use pmip_proto::{FlowTarget, Intent, Prefix};
@@ -41,6 +42,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::{genl, nft, Side, Update};
+use crate::faults::Faults;
 use crate::kernel::{enable_forwarding, link_local_of, Kernel, ROUTE_PROTOCOL};
 
 /// `SEG6_IPTUN_MODE_ENCAP_RED` of `include/uapi/linux/seg6_iptunnel.h`.
@@ -245,6 +247,8 @@ pub(super) struct KernelPlane {
     next_mark: u32,
     counters: BTreeMap<&'static str, u64>,
     moved_local: bool,
+    /// Read only to say that data-packet rules are not applied here.
+    faults: Arc<Mutex<Faults>>,
 }
 
 impl KernelPlane {
@@ -255,6 +259,7 @@ impl KernelPlane {
         own: Ipv6Addr,
         uplink_table: u32,
         mut kernel: Kernel,
+        faults: Arc<Mutex<Faults>>,
     ) -> io::Result<mpsc::Sender<Update>> {
         enable_forwarding()?;
         let swept = kernel.sweep_leftovers().await?;
@@ -282,6 +287,7 @@ impl KernelPlane {
             next_mark: MARK_BASE,
             counters: BTreeMap::new(),
             moved_local: false,
+            faults,
         };
         if let Err(e) = plane.set_up().await {
             plane.cleanup().await;
@@ -384,6 +390,13 @@ impl KernelPlane {
         match nft::counters(NFT_TABLE).await {
             Ok(c) => counters.extend(c),
             Err(e) => warn!("{e}"),
+        }
+        // The kernel forwards every data packet itself: a data-packet
+        // fault rule (drop, delay, duplicate, reorder) needs the userspace
+        // datapath, and the state says so rather than pretending.
+        let data_faults = self.faults.lock().map(|f| f.rules().iter().filter(|r| r.data).count()).unwrap_or(0);
+        if data_faults > 0 {
+            counters.insert("data fault rules not applied: kernel datapath".into(), data_faults as u64);
         }
         serde_json::json!({
             "datapath": "kernel",
