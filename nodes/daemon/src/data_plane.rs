@@ -102,6 +102,9 @@ fn table() -> u32 {
     100
 }
 
+/// How many more packets one wake-up of the TUN reader takes at most.
+const TUN_BATCH: usize = 63;
+
 pub enum Side {
     Lma,
     Mag { lma: Ipv6Addr },
@@ -221,8 +224,19 @@ impl Plane {
             tokio::select! {
                 r = self.tun.read(&mut buf) => match r {
                     Ok(n) => {
-                        let pkt = buf[..n].to_vec();
-                        self.on_tun_packet(&pkt).await;
+                        self.on_tun_packet(&buf[..n]).await;
+                        // Drain what else is waiting before the next select:
+                        // one wake-up per batch, not per packet.
+                        for _ in 0..TUN_BATCH {
+                            match self.tun.try_read(&mut buf) {
+                                Ok(Some(n)) => self.on_tun_packet(&buf[..n]).await,
+                                Ok(None) => break,
+                                Err(e) => {
+                                    warn!("reading the TUN device failed: {e}");
+                                    break;
+                                }
+                            }
+                        }
                     }
                     Err(e) => warn!("reading the TUN device failed: {e}"),
                 },
