@@ -136,6 +136,12 @@ fn the_kernel_datapath_tunnels_classifies_sweeps_and_cleans_up() {
     send(5002, 2);
     assert_eq!(arrival(&y_sink, limit), Some(if2), "flow Y (to pref2) arrives on if2 through MAG2");
 
+    // nftables counts what the kernel encapsulated and decapsulated.
+    lab.wait_for("lma", limit, |s| s["data_plane"]["counters"]["encapsulated"].as_u64().unwrap_or(0) >= 2).unwrap();
+    send(5001, 1);
+    assert_eq!(arrival(&x_sink, limit), Some(if1));
+    lab.wait_for("mag1", limit, |s| s["data_plane"]["counters"]["decapsulated"].as_u64().unwrap_or(0) >= 1).unwrap();
+
     // Flow Y moved to MAG1 by FMI.
     ok(lab.request("lma", &json!({"cmd": "lma", "command": bind_flow_y()})).unwrap());
     ok(lab

@@ -249,6 +249,9 @@ pub(super) struct KernelPlane {
     moved_local: bool,
     /// Read only to say that data-packet rules are not applied here.
     faults: Arc<Mutex<Faults>>,
+    /// The task applying [`KernelPlane::counters_update`]s, and its queue.
+    nft_tx: Option<mpsc::UnboundedSender<String>>,
+    nft_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl KernelPlane {
@@ -288,7 +291,18 @@ impl KernelPlane {
             counters: BTreeMap::new(),
             moved_local: false,
             faults,
+            nft_tx: None,
+            nft_task: None,
         };
+        let (nft_tx, mut nft_rx) = mpsc::unbounded_channel::<String>();
+        plane.nft_tx = Some(nft_tx);
+        plane.nft_task = Some(tokio::spawn(async move {
+            while let Some(script) = nft_rx.recv().await {
+                if let Err(e) = nft::load(&script).await {
+                    warn!("updating the tunnel peers of the counters: {e}");
+                }
+            }
+        }));
         if let Err(e) = plane.set_up().await {
             plane.cleanup().await;
             return Err(e);
@@ -408,6 +422,17 @@ impl KernelPlane {
         })
     }
 
+    /// Queues an nftables change that only the counters depend on: it is
+    /// applied in order by a task of its own, so that running `nft` never
+    /// delays the node's answer (a PBA waits for its data plane).
+    fn counters_update(&mut self, script: String) {
+        if let Some(tx) = &self.nft_tx {
+            if tx.send(script).is_err() {
+                self.count("counter updates lost");
+            }
+        }
+    }
+
     /// The table of a MAG's tunnel, made (with a blackhole default until
     /// the tunnel is up) the first time a MAG is named.
     async fn table_of(&mut self, mag: Ipv6Addr) -> io::Result<u32> {
@@ -444,12 +469,12 @@ impl KernelPlane {
             to_table(&mut m, DECAP_TABLE);
             self.kernel.put_rule(what, m).await?;
             if self.peers.insert(peer) {
-                nft::load(&format!("add element ip6 {NFT_TABLE} peers {{ {peer} }}\n")).await?;
+                self.counters_update(format!("add element ip6 {NFT_TABLE} peers {{ {peer} }}\n"));
             }
         } else {
             self.kernel.remove(&what).await?;
             if self.peers.remove(&peer) {
-                nft::load(&format!("delete element ip6 {NFT_TABLE} peers {{ {peer} }}\n")).await?;
+                self.counters_update(format!("delete element ip6 {NFT_TABLE} peers {{ {peer} }}\n"));
             }
         }
         Ok(())
@@ -643,6 +668,13 @@ impl KernelPlane {
     /// puts the local rule back at priority 0.
     async fn cleanup(&mut self) -> Vec<String> {
         let mut failed = self.kernel.cleanup().await;
+        // Let queued counter updates finish before their table goes.
+        self.nft_tx = None;
+        if let Some(task) = self.nft_task.take() {
+            if tokio::time::timeout(std::time::Duration::from_secs(2), task).await.is_err() {
+                failed.push("nftables counter updates still running at shutdown".into());
+            }
+        }
         if let Err(e) = nft::delete_table(NFT_TABLE).await {
             failed.push(e.to_string());
         }
