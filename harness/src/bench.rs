@@ -291,7 +291,7 @@ pub enum Path6 {
 /// The chain cn — lma — mag1 (— mag2) — mn1: the same namespaces and links
 /// for every path. The MN is a plain host (the kernel's own stack), with
 /// 2001:db8:1::1 on if1 towards mag1 and 2001:db8:2::1 on if2 towards mag2.
-fn chain(node_bin: &Path, path: Path6, two_mags: bool) -> Result<crate::lab::Lab, String> {
+fn chain(node_bin: &Path, path: Path6, two_mags: bool, bridged: bool) -> Result<crate::lab::Lab, String> {
     let e = |x: std::io::Error| x.to_string();
     let mut lab = crate::lab::Lab::new().map_err(e)?;
     let mags: &[(&str, Ipv6Addr, &str)] =
@@ -300,7 +300,14 @@ fn chain(node_bin: &Path, path: Path6, two_mags: bool) -> Result<crate::lab::Lab
         lab.add_node(n).map_err(e)?;
     }
     let core: Vec<(&str, Ipv6Addr)> = mags.iter().map(|m| (m.0, m.1)).collect();
-    lab.core(("lma", LMA), &core).map_err(e)?;
+    if bridged || two_mags {
+        lab.core(("lma", LMA), &core).map_err(e)?;
+    } else {
+        // One MAG on a veth of the LMA's own, no bridge.
+        lab.veth("lma", "core", "mag1", "core").map_err(e)?;
+        lab.address("lma", "core", LMA, 64).map_err(e)?;
+        lab.address("mag1", "core", MAG, 64).map_err(e)?;
+    }
     lab.veth("lma", "to-cn", "cn", "eth0").map_err(e)?;
     lab.address("lma", "to-cn", CN_GW, 64).map_err(e)?;
     lab.address("cn", "eth0", CN, 64).map_err(e)?;
@@ -511,7 +518,7 @@ pub fn datapath(node_bin: &Path, runs: u32, secs: f64) -> Result<Vec<Figure>, St
     let mut loss = vec![vec![Vec::new(); tests.len()]; paths.len()];
     for _ in 0..runs {
         for (pi, p) in paths.iter().enumerate() {
-            let lab = chain(node_bin, *p, false)?;
+            let lab = chain(node_bin, *p, false, true)?;
             for (ti, (_, is_tcp, down)) in tests.iter().enumerate() {
                 let (from, to, dst) = if *down { ("cn", "mn1", mn_addr(1)) } else { ("mn1", "cn", CN) };
                 let t = if *is_tcp { tcp(&lab, from, to, dst, secs) } else { udp(&lab, from, to, dst, secs) }
@@ -523,7 +530,30 @@ pub fn datapath(node_bin: &Path, runs: u32, secs: f64) -> Result<Vec<Figure>, St
             }
         }
     }
+    // TCP CN→MN once more with the LMA's core a plain veth instead of the
+    // lab's bridge, beside forwarding over the same bridge-less chain: how
+    // much of the gap the bridge makes for encapsulated packets.
+    let (mut veth_lab, mut veth_fwd) = (Vec::new(), Vec::new());
+    if lab_datapaths().contains(&"kernel") {
+        for _ in 0..runs {
+            for (p, out) in [(Path6::Forwarding, &mut veth_fwd), (Path6::Lab("kernel"), &mut veth_lab)] {
+                let lab = chain(node_bin, p, false, false)?;
+                let t = tcp(&lab, "cn", "mn1", mn_addr(1), secs).map_err(|x| format!("{p:?}, no bridge: {x}"))?;
+                out.push(t.bps / 1e6);
+            }
+        }
+    }
     let mut figures = Vec::new();
+    if !veth_lab.is_empty() {
+        let (base, bmin, bmax) = median_spread(&mut veth_fwd);
+        let (m, lo, hi) = median_spread(&mut veth_lab);
+        figures.push(Figure::new(
+            &format!("TCP CN→MN, kernel datapath, the LMA–MAG link a veth (no bridge), {runs} runs of {secs} s"),
+            format!("{m:.0} Mbit/s ({lo:.0}–{hi:.0}), {:.0}% of forwarding", 100.0 * m / base.max(1e-9)),
+            format!("plain kernel forwarding, same bridge-less chain: {base:.0} Mbit/s ({bmin:.0}–{bmax:.0})"),
+            "≥ 80% of forwarding",
+        ));
+    }
     for (ti, (name, is_tcp, _)) in tests.iter().enumerate() {
         let (base, bmin, bmax) = median_spread(&mut bps[0][ti]);
         let (bloss, _, _) = median_spread(&mut loss[0][ti]);
@@ -605,7 +635,7 @@ pub fn moves(node_bin: &Path, moves: u32, rate: u32) -> Result<Vec<Figure>, Stri
     let mut figures = Vec::new();
     for dp in lab_datapaths() {
         let e = |x: std::io::Error| x.to_string();
-        let lab = chain(node_bin, Path6::Lab(dp), true)?;
+        let lab = chain(node_bin, Path6::Lab(dp), true, true)?;
         let idx = |name: &'static str| {
             lab.run_in("mn1", move || {
                 let c = std::ffi::CString::new(name).map_err(std::io::Error::other)?;
