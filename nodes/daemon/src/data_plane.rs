@@ -105,6 +105,7 @@ fn table() -> u32 {
 /// How many more packets one wake-up of the TUN reader takes at most.
 const TUN_BATCH: usize = 63;
 
+#[derive(Debug, Clone, Copy)]
 pub enum Side {
     Lma,
     Mag { lma: Ipv6Addr },
@@ -145,7 +146,16 @@ pub async fn start(
     if choice != Datapath::Userspace {
         let kernel = Kernel::new()?;
         match seg6::probe(&kernel, local).await {
-            Ok(()) => return seg6::KernelPlane::start(side, local, cfg.uplink_table, kernel, faults).await,
+            Ok(()) => match seg6::KernelPlane::start(side, local, cfg.uplink_table, kernel, faults.clone()).await {
+                Ok(tx) => return Ok(tx),
+                Err(e) if choice == Datapath::Kernel => {
+                    return Err(io::Error::new(e.kind(), format!("the kernel datapath could not start: {e}")))
+                }
+                Err(e) => {
+                    warn!("the kernel datapath could not start ({e}); falling back to the userspace TUN datapath");
+                    return start_userspace(cfg, side, local, faults).await;
+                }
+            },
             Err(why) if choice == Datapath::Kernel => {
                 return Err(io::Error::other(format!("the kernel datapath was asked for but cannot run: {why}")))
             }
