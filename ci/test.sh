@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v tshark >/dev/null 2>&1 || need_apt+=(tshark)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+# The kernel datapath marks flows and counts tunnelled packets with nftables.
+command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "ci/test.sh: installing ${need_apt[*]} from Debian's packages"
     export DEBIAN_FRONTEND=noninteractive

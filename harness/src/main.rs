@@ -77,16 +77,28 @@ enum Command {
     Bench {
         /// `core`: the sans-IO LMA's PBU→PBA rate. `lab`: the seed lab up and
         /// down (root). `catalogue`: every scenario in namespaces, two at
-        /// once, against the same in virtual time (root).
-        #[arg(default_values_t = ["core".to_string()], value_parser = ["core", "lab", "catalogue"])]
+        /// once, against the same in virtual time (root). `datapath`: TCP
+        /// and UDP between CN and MN through the lab beside plain kernel
+        /// forwarding over the same namespaces (root). `move`: flow moves
+        /// under load, decision to first packet on the new link (root).
+        #[arg(default_values_t = ["core".to_string()], value_parser = ["core", "lab", "catalogue", "datapath", "move"])]
         what: Vec<String>,
         /// Bindings in the LMA for `core` (DESIGN.md states its target at
         /// 100,000).
         #[arg(long, default_value_t = 100_000)]
         bindings: u32,
-        /// Repetitions for `lab`.
+        /// Repetitions for `lab` and `datapath`.
         #[arg(long, default_value_t = 10)]
         runs: u32,
+        /// Seconds per transfer for `datapath`.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// Flow moves for `move`.
+        #[arg(long, default_value_t = 100)]
+        moves: u32,
+        /// Packets per second of the moved flow for `move`.
+        #[arg(long, default_value_t = 10_000)]
+        rate: u32,
         /// The scenarios for `lab` (its first file) and `catalogue`.
         #[arg(long, default_value = "topologies/*.yaml")]
         scenarios: String,
@@ -128,7 +140,9 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Bench { what, bindings, runs, scenarios } => bench(&what, bindings, runs, &scenarios),
+        Command::Bench { what, bindings, runs, scenarios, seconds, moves, rate } => {
+            bench(&what, bindings, runs, &scenarios, (seconds, moves, rate))
+        }
         Command::Cleanup => {
             for line in pmiplab::deploy::cleanup() {
                 println!("{line}");
@@ -256,7 +270,13 @@ fn run(patterns: &[String], jobs: usize, out: &std::path::Path, backend: &str, r
     }
 }
 
-fn bench(what: &[String], bindings: u32, runs: u32, scenarios: &str) -> ExitCode {
+fn bench(
+    what: &[String],
+    bindings: u32,
+    runs: u32,
+    scenarios: &str,
+    (seconds, moves, rate): (f64, u32, u32),
+) -> ExitCode {
     let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     println!(
         "pmiplab bench: {} at unix time {started}, {} CPUs",
@@ -267,6 +287,11 @@ fn bench(what: &[String], bindings: u32, runs: u32, scenarios: &str) -> ExitCode
     for w in what {
         let r = match w.as_str() {
             "core" => pmiplab::bench::core(bindings),
+            "datapath" | "move" => match pmiplab::netns_run::node_binary() {
+                Ok(bin) if w == "datapath" => pmiplab::bench::datapath(&bin, runs, seconds),
+                Ok(bin) => pmiplab::bench::moves(&bin, moves, rate),
+                Err(e) => Err(e.to_string()),
+            },
             "lab" | "catalogue" => {
                 let files = match expand(&[scenarios.to_string()]) {
                     Ok(f) => f,

@@ -1,8 +1,21 @@
-//! The userspace data plane: a TUN device and an IPv6-in-IPv6 raw socket
-//! form the LMA–MAG tunnel (this kernel has no ip6_tunnel), the LMA
-//! classifies downlink by the Flow Mobility Cache, and routes and rules are
-//! programmed from the core's intents. It runs as its own task; the node
-//! sends it intents.
+//! The data plane, programmed from the core's intents; it runs as its own
+//! task and the node sends it intents. Two datapaths implement the same
+//! intents:
+//!
+//! - the kernel datapath ([`seg6`]): seg6 lightweight tunnels write and
+//!   read RFC 5213's IPv6-in-IPv6, policy rules carry the Flow Mobility
+//!   Cache; chosen when a probe at start finds seg6 and `nft`;
+//! - the userspace datapath (below): a TUN device and an IPv6-in-IPv6 raw
+//!   socket form the LMA–MAG tunnel, the LMA classifies downlink by the
+//!   Flow Mobility Cache in userspace.
+//!
+//! `datapath` in the configuration (`auto`, `kernel`, `userspace`) picks
+//! one; with `auto` the environment variable `PMIPLAB_DATAPATH` may force
+//! either.
+
+mod genl;
+mod nft;
+mod seg6;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -31,6 +44,52 @@ pub struct DataPlaneConfig {
     /// MAG: routing table that sends uplink from MN prefixes into the tunnel.
     #[serde(default = "table")]
     pub uplink_table: u32,
+    /// Which datapath to run.
+    #[serde(default)]
+    pub datapath: Datapath,
+}
+
+/// The datapath a daemon runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Datapath {
+    /// The kernel datapath if the probe at start finds what it needs, else
+    /// the userspace one; `PMIPLAB_DATAPATH` may force either.
+    #[default]
+    Auto,
+    Kernel,
+    Userspace,
+}
+
+/// The environment variable that forces a datapath where the
+/// configuration says `auto`.
+pub const DATAPATH_ENV: &str = "PMIPLAB_DATAPATH";
+
+impl Datapath {
+    fn parse(s: &str) -> Option<Datapath> {
+        match s {
+            "auto" | "" => Some(Datapath::Auto),
+            "kernel" => Some(Datapath::Kernel),
+            "userspace" => Some(Datapath::Userspace),
+            _ => None,
+        }
+    }
+
+    /// The configured choice, or the environment's when it is `auto`.
+    fn resolve(self) -> io::Result<Datapath> {
+        if self != Datapath::Auto {
+            return Ok(self);
+        }
+        match std::env::var(DATAPATH_ENV) {
+            Err(_) => Ok(Datapath::Auto),
+            Ok(v) => Datapath::parse(v.trim()).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{DATAPATH_ENV}={v}: expected auto, kernel or userspace"),
+                )
+            }),
+        }
+    }
 }
 
 fn tun0() -> String {
@@ -43,6 +102,10 @@ fn table() -> u32 {
     100
 }
 
+/// How many more packets one wake-up of the TUN reader takes at most.
+const TUN_BATCH: usize = 63;
+
+#[derive(Debug, Clone, Copy)]
 pub enum Side {
     Lma,
     Mag { lma: Ipv6Addr },
@@ -71,9 +134,42 @@ struct Plane {
     faults: std::sync::Arc<std::sync::Mutex<Faults>>,
 }
 
-/// Sets up the TUN device, the tunnel socket and forwarding, and starts
-/// the data plane task.
+/// Picks the datapath (probing the kernel unless the userspace one is
+/// forced), sets it up and starts its task.
 pub async fn start(
+    cfg: DataPlaneConfig,
+    side: Side,
+    local: Ipv6Addr,
+    faults: std::sync::Arc<std::sync::Mutex<Faults>>,
+) -> io::Result<mpsc::Sender<Update>> {
+    let choice = cfg.datapath.resolve()?;
+    if choice != Datapath::Userspace {
+        let kernel = Kernel::new()?;
+        match seg6::probe(&kernel, local).await {
+            Ok(()) => match seg6::KernelPlane::start(side, local, cfg.uplink_table, kernel, faults.clone()).await {
+                Ok(tx) => return Ok(tx),
+                Err(e) if choice == Datapath::Kernel => {
+                    return Err(io::Error::new(e.kind(), format!("the kernel datapath could not start: {e}")))
+                }
+                Err(e) => {
+                    warn!("the kernel datapath could not start ({e}); falling back to the userspace TUN datapath");
+                    return start_userspace(cfg, side, local, faults).await;
+                }
+            },
+            Err(why) if choice == Datapath::Kernel => {
+                return Err(io::Error::other(format!("the kernel datapath was asked for but cannot run: {why}")))
+            }
+            Err(why) => warn!("the kernel datapath cannot run ({why}); falling back to the userspace TUN datapath"),
+        }
+    } else {
+        tracing::info!("userspace TUN datapath, as configured ({DATAPATH_ENV} or datapath: userspace)");
+    }
+    start_userspace(cfg, side, local, faults).await
+}
+
+/// Sets up the TUN device, the tunnel socket and forwarding, and starts
+/// the userspace data plane task.
+async fn start_userspace(
     cfg: DataPlaneConfig,
     side: Side,
     local: Ipv6Addr,
@@ -82,6 +178,10 @@ pub async fn start(
     enable_forwarding()?;
     let tun = Tun::open(&cfg.tun)?;
     let mut kernel = Kernel::new()?;
+    // A kernel datapath that ran here before left its nftables table.
+    if let Ok(true) = nft::delete_table(seg6::NFT_TABLE).await {
+        tracing::info!("removed the nftables table a previous daemon left");
+    }
     // A daemon killed before it could clean up left its routes and rules:
     // a restart starts from a clean kernel, as from a clean state.
     let swept = kernel.sweep_leftovers().await?;
@@ -134,8 +234,19 @@ impl Plane {
             tokio::select! {
                 r = self.tun.read(&mut buf) => match r {
                     Ok(n) => {
-                        let pkt = buf[..n].to_vec();
-                        self.on_tun_packet(&pkt).await;
+                        self.on_tun_packet(&buf[..n]).await;
+                        // Drain what else is waiting before the next select:
+                        // one wake-up per batch, not per packet.
+                        for _ in 0..TUN_BATCH {
+                            match self.tun.try_read(&mut buf) {
+                                Ok(Some(n)) => self.on_tun_packet(&buf[..n]).await,
+                                Ok(None) => break,
+                                Err(e) => {
+                                    warn!("reading the TUN device failed: {e}");
+                                    break;
+                                }
+                            }
+                        }
                     }
                     Err(e) => warn!("reading the TUN device failed: {e}"),
                 },
@@ -151,6 +262,7 @@ impl Plane {
                     Some(Update::State(reply)) => {
                         let (routes, rules) = self.kernel.read_back().await.unwrap_or_else(|e| (vec![format!("cannot read routes back: {e}")], vec![]));
                         let _ = reply.send(serde_json::json!({
+                            "datapath": "userspace",
                             "counters": self.counters,
                             "installed": self.kernel.installed(),
                             "kernel_routes": routes,

@@ -115,6 +115,41 @@ impl Kernel {
         Ok(())
     }
 
+    /// Raises to at least `mtu` the MTU of link `index` and, when it is a
+    /// bridge, of every port of it; returns the names of the links changed.
+    pub async fn raise_mtu(&self, index: u32, mtu: u32) -> io::Result<Vec<String>> {
+        let mut changed = Vec::new();
+        let mut links = self.h.link().get().execute();
+        let mut targets = Vec::new();
+        while let Some(l) = links.try_next().await.map_err(nl("listing links".into()))? {
+            let mut name = String::new();
+            let (mut cur, mut port) = (0, false);
+            for a in &l.attributes {
+                match a {
+                    LinkAttribute::IfName(n) => name = n.clone(),
+                    LinkAttribute::Mtu(m) => cur = *m,
+                    LinkAttribute::Controller(c) => port = *c == index,
+                    _ => {}
+                }
+            }
+            if (l.header.index == index || port) && cur < mtu {
+                targets.push((l.header.index, name, port));
+            }
+        }
+        // Ports first: a bridge takes no MTU above its ports'.
+        targets.sort_by_key(|t| !t.2);
+        for (i, name, _) in targets {
+            self.h
+                .link()
+                .set(LinkUnspec::new_with_index(i).mtu(mtu).build())
+                .execute()
+                .await
+                .map_err(nl(format!("setting the MTU of {name} to {mtu}")))?;
+            changed.push(name);
+        }
+        Ok(changed)
+    }
+
     pub async fn up(&self, name: &str, mtu: Option<u32>) -> io::Result<()> {
         let i = self.index(name).await?;
         let mut b = LinkUnspec::new_with_index(i).up();
@@ -146,7 +181,10 @@ impl Kernel {
                 rtnetlink::packet_route::rule::RuleAttribute::Priority(p) => Some(*p),
                 _ => None,
             });
-            if prio == Some(RULE_PRIORITY) {
+            let ours = r.attributes.iter().any(|a| {
+                matches!(a, rtnetlink::packet_route::rule::RuleAttribute::Protocol(p) if *p == RouteProtocol::Other(ROUTE_PROTOCOL))
+            });
+            if (prio == Some(RULE_PRIORITY) || ours) && r.header.table != 255 {
                 rules.push(r);
             }
         }
@@ -210,7 +248,84 @@ impl Kernel {
         self.remove(&format!("rule from {prefix} lookup {table}")).await
     }
 
-    async fn remove(&mut self, what: &str) -> io::Result<()> {
+    /// Adds (or replaces) a route built by the caller, remembered under
+    /// `what` so that a later [`Kernel::remove`] or [`Kernel::cleanup`]
+    /// takes it away. A route already remembered under `what` is replaced.
+    pub async fn put_route(&mut self, what: String, msg: RouteMessage) -> io::Result<()> {
+        self.h.route().add(msg.clone()).replace().execute().await.map_err(nl(format!("adding {what}")))?;
+        self.installed.retain(|(w, _)| *w != what);
+        self.installed.push((what, Installed::Route(msg)));
+        Ok(())
+    }
+
+    /// Adds a policy rule built by the caller, remembered under `what`;
+    /// nothing happens when one is already remembered under that name.
+    pub async fn put_rule(&mut self, what: String, msg: RuleMessage) -> io::Result<()> {
+        if self.installed.iter().any(|(w, _)| *w == what) {
+            return Ok(());
+        }
+        let mut req = self.h.rule().add();
+        *req.message_mut() = msg.clone();
+        req.execute().await.map_err(nl(format!("adding {what}")))?;
+        self.installed.push((what, Installed::Rule(msg)));
+        Ok(())
+    }
+
+    /// Adds a route that is not remembered (a probe, a scratch entry).
+    pub async fn add_route_once(&self, msg: RouteMessage) -> Result<(), rtnetlink::Error> {
+        self.h.route().add(msg).replace().execute().await
+    }
+
+    /// Removes a route that is not remembered.
+    pub async fn del_route_once(&self, msg: RouteMessage) -> Result<(), rtnetlink::Error> {
+        self.h.route().del(msg).execute().await
+    }
+
+    /// Adds a rule that is not remembered; an existing equal rule is fine.
+    pub async fn add_rule_once(&self, msg: RuleMessage) -> io::Result<()> {
+        let mut req = self.h.rule().add();
+        *req.message_mut() = msg;
+        match req.execute().await {
+            Ok(()) => Ok(()),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(()),
+            Err(e) => Err(io::Error::other(format!("adding a policy rule: {e}"))),
+        }
+    }
+
+    /// The IPv6 policy rules as the kernel reports them.
+    pub async fn rules(&self) -> io::Result<Vec<RuleMessage>> {
+        let mut out = Vec::new();
+        let mut dump = self.h.rule().get(rtnetlink::IpVersion::V6).execute();
+        while let Some(r) = dump.try_next().await.map_err(nl("listing rules".into()))? {
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    /// Removes a rule that is not remembered.
+    pub async fn del_rule_once(&self, msg: RuleMessage) -> io::Result<()> {
+        self.h.rule().del(msg).execute().await.map_err(nl("removing a policy rule".into()))
+    }
+
+    /// The interface that holds `addr`: its index and name.
+    pub async fn holder_of(&self, addr: Ipv6Addr) -> io::Result<(u32, String)> {
+        let mut s = self.h.address().get().set_address_filter(addr.into()).execute();
+        if let Some(m) = s.try_next().await.map_err(nl(format!("looking up {addr}")))? {
+            let index = m.header.index;
+            let link = self.h.link().get().match_index(index).execute().try_next().await;
+            if let Ok(Some(l)) = link {
+                for a in &l.attributes {
+                    if let LinkAttribute::IfName(n) = a {
+                        return Ok((index, n.clone()));
+                    }
+                }
+            }
+            return Ok((index, format!("if{index}")));
+        }
+        Err(io::Error::new(io::ErrorKind::NotFound, format!("no interface holds {addr}")))
+    }
+
+    pub(crate) async fn remove(&mut self, what: &str) -> io::Result<()> {
         let Some(i) = self.installed.iter().position(|(w, _)| w == what) else {
             return Ok(());
         };
@@ -251,9 +366,10 @@ impl Kernel {
         let mut dump = self.h.route().get(RouteMessageBuilder::<Ipv6Addr>::new().build()).execute();
         while let Some(r) = dump.try_next().await.map_err(nl("listing routes".into()))? {
             let mut table = u32::from(r.header.table);
-            let (mut dst, mut via, mut dev) = (None, None, None);
+            let (mut dst, mut via, mut dev, mut encap) = (None, None, None, String::new());
             for a in &r.attributes {
                 match a {
+                    RouteAttribute::Encap(e) => encap = describe_encap(e),
                     RouteAttribute::Table(t) => table = *t,
                     RouteAttribute::Destination(RouteAddress::Inet6(d)) => dst = Some(*d),
                     RouteAttribute::Gateway(RouteAddress::Inet6(g)) => via = Some(*g),
@@ -265,8 +381,12 @@ impl Kernel {
             if table == 255 || dst.is_multicast() {
                 continue;
             }
+            let kind = match r.header.kind {
+                rtnetlink::packet_route::route::RouteType::BlackHole => "blackhole ",
+                _ => "",
+            };
             routes.push(format!(
-                "{}/{}{} dev {} table {table}",
+                "{kind}{}/{}{}{encap} dev {} table {table}",
                 dst,
                 r.header.destination_prefix_length,
                 via.map(|g| format!(" via {g}")).unwrap_or_default(),
@@ -277,16 +397,30 @@ impl Kernel {
         let mut dump = self.h.rule().get(rtnetlink::IpVersion::V6).execute();
         while let Some(r) = dump.try_next().await.map_err(nl("listing rules".into()))? {
             let (mut from, mut table, mut prio) = (None, u32::from(r.header.table), 0);
+            // Selectors in `ip rule`'s order, whatever the kernel's.
+            let mut extra: [String; 5] = Default::default();
             for a in &r.attributes {
                 match a {
                     RuleAttribute::Source(std::net::IpAddr::V6(s)) => from = Some(*s),
+                    RuleAttribute::Destination(std::net::IpAddr::V6(d)) => {
+                        extra[0] = format!(" to {d}/{}", r.header.dst_len)
+                    }
+                    RuleAttribute::FwMark(m) => extra[1] = format!(" fwmark {m:#x}"),
+                    RuleAttribute::IpProtocol(p) => extra[2] = format!(" ipproto {}", i32::from(*p)),
+                    RuleAttribute::SourcePortRange(p) => extra[3] = format!(" sport {}-{}", p.start, p.end),
+                    RuleAttribute::DestinationPortRange(p) => extra[4] = format!(" dport {}-{}", p.start, p.end),
                     RuleAttribute::Table(t) => table = *t,
                     RuleAttribute::Priority(p) => prio = *p,
                     _ => {}
                 }
             }
+            let extra = extra.concat();
             let from = from.map(|s| format!("{s}/{}", r.header.src_len)).unwrap_or_else(|| "all".into());
-            rules.push(format!("{prio}: from {from} lookup {table}"));
+            let action = match r.header.action {
+                RuleAction::Blackhole => "blackhole".to_string(),
+                _ => format!("lookup {table}"),
+            };
+            rules.push(format!("{prio}: from {from}{extra} {action}"));
         }
         Ok((routes, rules))
     }
@@ -294,4 +428,31 @@ impl Kernel {
     pub fn installed(&self) -> Vec<String> {
         self.installed.iter().map(|(w, _)| w.clone()).collect()
     }
+}
+
+/// A lightweight tunnel encapsulation as `ip route` shows it, roughly.
+fn describe_encap(e: &[rtnetlink::packet_route::route::RouteLwTunnelEncap]) -> String {
+    use rtnetlink::packet_route::route::{RouteLwTunnelEncap, RouteSeg6IpTunnel, RouteSeg6LocalTunnel};
+    let mut out = String::new();
+    for a in e {
+        match a {
+            RouteLwTunnelEncap::Seg6(RouteSeg6IpTunnel::Seg6(h)) => {
+                let mode = match u32::from(h.mode) {
+                    0 => "inline".to_string(),
+                    1 => "encap".to_string(),
+                    3 => "encap.red".to_string(),
+                    m => format!("mode {m}"),
+                };
+                let segs: Vec<String> = h.segments.iter().map(|s| s.to_string()).collect();
+                out.push_str(&format!(" encap seg6 mode {mode} segs {}", segs.join(",")));
+            }
+            RouteLwTunnelEncap::Seg6(RouteSeg6IpTunnel::Src(a)) => out.push_str(&format!(" tunsrc {a}")),
+            RouteLwTunnelEncap::Seg6Local(RouteSeg6LocalTunnel::Action(a)) => {
+                out.push_str(&format!(" encap seg6local action {a}"))
+            }
+            RouteLwTunnelEncap::Seg6Local(RouteSeg6LocalTunnel::Table(t)) => out.push_str(&format!(" table {t}")),
+            _ => {}
+        }
+    }
+    out
 }

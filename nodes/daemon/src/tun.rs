@@ -66,6 +66,22 @@ impl Tun {
         }
     }
 
+    /// Reads a packet if one is already waiting; `None` when none is.
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        // SAFETY: read(2) into a buffer we own, of its length, on a
+        // non-blocking descriptor.
+        let n = unsafe { libc::read(self.fd.get_ref().as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+        if n >= 0 {
+            return Ok(Some(n as usize));
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::WouldBlock {
+            Ok(None)
+        } else {
+            Err(e)
+        }
+    }
+
     pub async fn write(&self, pkt: &[u8]) -> io::Result<()> {
         loop {
             let mut guard = self.fd.writable().await?;

@@ -64,7 +64,8 @@ fn flows_cross_the_userspace_tunnel_and_follow_an_fmi_move() {
     lma.authorized_mags = vec![a(MAG1), a(MAG2)];
     let mut policy = MnPolicy::new(MN, PrefixModel::Unique);
     policy.unique_prefixes = vec![pref(1), pref(2)];
-    let dp = json!({"tun": "tun0", "mtu": 1460});
+    // The data fault below acts on the userspace datapath.
+    let dp = json!({"tun": "tun0", "mtu": 1460, "datapath": "userspace"});
     lab.spawn("lma", bin, &json!({"role": "lma", "config": lma, "policies": [policy], "data_plane": dp}), &[]).unwrap();
     for (n, addr) in [("mag1", MAG1), ("mag2", MAG2)] {
         let mut c = MagConfig::new(a(addr), a(LMA));

@@ -85,8 +85,17 @@ fn deploy_inspect_exec_destroy() {
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stdout).contains("lif"), "the MN's lif is there");
 
-    let o = pmiplab(&["inspect", "citest"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // The MN attaches by RS/RA after `deploy` returns: wait for it, bounded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let v = loop {
+        let o = pmiplab(&["inspect", "citest"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let bces = v["nodes"]["lma"]["tables"]["binding_cache"].as_array().map(|b| b.len()).unwrap_or(0);
+        if bces >= 1 || std::time::Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     assert_eq!(v["nodes"]["lma"]["running"], true);
     let bces = v["nodes"]["lma"]["tables"]["binding_cache"].as_array().map(|b| b.len()).unwrap_or(0);
     assert!(bces >= 1, "the deployed MN attached: {v}");

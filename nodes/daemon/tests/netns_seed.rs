@@ -215,7 +215,16 @@ fn unique_prefixes_attach_then_move_flow_y_by_fmi() {
     let ll = link_local(&mac_for("mn1", "if1"));
     let routes: Vec<&str> = dp["kernel_routes"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
     assert!(routes.contains(&format!("2001:db8:2::/64 via {ll} dev to-if1 table 254").as_str()), "{routes:?}");
-    assert!(routes.contains(&"::/0 dev tun0 table 100"), "{routes:?}");
+    // The uplink table's default route: into the TUN device, or a seg6
+    // encapsulation to the LMA on the kernel datapath.
+    let uplink = match dp["datapath"].as_str() {
+        Some("kernel") => format!("::/0 encap seg6 mode encap.red segs {LMA} dev core table 100"),
+        _ => "::/0 dev tun0 table 100".to_string(),
+    };
+    assert!(routes.contains(&uplink.as_str()), "{routes:?}");
+    if dp["datapath"] == "kernel" {
+        assert_eq!(dp["tunsrc"], MAG1, "the outer source of MAG1's encapsulations");
+    }
     let rules: Vec<&str> = dp["kernel_rules"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
     assert!(rules.contains(&"1000: from 2001:db8:2::/64 lookup 100"), "{rules:?}");
 

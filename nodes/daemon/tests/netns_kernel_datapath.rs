@@ -1,0 +1,256 @@
+//! The kernel datapath (seg6 lightweight tunnels, policy rules, nftables)
+//! end to end: a CN sends UDP to a plain MN host with if1 on MAG1 and if2
+//! on MAG2; the packets on the LMA–MAG link are RFC 5213's IPv6-in-IPv6;
+//! an FMI move, a drop binding by port and a binding whose selector only
+//! nftables can express all steer packets as the userspace classifier
+//! would; a killed LMA's successor sweeps what it left; a daemon that
+//! stops cleanly leaves nothing in its namespace. Needs root;
+//! PMIPLAB_SKIP_NETNS=1 skips it where that is impossible.
+
+mod common;
+
+use common::*;
+
+use std::io::IoSliceMut;
+use std::net::{Ipv6Addr, SocketAddrV6, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrIn6};
+use pmip_proto::lma::{FlowAction, LmaCommand, LmaConfig, MnPolicy, PrefixModel};
+use pmip_proto::mag::{MagConfig, MnBinding};
+use pmip_proto::world::mac_for;
+use pmip_wire::{Ipv6Selector, TrafficSelector};
+use serde_json::json;
+
+/// Waits for one datagram and says on which interface index it arrived.
+fn arrival(sock: &UdpSocket, limit: Duration) -> Option<u32> {
+    let deadline = Instant::now() + limit;
+    sock.set_nonblocking(true).ok()?;
+    let mut buf = [0u8; 2048];
+    let mut cmsg = nix::cmsg_space!(nix::libc::in6_pktinfo);
+    loop {
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        match recvmsg::<SockaddrIn6>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty()) {
+            Ok(msg) => {
+                for c in msg.cmsgs().ok()? {
+                    if let ControlMessageOwned::Ipv6PacketInfo(info) = c {
+                        return Some(info.ipi6_ifindex);
+                    }
+                }
+                return Some(0);
+            }
+            Err(nix::errno::Errno::EAGAIN) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+            Err(_) => return None,
+        }
+    }
+}
+
+/// A command's output, run inside `node`'s namespace.
+fn run_in(lab: &pmiplab::lab::Lab, node: &str, args: &'static [&'static str]) -> String {
+    lab.run_in(node, move || {
+        let out = Command::new(args[0]).args(&args[1..]).output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    })
+    .unwrap()
+}
+
+/// Waits until `pred` holds of a command's output in `node`, at most 5 s.
+fn wait_output(
+    lab: &pmiplab::lab::Lab,
+    node: &str,
+    args: &'static [&'static str],
+    pred: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = run_in(lab, node, args);
+        if pred(&out) || Instant::now() > deadline {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_kernel_datapath_tunnels_classifies_sweeps_and_cleans_up() {
+    if skip() {
+        return;
+    }
+    let mut lab = seed_network();
+    lab.veth("mag1", "to-if1", "mn1", "if1").unwrap();
+    lab.veth("mag2", "to-if2", "mn1", "if2").unwrap();
+    lab.address("mn1", "if1", pref(1).with_iid(1), 64).unwrap();
+    lab.address("mn1", "if2", pref(2).with_iid(1), 64).unwrap();
+    lab.address("mn1", "if2", pref(2).with_iid(6), 64).unwrap();
+
+    let bin = Path::new(env!("CARGO_BIN_EXE_pmip-node"));
+    let mut lma = LmaConfig::new(a(LMA));
+    lma.authorized_mags = vec![a(MAG1), a(MAG2)];
+    let mut policy = MnPolicy::new(MN, PrefixModel::Unique);
+    policy.unique_prefixes = vec![pref(1), pref(2)];
+    let dp = json!({"datapath": "kernel"});
+    lab.spawn("lma", bin, &json!({"role": "lma", "config": lma, "policies": [policy], "data_plane": dp}), &[]).unwrap();
+    for (n, addr) in [("mag1", MAG1), ("mag2", MAG2)] {
+        let mut c = MagConfig::new(a(addr), a(LMA));
+        c.mns = ["if1", "if2"].iter().map(|i| MnBinding { ll_id: mac_for("mn1", i), mn_id: MN.into() }).collect();
+        lab.spawn(n, bin, &json!({"role": "mag", "config": c, "data_plane": dp}), &[]).unwrap();
+    }
+    let limit = Duration::from_secs(5);
+    for (mag, iface, att) in [("mag1", "if1", 4), ("mag2", "if2", 8)] {
+        ok(lab
+            .request(
+                mag,
+                &json!({"cmd": "attach", "iface": format!("to-{iface}"), "ll_id": mac_for("mn1", iface), "att": att}),
+            )
+            .unwrap());
+        lab.wait_for(mag, limit, |s| s["tables"]["binding_update_list"][0]["state"] == "registered").unwrap();
+    }
+    let st = lab.request("lma", &json!({"cmd": "state"})).unwrap();
+    assert_eq!(st["state"]["data_plane"]["datapath"], "kernel", "{}", st["state"]["data_plane"]);
+    let capture = lab.capture("lma", "to-mag1").unwrap();
+
+    let sink = |port: u16| {
+        lab.run_in("mn1", move || {
+            let s = UdpSocket::bind(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, port, 0, 0))?;
+            setsockopt(&s, sockopt::Ipv6RecvPacketInfo, &true).map_err(std::io::Error::from)?;
+            Ok(s)
+        })
+        .unwrap()
+    };
+    let (x_sink, y_sink, z_sink) = (sink(5001), sink(5002), sink(6666));
+    let if_index = |name: &'static str| {
+        lab.run_in("mn1", move || nix::net::if_::if_nametoindex(name).map_err(std::io::Error::from)).unwrap()
+    };
+    let (if1, if2) = (if_index("if1"), if_index("if2"));
+    let cn = lab.run_in("cn", || UdpSocket::bind(SocketAddrV6::new(a(CN), 7000, 0, 0))).unwrap();
+    let send_to = |dst: Ipv6Addr, port: u16| {
+        cn.send_to(b"pmiplab probe", SocketAddrV6::new(dst, port, 0, 0)).unwrap();
+    };
+    let send = |port: u16, n: u8| send_to(pref(n).with_iid(1), port);
+
+    send(5001, 1);
+    assert_eq!(arrival(&x_sink, limit), Some(if1), "flow X (to pref1) arrives on if1 through MAG1");
+    send(5002, 2);
+    assert_eq!(arrival(&y_sink, limit), Some(if2), "flow Y (to pref2) arrives on if2 through MAG2");
+
+    // nftables counts what the kernel encapsulated and decapsulated.
+    lab.wait_for("lma", limit, |s| s["data_plane"]["counters"]["encapsulated"].as_u64().unwrap_or(0) >= 2).unwrap();
+    send(5001, 1);
+    assert_eq!(arrival(&x_sink, limit), Some(if1));
+    lab.wait_for("mag1", limit, |s| s["data_plane"]["counters"]["decapsulated"].as_u64().unwrap_or(0) >= 1).unwrap();
+
+    // Flow Y moved to MAG1 by FMI.
+    ok(lab.request("lma", &json!({"cmd": "lma", "command": bind_flow_y()})).unwrap());
+    ok(lab
+        .request("lma", &json!({"cmd": "lma", "command": LmaCommand::MoveFlow { mn_id: MN.into(), fid: 2, to_bid: 1 }}))
+        .unwrap());
+    lab.wait_for("lma", limit, |s| s["tables"]["flow_mobility_cache"][0]["bids"][0] == 1).unwrap();
+    lab.wait_for("mag1", limit, |s| {
+        s["data_plane"]["installed"]
+            .as_array()
+            .is_some_and(|i| i.iter().any(|r| r.as_str().unwrap_or("").starts_with("route 2001:db8:2::/64 dev to-if1")))
+    })
+    .unwrap();
+    send(5002, 2);
+    assert_eq!(arrival(&y_sink, limit), Some(if1), "after the FMI, flow Y arrives on if1 through MAG1");
+    send(5001, 1);
+    assert_eq!(arrival(&x_sink, limit), Some(if1), "flow X is untouched");
+
+    // On the wire between the LMA and MAG1 (flow X, captured long enough
+    // ago to have been read): IPv6-in-IPv6, no routing header.
+    let captured = lab.stop_captures().unwrap();
+    let (_, path, _) = captured.iter().find(|(_, p, _)| *p == capture).unwrap();
+    let frames = pmip_captures::pcapng::read(&std::fs::read(path).unwrap());
+    let tunnelled = frames.iter().find(|f| {
+        let d = &f.data;
+        d.len() >= 14 + 80 && d[12..14] == [0x86, 0xdd] && d[14 + 6] == 41 && d[14 + 40 + 6] == 17
+    });
+    let d = &tunnelled.expect("a tunnelled frame on the LMA–MAG1 link").data;
+    let addr = |at: usize| Ipv6Addr::from(<[u8; 16]>::try_from(&d[at..at + 16]).unwrap());
+    assert_eq!((addr(14 + 8), addr(14 + 24)), (a(LMA), a(MAG1)), "outer source and destination");
+    assert_eq!(addr(14 + 40 + 24), pref(1).with_iid(1), "inner destination");
+
+    // A drop binding by protocol and port: an ip rule with ipproto and dport.
+    let drop = LmaCommand::BindFlow {
+        mn_id: MN.into(),
+        fid: 6,
+        fid_pri: 5,
+        selector: TrafficSelector::Ipv6(Ipv6Selector {
+            start_next_header: Some(17),
+            start_dst_port: Some(6666),
+            ..Default::default()
+        }),
+        bids: vec![1],
+        action: FlowAction::Drop,
+    };
+    ok(lab.request("lma", &json!({"cmd": "lma", "command": drop})).unwrap());
+    lab.wait_for("lma", limit, |s| {
+        s["data_plane"]["kernel_rules"].as_array().is_some_and(|r| {
+            r.iter().any(|r| r.as_str().unwrap_or("").contains("ipproto 17 dport 6666-6666 blackhole"))
+        })
+    })
+    .unwrap();
+    send(6666, 1);
+    send(5001, 1);
+    assert_eq!(arrival(&x_sink, limit), Some(if1), "port 5001 still arrives");
+    assert_eq!(arrival(&z_sink, Duration::from_millis(200)), None, "port 6666 is dropped at the LMA");
+
+    // A selector ip rule cannot say (an address range that is no prefix):
+    // an nftables mark, then a fwmark rule into MAG2's table, ahead of flow
+    // Y's binding (FID-PRI 8 before 20). MAG2 still routes pref2, its own.
+    let range = LmaCommand::BindFlow {
+        mn_id: MN.into(),
+        fid: 8,
+        fid_pri: 8,
+        selector: TrafficSelector::Ipv6(Ipv6Selector {
+            start_dst: Some(pref(2).with_iid(1)),
+            end_dst: Some(pref(2).with_iid(5)),
+            ..Default::default()
+        }),
+        bids: vec![2],
+        action: FlowAction::Forward,
+    };
+    ok(lab.request("lma", &json!({"cmd": "lma", "command": range})).unwrap());
+    lab.wait_for("lma", limit, |s| {
+        s["data_plane"]["kernel_rules"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r.as_str().unwrap_or("").starts_with("2008: from all fwmark")))
+    })
+    .unwrap();
+    send(5002, 2);
+    assert_eq!(arrival(&y_sink, limit), Some(if2), "pref2::1 is in the range bound to MAG2");
+    send_to(pref(2).with_iid(6), 5002);
+    assert_eq!(arrival(&y_sink, limit), Some(if1), "pref2::6 is outside the range: flow Y's binding, MAG1");
+    send(5001, 1);
+    assert_eq!(arrival(&x_sink, limit), Some(if1), "flow X is untouched");
+    let nft = run_in(&lab, "lma", &["nft", "list", "chain", "ip6", "pmiplab", "marks"]);
+    assert!(nft.contains("ip6 daddr 2001:db8:2::1-2001:db8:2::5"), "{nft}");
+
+    // A killed LMA leaves its rules and nftables table; its successor
+    // sweeps them before building its own.
+    lab.kill("lma").unwrap();
+    let left = run_in(&lab, "lma", &["ip", "-6", "rule", "show", "proto", "154"]);
+    assert!(!left.is_empty(), "the killed LMA left rules");
+    lab.restart("lma").unwrap();
+    let rules = run_in(&lab, "lma", &["ip", "-6", "rule", "show", "proto", "154"]);
+    assert!(!rules.contains("2005:"), "the flow rules of the dead LMA are gone: {rules}");
+    assert!(!rules.contains("from 2001:db8:ffff::11"), "no decapsulation rule before a tunnel is up: {rules}");
+    let nft = run_in(&lab, "lma", &["nft", "list", "chain", "ip6", "pmiplab", "marks"]);
+    assert!(!nft.contains("daddr"), "the marks of the dead LMA are gone: {nft}");
+
+    // Stopped cleanly, each daemon leaves nothing: no rule or route of
+    // protocol 154, no nftables table, the local rule back at 0.
+    for node in ["lma", "mag1", "mag2"] {
+        ok(lab.request(node, &json!({"cmd": "shutdown"})).unwrap());
+        let rules = wait_output(&lab, node, &["ip", "-6", "rule"], |r| r.starts_with("0:\tfrom all lookup local"));
+        assert!(rules.starts_with("0:\tfrom all lookup local"), "{node}: {rules}");
+        assert!(!rules.contains("proto 154") && !rules.contains("1540"), "{node}: {rules}");
+        let routes = run_in(&lab, node, &["ip", "-6", "route", "show", "table", "all", "proto", "154"]);
+        assert_eq!(routes, "", "{node}");
+        let tables = run_in(&lab, node, &["nft", "list", "tables"]);
+        assert!(!tables.contains("pmiplab"), "{node}: {tables}");
+    }
+}
