@@ -87,10 +87,12 @@ fn flow_state_at_a_mag_expires_when_refreshes_are_lost() {
     s.world.add_fault(FaultRule { to: Some("mag1".into()), ..FaultRule::drop("FMI", 1000) });
     s.world.run_for(Span::from_secs(301));
     assert!(s.world.mag("mag1").unwrap().state().flows.is_empty(), "MAG1's flow state expired");
-    // Refresh at 240 s, then retries 1, 2, 4, 8 and 16 s apart, then give up.
+    // Refresh at 240 s, then retries 1, 2, 4, 8 and 16 s apart; at 300 s
+    // the LMA knows the MAG's state has run out and stops waiting.
     s.world.run_for(Span::from_secs(10));
     assert!(s.world.events.iter().any(|e| e.node == "mag1" && e.text.contains("expired")));
-    assert!(s.world.events.iter().any(|e| e.node == "lma" && e.text.contains("gave up")));
+    assert!(s.world.events.iter().any(|e| e.node == "lma" && e.text.contains("ran out unrefreshed")));
+    assert!(s.world.state().lma.unwrap().pending.is_empty(), "the refresh is no longer retransmitted");
 }
 
 #[test]

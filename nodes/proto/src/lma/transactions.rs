@@ -44,6 +44,9 @@ pub enum PendingKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
     pub sequence: u16,
+    /// When the first transmission left: a MAG that acknowledges any
+    /// transmission started its lifetime no earlier.
+    pub first_sent: Instant,
     pub peer: Ipv6Addr,
     pub message: Message,
     pub kind: PendingKind,
@@ -57,7 +60,7 @@ impl Pending {
     }
 }
 
-const NEVER: Instant = Instant(u64::MAX);
+pub(crate) const NEVER: Instant = Instant(u64::MAX);
 
 impl Lma {
     pub(super) fn on_command(&mut self, now: Instant, c: LmaCommand, out: &mut Output) {
@@ -259,6 +262,7 @@ impl Lma {
         out.send(self.config.address, peer, message.clone());
         self.pending.push(Pending {
             sequence,
+            first_sent: now,
             peer,
             message,
             kind,
@@ -280,6 +284,85 @@ impl Lma {
         (l != 0xffff && l != 0).then(|| Span::from_secs(u64::from(l)).scale(4, 5))
     }
 
+    /// When flow state a MAG took from an FMI first sent at `sent` runs
+    /// out there; `None` when it never does (draft §4.1: 0xffff).
+    fn flow_expiry(&self, sent: Instant) -> Option<Instant> {
+        let l = self.config.flow_lifetime_secs;
+        (l != 0xffff).then(|| sent + Span::from_secs(u64::from(l)))
+    }
+
+    /// The flow state the LMA put at a MAG is gone (refused, expired,
+    /// unreachable or the MN left that MAG). The Flow Mobility Cache
+    /// entry must stop naming that MAG's binding, or the LMA would keep
+    /// tunnelling the flow to a MAG with no route for it: a black hole.
+    /// It falls back to the flow's default binding, the one whose
+    /// prefixes cover the flow's destination: that MAG routes the prefix
+    /// from its PBA alone, so the fallback needs no signalling that could
+    /// fail in turn, and it is where the flow went before any move. With
+    /// no such binding the entry names no BID and the flow follows the
+    /// prefix routes. `leaving` is a binding about to go, never chosen.
+    pub(crate) fn fall_back(&mut self, mn_id: &str, fid: u16, leaving: Option<u16>, why: &str, out: &mut Output) {
+        self.signalled.remove(&(mn_id.to_string(), fid));
+        self.pending
+            .retain(|p| !matches!(&p.kind, PendingKind::FlowRefresh { mn_id: m, fid: f } if m == mn_id && *f == fid));
+        let Some(entry) = self.fmc.get(mn_id, fid) else {
+            return;
+        };
+        let dest = selector_destination(&entry.selector);
+        let home = dest.and_then(|d| {
+            self.cache
+                .of_mn(mn_id)
+                .filter(|b| b.is_active() && Some(b.bid) != leaving)
+                .filter(|b| b.hnps.iter().any(|h| h.prefix_len() <= d.prefix_len() && h.contains(&d.addr())))
+                .min_by_key(|b| (b.bid_pri, b.bid))
+                .map(|b| b.bid)
+        });
+        let bids: Vec<u16> = home.into_iter().collect();
+        out.event(format!(
+            "{mn_id} FID {fid}: {why}; the flow falls back from BIDs {:?} to {}",
+            entry.bids,
+            match home {
+                Some(b) => format!("its default binding, BID {b}"),
+                None => "the prefix routes (no binding carries its destination)".into(),
+            }
+        ));
+        if let Some(e) = self.fmc.get_mut(mn_id, fid) {
+            e.bids = bids;
+        }
+    }
+
+    /// Falls back every flow whose state at its MAG has run out by now
+    /// with no acknowledged refresh.
+    pub(super) fn expire_signalled(&mut self, now: Instant, out: &mut Output) {
+        let gone: Vec<(String, u16)> = self
+            .signalled
+            .iter()
+            .filter(|(_, s)| s.expires_at.is_some_and(|t| t <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (mn_id, fid) in gone {
+            self.fall_back(&mn_id, fid, None, "its flow state at the MAG ran out unrefreshed", out);
+        }
+    }
+
+    /// The MN's binding `bid` is going (de-registered or expired). A MAG
+    /// drops the flow state of an MN that leaves it, so the flows the LMA
+    /// moved there by FMI are gone with it, unless another binding of the
+    /// MN stays at that MAG.
+    pub(crate) fn forget_flows_at_binding(&mut self, mn_id: &str, bid: u16, out: &mut Output) {
+        let Some(mag) = self.cache.get(mn_id, bid).map(|b| b.proxy_coa) else {
+            return;
+        };
+        if self.cache.of_mn(mn_id).any(|b| b.bid != bid && b.is_active() && b.proxy_coa == mag) {
+            return;
+        }
+        let fids: Vec<u16> =
+            self.signalled.iter().filter(|((m, _), s)| m == mn_id && s.mag == mag).map(|((_, f), _)| *f).collect();
+        for fid in fids {
+            self.fall_back(mn_id, fid, Some(bid), &format!("the MN left {mag}, which held it"), out);
+        }
+    }
+
     pub(super) fn on_fma(&mut self, now: Instant, src: Ipv6Addr, fma: Fma, out: &mut Output) {
         let Some(p) = self.take_pending(src, fma.sequence, false) else {
             out.event(format!("FMA seq {} from {src} matches no FMI in flight; ignored", fma.sequence));
@@ -296,6 +379,15 @@ impl Lma {
                     ));
                     return;
                 }
+                // The binding may have gone while the FMI was in flight: a
+                // flow committed to it would name a dead (or, later, a
+                // reused) BID.
+                if !self.cache.get(&mn_id, to_bid).is_some_and(|b| b.is_active() && b.proxy_coa == src) {
+                    out.event(format!(
+                        "FMA from {src} accepted {mn_id} FID {fid}, but BID {to_bid} is no longer active there; the move is abandoned"
+                    ));
+                    return;
+                }
                 if commit {
                     if let Some(e) = self.fmc.get_mut(&mn_id, fid) {
                         e.bids = vec![to_bid];
@@ -304,13 +396,6 @@ impl Lma {
                         "{mn_id} FID {fid} moved from BIDs {from_bids:?} to BID {to_bid} (FMA from {src})"
                     ));
                 }
-                let old_mags: Vec<Ipv6Addr> = from_bids
-                    .iter()
-                    .filter_map(|b| self.cache.get(&mn_id, *b))
-                    .map(|b| b.proxy_coa)
-                    .filter(|m| *m != src)
-                    .collect();
-                self.cancel_elsewhere(now, &mn_id, fid, src, out);
                 let prefix = match &p.message {
                     Message::Fmi(f) => f.options.iter().find_map(|o| match o {
                         MobilityOption::HomeNetworkPrefix { prefix_len, prefix } => {
@@ -320,13 +405,29 @@ impl Lma {
                     }),
                     _ => None,
                 };
-                if let Some(d) = self.refresh_delay() {
-                    self.signalled.insert(
-                        (mn_id.clone(), fid),
-                        SignalledFlow { mag: src, refresh_at: now + d, prefix_granularity: prefix },
-                    );
+                // Every MAG the flow leaves gets one FMI[del]: the one that
+                // held it by an earlier FMI and, for a committed move, those
+                // of the bindings it was bound to. One MAG can be both.
+                let mut old_mags: Vec<Ipv6Addr> = Vec::new();
+                let key = (mn_id.clone(), fid);
+                if let Some(s) = self.signalled.get(&key).filter(|s| s.mag != src) {
+                    old_mags.push(s.mag);
+                    self.signalled.remove(&key);
                 }
-                if commit && self.config.delete_at_old_mag {
+                if commit {
+                    for b in from_bids.iter().filter_map(|b| self.cache.get(&mn_id, *b)) {
+                        if b.proxy_coa != src && !old_mags.contains(&b.proxy_coa) {
+                            old_mags.push(b.proxy_coa);
+                        }
+                    }
+                }
+                if self.config.flow_lifetime_secs != 0 {
+                    let refresh_at = self.refresh_delay().map(|d| (p.first_sent + d).max(now)).unwrap_or(NEVER);
+                    let expires_at = self.flow_expiry(p.first_sent);
+                    self.signalled
+                        .insert(key, SignalledFlow { mag: src, refresh_at, expires_at, prefix_granularity: prefix });
+                }
+                if self.config.delete_at_old_mag {
                     for mag in old_mags {
                         if let Some(msg) = self.fmi_del_message(&mn_id, fid, prefix) {
                             out.event(format!("{mn_id} FID {fid}: FMI[del] to {mag}"));
@@ -343,12 +444,16 @@ impl Lma {
             PendingKind::FlowRefresh { mn_id, fid } => {
                 let key = (mn_id.clone(), fid);
                 if ok {
+                    let expires_at = self.flow_expiry(p.first_sent);
                     if let (Some(d), Some(s)) = (self.refresh_delay(), self.signalled.get_mut(&key)) {
-                        s.refresh_at = now + d;
+                        s.refresh_at = (p.first_sent + d).max(now);
+                        s.expires_at = expires_at;
                     }
                 } else {
-                    self.signalled.remove(&key);
-                    out.event(format!("refresh of {mn_id} FID {fid} at {src} refused with {}", fma.status.value()));
+                    // Typically 132: the MAG let the flow state expire
+                    // before a refresh got through.
+                    let why = format!("its refresh at {src} was refused with {}", fma.status.value());
+                    self.fall_back(&mn_id, fid, None, &why, out);
                 }
             }
             PendingKind::Revocation { .. } => {}
@@ -373,6 +478,7 @@ impl Lma {
 
     pub(super) fn retransmit_due(&mut self, now: Instant, out: &mut Output) {
         let backoff = self.config.backoff;
+        let mut unanswered_refreshes = Vec::new();
         let mut i = 0;
         while i < self.pending.len() {
             if self.pending[i].retransmit_at > now {
@@ -383,7 +489,7 @@ impl Lma {
                 let p = self.pending.remove(i);
                 out.event(format!("gave up on {}: no answer after {} transmissions", p.describe(), p.attempts + 1));
                 if let PendingKind::FlowRefresh { mn_id, fid } = p.kind {
-                    self.signalled.remove(&(mn_id, fid));
+                    unanswered_refreshes.push((mn_id, fid));
                 }
                 continue;
             }
@@ -393,6 +499,9 @@ impl Lma {
             out.event(format!("retransmitting {}", p.describe()));
             out.send(self.config.address, p.peer, p.message.clone());
             i += 1;
+        }
+        for (mn_id, fid) in unanswered_refreshes {
+            self.fall_back(&mn_id, fid, None, "its refresh went unanswered", out);
         }
     }
 

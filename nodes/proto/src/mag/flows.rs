@@ -67,11 +67,31 @@ struct Item {
 impl Mag {
     pub(super) fn on_fmi(&mut self, now: Instant, fmi: Fmi, out: &mut Output) {
         let lma = self.config.lma;
-        // A retransmission of the FMI we answered last: answer the same.
+        // A retransmission of the FMI we answered last: answer the same,
+        // as long as that answer still holds. A success is a promise that
+        // the MN is attached here with the flow routed to it; if the MN
+        // has left since, repeating it would have the LMA commit the flow
+        // to a binding that is gone.
         if let Some((seq, fma)) = &self.last_fmi {
             if *seq == fmi.sequence {
-                out.event(format!("FMI seq {} is a retransmission; repeating the FMA", fmi.sequence));
-                out.send(self.config.address, lma, fma.clone());
+                if self.repeated_answer_holds(&fmi, fma) {
+                    out.event(format!("FMI seq {} is a retransmission; repeating the FMA", fmi.sequence));
+                    out.send(self.config.address, lma, fma.clone());
+                    return;
+                }
+                out.event(format!(
+                    "FMI seq {} is a retransmission, but the state it was answered for has gone; answering afresh",
+                    fmi.sequence
+                ));
+                let (status, options) = self.apply_fmi_unchecked(now, &fmi, out);
+                let fma = Message::Fma(Fma {
+                    sequence: fmi.sequence,
+                    status,
+                    lifetime: if status == FmaStatus::Success { fmi.lifetime } else { 0 },
+                    options,
+                });
+                self.last_fmi = Some((fmi.sequence, fma.clone()));
+                out.send(self.config.address, lma, fma);
                 return;
             }
         }
@@ -88,6 +108,33 @@ impl Mag {
         out.send(self.config.address, lma, fma);
     }
 
+    /// Whether the FMA sent for an FMI still describes this MAG: a refusal
+    /// or a deletion always does; an add or refresh only while the MN is
+    /// attached and the flow state it created is here.
+    fn repeated_answer_holds(&self, fmi: &Fmi, fma: &Message) -> bool {
+        let Message::Fma(answer) = fma else {
+            return false;
+        };
+        if answer.status != FmaStatus::Success || fmi.cancel {
+            return true;
+        }
+        let o = pick(&fmi.options);
+        let Some(mn_id) = o.mn_id else {
+            return true;
+        };
+        let attached = self.bul.iter().any(|e| e.mn_id == mn_id && e.state == BulState::Registered);
+        let keys = fmi.options.iter().filter_map(|opt| match opt {
+            MobilityOption::FlowIdentification(fi) => {
+                Some(FlowStateKey { mn_id: mn_id.clone(), fid: Some(fi.fid), prefix: None })
+            }
+            MobilityOption::HomeNetworkPrefix { prefix_len, prefix } => {
+                Some(FlowStateKey { mn_id: mn_id.clone(), fid: None, prefix: Some(Prefix::new(*prefix, *prefix_len)) })
+            }
+            _ => None,
+        });
+        attached && keys.into_iter().all(|k| self.flows.contains_key(&k))
+    }
+
     fn apply_fmi(&mut self, now: Instant, fmi: &Fmi, out: &mut Output) -> (FmaStatus, Vec<MobilityOption>) {
         if let Some((last, _)) = &self.last_fmi {
             let d = fmi.sequence.wrapping_sub(*last);
@@ -95,6 +142,11 @@ impl Mag {
                 return (FmaStatus::SequenceNumberOutOfWindow, vec![]);
             }
         }
+        self.apply_fmi_unchecked(now, fmi, out)
+    }
+
+    /// An FMI's effect and answer, its sequence number already accepted.
+    fn apply_fmi_unchecked(&mut self, now: Instant, fmi: &Fmi, out: &mut Output) -> (FmaStatus, Vec<MobilityOption>) {
         let o = pick(&fmi.options);
         let Some(mn_id) = o.mn_id.clone() else {
             out.event("FMI without an MN Identifier option; refused with 128");

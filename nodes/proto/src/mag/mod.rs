@@ -42,6 +42,18 @@ pub struct MagConfig {
     /// The link-local address the MAG uses on access links (RFC 5213 §6.8),
     /// sent in the Link-local Address option.
     pub link_local: Option<Ipv6Addr>,
+    /// How long the uplink path of a prefix stays after an FMI[del] or a
+    /// BRI takes its route away while the MN is still attached. The LMA
+    /// switches the downlink at once, but the MN switches its uplink only
+    /// when the downlink reaches it on its other interface (draft §6);
+    /// until then its uplink still arrives here and must still go into
+    /// the tunnel, or it is lost.
+    #[serde(default = "default_uplink_hold")]
+    pub uplink_hold: Span,
+}
+
+fn default_uplink_hold() -> Span {
+    Span::from_secs(2)
 }
 
 impl MagConfig {
@@ -55,6 +67,7 @@ impl MagConfig {
             mns: Vec::new(),
             epoch_offset_micros: 0,
             link_local: None,
+            uplink_hold: default_uplink_hold(),
         }
     }
 }
@@ -151,6 +164,8 @@ pub struct Mag {
     installed_tunnel: BTreeMap<Ipv6Addr, ()>,
     installed_routes: BTreeMap<Prefix, String>,
     installed_uplink: BTreeMap<Prefix, ()>,
+    /// Uplink paths kept after their route went, until the instant given.
+    held_uplink: BTreeMap<Prefix, Instant>,
     advertised: BTreeMap<String, Vec<Prefix>>,
 }
 
@@ -166,6 +181,7 @@ impl Mag {
             installed_tunnel: BTreeMap::new(),
             installed_routes: BTreeMap::new(),
             installed_uplink: BTreeMap::new(),
+            held_uplink: BTreeMap::new(),
             advertised: BTreeMap::new(),
         }
     }
@@ -176,6 +192,11 @@ impl Mag {
 
     pub fn handle(&mut self, now: Instant, input: MagInput) -> Output {
         let mut out = Output::default();
+        // Only what the LMA tells the MAG (FMI[del], BRI) moves a prefix
+        // away from an MN that is still here; a detach or expiry means the
+        // MN itself is gone, and its uplink with it.
+        let signalled = matches!(input, MagInput::Message { .. });
+        let routes_before = signalled.then(|| self.desired_routes());
         match input {
             MagInput::Attach { iface, ll_id, att, handoff, prefixes } => {
                 self.attach(now, iface, ll_id, att, handoff, prefixes, &mut out)
@@ -187,6 +208,17 @@ impl Mag {
             MagInput::Message { src, dst, message } => self.on_message(now, src, dst, message, &mut out),
             MagInput::Timeout => self.on_timeout(now, &mut out),
         }
+        if let Some(before) = routes_before {
+            let after = self.desired_routes();
+            for p in before.keys().filter(|p| !after.contains_key(p)) {
+                out.event(format!(
+                    "uplink from {p} kept for {} ms while the MN switches",
+                    self.config.uplink_hold.as_millis()
+                ));
+                self.held_uplink.insert(*p, now + self.config.uplink_hold);
+            }
+        }
+        self.held_uplink.retain(|_, until| *until > now);
         self.reconcile_data_plane(&mut out);
         out
     }
@@ -407,7 +439,13 @@ impl Mag {
             };
             if e.expires_at.is_some_and(|t| t <= now) && e.state == BulState::Registered {
                 out.event(format!("{iface}: binding of {} expired", e.mn_id));
+                let mn_id = e.mn_id.clone();
                 self.bul.retain(|b| b.iface != iface);
+                // As on a detach: flow state for an MN no longer here has
+                // nowhere to go.
+                if !self.bul.iter().any(|b| b.mn_id == mn_id) {
+                    self.flows.retain(|k, _| k.mn_id != mn_id);
+                }
                 continue;
             }
             if e.retransmit_at.is_some_and(|t| t <= now) {
@@ -441,7 +479,8 @@ impl Mag {
             .flatten()
             .min();
         let flows = self.flows.values().filter_map(|f| f.expires_at).min();
-        [bul, flows].into_iter().flatten().min()
+        let held = self.held_uplink.values().min().copied();
+        [bul, flows, held].into_iter().flatten().min()
     }
 
     /// The access link a downlink packet to `dst` leaves on, by longest match.
@@ -472,7 +511,7 @@ impl Mag {
         if self.bul.iter().any(|e| e.state == BulState::Registered) {
             tunnel.insert(self.config.lma, ());
         }
-        let uplink: BTreeMap<Prefix, ()> = routes.keys().map(|p| (*p, ())).collect();
+        let uplink: BTreeMap<Prefix, ()> = routes.keys().chain(self.held_uplink.keys()).map(|p| (*p, ())).collect();
         reconcile(&mut self.installed_tunnel, tunnel, |l, _, up| Intent::MagTunnel { lma: *l, up }, out);
         reconcile(
             &mut self.installed_routes,
