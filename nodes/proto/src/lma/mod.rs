@@ -270,6 +270,12 @@ impl Lma {
         Some(FlowTarget::Forward(bce.proxy_coa))
     }
 
+    /// The Flow Mobility Cache entry that decides where `key` goes: the
+    /// first active one that matches, in FID-PRI order.
+    pub fn deciding_entry(&self, key: &FlowKey) -> Option<&FmcEntry> {
+        self.fmc.iter().find(|e| selector_matches(&e.selector, key) && self.flow_target(e).is_some())
+    }
+
     /// An entry's target, or `None` when it is inactive.
     fn flow_target(&self, e: &FmcEntry) -> Option<FlowTarget> {
         let bce = e

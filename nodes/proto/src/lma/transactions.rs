@@ -135,6 +135,18 @@ impl Lma {
             out.event(format!("{mn_id} FID {fid} is already bound to BID {to_bid}"));
             return;
         }
+        let key = (mn_id.to_string(), fid);
+        let in_flight = self
+            .pending
+            .iter()
+            .any(|p| matches!(&p.kind, PendingKind::FlowAdd { mn_id: m, fid: f, .. } if *m == key.0 && *f == fid));
+        if in_flight {
+            // A second FMI[add] for the flow would race the first: the MAG
+            // would refuse one (133) or apply both, and the LMA could lose
+            // track of where the flow is.
+            out.event(format!("{mn_id} FID {fid} is already being moved; the move to BID {to_bid} is not started"));
+            return;
+        }
         let dest = selector_destination(&entry.selector);
         let covered =
             dest.is_some_and(|d| target.hnps.iter().any(|h| h.prefix_len() <= d.prefix_len() && h.contains(&d.addr())));
@@ -154,6 +166,19 @@ impl Lma {
                     PendingKind::FlowAdd { mn_id: mn_id.into(), fid, to_bid, from_bids: entry.bids, commit: false };
                 self.start(now, target.proxy_coa, msg, kind, out);
             }
+            return;
+        }
+        if self.signalled.get(&key).is_some_and(|s| s.mag == target.proxy_coa) {
+            // The target MAG already holds the flow by an earlier FMI, for
+            // another binding of the MN there; it routes the flow to the MN
+            // whatever the BID, and an FMI[add] would be refused with 133.
+            if let Some(e) = self.fmc.get_mut(mn_id, fid) {
+                e.bids = vec![to_bid];
+            }
+            out.event(format!(
+                "{mn_id} FID {fid} moved from BIDs {:?} to BID {to_bid} with no signalling: its MAG already holds it",
+                entry.bids
+            ));
             return;
         }
         if let TrafficSelector::Other { .. } | TrafficSelector::Ipv4(_) = entry.selector {
@@ -371,7 +396,14 @@ impl Lma {
         let ok = fma.status == FmaStatus::Success;
         match p.kind {
             PendingKind::FlowAdd { mn_id, fid, to_bid, from_bids, commit } => {
-                if !ok {
+                // 133: the MAG holds the flow already (an earlier FMI whose
+                // answer was lost, or sent before this LMA restarted); the
+                // state the move asks for is there.
+                let held = fma.status == FmaStatus::FlowMobilityCacheEntryExists;
+                if held {
+                    out.event(format!("FMA from {src}: it already holds {mn_id} FID {fid} (133); taken as done"));
+                }
+                if !ok && !held {
                     out.event(format!(
                         "FMA from {src} refused {mn_id} FID {fid} with {} ({:?}); the flow stays on BIDs {from_bids:?}",
                         fma.status.value(),
@@ -386,6 +418,25 @@ impl Lma {
                     out.event(format!(
                         "FMA from {src} accepted {mn_id} FID {fid}, but BID {to_bid} is no longer active there; the move is abandoned"
                     ));
+                    // While the MN is still at that MAG through another
+                    // binding, the state the FMI left there stays: delete
+                    // it. Once the MN is gone, so is the state.
+                    let still_there = self.cache.of_mn(&mn_id).any(|b| b.is_active() && b.proxy_coa == src);
+                    let held_before = self.signalled.get(&(mn_id.clone(), fid)).is_some_and(|s| s.mag == src);
+                    let prefix = match &p.message {
+                        Message::Fmi(f) => f.options.iter().find_map(|o| match o {
+                            MobilityOption::HomeNetworkPrefix { prefix_len, prefix } => {
+                                Some(Prefix::new(*prefix, *prefix_len))
+                            }
+                            _ => None,
+                        }),
+                        _ => None,
+                    };
+                    if still_there && !held_before {
+                        if let Some(msg) = self.fmi_del_message(&mn_id, fid, prefix) {
+                            self.start(now, src, msg, PendingKind::FlowDelete { mn_id: mn_id.clone(), fid }, out);
+                        }
+                    }
                     return;
                 }
                 if commit {
@@ -414,9 +465,21 @@ impl Lma {
                     old_mags.push(s.mag);
                     self.signalled.remove(&key);
                 }
+                // A MAG of an old binding holds the flow only if it routes
+                // the flow's destination natively (draft Fig 5's MAG2); a
+                // flow merely bound to it left nothing there to delete, and
+                // an FMI[del] would be refused with 132.
+                let dest = self.fmc.get(&mn_id, fid).and_then(|e| selector_destination(&e.selector));
                 if commit {
                     for b in from_bids.iter().filter_map(|b| self.cache.get(&mn_id, *b)) {
-                        if b.proxy_coa != src && !old_mags.contains(&b.proxy_coa) {
+                        let native = dest.is_some_and(|d| {
+                            self.cache.of_mn(&mn_id).any(|x| {
+                                x.is_active()
+                                    && x.proxy_coa == b.proxy_coa
+                                    && x.hnps.iter().any(|h| h.prefix_len() <= d.prefix_len() && h.contains(&d.addr()))
+                            })
+                        });
+                        if native && b.proxy_coa != src && !old_mags.contains(&b.proxy_coa) {
                             old_mags.push(b.proxy_coa);
                         }
                     }

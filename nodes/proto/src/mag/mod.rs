@@ -157,8 +157,9 @@ pub struct Mag {
     pub(crate) bul: Vec<BulEntry>,
     pub(crate) flows: BTreeMap<FlowStateKey, FlowState>,
     next_sequence: u16,
-    /// Last FMI sequence from the LMA and the FMA it got, for duplicates.
-    pub(crate) last_fmi: Option<(u16, Message)>,
+    /// The latest FMIs from the LMA, newest last, each with the FMA it
+    /// got, for retransmissions.
+    pub(crate) recent_fmi: Vec<(u16, pmip_wire::Fmi, Message)>,
     /// Last BRI sequence and its BRA, so a retransmitted BRI gets the same answer.
     last_bri: Option<(u16, Message)>,
     installed_tunnel: BTreeMap<Ipv6Addr, ()>,
@@ -176,7 +177,7 @@ impl Mag {
             bul: Vec::new(),
             flows: BTreeMap::new(),
             next_sequence: 1,
-            last_fmi: None,
+            recent_fmi: Vec::new(),
             last_bri: None,
             installed_tunnel: BTreeMap::new(),
             installed_routes: BTreeMap::new(),
@@ -281,8 +282,24 @@ impl Mag {
         }
         e.state = BulState::Deregistering;
         e.attempts = 0;
+        e.reregister_at = None;
         let mn_id = e.mn_id.clone();
-        self.flows.retain(|k, _| k.mn_id != mn_id || self.bul.iter().any(|b| b.mn_id == mn_id && b.iface != iface));
+        // Flow state routed to the leaving interface follows the MN to
+        // another of its interfaces here (its logical interface takes the
+        // flow on any); with none left, it goes.
+        let other = self
+            .bul
+            .iter()
+            .find(|b| b.mn_id == mn_id && b.iface != iface && b.state == BulState::Registered)
+            .map(|b| b.iface.clone());
+        match other {
+            Some(to) => {
+                for f in self.flows.iter_mut().filter(|(k, f)| k.mn_id == mn_id && f.iface == iface).map(|(_, f)| f) {
+                    f.iface = to.clone();
+                }
+            }
+            None => self.flows.retain(|k, _| k.mn_id != mn_id),
+        }
         self.send_pbu(now, iface, false, out);
     }
 
@@ -475,7 +492,12 @@ impl Mag {
         let bul = self
             .bul
             .iter()
-            .flat_map(|e| [e.retransmit_at, e.reregister_at, e.expires_at.filter(|_| e.state == BulState::Registered)])
+            // Re-registration and expiry concern registered entries only: a
+            // timer reported for any other would be due forever, never served.
+            .flat_map(|e| {
+                let registered = e.state == BulState::Registered;
+                [e.retransmit_at, e.reregister_at.filter(|_| registered), e.expires_at.filter(|_| registered)]
+            })
             .flatten()
             .min();
         let flows = self.flows.values().filter_map(|f| f.expires_at).min();
