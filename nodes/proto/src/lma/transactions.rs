@@ -66,6 +66,16 @@ impl Lma {
     pub(super) fn on_command(&mut self, now: Instant, c: LmaCommand, out: &mut Output) {
         match c {
             LmaCommand::BindFlow { mn_id, fid, fid_pri, selector, bids, action } => {
+                // A bind sets the flow's BIDs with no signalling. Flow state
+                // an earlier FMI left at a MAG under this FID (perhaps for
+                // another flow: a prefix move picks FIDs itself) no longer
+                // describes it; cancel it, described as it was sent.
+                if let Some(s) = self.signalled.remove(&(mn_id.clone(), fid)) {
+                    if let Some(msg) = self.fmi_del_message(&mn_id, fid, s.prefix_granularity) {
+                        out.event(format!("{mn_id} FID {fid} is bound anew: FMI[del] to {}", s.mag));
+                        self.start(now, s.mag, msg, PendingKind::FlowDelete { mn_id: mn_id.clone(), fid }, out);
+                    }
+                }
                 out.event(format!("flow {mn_id} FID {fid} (FID-PRI {fid_pri}) bound to BIDs {bids:?}"));
                 self.fmc.upsert(FmcEntry { mn_id, fid_pri, fid, selector, bids, action });
             }
@@ -316,6 +326,21 @@ impl Lma {
         (l != 0xffff).then(|| sent + Span::from_secs(u64::from(l)))
     }
 
+    /// When to refresh flow state a MAG acknowledged now for an FMI first
+    /// sent at `sent`, and when it runs out there at the earliest. If that
+    /// earliest expiry has already passed, the MAG cannot have kept the
+    /// state from the first transmission: it applied a later repeat, at a
+    /// time the LMA cannot tell, so it refreshes at once to know again.
+    fn timers_after_ack(&self, now: Instant, sent: Instant) -> (Instant, Option<Instant>) {
+        match (self.refresh_delay(), self.flow_expiry(sent)) {
+            (Some(_), Some(e)) if e <= now => {
+                (now, Some(now + Span::from_secs(u64::from(self.config.flow_lifetime_secs))))
+            }
+            (Some(d), e) => ((sent + d).max(now), e),
+            (None, e) => (NEVER, e),
+        }
+    }
+
     /// The flow state the LMA put at a MAG is gone (refused, expired,
     /// unreachable or the MN left that MAG). The Flow Mobility Cache
     /// entry must stop naming that MAG's binding, or the LMA would keep
@@ -459,10 +484,12 @@ impl Lma {
                 // Every MAG the flow leaves gets one FMI[del]: the one that
                 // held it by an earlier FMI and, for a committed move, those
                 // of the bindings it was bound to. One MAG can be both.
-                let mut old_mags: Vec<Ipv6Addr> = Vec::new();
+                // Each FMI[del] describes the flow as that MAG holds it: by
+                // the granularity of the FMI that put it there.
+                let mut old_mags: Vec<(Ipv6Addr, Option<Prefix>)> = Vec::new();
                 let key = (mn_id.clone(), fid);
                 if let Some(s) = self.signalled.get(&key).filter(|s| s.mag != src) {
-                    old_mags.push(s.mag);
+                    old_mags.push((s.mag, s.prefix_granularity));
                     self.signalled.remove(&key);
                 }
                 // A MAG of an old binding holds the flow only if it routes
@@ -479,20 +506,19 @@ impl Lma {
                                     && x.hnps.iter().any(|h| h.prefix_len() <= d.prefix_len() && h.contains(&d.addr()))
                             })
                         });
-                        if native && b.proxy_coa != src && !old_mags.contains(&b.proxy_coa) {
-                            old_mags.push(b.proxy_coa);
+                        if native && b.proxy_coa != src && !old_mags.iter().any(|(m, _)| *m == b.proxy_coa) {
+                            old_mags.push((b.proxy_coa, prefix));
                         }
                     }
                 }
                 if self.config.flow_lifetime_secs != 0 {
-                    let refresh_at = self.refresh_delay().map(|d| (p.first_sent + d).max(now)).unwrap_or(NEVER);
-                    let expires_at = self.flow_expiry(p.first_sent);
+                    let (refresh_at, expires_at) = self.timers_after_ack(now, p.first_sent);
                     self.signalled
                         .insert(key, SignalledFlow { mag: src, refresh_at, expires_at, prefix_granularity: prefix });
                 }
                 if self.config.delete_at_old_mag {
-                    for mag in old_mags {
-                        if let Some(msg) = self.fmi_del_message(&mn_id, fid, prefix) {
+                    for (mag, granularity) in old_mags {
+                        if let Some(msg) = self.fmi_del_message(&mn_id, fid, granularity) {
                             out.event(format!("{mn_id} FID {fid}: FMI[del] to {mag}"));
                             self.start(now, mag, msg, PendingKind::FlowDelete { mn_id: mn_id.clone(), fid }, out);
                         }
@@ -507,9 +533,9 @@ impl Lma {
             PendingKind::FlowRefresh { mn_id, fid } => {
                 let key = (mn_id.clone(), fid);
                 if ok {
-                    let expires_at = self.flow_expiry(p.first_sent);
-                    if let (Some(d), Some(s)) = (self.refresh_delay(), self.signalled.get_mut(&key)) {
-                        s.refresh_at = (p.first_sent + d).max(now);
+                    let (refresh_at, expires_at) = self.timers_after_ack(now, p.first_sent);
+                    if let Some(s) = self.signalled.get_mut(&key) {
+                        s.refresh_at = refresh_at;
                         s.expires_at = expires_at;
                     }
                 } else {

@@ -16,7 +16,7 @@ pub use flows::{FlowState, FlowStateKey};
 use crate::lma::binding_cache::hex;
 use crate::output::{reconcile, Intent, Output};
 use crate::prefix::Prefix;
-use crate::signalling::{hnp, hnp_request, nai, pick, timestamp_at};
+use crate::signalling::{hnp, hnp_request, nai, pick, timestamp_at, timestamp_micros};
 use crate::time::{Backoff, Instant, Span};
 
 /// Which MN-ID a link-layer identifier belongs to: the MAG's view of the
@@ -167,6 +167,8 @@ pub struct Mag {
     installed_uplink: BTreeMap<Prefix, ()>,
     /// Uplink paths kept after their route went, until the instant given.
     held_uplink: BTreeMap<Prefix, Instant>,
+    /// The last PBU timestamp sent, in microseconds, so that the next is later.
+    last_timestamp: u64,
     advertised: BTreeMap<String, Vec<Prefix>>,
 }
 
@@ -183,6 +185,7 @@ impl Mag {
             installed_routes: BTreeMap::new(),
             installed_uplink: BTreeMap::new(),
             held_uplink: BTreeMap::new(),
+            last_timestamp: 0,
             advertised: BTreeMap::new(),
         }
     }
@@ -220,8 +223,34 @@ impl Mag {
             }
         }
         self.held_uplink.retain(|_, until| *until > now);
+        self.follow_the_mn(&mut out);
         self.reconcile_data_plane(&mut out);
         out
+    }
+
+    /// Flow state the LMA put here is for an MN attached here, routed to
+    /// one of its interfaces. Whichever way an interface goes (detach,
+    /// expiry, a de-registration acknowledged or given up, a rejection),
+    /// flow state routed to it follows the MN to another interface it has
+    /// here (its logical interface takes the flow on any), or goes with
+    /// the MN's last one. An interface still registering counts: the LMA
+    /// takes it as active as soon as its PBU arrives.
+    fn follow_the_mn(&mut self, out: &mut Output) {
+        let live = |e: &&BulEntry| matches!(e.state, BulState::Registered | BulState::Registering);
+        let mut gone = Vec::new();
+        for (k, f) in self.flows.iter_mut() {
+            if self.bul.iter().filter(live).any(|e| e.mn_id == k.mn_id && e.iface == f.iface) {
+                continue;
+            }
+            match self.bul.iter().filter(live).find(|e| e.mn_id == k.mn_id) {
+                Some(e) => f.iface = e.iface.clone(),
+                None => gone.push(k.clone()),
+            }
+        }
+        for k in gone {
+            out.event(format!("flow state {} {:?}/{:?} dropped: the MN has left this MAG", k.mn_id, k.fid, k.prefix));
+            self.flows.remove(&k);
+        }
     }
 
     fn mn_id_for(&self, ll_id: &[u8]) -> Option<String> {
@@ -283,23 +312,6 @@ impl Mag {
         e.state = BulState::Deregistering;
         e.attempts = 0;
         e.reregister_at = None;
-        let mn_id = e.mn_id.clone();
-        // Flow state routed to the leaving interface follows the MN to
-        // another of its interfaces here (its logical interface takes the
-        // flow on any); with none left, it goes.
-        let other = self
-            .bul
-            .iter()
-            .find(|b| b.mn_id == mn_id && b.iface != iface && b.state == BulState::Registered)
-            .map(|b| b.iface.clone());
-        match other {
-            Some(to) => {
-                for f in self.flows.iter_mut().filter(|(k, f)| k.mn_id == mn_id && f.iface == iface).map(|(_, f)| f) {
-                    f.iface = to.clone();
-                }
-            }
-            None => self.flows.retain(|k, _| k.mn_id != mn_id),
-        }
         self.send_pbu(now, iface, false, out);
     }
 
@@ -328,7 +340,12 @@ impl Mag {
         options.push(MobilityOption::HandoffIndicator(hi));
         options.push(MobilityOption::AccessTechnologyType(e.att));
         options.push(MobilityOption::MnLinkLayerIdentifier(e.ll_id.clone()));
-        options.push(MobilityOption::Timestamp(timestamp_at(now, cfg.epoch_offset_micros)));
+        // RFC 5213 §5.5: the LMA takes a PBU only with a timestamp above
+        // the last it accepted for the binding; two PBUs in one tick of
+        // the clock (a re-registration and a detach) must still differ.
+        let ts = timestamp_micros(timestamp_at(now, cfg.epoch_offset_micros)).max(self.last_timestamp + 16);
+        self.last_timestamp = ts;
+        options.push(MobilityOption::Timestamp(pmip_wire::Timestamp::from_unix_nanos(u128::from(ts) * 1000)));
         if let Some(ll) = cfg.link_local {
             options.push(MobilityOption::LinkLocalAddress(ll));
         }
@@ -376,6 +393,17 @@ impl Mag {
             return;
         }
         e.retransmit_at = None;
+        let stale_timestamp =
+            matches!(pba.status, PbaStatus::TimestampMismatch | PbaStatus::TimestampLowerThanPrevAccepted);
+        if e.state == BulState::Deregistering && stale_timestamp && e.attempts < self.config.backoff.max_retries {
+            // The LMA kept the binding: try again with a fresh timestamp,
+            // or it would keep it (and route to it) until its lifetime ends.
+            e.attempts += 1;
+            let iface = e.iface.clone();
+            out.event(format!("{iface}: de-registration refused with {}; sending it again", pba.status.value()));
+            self.send_pbu(now, &iface, true, out);
+            return;
+        }
         if e.state == BulState::Deregistering {
             out.event(format!("{}: de-registration of {} acknowledged", e.iface, e.mn_id));
             self.bul.remove(i);
@@ -456,13 +484,7 @@ impl Mag {
             };
             if e.expires_at.is_some_and(|t| t <= now) && e.state == BulState::Registered {
                 out.event(format!("{iface}: binding of {} expired", e.mn_id));
-                let mn_id = e.mn_id.clone();
                 self.bul.retain(|b| b.iface != iface);
-                // As on a detach: flow state for an MN no longer here has
-                // nowhere to go.
-                if !self.bul.iter().any(|b| b.mn_id == mn_id) {
-                    self.flows.retain(|k, _| k.mn_id != mn_id);
-                }
                 continue;
             }
             if e.retransmit_at.is_some_and(|t| t <= now) {

@@ -240,13 +240,17 @@ impl Tracker {
             let addr = mag_addr(i);
             let here: BTreeSet<&FlowStateKey> = believed.iter().filter(|(m, _)| *m == addr).map(|(_, k)| k).collect();
             let held: BTreeSet<&FlowStateKey> = mag.flows.keys().collect();
-            // After a fault, a MAG the MN left may not have told the LMA
-            // (its de-registration refused or lost); the LMA learns it when
-            // the refresh fails or the binding expires.
+            // After a fault, the LMA may learn late that a MAG dropped flow
+            // state (a de-registration lost, the MN gone meanwhile): with a
+            // finite lifetime the next refresh tells it, so only state that
+            // never ends, at a MAG the MN is still registered with, must
+            // agree at once.
+            let finite = t.flow_lifetime_secs != 0xffff;
             let missing: Vec<_> = here
                 .difference(&held)
                 .filter(|k| {
-                    !self.disturbed || mag.bul.iter().any(|b| b.mn_id == k.mn_id && b.state == BulState::Registered)
+                    !self.disturbed
+                        || (!finite && mag.bul.iter().any(|b| b.mn_id == k.mn_id && b.state == BulState::Registered))
                 })
                 .collect();
             let extra: Vec<_> = held
