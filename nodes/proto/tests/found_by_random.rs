@@ -137,3 +137,61 @@ fn a_re_registration_and_a_detach_in_one_tick_are_both_accepted() {
     let ops = vec![attach(1), attach(2), wait(320_000), wait(250_000), wait(320_000), wait(10_000), detach(1)];
     passes(&case(2, m, vec![], 30, ops));
 }
+
+fn fault(message: &str, to: Option<&str>, count: u32, action: pmip_proto::fault::FaultAction) -> Op {
+    Op::Fault { message: message.into(), from: None, to: to.map(Into::into), count, action }
+}
+
+/// Two Flow Mobility Cache entries for one prefix share one state at a
+/// MAG (prefix granularity keys it by prefix): moving the second there
+/// sent an FMI[add] refused with 133.
+#[test]
+fn two_entries_for_one_prefix_share_its_state_at_the_mag() {
+    let m = mn(&[(2, Att::Wifi), (1, Att::Ethernet), (1, Att::Wifi)], PrefixModel::Unique, &[], &[0x11, 0x12, 0x13]);
+    let ops = vec![
+        attach(1),
+        attach(2),
+        Op::MovePrefix { mn: 0, prefix: p(0x11), to_bid: 1 },
+        Op::MovePrefix { mn: 0, prefix: p(0x12), to_bid: 1 },
+        Op::Bind { flow: 0, fid_pri: 10, bids: vec![3], prefix: true, drop: true },
+        Op::MovePrefix { mn: 0, prefix: p(0x12), to_bid: 1 },
+    ];
+    passes(&case(3, m, vec![flow(0x12)], 30, ops));
+}
+
+/// A PBU duplicated on the way was answered 157 the second time; that
+/// answer overtook the first and the MAG dropped a binding the LMA kept.
+/// Replayed from its seed (its shrunk form depends on what the shrinker
+/// ran before it), so this one is tied to the generator of this commit.
+#[test]
+fn a_duplicated_pbu_is_not_answered_157() {
+    let c = Case::generate(0x2099_ba22_c455_05aa, 30);
+    passes(&c);
+}
+
+/// A bind took over a FID whose prefix move was still in flight; the FMA
+/// then committed the newly bound flow to the prefix's MAG, which had no
+/// route for it.
+#[test]
+fn a_move_in_flight_does_not_commit_a_flow_bound_anew_meanwhile() {
+    use pmip_proto::fault::FaultAction;
+    let m = MnSpec {
+        per_attachment: 2,
+        ..mn(
+            &[(0, Att::Ethernet), (2, Att::Ethernet), (0, Att::Wifi)],
+            PrefixModel::Hybrid,
+            &[0x10],
+            &[0x11, 0x12, 0x13, 0x14, 0x15, 0x16],
+        )
+    };
+    let ops = vec![
+        attach(0),
+        attach(1),
+        attach(2),
+        fault("FMI", Some("mag1"), 1, FaultAction::Drop),
+        Op::MovePrefix { mn: 0, prefix: p(0x14), to_bid: 3 },
+        Op::Bind { flow: 0, fid_pri: 20, bids: vec![1], prefix: false, drop: false },
+        wait(131_004),
+    ];
+    passes(&case(3, m, vec![flow(0x13)], 30, ops));
+}

@@ -146,8 +146,13 @@ impl Lma {
         if let Some(b) = &existing {
             if self.config.use_timestamps {
                 if let (Some(prev), Some(ts)) = (b.last_timestamp, o.timestamp) {
-                    // Equal stamps from another MAG are a handoff race, not a replay.
-                    if ts < prev || (ts == prev && b.proxy_coa == src) {
+                    // Equal stamps from another MAG are a handoff race, not a
+                    // replay; nor is the very PBU accepted last (same MAG,
+                    // sequence number and stamp), which only the network can
+                    // have duplicated: answering it 157 could overtake the
+                    // first answer and undo the registration at the MAG.
+                    let duplicate = ts == prev && b.proxy_coa == src && pbu.sequence == b.last_sequence;
+                    if ts < prev || (ts == prev && b.proxy_coa == src && !duplicate) {
                         return Err(PbaStatus::TimestampLowerThanPrevAccepted);
                     }
                 }

@@ -178,7 +178,14 @@ impl Lma {
             }
             return;
         }
-        if self.signalled.get(&key).is_some_and(|s| s.mag == target.proxy_coa) {
+        // The target MAG keys flow state by FID, or by prefix at prefix
+        // granularity, where two entries for one prefix share one state.
+        let same_state = |(m, f): &(String, u16), s: &SignalledFlow| {
+            m.as_str() == mn_id
+                && s.mag == target.proxy_coa
+                && (*f == fid || (prefix.is_some() && s.prefix_granularity == prefix))
+        };
+        if self.signalled.iter().any(|(k, s)| same_state(k, s)) {
             // The target MAG already holds the flow by an earlier FMI, for
             // another binding of the MN there; it routes the flow to the MN
             // whatever the BID, and an FMI[add] would be refused with 133.
@@ -434,6 +441,38 @@ impl Lma {
                         fma.status.value(),
                         fma.status
                     ));
+                    return;
+                }
+                // A bind may have given the FID another flow while the FMI
+                // was in flight: the MAG installed the old one, which no
+                // entry describes now. Undo it there instead of committing.
+                let sent_selector = match &p.message {
+                    Message::Fmi(f) => f.options.iter().find_map(|o| match o {
+                        MobilityOption::HomeNetworkPrefix { prefix_len, prefix } => {
+                            Some(prefix_selector(Prefix::new(*prefix, *prefix_len)))
+                        }
+                        MobilityOption::FlowIdentification(fi) => fi.sub_options.iter().find_map(|x| match x {
+                            FlowSubOption::TrafficSelector(t) => Some(t.clone()),
+                            _ => None,
+                        }),
+                        _ => None,
+                    }),
+                    _ => None,
+                };
+                if self.fmc.get(&mn_id, fid).map(|e| &e.selector) != sent_selector.as_ref() {
+                    out.event(format!(
+                        "FMA from {src} for {mn_id} FID {fid}, which was bound anew meanwhile; undoing it there"
+                    ));
+                    if let Message::Fmi(f) = &p.message {
+                        let msg = Message::Fmi(Fmi {
+                            sequence: self.take_sequence(),
+                            cancel: true,
+                            refresh: false,
+                            lifetime: 0,
+                            options: f.options.clone(),
+                        });
+                        self.start(now, src, msg, PendingKind::FlowDelete { mn_id: mn_id.clone(), fid }, out);
+                    }
                     return;
                 }
                 // The binding may have gone while the FMI was in flight: a
