@@ -395,12 +395,14 @@ impl Mag {
         e.retransmit_at = None;
         let stale_timestamp =
             matches!(pba.status, PbaStatus::TimestampMismatch | PbaStatus::TimestampLowerThanPrevAccepted);
-        if e.state == BulState::Deregistering && stale_timestamp && e.attempts < self.config.backoff.max_retries {
-            // The LMA kept the binding: try again with a fresh timestamp,
-            // or it would keep it (and route to it) until its lifetime ends.
+        if stale_timestamp && e.attempts < self.config.backoff.max_retries {
+            // A PBU late on the way (or overtaken) carries a stale
+            // timestamp; the next one carries a fresh one. Giving up would
+            // leave the MN without service on a registration, or the LMA
+            // routing to a MAG the MN left on a de-registration.
             e.attempts += 1;
             let iface = e.iface.clone();
-            out.event(format!("{iface}: de-registration refused with {}; sending it again", pba.status.value()));
+            out.event(format!("{iface}: PBU refused with {} for its timestamp; sending it again", pba.status.value()));
             self.send_pbu(now, &iface, true, out);
             return;
         }
@@ -483,8 +485,16 @@ impl Mag {
                 continue;
             };
             if e.expires_at.is_some_and(|t| t <= now) && e.state == BulState::Registered {
-                out.event(format!("{iface}: binding of {} expired", e.mn_id));
-                self.bul.retain(|b| b.iface != iface);
+                // No detach came: the MN is still on the link, so the MAG
+                // registers it again, asking for the prefixes it had,
+                // rather than leaving it without service.
+                out.event(format!("{iface}: binding of {} expired; registering it again", e.mn_id));
+                e.state = BulState::Registering;
+                e.handoff = HandoffIndicator::HandoffStateUnknown;
+                e.requested = std::mem::take(&mut e.hnps);
+                e.expires_at = None;
+                e.reregister_at = None;
+                self.send_pbu(now, &iface, false, out);
                 continue;
             }
             if e.retransmit_at.is_some_and(|t| t <= now) {
@@ -493,6 +503,13 @@ impl Mag {
                     e.retransmit_at = None;
                     if e.state == BulState::Deregistering || e.hnps.is_empty() {
                         self.bul.retain(|b| b.iface != iface);
+                    } else if e.state == BulState::Registered {
+                        // The MN is still on the link: a re-registration
+                        // that went unanswered is tried again later, while
+                        // the binding lasts, or the MN would lose service
+                        // until its link went down and up.
+                        let again = now + self.config.backoff.max;
+                        e.reregister_at = Some(e.expires_at.map_or(again, |x| again.min(x)));
                     }
                     continue;
                 }
