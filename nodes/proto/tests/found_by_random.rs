@@ -195,12 +195,3 @@ fn a_move_in_flight_does_not_commit_a_flow_bound_anew_meanwhile() {
     ];
     passes(&case(3, m, vec![flow(0x13)], 30, ops));
 }
-
-/// Every answer to a re-registration was lost; the MAG gave up and let
-/// the binding expire while the MN stayed on the link, and the LMA, which
-/// had accepted the PBUs, kept sending the MN's downlink there. Replayed
-/// from its seed.
-#[test]
-fn a_mag_keeps_re_registering_an_mn_still_on_its_link() {
-    passes(&Case::generate(0xa7eb_97e5_5eb8_0dc5, 30));
-}

@@ -82,8 +82,6 @@ struct Tracker {
     bid_seen: BTreeMap<(String, u16, u16), Option<Instant>>,
     /// (MN, FID) → the BIDs a bind step gave it, while still so.
     bound_by_test: BTreeMap<(String, u16), Vec<u16>>,
-    /// MN interfaces the steps left attached: (MN, interface).
-    attached: BTreeSet<(usize, usize)>,
 }
 
 /// The MN interface (`mn/if`) behind a MAG's access link name.
@@ -346,37 +344,8 @@ impl Tracker {
         Ok(())
     }
 
-    /// Every MN interface still on its link is registered at its MAG:
-    /// once faults stop, a MAG must not have given the MN up.
-    fn registered(&self, t: &Topology, w: &World, step: usize) -> Result<(), Violation> {
-        for (k, i) in &self.attached {
-            let f = &t.mns[*k].ifaces[*i];
-            let name = mag_name(f.mag);
-            let Some(mag) = w.mag(&name) else { continue };
-            let access = t.access_iface(*k, *i);
-            if !mag.bul.iter().any(|b| b.iface == access && b.state == BulState::Registered) {
-                return Err(violation(
-                    step,
-                    Kind::BlackHole,
-                    format!("{}/{} is on {name}'s link but not registered there", t.mns[*k].name, f.name),
-                    vec![],
-                ));
-            }
-        }
-        Ok(())
-    }
-
     /// Records the BIDs a bind step gave its flow.
     fn bound(&mut self, t: &Topology, op: &Op) {
-        match op {
-            Op::Attach { mn, iface } => {
-                self.attached.insert((*mn, *iface));
-            }
-            Op::Detach { mn, iface } => {
-                self.attached.remove(&(*mn, *iface));
-            }
-            _ => {}
-        }
         if let Op::Bind { flow, bids, .. } = op {
             let f = &t.flows[*flow];
             self.bound_by_test.insert((t.mn_id(f.mn), f.fid), bids.clone());
@@ -449,10 +418,7 @@ pub(super) fn play(case: &Case) -> Result<Outcome, Violation> {
         let quiet = !spun && super::run_bounded(&mut w, DRAIN, &mut spun, quiescent);
         let drain_ms = w.now().saturating_since(start).as_millis();
         if quiet {
-            let converged = k
-                .belief(t, &w, case.ops.len())
-                .and_then(|_| k.registered(t, &w, case.ops.len()))
-                .and_then(|_| k.delivery(t, &mut w, case.ops.len()));
+            let converged = k.belief(t, &w, case.ops.len()).and_then(|_| k.delivery(t, &mut w, case.ops.len()));
             converged.map_err(|mut v| {
                 v.drain_ms = drain_ms;
                 v

@@ -340,10 +340,10 @@ pub struct Outcome {
     pub ladder: Vec<String>,
 }
 
-/// Longest the final drain waits for the retransmissions to stop: past
-/// the longest backoff (1+2+4+8+16+32 s) with room for a refresh or
-/// re-registration that starts meanwhile.
-pub const DRAIN: Span = Span::from_secs(200);
+/// Longest the final drain waits for the retransmissions to stop: a MAG
+/// whose LMA is gone keeps re-registering its MNs until their bindings
+/// run out (400 s), then tries once more (63 s).
+pub const DRAIN: Span = Span::from_secs(600);
 
 /// Plays a case and checks every invariant after each step and after a
 /// final drain. A panic inside the core is a violation too.
