@@ -14,7 +14,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use pmip_proto::sim::{case_seed, run, run_twice, Case, Violation};
+use pmip_proto::sim::{apply, case_seed, run, run_twice, Case, Op, Violation};
 
 const MAX_OPS: usize = 30;
 
@@ -131,4 +131,68 @@ fn soak() {
         failures.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// Writes generated cases as scenarios whose expectations are what the
+/// virtual run saw (messages per kind and direction, table sizes), to be
+/// replayed in namespaces: `pmiplab run --backend netns <dir>/*.yaml`.
+/// Only cases namespaces can play in time: no wait past 8 s in all, and no
+/// fault or crash, whose timing there is the daemons' own.
+#[test]
+#[ignore = "writes PMIP_SAMPLES (default 8) scenarios under PMIP_SIM_OUT/sample"]
+fn write_namespace_sample() {
+    let n = env_u64("PMIP_SAMPLES").unwrap_or(8);
+    let base = env_u64("PMIP_SEED").unwrap_or(0x5a3);
+    let dir = out_dir().join("sample");
+    std::fs::create_dir_all(&dir).expect("the sample folder");
+    let (mut written, mut i) = (0u64, 0u64);
+    while written < n && i < 1_000_000 {
+        let seed = case_seed(base, i);
+        i += 1;
+        let case = Case::generate(seed, 20);
+        let moves = case.ops.iter().filter(|o| matches!(o, Op::Move { .. } | Op::MovePrefix { .. })).count();
+        let waited: u64 = case.ops.iter().map(|o| if let Op::Wait { ms } = o { *ms } else { 0 }).sum();
+        let timed = case.ops.iter().any(|o| matches!(o, Op::Fault { .. } | Op::Kill(_) | Op::Restart(_)));
+        // Samples that move flows: attaches alone say little.
+        if waited > 8000 || timed || moves < 2 || run(&case).is_err() {
+            continue;
+        }
+        let t = &case.topology;
+        let mut w = t.world();
+        for op in &case.ops {
+            assert!(apply(t, &mut w, op), "seed {seed:#x} spins");
+        }
+        let mut counts = std::collections::BTreeMap::new();
+        for m in w.messages.iter().filter(|m| !m.dropped) {
+            let name = m.summary.split(' ').next().unwrap_or("").to_string();
+            *counts.entry((name, m.from.clone(), m.to.clone())).or_insert(0usize) += 1;
+        }
+        let mut expect: Vec<String> = counts
+            .into_iter()
+            .map(|((name, from, to), c)| {
+                format!("expect_message: {{ message: {name}, from: {from}, to: {to}, count: {c} }}")
+            })
+            .collect();
+        let st = w.state();
+        for (mag, ms) in &st.mags {
+            expect.push(format!(
+                "expect_state: {{ node: {mag}, path: /binding_update_list, len: {} }}",
+                ms.binding_update_list.len()
+            ));
+            expect.push(format!("expect_state: {{ node: {mag}, path: /flows, len: {} }}", ms.flows.len()));
+        }
+        if let Some(l) = &st.lma {
+            expect.push(format!("expect_state: {{ node: lma, path: /binding_cache, len: {} }}", l.binding_cache.len()));
+            expect.push(format!(
+                "expect_state: {{ node: lma, path: /flow_mobility_cache, len: {} }}",
+                l.flow_mobility_cache.len()
+            ));
+        }
+        let id = format!("SAMPLE-{:x}", seed & 0xffff_ffff);
+        let path = dir.join(format!("sample-{:x}.yaml", seed & 0xffff_ffff));
+        std::fs::write(&path, case.to_sample_scenario(&id, &expect)).expect("the sample file");
+        written += 1;
+    }
+    assert_eq!(written, n, "only {written} cases fit namespaces in {i} tries");
+    eprintln!("{written} samples in {}", dir.display());
 }

@@ -400,6 +400,12 @@ impl Case {
     pub fn to_scenario(&self, id: &str, v: &Violation) -> String {
         yaml::write(self, id, v)
     }
+
+    /// The whole case as a scenario file with `expect` (scenario steps,
+    /// e.g. what the virtual run saw) after its steps.
+    pub fn to_sample_scenario(&self, id: &str, expect: &[String]) -> String {
+        yaml::write_sample(self, id, expect)
+    }
 }
 
 impl fmt::Display for Op {
