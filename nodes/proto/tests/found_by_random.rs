@@ -197,3 +197,20 @@ fn a_move_in_flight_does_not_commit_a_flow_bound_anew_meanwhile() {
     ];
     passes(&case(3, m, vec![flow(0x13)], 30, ops));
 }
+
+/// Two entries for one prefix at one MAG; moving one on sent that MAG an
+/// FMI[del] of the prefix, which removed the state the other counted on.
+#[test]
+fn an_fmi_del_of_a_prefix_is_known_to_remove_it_for_every_entry() {
+    let m = mn(&[(0, Att::Lte), (0, Att::Ethernet), (1, Att::Ethernet)], PrefixModel::Unique, &[], &[0x11, 0x12, 0x13]);
+    let ops = vec![
+        attach(0),
+        attach(1),
+        attach(2),
+        Op::MovePrefix { mn: 0, prefix: p(0x13), to_bid: 1 },
+        Op::MovePrefix { mn: 0, prefix: p(0x12), to_bid: 1 },
+        Op::Bind { flow: 0, fid_pri: 20, bids: vec![1], prefix: true, drop: false },
+        Op::MovePrefix { mn: 0, prefix: p(0x12), to_bid: 3 },
+    ];
+    passes(&case(2, m, vec![flow(0x12)], 300, ops));
+}

@@ -296,6 +296,32 @@ impl Lma {
     }
 
     fn start(&mut self, now: Instant, peer: Ipv6Addr, message: Message, kind: PendingKind, out: &mut Output) {
+        // At prefix granularity the MAG keys flow state by prefix: an
+        // FMI[del] for one entry removes the state another entry for the
+        // same prefix counts on there too.
+        if let (PendingKind::FlowDelete { mn_id, fid }, Message::Fmi(f)) = (&kind, &message) {
+            let deleted = f.options.iter().find_map(|o| match o {
+                MobilityOption::HomeNetworkPrefix { prefix_len, prefix } => Some(Prefix::new(*prefix, *prefix_len)),
+                _ => None,
+            });
+            if let Some(p) = deleted {
+                let siblings: Vec<u16> = self
+                    .signalled
+                    .iter()
+                    .filter(|((m, f), s)| m == mn_id && f != fid && s.mag == peer && s.prefix_granularity == Some(p))
+                    .map(|((_, f), _)| *f)
+                    .collect();
+                for f in siblings {
+                    self.fall_back(
+                        mn_id,
+                        f,
+                        None,
+                        &format!("the FMI[del] of {p} to {peer} removes its state too"),
+                        out,
+                    );
+                }
+            }
+        }
         let sequence = match &message {
             Message::Fmi(f) => f.sequence,
             Message::Bri(b) => b.sequence,
