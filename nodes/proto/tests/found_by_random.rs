@@ -214,3 +214,24 @@ fn an_fmi_del_of_a_prefix_is_known_to_remove_it_for_every_entry() {
     ];
     passes(&case(2, m, vec![flow(0x12)], 300, ops));
 }
+
+/// A move made silently because the MAG held the prefix for another entry
+/// kept nothing of that state; when the other entry was bound anew and its
+/// state deleted, the moved entry still pointed at the MAG: a black hole.
+#[test]
+fn a_move_riding_on_another_entrys_state_ends_with_it() {
+    let m = mn(&[(0, Att::Ethernet), (1, Att::Ethernet)], PrefixModel::Unique, &[], &[0x11, 0x12]);
+    let f1 = FlowSpec { tcp: true, ..flow(0x11) };
+    let f2 = FlowSpec { name: "f2".into(), dport: 5002, fid: 2, ..flow(0x11) };
+    let ops = vec![
+        attach(0),
+        attach(1),
+        Op::Bind { flow: 1, fid_pri: 10, bids: vec![1], prefix: true, drop: false },
+        Op::MovePrefix { mn: 0, prefix: p(0x11), to_bid: 2 },
+        Op::Bind { flow: 0, fid_pri: 10, bids: vec![3], prefix: true, drop: false },
+        Op::MovePrefix { mn: 0, prefix: p(0x11), to_bid: 2 },
+        Op::Bind { flow: 1, fid_pri: 20, bids: vec![3], prefix: false, drop: false },
+        wait(2),
+    ];
+    passes(&case(3, m, vec![f1, f2], 300, ops));
+}

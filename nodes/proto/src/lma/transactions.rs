@@ -185,10 +185,14 @@ impl Lma {
                 && s.mag == target.proxy_coa
                 && (*f == fid || (prefix.is_some() && s.prefix_granularity == prefix))
         };
-        if self.signalled.iter().any(|(k, s)| same_state(k, s)) {
+        if let Some(held) = self.signalled.iter().find(|(k, s)| same_state(k, s)).map(|(_, s)| s.clone()) {
             // The target MAG already holds the flow by an earlier FMI, for
             // another binding of the MN there; it routes the flow to the MN
             // whatever the BID, and an FMI[add] would be refused with 133.
+            // When that state is another entry's (same prefix), this entry
+            // records it as its own too, so that whatever ends it there
+            // (that entry's FMI[del], its lifetime) ends this move as well.
+            self.signalled.entry(key.clone()).or_insert(held);
             if let Some(e) = self.fmc.get_mut(mn_id, fid) {
                 e.bids = vec![to_bid];
             }
