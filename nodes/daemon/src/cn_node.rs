@@ -29,11 +29,20 @@ pub struct CnNode {
     /// One socket per local port, shared by the flows that use it; its
     /// task counts what arrives.
     sockets: BTreeMap<(Ipv6Addr, u16), (Arc<UdpSocket>, JoinHandle<()>)>,
+    /// Probes are counted from a raw UDP socket, whatever their port:
+    /// an uplink-only flow has no socket the CN sent from.
+    raw_counting: bool,
 }
 
 impl CnNode {
     pub fn new(address: Ipv6Addr) -> CnNode {
-        CnNode { address, counters: Arc::default(), senders: BTreeMap::new(), sockets: BTreeMap::new() }
+        CnNode {
+            address,
+            counters: Arc::default(),
+            senders: BTreeMap::new(),
+            sockets: BTreeMap::new(),
+            raw_counting: false,
+        }
     }
 
     /// A socket on the flow's source port: it sends the flow and receives
@@ -99,9 +108,15 @@ impl CnNode {
                 .with_context(|| format!("binding [{src}]:{sport}"))?,
         );
         let (rx_sock, counters) = (sock.clone(), self.counters.clone());
+        // With the raw socket counting, this one only keeps the port open
+        // (so the kernel does not answer Port Unreachable) and is drained.
+        let count = !self.raw_counting;
         let task = tokio::spawn(async move {
             let mut buf = [0u8; 2048];
             while let Ok((n, _)) = rx_sock.recv_from(&mut buf).await {
+                if !count {
+                    continue;
+                }
                 if let Some(p) = Probe::parse(&buf[..n]) {
                     if let Ok(mut c) = counters.lock() {
                         c.received.entry(p.flow).or_default().record(&p, "cn", now_us());
@@ -111,6 +126,37 @@ impl CnNode {
         });
         self.sockets.insert((src, sport), (sock.clone(), task));
         Ok(sock)
+    }
+
+    /// Counts every UDP probe to the CN's address from a raw socket, on a
+    /// thread of its own, and asks for a socket on each new port seen.
+    fn count_all_ports(&mut self, ports: mpsc::Sender<u16>) -> anyhow::Result<()> {
+        use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+        use std::io::Read;
+        let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::UDP)).context("a raw UDP socket")?;
+        s.bind(&SockAddr::from(SocketAddrV6::new(self.address, 0, 0, 0))).context("binding the raw UDP socket")?;
+        let counters = self.counters.clone();
+        std::thread::Builder::new()
+            .name("cn-probes".into())
+            .spawn(move || {
+                let mut buf = [0u8; 2048];
+                let mut asked = std::collections::BTreeSet::new();
+                let mut s = s;
+                while let Ok(n) = s.read(&mut buf) {
+                    let Some((dport, p)) = crate::probe::udp_probe(&buf[..n]) else {
+                        continue;
+                    };
+                    if let Ok(mut c) = counters.lock() {
+                        c.received.entry(p.flow).or_default().record(&p, "cn", now_us());
+                    }
+                    if asked.insert(dport) && ports.blocking_send(dport).is_err() {
+                        break;
+                    }
+                }
+            })
+            .context("the probe counting thread")?;
+        self.raw_counting = true;
+        Ok(())
     }
 
     fn stop(&mut self, flow: u16) {
@@ -138,9 +184,21 @@ impl CnNode {
         let (tx, mut rx) = mpsc::channel::<ControlMsg>(64);
         tokio::spawn(accept_loop(listener, tx));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let (port_tx, mut port_rx) = mpsc::channel::<u16>(64);
+        if let Err(e) = self.count_all_ports(port_tx) {
+            warn!("{e:#}; the CN counts only what arrives on the ports it sends from");
+        }
+        quiet_port_unreachable();
         info!("CN up on {}", self.address);
         loop {
             tokio::select! {
+                // A probe to a port with no socket: open one, so that the
+                // kernel stops answering the flow with Port Unreachable.
+                Some(port) = port_rx.recv() => {
+                    if let Err(e) = self.socket(self.address, port).await {
+                        warn!("{e:#}");
+                    }
+                }
                 Some((req, reply)) = rx.recv() => {
                     let r = match req {
                         Request::Ready => Reply::ok(),
@@ -169,5 +227,30 @@ impl CnNode {
 fn count_sent(counters: &Mutex<Counters>, flow: u16) {
     if let Ok(mut c) = counters.lock() {
         *c.sent.entry(flow).or_default() += 1;
+    }
+}
+
+/// The CN is the sink of every probe flow: it answers none of them with
+/// ICMPv6 Port Unreachable, not even the first packet to a port it opens
+/// only on seeing it. The rule lives in the CN's namespace and goes with it.
+fn quiet_port_unreachable() {
+    use std::io::Write;
+    const RULES: &str = "table ip6 pmiplab_cn {\n\tchain out {\n\t\ttype filter hook output priority 0; policy accept;\n\t\ticmpv6 type destination-unreachable icmpv6 code port-unreachable drop\n\t}\n}\n";
+    let run = std::process::Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            if let Some(mut stdin) = child.stdin.take() {
+                stdin.write_all(RULES.as_bytes())?;
+            }
+            child.wait_with_output()
+        });
+    match run {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => warn!("nft refused the CN's rule: {}", String::from_utf8_lossy(&o.stderr).trim()),
+        Err(e) => warn!("no nft to keep the CN from answering Port Unreachable: {e}"),
     }
 }

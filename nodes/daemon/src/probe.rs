@@ -55,6 +55,13 @@ impl Probe {
     }
 }
 
+/// The destination port and probe of a UDP datagram (header and payload,
+/// as a raw UDP socket delivers it), if it carries a probe.
+pub fn udp_probe(datagram: &[u8]) -> Option<(u16, Probe)> {
+    let dport = u16::from_be_bytes([*datagram.get(2)?, *datagram.get(3)?]);
+    Some((dport, Probe::parse(datagram.get(8..)?)?))
+}
+
 /// A whole IPv6/UDP packet carrying `payload`, checksum included.
 pub fn udp_packet(src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     let mut udp = Vec::with_capacity(8 + payload.len());

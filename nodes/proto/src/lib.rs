@@ -16,6 +16,7 @@ pub mod mn;
 pub mod output;
 pub mod prefix;
 pub mod signalling;
+pub mod sim;
 pub mod time;
 pub mod world;
 

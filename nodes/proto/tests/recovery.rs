@@ -87,10 +87,12 @@ fn flow_state_at_a_mag_expires_when_refreshes_are_lost() {
     s.world.add_fault(FaultRule { to: Some("mag1".into()), ..FaultRule::drop("FMI", 1000) });
     s.world.run_for(Span::from_secs(301));
     assert!(s.world.mag("mag1").unwrap().state().flows.is_empty(), "MAG1's flow state expired");
-    // Refresh at 240 s, then retries 1, 2, 4, 8 and 16 s apart, then give up.
+    // Refresh at 240 s, then retries 1, 2, 4, 8 and 16 s apart; at 300 s
+    // the LMA knows the MAG's state has run out and stops waiting.
     s.world.run_for(Span::from_secs(10));
     assert!(s.world.events.iter().any(|e| e.node == "mag1" && e.text.contains("expired")));
-    assert!(s.world.events.iter().any(|e| e.node == "lma" && e.text.contains("gave up")));
+    assert!(s.world.events.iter().any(|e| e.node == "lma" && e.text.contains("ran out unrefreshed")));
+    assert!(s.world.state().lma.unwrap().pending.is_empty(), "the refresh is no longer retransmitted");
 }
 
 #[test]
@@ -209,4 +211,34 @@ fn a_reorder_at_the_receiver_leaves_the_wire_as_sent() {
     // next message it receives: the FMA answering its repeated FMI.
     assert_eq!(&s.names()[4..8], ["FMI", "FMA", "FMI", "FMA"]);
     assert_eq!(s.arrives_on(flow(2, 1)).as_deref(), Some("if1"));
+}
+
+#[test]
+fn a_pbu_late_past_the_timestamp_window_is_sent_again_with_a_fresh_timestamp() {
+    let mut s = seed(policy(PrefixModel::Unique, &[], &[1, 2], 1));
+    // 400 ms on the way: past the LMA's 300 ms window (156), before the
+    // MAG's own retransmission at 1 s.
+    s.world.add_fault(fault("PBU", Some("mag1"), None, FaultAction::Delay { ms: 400 }));
+    s.attach("if1", "mag1", Ieee80211);
+    s.world.run_for(Span::from_secs(2));
+    assert!(s.world.messages.iter().any(|m| m.summary.contains("status=156")), "{:#?}", s.world.ladder());
+    assert_eq!(
+        s.world.mag("mag1").unwrap().state().binding_update_list[0].state,
+        pmip_proto::mag::BulState::Registered
+    );
+    assert_eq!(s.arrives_on(flow(1, 1)).as_deref(), Some("if1"));
+}
+
+#[test]
+fn a_mag_registers_again_an_mn_still_on_its_link_when_its_binding_ran_out() {
+    let mut s = seed(policy(PrefixModel::Unique, &[], &[1, 2], 1));
+    s.attach("if1", "mag1", Ieee80211);
+    // Every answer to the re-registration at 300 s and to its repeats is
+    // lost until the binding has run out at both ends.
+    s.world.add_fault(FaultRule { to: Some("mag1".into()), ..FaultRule::drop("PBA", 12) });
+    s.world.run_for(Span::from_secs(800));
+    let bul = s.world.mag("mag1").unwrap().state().binding_update_list;
+    assert_eq!(bul.len(), 1, "the MN is still on the link: {:#?}", s.world.events);
+    assert_eq!(bul[0].state, pmip_proto::mag::BulState::Registered);
+    assert_eq!(s.arrives_on(flow(1, 1)).as_deref(), Some("if1"));
 }

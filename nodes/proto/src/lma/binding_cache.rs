@@ -103,9 +103,15 @@ impl BindingCache {
     pub fn get_mut(&mut self, mn_id: &str, bid: u16) -> Option<&mut Bce> {
         self.entries.get_mut(&(mn_id.to_string(), bid))
     }
-    /// The next BID for an MN: one more than the highest in use.
-    pub fn next_bid(&self, mn_id: &str) -> u16 {
-        self.of_mn(mn_id).map(|b| b.bid).max().unwrap_or(0).saturating_add(1)
+    /// The next BID for an MN: one more than the highest in use or still
+    /// named by `referenced` (the BIDs of its Flow Mobility Cache entries).
+    /// A BID is the name of one binding (RFC 5648): were a number handed
+    /// out again after its binding went, a flow entry left bound to the
+    /// old binding would silently become active on an unrelated new one.
+    pub fn next_bid(&self, mn_id: &str, referenced: impl IntoIterator<Item = u16>) -> u16 {
+        let cached = self.of_mn(mn_id).map(|b| b.bid).max().unwrap_or(0);
+        let named = referenced.into_iter().max().unwrap_or(0);
+        cached.max(named).saturating_add(1)
     }
     pub fn insert(&mut self, bce: Bce) {
         self.entries.insert((bce.mn_id.clone(), bce.bid), bce);

@@ -50,6 +50,10 @@ impl FlowMobilityCache {
     pub fn get_mut(&mut self, mn_id: &str, fid: u16) -> Option<&mut FmcEntry> {
         self.entries.iter_mut().find(|e| e.mn_id == mn_id && e.fid == fid)
     }
+    /// Every BID the entries of an MN name.
+    pub fn bids_of<'a>(&'a self, mn_id: &'a str) -> impl Iterator<Item = u16> + 'a {
+        self.entries.iter().filter(move |e| e.mn_id == mn_id).flat_map(|e| e.bids.iter().copied())
+    }
     pub fn next_fid(&self, mn_id: &str) -> u16 {
         self.entries.iter().filter(|e| e.mn_id == mn_id).map(|e| e.fid).max().unwrap_or(0).saturating_add(1)
     }

@@ -106,7 +106,15 @@ pub enum LmaInput {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SignalledFlow {
     pub mag: Ipv6Addr,
+    /// `NEVER` for an infinite lifetime (0xffff): nothing to refresh, but
+    /// the LMA must still remember which MAG holds the flow, so that a
+    /// later move or unbind cancels it there.
     pub refresh_at: Instant,
+    /// When the MAG's flow state runs out unless refreshed, counted from
+    /// the first transmission of the FMI the MAG last acknowledged: never
+    /// later than the MAG's own expiry, which starts on receipt. `None`
+    /// for an infinite lifetime.
+    pub expires_at: Option<Instant>,
     /// FMI option set that describes the flow (FI option or HNP).
     pub prefix_granularity: Option<Prefix>,
 }
@@ -199,6 +207,7 @@ impl Lma {
     fn on_timeout(&mut self, now: Instant, out: &mut Output) {
         self.expire_bindings(now, out);
         self.retransmit_due(now, out);
+        self.expire_signalled(now, out);
         self.refresh_due(now, out);
     }
 
@@ -208,6 +217,9 @@ impl Lma {
         let expired: Vec<(String, u16, BceState)> =
             self.cache.iter().filter(|b| b.expires_at <= now).map(|b| (b.mn_id.clone(), b.bid, b.state)).collect();
         for (mn, bid, state) in expired {
+            if state == BceState::Active {
+                self.forget_flows_at_binding(&mn, bid, out);
+            }
             match state {
                 BceState::Active => {
                     out.event(format!("binding {mn} BID {bid} expired: its lifetime ran out"));
@@ -223,8 +235,9 @@ impl Lma {
     pub fn next_timeout(&self) -> Option<Instant> {
         let bce = self.cache.iter().map(|b| b.expires_at).min();
         let pend = self.pending.iter().map(|p| p.retransmit_at).min();
-        let refresh = self.signalled.values().map(|s| s.refresh_at).min();
-        [bce, pend, refresh].into_iter().flatten().min()
+        let refresh = self.signalled.values().map(|s| s.refresh_at).filter(|t| *t != transactions::NEVER).min();
+        let expiry = self.signalled.values().filter_map(|s| s.expires_at).min();
+        [bce, pend, refresh, expiry].into_iter().flatten().min()
     }
 
     pub(crate) fn take_sequence(&mut self) -> u16 {
@@ -255,6 +268,12 @@ impl Lma {
             .filter(|b| b.is_active() && b.hnps.iter().any(|p| p.contains(&key.dst)))
             .min_by_key(|b| (b.bid_pri, b.bid))?;
         Some(FlowTarget::Forward(bce.proxy_coa))
+    }
+
+    /// The Flow Mobility Cache entry that decides where `key` goes: the
+    /// first active one that matches, in FID-PRI order.
+    pub fn deciding_entry(&self, key: &FlowKey) -> Option<&FmcEntry> {
+        self.fmc.iter().find(|e| selector_matches(&e.selector, key) && self.flow_target(e).is_some())
     }
 
     /// An entry's target, or `None` when it is inactive.

@@ -146,8 +146,13 @@ impl Lma {
         if let Some(b) = &existing {
             if self.config.use_timestamps {
                 if let (Some(prev), Some(ts)) = (b.last_timestamp, o.timestamp) {
-                    // Equal stamps from another MAG are a handoff race, not a replay.
-                    if ts < prev || (ts == prev && b.proxy_coa == src) {
+                    // Equal stamps from another MAG are a handoff race, not a
+                    // replay; nor is the very PBU accepted last (same MAG,
+                    // sequence number and stamp), which only the network can
+                    // have duplicated: answering it 157 could overtake the
+                    // first answer and undo the registration at the MAG.
+                    let duplicate = ts == prev && b.proxy_coa == src && pbu.sequence == b.last_sequence;
+                    if ts < prev || (ts == prev && b.proxy_coa == src && !duplicate) {
                         return Err(PbaStatus::TimestampLowerThanPrevAccepted);
                     }
                 }
@@ -175,6 +180,7 @@ impl Lma {
                 return Ok(Accepted { bid: b.bid, lifetime_units: 0, hnps: b.hnps.clone() });
             }
             let delay = self.config.min_delay_before_bce_delete;
+            self.forget_flows_at_binding(&mn_id, b.bid, out);
             if let Some(e) = self.cache.get_mut(&mn_id, b.bid) {
                 e.state = BceState::Deregistered;
                 e.expires_at = now + delay;
@@ -225,7 +231,7 @@ impl Lma {
                     return Err(PbaStatus::InsufficientResources);
                 }
                 let hnps = if o.hnps.is_empty() { self.allocate(&mn_id, &policy)? } else { o.hnps.clone() };
-                let bid = self.cache.next_bid(&mn_id);
+                let bid = self.cache.next_bid(&mn_id, self.fmc.bids_of(&mn_id));
                 let bce = fresh(bid, hnps.clone());
                 self.cache.insert(bce);
                 Ok(Accepted { bid, lifetime_units, hnps })
@@ -234,7 +240,7 @@ impl Lma {
                 if in_use >= self.config.max_bindings {
                     return Err(PbaStatus::InsufficientResources);
                 }
-                let bid = self.cache.next_bid(&mn_id);
+                let bid = self.cache.next_bid(&mn_id, self.fmc.bids_of(&mn_id));
                 let mut revoke: Vec<(Ipv6Addr, Vec<Prefix>, bool)> = Vec::new();
                 for (p, from) in &moves {
                     let Some(from) = from else { continue };

@@ -44,6 +44,9 @@ pub enum PendingKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
     pub sequence: u16,
+    /// When the first transmission left: a MAG that acknowledges any
+    /// transmission started its lifetime no earlier.
+    pub first_sent: Instant,
     pub peer: Ipv6Addr,
     pub message: Message,
     pub kind: PendingKind,
@@ -57,12 +60,22 @@ impl Pending {
     }
 }
 
-const NEVER: Instant = Instant(u64::MAX);
+pub(crate) const NEVER: Instant = Instant(u64::MAX);
 
 impl Lma {
     pub(super) fn on_command(&mut self, now: Instant, c: LmaCommand, out: &mut Output) {
         match c {
             LmaCommand::BindFlow { mn_id, fid, fid_pri, selector, bids, action } => {
+                // A bind sets the flow's BIDs with no signalling. Flow state
+                // an earlier FMI left at a MAG under this FID (perhaps for
+                // another flow: a prefix move picks FIDs itself) no longer
+                // describes it; cancel it, described as it was sent.
+                if let Some(s) = self.signalled.remove(&(mn_id.clone(), fid)) {
+                    if let Some(msg) = self.fmi_del_message(&mn_id, fid, s.prefix_granularity) {
+                        out.event(format!("{mn_id} FID {fid} is bound anew: FMI[del] to {}", s.mag));
+                        self.start(now, s.mag, msg, PendingKind::FlowDelete { mn_id: mn_id.clone(), fid }, out);
+                    }
+                }
                 out.event(format!("flow {mn_id} FID {fid} (FID-PRI {fid_pri}) bound to BIDs {bids:?}"));
                 self.fmc.upsert(FmcEntry { mn_id, fid_pri, fid, selector, bids, action });
             }
@@ -132,6 +145,18 @@ impl Lma {
             out.refuse(format!("{mn_id} FID {fid} is already bound to BID {to_bid}"));
             return;
         }
+        let key = (mn_id.to_string(), fid);
+        let in_flight = self
+            .pending
+            .iter()
+            .any(|p| matches!(&p.kind, PendingKind::FlowAdd { mn_id: m, fid: f, .. } if *m == key.0 && *f == fid));
+        if in_flight {
+            // A second FMI[add] for the flow would race the first: the MAG
+            // would refuse one (133) or apply both, and the LMA could lose
+            // track of where the flow is.
+            out.event(format!("{mn_id} FID {fid} is already being moved; the move to BID {to_bid} is not started"));
+            return;
+        }
         let dest = selector_destination(&entry.selector);
         let covered =
             dest.is_some_and(|d| target.hnps.iter().any(|h| h.prefix_len() <= d.prefix_len() && h.contains(&d.addr())));
@@ -151,6 +176,30 @@ impl Lma {
                     PendingKind::FlowAdd { mn_id: mn_id.into(), fid, to_bid, from_bids: entry.bids, commit: false };
                 self.start(now, target.proxy_coa, msg, kind, out);
             }
+            return;
+        }
+        // The target MAG keys flow state by FID, or by prefix at prefix
+        // granularity, where two entries for one prefix share one state.
+        let same_state = |(m, f): &(String, u16), s: &SignalledFlow| {
+            m.as_str() == mn_id
+                && s.mag == target.proxy_coa
+                && (*f == fid || (prefix.is_some() && s.prefix_granularity == prefix))
+        };
+        if let Some(held) = self.signalled.iter().find(|(k, s)| same_state(k, s)).map(|(_, s)| s.clone()) {
+            // The target MAG already holds the flow by an earlier FMI, for
+            // another binding of the MN there; it routes the flow to the MN
+            // whatever the BID, and an FMI[add] would be refused with 133.
+            // When that state is another entry's (same prefix), this entry
+            // records it as its own too, so that whatever ends it there
+            // (that entry's FMI[del], its lifetime) ends this move as well.
+            self.signalled.entry(key.clone()).or_insert(held);
+            if let Some(e) = self.fmc.get_mut(mn_id, fid) {
+                e.bids = vec![to_bid];
+            }
+            out.event(format!(
+                "{mn_id} FID {fid} moved from BIDs {:?} to BID {to_bid} with no signalling: its MAG already holds it",
+                entry.bids
+            ));
             return;
         }
         if let TrafficSelector::Other { .. } | TrafficSelector::Ipv4(_) = entry.selector {
@@ -251,6 +300,32 @@ impl Lma {
     }
 
     fn start(&mut self, now: Instant, peer: Ipv6Addr, message: Message, kind: PendingKind, out: &mut Output) {
+        // At prefix granularity the MAG keys flow state by prefix: an
+        // FMI[del] for one entry removes the state another entry for the
+        // same prefix counts on there too.
+        if let (PendingKind::FlowDelete { mn_id, fid }, Message::Fmi(f)) = (&kind, &message) {
+            let deleted = f.options.iter().find_map(|o| match o {
+                MobilityOption::HomeNetworkPrefix { prefix_len, prefix } => Some(Prefix::new(*prefix, *prefix_len)),
+                _ => None,
+            });
+            if let Some(p) = deleted {
+                let siblings: Vec<u16> = self
+                    .signalled
+                    .iter()
+                    .filter(|((m, f), s)| m == mn_id && f != fid && s.mag == peer && s.prefix_granularity == Some(p))
+                    .map(|((_, f), _)| *f)
+                    .collect();
+                for f in siblings {
+                    self.fall_back(
+                        mn_id,
+                        f,
+                        None,
+                        &format!("the FMI[del] of {p} to {peer} removes its state too"),
+                        out,
+                    );
+                }
+            }
+        }
         let sequence = match &message {
             Message::Fmi(f) => f.sequence,
             Message::Bri(b) => b.sequence,
@@ -259,6 +334,7 @@ impl Lma {
         out.send(self.config.address, peer, message.clone());
         self.pending.push(Pending {
             sequence,
+            first_sent: now,
             peer,
             message,
             kind,
@@ -280,6 +356,100 @@ impl Lma {
         (l != 0xffff && l != 0).then(|| Span::from_secs(u64::from(l)).scale(4, 5))
     }
 
+    /// When flow state a MAG took from an FMI first sent at `sent` runs
+    /// out there; `None` when it never does (draft §4.1: 0xffff).
+    fn flow_expiry(&self, sent: Instant) -> Option<Instant> {
+        let l = self.config.flow_lifetime_secs;
+        (l != 0xffff).then(|| sent + Span::from_secs(u64::from(l)))
+    }
+
+    /// When to refresh flow state a MAG acknowledged now for an FMI first
+    /// sent at `sent`, and when it runs out there at the earliest. If that
+    /// earliest expiry has already passed, the MAG cannot have kept the
+    /// state from the first transmission: it applied a later repeat, at a
+    /// time the LMA cannot tell, so it refreshes at once to know again.
+    fn timers_after_ack(&self, now: Instant, sent: Instant) -> (Instant, Option<Instant>) {
+        match (self.refresh_delay(), self.flow_expiry(sent)) {
+            (Some(_), Some(e)) if e <= now => {
+                (now, Some(now + Span::from_secs(u64::from(self.config.flow_lifetime_secs))))
+            }
+            (Some(d), e) => ((sent + d).max(now), e),
+            (None, e) => (NEVER, e),
+        }
+    }
+
+    /// The flow state the LMA put at a MAG is gone (refused, expired,
+    /// unreachable or the MN left that MAG). The Flow Mobility Cache
+    /// entry must stop naming that MAG's binding, or the LMA would keep
+    /// tunnelling the flow to a MAG with no route for it: a black hole.
+    /// It falls back to the flow's default binding, the one whose
+    /// prefixes cover the flow's destination: that MAG routes the prefix
+    /// from its PBA alone, so the fallback needs no signalling that could
+    /// fail in turn, and it is where the flow went before any move. With
+    /// no such binding the entry names no BID and the flow follows the
+    /// prefix routes. `leaving` is a binding about to go, never chosen.
+    pub(crate) fn fall_back(&mut self, mn_id: &str, fid: u16, leaving: Option<u16>, why: &str, out: &mut Output) {
+        self.signalled.remove(&(mn_id.to_string(), fid));
+        self.pending
+            .retain(|p| !matches!(&p.kind, PendingKind::FlowRefresh { mn_id: m, fid: f } if m == mn_id && *f == fid));
+        let Some(entry) = self.fmc.get(mn_id, fid) else {
+            return;
+        };
+        let dest = selector_destination(&entry.selector);
+        let home = dest.and_then(|d| {
+            self.cache
+                .of_mn(mn_id)
+                .filter(|b| b.is_active() && Some(b.bid) != leaving)
+                .filter(|b| b.hnps.iter().any(|h| h.prefix_len() <= d.prefix_len() && h.contains(&d.addr())))
+                .min_by_key(|b| (b.bid_pri, b.bid))
+                .map(|b| b.bid)
+        });
+        let bids: Vec<u16> = home.into_iter().collect();
+        out.event(format!(
+            "{mn_id} FID {fid}: {why}; the flow falls back from BIDs {:?} to {}",
+            entry.bids,
+            match home {
+                Some(b) => format!("its default binding, BID {b}"),
+                None => "the prefix routes (no binding carries its destination)".into(),
+            }
+        ));
+        if let Some(e) = self.fmc.get_mut(mn_id, fid) {
+            e.bids = bids;
+        }
+    }
+
+    /// Falls back every flow whose state at its MAG has run out by now
+    /// with no acknowledged refresh.
+    pub(super) fn expire_signalled(&mut self, now: Instant, out: &mut Output) {
+        let gone: Vec<(String, u16)> = self
+            .signalled
+            .iter()
+            .filter(|(_, s)| s.expires_at.is_some_and(|t| t <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (mn_id, fid) in gone {
+            self.fall_back(&mn_id, fid, None, "its flow state at the MAG ran out unrefreshed", out);
+        }
+    }
+
+    /// The MN's binding `bid` is going (de-registered or expired). A MAG
+    /// drops the flow state of an MN that leaves it, so the flows the LMA
+    /// moved there by FMI are gone with it, unless another binding of the
+    /// MN stays at that MAG.
+    pub(crate) fn forget_flows_at_binding(&mut self, mn_id: &str, bid: u16, out: &mut Output) {
+        let Some(mag) = self.cache.get(mn_id, bid).map(|b| b.proxy_coa) else {
+            return;
+        };
+        if self.cache.of_mn(mn_id).any(|b| b.bid != bid && b.is_active() && b.proxy_coa == mag) {
+            return;
+        }
+        let fids: Vec<u16> =
+            self.signalled.iter().filter(|((m, _), s)| m == mn_id && s.mag == mag).map(|((_, f), _)| *f).collect();
+        for fid in fids {
+            self.fall_back(mn_id, fid, Some(bid), &format!("the MN left {mag}, which held it"), out);
+        }
+    }
+
     pub(super) fn on_fma(&mut self, now: Instant, src: Ipv6Addr, fma: Fma, out: &mut Output) {
         let Some(p) = self.take_pending(src, fma.sequence, false) else {
             out.event(format!("FMA seq {} from {src} matches no FMI in flight; ignored", fma.sequence));
@@ -288,12 +458,79 @@ impl Lma {
         let ok = fma.status == FmaStatus::Success;
         match p.kind {
             PendingKind::FlowAdd { mn_id, fid, to_bid, from_bids, commit } => {
-                if !ok {
+                // 133: the MAG holds the flow already (an earlier FMI whose
+                // answer was lost, or sent before this LMA restarted); the
+                // state the move asks for is there.
+                let held = fma.status == FmaStatus::FlowMobilityCacheEntryExists;
+                if held {
+                    out.event(format!("FMA from {src}: it already holds {mn_id} FID {fid} (133); taken as done"));
+                }
+                if !ok && !held {
                     out.event(format!(
                         "FMA from {src} refused {mn_id} FID {fid} with {} ({:?}); the flow stays on BIDs {from_bids:?}",
                         fma.status.value(),
                         fma.status
                     ));
+                    return;
+                }
+                // A bind may have given the FID another flow while the FMI
+                // was in flight: the MAG installed the old one, which no
+                // entry describes now. Undo it there instead of committing.
+                let sent_selector = match &p.message {
+                    Message::Fmi(f) => f.options.iter().find_map(|o| match o {
+                        MobilityOption::HomeNetworkPrefix { prefix_len, prefix } => {
+                            Some(prefix_selector(Prefix::new(*prefix, *prefix_len)))
+                        }
+                        MobilityOption::FlowIdentification(fi) => fi.sub_options.iter().find_map(|x| match x {
+                            FlowSubOption::TrafficSelector(t) => Some(t.clone()),
+                            _ => None,
+                        }),
+                        _ => None,
+                    }),
+                    _ => None,
+                };
+                if self.fmc.get(&mn_id, fid).map(|e| &e.selector) != sent_selector.as_ref() {
+                    out.event(format!(
+                        "FMA from {src} for {mn_id} FID {fid}, which was bound anew meanwhile; undoing it there"
+                    ));
+                    if let Message::Fmi(f) = &p.message {
+                        let msg = Message::Fmi(Fmi {
+                            sequence: self.take_sequence(),
+                            cancel: true,
+                            refresh: false,
+                            lifetime: 0,
+                            options: f.options.clone(),
+                        });
+                        self.start(now, src, msg, PendingKind::FlowDelete { mn_id: mn_id.clone(), fid }, out);
+                    }
+                    return;
+                }
+                // The binding may have gone while the FMI was in flight: a
+                // flow committed to it would name a dead (or, later, a
+                // reused) BID.
+                if !self.cache.get(&mn_id, to_bid).is_some_and(|b| b.is_active() && b.proxy_coa == src) {
+                    out.event(format!(
+                        "FMA from {src} accepted {mn_id} FID {fid}, but BID {to_bid} is no longer active there; the move is abandoned"
+                    ));
+                    // While the MN is still at that MAG through another
+                    // binding, the state the FMI left there stays: delete
+                    // it. Once the MN is gone, so is the state.
+                    let still_there = self.cache.of_mn(&mn_id).any(|b| b.is_active() && b.proxy_coa == src);
+                    let held_before = self.signalled.get(&(mn_id.clone(), fid)).is_some_and(|s| s.mag == src);
+                    let prefix = match &p.message {
+                        Message::Fmi(f) => f.options.iter().find_map(|o| match o {
+                            MobilityOption::HomeNetworkPrefix { prefix_len, prefix } => {
+                                Some(Prefix::new(*prefix, *prefix_len))
+                            }
+                            _ => None,
+                        }),
+                        _ => None,
+                    };
+                    if still_there && !held_before {
+                        if let Some(msg) = self.fmi_del_message(&mn_id, fid, prefix) {
+                            self.start(now, src, msg, PendingKind::FlowDelete { mn_id: mn_id.clone(), fid }, out);
+                        }
+                    }
                     return;
                 }
                 if commit {
@@ -304,13 +541,6 @@ impl Lma {
                         "{mn_id} FID {fid} moved from BIDs {from_bids:?} to BID {to_bid} (FMA from {src})"
                     ));
                 }
-                let old_mags: Vec<Ipv6Addr> = from_bids
-                    .iter()
-                    .filter_map(|b| self.cache.get(&mn_id, *b))
-                    .map(|b| b.proxy_coa)
-                    .filter(|m| *m != src)
-                    .collect();
-                self.cancel_elsewhere(now, &mn_id, fid, src, out);
                 let prefix = match &p.message {
                     Message::Fmi(f) => f.options.iter().find_map(|o| match o {
                         MobilityOption::HomeNetworkPrefix { prefix_len, prefix } => {
@@ -320,15 +550,44 @@ impl Lma {
                     }),
                     _ => None,
                 };
-                if let Some(d) = self.refresh_delay() {
-                    self.signalled.insert(
-                        (mn_id.clone(), fid),
-                        SignalledFlow { mag: src, refresh_at: now + d, prefix_granularity: prefix },
-                    );
+                // Every MAG the flow leaves gets one FMI[del]: the one that
+                // held it by an earlier FMI and, for a committed move, those
+                // of the bindings it was bound to. One MAG can be both.
+                // Each FMI[del] describes the flow as that MAG holds it: by
+                // the granularity of the FMI that put it there.
+                let mut old_mags: Vec<(Ipv6Addr, Option<Prefix>)> = Vec::new();
+                let key = (mn_id.clone(), fid);
+                if let Some(s) = self.signalled.get(&key).filter(|s| s.mag != src) {
+                    old_mags.push((s.mag, s.prefix_granularity));
+                    self.signalled.remove(&key);
                 }
-                if commit && self.config.delete_at_old_mag {
-                    for mag in old_mags {
-                        if let Some(msg) = self.fmi_del_message(&mn_id, fid, prefix) {
+                // A MAG of an old binding holds the flow only if it routes
+                // the flow's destination natively (draft Fig 5's MAG2); a
+                // flow merely bound to it left nothing there to delete, and
+                // an FMI[del] would be refused with 132.
+                let dest = self.fmc.get(&mn_id, fid).and_then(|e| selector_destination(&e.selector));
+                if commit {
+                    for b in from_bids.iter().filter_map(|b| self.cache.get(&mn_id, *b)) {
+                        let native = dest.is_some_and(|d| {
+                            self.cache.of_mn(&mn_id).any(|x| {
+                                x.is_active()
+                                    && x.proxy_coa == b.proxy_coa
+                                    && x.hnps.iter().any(|h| h.prefix_len() <= d.prefix_len() && h.contains(&d.addr()))
+                            })
+                        });
+                        if native && b.proxy_coa != src && !old_mags.iter().any(|(m, _)| *m == b.proxy_coa) {
+                            old_mags.push((b.proxy_coa, prefix));
+                        }
+                    }
+                }
+                if self.config.flow_lifetime_secs != 0 {
+                    let (refresh_at, expires_at) = self.timers_after_ack(now, p.first_sent);
+                    self.signalled
+                        .insert(key, SignalledFlow { mag: src, refresh_at, expires_at, prefix_granularity: prefix });
+                }
+                if self.config.delete_at_old_mag {
+                    for (mag, granularity) in old_mags {
+                        if let Some(msg) = self.fmi_del_message(&mn_id, fid, granularity) {
                             out.event(format!("{mn_id} FID {fid}: FMI[del] to {mag}"));
                             self.start(now, mag, msg, PendingKind::FlowDelete { mn_id: mn_id.clone(), fid }, out);
                         }
@@ -343,12 +602,16 @@ impl Lma {
             PendingKind::FlowRefresh { mn_id, fid } => {
                 let key = (mn_id.clone(), fid);
                 if ok {
-                    if let (Some(d), Some(s)) = (self.refresh_delay(), self.signalled.get_mut(&key)) {
-                        s.refresh_at = now + d;
+                    let (refresh_at, expires_at) = self.timers_after_ack(now, p.first_sent);
+                    if let Some(s) = self.signalled.get_mut(&key) {
+                        s.refresh_at = refresh_at;
+                        s.expires_at = expires_at;
                     }
                 } else {
-                    self.signalled.remove(&key);
-                    out.event(format!("refresh of {mn_id} FID {fid} at {src} refused with {}", fma.status.value()));
+                    // Typically 132: the MAG let the flow state expire
+                    // before a refresh got through.
+                    let why = format!("its refresh at {src} was refused with {}", fma.status.value());
+                    self.fall_back(&mn_id, fid, None, &why, out);
                 }
             }
             PendingKind::Revocation { .. } => {}
@@ -373,6 +636,7 @@ impl Lma {
 
     pub(super) fn retransmit_due(&mut self, now: Instant, out: &mut Output) {
         let backoff = self.config.backoff;
+        let mut unanswered_refreshes = Vec::new();
         let mut i = 0;
         while i < self.pending.len() {
             if self.pending[i].retransmit_at > now {
@@ -383,7 +647,7 @@ impl Lma {
                 let p = self.pending.remove(i);
                 out.event(format!("gave up on {}: no answer after {} transmissions", p.describe(), p.attempts + 1));
                 if let PendingKind::FlowRefresh { mn_id, fid } = p.kind {
-                    self.signalled.remove(&(mn_id, fid));
+                    unanswered_refreshes.push((mn_id, fid));
                 }
                 continue;
             }
@@ -393,6 +657,9 @@ impl Lma {
             out.event(format!("retransmitting {}", p.describe()));
             out.send(self.config.address, p.peer, p.message.clone());
             i += 1;
+        }
+        for (mn_id, fid) in unanswered_refreshes {
+            self.fall_back(&mn_id, fid, None, "its refresh went unanswered", out);
         }
     }
 

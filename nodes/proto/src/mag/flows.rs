@@ -13,6 +13,9 @@ use crate::prefix::Prefix;
 use crate::signalling::{nai, pick};
 use crate::time::{Instant, Span};
 
+/// How many FMI answers a MAG keeps to repeat for retransmissions.
+const RECENT_FMI: usize = 16;
+
 /// A flow is known by its FID, or by its prefix at prefix granularity.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FlowStateKey {
@@ -67,13 +70,45 @@ struct Item {
 impl Mag {
     pub(super) fn on_fmi(&mut self, now: Instant, fmi: Fmi, out: &mut Output) {
         let lma = self.config.lma;
-        // A retransmission of the FMI we answered last: answer the same.
-        if let Some((seq, fma)) = &self.last_fmi {
-            if *seq == fmi.sequence {
+        // A retransmission of an FMI answered recently: answer the same,
+        // as long as that answer still holds. A success is a promise that
+        // the MN is attached here with the flow routed to it; if the MN
+        // has left since, repeating it would have the LMA commit the flow
+        // to a binding that is gone. Several answers are kept, not only
+        // the last: the LMA may have several FMIs in flight, and a repeat
+        // of an older one must not be refused as out of window (130)
+        // when it was applied.
+        // The same sequence number with other contents is not a repeat (a
+        // restarted LMA counts from 1 again).
+        let cached = self.recent_fmi.iter().rposition(|(seq, asked, _)| *seq == fmi.sequence && *asked == fmi);
+        if let Some(i) = cached {
+            let newest = i + 1 == self.recent_fmi.len();
+            let fma = self.recent_fmi[i].2.clone();
+            if self.repeated_answer_holds(&fmi, &fma) {
                 out.event(format!("FMI seq {} is a retransmission; repeating the FMA", fmi.sequence));
-                out.send(self.config.address, lma, fma.clone());
+                out.send(self.config.address, lma, fma);
                 return;
             }
+            out.event(format!(
+                "FMI seq {} is a retransmission, but the state it was answered for has gone; answering afresh",
+                fmi.sequence
+            ));
+            // Only the newest may be applied again: an older one could undo
+            // what a later FMI did.
+            let (status, options) = if newest || !self.mn_attached(&fmi) {
+                self.apply_fmi_unchecked(now, &fmi, out)
+            } else {
+                (FmaStatus::NoFlowMobilityCacheEntry, vec![])
+            };
+            let fma = Message::Fma(Fma {
+                sequence: fmi.sequence,
+                status,
+                lifetime: if status == FmaStatus::Success { fmi.lifetime } else { 0 },
+                options,
+            });
+            self.recent_fmi[i].2 = fma.clone();
+            out.send(self.config.address, lma, fma);
+            return;
         }
         let (status, options) = self.apply_fmi(now, &fmi, out);
         let fma = Message::Fma(Fma {
@@ -83,18 +118,58 @@ impl Mag {
             options,
         });
         if status != FmaStatus::SequenceNumberOutOfWindow {
-            self.last_fmi = Some((fmi.sequence, fma.clone()));
+            if self.recent_fmi.len() >= RECENT_FMI {
+                self.recent_fmi.remove(0);
+            }
+            self.recent_fmi.push((fmi.sequence, fmi.clone(), fma.clone()));
         }
         out.send(self.config.address, lma, fma);
     }
 
+    fn mn_attached(&self, fmi: &Fmi) -> bool {
+        let o = pick(&fmi.options);
+        o.mn_id.is_some_and(|mn| self.bul.iter().any(|e| e.mn_id == mn && e.state == BulState::Registered))
+    }
+
+    /// Whether the FMA sent for an FMI still describes this MAG: a refusal
+    /// or a deletion always does; an add or refresh only while the MN is
+    /// attached and the flow state it created is here.
+    fn repeated_answer_holds(&self, fmi: &Fmi, fma: &Message) -> bool {
+        let Message::Fma(answer) = fma else {
+            return false;
+        };
+        if answer.status != FmaStatus::Success || fmi.cancel {
+            return true;
+        }
+        let o = pick(&fmi.options);
+        let Some(mn_id) = o.mn_id else {
+            return true;
+        };
+        let attached = self.bul.iter().any(|e| e.mn_id == mn_id && e.state == BulState::Registered);
+        let keys = fmi.options.iter().filter_map(|opt| match opt {
+            MobilityOption::FlowIdentification(fi) => {
+                Some(FlowStateKey { mn_id: mn_id.clone(), fid: Some(fi.fid), prefix: None })
+            }
+            MobilityOption::HomeNetworkPrefix { prefix_len, prefix } => {
+                Some(FlowStateKey { mn_id: mn_id.clone(), fid: None, prefix: Some(Prefix::new(*prefix, *prefix_len)) })
+            }
+            _ => None,
+        });
+        attached && keys.into_iter().all(|k| self.flows.contains_key(&k))
+    }
+
     fn apply_fmi(&mut self, now: Instant, fmi: &Fmi, out: &mut Output) -> (FmaStatus, Vec<MobilityOption>) {
-        if let Some((last, _)) = &self.last_fmi {
+        if let Some((last, _, _)) = self.recent_fmi.last() {
             let d = fmi.sequence.wrapping_sub(*last);
             if d == 0 || d >= 0x8000 {
                 return (FmaStatus::SequenceNumberOutOfWindow, vec![]);
             }
         }
+        self.apply_fmi_unchecked(now, fmi, out)
+    }
+
+    /// An FMI's effect and answer, its sequence number already accepted.
+    fn apply_fmi_unchecked(&mut self, now: Instant, fmi: &Fmi, out: &mut Output) -> (FmaStatus, Vec<MobilityOption>) {
         let o = pick(&fmi.options);
         let Some(mn_id) = o.mn_id.clone() else {
             out.event("FMI without an MN Identifier option; refused with 128");

@@ -16,7 +16,7 @@ pub use flows::{FlowState, FlowStateKey};
 use crate::lma::binding_cache::hex;
 use crate::output::{reconcile, Intent, Output};
 use crate::prefix::Prefix;
-use crate::signalling::{hnp, hnp_request, nai, pick, timestamp_at};
+use crate::signalling::{hnp, hnp_request, nai, pick, timestamp_at, timestamp_micros};
 use crate::time::{Backoff, Instant, Span};
 
 /// Which MN-ID a link-layer identifier belongs to: the MAG's view of the
@@ -42,6 +42,18 @@ pub struct MagConfig {
     /// The link-local address the MAG uses on access links (RFC 5213 §6.8),
     /// sent in the Link-local Address option.
     pub link_local: Option<Ipv6Addr>,
+    /// How long the uplink path of a prefix stays after an FMI[del] or a
+    /// BRI takes its route away while the MN is still attached. The LMA
+    /// switches the downlink at once, but the MN switches its uplink only
+    /// when the downlink reaches it on its other interface (draft §6);
+    /// until then its uplink still arrives here and must still go into
+    /// the tunnel, or it is lost.
+    #[serde(default = "default_uplink_hold")]
+    pub uplink_hold: Span,
+}
+
+fn default_uplink_hold() -> Span {
+    Span::from_secs(2)
 }
 
 impl MagConfig {
@@ -55,6 +67,7 @@ impl MagConfig {
             mns: Vec::new(),
             epoch_offset_micros: 0,
             link_local: None,
+            uplink_hold: default_uplink_hold(),
         }
     }
 }
@@ -144,13 +157,18 @@ pub struct Mag {
     pub(crate) bul: Vec<BulEntry>,
     pub(crate) flows: BTreeMap<FlowStateKey, FlowState>,
     next_sequence: u16,
-    /// Last FMI sequence from the LMA and the FMA it got, for duplicates.
-    pub(crate) last_fmi: Option<(u16, Message)>,
+    /// The latest FMIs from the LMA, newest last, each with the FMA it
+    /// got, for retransmissions.
+    pub(crate) recent_fmi: Vec<(u16, pmip_wire::Fmi, Message)>,
     /// Last BRI sequence and its BRA, so a retransmitted BRI gets the same answer.
     last_bri: Option<(u16, Message)>,
     installed_tunnel: BTreeMap<Ipv6Addr, ()>,
     installed_routes: BTreeMap<Prefix, String>,
     installed_uplink: BTreeMap<Prefix, ()>,
+    /// Uplink paths kept after their route went, until the instant given.
+    held_uplink: BTreeMap<Prefix, Instant>,
+    /// The last PBU timestamp sent, in microseconds, so that the next is later.
+    last_timestamp: u64,
     advertised: BTreeMap<String, Vec<Prefix>>,
 }
 
@@ -161,11 +179,13 @@ impl Mag {
             bul: Vec::new(),
             flows: BTreeMap::new(),
             next_sequence: 1,
-            last_fmi: None,
+            recent_fmi: Vec::new(),
             last_bri: None,
             installed_tunnel: BTreeMap::new(),
             installed_routes: BTreeMap::new(),
             installed_uplink: BTreeMap::new(),
+            held_uplink: BTreeMap::new(),
+            last_timestamp: 0,
             advertised: BTreeMap::new(),
         }
     }
@@ -176,6 +196,11 @@ impl Mag {
 
     pub fn handle(&mut self, now: Instant, input: MagInput) -> Output {
         let mut out = Output::default();
+        // Only what the LMA tells the MAG (FMI[del], BRI) moves a prefix
+        // away from an MN that is still here; a detach or expiry means the
+        // MN itself is gone, and its uplink with it.
+        let signalled = matches!(input, MagInput::Message { .. });
+        let routes_before = signalled.then(|| self.desired_routes());
         match input {
             MagInput::Attach { iface, ll_id, att, handoff, prefixes } => {
                 self.attach(now, iface, ll_id, att, handoff, prefixes, &mut out)
@@ -187,8 +212,45 @@ impl Mag {
             MagInput::Message { src, dst, message } => self.on_message(now, src, dst, message, &mut out),
             MagInput::Timeout => self.on_timeout(now, &mut out),
         }
+        if let Some(before) = routes_before {
+            let after = self.desired_routes();
+            for p in before.keys().filter(|p| !after.contains_key(p)) {
+                out.event(format!(
+                    "uplink from {p} kept for {} ms while the MN switches",
+                    self.config.uplink_hold.as_millis()
+                ));
+                self.held_uplink.insert(*p, now + self.config.uplink_hold);
+            }
+        }
+        self.held_uplink.retain(|_, until| *until > now);
+        self.follow_the_mn(&mut out);
         self.reconcile_data_plane(&mut out);
         out
+    }
+
+    /// Flow state the LMA put here is for an MN attached here, routed to
+    /// one of its interfaces. Whichever way an interface goes (detach,
+    /// expiry, a de-registration acknowledged or given up, a rejection),
+    /// flow state routed to it follows the MN to another interface it has
+    /// here (its logical interface takes the flow on any), or goes with
+    /// the MN's last one. An interface still registering counts: the LMA
+    /// takes it as active as soon as its PBU arrives.
+    fn follow_the_mn(&mut self, out: &mut Output) {
+        let live = |e: &&BulEntry| matches!(e.state, BulState::Registered | BulState::Registering);
+        let mut gone = Vec::new();
+        for (k, f) in self.flows.iter_mut() {
+            if self.bul.iter().filter(live).any(|e| e.mn_id == k.mn_id && e.iface == f.iface) {
+                continue;
+            }
+            match self.bul.iter().filter(live).find(|e| e.mn_id == k.mn_id) {
+                Some(e) => f.iface = e.iface.clone(),
+                None => gone.push(k.clone()),
+            }
+        }
+        for k in gone {
+            out.event(format!("flow state {} {:?}/{:?} dropped: the MN has left this MAG", k.mn_id, k.fid, k.prefix));
+            self.flows.remove(&k);
+        }
     }
 
     fn mn_id_for(&self, ll_id: &[u8]) -> Option<String> {
@@ -249,8 +311,7 @@ impl Mag {
         }
         e.state = BulState::Deregistering;
         e.attempts = 0;
-        let mn_id = e.mn_id.clone();
-        self.flows.retain(|k, _| k.mn_id != mn_id || self.bul.iter().any(|b| b.mn_id == mn_id && b.iface != iface));
+        e.reregister_at = None;
         self.send_pbu(now, iface, false, out);
     }
 
@@ -279,7 +340,12 @@ impl Mag {
         options.push(MobilityOption::HandoffIndicator(hi));
         options.push(MobilityOption::AccessTechnologyType(e.att));
         options.push(MobilityOption::MnLinkLayerIdentifier(e.ll_id.clone()));
-        options.push(MobilityOption::Timestamp(timestamp_at(now, cfg.epoch_offset_micros)));
+        // RFC 5213 §5.5: the LMA takes a PBU only with a timestamp above
+        // the last it accepted for the binding; two PBUs in one tick of
+        // the clock (a re-registration and a detach) must still differ.
+        let ts = timestamp_micros(timestamp_at(now, cfg.epoch_offset_micros)).max(self.last_timestamp + 16);
+        self.last_timestamp = ts;
+        options.push(MobilityOption::Timestamp(pmip_wire::Timestamp::from_unix_nanos(u128::from(ts) * 1000)));
         if let Some(ll) = cfg.link_local {
             options.push(MobilityOption::LinkLocalAddress(ll));
         }
@@ -327,6 +393,19 @@ impl Mag {
             return;
         }
         e.retransmit_at = None;
+        let stale_timestamp =
+            matches!(pba.status, PbaStatus::TimestampMismatch | PbaStatus::TimestampLowerThanPrevAccepted);
+        if stale_timestamp && e.attempts < self.config.backoff.max_retries {
+            // A PBU late on the way (or overtaken) carries a stale
+            // timestamp; the next one carries a fresh one. Giving up would
+            // leave the MN without service on a registration, or the LMA
+            // routing to a MAG the MN left on a de-registration.
+            e.attempts += 1;
+            let iface = e.iface.clone();
+            out.event(format!("{iface}: PBU refused with {} for its timestamp; sending it again", pba.status.value()));
+            self.send_pbu(now, &iface, true, out);
+            return;
+        }
         if e.state == BulState::Deregistering {
             out.event(format!("{}: de-registration of {} acknowledged", e.iface, e.mn_id));
             self.bul.remove(i);
@@ -406,8 +485,16 @@ impl Mag {
                 continue;
             };
             if e.expires_at.is_some_and(|t| t <= now) && e.state == BulState::Registered {
-                out.event(format!("{iface}: binding of {} expired", e.mn_id));
-                self.bul.retain(|b| b.iface != iface);
+                // No detach came: the MN is still on the link, so the MAG
+                // registers it again, asking for the prefixes it had,
+                // rather than leaving it without service.
+                out.event(format!("{iface}: binding of {} expired; registering it again", e.mn_id));
+                e.state = BulState::Registering;
+                e.handoff = HandoffIndicator::HandoffStateUnknown;
+                e.requested = std::mem::take(&mut e.hnps);
+                e.expires_at = None;
+                e.reregister_at = None;
+                self.send_pbu(now, &iface, false, out);
                 continue;
             }
             if e.retransmit_at.is_some_and(|t| t <= now) {
@@ -416,6 +503,13 @@ impl Mag {
                     e.retransmit_at = None;
                     if e.state == BulState::Deregistering || e.hnps.is_empty() {
                         self.bul.retain(|b| b.iface != iface);
+                    } else if e.state == BulState::Registered {
+                        // The MN is still on the link: a re-registration
+                        // that went unanswered is tried again later, while
+                        // the binding lasts, or the MN would lose service
+                        // until its link went down and up.
+                        let again = now + self.config.backoff.max;
+                        e.reregister_at = Some(e.expires_at.map_or(again, |x| again.min(x)));
                     }
                     continue;
                 }
@@ -437,11 +531,17 @@ impl Mag {
         let bul = self
             .bul
             .iter()
-            .flat_map(|e| [e.retransmit_at, e.reregister_at, e.expires_at.filter(|_| e.state == BulState::Registered)])
+            // Re-registration and expiry concern registered entries only: a
+            // timer reported for any other would be due forever, never served.
+            .flat_map(|e| {
+                let registered = e.state == BulState::Registered;
+                [e.retransmit_at, e.reregister_at.filter(|_| registered), e.expires_at.filter(|_| registered)]
+            })
             .flatten()
             .min();
         let flows = self.flows.values().filter_map(|f| f.expires_at).min();
-        [bul, flows].into_iter().flatten().min()
+        let held = self.held_uplink.values().min().copied();
+        [bul, flows, held].into_iter().flatten().min()
     }
 
     /// The access link a downlink packet to `dst` leaves on, by longest match.
@@ -472,7 +572,7 @@ impl Mag {
         if self.bul.iter().any(|e| e.state == BulState::Registered) {
             tunnel.insert(self.config.lma, ());
         }
-        let uplink: BTreeMap<Prefix, ()> = routes.keys().map(|p| (*p, ())).collect();
+        let uplink: BTreeMap<Prefix, ()> = routes.keys().chain(self.held_uplink.keys()).map(|p| (*p, ())).collect();
         reconcile(&mut self.installed_tunnel, tunnel, |l, _, up| Intent::MagTunnel { lma: *l, up }, out);
         reconcile(
             &mut self.installed_routes,
