@@ -187,10 +187,10 @@ fn the_old_mag_keeps_the_uplink_path_while_the_mn_switches_on_a_move_home() {
 #[test]
 fn moving_a_prefix_with_an_infinite_lifetime_and_back_leaves_no_state_at_the_mag() {
     let mut s = two_interfaces_with(|c| c.flow_lifetime_secs = 0xffff);
-    s.world.command(LmaCommand::MovePrefix { mn_id: MN.into(), prefix: pref(2), to_bid: 1 });
+    s.world.command(LmaCommand::MovePrefix { mn_id: MN.into(), prefix: pref(2), to_bid: 1 }).expect("moved to MAG1");
     s.settle();
     assert_eq!(s.world.mag("mag1").unwrap().state().flows.len(), 1);
-    s.world.command(LmaCommand::MovePrefix { mn_id: MN.into(), prefix: pref(2), to_bid: 2 });
+    s.world.command(LmaCommand::MovePrefix { mn_id: MN.into(), prefix: pref(2), to_bid: 2 }).expect("moved home");
     s.settle();
     assert!(s.world.mag("mag1").unwrap().state().flows.is_empty(), "{:#?}", s.world.ladder());
 }

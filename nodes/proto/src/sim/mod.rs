@@ -286,7 +286,8 @@ pub fn apply(t: &Topology, w: &mut World, op: &Op) -> bool {
         Op::Bind { flow, fid_pri, bids, prefix, drop } => {
             let f = &t.flows[*flow];
             let selector = if *prefix { prefix_selector(f.prefix) } else { t.flow_key(f).selector() };
-            w.command(LmaCommand::BindFlow {
+            // A command the LMA refuses is one of the outcomes explored.
+            let _ = w.command(LmaCommand::BindFlow {
                 mn_id: t.mn_id(f.mn),
                 fid: f.fid,
                 fid_pri: *fid_pri,
@@ -297,16 +298,16 @@ pub fn apply(t: &Topology, w: &mut World, op: &Op) -> bool {
         }
         Op::Move { flow, to_bid } => {
             let f = &t.flows[*flow];
-            w.command(LmaCommand::MoveFlow { mn_id: t.mn_id(f.mn), fid: f.fid, to_bid: *to_bid });
+            let _ = w.command(LmaCommand::MoveFlow { mn_id: t.mn_id(f.mn), fid: f.fid, to_bid: *to_bid });
             settle(w, spun_ref);
         }
         Op::MovePrefix { mn, prefix, to_bid } => {
-            w.command(LmaCommand::MovePrefix { mn_id: t.mn_id(*mn), prefix: *prefix, to_bid: *to_bid });
+            let _ = w.command(LmaCommand::MovePrefix { mn_id: t.mn_id(*mn), prefix: *prefix, to_bid: *to_bid });
             settle(w, spun_ref);
         }
         Op::Unbind { flow } => {
             let f = &t.flows[*flow];
-            w.command(LmaCommand::UnbindFlow { mn_id: t.mn_id(f.mn), fid: f.fid });
+            let _ = w.command(LmaCommand::UnbindFlow { mn_id: t.mn_id(f.mn), fid: f.fid });
             settle(w, spun_ref);
         }
         Op::Fault { message, from, to, count, action } => w.add_fault(FaultRule {
