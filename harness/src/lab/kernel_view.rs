@@ -21,6 +21,8 @@ pub const DAEMON_ROUTE_PROTOCOL: u8 = 154;
 /// The priority of the daemons' uplink source rules (a MAG's uplink from
 /// its MNs' prefixes into the tunnel).
 pub const DAEMON_RULE_PRIORITY: u32 = 1000;
+/// The kernel's main routing table.
+const MAIN_TABLE: u32 = 254;
 /// The MN daemon's logical interface.
 pub const LOGICAL_INTERFACE: &str = "lif";
 
@@ -51,8 +53,10 @@ pub async fn read(h: &Handle) -> io::Result<KernelSection> {
             continue;
         }
         let (mut dst, mut dev, mut encap, mut decap) = (None, None, false, false);
+        let mut table = u32::from(r.header.table);
         for a in &r.attributes {
             match a {
+                RouteAttribute::Table(t) => table = *t,
                 RouteAttribute::Destination(RouteAddress::Inet6(d)) => dst = Some(*d),
                 RouteAttribute::Oif(i) => dev = names.get(i).cloned(),
                 RouteAttribute::EncapType(RouteLwEnCapType::Seg6Local) => decap = true,
@@ -61,8 +65,10 @@ pub async fn read(h: &Handle) -> io::Result<KernelSection> {
             }
         }
         // The node's own tunnel end point (End.DT6) takes packets in; it
-        // forwards no MN's prefix.
-        if decap {
+        // forwards no MN's prefix. Tables other than main are a datapath's
+        // own (a MAG's uplink table, the LMA's table per MAG): what they
+        // hold is reached through the rules and routes read here.
+        if decap || table != MAIN_TABLE {
             continue;
         }
         let Some(dst) = dst else { continue };
