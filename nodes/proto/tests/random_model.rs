@@ -162,6 +162,14 @@ fn write_namespace_sample() {
         for op in &case.ops {
             assert!(apply(t, &mut w, op), "seed {seed:#x} spins");
         }
+        // A command the LMA refused is a failed step in a scenario: such a
+        // case is no sample of agreement.
+        let refused = |e: &pmip_proto::world::EventRecord| {
+            e.node == "lma" && (e.text.starts_with("cannot ") || e.text.contains(" is already bound to BID "))
+        };
+        if w.events.iter().any(refused) {
+            continue;
+        }
         let mut counts = std::collections::BTreeMap::new();
         for m in w.messages.iter().filter(|m| !m.dropped) {
             let name = m.summary.split(' ').next().unwrap_or("").to_string();
