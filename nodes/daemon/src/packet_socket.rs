@@ -20,9 +20,17 @@ impl PacketSocket {
     /// attached before the socket is bound, so no other frame is queued.
     pub fn open_filtered(ifindex: u32, ethertype: u16, filter: &[libc::sock_filter]) -> io::Result<PacketSocket> {
         let proto = ethertype.to_be();
+        // With a filter, the socket is opened for no protocol, so that it
+        // takes in nothing — from any interface — until the filter is on
+        // and the bind below names the protocol and the interface.
+        let opened_for = if filter.is_empty() { proto } else { 0 };
         // SAFETY: socket(2); the result is checked and owned below.
         let raw = unsafe {
-            libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, i32::from(proto))
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                i32::from(opened_for),
+            )
         };
         if raw < 0 {
             let e = io::Error::last_os_error();
