@@ -180,7 +180,7 @@ pub fn lab(node_bin: &Path, scenario: &Path, runs: u32) -> Result<Vec<Figure>, S
     for _ in 0..runs {
         let t = WallClock::now();
         let lab = crate::lab::Lab::new().map_err(|e| e.to_string())?;
-        let run = crate::netns_run::build(lab, &s, scenario, node_bin, false)?;
+        let run = crate::netns_run::build(lab, &s, node_bin, false)?;
         drop(run);
         full.push(t.elapsed());
 

@@ -44,7 +44,7 @@ pub fn deploy(file: &Path, s: &Scenario, name: &str, bin: &Path) -> Result<Marke
     let lab = Lab::new_persistent(name).map_err(|e| e.to_string())?;
     // On any error below the lab is dropped uncommitted, which removes
     // all it made: nothing half-built stays.
-    let lab = crate::netns_run::build(lab, s, file, bin, false)?.lab;
+    let lab = crate::netns_run::build(lab, s, bin, false)?.lab;
     for l in &s.links {
         if let Some((mn, iface)) = l.value.mn.value.split_once('/') {
             lab.set_link(mn, iface, true).map_err(|e| e.to_string())?;

@@ -79,7 +79,7 @@ pub fn run_prepared(
         report.reason = Some(why);
         return report;
     }
-    let built = Lab::new().map_err(|e| e.to_string()).and_then(|lab| build(lab, s, file, node_bin, true));
+    let built = Lab::new().map_err(|e| e.to_string()).and_then(|lab| build(lab, s, node_bin, true));
     match built.and_then(|r| prepare(&r.lab).map(|()| r)) {
         Ok(mut r) => engine::play(file, s, &mut r, judging),
         Err(e) => ScenarioReport::new(file, s, "namespaces").lab_failed(e),
@@ -130,7 +130,7 @@ pub(crate) fn build_links(mut lab: Lab, s: &Scenario) -> Result<(Lab, AddressPla
 /// Builds the scenario's topology in `lab` and starts its daemons;
 /// `capture` records every link — MAG access links, and the LMA's ports
 /// to the MAGs and the CNs — and observes its signalling live.
-pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, file: &Path, bin: &Path, capture: bool) -> Result<Run<'a>, String> {
+pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, bin: &Path, capture: bool) -> Result<Run<'a>, String> {
     let e = |x: std::io::Error| x.to_string();
     let (mut lab, plan) = build_links(lab, s)?;
     let lma = plan::lma_name(s).ok_or("the scenario has no LMA")?.to_string();
@@ -177,7 +177,6 @@ pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, file: &Path, bin: &Path, capt
     let epoch_us = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
     Ok(Run {
         s,
-        file: file.to_path_buf(),
         lab,
         plan,
         wire: WireConfig { flow_mobility_mh_type: s.wire.fmi_mh_type },
@@ -205,8 +204,6 @@ pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, file: &Path, bin: &Path, capt
 
 pub(crate) struct Run<'a> {
     s: &'a Scenario,
-    #[allow(dead_code)]
-    file: PathBuf,
     pub(crate) lab: Lab,
     plan: AddressPlan,
     wire: WireConfig,
@@ -234,6 +231,40 @@ pub(crate) struct Run<'a> {
     probe_flow: u16,
     /// Started flows: the probe flow id each is sent under.
     running: BTreeMap<(String, Direction), u16>,
+}
+
+/// The probe flow that sends a flow's packets, `count` of them or until
+/// stopped: downlink from the CN (with the flow's protocol), uplink from
+/// the MN back to the CN.
+fn probe_spec(
+    flow: u16,
+    key: pmip_proto::FlowKey,
+    direction: Direction,
+    rate_pps: u32,
+    count: Option<u32>,
+) -> FlowSpec {
+    match direction {
+        Direction::Downlink => FlowSpec {
+            flow,
+            src: key.src,
+            dst: key.dst,
+            sport: key.src_port,
+            dport: key.dst_port,
+            rate_pps,
+            count,
+            proto: Some(key.next_header),
+        },
+        Direction::Uplink => FlowSpec {
+            flow,
+            src: key.dst,
+            dst: key.src,
+            sport: key.dst_port,
+            dport: key.src_port,
+            rate_pps,
+            count,
+            proto: None,
+        },
+    }
 }
 
 impl Run<'_> {
@@ -530,34 +561,11 @@ impl Backend for Run<'_> {
             return Err("namespace runs send UDP or TCP-shaped probes only".into());
         }
         let flow = self.next_probe();
-        let (sender, spec) = match run.direction {
-            Direction::Downlink => (
-                run.cn.clone(),
-                FlowSpec {
-                    flow,
-                    src: key.src,
-                    dst: key.dst,
-                    sport: key.src_port,
-                    dport: key.dst_port,
-                    rate_pps: run.rate_pps,
-                    count: None,
-                    proto: Some(key.next_header),
-                },
-            ),
-            Direction::Uplink => (
-                run.mn.clone(),
-                FlowSpec {
-                    flow,
-                    src: key.dst,
-                    dst: key.src,
-                    sport: key.dst_port,
-                    dport: key.src_port,
-                    rate_pps: run.rate_pps,
-                    count: None,
-                    proto: None,
-                },
-            ),
+        let sender = match run.direction {
+            Direction::Downlink => run.cn.clone(),
+            Direction::Uplink => run.mn.clone(),
         };
+        let spec = probe_spec(flow, key, run.direction, run.rate_pps, None);
         self.call(&sender, &Request::FlowStart(spec))?;
         self.running.insert((run.flow.clone(), run.direction), flow);
         Ok(())
@@ -602,16 +610,7 @@ impl Backend for Run<'_> {
             return Err("namespace runs send UDP or TCP-shaped probes only".into());
         }
         let flow = self.next_probe();
-        let spec = FlowSpec {
-            flow,
-            src: key.src,
-            dst: key.dst,
-            sport: key.src_port,
-            dport: key.dst_port,
-            rate_pps: 1000,
-            count: Some(packets),
-            proto: Some(key.next_header),
-        };
+        let spec = probe_spec(flow, key, Direction::Downlink, 1000, Some(packets));
         self.call(&run.cn, &Request::FlowStart(spec))?;
         self.wait_report::<CnState>(&run.cn, LIMIT, |s| s.sent.get(&flow) == Some(&u64::from(packets)))?;
         // Packets that should not come are given a little time to show up anyway.
@@ -638,16 +637,7 @@ impl Backend for Run<'_> {
         let key = run.key;
         let before = self.state::<MnState>(&run.mn)?.counters;
         let flow = self.next_probe();
-        let spec = FlowSpec {
-            flow,
-            src: key.dst,
-            dst: key.src,
-            sport: key.dst_port,
-            dport: key.src_port,
-            rate_pps: 1000,
-            count: Some(1),
-            proto: None,
-        };
+        let spec = probe_spec(flow, key, Direction::Uplink, 1000, Some(1));
         self.call(&run.mn, &Request::FlowStart(spec))?;
         let taken = |s: &CnState| s.received.get(&flow).map_or(0, |p| p.stats.received);
         let cn: CnState = self.wait_report(&run.cn, Duration::from_secs(3), |s| taken(s) == 1)?;
