@@ -81,10 +81,12 @@ enum Command {
         /// and UDP between CN and MN through the lab beside plain kernel
         /// forwarding over the same namespaces (root). `move`: flow moves
         /// under load, decision to first packet on the new link (root).
-        #[arg(default_values_t = ["core".to_string()], value_parser = ["core", "lab", "catalogue", "datapath", "move"])]
+        /// `signalling`: PBU→PBA through the LMA daemon's sockets beside a
+        /// canned-PBA responder (root).
+        #[arg(default_values_t = ["core".to_string()], value_parser = ["core", "lab", "catalogue", "datapath", "move", "signalling"])]
         what: Vec<String>,
-        /// Bindings in the LMA for `core` (DESIGN.md states its target at
-        /// 100,000).
+        /// Bindings in the LMA for `core` and MNs for `signalling` (DESIGN.md
+        /// states its target at 100,000).
         #[arg(long, default_value_t = 100_000)]
         bindings: u32,
         /// Repetitions for `lab` and `datapath`.
@@ -287,8 +289,9 @@ fn bench(
     for w in what {
         let r = match w.as_str() {
             "core" => pmiplab::bench::core(bindings),
-            "datapath" | "move" => match pmiplab::netns_run::node_binary() {
+            "datapath" | "move" | "signalling" => match pmiplab::netns_run::node_binary() {
                 Ok(bin) if w == "datapath" => pmiplab::bench::datapath(&bin, runs, seconds),
+                Ok(bin) if w == "signalling" => pmiplab::bench::signalling(&bin, bindings),
                 Ok(bin) => pmiplab::bench::moves(&bin, moves, rate),
                 Err(e) => Err(e.to_string()),
             },

@@ -214,8 +214,12 @@ impl Lma {
     /// Removes bindings whose lifetime ran out and de-registered entries
     /// whose grace period ended.
     fn expire_bindings(&mut self, now: Instant, out: &mut Output) {
-        let expired: Vec<(String, u16, BceState)> =
-            self.cache.iter().filter(|b| b.expires_at <= now).map(|b| (b.mn_id.clone(), b.bid, b.state)).collect();
+        let expired: Vec<(String, u16, BceState)> = self
+            .cache
+            .expired(now)
+            .into_iter()
+            .filter_map(|(mn, bid)| self.cache.get(&mn, bid).map(|b| (mn, bid, b.state)))
+            .collect();
         for (mn, bid, state) in expired {
             if state == BceState::Active {
                 self.forget_flows_at_binding(&mn, bid, out);
@@ -233,7 +237,7 @@ impl Lma {
     }
 
     pub fn next_timeout(&self) -> Option<Instant> {
-        let bce = self.cache.iter().map(|b| b.expires_at).min();
+        let bce = self.cache.next_expiry();
         let pend = self.pending.iter().map(|p| p.retransmit_at).min();
         let refresh = self.signalled.values().map(|s| s.refresh_at).filter(|t| *t != transactions::NEVER).min();
         let expiry = self.signalled.values().filter_map(|s| s.expires_at).min();

@@ -181,7 +181,7 @@ impl Lma {
             }
             let delay = self.config.min_delay_before_bce_delete;
             self.forget_flows_at_binding(&mn_id, b.bid, out);
-            if let Some(e) = self.cache.get_mut(&mn_id, b.bid) {
+            if let Some(mut e) = self.cache.get_mut(&mn_id, b.bid) {
                 e.state = BceState::Deregistered;
                 e.expires_at = now + delay;
                 e.last_sequence = pbu.sequence;
@@ -211,7 +211,7 @@ impl Lma {
         };
         match lookup {
             Lookup::Existing(bid) => {
-                let e = self.cache.get_mut(&mn_id, bid).ok_or(PbaStatus::ReasonUnspecified)?;
+                let mut e = self.cache.get_mut(&mn_id, bid).ok_or(PbaStatus::ReasonUnspecified)?;
                 if e.proxy_coa != src {
                     out.event(format!("binding {mn_id} BID {bid} handed off from {} to {src}", e.proxy_coa));
                 }
@@ -244,7 +244,7 @@ impl Lma {
                 let mut revoke: Vec<(Ipv6Addr, Vec<Prefix>, bool)> = Vec::new();
                 for (p, from) in &moves {
                     let Some(from) = from else { continue };
-                    if let Some(old) = self.cache.get_mut(&mn_id, *from) {
+                    if let Some(mut old) = self.cache.get_mut(&mn_id, *from) {
                         old.hnps.retain(|x| x != p);
                         out.event(format!("partial handoff: {p} moves from {mn_id} BID {from} to BID {bid}"));
                         let same_att = old.att == att;
