@@ -41,11 +41,17 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // The log is written by a thread of its own: a line per protocol event
+    // costs the signalling loop a queue push, not a write(2). Nothing is
+    // dropped when the queue is full; the loop waits instead.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (log, _flush_at_exit) =
+        tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
+        .with_writer(log)
         // A log kept in a file must read as plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(ansi)
         .init();
     let args = Args::parse();
     match run(args) {

@@ -91,6 +91,8 @@ impl Delayed {
 const EVENTS_KEPT: usize = 1000;
 const MESSAGES_KEPT: usize = 10_000;
 const INTENTS_KEPT: usize = 10_000;
+/// Datagrams a daemon takes off its signalling socket in one turn of its loop.
+const DRAIN_AT_ONCE: usize = 64;
 /// Longest event line logged.
 const EVENT_MAX: usize = 400;
 /// Most HNP options a PBU may carry: its PBA echoes them.
@@ -381,6 +383,21 @@ impl Node {
         }
     }
 
+    /// Handles what else is queued on the signalling socket, up to a
+    /// bound so that timers and control requests still get their turn.
+    async fn drain_signalling(&mut self) {
+        for _ in 0..DRAIN_AT_ONCE {
+            match self.socket.try_recv_on() {
+                Ok(Some((bytes, src, ifindex))) => self.on_datagram(bytes, src, ifindex).await,
+                Ok(None) => return,
+                Err(e) => {
+                    warn!("receiving on the MH socket failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
     /// A Mobility Header in the clear: refused from a peer whose
     /// signalling must come through ESP.
     async fn on_datagram(&mut self, bytes: Vec<u8>, src: Ipv6Addr, ifindex: u32) {
@@ -653,7 +670,10 @@ impl Node {
                 .unwrap_or(Duration::from_secs(3600));
             tokio::select! {
                 r = self.socket.recv_on() => match r {
-                    Ok((bytes, src, ifindex)) => self.on_datagram(bytes, src, ifindex).await,
+                    Ok((bytes, src, ifindex)) => {
+                        self.on_datagram(bytes, src, ifindex).await;
+                        self.drain_signalling().await;
+                    }
                     Err(e) => warn!("receiving on the MH socket failed: {e}"),
                 },
                 Some(r) = recv_esp(&self.esp) => match r {
