@@ -4,8 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use pmiplab::report::{junit, ScenarioReport, Verdict};
-use pmiplab::run::{expand, explain};
+use pmiplab::run::expand;
 use pmiplab::scenario;
 
 #[derive(Parser)]
@@ -20,8 +19,19 @@ enum Command {
     /// Runs scenarios and gives each a verdict (PASS, FAIL, INIT-FAIL, SKIP).
     ///
     /// Scenarios run against the protocol core in virtual time, or with
-    /// real daemons in network namespaces (`--backend netns`). Exit code 0
-    /// only when no scenario fails (SKIP does not fail a run).
+    /// real daemons in network namespaces (`--backend netns`). Each
+    /// scenario's line is printed as it finishes, then a summary in input
+    /// order. The run's report is `<out>/report.json` and
+    /// `<out>/junit.xml`; a scenario file that cannot be read is an error
+    /// entry there and the others still run. SIGINT, SIGTERM or
+    /// `--timeout` stop the run between steps: what finished, the
+    /// captures so far and a report marked partial are written first.
+    ///
+    /// Exit codes, the first that applies: 4 the run was cut short
+    /// (signal or --timeout); 2 bad input (a file that cannot be read or
+    /// validated, a pattern that names nothing); 1 a scenario FAILed; 3 a
+    /// lab could not be built (INIT-FAIL); 0 every scenario passed or
+    /// was skipped.
     Run {
         /// Scenario files or glob patterns, e.g. 'topologies/**/*.yaml'.
         #[arg(required = true)]
@@ -44,8 +54,31 @@ enum Command {
         /// review`.
         #[arg(long)]
         record: bool,
+        /// Runs only shard K of N of the files (1-based), e.g. `--shard
+        /// 2/4`: the files, in input order, are dealt round robin, so every
+        /// CI runner given the same patterns gets its own share. Each
+        /// writes its own report; `pmiplab merge-reports` joins them.
+        #[arg(long, value_name = "K/N", value_parser = shard)]
+        shard: Option<(usize, usize)>,
+        /// Stops the run after this long (e.g. 90s, 10m), writing what it
+        /// has, as SIGINT does.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<std::time::Duration>,
     },
-    /// Checks scenario files and reports the first problem of each with its line and column.
+    /// Joins the reports of several runs (the shards of one catalogue)
+    /// into one report.json and junit.xml, and exits as the whole run
+    /// would have.
+    MergeReports {
+        /// Each run's `--out` folder, or its report.json.
+        #[arg(required = true)]
+        reports: Vec<PathBuf>,
+        /// Where the merged report.json and junit.xml go.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Checks scenario files and reports every problem of each with its
+    /// line and column (a file that does not parse stops at its first).
+    /// Exit code 2 when any file has a problem.
     Validate {
         #[arg(required = true)]
         files: Vec<String>,
@@ -114,7 +147,18 @@ fn main() -> ExitCode {
         .init();
     match Cli::parse().command {
         Command::Validate { files } => validate(&files),
-        Command::Run { files, jobs, out, backend, record } => run(&files, jobs, &out, &backend, record),
+        Command::Run { files, jobs, out, backend, record, shard, timeout } => {
+            ExitCode::from(pmiplab::run_cmd::run(&pmiplab::run_cmd::RunOptions {
+                patterns: &files,
+                jobs,
+                out: &out,
+                backend: &backend,
+                record,
+                shard,
+                timeout,
+            }))
+        }
+        Command::MergeReports { reports, out } => ExitCode::from(pmiplab::run_cmd::merge_reports(&reports, &out)),
         Command::Deploy { file, name } => deploy(&file, name),
         Command::Destroy { name } => report(pmiplab::deploy::destroy(&name).map(|d| d.join("\n"))),
         Command::Inspect { name: None } => {
@@ -162,11 +206,13 @@ fn validate(patterns: &[String]) -> ExitCode {
     };
     let mut bad = 0;
     for f in &files {
-        match scenario::load(f) {
+        match pmiplab::validate::check_file(f) {
             Ok(s) => println!("ok        {} ({})", f.display(), s.id),
-            Err(e) => {
+            Err(all) => {
                 bad += 1;
-                eprintln!("{e}");
+                for e in all {
+                    eprintln!("{e}");
+                }
             }
         }
     }
@@ -177,97 +223,9 @@ fn validate(patterns: &[String]) -> ExitCode {
     }
 }
 
-fn run(patterns: &[String], jobs: usize, out: &std::path::Path, backend: &str, record: bool) -> ExitCode {
-    let files = match expand(patterns) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("pmiplab: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    // Refuse the whole run, before anything is built, if any file is wrong.
-    let mut loaded = Vec::new();
-    let mut bad = false;
-    for f in &files {
-        match scenario::load(f) {
-            Ok(s) => loaded.push((f.clone(), s)),
-            Err(e) => {
-                eprintln!("{e}");
-                bad = true;
-            }
-        }
-    }
-    if bad {
-        eprintln!("pmiplab: nothing was run: fix the scenario files above first");
-        return ExitCode::from(2);
-    }
-    let mut ids = std::collections::BTreeMap::new();
-    for (f, s) in &loaded {
-        if let Some(prev) = ids.insert(s.id.clone(), f.clone()) {
-            eprintln!(
-                "pmiplab: {} and {} both have id {}; ids name the output folders, so they must differ",
-                prev.display(),
-                f.display(),
-                s.id
-            );
-            return ExitCode::from(2);
-        }
-    }
-    let node_bin = if backend == "netns" {
-        match pmiplab::netns_run::node_binary() {
-            Ok(b) => Some(b),
-            Err(e) => {
-                eprintln!("pmiplab: {e}");
-                return ExitCode::from(2);
-            }
-        }
-    } else {
-        None
-    };
-    let how = if node_bin.is_some() { "network namespaces" } else { "virtual time" };
-    println!("pmiplab: {} scenario(s), {how}, {} at once, output in {}", loaded.len(), jobs.max(1), out.display());
-    let pins = pmiplab::snapshots::Pins { record, pending: !record };
-    let reports: Vec<ScenarioReport> = pmiplab::run::run_all(&loaded, jobs.max(1), node_bin.as_deref(), out, pins);
-    let mut failed = 0;
-    let mut unchecked = 0;
-    for r in &reports {
-        println!("{}", r.line());
-        for c in r.checks.iter().filter(|c| !c.passed()) {
-            println!("{}", explain(c));
-        }
-        unchecked += r.checks.iter().filter(|c| c.ok() && !c.passed()).count();
-        if matches!(r.verdict, Verdict::Fail | Verdict::InitFail) {
-            failed += 1;
-        }
-        if let Err(e) = r.write(out) {
-            eprintln!("pmiplab: could not write the results of {} under {}: {e}", r.id, out.display());
-            return ExitCode::from(2);
-        }
-    }
-    if let Err(e) = std::fs::write(out.join("junit.xml"), junit(&reports)) {
-        eprintln!("pmiplab: could not write {}: {e}", out.join("junit.xml").display());
-    }
-    if node_bin.is_some() {
-        let lua = out.join("pmiplab.lua");
-        match std::fs::write(&lua, pmip_captures::LUA_DISSECTOR) {
-            Ok(()) => println!(
-                "pmiplab: read the captures with `tshark -X lua_script:{}` (FMI/FMA on MH type N: add -o pmip.fmi_mh_type:N)",
-                lua.display()
-            ),
-            Err(e) => eprintln!("pmiplab: could not write {}: {e}", lua.display()),
-        }
-    }
-    let passed = reports.iter().filter(|r| r.verdict == Verdict::Pass).count();
-    let skipped = reports.iter().filter(|r| r.verdict == Verdict::Skip).count();
-    if unchecked > 0 {
-        println!("pmiplab: {unchecked} check(s) had nothing to compare with and were not passed (see above)");
-    }
-    println!("{passed} passed, {failed} failed, {skipped} skipped");
-    if failed > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
+/// Reads `--shard K/N`.
+fn shard(s: &str) -> Result<(usize, usize), String> {
+    pmiplab::run_report::parse_shard(s)
 }
 
 fn bench(

@@ -63,8 +63,15 @@ pub fn play(file: &Path, s: &Scenario, b: &mut dyn Backend, judging: Judging<'_>
         return report;
     }
     let mut e = Engine { s, file, plan: plan::address_plan(s), running: BTreeMap::new(), judging, report };
+    let mut cut_at = None;
     for step in &s.steps {
         let line = step.referenced.line();
+        // A run asked to stop plays no more steps, but still finishes
+        // (captures, logs, tables) so that what was played is kept.
+        if crate::interrupt::requested() {
+            cut_at = Some(line);
+            break;
+        }
         if let Err(why) = e.step(b, &step.value, line) {
             e.report.checks.push(Check::failed(line, format!("step {}", step_name(&step.value)), why));
         }
@@ -73,6 +80,13 @@ pub fn play(file: &Path, s: &Scenario, b: &mut dyn Backend, judging: Judging<'_>
     let mut report = e.report;
     report.wall_ms = started.elapsed().as_secs_f64() * 1000.0;
     report.judge();
+    if let Some(line) = cut_at {
+        report.verdict = Verdict::Interrupted;
+        report.reason = Some(format!(
+            "{} before the step at line {line}: the steps from there on were not played",
+            crate::interrupt::reason().unwrap_or("stopped")
+        ));
+    }
     report
 }
 
