@@ -24,6 +24,32 @@ pub struct Marker {
     /// Node → daemon pid.
     pub daemons: BTreeMap<String, u32>,
     pub folder: PathBuf,
+    /// Who deployed the lab: `cleanup` removes only the caller's labs
+    /// unless told `--all`. A marker from before owners were recorded has
+    /// none, and only `--all` removes it.
+    #[serde(default)]
+    pub owner: Option<Owner>,
+}
+
+/// The user a lab belongs to. Under sudo that is the user who ran sudo
+/// (`SUDO_UID`), not root: root is everyone's deploy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub uid: u32,
+    pub user: String,
+}
+
+impl Owner {
+    /// The user calling pmiplab now.
+    pub fn caller() -> Owner {
+        let uid = nix::unistd::getuid().as_raw();
+        let sudo = |k: &str| std::env::var(k).ok().filter(|_| uid == 0);
+        let uid = sudo("SUDO_UID").and_then(|u| u.parse().ok()).unwrap_or(uid);
+        let user = sudo("SUDO_USER")
+            .or_else(|| nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name))
+            .unwrap_or_else(|| uid.to_string());
+        Owner { uid, user }
+    }
 }
 
 fn marker_path(lab: &str) -> PathBuf {
@@ -56,6 +82,7 @@ pub fn deploy(file: &Path, s: &Scenario, name: &str, bin: &Path) -> Result<Marke
         namespaces: lab.namespace_names(),
         daemons: lab.daemon_pids(),
         folder: lab.dir.clone(),
+        owner: Some(Owner::caller()),
     };
     let text = serde_json::to_string_pretty(&marker).map_err(|e| e.to_string())?;
     std::fs::write(marker_path(name), text).map_err(|e| format!("cannot write the lab's marker: {e}"))?;
@@ -176,14 +203,118 @@ pub fn exec(lab: &str, node: &str, argv: &[String]) -> io::Result<std::process::
     status
 }
 
-/// Destroys every deployed lab (only what the markers name).
-pub fn cleanup() -> Vec<String> {
+/// Destroys the caller's deployed labs, or with `all` every one (only
+/// what the markers name).
+pub fn cleanup(all: bool) -> Vec<String> {
+    let me = Owner::caller();
     let mut out = Vec::new();
     for lab in labs() {
+        let owner = read_marker(&lab).ok().and_then(|m| m.owner);
+        if !all && owner.as_ref().map(|o| o.uid) != Some(me.uid) {
+            let whose =
+                owner.map_or("no recorded owner".to_string(), |o| format!("owned by {} (uid {})", o.user, o.uid));
+            out.push(format!("left lab {lab}: {whose}; `pmiplab cleanup --all` removes it"));
+            continue;
+        }
         match destroy(&lab) {
             Ok(done) => out.push(format!("destroyed lab {lab} ({} items)", done.len())),
             Err(e) => out.push(format!("could not destroy lab {lab}: {e}")),
         }
     }
     out
+}
+
+/// A short account of a node's tables: each table and how many entries
+/// it has ("bce:1 fmc:2"), for `inspect`'s table.
+fn tables_summary(tables: &serde_json::Value) -> String {
+    let Some(obj) = tables.as_object() else { return "-".into() };
+    let parts: Vec<String> = obj
+        .iter()
+        .filter_map(|(k, v)| match v {
+            serde_json::Value::Array(a) => Some(format!("{k}:{}", a.len())),
+            serde_json::Value::Object(o) => Some(format!("{k}:{}", o.len())),
+            _ => None,
+        })
+        .collect();
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// `inspect`'s JSON (see [`inspect`]) as an aligned table, one node a row.
+pub fn inspect_table(v: &serde_json::Value) -> String {
+    let mut rows = vec![["NODE", "ROLE", "NAMESPACE", "DAEMON", "STATE", "TABLES"].map(String::from).to_vec()];
+    if let Some(nodes) = v["nodes"].as_object() {
+        for (node, n) in nodes {
+            rows.push(vec![
+                node.clone(),
+                n["role"].as_str().unwrap_or("-").to_string(),
+                n["namespace"].as_str().unwrap_or("-").to_string(),
+                n["daemon"].as_u64().map_or("-".to_string(), |p| p.to_string()),
+                if n["running"].as_bool() == Some(true) { "running" } else { "stopped" }.to_string(),
+                tables_summary(&n["tables"]),
+            ]);
+        }
+    }
+    let title = format!("lab {} ({})\n", v["lab"].as_str().unwrap_or("?"), v["scenario"].as_str().unwrap_or("?"));
+    title + &table(&rows)
+}
+
+/// The deployed labs as a table: name, owner, nodes, scenario.
+pub fn labs_table() -> String {
+    let mut rows = vec![["LAB", "OWNER", "NODES", "SCENARIO"].map(String::from).to_vec()];
+    for lab in labs() {
+        let m = read_marker(&lab);
+        let (owner, nodes, scenario) = match &m {
+            Ok(m) => (
+                m.owner.as_ref().map_or("-".to_string(), |o| o.user.clone()),
+                m.namespaces.len().to_string(),
+                m.scenario.display().to_string(),
+            ),
+            Err(e) => ("?".into(), "?".into(), e.to_string()),
+        };
+        rows.push(vec![lab, owner, nodes, scenario]);
+    }
+    table(&rows)
+}
+
+/// Rows of cells as left-aligned columns two blanks apart.
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let width: Vec<usize> =
+        (0..cols).map(|c| rows.iter().map(|r| r.get(c).map_or(0, |x| x.chars().count())).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for r in rows {
+        let cells: Vec<String> = r.iter().enumerate().map(|(c, x)| format!("{x:<w$}", w = width[c])).collect();
+        out += cells.join("  ").trim_end();
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inspect_table_has_a_row_per_node_with_its_tables_counted() {
+        let v = serde_json::json!({"lab": "demo", "scenario": "/x/fm.yaml", "nodes": {
+            "lma": {"namespace": "pmiplab-demo-lma", "role": "lma", "daemon": 42, "running": true,
+                    "tables": {"bce": [1, 2], "fmc": {"a": 1}, "ok": true}},
+            "mag1": {"namespace": "pmiplab-demo-mag1", "role": "mag", "daemon": null, "running": false, "tables": null}}});
+        let t = inspect_table(&v);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "lab demo (/x/fm.yaml)");
+        assert!(lines[1].starts_with("NODE  ROLE  NAMESPACE"), "{t}");
+        assert_eq!(
+            lines[2].split_whitespace().collect::<Vec<_>>(),
+            ["lma", "lma", "pmiplab-demo-lma", "42", "running", "bce:2", "fmc:1"]
+        );
+        assert_eq!(
+            lines[3].split_whitespace().collect::<Vec<_>>(),
+            ["mag1", "mag", "pmiplab-demo-mag1", "-", "stopped", "-"]
+        );
+    }
 }

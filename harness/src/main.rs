@@ -94,8 +94,21 @@ enum Command {
     },
     /// Stops a deployed lab's daemons and removes its namespaces.
     Destroy { name: String },
-    /// Lists deployed labs, or shows one lab's nodes and tables as JSON.
-    Inspect { name: Option<String> },
+    /// Lists deployed labs, or shows one lab's nodes, daemons and tables:
+    /// a table by default, `--format json` for the whole tables.
+    Inspect {
+        name: Option<String>,
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+    },
+    /// Draws a topology: a deployed lab's (by name) or a scenario file's,
+    /// as ASCII (default), Graphviz DOT or a standalone SVG.
+    Graph {
+        /// A deployed lab's name or a scenario file.
+        lab: String,
+        #[arg(long, default_value = "ascii", value_parser = ["ascii", "dot", "svg"])]
+        format: String,
+    },
     /// Runs a command inside a node of a deployed lab.
     Exec {
         name: String,
@@ -103,8 +116,14 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
-    /// Destroys every deployed lab; touches only what pmiplab marked as its own.
-    Cleanup,
+    /// Destroys the caller's deployed labs (the user who deployed them,
+    /// the one behind sudo under sudo), or every one with `--all`; touches
+    /// only what pmiplab marked as its own.
+    Cleanup {
+        /// Every deployed lab, whoever deployed it.
+        #[arg(long)]
+        all: bool,
+    },
     /// Measures the performance figures of DESIGN.md, each beside a
     /// baseline from the same run, and prints them as a Markdown table.
     Bench {
@@ -161,22 +180,25 @@ fn main() -> ExitCode {
         Command::MergeReports { reports, out } => ExitCode::from(pmiplab::run_cmd::merge_reports(&reports, &out)),
         Command::Deploy { file, name } => deploy(&file, name),
         Command::Destroy { name } => report(pmiplab::deploy::destroy(&name).map(|d| d.join("\n"))),
-        Command::Inspect { name: None } => {
+        Command::Inspect { name: None, format } => {
             let labs = pmiplab::deploy::labs();
-            if labs.is_empty() {
+            if format == "json" {
+                println!("{}", serde_json::json!(labs));
+            } else if labs.is_empty() {
                 println!("no deployed lab");
-            }
-            for l in labs {
-                println!("{l}");
+            } else {
+                print!("{}", pmiplab::deploy::labs_table());
             }
             ExitCode::SUCCESS
         }
-        Command::Inspect { name: Some(n) } => {
+        Command::Inspect { name: Some(n), format } => {
             let s = pmiplab::deploy::read_marker(&n).ok().and_then(|m| scenario::load(&m.scenario).ok());
-            report(
-                pmiplab::deploy::inspect(&n, s.as_ref()).map(|v| serde_json::to_string_pretty(&v).unwrap_or_default()),
-            )
+            report(pmiplab::deploy::inspect(&n, s.as_ref()).map(|v| match format.as_str() {
+                "json" => serde_json::to_string_pretty(&v).unwrap_or_default(),
+                _ => pmiplab::deploy::inspect_table(&v).trim_end().to_string(),
+            }))
         }
+        Command::Graph { lab, format } => graph(&lab, &format),
         Command::Exec { name, node, command } => match pmiplab::deploy::exec(&name, &node, &command) {
             Ok(status) => ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8),
             Err(e) => {
@@ -187,8 +209,8 @@ fn main() -> ExitCode {
         Command::Bench { what, bindings, runs, scenarios, seconds, moves, rate } => {
             bench(&what, bindings, runs, &scenarios, (seconds, moves, rate))
         }
-        Command::Cleanup => {
-            for line in pmiplab::deploy::cleanup() {
+        Command::Cleanup { all } => {
+            for line in pmiplab::deploy::cleanup(all) {
                 println!("{line}");
             }
             ExitCode::SUCCESS
@@ -221,6 +243,36 @@ fn validate(patterns: &[String]) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// `pmiplab graph`: the topology of a scenario file, or of the scenario
+/// a deployed lab was made from.
+fn graph(lab: &str, format: &str) -> ExitCode {
+    let file = if std::path::Path::new(lab).is_file() {
+        PathBuf::from(lab)
+    } else {
+        match pmiplab::deploy::read_marker(lab) {
+            Ok(m) => m.scenario,
+            Err(e) => {
+                eprintln!("pmiplab: {e} (and no scenario file {lab})");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let s = match scenario::load(&file) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let text = match format {
+        "dot" => pmiplab::graph::dot(&s),
+        "svg" => pmiplab::graph::svg(&s),
+        _ => pmiplab::graph::ascii(&s),
+    };
+    print!("{text}");
+    ExitCode::SUCCESS
 }
 
 /// Reads `--shard K/N`.

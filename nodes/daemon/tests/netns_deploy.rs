@@ -88,7 +88,7 @@ fn deploy_inspect_exec_destroy() {
     // The MN attaches by RS/RA after `deploy` returns: wait for it, bounded.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let v = loop {
-        let o = pmiplab(&["inspect", "citest"]);
+        let o = pmiplab(&["inspect", "citest", "--format", "json"]);
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         let bces = v["nodes"]["lma"]["tables"]["binding_cache"].as_array().map(|b| b.len()).unwrap_or(0);
         if bces >= 1 || std::time::Instant::now() > deadline {
@@ -99,7 +99,34 @@ fn deploy_inspect_exec_destroy() {
     assert_eq!(v["nodes"]["lma"]["running"], true);
     let bces = v["nodes"]["lma"]["tables"]["binding_cache"].as_array().map(|b| b.len()).unwrap_or(0);
     assert!(bces >= 1, "the deployed MN attached: {v}");
-    assert!(String::from_utf8_lossy(&pmiplab(&["inspect"]).stdout).lines().any(|l| l == "citest"));
+    let labs = String::from_utf8_lossy(&pmiplab(&["inspect"]).stdout).into_owned();
+    assert!(labs.lines().next().is_some_and(|l| l.starts_with("LAB  ")), "{labs}");
+    assert!(labs.lines().any(|l| l.split_whitespace().next() == Some("citest")), "{labs}");
+
+    // inspect as a table: a row per node, the LMA's binding cache counted.
+    let o = pmiplab(&["inspect", "citest"]);
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{table}");
+    let row = |node: &str| {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(node))
+            .unwrap_or_else(|| panic!("{table}"))
+            .to_string()
+    };
+    assert!(row("lma").contains("pmiplab-citest-lma") && row("lma").contains("running"), "{table}");
+    assert!(row("lma").contains(&format!("binding_cache:{bces}")), "{table}");
+    for node in ["mag1", "mag2", "mn1", "cn"] {
+        assert!(row(node).contains(&format!("pmiplab-citest-{node}")), "{table}");
+    }
+
+    // graph draws the deployed lab's topology in each format.
+    let ascii = String::from_utf8_lossy(&pmiplab(&["graph", "citest"]).stdout).into_owned();
+    assert!(ascii.contains("mag1 ─── mn1/if1") && ascii.contains("lma ─── mag2"), "{ascii}");
+    let dot = String::from_utf8_lossy(&pmiplab(&["graph", "citest", "--format", "dot"]).stdout).into_owned();
+    assert!(dot.contains("\"lma\" -- \"mag1\"") && dot.trim_end().ends_with('}'), "{dot}");
+    let svg = String::from_utf8_lossy(&pmiplab(&["graph", "citest", "--format", "svg"]).stdout).into_owned();
+    assert_eq!(svg.matches("<g class=\"node\"").count(), 6, "{svg}");
 
     let pids: Vec<u64> = v["nodes"].as_object().unwrap().values().filter_map(|n| n["daemon"].as_u64()).collect();
     assert!(pmiplab(&["destroy", "citest"]).status.success());
@@ -116,8 +143,26 @@ fn cleanup_removes_what_is_marked_and_nothing_else() {
     let foreign = "pmiplab-not-ours";
     let made = Command::new("ip").args(["netns", "add", foreign]).status().map(|s| s.success()).unwrap_or(false);
     assert!(pmiplab(&["deploy", &topology("pm-attach.yaml"), "--name", "citest2"]).status.success());
+    // A lab someone else deployed (through sudo, as uid 54321): cleanup
+    // leaves it unless told --all.
+    let _g4 = Guard("citest4");
+    let node = PathBuf::from(env!("CARGO_BIN_EXE_pmip-node"));
+    let other = Command::new(node.parent().unwrap().join("pmiplab"))
+        .args(["deploy", &topology("pm-attach.yaml"), "--name", "citest4"])
+        .env("PMIP_NODE", &node)
+        .env("SUDO_UID", "54321")
+        .env("SUDO_USER", "someone")
+        .output()
+        .unwrap();
+    assert!(other.status.success(), "{}", String::from_utf8_lossy(&other.stderr));
     let o = pmiplab(&["cleanup"]);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("destroyed lab citest2"));
+    let said = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(said.contains("destroyed lab citest2"), "{said}");
+    assert!(said.contains("left lab citest4: owned by someone (uid 54321)"), "{said}");
+    assert!(netns_list().iter().any(|n| n.starts_with("pmiplab-citest4-")), "{:?}", netns_list());
+    let o = pmiplab(&["cleanup", "--all"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("destroyed lab citest4"));
+    assert!(!netns_list().iter().any(|n| n.starts_with("pmiplab-citest4-")), "{:?}", netns_list());
     let left = netns_list();
     assert!(!left.iter().any(|n| n.starts_with("pmiplab-citest2-")), "{left:?}");
     if made {
