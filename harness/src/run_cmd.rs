@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::report::ScenarioReport;
+use crate::report::{ScenarioReport, Verdict};
 use crate::run::{expand, explain};
 use crate::run_report::{exit, in_shard, InputError, RunReport};
 use crate::scenario::Scenario;
@@ -94,7 +94,10 @@ pub fn run(o: &RunOptions<'_>) -> u8 {
             None => report.not_run.push(f.clone()),
         }
     }
-    if crate::interrupt::requested() {
+    // Cut short only if something was left undone: a stop asked for after
+    // the last step of the last scenario changes nothing.
+    let cut = !report.not_run.is_empty() || report.scenarios.iter().any(|r| r.verdict == Verdict::Interrupted);
+    if cut {
         report.partial = true;
         report.interrupted = crate::interrupt::reason().map(|r| match (r, o.timeout) {
             ("timeout", Some(t)) => format!("timeout after {}", humantime::format_duration(t)),
