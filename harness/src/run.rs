@@ -43,7 +43,10 @@ pub fn run_netns_prepared(
     let reference = Reference::of(&model);
     let judging = Judging { reference: Some(&reference), pins, out };
     let mut report = crate::netns_run::run_prepared(file, s, node_bin, judging, prepare);
-    if report.verdict != Verdict::Skip && model.verdict != Verdict::Skip {
+    // An interrupted run keeps its verdict: judging what it did not play
+    // would give a PASS or FAIL it never earned.
+    let cut = report.verdict == Verdict::Interrupted;
+    if !cut && report.verdict != Verdict::Skip && model.verdict != Verdict::Skip {
         report.checks.push(model_check(&model));
         report.judge();
     }

@@ -166,16 +166,18 @@ impl RunReport {
         }
         for e in &self.input_errors {
             let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
-            status.set_type("bad-input").set_message(e.message.clone()).set_description(e.to_string());
-            let mut tc = TestCase::new(e.file.display().to_string(), status);
-            tc.set_classname(e.file.display().to_string());
+            status.set_type("bad-input").set_message(printable(&e.message)).set_description(printable(&e.to_string()));
+            let file = printable(&e.file.display().to_string());
+            let mut tc = TestCase::new(file.clone(), status);
+            tc.set_classname(file);
             suite.add_test_case(tc);
         }
         for f in &self.not_run {
             let mut status = TestCaseStatus::skipped();
             status.set_message("not run: the run was cut short before it started");
-            let mut tc = TestCase::new(f.display().to_string(), status);
-            tc.set_classname(f.display().to_string());
+            let file = printable(&f.display().to_string());
+            let mut tc = TestCase::new(file.clone(), status);
+            tc.set_classname(file);
             suite.add_test_case(tc);
         }
         let mut report = Report::new(name);
@@ -184,14 +186,35 @@ impl RunReport {
     }
 }
 
+/// `s` with every character XML 1.0 forbids (C0 controls but tab, line
+/// feed and carriage return) written out as `\xNN`: the reader sees that
+/// one was there, and nothing after it is lost (the writer crate on its
+/// own drops them, and reads an ESC as the start of a colour code).
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\t' | '\n' | '\r' => out.push(c),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => out += &format!("\\x{:02x}", c as u32),
+            '\u{fffe}' | '\u{ffff}' => out += &format!("\\u{{{:x}}}", c as u32),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn test_case(r: &ScenarioReport) -> TestCase {
-    let failed: Vec<String> =
-        r.checks.iter().filter(|c| !c.ok()).map(|c| format!("line {}: {}: {}", c.line, c.what, c.detail)).collect();
+    let failed: Vec<String> = r
+        .checks
+        .iter()
+        .filter(|c| !c.ok())
+        .map(|c| printable(&format!("line {}: {}: {}", c.line, c.what, c.detail)))
+        .collect();
     let status = match r.verdict {
         Verdict::Pass => TestCaseStatus::success(),
         Verdict::Skip => {
             let mut s = TestCaseStatus::skipped();
-            s.set_message(r.reason.clone().unwrap_or_default());
+            s.set_message(printable(r.reason.as_deref().unwrap_or_default()));
             s
         }
         Verdict::Fail => {
@@ -204,13 +227,13 @@ fn test_case(r: &ScenarioReport) -> TestCase {
         Verdict::InitFail | Verdict::Interrupted => {
             let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
             s.set_type(r.verdict.to_string())
-                .set_message(r.reason.clone().unwrap_or_default())
+                .set_message(printable(r.reason.as_deref().unwrap_or_default()))
                 .set_description(failed.join("\n"));
             s
         }
     };
-    let mut tc = TestCase::new(format!("{} {}", r.id, r.title), status);
-    tc.set_classname(r.file.display().to_string());
+    let mut tc = TestCase::new(printable(&format!("{} {}", r.id, r.title)), status);
+    tc.set_classname(printable(&r.file.display().to_string()));
     tc.set_time(Duration::from_secs_f64(r.wall_ms.max(0.0) / 1000.0));
     tc.set_assertions(r.checks.len());
     let out: Vec<String> = r
@@ -223,7 +246,7 @@ fn test_case(r: &ScenarioReport) -> TestCase {
                 Outcome::NoReference => "no reference",
                 Outcome::NotObservable => "not observable",
             };
-            format!("[{mark}] line {}: {} — {}", c.line, c.what, c.detail)
+            printable(&format!("[{mark}] line {}: {} — {}", c.line, c.what, c.detail))
         })
         .collect();
     if !out.is_empty() {

@@ -106,15 +106,15 @@ fn junit_has_each_verdict_as_ci_reads_it_and_control_characters_stay_out() {
     run.scenarios.push(scenario_report("D-SKIP", "skipped", Verdict::Skip));
     run.write(&dir.0).unwrap();
     let got = consume_junit(&dir.0.join("junit.xml"));
-    let kinds: Vec<(&str, Vec<&str>)> = got
-        .iter()
-        .map(|(n, k)| (n.split(' ').next().unwrap_or(""), k.iter().map(String::as_str).collect()))
-        .collect();
+    let kinds: Vec<(&str, Vec<&str>)> =
+        got.iter().map(|(n, k)| (n.split(' ').next().unwrap_or(""), k.iter().map(String::as_str).collect())).collect();
     assert_eq!(
         kinds,
         [("A-PASS", vec![]), ("B-FAIL", vec!["failure"]), ("C-INIT", vec!["error"]), ("D-SKIP", vec!["skipped"])]
     );
-    assert!(got[0].0.contains("<b>&\"'"), "the printable part of the title is kept: {:?}", got[0].0);
+    // Each forbidden character is written out, and nothing after it lost.
+    assert!(got[0].0.contains("\\x00\\x01") && got[0].0.contains("\\x1b\\x1c"), "{:?}", got[0].0);
+    assert!(got[0].0.ends_with("\\x7f <b>&\"'"), "{:?}", got[0].0);
     let xml = std::fs::read_to_string(dir.0.join("junit.xml")).unwrap();
     assert!(xml.contains("errors=\"1\"") && xml.contains("failures=\"1\"") && xml.contains("skipped=\"1\""), "{xml}");
     assert!(xml.contains("<system-out>[FAILED] line 7: message PBA with status=0 — expected 1, saw 0 &lt;&amp;&gt;"));
@@ -123,9 +123,11 @@ fn junit_has_each_verdict_as_ci_reads_it_and_control_characters_stay_out() {
 #[test]
 fn a_title_with_control_characters_gives_valid_junit_from_a_real_run() {
     let dir = Scratch::new("ctrl");
-    let yaml = std::fs::read_to_string(root().join("topologies/pm-attach.yaml"))
-        .unwrap()
-        .replacen("title: ", "title: \"bell \\a escape \\e[31m nul \\0 \" # ", 1);
+    let yaml = std::fs::read_to_string(root().join("topologies/pm-attach.yaml")).unwrap().replacen(
+        "title: ",
+        "title: \"bell \\a escape \\e[31m nul \\0 \" # ",
+        1,
+    );
     let f = dir.0.join("ctrl.yaml");
     std::fs::write(&f, yaml).unwrap();
     let out = dir.0.join("out");
@@ -154,8 +156,11 @@ fn assert_valid(v: &jsonschema::Validator, file: &Path) {
 fn unreadable_files_are_error_entries_and_the_rest_runs_and_every_file_fits_its_schema() {
     let dir = Scratch::new("schema");
     let broken = dir.0.join("broken.yaml");
-    std::fs::write(&broken, "id: B\ntitle: broken\nnodes:\n  lma: { role: lma }\n  mag1: { role: mag }\nsteps:\n  - wait: later\n")
-        .unwrap();
+    std::fs::write(
+        &broken,
+        "id: B\ntitle: broken\nnodes:\n  lma: { role: lma }\n  mag1: { role: mag }\nsteps:\n  - wait: later\n",
+    )
+    .unwrap();
     let out = dir.0.join("out");
     let o = pmiplab()
         .arg("run")
