@@ -579,17 +579,11 @@ impl fmt::Display for ScenarioError {
 
 impl std::error::Error for ScenarioError {}
 
-/// Parses the units of a wait: ms, s, m.
+/// Parses a wait or a bound: a number and a unit (`50ms`, `2s`, `5m`,
+/// `5min`, also `1m 30s`), read by `humantime`; microseconds at most.
 pub fn parse_duration(s: &str) -> Option<pmip_proto::Span> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().ok()?;
-    match unit.trim() {
-        "ms" => Some(pmip_proto::Span::from_millis(n)),
-        "s" => Some(pmip_proto::Span::from_secs(n)),
-        "m" | "min" => Some(pmip_proto::Span::from_secs(n * 60)),
-        _ => None,
-    }
+    let d = humantime::parse_duration(s.trim()).ok()?;
+    Some(pmip_proto::Span(u64::try_from(d.as_micros()).ok()?))
 }
 
 pub fn parse_att(s: &str) -> Option<AccessTechnologyType> {

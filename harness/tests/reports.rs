@@ -303,3 +303,17 @@ fn with_values_and_implied_nodes_are_checked_where_they_are_written() {
     let flow_line = no_cn.lines().position(|l| l.contains("X: { mn: mn1")).unwrap() as u64 + 1;
     assert!(e.iter().any(|e| e.line == flow_line && e.message.contains("no node named 'cn'")), "{e:?}");
 }
+
+#[test]
+fn durations_read_as_the_format_writes_them() {
+    use pmip_proto::Span;
+    use pmiplab::scenario::parse_duration;
+    assert_eq!(parse_duration("50ms"), Some(Span::from_millis(50)));
+    assert_eq!(parse_duration(" 2s "), Some(Span::from_secs(2)));
+    assert_eq!(parse_duration("5m"), Some(Span::from_secs(300)));
+    assert_eq!(parse_duration("5min"), Some(Span::from_secs(300)));
+    assert_eq!(parse_duration("1m 30s"), Some(Span::from_secs(90)));
+    for bad in ["soon", "5", "", "-1s", "s"] {
+        assert_eq!(parse_duration(bad), None, "{bad}");
+    }
+}
