@@ -224,6 +224,71 @@ pub fn cleanup(all: bool) -> Vec<String> {
     out
 }
 
+/// Where a deployed lab keeps the steps `pmiplab step` played on it.
+fn history_path(lab: &str) -> PathBuf {
+    Path::new(DEPLOY_DIR).join(lab).join("steps.yaml")
+}
+
+/// Reads steps: a YAML list of steps, or one step alone.
+fn parse_steps(origin: &Path, text: &str) -> Result<Vec<serde_saphyr::Spanned<crate::scenario::Step>>, String> {
+    let list = text.trim_start().starts_with('-');
+    let parsed = if list {
+        serde_saphyr::from_str(text)
+    } else {
+        serde_saphyr::from_str::<serde_saphyr::Spanned<crate::scenario::Step>>(text).map(|s| vec![s])
+    };
+    parsed.map_err(|e| format!("{}: {}", origin.display(), e.to_string().lines().next().unwrap_or_default()))
+}
+
+/// Plays steps on deployed lab `lab` through the scenario engine, as a
+/// run would play them: `steps` is one step or a list of them in the
+/// scenario format. The steps played before on this lab (kept in its
+/// folder) come first, read for what they set up (a bind's FID) but not
+/// played again; running flows and faults do not outlive one call. The
+/// steps are checked against the lab's scenario (its nodes and flows)
+/// before anything is done. Returns the report, whose checks are the
+/// steps' expectations; its captures stay in the lab's `steps-N` folder.
+pub fn step(lab: &str, steps: &str, origin: &Path) -> Result<crate::report::ScenarioReport, String> {
+    let m = read_marker(lab).map_err(|e| e.to_string())?;
+    let mut s = crate::scenario::load(&m.scenario).map_err(|e| e.to_string())?;
+    let history_file = history_path(lab);
+    let history_text = std::fs::read_to_string(&history_file).unwrap_or_default();
+    let mut all = if history_text.trim().is_empty() { Vec::new() } else { parse_steps(&history_file, &history_text)? };
+    let first = all.len();
+    all.extend(parse_steps(origin, steps)?);
+    s.steps = all;
+    // Errors point into the steps given (line 1 is the first step's line).
+    let problems = crate::validate::validate_all(origin, steps, &s);
+    if !problems.is_empty() {
+        return Err(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
+    }
+    let attached = Lab::attach(lab, &m.namespaces, &m.daemons).map_err(|e| format!("cannot reach lab {lab}: {e}"))?;
+    let mut run = crate::netns_run::over_deployed(attached, &s)?;
+    // No pins: the lab's own folder has none, so the ladder of these
+    // steps alone is compared with nothing rather than with a whole run's.
+    let judging = crate::engine::Judging { reference: None, pins: Default::default(), out: None };
+    let report = crate::engine::play_from(&history_file, &s, &mut run, judging, first);
+    if report.verdict == crate::report::Verdict::Pass {
+        let mut text = history_text;
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        // Kept as a list: a single step becomes one item.
+        let single = !steps.trim_start().starts_with('-');
+        for (i, line) in steps.trim().lines().enumerate() {
+            text += match (single, i) {
+                (true, 0) => "- ",
+                (true, _) => "  ",
+                _ => "",
+            };
+            text += line;
+            text.push('\n');
+        }
+        std::fs::write(&history_file, text).map_err(|e| format!("{}: {e}", history_file.display()))?;
+    }
+    Ok(report)
+}
+
 /// A short account of a node's tables: each table and how many entries
 /// it has ("bce:1 fmc:2"), for `inspect`'s table.
 fn tables_summary(tables: &serde_json::Value) -> String {

@@ -109,6 +109,21 @@ enum Command {
         #[arg(long, default_value = "ascii", value_parser = ["ascii", "dot", "svg"])]
         format: String,
     },
+    /// Plays steps on a deployed lab through the scenario engine, as a run
+    /// plays them: `pmiplab step demo 'move: {flow: Y, to_bid: 1}'`, or
+    /// `--steps FILE` for a scenario file's steps. Steps are checked
+    /// against the lab's scenario first; the steps played before on the
+    /// lab count for what they set up (a bind's FID). Exit code 1 when an
+    /// expectation fails, 2 for steps that do not validate.
+    Step {
+        name: String,
+        /// One step, or a YAML list of steps, in the scenario format.
+        #[arg(required_unless_present = "steps", allow_hyphen_values = true)]
+        step: Option<String>,
+        /// A scenario file whose steps to play.
+        #[arg(long, conflicts_with = "step")]
+        steps: Option<PathBuf>,
+    },
     /// Runs a command inside a node of a deployed lab.
     Exec {
         name: String,
@@ -199,6 +214,7 @@ fn main() -> ExitCode {
             }))
         }
         Command::Graph { lab, format } => graph(&lab, &format),
+        Command::Step { name, step, steps } => play_steps(&name, step, steps),
         Command::Exec { name, node, command } => match pmiplab::deploy::exec(&name, &node, &command) {
             Ok(status) => ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8),
             Err(e) => {
@@ -273,6 +289,52 @@ fn graph(lab: &str, format: &str) -> ExitCode {
     };
     print!("{text}");
     ExitCode::SUCCESS
+}
+
+/// `pmiplab step`: steps given inline or as a scenario file's.
+fn play_steps(lab: &str, step: Option<String>, file: Option<PathBuf>) -> ExitCode {
+    let (text, origin) = match (step, file) {
+        (Some(t), _) => (t, PathBuf::from("<step>")),
+        (None, Some(f)) => {
+            let steps = std::fs::read_to_string(&f)
+                .map_err(|e| format!("{}: {e}", f.display()))
+                .and_then(|t| {
+                    serde_saphyr::from_str::<serde_json::Value>(&t).map_err(|e| format!("{}: {e}", f.display()))
+                })
+                .and_then(|v| {
+                    let steps = v.get("steps").cloned().ok_or(format!("{} has no steps", f.display()))?;
+                    serde_saphyr::to_string(&steps).map_err(|e| e.to_string())
+                });
+            match steps {
+                Ok(t) => (t, f),
+                Err(e) => {
+                    eprintln!("pmiplab: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        (None, None) => {
+            eprintln!("pmiplab: give a step, or --steps FILE");
+            return ExitCode::from(2);
+        }
+    };
+    match pmiplab::deploy::step(lab, &text, &origin) {
+        Ok(r) => {
+            for c in &r.checks {
+                println!("{}", pmiplab::run::explain(c));
+            }
+            println!("{}", r.line());
+            if r.verdict == pmiplab::report::Verdict::Fail {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// Reads `--shard K/N`.

@@ -48,6 +48,7 @@ fn deployed_labs_from_deploy_to_cleanup() {
         return;
     }
     deploy_inspect_exec_destroy();
+    steps_play_on_a_deployed_lab_through_the_engine();
     cleanup_removes_what_is_marked_and_nothing_else();
     a_failed_deploy_leaves_nothing();
 }
@@ -135,6 +136,42 @@ fn deploy_inspect_exec_destroy() {
         assert!(gone(p), "daemon {p} survived destroy");
     }
     assert_eq!(pmiplab(&["destroy", "citest"]).status.code(), Some(2), "destroying twice says there is no such lab");
+}
+
+fn steps_play_on_a_deployed_lab_through_the_engine() {
+    let _g = Guard("citest5");
+    assert!(pmiplab(&["deploy", &topology("fm-up-fmi.yaml"), "--name", "citest5"]).status.success());
+    let out = |o: &Output| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    // Steps are checked against the lab's scenario before anything is done.
+    let o = pmiplab(&["step", "citest5", "move: { flow: Z, to_bid: 1 }"]);
+    assert_eq!(o.status.code(), Some(2), "{}", out(&o));
+    assert!(out(&o).contains("<step>:1:15: there is no flow named 'Z' under flows"), "{}", out(&o));
+    let o = pmiplab(&["step", "citest5", "move: { flow: \"Y\", to_bid: 1 }"]);
+    assert_eq!(o.status.code(), Some(2), "a move before any bind: {}", out(&o));
+
+    // The draft's move, played and judged from the wire as a run does.
+    let o = pmiplab(&[
+        "step",
+        "citest5",
+        "- bind: { flow: \"Y\", fid: 2, fid_pri: 20, bids: [2], match: prefix }\n\
+         - expect_flow: { flow: \"Y\", arrives_on: mn1/if2, packets: 5 }\n\
+         - move: { flow: \"Y\", to_bid: 1 }\n\
+         - expect_message: { message: FMI, from: lma, to: mag1, with: [op=add], count: 1 }\n\
+         - expect_flow: { flow: \"Y\", arrives_on: mn1/if1, packets: 5 }",
+    ]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("flow Y arrives on mn1/if1 — 5 of 5 as expected"), "{}", out(&o));
+    // A later call builds on the earlier ones: the bind gave Y its FID.
+    let o = pmiplab(&[
+        "step",
+        "citest5",
+        "- unbind: \"Y\"\n- expect_state: { node: lma, path: /flow_mobility_cache, len: 0 }",
+    ]);
+    assert!(o.status.success(), "{}", out(&o));
+    // A failed expectation is exit code 1, as in a run.
+    let o = pmiplab(&["step", "citest5", "expect_state: { node: lma, path: /flow_mobility_cache, len: 3 }"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(pmiplab(&["destroy", "citest5"]).status.success());
 }
 
 fn cleanup_removes_what_is_marked_and_nothing_else() {
