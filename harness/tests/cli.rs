@@ -94,8 +94,9 @@ fn a_broken_file_is_an_error_entry_and_no_lab_is_built_for_it() {
 
 #[test]
 fn every_verb_has_help() {
-    let verbs: [&[&str]; 12] = [
+    let verbs: [&[&str]; 13] = [
         &["--help"],
+        &["step", "--help"],
         &["graph", "--help"],
         &["merge-reports", "--help"],
         &["run", "--help"],
