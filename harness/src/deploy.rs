@@ -71,9 +71,16 @@ pub fn deploy(file: &Path, s: &Scenario, name: &str, bin: &Path) -> Result<Marke
     // On any error below the lab is dropped uncommitted, which removes
     // all it made: nothing half-built stays.
     let lab = crate::netns_run::build(lab, s, bin, false)?.lab;
-    for l in &s.links {
+    // One interface at a time, each registered before the next comes up:
+    // the LMA gives BIDs in the order PBUs arrive, so links brought up at
+    // once got BIDs by race, and `to_bid: 1` named a different MAG from
+    // one deploy to the next. In the order of `links`, as a run's attach
+    // steps would.
+    let lma = crate::plan::lma_name(s).ok_or("the scenario has no LMA")?.to_string();
+    for (k, l) in s.links.iter().enumerate() {
         if let Some((mn, iface)) = l.value.mn.value.split_once('/') {
             lab.set_link(mn, iface, true).map_err(|e| e.to_string())?;
+            wait_bindings(&lab, &lma, k + 1)?;
         }
     }
     let marker = Marker {
@@ -88,6 +95,25 @@ pub fn deploy(file: &Path, s: &Scenario, name: &str, bin: &Path) -> Result<Marke
     std::fs::write(marker_path(name), text).map_err(|e| format!("cannot write the lab's marker: {e}"))?;
     lab.commit();
     Ok(marker)
+}
+
+/// Waits, at most 10 s, until the LMA's binding cache holds `n` entries.
+fn wait_bindings(lab: &Lab, lma: &str, n: usize) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut have = 0;
+    while std::time::Instant::now() < deadline {
+        let tables = lab
+            .call(lma, &pmip_control::Request::Tables)
+            .ok()
+            .and_then(|r| r.into_state::<serde_json::Value>().ok())
+            .unwrap_or_default();
+        have = tables["binding_cache"].as_array().map_or(0, Vec::len);
+        if have >= n {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Err(format!("the LMA registered {have} of {n} attached interfaces within 10 s"))
 }
 
 /// Still running: exists and is not a zombie waiting for its reaper.

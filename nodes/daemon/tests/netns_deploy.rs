@@ -100,6 +100,15 @@ fn deploy_inspect_exec_destroy() {
     assert_eq!(v["nodes"]["lma"]["running"], true);
     let bces = v["nodes"]["lma"]["tables"]["binding_cache"].as_array().map(|b| b.len()).unwrap_or(0);
     assert!(bces >= 1, "the deployed MN attached: {v}");
+    // BIDs follow the order of the links, as a run's attach steps give
+    // them, not the race of interfaces coming up at once: BID 1 is MAG1.
+    let by_bid: Vec<(u64, String)> = v["nodes"]["lma"]["tables"]["binding_cache"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["bid"].as_u64().unwrap_or(0), b["proxy_coa"].as_str().unwrap_or("").to_string()))
+        .collect();
+    assert!(by_bid.contains(&(1, MAG1.to_string())) && by_bid.contains(&(2, MAG2.to_string())), "{by_bid:?}");
     let labs = String::from_utf8_lossy(&pmiplab(&["inspect"]).stdout).into_owned();
     assert!(labs.lines().next().is_some_and(|l| l.starts_with("LAB  ")), "{labs}");
     assert!(labs.lines().any(|l| l.split_whitespace().next() == Some("citest")), "{labs}");
