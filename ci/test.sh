@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v tshark >/dev/null 2>&1 || need_apt+=(tshark)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
 # The kernel datapath marks flows and counts tunnelled packets with nftables.
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -14,6 +15,14 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# The JUnit tests read pmiplab's junit.xml as CI does: Python's strict
+# XML parser and junitparser, a standard JUnit consumer.
+if ! python3 -c 'import junitparser' >/dev/null 2>&1; then
+    echo "ci/test.sh: installing junitparser from PyPI"
+    python3 -m pip install --quiet junitparser 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages junitparser
 fi
 
 # The snapshot review tool: tests check that pending snapshots reach it.

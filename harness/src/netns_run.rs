@@ -162,6 +162,20 @@ pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, bin: &Path, capture: bool) ->
     for node in s.nodes.keys() {
         lab.wait_ready(node).map_err(e)?;
     }
+    observing(lab, s, plan, capture)
+}
+
+/// A deployed lab (`Lab::attach`) as a backend the engine can play steps
+/// on (`pmiplab step`), its links captured for this visit.
+pub(crate) fn over_deployed<'a>(lab: Lab, s: &'a Scenario) -> Result<Run<'a>, String> {
+    observing(lab, s, plan::address_plan(s), true)
+}
+
+/// The backend over a lab whose daemons are up: captures started (with
+/// `capture`) and the signalling observed from them.
+fn observing<'a>(mut lab: Lab, s: &'a Scenario, plan: AddressPlan, capture: bool) -> Result<Run<'a>, String> {
+    let e = |x: std::io::Error| x.to_string();
+    let lma = plan::lma_name(s).ok_or("the scenario has no LMA")?.to_string();
     let (tap, sightings) = mpsc::channel();
     if capture {
         for mag in plan::nodes_in(s, Role::Mag) {

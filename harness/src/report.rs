@@ -1,18 +1,22 @@
 //! Verdicts and the files a run leaves: result.json per scenario, the
-//! ladder, events, state tables, and one JUnit XML for the run.
+//! ladder, events, state tables; the run's own report (JSON and JUnit)
+//! is in `run_report`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING-KEBAB-CASE")]
 pub enum Verdict {
     Pass,
     Fail,
     InitFail,
     Skip,
+    /// A signal or `--timeout` stopped the run before the scenario's last
+    /// step: what it played is kept, but it is no verdict on the rest.
+    Interrupted,
 }
 
 impl std::fmt::Display for Verdict {
@@ -22,13 +26,14 @@ impl std::fmt::Display for Verdict {
             Verdict::Fail => "FAIL",
             Verdict::InitFail => "INIT-FAIL",
             Verdict::Skip => "SKIP",
+            Verdict::Interrupted => "INTERRUPTED",
         })
     }
 }
 
 /// What became of one check. Only `Failed` fails a scenario; the other
 /// two are not passes either, and the summary counts them apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     Passed,
@@ -41,7 +46,7 @@ pub enum Outcome {
 }
 
 /// One expectation and what was seen.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Check {
     /// Line of the step in the scenario file.
     pub line: u64,
@@ -75,7 +80,7 @@ impl Check {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScenarioReport {
     pub id: String,
     pub title: String,
@@ -96,6 +101,10 @@ pub struct ScenarioReport {
     #[serde(skip)]
     pub logs: BTreeMap<String, String>,
     pub wall_ms: f64,
+    /// The files of the scenario's folder beside result.json (ladders,
+    /// logs, state tables, captures), as `write` left them.
+    #[serde(default)]
+    pub artifacts: Vec<String>,
 }
 
 impl ScenarioReport {
@@ -115,6 +124,7 @@ impl ScenarioReport {
             snapshots: Default::default(),
             logs: Default::default(),
             wall_ms: 0.0,
+            artifacts: Vec::new(),
         }
     }
 
@@ -163,12 +173,12 @@ impl ScenarioReport {
         )
     }
 
-    /// Writes the scenario's folder under `out`.
+    /// Writes the scenario's folder under `out`, result.json last so that
+    /// it lists every file beside it (captures the run already left there
+    /// included).
     pub fn write(&self, out: &Path) -> std::io::Result<PathBuf> {
         let dir = out.join(&self.id);
         std::fs::create_dir_all(&dir)?;
-        let json = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
-        std::fs::write(dir.join("result.json"), json)?;
         std::fs::write(dir.join("ladder.txt"), self.ladder.join("\n") + "\n")?;
         std::fs::write(dir.join("ladder-diagram.txt"), pmip_captures::ladder::render(&self.ladder))?;
         std::fs::write(dir.join("events.log"), self.events.join("\n") + "\n")?;
@@ -179,8 +189,24 @@ impl ScenarioReport {
             let json = serde_json::to_string_pretty(state).map_err(std::io::Error::other)?;
             std::fs::write(dir.join(format!("state-{name}.json")), json)?;
         }
+        let mut listed = self.clone();
+        listed.artifacts = artifacts_in(&dir)?;
+        let json = serde_json::to_string_pretty(&listed).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join("result.json"), json)?;
         Ok(dir)
     }
+}
+
+/// The files of a scenario's folder beside its result.json, by name.
+pub fn artifacts_in(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "result.json")
+        .collect();
+    v.sort();
+    Ok(v)
 }
 
 /// The log lines of every node in one timeline, each led by its node's
@@ -202,50 +228,6 @@ pub fn merge_logs(logs: &BTreeMap<String, String>) -> Vec<String> {
     // A stable sort keeps each node's own order for equal stamps.
     entries.sort_by(|a, b| a.0.cmp(b.0));
     entries.into_iter().map(|(_, _, l)| l).collect()
-}
-
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
-/// JUnit XML for CI systems: one test case per scenario.
-pub fn junit(reports: &[ScenarioReport]) -> String {
-    let failures = reports.iter().filter(|r| matches!(r.verdict, Verdict::Fail | Verdict::InitFail)).count();
-    let skipped = reports.iter().filter(|r| r.verdict == Verdict::Skip).count();
-    let mut x = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"pmiplab\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\">\n",
-        reports.len()
-    );
-    for r in reports {
-        x += &format!(
-            "  <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\">\n",
-            xml_escape(&r.file.display().to_string()),
-            xml_escape(&format!("{} {}", r.id, r.title)),
-            r.wall_ms / 1000.0
-        );
-        match r.verdict {
-            Verdict::Pass => {}
-            Verdict::Skip => {
-                x += &format!("    <skipped message=\"{}\"/>\n", xml_escape(r.reason.as_deref().unwrap_or("")))
-            }
-            Verdict::Fail | Verdict::InitFail => {
-                let msg: Vec<String> = r
-                    .checks
-                    .iter()
-                    .filter(|c| !c.ok())
-                    .map(|c| format!("line {}: {}: {}", c.line, c.what, c.detail))
-                    .collect();
-                let msg = r.reason.clone().unwrap_or_else(|| msg.join("; "));
-                x += &format!(
-                    "    <failure message=\"{}\">{}</failure>\n",
-                    xml_escape(&r.verdict.to_string()),
-                    xml_escape(&msg)
-                );
-            }
-        }
-        x += "  </testcase>\n";
-    }
-    x + "</testsuite>\n"
 }
 
 #[cfg(test)]

@@ -579,17 +579,11 @@ impl fmt::Display for ScenarioError {
 
 impl std::error::Error for ScenarioError {}
 
-/// Parses the units of a wait: ms, s, m.
+/// Parses a wait or a bound: a number and a unit (`50ms`, `2s`, `5m`,
+/// `5min`, also `1m 30s`), read by `humantime`; microseconds at most.
 pub fn parse_duration(s: &str) -> Option<pmip_proto::Span> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().ok()?;
-    match unit.trim() {
-        "ms" => Some(pmip_proto::Span::from_millis(n)),
-        "s" => Some(pmip_proto::Span::from_secs(n)),
-        "m" | "min" => Some(pmip_proto::Span::from_secs(n * 60)),
-        _ => None,
-    }
+    let d = humantime::parse_duration(s.trim()).ok()?;
+    Some(pmip_proto::Span(u64::try_from(d.as_micros()).ok()?))
 }
 
 pub fn parse_att(s: &str) -> Option<AccessTechnologyType> {
@@ -631,25 +625,28 @@ pub const MESSAGE_NAMES: [&str; 11] =
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
     let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
         file: path.into(),
-        line: 0,
-        column: 0,
+        line: 1,
+        column: 1,
         message: format!("cannot read the scenario: {e}"),
     })?;
     parse(path, &text)
 }
 
-/// Parses and validates scenario text; `path` is only for messages.
+/// Parses and validates scenario text; `path` is only for messages. The
+/// first problem is the error; `validate::check_text` gives them all.
 pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+    crate::validate::check_text(path, text).map_err(|mut all| all.swap_remove(0))
+}
+
+/// Parses scenario text into the format's types, with no further check.
+pub fn parse_only(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
     let s: Scenario = serde_saphyr::from_str(text).map_err(|e| {
         let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
         let first = e.to_string().lines().next().unwrap_or_default().to_string();
         // "error: line L column C: what" -> "what"
         let message =
             first.split_once(": ").and_then(|(_, r)| r.split_once(": ").map(|(_, m)| m.to_string())).unwrap_or(first);
-        ScenarioError { file: path.into(), line, column, message }
+        ScenarioError { file: path.into(), line: line.max(1), column: column.max(1), message }
     })?;
-    crate::validate::check_id(path, text, &s.id)?;
-    crate::validate::check_prefixes(path, text)?;
-    crate::validate::validate(path, &s)?;
     Ok(s)
 }

@@ -55,6 +55,14 @@ pub struct Judging<'a> {
 
 /// Plays `s` (from `file`) on `b` and gives the report with its verdict.
 pub fn play(file: &Path, s: &Scenario, b: &mut dyn Backend, judging: Judging<'_>) -> ScenarioReport {
+    play_from(file, s, b, judging, 0)
+}
+
+/// [`play`], playing only the steps from index `first` on: the ones
+/// before are what the lab has been through already (`pmiplab step` on a
+/// deployed lab), read for what they set up — a flow's FID from its bind
+/// — but not played again.
+pub fn play_from(file: &Path, s: &Scenario, b: &mut dyn Backend, judging: Judging<'_>, first: usize) -> ScenarioReport {
     let started = std::time::Instant::now();
     let mut report = ScenarioReport::new(file, s, b.name());
     if let Some(why) = skip_reason(s, b) {
@@ -63,8 +71,15 @@ pub fn play(file: &Path, s: &Scenario, b: &mut dyn Backend, judging: Judging<'_>
         return report;
     }
     let mut e = Engine { s, file, plan: plan::address_plan(s), running: BTreeMap::new(), judging, report };
-    for step in &s.steps {
+    let mut cut_at = None;
+    for step in s.steps.iter().skip(first) {
         let line = step.referenced.line();
+        // A run asked to stop plays no more steps, but still finishes
+        // (captures, logs, tables) so that what was played is kept.
+        if crate::interrupt::requested() {
+            cut_at = Some(line);
+            break;
+        }
         if let Err(why) = e.step(b, &step.value, line) {
             e.report.checks.push(Check::failed(line, format!("step {}", step_name(&step.value)), why));
         }
@@ -73,6 +88,13 @@ pub fn play(file: &Path, s: &Scenario, b: &mut dyn Backend, judging: Judging<'_>
     let mut report = e.report;
     report.wall_ms = started.elapsed().as_secs_f64() * 1000.0;
     report.judge();
+    if let Some(line) = cut_at {
+        report.verdict = Verdict::Interrupted;
+        report.reason = Some(format!(
+            "{} before the step at line {line}: the steps from there on were not played",
+            crate::interrupt::reason().unwrap_or("stopped")
+        ));
+    }
     report
 }
 
