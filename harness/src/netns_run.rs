@@ -109,8 +109,14 @@ pub(crate) fn build_links(mut lab: Lab, s: &Scenario) -> Result<(Lab, AddressPla
     }
     let lma = plan::lma_name(s).ok_or("the scenario has no LMA")?.to_string();
     let lma_addr = plan.of[&lma];
-    let mags: Vec<(&str, Ipv6Addr)> = plan::nodes_in(s, Role::Mag).map(|m| (m, plan.of[m])).collect();
-    lab.core((&lma, lma_addr), &mags).map_err(e)?;
+    // Further LMAs join the core segment as the MAGs do, each on a port of
+    // the first LMA's bridge. The MAG ports see all MAG–LMA signalling, so
+    // only they are captured.
+    let members: Vec<(&str, Ipv6Addr)> = plan::nodes_in(s, Role::Mag)
+        .chain(plan::nodes_in(s, Role::Lma).filter(|l| *l != lma))
+        .map(|m| (m, plan.of[m]))
+        .collect();
+    lab.core((&lma, lma_addr), &members).map_err(e)?;
     for cn in plan::nodes_in(s, Role::Cn) {
         let addr = plan.of[cn];
         let port = format!("to-{cn}");
@@ -134,15 +140,17 @@ pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, bin: &Path, capture: bool) ->
     let e = |x: std::io::Error| x.to_string();
     let (mut lab, plan) = build_links(lab, s)?;
     let lma = plan::lma_name(s).ok_or("the scenario has no LMA")?.to_string();
-    let lma_addr = plan.of[&lma];
-    let cfg = crate::node_config::lma(s, &plan, lma_addr);
-    let policies = crate::node_config::mn_policies(s);
     let dp = json!({"tun": "tun0", "mtu": 1460});
     let args = vec!["--fmi-mh-type".to_string(), s.wire.fmi_mh_type.to_string()];
     // The daemons start side by side; each is waited for below.
-    lab.start_unready(&lma, bin, &json!({"role": "lma", "config": cfg, "policies": policies, "data_plane": dp}), &args)
-        .map_err(e)?;
+    for l in plan::nodes_in(s, Role::Lma) {
+        let cfg = crate::node_config::lma(s, &plan, plan.of[l]);
+        let policies = crate::node_config::mn_policies(s, &plan, l);
+        lab.start_unready(l, bin, &json!({"role": "lma", "config": cfg, "policies": policies, "data_plane": dp}), &args)
+            .map_err(e)?;
+    }
     for mag in plan::nodes_in(s, Role::Mag) {
+        let lma_addr = plan::lma_of(s, mag).map(|l| plan.of[l]).ok_or("the scenario has no LMA")?;
         let c = crate::node_config::mag(s, mag, plan.of[mag], lma_addr);
         let mut access = BTreeMap::new();
         for l in s.links.iter().filter(|l| l.value.mag.value == mag) {

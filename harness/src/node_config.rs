@@ -11,7 +11,7 @@ use pmip_proto::world::mac_for;
 use pmip_proto::Span;
 use pmip_wire::HandoffIndicator;
 
-use crate::plan::{mn_id, AddressPlan};
+use crate::plan::{lma_of, mn_id, AddressPlan};
 use crate::scenario::{Role, Scenario};
 
 /// The LMA's configuration: RFC 5213 defaults, then the scenario's `lma:`
@@ -43,8 +43,10 @@ pub fn lma(s: &Scenario, plan: &AddressPlan, address: Ipv6Addr) -> LmaConfig {
     cfg
 }
 
-/// The LMA's policy for each MN of the scenario.
-pub fn mn_policies(s: &Scenario) -> Vec<MnPolicy> {
+/// The policy the LMA named `lma` holds for each MN of the scenario: an
+/// MN another LMA serves is marked as served by that LMA (153), one whose
+/// `proxy_enabled` is false as not enabled (152).
+pub fn mn_policies(s: &Scenario, plan: &AddressPlan, lma: &str) -> Vec<MnPolicy> {
     s.nodes
         .iter()
         .filter(|(_, n)| n.value.role == Role::Mn)
@@ -54,6 +56,8 @@ pub fn mn_policies(s: &Scenario) -> Vec<MnPolicy> {
             p.shared_prefixes = spec.shared_prefixes.clone();
             p.unique_prefixes = spec.prefixes.clone();
             p.per_attachment = spec.per_attachment.unwrap_or(1);
+            p.proxy_enabled = spec.proxy_enabled.unwrap_or(true);
+            p.served_by = lma_of(s, name).filter(|l| *l != lma).and_then(|l| plan.of.get(l)).copied();
             p
         })
         .collect()

@@ -115,6 +115,12 @@ pub struct NodeSpec {
     pub per_attachment: Option<usize>,
     /// MAG: whether the LMA accepts its PBUs (false provokes 154).
     pub authorized: Option<bool>,
+    /// MN: whether its policy profile enables proxy registration (false
+    /// provokes 152).
+    pub proxy_enabled: Option<bool>,
+    /// MN: the LMA that serves it (the others answer 153); MAG: the LMA it
+    /// sends its PBUs to. Both default to the first LMA in name order.
+    pub lma: Option<Spanned<String>>,
 }
 
 /// Which MAG an MN interface attaches to, over which access technology.

@@ -247,10 +247,8 @@ impl Checker<'_> {
         let count = |role| self.s.nodes.values().filter(|n| n.value.role == role).count();
         let top = Location::UNKNOWN;
         let first = self.s.nodes.values().next().map(|n| n.referenced).unwrap_or(top);
-        if count(Role::Lma) != 1 {
-            return Err(
-                self.err(first, format!("a scenario needs exactly one lma node; this one has {}", count(Role::Lma)))
-            );
+        if count(Role::Lma) == 0 {
+            return Err(self.err(first, "a scenario needs at least one lma node".into()));
         }
         if count(Role::Mag) == 0 {
             return Err(self.err(first, "a scenario needs at least one mag node".into()));
@@ -279,6 +277,15 @@ impl Checker<'_> {
             }
             if spec.role != Role::Mag && spec.authorized.is_some() {
                 return Err(self.err(at, format!("{name}: only mag nodes take 'authorized'")));
+            }
+            if spec.role != Role::Mn && spec.proxy_enabled.is_some() {
+                return Err(self.err(at, format!("{name}: only mn nodes take 'proxy_enabled'")));
+            }
+            if let Some(l) = &spec.lma {
+                if !matches!(spec.role, Role::Mn | Role::Mag) {
+                    return Err(self.err(at, format!("{name}: only mn and mag nodes take 'lma'")));
+                }
+                self.node(l, Some(Role::Lma))?;
             }
             if spec.role == Role::Mn {
                 if spec.interfaces.is_empty() {
