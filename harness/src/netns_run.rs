@@ -143,11 +143,16 @@ pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, bin: &Path, capture: bool) ->
     let dp = json!({"tun": "tun0", "mtu": 1460});
     let args = vec!["--fmi-mh-type".to_string(), s.wire.fmi_mh_type.to_string()];
     // The daemons start side by side; each is waited for below.
+    // The Restart Counter of each LMA and MAG lives in a file of the run
+    // directory, so a restarted daemon counts one more (RFC 5847 §3.2).
+    let dir = lab.dir.clone();
+    let restarts = |node: &str| dir.join(format!("{node}.restart-counter"));
     for l in plan::nodes_in(s, Role::Lma) {
         let cfg = crate::node_config::lma(s, &plan, plan.of[l]);
         let policies = crate::node_config::mn_policies(s, &plan, l);
-        lab.start_unready(l, bin, &json!({"role": "lma", "config": cfg, "policies": policies, "data_plane": dp}), &args)
-            .map_err(e)?;
+        let config = json!({"role": "lma", "config": cfg, "policies": policies, "data_plane": dp,
+            "restart_counter_file": restarts(l)});
+        lab.start_unready(l, bin, &config, &args).map_err(e)?;
     }
     for mag in plan::nodes_in(s, Role::Mag) {
         let lma_addr = plan::lma_of(s, mag).map(|l| plan.of[l]).ok_or("the scenario has no LMA")?;
@@ -157,8 +162,9 @@ pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, bin: &Path, capture: bool) ->
             let att = parse_att(&l.value.att.value).ok_or("bad att")?;
             access.insert(access_iface(&l.value.mn.value), att.value());
         }
-        lab.start_unready(mag, bin, &json!({"role": "mag", "config": c, "data_plane": dp, "access": access}), &args)
-            .map_err(e)?;
+        let config = json!({"role": "mag", "config": c, "data_plane": dp, "access": access,
+            "restart_counter_file": restarts(mag)});
+        lab.start_unready(mag, bin, &config, &args).map_err(e)?;
     }
     for mn in plan::nodes_in(s, Role::Mn) {
         let cfg = crate::node_config::mn(s, &plan, mn).ok_or("no such MN")?;

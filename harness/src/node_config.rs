@@ -40,6 +40,8 @@ pub fn lma(s: &Scenario, plan: &AddressPlan, address: Ipv6Addr) -> LmaConfig {
     if let Some(ms) = l.initial_retransmit_ms {
         cfg.backoff.initial = Span::from_millis(ms.get());
     }
+    cfg.heartbeat = l.heartbeat.map(|h| h.config());
+    cfg.on_mag_down = l.on_mag_down.unwrap_or(cfg.on_mag_down);
     cfg
 }
 
@@ -77,6 +79,7 @@ pub fn mag(s: &Scenario, mag: &str, address: Ipv6Addr, lma: Ipv6Addr) -> MagConf
             Some(MnBinding { ll_id: mac_for(mn, iface), mn_id: mn_id(mn, spec) })
         })
         .collect();
+    c.heartbeat = s.nodes.get(mag).and_then(|n| n.value.heartbeat).map(|h| h.config());
     c
 }
 

@@ -278,6 +278,9 @@ impl Checker<'_> {
             if spec.role != Role::Mag && spec.authorized.is_some() {
                 return Err(self.err(at, format!("{name}: only mag nodes take 'authorized'")));
             }
+            if spec.role != Role::Mag && spec.heartbeat.is_some() {
+                return Err(self.err(at, format!("{name}: only mag nodes take 'heartbeat' (the LMA's is under lma:)")));
+            }
             if spec.role != Role::Mn && spec.proxy_enabled.is_some() {
                 return Err(self.err(at, format!("{name}: only mn nodes take 'proxy_enabled'")));
             }

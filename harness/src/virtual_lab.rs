@@ -29,6 +29,9 @@ pub struct VirtualLab<'a> {
     pub world: World,
     plan: AddressPlan,
     flows: BTreeMap<String, Running>,
+    /// How many times each LMA and MAG has started: its Restart Counter
+    /// (RFC 5847 §3.2), as the daemons keep it in a file.
+    starts: BTreeMap<String, u32>,
 }
 
 /// What the engine reads of a World.
@@ -92,19 +95,31 @@ impl<'a> VirtualLab<'a> {
                     let config = crate::node_config::mn(s, &plan, name).ok_or("no such MN")?;
                     world.add_mn(name, Mn::new(config));
                 }
-                Role::Mag => world.add_mag(name, Mag::new(crate::node_config::mag(s, name, addr(name)?, lma_of(name)?))),
+                Role::Mag => {
+                    let mut c = crate::node_config::mag(s, name, addr(name)?, lma_of(name)?);
+                    c.restart_counter = 1;
+                    world.add_mag(name, Mag::new(c))
+                }
                 Role::Cn => world.add_cn(name, addr(name)?),
-                Role::Lma if name == lma_name => world.add_lma(name, Self::lma(s, &plan, name)?),
-                Role::Lma => world.add_other_lma(name, Self::lma(s, &plan, name)?),
+                Role::Lma if name == lma_name => world.add_lma(name, Self::lma(s, &plan, name, 1)?),
+                Role::Lma => world.add_other_lma(name, Self::lma(s, &plan, name, 1)?),
             }
         }
-        Ok(VirtualLab { s, world, plan, flows: BTreeMap::new() })
+        let starts = s
+            .nodes
+            .iter()
+            .filter(|(_, n)| matches!(n.value.role, Role::Lma | Role::Mag))
+            .map(|(name, _)| (name.clone(), 1))
+            .collect();
+        Ok(VirtualLab { s, world, plan, flows: BTreeMap::new(), starts })
     }
 
     /// The LMA named `name`, with its configuration and policy store.
-    fn lma(s: &Scenario, plan: &AddressPlan, name: &str) -> Result<Lma, String> {
+    fn lma(s: &Scenario, plan: &AddressPlan, name: &str, restart_counter: u32) -> Result<Lma, String> {
         let address = plan.of.get(name).copied().ok_or_else(|| format!("node {name} has no address"))?;
-        let mut lma = Lma::new(crate::node_config::lma(s, plan, address));
+        let mut cfg = crate::node_config::lma(s, plan, address);
+        cfg.restart_counter = restart_counter;
+        let mut lma = Lma::new(cfg);
         for p in crate::node_config::mn_policies(s, plan, name) {
             lma.add_policy(p);
         }
@@ -191,15 +206,20 @@ impl Backend for VirtualLab<'_> {
     }
 
     fn restart(&mut self, node: &str) -> Result<(), String> {
+        let count = self.starts.entry(node.to_string()).or_insert(0);
+        *count += 1;
+        let count = *count;
         match self.s.nodes.get(node).map(|n| n.value.role) {
             Some(Role::Lma) if plan::lma_name(self.s) == Some(node) => {
-                self.world.add_lma(node, Self::lma(self.s, &self.plan, node)?)
+                self.world.add_lma(node, Self::lma(self.s, &self.plan, node, count)?)
             }
-            Some(Role::Lma) => self.world.add_other_lma(node, Self::lma(self.s, &self.plan, node)?),
+            Some(Role::Lma) => self.world.add_other_lma(node, Self::lma(self.s, &self.plan, node, count)?),
             Some(Role::Mag) => {
                 let addr = *self.plan.of.get(node).ok_or("the MAG has no address")?;
                 let lma_addr = plan::lma_of(self.s, node).and_then(|n| self.plan.of.get(n)).copied().ok_or("no LMA address")?;
-                self.world.add_mag(node, Mag::new(crate::node_config::mag(self.s, node, addr, lma_addr)));
+                let mut c = crate::node_config::mag(self.s, node, addr, lma_addr);
+                c.restart_counter = count;
+                self.world.add_mag(node, Mag::new(c));
             }
             _ => return Err(format!("only the LMA or a MAG can restart, not {node}")),
         }
