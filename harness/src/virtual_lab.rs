@@ -216,7 +216,8 @@ impl Backend for VirtualLab<'_> {
             Some(Role::Lma) => self.world.add_other_lma(node, Self::lma(self.s, &self.plan, node, count)?),
             Some(Role::Mag) => {
                 let addr = *self.plan.of.get(node).ok_or("the MAG has no address")?;
-                let lma_addr = plan::lma_of(self.s, node).and_then(|n| self.plan.of.get(n)).copied().ok_or("no LMA address")?;
+                let lma_addr =
+                    plan::lma_of(self.s, node).and_then(|n| self.plan.of.get(n)).copied().ok_or("no LMA address")?;
                 let mut c = crate::node_config::mag(self.s, node, addr, lma_addr);
                 c.restart_counter = count;
                 self.world.add_mag(node, Mag::new(c));

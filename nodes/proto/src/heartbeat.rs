@@ -149,7 +149,10 @@ impl Heartbeats {
             return None;
         };
         if p.last_sequence != Some(hb.sequence) {
-            out.event(format!("heartbeat: response seq {} from {src} answers no request in flight; ignored", hb.sequence));
+            out.event(format!(
+                "heartbeat: response seq {} from {src} answers no request in flight; ignored",
+                hb.sequence
+            ));
             return None;
         }
         p.unanswered = 0;

@@ -421,8 +421,7 @@ impl World {
                     continue;
                 }
             };
-            let sender_is_lma =
-                self.lma.as_ref().is_some_and(|(n, _)| n == node) || self.other_lmas.contains_key(node);
+            let sender_is_lma = self.lma.as_ref().is_some_and(|(n, _)| n == node) || self.other_lmas.contains_key(node);
             let fault = self.faults.iter_mut().find(|r| r.matches(name, node, &to)).map(|r| {
                 r.count -= 1;
                 (r.action, r.at_sender(sender_is_lma))
