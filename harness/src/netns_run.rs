@@ -156,7 +156,7 @@ pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, bin: &Path, capture: bool) ->
     }
     for mag in plan::nodes_in(s, Role::Mag) {
         let lma_addr = plan::lma_of(s, mag).map(|l| plan.of[l]).ok_or("the scenario has no LMA")?;
-        let c = crate::node_config::mag(s, mag, plan.of[mag], lma_addr);
+        let c = crate::node_config::mag(s, &plan, mag, plan.of[mag], lma_addr);
         let mut access = BTreeMap::new();
         for l in s.links.iter().filter(|l| l.value.mag.value == mag) {
             let att = parse_att(&l.value.att.value).ok_or("bad att")?;

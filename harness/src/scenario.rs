@@ -90,6 +90,8 @@ pub struct LmaSettings {
     pub heartbeat: Option<HeartbeatSettings>,
     /// What happens to the bindings of a MAG the heartbeats find down.
     pub on_mag_down: Option<pmip_proto::lma::MagDownAction>,
+    /// Whether the LMA grants the flows MAGs ask for in PBUs (default true).
+    pub grant_flow_requests: Option<bool>,
 }
 
 /// RFC 5847 HEARTBEAT_INTERVAL and MISSING_HEARTBEATS_ALLOWED, in units
@@ -159,6 +161,13 @@ pub struct LinkSpec {
     pub mn: Spanned<String>,
     pub mag: Spanned<String>,
     pub att: Spanned<String>,
+    /// Flows the LMA's policy moves to this interface when it first
+    /// registers, told to the MAG in the PBA (flow mobility draft §3.2).
+    #[serde(default)]
+    pub moved_on_attach: Vec<Spanned<String>>,
+    /// Flows this interface's MAG asks the LMA for in its first PBU.
+    #[serde(default)]
+    pub requested_on_attach: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -329,6 +329,19 @@ impl Checker<'_> {
                     format!("'{}' is not an access technology (try wifi, ethernet, e-utran or a number)", l.att.value),
                 ));
             }
+            let mn = l.mn.value.split_once('/').map_or("", |(m, _)| m);
+            for f in l.moved_on_attach.iter().chain(&l.requested_on_attach) {
+                self.flow(f)?;
+                if self.s.flows[&f.value].value.mn.value != mn {
+                    return Err(self.err(f.referenced, format!("flow {} is not {mn}'s", f.value)));
+                }
+                if crate::plan::fid_of(self.s, &f.value).is_none() {
+                    return Err(self.err(
+                        f.referenced,
+                        format!("flow {} has no FID: a bind step gives it the FID the PBU or PBA carries", f.value),
+                    ));
+                }
+            }
             if !linked.insert(l.mn.value.clone()) {
                 return Err(self.err(
                     l.mn.referenced,

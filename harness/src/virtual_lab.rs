@@ -96,7 +96,7 @@ impl<'a> VirtualLab<'a> {
                     world.add_mn(name, Mn::new(config));
                 }
                 Role::Mag => {
-                    let mut c = crate::node_config::mag(s, name, addr(name)?, lma_of(name)?);
+                    let mut c = crate::node_config::mag(s, &plan, name, addr(name)?, lma_of(name)?);
                     c.restart_counter = 1;
                     world.add_mag(name, Mag::new(c))
                 }
@@ -218,7 +218,7 @@ impl Backend for VirtualLab<'_> {
                 let addr = *self.plan.of.get(node).ok_or("the MAG has no address")?;
                 let lma_addr =
                     plan::lma_of(self.s, node).and_then(|n| self.plan.of.get(n)).copied().ok_or("no LMA address")?;
-                let mut c = crate::node_config::mag(self.s, node, addr, lma_addr);
+                let mut c = crate::node_config::mag(self.s, &self.plan, node, addr, lma_addr);
                 c.restart_counter = count;
                 self.world.add_mag(node, Mag::new(c));
             }

@@ -57,6 +57,11 @@ pub struct MagConfig {
     /// This MAG's Restart Counter (RFC 5847 §3.2): one more at each start.
     #[serde(default)]
     pub restart_counter: u32,
+    /// Flows this MAG asks the LMA for, with a Flow Identification option
+    /// in the PBU, when the MN interface with that link-layer identifier
+    /// first registers here (flow mobility draft §3.2, after Figure 4).
+    #[serde(default)]
+    pub flow_requests: Vec<(Vec<u8>, pmip_wire::FlowIdentification)>,
 }
 
 fn default_uplink_hold() -> Span {
@@ -77,6 +82,7 @@ impl MagConfig {
             uplink_hold: default_uplink_hold(),
             heartbeat: None,
             restart_counter: 0,
+            flow_requests: Vec::new(),
         }
     }
 }
@@ -377,6 +383,10 @@ impl Mag {
         options.push(MobilityOption::HandoffIndicator(hi));
         options.push(MobilityOption::AccessTechnologyType(e.att));
         options.push(MobilityOption::MnLinkLayerIdentifier(e.ll_id.clone()));
+        if e.state == BulState::Registering && e.hnps.is_empty() {
+            let asked = cfg.flow_requests.iter().filter(|(ll, _)| *ll == e.ll_id);
+            options.extend(asked.map(|(_, fi)| MobilityOption::FlowIdentification(fi.clone())));
+        }
         // RFC 5213 §5.5: the LMA takes a PBU only with a timestamp above
         // the last it accepted for the binding; two PBUs in one tick of
         // the clock (a re-registration and a detach) must still differ.
@@ -477,6 +487,8 @@ impl Mag {
         if pba.status == PbaStatus::AcceptedPrefixDiscoveryNecessary {
             out.event("the LMA asks for prefix discovery (status 1)");
         }
+        let (mn_id, iface) = (e.mn_id.clone(), e.iface.clone());
+        self.flows_from_pba(&mn_id, &iface, &o.flows, out);
     }
 
     fn on_bri(&mut self, bri: Bri, out: &mut Output) {
