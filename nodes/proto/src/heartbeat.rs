@@ -160,9 +160,8 @@ impl Heartbeats {
             MobilityOption::RestartCounter(c) => Some(*c),
             _ => None,
         });
-        let Some(counter) = counter else {
-            return None;
-        };
+        // A response without the option says nothing about a restart.
+        let counter = counter?;
         let before = p.restart_counter.replace(counter);
         match before {
             Some(b) if b != counter => {
