@@ -140,7 +140,17 @@ fn broken_scenarios_are_refused_with_where_and_what() {
         // An MN served by a node that is not an LMA.
         (
             broken("mn1: { role: mn,", "mn1: { role: mn, lma: mag1,"),
-            "6:27: 'mag1' is a mag node, but a lma node is expected here",
+            "6:25: 'mag1' is a mag node, but a lma node is expected here",
+        ),
+        // A flow moved on attach with no bind step to give it an FID.
+        (
+            broken("att: wifi }", "att: wifi, moved_on_attach: [X] }"),
+            "9:60: flow X has no FID: a bind step gives it the FID the PBU or PBA carries",
+        ),
+        // A heartbeat on an MN.
+        (
+            broken("mn1: { role: mn,", "mn1: { role: mn, heartbeat: { interval_ms: 1000 },"),
+            "only mag nodes take 'heartbeat'",
         ),
         // 'proxy_enabled' on a MAG.
         (broken("mag1: { role: mag }", "mag1: { role: mag, proxy_enabled: false }"), "only mn nodes take 'proxy_enabled'"),
