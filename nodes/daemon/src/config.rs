@@ -72,3 +72,41 @@ impl DaemonConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mag_config(file: &std::path::Path) -> DaemonConfig {
+        let text = serde_json::json!({
+            "role": "mag",
+            "config": pmip_proto::mag::MagConfig::new("2001:db8:ffff::11".parse().unwrap(), "2001:db8:ffff::1".parse().unwrap()),
+            "restart_counter_file": file,
+        });
+        serde_json::from_value(text).unwrap()
+    }
+
+    fn counter(c: &DaemonConfig) -> u32 {
+        match &c.node {
+            NodeConfig::Mag { config } => config.restart_counter,
+            _ => unreachable!("a MAG configuration"),
+        }
+    }
+
+    #[test]
+    fn each_start_counts_one_more_in_the_restart_counter_file() {
+        let dir = std::env::temp_dir().join(format!("pmip-node-restarts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("mag1.restart-counter");
+        let _ = std::fs::remove_file(&file);
+        for expected in 1..=3 {
+            let mut c = mag_config(&file);
+            c.count_start().unwrap();
+            assert_eq!(counter(&c), expected);
+        }
+        std::fs::write(&file, "not a number\n").unwrap();
+        let err = mag_config(&file).count_start().unwrap_err();
+        assert!(format!("{err:#}").contains("holds no Restart Counter"), "{err:#}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
