@@ -141,3 +141,22 @@ fn a_response_that_answers_no_request_in_flight_is_ignored() {
     let news = h.on_timeout(t + Span::from_secs(1), a(LMA), &mut out);
     assert_eq!(news, [pmip_proto::heartbeat::PeerNews::Down(a(MAG1))], "missing_allowed 1: down at the next interval");
 }
+
+#[test]
+fn a_mag_finds_its_lma_down_and_keeps_its_bindings() {
+    let mut s = seed(policy(PrefixModel::Unique, &[], &[1, 2], 1));
+    let mut l = lma_with(MagDownAction::Hold, 1);
+    l.config.heartbeat = None;
+    s.world.add_lma("lma", l);
+    s.world.add_mag("mag1", mag1(hb(1000, 2), 1));
+    s.attach("if1", "mag1", Ieee80211);
+    assert!(s.world.kill("lma"));
+    s.world.run_for(Span::from_millis(2500));
+    assert_eq!(s.world.mag("mag1").unwrap().state().heartbeats[0].state, "up", "two unanswered, not yet down");
+    s.world.run_for(Span::from_secs(1));
+    let st = s.world.mag("mag1").unwrap().state();
+    assert_eq!(st.heartbeats[0].state, "down");
+    assert_eq!(st.binding_update_list.len(), 1, "the MAG keeps the binding until it runs out");
+    s.world.run_for(Span::from_secs(10));
+    assert_eq!(s.count("HB-REQ"), 2, "an LMA that is down is not probed again");
+}
