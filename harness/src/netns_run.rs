@@ -109,8 +109,14 @@ pub(crate) fn build_links(mut lab: Lab, s: &Scenario) -> Result<(Lab, AddressPla
     }
     let lma = plan::lma_name(s).ok_or("the scenario has no LMA")?.to_string();
     let lma_addr = plan.of[&lma];
-    let mags: Vec<(&str, Ipv6Addr)> = plan::nodes_in(s, Role::Mag).map(|m| (m, plan.of[m])).collect();
-    lab.core((&lma, lma_addr), &mags).map_err(e)?;
+    // Further LMAs join the core segment as the MAGs do, each on a port of
+    // the first LMA's bridge. The MAG ports see all MAG–LMA signalling, so
+    // only they are captured.
+    let members: Vec<(&str, Ipv6Addr)> = plan::nodes_in(s, Role::Mag)
+        .chain(plan::nodes_in(s, Role::Lma).filter(|l| *l != lma))
+        .map(|m| (m, plan.of[m]))
+        .collect();
+    lab.core((&lma, lma_addr), &members).map_err(e)?;
     for cn in plan::nodes_in(s, Role::Cn) {
         let addr = plan.of[cn];
         let port = format!("to-{cn}");
@@ -133,24 +139,31 @@ pub(crate) fn build_links(mut lab: Lab, s: &Scenario) -> Result<(Lab, AddressPla
 pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, bin: &Path, capture: bool) -> Result<Run<'a>, String> {
     let e = |x: std::io::Error| x.to_string();
     let (mut lab, plan) = build_links(lab, s)?;
-    let lma = plan::lma_name(s).ok_or("the scenario has no LMA")?.to_string();
-    let lma_addr = plan.of[&lma];
-    let cfg = crate::node_config::lma(s, &plan, lma_addr);
-    let policies = crate::node_config::mn_policies(s);
     let dp = json!({"tun": "tun0", "mtu": 1460});
     let args = vec!["--fmi-mh-type".to_string(), s.wire.fmi_mh_type.to_string()];
     // The daemons start side by side; each is waited for below.
-    lab.start_unready(&lma, bin, &json!({"role": "lma", "config": cfg, "policies": policies, "data_plane": dp}), &args)
-        .map_err(e)?;
+    // The Restart Counter of each LMA and MAG lives in a file of the run
+    // directory, so a restarted daemon counts one more (RFC 5847 §3.2).
+    let dir = lab.dir.clone();
+    let restarts = |node: &str| dir.join(format!("{node}.restart-counter"));
+    for l in plan::nodes_in(s, Role::Lma) {
+        let cfg = crate::node_config::lma(s, &plan, plan.of[l]);
+        let policies = crate::node_config::mn_policies(s, &plan, l);
+        let config = json!({"role": "lma", "config": cfg, "policies": policies, "data_plane": dp,
+            "restart_counter_file": restarts(l)});
+        lab.start_unready(l, bin, &config, &args).map_err(e)?;
+    }
     for mag in plan::nodes_in(s, Role::Mag) {
-        let c = crate::node_config::mag(s, mag, plan.of[mag], lma_addr);
+        let lma_addr = plan::lma_of(s, mag).map(|l| plan.of[l]).ok_or("the scenario has no LMA")?;
+        let c = crate::node_config::mag(s, &plan, mag, plan.of[mag], lma_addr);
         let mut access = BTreeMap::new();
         for l in s.links.iter().filter(|l| l.value.mag.value == mag) {
             let att = parse_att(&l.value.att.value).ok_or("bad att")?;
             access.insert(access_iface(&l.value.mn.value), att.value());
         }
-        lab.start_unready(mag, bin, &json!({"role": "mag", "config": c, "data_plane": dp, "access": access}), &args)
-            .map_err(e)?;
+        let config = json!({"role": "mag", "config": c, "data_plane": dp, "access": access,
+            "restart_counter_file": restarts(mag)});
+        lab.start_unready(mag, bin, &config, &args).map_err(e)?;
     }
     for mn in plan::nodes_in(s, Role::Mn) {
         let cfg = crate::node_config::mn(s, &plan, mn).ok_or("no such MN")?;

@@ -86,6 +86,35 @@ pub struct LmaSettings {
     /// milliseconds, doubled for each repeat (RFC 6275 INITIAL_BINDACK_TIMEOUT;
     /// default 1000).
     pub initial_retransmit_ms: Option<std::num::NonZeroU64>,
+    /// Heartbeats to the MAGs it has bindings with (RFC 5847).
+    pub heartbeat: Option<HeartbeatSettings>,
+    /// What happens to the bindings of a MAG the heartbeats find down.
+    pub on_mag_down: Option<pmip_proto::lma::MagDownAction>,
+    /// Whether the LMA grants the flows MAGs ask for in PBUs (default true).
+    pub grant_flow_requests: Option<bool>,
+}
+
+/// RFC 5847 HEARTBEAT_INTERVAL and MISSING_HEARTBEATS_ALLOWED, in units
+/// that fit a run in real time.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatSettings {
+    pub interval_ms: std::num::NonZeroU64,
+    #[serde(default = "three")]
+    pub missing_allowed: u32,
+}
+
+fn three() -> u32 {
+    3
+}
+
+impl HeartbeatSettings {
+    pub fn config(&self) -> pmip_proto::heartbeat::HeartbeatConfig {
+        pmip_proto::heartbeat::HeartbeatConfig {
+            interval: pmip_proto::Span::from_millis(self.interval_ms.get()),
+            missing_allowed: self.missing_allowed,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -115,6 +144,14 @@ pub struct NodeSpec {
     pub per_attachment: Option<usize>,
     /// MAG: whether the LMA accepts its PBUs (false provokes 154).
     pub authorized: Option<bool>,
+    /// MN: whether its policy profile enables proxy registration (false
+    /// provokes 152).
+    pub proxy_enabled: Option<bool>,
+    /// MN: the LMA that serves it (the others answer 153); MAG: the LMA it
+    /// sends its PBUs to. Both default to the first LMA in name order.
+    pub lma: Option<Spanned<String>>,
+    /// MAG: heartbeats to its LMA (RFC 5847).
+    pub heartbeat: Option<HeartbeatSettings>,
 }
 
 /// Which MAG an MN interface attaches to, over which access technology.
@@ -124,6 +161,13 @@ pub struct LinkSpec {
     pub mn: Spanned<String>,
     pub mag: Spanned<String>,
     pub att: Spanned<String>,
+    /// Flows the LMA's policy moves to this interface when it first
+    /// registers, told to the MAG in the PBA (flow mobility draft §3.2).
+    #[serde(default)]
+    pub moved_on_attach: Vec<Spanned<String>>,
+    /// Flows this interface's MAG asks the LMA for in its first PBU.
+    #[serde(default)]
+    pub requested_on_attach: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

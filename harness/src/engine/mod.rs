@@ -279,8 +279,9 @@ impl Engine<'_> {
                 let now = b.timestamp_now();
                 let message = crate::crafted::pbu(self.s, p, now).ok_or("the PBU names what the scenario lacks")?;
                 let from = crate::crafted::sender(self.s, p).ok_or("the PBU has no sender")?;
-                let lma = self.lma()?.to_string();
-                let to = *self.plan.of.get(&lma).ok_or("the LMA has no address")?;
+                // To the LMA that MAG sends its own PBUs to.
+                let lma = plan::lma_of(self.s, &from).ok_or("the scenario has no LMA")?;
+                let to = *self.plan.of.get(lma).ok_or("the LMA has no address")?;
                 b.inject(&from, to, message)?;
                 self.settle(b);
             }
@@ -405,7 +406,9 @@ impl Engine<'_> {
         let mut now = serde_json::json!({"lma": Value::Null, "mags": {}, "mns": {}, "kernel": {}});
         for (node, spec) in &self.s.nodes {
             let slot = match spec.value.role {
-                Role::Lma => &mut now["lma"],
+                Role::Lma if plan::lma_name(self.s) == Some(node.as_str()) => &mut now["lma"],
+                // LMAs besides the first, only in scenarios that have them.
+                Role::Lma => &mut now["lmas"][node],
                 Role::Mag => &mut now["mags"][node],
                 Role::Mn => &mut now["mns"][node],
                 Role::Cn => continue,

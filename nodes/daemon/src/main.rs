@@ -66,8 +66,9 @@ fn main() -> ExitCode {
 fn run(args: Args) -> anyhow::Result<()> {
     use anyhow::Context;
     let text = std::fs::read_to_string(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
-    let config: config::DaemonConfig = serde_json::from_str(&text)
+    let mut config: config::DaemonConfig = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a node configuration", args.config.display()))?;
+    config.count_start()?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         match config.node {

@@ -113,7 +113,7 @@ fn interface_of(address: Ipv6Addr) -> anyhow::Result<u32> {
 
 impl Node {
     pub async fn new(config: DaemonConfig, wire: WireConfig) -> anyhow::Result<Node> {
-        let DaemonConfig { node: config, data_plane, access, esp } = config;
+        let DaemonConfig { node: config, data_plane, access, esp, .. } = config;
         // The node's clock is `started` plus the wall clock read at the same
         // moment, so every node's Timestamp option agrees with every other's
         // whatever its setup below costs: the LMA compares one MAG's Timestamp

@@ -475,6 +475,7 @@ impl Message {
                 MobilityOption::AccessTechnologyType(a) => push(format!("att={}", a.value())),
                 MobilityOption::FlowIdentification(f) => push(format!("fid={}/pri={}", f.fid, f.fid_pri)),
                 MobilityOption::BindingIdentifier { bid, .. } => push(format!("bid={bid}")),
+                MobilityOption::RestartCounter(c) => push(format!("restart={c}")),
                 _ => {}
             }
         }
