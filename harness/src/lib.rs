@@ -14,6 +14,7 @@ pub mod report;
 pub mod run;
 pub mod running_flows;
 pub mod scenario;
+pub mod sender_drops;
 pub mod snapshots;
 pub mod validate;
 pub mod virtual_lab;

@@ -185,6 +185,7 @@ pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, bin: &Path, capture: bool) ->
         sightings,
         seen: Vec::new(),
         observed: Vec::new(),
+        unsent: Vec::new(),
         last_activity: WallClock::now(),
         receiver_faults: Vec::new(),
         ra_links: s
@@ -216,6 +217,9 @@ pub(crate) struct Run<'a> {
     seen: Vec<SequenceEntry>,
     /// `seen` merged across links and judged delivered or not.
     observed: Vec<Observed>,
+    /// Messages the senders' own fault rules dropped before any link saw
+    /// them (see [`crate::sender_drops`]), read at the end.
+    unsent: Vec<Observed>,
     /// When a frame was last seen, or the engine last acted.
     last_activity: WallClock,
     /// Fault rules installed at receivers, with when: what they drop was on
@@ -296,7 +300,7 @@ impl Run<'_> {
             fresh = true;
         }
         if fresh {
-            self.observed = self.judge_seen();
+            self.observed = crate::sender_drops::merge(self.judge_seen(), &self.unsent);
         }
     }
 
@@ -694,8 +698,19 @@ impl Backend for Run<'_> {
                 return;
             }
         };
-        // Frames seen in the last moments before the captures stopped.
+        // Frames seen in the last moments before the captures stopped, and
+        // what the senders dropped before any link could see it.
         self.poll();
+        self.unsent = self
+            .s
+            .nodes
+            .iter()
+            .filter(|(_, n)| matches!(n.value.role, Role::Lma | Role::Mag))
+            .filter_map(|(name, _)| Some((name, self.state::<Value>(name).ok()?)))
+            .flat_map(|(name, st)| crate::sender_drops::from_state(name, &st, &self.plan, self.epoch_us))
+            .collect();
+        self.unsent.sort_by_key(|o| o.at_ms);
+        self.observed = crate::sender_drops::merge(self.judge_seen(), &self.unsent);
         let Some(dir) = out.map(|o| o.join(&self.s.id)) else { return };
         if let Err(e) = std::fs::create_dir_all(&dir) {
             report.checks.push(Check::failed(1, "the run's folder was written", format!("{}: {e}", dir.display())));
@@ -706,8 +721,12 @@ impl Backend for Run<'_> {
                 let _ = std::fs::copy(&path, dir.join(name));
             }
         }
-        let lines: Vec<String> =
-            self.observed.iter().map(|m| format!("{} -> {} {}", m.from, m.to, m.summary)).collect();
+        let lines: Vec<String> = self
+            .observed
+            .iter()
+            .filter(|m| m.on_wire)
+            .map(|m| format!("{} -> {} {}", m.from, m.to, m.summary))
+            .collect();
         let _ = std::fs::write(dir.join("sequence.txt"), lines.join("\n") + "\n");
     }
 }

@@ -85,6 +85,9 @@ pub struct ScenarioReport {
     pub reason: Option<String>,
     pub checks: Vec<Check>,
     pub ladder: Vec<String>,
+    /// How the ladder is drawn (columns, width).
+    #[serde(skip)]
+    pub ladder_options: pmip_captures::ladder::Options,
     /// The messages seen, as the ladder draws them.
     #[serde(skip)]
     pub observed: Vec<crate::engine::Observed>,
@@ -110,6 +113,7 @@ impl ScenarioReport {
             reason: None,
             checks: Vec::new(),
             ladder: Vec::new(),
+            ladder_options: Default::default(),
             observed: Vec::new(),
             events: Vec::new(),
             snapshots: Default::default(),
@@ -170,7 +174,14 @@ impl ScenarioReport {
         let json = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
         std::fs::write(dir.join("result.json"), json)?;
         std::fs::write(dir.join("ladder.txt"), self.ladder.join("\n") + "\n")?;
-        std::fs::write(dir.join("ladder-diagram.txt"), pmip_captures::ladder::render(&self.ladder))?;
+        std::fs::write(
+            dir.join("ladder-diagram.txt"),
+            pmip_captures::ladder::render_with(&self.ladder, &self.ladder_options),
+        )?;
+        std::fs::write(
+            dir.join("ladder.svg"),
+            pmip_captures::ladder_svg::render_svg(&self.ladder, &self.ladder_options),
+        )?;
         std::fs::write(dir.join("events.log"), self.events.join("\n") + "\n")?;
         for (node, log) in &self.logs {
             std::fs::write(dir.join(format!("{node}.log")), log)?;

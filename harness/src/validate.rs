@@ -633,5 +633,27 @@ pub fn validate(path: &Path, s: &Scenario) -> Result<(), ScenarioError> {
     c.nodes()?;
     c.links()?;
     c.flows()?;
-    c.steps()
+    c.steps()?;
+    c.ladder()
+}
+
+impl Checker<'_> {
+    /// The ladder's columns name nodes, each once, and its width leaves
+    /// room for a diagram.
+    fn ladder(&self) -> Check {
+        let l = &self.s.ladder;
+        for (i, col) in l.columns.iter().enumerate() {
+            self.node(col, None)?;
+            if l.columns[..i].iter().any(|c| c.value == col.value) {
+                return Err(self.err(col.referenced, format!("'{}' is in the ladder's columns twice", col.value)));
+            }
+        }
+        if let Some(w) = l.width.as_ref().filter(|w| w.value < 40) {
+            return Err(self.err(
+                w.referenced,
+                format!("a ladder {} columns wide has no room to draw in: give at least 40", w.value),
+            ));
+        }
+        Ok(())
+    }
 }
