@@ -9,6 +9,8 @@ command -v tshark >/dev/null 2>&1 || need_apt+=(tshark)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 # The kernel datapath marks flows and counts tunnelled packets with nftables.
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
+# The SVG ladder is checked in a real browser (headless Chromium).
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "ci/test.sh: installing ${need_apt[*]} from Debian's packages"
     export DEBIAN_FRONTEND=noninteractive

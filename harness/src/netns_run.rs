@@ -716,10 +716,13 @@ impl Backend for Run<'_> {
             report.checks.push(Check::failed(1, "the run's folder was written", format!("{}: {e}", dir.display())));
             return;
         }
-        for (_, path, _) in caps {
+        for (_, path, _) in &caps {
             if let Some(name) = path.file_name() {
-                let _ = std::fs::copy(&path, dir.join(name));
+                let _ = std::fs::copy(path, dir.join(name));
             }
+        }
+        if let Err(e) = self.write_merged_capture(&caps, &report.step_marks, &dir.join(MERGED_CAPTURE)) {
+            report.checks.push(Check::failed(1, "every link was captured into one file", e));
         }
         let lines: Vec<String> = self
             .observed
@@ -728,6 +731,31 @@ impl Backend for Run<'_> {
             .map(|m| format!("{} -> {} {}", m.from, m.to, m.summary))
             .collect();
         let _ = std::fs::write(dir.join("sequence.txt"), lines.join("\n") + "\n");
+    }
+}
+
+/// The file in a scenario's folder that holds every link's capture, one
+/// interface per link, with a packet comment at each step.
+pub const MERGED_CAPTURE: &str = "all-links.pcapng";
+
+impl Run<'_> {
+    /// Merges the links' captures into `to`, each step a packet comment.
+    fn write_merged_capture(
+        &self,
+        caps: &[(String, PathBuf, u64)],
+        marks: &[(u64, String)],
+        to: &Path,
+    ) -> Result<(), String> {
+        let mut links = Vec::new();
+        for (name, path, _) in caps {
+            let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+            links.push((name.clone(), pmip_captures::pcapng::read(&bytes)));
+        }
+        let marks: Vec<(u64, String)> = marks.iter().map(|(ms, m)| (self.epoch_us + ms * 1000, m.clone())).collect();
+        let file = std::fs::File::create(to).map_err(|e| format!("creating {}: {e}", to.display()))?;
+        pmip_captures::pcapng::merge(std::io::BufWriter::new(file), &links, &marks)
+            .map(|_| ())
+            .map_err(|e| format!("writing {}: {e}", to.display()))
     }
 }
 

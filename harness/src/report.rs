@@ -88,6 +88,10 @@ pub struct ScenarioReport {
     /// How the ladder is drawn (columns, width).
     #[serde(skip)]
     pub ladder_options: pmip_captures::ladder::Options,
+    /// Every step as played: its time (ms since the backend started) and
+    /// what it was, for the captures' packet comments.
+    #[serde(skip)]
+    pub step_marks: Vec<(u64, String)>,
     /// The messages seen, as the ladder draws them.
     #[serde(skip)]
     pub observed: Vec<crate::engine::Observed>,
@@ -114,6 +118,7 @@ impl ScenarioReport {
             checks: Vec::new(),
             ladder: Vec::new(),
             ladder_options: Default::default(),
+            step_marks: Vec::new(),
             observed: Vec::new(),
             events: Vec::new(),
             snapshots: Default::default(),

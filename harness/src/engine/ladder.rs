@@ -15,24 +15,36 @@ use crate::scenario::{Direction, Role, Scenario, Step};
 /// Rows the engine adds, each to go after the messages observed before it.
 #[derive(Debug, Default)]
 pub struct LadderBook {
-    /// (messages observed before it, the row without its time, its time).
+    /// (messages seen on a link before it, the row without its time, its
+    /// time). Counted on the links only: a namespace run learns of the
+    /// messages a sender dropped before any link saw them only at the end.
     rows: Vec<(usize, String, u64)>,
     /// Where each flow was last seen, by direction: `mn/iface`, or `None`
     /// when it was last seen nowhere.
     last: BTreeMap<(String, Direction), Option<String>>,
+    /// Every step as it was played: (its time, `line N: <step>[ — note]`),
+    /// for the captures' packet comments.
+    pub marks: Vec<(u64, String)>,
 }
 
 impl LadderBook {
     fn add(&mut self, b: &mut dyn Backend, row: String) {
-        let seen = b.messages().len();
+        let seen = b.messages().iter().filter(|m| m.on_wire).count();
         let at = b.elapsed_ms();
         self.rows.push((seen, row, at));
     }
 
-    /// The note for a step that sets something off; nothing for the
-    /// steps that only look.
-    pub fn step(&mut self, b: &mut dyn Backend, s: &Scenario, step: &Step) {
-        if let Some(note) = note(s, step) {
+    /// Marks the step at `line` as played, with a note row for a step
+    /// that sets something off (none for the steps that only look).
+    pub fn step(&mut self, b: &mut dyn Backend, s: &Scenario, step: &Step, line: u64) {
+        let note = note(s, step);
+        let name = super::step_name(step);
+        let mark = match &note {
+            Some(n) => format!("line {line}: {name} ({n})"),
+            None => format!("line {line}: {name}"),
+        };
+        self.marks.push((b.elapsed_ms(), mark));
+        if let Some(note) = note {
             self.add(b, format!("* {note}"));
         }
     }
@@ -84,12 +96,19 @@ impl LadderBook {
     }
 
     /// The whole ladder: the messages with the engine's rows among them.
+    /// A row goes after the messages seen on a link before it, and after
+    /// the messages never on a link that are older than it.
     pub fn lines(&self, observed: &[Observed]) -> Vec<String> {
         let mut out = Vec::with_capacity(observed.len() + self.rows.len());
-        let mut next = 0;
+        let (mut next, mut on_wire) = (0, 0);
         for (seen, row, at) in &self.rows {
-            while next < (*seen).min(observed.len()) {
-                out.push(message_line(&observed[next]));
+            while let Some(m) = observed.get(next) {
+                let before = if m.on_wire { on_wire < *seen } else { m.at_ms < *at };
+                if !before {
+                    break;
+                }
+                on_wire += usize::from(m.on_wire);
+                out.push(message_line(m));
                 next += 1;
             }
             out.push(format!("{at}ms {row}"));

@@ -175,7 +175,7 @@ impl Engine<'_> {
     /// Carries out one step. `Err` is a step that could not be carried
     /// out, which fails the scenario with the reason.
     fn step(&mut self, b: &mut dyn Backend, step: &Step, line: u64) -> Result<(), String> {
-        self.book.step(b, self.s, step);
+        self.book.step(b, self.s, step, line);
         match step {
             Step::Attach(a) => {
                 let (mn, iface) = a.iface.value.split_once('/').ok_or("an interface is named mn/iface")?;
@@ -448,6 +448,7 @@ impl Engine<'_> {
                 Err(e) => self.report.checks.push(Check::failed(0, format!("stop flow {} at the end", run.flow), e)),
             }
         }
+        self.report.step_marks = self.book.marks.clone();
         b.finish(self.judging.out, &mut self.report);
         let observed = b.messages();
         self.report.ladder = self.book.lines(&observed);
