@@ -45,8 +45,8 @@ pub fn render_svg(lines: &[String], opts: &Options) -> String {
         s,
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="DejaVu Sans Mono, Menlo, Consolas, monospace" font-size="12">
 <defs>
-<marker id="head" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#1f3b73"/></marker>
-<marker id="datahead" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#2e7d32"/></marker>
+<marker id="head" viewBox="0 0 10 10" refX="10" refY="5" markerUnits="userSpaceOnUse" markerWidth="10" markerHeight="10" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#1f3b73"/></marker>
+<marker id="datahead" viewBox="0 0 10 10" refX="10" refY="5" markerUnits="userSpaceOnUse" markerWidth="10" markerHeight="10" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#2e7d32"/></marker>
 </defs>
 <rect class="background" x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>
 "##
@@ -137,9 +137,11 @@ pub fn render_svg(lines: &[String], opts: &Options) -> String {
                         d = y + 5
                     );
                 }
+                // A white halo keeps the label readable where a lifeline
+                // crosses it.
                 let _ = writeln!(
                     s,
-                    r##"<text class="label" x="{lx}" y="{ly}" text-anchor="middle" fill="{colour}">{k}</text>"##,
+                    r##"<text class="label" x="{lx}" y="{ly}" text-anchor="middle" fill="{colour}" stroke="#ffffff" stroke-width="4" paint-order="stroke">{k}</text>"##,
                     lx = (x1 + x2) / 2,
                     ly = y - 4,
                     k = escape(a.kind)

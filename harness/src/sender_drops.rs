@@ -4,7 +4,9 @@
 //! are written; the ladder takes them from there, marked as never on the
 //! wire, so that both backends draw the same rows. No verdict reads them:
 //! the wire comparison and the message checks count only what crossed a
-//! link and was taken in.
+//! link and was taken in. A node killed in the run loses its log, and
+//! with it what it dropped before: such a message is missing from the
+//! namespace ladder.
 
 use serde_json::Value;
 

@@ -13,12 +13,22 @@ use super::backend::{Backend, Observed};
 use crate::scenario::{Direction, Role, Scenario, Step};
 
 /// Rows the engine adds, each to go after the messages observed before it.
+#[derive(Debug)]
+struct Placed {
+    on_wire: usize,
+    off_wire: usize,
+    row: String,
+    at: u64,
+}
+
 #[derive(Debug, Default)]
 pub struct LadderBook {
-    /// (messages seen on a link before it, the row without its time, its
-    /// time). Counted on the links only: a namespace run learns of the
-    /// messages a sender dropped before any link saw them only at the end.
-    rows: Vec<(usize, String, u64)>,
+    /// Each row: how many messages were seen on a link before it, and how
+    /// many that never reached one; its text without its time; its time.
+    /// The two are counted apart: a namespace run learns of the messages a
+    /// sender dropped before any link saw them only at the end, and then
+    /// places them by their time.
+    rows: Vec<Placed>,
     /// Where each flow was last seen, by direction: `mn/iface`, or `None`
     /// when it was last seen nowhere.
     last: BTreeMap<(String, Direction), Option<String>>,
@@ -29,9 +39,10 @@ pub struct LadderBook {
 
 impl LadderBook {
     fn add(&mut self, b: &mut dyn Backend, row: String) {
-        let seen = b.messages().iter().filter(|m| m.on_wire).count();
+        let seen = b.messages();
+        let on_wire = seen.iter().filter(|m| m.on_wire).count();
         let at = b.elapsed_ms();
-        self.rows.push((seen, row, at));
+        self.rows.push(Placed { on_wire, off_wire: seen.len() - on_wire, row, at });
     }
 
     /// Marks the step at `line` as played, with a note row for a step
@@ -96,22 +107,26 @@ impl LadderBook {
     }
 
     /// The whole ladder: the messages with the engine's rows among them.
-    /// A row goes after the messages seen on a link before it, and after
-    /// the messages never on a link that are older than it.
+    /// A row goes after the messages seen before it, and after the
+    /// messages never on a link that are older than it.
     pub fn lines(&self, observed: &[Observed]) -> Vec<String> {
         let mut out = Vec::with_capacity(observed.len() + self.rows.len());
-        let (mut next, mut on_wire) = (0, 0);
-        for (seen, row, at) in &self.rows {
+        let (mut next, mut on_wire, mut off_wire) = (0, 0, 0);
+        for p in &self.rows {
             while let Some(m) = observed.get(next) {
-                let before = if m.on_wire { on_wire < *seen } else { m.at_ms < *at };
+                let before = if m.on_wire { on_wire < p.on_wire } else { off_wire < p.off_wire || m.at_ms < p.at };
                 if !before {
                     break;
                 }
-                on_wire += usize::from(m.on_wire);
+                if m.on_wire {
+                    on_wire += 1;
+                } else {
+                    off_wire += 1;
+                }
                 out.push(message_line(m));
                 next += 1;
             }
-            out.push(format!("{at}ms {row}"));
+            out.push(format!("{}ms {}", p.at, p.row));
         }
         out.extend(observed[next..].iter().map(message_line));
         out
@@ -199,13 +214,13 @@ fn fault_note(
     count: u32,
     action: &str,
 ) -> String {
-    let from_s = from.as_ref().map(|f| format!(" from {}", f.value)).unwrap_or_default();
-    let to_s = to.as_ref().map(|t| format!(" to {}", t.value)).unwrap_or_default();
-    let what = format!("{action} the next {count} {}{from_s}{to_s}", message.to_ascii_uppercase());
+    let kind = message.to_ascii_uppercase();
+    let which = if count == 1 { format!("the next {kind}") } else { format!("the next {count} {kind}s") };
     match (from, to) {
-        (Some(f), _) => format!("{}: fault: {what}", f.value),
-        (None, Some(t)) => format!("{}: fault: {what}", t.value),
-        _ => format!("fault: {what}"),
+        (Some(f), Some(t)) => format!("{}: fault rule: {action} {which} it sends to {}", f.value, t.value),
+        (Some(f), None) => format!("{}: fault rule: {action} {which} it sends", f.value),
+        (None, Some(t)) => format!("{}: fault rule: {action} {which} it receives", t.value),
+        (None, None) => format!("fault rule: {action} {which}"),
     }
 }
 
@@ -263,6 +278,32 @@ mod tests {
 
     fn seen(summary: &str, delivered: bool) -> Observed {
         Observed { at_ms: 7, from: "lma".into(), to: "mag1".into(), summary: summary.into(), on_wire: true, delivered }
+    }
+
+    fn at(at_ms: u64, summary: &str, on_wire: bool) -> Observed {
+        Observed { at_ms, on_wire, delivered: on_wire, ..seen(summary, true) }
+    }
+
+    fn placed(on_wire: usize, off_wire: usize, at: u64, row: &str) -> Placed {
+        Placed { on_wire, off_wire, row: row.into(), at }
+    }
+
+    #[test]
+    fn rows_go_after_what_was_seen_before_them_and_a_late_known_drop_by_its_time() {
+        let observed = [at(6, "FMI seq=1", true), at(7, "FMA seq=1", false), at(2506, "FMI seq=1", true)];
+        let kinds = |book: &LadderBook| -> Vec<String> {
+            book.lines(&observed).iter().map(|l| l.split(' ').take(4).collect::<Vec<_>>().join(" ")).collect()
+        };
+        // Virtual time: the dropped FMA was among what was seen before the
+        // wait, at the same millisecond.
+        let mut book = LadderBook::default();
+        book.rows = vec![placed(0, 0, 6, "* lma: decides"), placed(1, 1, 7, "* waits 3s")];
+        let want = ["6ms * lma: decides", "6ms lma -> mag1", "7ms lma -> mag1", "7ms * waits 3s", "2506ms lma -> mag1"];
+        assert_eq!(kinds(&book), want);
+        // Namespaces: the drop is known only at the end; its time places it.
+        book.rows = vec![placed(0, 0, 6, "* lma: decides"), placed(1, 0, 9, "* waits 3s")];
+        let got = kinds(&book);
+        assert_eq!(got[2..4], ["7ms lma -> mag1".to_string(), "9ms * waits 3s".into()][..], "{got:?}");
     }
 
     #[test]

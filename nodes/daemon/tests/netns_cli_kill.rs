@@ -164,12 +164,8 @@ fn the_cli_runs_the_catalogue_in_namespaces_in_parallel_with_clean_captures() {
     assert!(summary.starts_with(&format!("{scenarios} passed, 0 failed, 0 skipped")), "{stdout}");
     // Every capture of every scenario, each link's and the merged one,
     // reads clean through the dissector, which checks every MH checksum.
-    let mut folders: Vec<PathBuf> = std::fs::read_dir(&out)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
+    let mut folders: Vec<PathBuf> =
+        std::fs::read_dir(&out).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect();
     folders.sort();
     assert_eq!(folders.len(), scenarios, "one folder per scenario: {folders:?}");
     for folder in &folders {
@@ -243,8 +239,11 @@ fn the_cli_runs_the_catalogue_in_namespaces_in_parallel_with_clean_captures() {
     // engine's rows, and is drawn as a diagram and as SVG.
     let ladder = std::fs::read_to_string(dir.join("ladder.txt")).unwrap();
     let head = |l: &str| l.split(' ').take(4).collect::<Vec<_>>().join(" ");
-    let untimed: Vec<String> =
-        ladder.lines().filter(|l| l.contains(" -> ")).filter_map(|l| l.split_once("ms ").map(|(_, m)| head(m))).collect();
+    let untimed: Vec<String> = ladder
+        .lines()
+        .filter(|l| l.contains(" -> "))
+        .filter_map(|l| l.split_once("ms ").map(|(_, m)| head(m)))
+        .collect();
     assert_eq!(untimed, sequence.lines().map(head).collect::<Vec<_>>(), "{ladder}");
     let diagram = std::fs::read_to_string(dir.join("ladder-diagram.txt")).unwrap();
     assert!(diagram.contains("|- FMI ->|") && diagram.contains("seq=1 op=add lifetime=300s"), "{diagram}");
