@@ -296,8 +296,10 @@ mod tests {
         };
         // Virtual time: the dropped FMA was among what was seen before the
         // wait, at the same millisecond.
-        let mut book = LadderBook::default();
-        book.rows = vec![placed(0, 0, 6, "* lma: decides"), placed(1, 1, 7, "* waits 3s")];
+        let mut book = LadderBook {
+            rows: vec![placed(0, 0, 6, "* lma: decides"), placed(1, 1, 7, "* waits 3s")],
+            ..LadderBook::default()
+        };
         let want = ["6ms * lma: decides", "6ms lma -> mag1", "7ms lma -> mag1", "7ms * waits 3s", "2506ms lma -> mag1"];
         assert_eq!(kinds(&book), want);
         // Namespaces: the drop is known only at the end; its time places it.

@@ -90,8 +90,8 @@ fn sigkill_of_pmiplab_mid_run_leaves_nothing_behind() {
 }
 
 /// tshark, with the project's Lua dissector, reads `p` with no malformed
-/// frame and no expert warning (a TCP RST or a bad Mobility Header checksum
-/// among them), and the MN never answered a probe with a Port Unreachable.
+/// frame and no expert warning (a TCP RST, a bad UDP/TCP checksum or a bad
+/// Mobility Header checksum among them), and the MN never answered a probe with a Port Unreachable.
 /// Returns the flow mobility messages the dissector decoded, in order.
 fn tshark_finds_nothing_wrong(p: &Path) -> Vec<String> {
     let lua = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../captures/wireshark/pmiplab.lua");
@@ -99,6 +99,10 @@ fn tshark_finds_nothing_wrong(p: &Path) -> Vec<String> {
         .arg("-X")
         .arg(format!("lua_script:{}", lua.display()))
         .arg("-n")
+        // With offloads off on every veth, the probes' UDP/TCP checksums
+        // are filled in on the wire: a bad one is expert info of severity
+        // error.
+        .args(["-o", "udp.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE"])
         .arg("-r")
         .arg(p)
         .args(["-T", "fields", "-E", "separator=/t"])
