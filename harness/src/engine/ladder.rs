@@ -173,9 +173,9 @@ pub fn note(s: &Scenario, step: &Step) -> Option<String> {
         ),
         Step::Send(p) => {
             let from = crate::crafted::sender(s, p).unwrap_or_else(|| "?".into());
-            format!("{from}: the test sends a crafted PBU (seq={})", p.seq)
+            format!("{from}: sends a PBU the test made (seq={})", p.seq)
         }
-        Step::SendFmi(f) => format!("{lma}: the test sends a crafted FMI to {} (seq={})", f.to.value, f.seq),
+        Step::SendFmi(f) => format!("{lma}: sends {} an FMI the test made (seq={})", f.to.value, f.seq),
         Step::Kill(n) => format!("{}: killed", n.value),
         Step::Restart(n) => format!("{}: restarts with no state", n.value),
         Step::StartFlow(f) => {
@@ -217,9 +217,9 @@ fn fault_note(
     let kind = message.to_ascii_uppercase();
     let which = if count == 1 { format!("the next {kind}") } else { format!("the next {count} {kind}s") };
     match (from, to) {
-        (Some(f), Some(t)) => format!("{}: fault rule: {action} {which} it sends to {}", f.value, t.value),
-        (Some(f), None) => format!("{}: fault rule: {action} {which} it sends", f.value),
-        (None, Some(t)) => format!("{}: fault rule: {action} {which} it receives", t.value),
+        (Some(f), Some(t)) => format!("{}: will {action} {which} it sends to {} (fault rule)", f.value, t.value),
+        (Some(f), None) => format!("{}: will {action} {which} it sends (fault rule)", f.value),
+        (None, Some(t)) => format!("{}: will {action} {which} it receives (fault rule)", t.value),
         (None, None) => format!("fault rule: {action} {which}"),
     }
 }
