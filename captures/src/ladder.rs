@@ -277,7 +277,7 @@ pub fn render_with(lines: &[String], opts: &Options) -> String {
     for (line, row) in lines.iter().zip(&rows) {
         match row {
             Row::Text(_) => {
-                for l in wrap(&abbreviated(line, opts), g.width - g.time_w) {
+                for l in wrap(&abbreviated(line, opts), g.width.saturating_sub(g.time_w)) {
                     out.push(format!("{:w$}{l}", "", w = g.time_w));
                 }
             }
@@ -356,7 +356,7 @@ fn beside(g: &Grid, row: Vec<char>, text: &str) -> Vec<String> {
     }
     let mut out = vec![line_of(row)];
     let indent = g.time_w + 2;
-    for part in wrap(text, g.width - indent) {
+    for part in wrap(text, g.width.saturating_sub(indent)) {
         let mut r = vec![' '; indent];
         put(&mut r, indent, &part);
         out.push(line_of(r));
@@ -460,6 +460,8 @@ mod tests {
             "*",
             "1ms * : x",
             "a => a Y: z",
+            "18446744073709551615ms a -> b PBU x y z",
+            "18446744073709551615ms * a: b",
         ] {
             let _ = render(&lines(&[l, "x -> y PBU"]));
             let _ = render_with(&lines(&[l]), &Options { width: 0, abbreviate: true, ..Options::default() });
