@@ -10,6 +10,8 @@ command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
 # The kernel datapath marks flows and counts tunnelled packets with nftables.
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
+# The SVG ladder is checked in a real browser (headless Chromium).
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "ci/test.sh: installing ${need_apt[*]} from Debian's packages"
     export DEBIAN_FRONTEND=noninteractive

@@ -141,8 +141,33 @@ fn cases() -> Vec<Case> {
                 ("mip6.mnid.identifier", "mn1@pmip.lab"),
                 ("pmip.fs.fid", "1,2"),
                 ("pmip.fid", "1"),
+                ("pmip.checksum.status", "1"),
             ],
         ),
+        // Every Mobility Header's checksum is verified, not only the
+        // messages the Lua tree decodes itself.
+        case(
+            Message::Pba(Pba {
+                status: PbaStatus::from(0),
+                flags: PbaFlags { p: true, ..Default::default() },
+                sequence: 4,
+                lifetime: 100,
+                options: vec![nai()],
+            }),
+            vec![("mip6.mhtype", "6"), ("pmip.checksum.status", "1")],
+        ),
+        Case {
+            message: Message::Pba(Pba {
+                status: PbaStatus::from(0),
+                flags: PbaFlags { p: true, ..Default::default() },
+                sequence: 5,
+                lifetime: 100,
+                options: vec![nai()],
+            }),
+            cfg: WireConfig::default(),
+            bad_checksum: true,
+            expect: vec![("mip6.mhtype", "6"), ("pmip.checksum.status", "0")],
+        },
         Case {
             message: fmi.clone(),
             cfg: WireConfig { flow_mobility_mh_type: 200 },

@@ -270,6 +270,19 @@ end
 local ip_proto = DissectorTable.get("ip.proto")
 local mipv6 = ip_proto:get_dissector(135)
 
+-- The checksum and its verdict under `tree`: Good (1), Bad (0, with
+-- expert info of severity error) or Not verified (2).
+local function verify_checksum(tvb, tree)
+    local ck = tree:add(f.checksum, tvb(4, 2))
+    local verdict = 2
+    if pmip.prefs.verify_checksum then
+        local ok = checksum_ok(tvb)
+        if ok == true then verdict = 1 elseif ok == false then verdict = 0 end
+    end
+    ck:add(f.checksum_status, tvb(4, 2), verdict)
+    if verdict == 0 then ck:add_proto_expert_info(e_checksum) end
+end
+
 local function dissect(tvb, pinfo, tree, mh_type)
     local root = tree:add(pmip, tvb(), "PMIPv6 flow mobility (pmiplab)")
     pinfo.cols.protocol = "PMIPv6"
@@ -281,14 +294,7 @@ local function dissect(tvb, pinfo, tree, mh_type)
             string.format("header length says %d octets, the packet has %d (at least 12 needed)", declared, tvb:len()))
         return tvb:len()
     end
-    local ck = root:add(f.checksum, tvb(4, 2))
-    local verdict = 2
-    if pmip.prefs.verify_checksum then
-        local ok = checksum_ok(tvb)
-        if ok == true then verdict = 1 elseif ok == false then verdict = 0 end
-    end
-    ck:add(f.checksum_status, tvb(4, 2), verdict)
-    if verdict == 0 then ck:add_proto_expert_info(e_checksum) end
+    verify_checksum(tvb, root)
     root:add(f.seq, tvb(6, 2))
     local seq = tvb(6, 2):uint()
     local name, detail
@@ -328,10 +334,14 @@ function pmip.dissector(tvb, pinfo, tree)
             return dissect(tvb, pinfo, tree, mh_type)
         end
         local used = mipv6:call(tvb, pinfo, tree)
+        -- Wireshark does not verify the checksum of any MH: every message
+        -- (PBU, PBA, BRI, BRA, Heartbeat, ...) gets the verdict here.
+        local t = tree:add(pmip, tvb(), "Mobility Header checksum (pmiplab)")
+        verify_checksum(tvb, t)
         -- PBU (5) and PBA (6) may carry flow options Wireshark leaves opaque.
-        if (mh_type == 5 or mh_type == 6) and has_flow_options(tvb) then
-            local t = tree:add(pmip, tvb(12), "Flow mobility options (pmiplab)")
-            options(tvb, 12, t, pinfo, true)
+        if (mh_type == 5 or mh_type == 6) and tvb:len() >= 12 and has_flow_options(tvb) then
+            local o = tree:add(pmip, tvb(12), "Flow mobility options (pmiplab)")
+            options(tvb, 12, o, pinfo, true)
         end
         return used
     end

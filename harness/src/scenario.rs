@@ -34,6 +34,25 @@ pub struct Scenario {
     #[serde(default)]
     pub flows: BTreeMap<String, Spanned<FlowSpec>>,
     pub steps: Vec<Spanned<Step>>,
+    /// How the ladder diagram is drawn (`ladder.txt` is the same whatever
+    /// this says).
+    #[serde(default)]
+    pub ladder: LadderSettings,
+}
+
+/// How a scenario's ladder diagram is drawn.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LadderSettings {
+    /// Nodes in the order their columns go; by default CNs, the LMA,
+    /// the MAGs, then the MNs.
+    #[serde(default)]
+    pub columns: Vec<Spanned<String>>,
+    /// The widest a line of `ladder-diagram.txt` may be (default 72).
+    pub width: Option<Spanned<usize>>,
+    /// Shortens NAIs to their user part (`mn=mn1`).
+    #[serde(default)]
+    pub abbreviate: bool,
 }
 
 #[derive(Debug, Deserialize)]

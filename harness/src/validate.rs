@@ -860,6 +860,7 @@ pub fn validate_all(path: &Path, text: &str, s: &Scenario) -> Vec<ScenarioError>
     c.flows();
     c.steps();
     c.with_fields();
+    c.ladder();
     let mut errors = c.errors.into_inner();
     errors.sort_by_key(|e| (e.line, e.column));
     errors.dedup();
@@ -890,6 +891,31 @@ pub fn check_file(path: &Path) -> Result<Scenario, Vec<ScenarioError>> {
         vec![ScenarioError { file: path.into(), line: 1, column: 1, message: format!("cannot read the scenario: {e}") }]
     })?;
     check_text(path, &text)
+}
+
+impl Checker<'_> {
+    /// The ladder's columns name nodes, each once, and its width leaves
+    /// room for a diagram.
+    fn ladder(&self) {
+        let l = &self.s.ladder;
+        self.each(
+            l.columns.iter().enumerate(),
+            |(_, col)| col.referenced,
+            |(i, col)| {
+                self.node(col, None)?;
+                if l.columns[..i].iter().any(|c| c.value == col.value) {
+                    return Err(self.err(col.referenced, format!("'{}' is in the ladder's columns twice", col.value)));
+                }
+                Ok(())
+            },
+        );
+        if let Some(w) = l.width.as_ref().filter(|w| w.value < 40) {
+            self.keep(Err(self.err(
+                w.referenced,
+                format!("a ladder {} columns wide has no room to draw in: give at least 40", w.value),
+            )));
+        }
+    }
 }
 
 #[cfg(test)]

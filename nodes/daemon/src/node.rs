@@ -36,7 +36,13 @@ enum Role {
 #[derive(Debug, Clone, Serialize)]
 struct Logged {
     at_ms: u64,
+    /// Microseconds since the Unix epoch: the clock the lab's captures
+    /// stamp frames with, so a message that never reached a link (dropped
+    /// by an outgoing fault rule) can be put in its place among them.
+    wall_us: u64,
     dir: &'static str,
+    /// Whether this node sent it (or was about to) rather than received it.
+    out: bool,
     peer: Ipv6Addr,
     summary: String,
 }
@@ -259,9 +265,17 @@ impl Node {
         }
     }
 
+    /// Logs a message this node received (`dir` "received") or sent.
     fn record(&mut self, dir: &'static str, peer: Ipv6Addr, summary: String) {
+        self.record_way(dir, dir != "received", peer, summary);
+    }
+
+    fn record_way(&mut self, dir: &'static str, out: bool, peer: Ipv6Addr, summary: String) {
         let summary = printable(&summary, EVENT_MAX);
-        self.log.push(Logged { at_ms: self.now().as_millis(), dir, peer, summary });
+        let wall_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        self.log.push(Logged { at_ms: self.now().as_millis(), wall_us, dir, out, peer, summary });
     }
 
     /// A PBA the core built that cannot be encoded answers the PBU that
@@ -472,7 +486,7 @@ impl Node {
             None => self.deliver(message, src).await,
             Some(Action::Drop) => {
                 self.events.push(format!("fault rule: dropped incoming {name} from {src}"));
-                self.record("dropped", src, message.summary());
+                self.record_way("dropped", false, src, message.summary());
                 return;
             }
             Some(Action::Duplicate) => {
