@@ -125,7 +125,7 @@ fn cases() -> Vec<Case> {
             ],
         ),
         case(
-            Message::Upa(Upa { sequence: 9, status: UpaStatus::CannotMeetFlowMobilityRequest, options: vec![nai()] }),
+            Message::Upa(Upa { sequence: 9, status: UpaStatus::ReasonUnspecified, options: vec![nai()] }),
             vec![("pmip.msg", "UPA"), ("pmip.upa.status", "131"), ("pmip.checksum.status", "1")],
         ),
         case(
@@ -145,7 +145,7 @@ fn cases() -> Vec<Case> {
         ),
         Case {
             message: fmi.clone(),
-            cfg: WireConfig { flow_mobility_mh_type: 200 },
+            cfg: WireConfig { flow_mobility_mh_type: 200, ..Default::default() },
             bad_checksum: false,
             expect: vec![("pmip.mhtype", "200"), ("pmip.msg", "FMI"), ("pmip.checksum.status", "1")],
         },
