@@ -464,6 +464,8 @@ impl Message {
             Message::Upn(m) => {
                 push(format!("seq={}", m.sequence));
                 push(format!("reason={}", m.reason.value()));
+                push(format!("a={}", u8::from(m.ack_requested)));
+                push(format!("d={}", u8::from(m.deregister)));
             }
             Message::Upa(m) => {
                 push(format!("seq={}", m.sequence));

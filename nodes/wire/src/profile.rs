@@ -19,8 +19,8 @@
 //!   encoding of a removal could not be read here; this is the lab's
 //!   choice and is the only use the profile makes of D;
 //! - seven FMA statuses but three UPA statuses (0, 131 reason
-//!   unspecified, 132 MN not attached): 129 maps to 132, every other
-//!   refusal to 131.
+//!   unspecified, 132 MN not attached): 129 maps to 132, 133 (the flow
+//!   is held already) to 0, every other refusal to 131.
 
 use serde::{Deserialize, Serialize};
 
@@ -91,6 +91,10 @@ pub fn upa_status(s: FmaStatus) -> UpaStatus {
     match s {
         FmaStatus::Success => UpaStatus::Success,
         FmaStatus::MnNotAttached => UpaStatus::MnNotAttached,
+        // The flow is held already: the state the add asks for is there
+        // (the draft's LMA takes 133 as done too), and without an R flag
+        // a repeated add is how this profile refreshes.
+        FmaStatus::FlowMobilityCacheEntryExists => UpaStatus::Success,
         _ => UpaStatus::ReasonUnspecified,
     }
 }
@@ -144,7 +148,7 @@ mod tests {
             (FmaStatus::SequenceNumberOutOfWindow, 131, FmaStatus::ReasonUnspecified),
             (FmaStatus::TrafficSelectorFormatUnsupported, 131, FmaStatus::ReasonUnspecified),
             (FmaStatus::NoFlowMobilityCacheEntry, 131, FmaStatus::ReasonUnspecified),
-            (FmaStatus::FlowMobilityCacheEntryExists, 131, FmaStatus::ReasonUnspecified),
+            (FmaStatus::FlowMobilityCacheEntryExists, 0, FmaStatus::Success),
         ];
         for (fma, upa, back) in cases {
             let m =
