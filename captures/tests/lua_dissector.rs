@@ -143,6 +143,35 @@ fn cases() -> Vec<Case> {
                 ("pmip.fid", "1"),
             ],
         ),
+        // What an LMA and a MAG send in the RFC 7864 profile: the core's
+        // FMI[del] framed as a UPN with D set, its FMA 129 as a UPA 132.
+        case(
+            Profile::Rfc7864.outgoing(Message::Fmi(Fmi {
+                sequence: 8,
+                cancel: true,
+                refresh: false,
+                lifetime: 0,
+                options: vec![nai(), flow(2, 20, vec![])],
+            })),
+            vec![
+                ("pmip.mhtype", "19"),
+                ("pmip.msg", "UPN"),
+                ("pmip.upn.reason", "8"),
+                ("pmip.upn.a", "1"),
+                ("pmip.upn.d", "1"),
+                ("pmip.fid", "2"),
+                ("pmip.checksum.status", "1"),
+            ],
+        ),
+        case(
+            Profile::Rfc7864.outgoing(Message::Fma(Fma {
+                sequence: 8,
+                status: FmaStatus::MnNotAttached,
+                lifetime: 0,
+                options: vec![nai()],
+            })),
+            vec![("pmip.mhtype", "20"), ("pmip.msg", "UPA"), ("pmip.upa.status", "132"), ("pmip.checksum.status", "1")],
+        ),
         Case {
             message: fmi.clone(),
             cfg: WireConfig { flow_mobility_mh_type: 200, ..Default::default() },

@@ -297,7 +297,10 @@ local function dissect(tvb, pinfo, tree, mh_type)
     local seq = tvb(6, 2):uint()
     local name, detail
     if mh_type == 19 then
-        name, detail = "UPN", string.format("reason=%d", tvb(8, 1):uint())
+        -- The same words as the lab's ladder: reason, then the A and D flags.
+        local flags = tvb(9, 1):uint()
+        name, detail = "UPN", string.format("reason=%d a=%d d=%d", tvb(8, 1):uint(),
+            math.floor(flags / 128) % 2, math.floor(flags / 64) % 2)
         root:add(f.upn_reason, tvb(8, 1))
         root:add(f.upn_a, tvb(9, 1))
         root:add(f.upn_d, tvb(9, 1))
