@@ -27,11 +27,15 @@ local fma_status = {
     [132] = "No Flow Mobility Cache entry", [133] = "Flow Mobility Cache entry exists",
 }
 local upa_status = {
+    -- IANA registry: 128-129 RFC 7077, 130 RFC 7222, 131-132 RFC 7864
     [0] = "Success", [128] = "Failed to update session parameters",
-    [129] = "Missing vendor-specific option", [131] = "Cannot meet the flow mobility request",
-    [132] = "Traffic selector format not supported",
+    [129] = "Missing vendor-specific option", [130] = "Cannot meet QoS service request",
+    [131] = "Reason unspecified", [132] = "MN not attached",
 }
-local upn_reason = { [1] = "Force re-registration", [2] = "Updated session parameters", [8] = "Flow mobility" }
+local upn_reason = {
+    [1] = "Force re-registration", [2] = "Update session parameters", [3] = "Vendor-specific reason",
+    [4] = "ANI parameters requested", [5] = "QoS service request", [8] = "Flow mobility",
+}
 local option_names = {
     [0] = "Pad1", [1] = "PadN", [8] = "Mobile Node Identifier", [22] = "Home Network Prefix",
     [23] = "Handoff Indicator", [24] = "Access Technology Type", [25] = "MN Link-layer Identifier",
@@ -299,7 +303,10 @@ local function dissect(tvb, pinfo, tree, mh_type)
     local seq = tvb(6, 2):uint()
     local name, detail
     if mh_type == 19 then
-        name, detail = "UPN", string.format("reason=%d", tvb(8, 1):uint())
+        -- The same words as the lab's ladder: reason, then the A and D flags.
+        local flags = tvb(9, 1):uint()
+        name, detail = "UPN", string.format("reason=%d a=%d d=%d", tvb(8, 1):uint(),
+            math.floor(flags / 128) % 2, math.floor(flags / 64) % 2)
         root:add(f.upn_reason, tvb(8, 1))
         root:add(f.upn_a, tvb(9, 1))
         root:add(f.upn_d, tvb(9, 1))

@@ -140,7 +140,10 @@ pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, bin: &Path, capture: bool) ->
     let e = |x: std::io::Error| x.to_string();
     let (mut lab, plan) = build_links(lab, s)?;
     let dp = json!({"tun": "tun0", "mtu": 1460});
-    let args = vec!["--fmi-mh-type".to_string(), s.wire.fmi_mh_type.to_string()];
+    let mut args = vec!["--fmi-mh-type".to_string(), s.wire.fmi_mh_type.to_string()];
+    if s.wire.profile == crate::scenario::Profile::Rfc7864 {
+        args.push("--rfc7864".into());
+    }
     // The daemons start side by side; each is waited for below.
     // The Restart Counter of each LMA and MAG lives in a file of the run
     // directory, so a restarted daemon counts one more (RFC 5847 §3.2).
@@ -206,7 +209,7 @@ fn observing<'a>(mut lab: Lab, s: &'a Scenario, plan: AddressPlan, capture: bool
         s,
         lab,
         plan,
-        wire: WireConfig { flow_mobility_mh_type: s.wire.fmi_mh_type },
+        wire: s.wire.config(),
         started: WallClock::now(),
         epoch_us,
         sightings,

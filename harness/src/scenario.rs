@@ -74,13 +74,24 @@ pub enum Profile {
     #[serde(rename = "draft-fmi")]
     DraftFmi,
     /// RFC 7864: flow moves by UPN (Notification Reason FLOW-MOBILITY) and
-    /// UPA. A scenario in this profile needs the feature `rfc7864`.
+    /// UPA; both backends play it (`pmip_wire::profile`).
     #[serde(rename = "rfc7864")]
     Rfc7864,
 }
 
 fn experimental() -> u8 {
     11
+}
+
+impl WireSettings {
+    /// The codec settings the nodes of both backends use.
+    pub fn config(&self) -> pmip_wire::WireConfig {
+        let profile = match self.profile {
+            Profile::DraftFmi => pmip_wire::Profile::DraftFmi,
+            Profile::Rfc7864 => pmip_wire::Profile::Rfc7864,
+        };
+        pmip_wire::WireConfig { flow_mobility_mh_type: self.fmi_mh_type, profile }
+    }
 }
 
 impl Default for WireSettings {

@@ -792,7 +792,7 @@ fn message_fields(kind: &str) -> Option<&'static [&'static str]> {
         "BRA" | "FMA" | "UPA" => &["seq", "status"],
         "HB-REQ" | "HB-RESP" => &["seq"],
         "FMI" => &["seq", "op", "lifetime"],
-        "UPN" => &["seq", "reason"],
+        "UPN" => &["seq", "reason", "a", "d"],
         "MH-UNKNOWN" => &["type", "len"],
         _ => return None,
     })
@@ -818,6 +818,7 @@ fn with_problem(kind: &str, w: &str) -> Option<String> {
         "restart" => value.parse::<u32>().is_ok(),
         "status" | "trigger" | "reason" | "hi" | "att" | "bid" | "type" => value.parse::<u8>().is_ok(),
         "op" => matches!(value, "add" | "del" | "refresh"),
+        "a" | "d" => matches!(value, "0" | "1"),
         "hnp" => value.parse::<pmip_proto::Prefix>().is_ok(),
         "fid" => value.split_once("/pri=").is_some_and(|(f, p)| f.parse::<u16>().is_ok() && p.parse::<u8>().is_ok()),
         _ => !value.is_empty(),
@@ -828,6 +829,7 @@ fn with_problem(kind: &str, w: &str) -> Option<String> {
     let want = match field {
         "seq" | "lifetime" | "len" => "a number from 0 to 65535",
         "op" => "add, del or refresh",
+        "a" | "d" => "0 or 1",
         "hnp" => "a prefix such as 2001:db8:1::/64",
         "fid" => "FID/pri=PRIORITY, e.g. 1/pri=0",
         "mn" => "an MN-ID",

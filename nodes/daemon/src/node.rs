@@ -249,7 +249,9 @@ impl Node {
                 let _ = rx.await;
             }
         }
-        for t in out.transmits {
+        for mut t in out.transmits {
+            // The profile frames the core's FMI/FMA (RFC 7864: UPN/UPA).
+            t.message = self.wire.profile.outgoing(t.message);
             let ends = Endpoints { src: t.src, dst: t.dst };
             match t.message.to_bytes(&ends, &self.wire) {
                 Ok(bytes) => self.transmit(bytes, t.dst, t.message.summary()).await,
@@ -454,7 +456,7 @@ impl Node {
         }
         let ends = Endpoints { src, dst: self.address };
         let message = match Message::parse(&bytes, &ends, &self.wire) {
-            Ok(m) => m,
+            Ok(m) => self.wire.profile.incoming(m),
             Err(e) => {
                 // A malformed packet changes nothing but a counter and,
                 // within the budget, the log.
