@@ -201,7 +201,8 @@ mod tests {
 
     #[test]
     fn timestamps_read_in_the_interface_resolution() {
-        for (resol, raw, us) in [(6u8, 1_234_567u64, 1_234_567u64), (3, 1_234, 1_234_000), (0x80 | 10, 2048, 2_000_000)] {
+        for (resol, raw, us) in [(6u8, 1_234_567u64, 1_234_567u64), (3, 1_234, 1_234_000), (0x80 | 10, 2048, 2_000_000)]
+        {
             let mut buf = Vec::new();
             let section = SectionHeaderBlock { endianness: Endianness::Little, ..Default::default() };
             let mut w = PcapNgWriter::with_section_header(&mut buf, section).unwrap();
