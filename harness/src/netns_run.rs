@@ -200,9 +200,26 @@ fn observing<'a>(mut lab: Lab, s: &'a Scenario, plan: AddressPlan, capture: bool
             }
             lab.capture_tapped(&lma, &format!("to-{mag}"), Some(tap.clone())).map_err(e)?;
         }
+        // The CNs' links carry no signalling but what a CN spoofs; the
+        // observer reads them too, so that a spoofed message is seen.
         for cn in plan::nodes_in(s, Role::Cn) {
-            lab.capture(&lma, &format!("to-{cn}")).map_err(e)?;
+            lab.capture_tapped(&lma, &format!("to-{cn}"), Some(tap.clone())).map_err(e)?;
         }
+    }
+    // The two ends of each captured link whose far end is a CN or an MN,
+    // as captures name the link: signalling seen there with another
+    // node's source was spoofed. (The core's ports carry what other LMAs
+    // and MAGs send each other, whose sources are no end of the port.)
+    let mut link_ends = BTreeMap::new();
+    for cn in plan::nodes_in(s, Role::Cn) {
+        link_ends.insert(format!("{lma}:to-{cn}"), (lma.clone(), cn.to_string()));
+    }
+    for l in &s.links {
+        let mn = l.value.mn.value.split_once('/').map_or("", |(m, _)| m);
+        link_ends.insert(
+            format!("{}:{}", l.value.mag.value, access_iface(&l.value.mn.value)),
+            (l.value.mag.value.clone(), mn.to_string()),
+        );
     }
     let epoch_us = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
     Ok(Run {
@@ -230,6 +247,7 @@ fn observing<'a>(mut lab: Lab, s: &'a Scenario, plan: AddressPlan, capture: bool
         ras_taken: BTreeMap::new(),
         probe_flow: 100,
         running: BTreeMap::new(),
+        link_ends,
     })
 }
 
@@ -265,6 +283,9 @@ pub(crate) struct Run<'a> {
     probe_flow: u16,
     /// Started flows: the probe flow id each is sent under.
     running: BTreeMap<(String, Direction), u16>,
+    /// Each captured CN or access link (`node:iface`) → its two ends: the
+    /// capturing node and the CN or MN across the link.
+    link_ends: BTreeMap<String, (String, String)>,
 }
 
 /// The probe flow that sends a flow's packets, `count` of them or until
@@ -341,8 +362,20 @@ impl Run<'_> {
         sequence::merge(self.seen.clone())
             .into_iter()
             .map(|e| {
-                let (from, to) = (self.plan.name_of(e.src), self.plan.name_of(e.dst));
+                let (mut from, to) = (self.plan.name_of(e.src), self.plan.name_of(e.dst));
                 let kind = e.summary.split(' ').next().unwrap_or("").to_string();
+                let mut summary = e.summary;
+                // A message whose source is neither end of the link it was
+                // seen on came from the end that is not its receiver, with a
+                // forged source: the observer names the real sender and
+                // what the source said.
+                if let Some((near, far)) = self.link_ends.get(&e.link) {
+                    if from != *near && from != *far && (to == *near || to == *far) {
+                        let sender = if to == *near { far } else { near };
+                        summary = format!("{summary} src={from}");
+                        from = sender.clone();
+                    }
+                }
                 let taken = faults.iter_mut().find(|(at, r)| *at <= e.ts_us && r.matches(&kind, &from, &to));
                 let dropped = taken.is_some_and(|(_, r)| {
                     r.count -= 1;
@@ -352,7 +385,7 @@ impl Run<'_> {
                     at_ms: e.ts_us.saturating_sub(self.epoch_us) / 1000,
                     from,
                     to,
-                    summary: e.summary,
+                    summary,
                     on_wire: true,
                     delivered: !dropped,
                 }
@@ -544,6 +577,26 @@ impl Backend for Run<'_> {
 
     fn inject(&mut self, from: &str, to: Ipv6Addr, message: Message) -> Result<(), String> {
         self.call(from, &Request::Send { to, message })?;
+        self.acted();
+        Ok(())
+    }
+
+    fn spoof(&mut self, link: &plan::SpoofLink, src: Ipv6Addr, dst: Ipv6Addr, message: Message) -> Result<(), String> {
+        let message = self.wire.profile.outgoing(message);
+        let mh = message
+            .to_bytes(&Endpoints { src, dst }, &self.wire)
+            .map_err(|e| format!("could not encode the {}: {e}", message.name()))?;
+        let frame = spoofed_frame(
+            crate::lab::mac(&link.to, &link.to_iface),
+            crate::lab::mac(&link.from, &link.from_iface),
+            src,
+            dst,
+            &mh,
+        )?;
+        let iface = link.from_iface.clone();
+        self.lab.run_in(&link.from, move || send_frame(&iface, &frame)).map_err(|e| {
+            format!("sending the spoofed {} from {}/{}: {e}", message.name(), link.from, link.from_iface)
+        })?;
         self.acted();
         Ok(())
     }
@@ -762,6 +815,65 @@ impl Backend for Run<'_> {
             .collect();
         let _ = std::fs::write(dir.join("sequence.txt"), lines.join("\n") + "\n");
     }
+}
+
+/// An Ethernet frame holding an IPv6 packet (hop limit 64, next header
+/// 135) with the Mobility Header `mh` from `src` to `dst`, whatever node
+/// owns `src`.
+fn spoofed_frame(
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    mh: &[u8],
+) -> Result<Vec<u8>, String> {
+    let len = u16::try_from(mh.len()).map_err(|_| format!("a Mobility Header of {} octets is too long", mh.len()))?;
+    let mut f = Vec::with_capacity(54 + mh.len());
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&0x86ddu16.to_be_bytes());
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&len.to_be_bytes());
+    f.extend_from_slice(&[135, 64]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    f.extend_from_slice(mh);
+    Ok(f)
+}
+
+/// Sends `frame` out of `iface` of the calling thread's namespace through
+/// a packet socket: the frame goes on the link as it is, source and all.
+fn send_frame(iface: &str, frame: &[u8]) -> std::io::Result<()> {
+    let index = nix::net::if_::if_nametoindex(iface).map_err(std::io::Error::from)?;
+    let dst: [u8; 6] = frame.get(..6).and_then(|d| d.try_into().ok()).unwrap_or_default();
+    // SAFETY: plain socket calls on a descriptor opened and closed here,
+    // with a zeroed and then filled sockaddr_ll of the size passed, and
+    // `frame` valid for `frame.len()` octets.
+    unsafe {
+        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut to: libc::sockaddr_ll = std::mem::zeroed();
+        to.sll_family = libc::AF_PACKET as u16;
+        to.sll_ifindex = index as i32;
+        to.sll_halen = 6;
+        to.sll_addr[..6].copy_from_slice(&dst);
+        let n = libc::sendto(
+            fd,
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            (&to as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        );
+        let e = std::io::Error::last_os_error();
+        libc::close(fd);
+        if n < 0 {
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 /// The file in a scenario's folder that holds every link's capture, one
