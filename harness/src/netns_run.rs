@@ -149,11 +149,25 @@ pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, bin: &Path, capture: bool) ->
     // directory, so a restarted daemon counts one more (RFC 5847 §3.2).
     let dir = lab.dir.clone();
     let restarts = |node: &str| dir.join(format!("{node}.restart-counter"));
+    // ESP keys made for this lab, handed to every LMA and MAG (each takes
+    // the SAs that name its address) and kept in the lab's folder, where
+    // the observer (also of a deployed lab) reads them.
+    let esp = if s.security.esp.value {
+        let keys = crate::node_config::EspKeys::for_scenario(s, &plan).map_err(|e| format!("making ESP keys: {e}"))?;
+        let path = dir.join(ESP_KEYS);
+        let text = serde_json::to_vec(&keys.config()).map_err(|e| e.to_string())?;
+        crate::lab::rundir::create_new_file(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &text))
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        keys.config()
+    } else {
+        Value::Null
+    };
     for l in plan::nodes_in(s, Role::Lma) {
         let cfg = crate::node_config::lma(s, &plan, plan.of[l]);
         let policies = crate::node_config::mn_policies(s, &plan, l);
         let config = json!({"role": "lma", "config": cfg, "policies": policies, "data_plane": dp,
-            "restart_counter_file": restarts(l)});
+            "restart_counter_file": restarts(l), "esp": esp});
         lab.start_unready(l, bin, &config, &args).map_err(e)?;
     }
     for mag in plan::nodes_in(s, Role::Mag) {
@@ -165,7 +179,7 @@ pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, bin: &Path, capture: bool) ->
             access.insert(access_iface(&l.value.mn.value), att.value());
         }
         let config = json!({"role": "mag", "config": c, "data_plane": dp, "access": access,
-            "restart_counter_file": restarts(mag)});
+            "restart_counter_file": restarts(mag), "esp": esp});
         lab.start_unready(mag, bin, &config, &args).map_err(e)?;
     }
     for mn in plan::nodes_in(s, Role::Mn) {
@@ -221,6 +235,18 @@ fn observing<'a>(mut lab: Lab, s: &'a Scenario, plan: AddressPlan, capture: bool
             (l.value.mag.value.clone(), mn.to_string()),
         );
     }
+    let esp_keys = match std::fs::read(lab.dir.join(ESP_KEYS)) {
+        Ok(text) => {
+            let v: Value = serde_json::from_slice(&text).map_err(|e| format!("the lab's ESP keys: {e}"))?;
+            Some(crate::node_config::EspKeys::from_config(&v)?)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(format!("reading the lab's ESP keys: {e}")),
+    };
+    let esp = match &esp_keys {
+        Some(k) => k.reader()?,
+        None => Default::default(),
+    };
     let epoch_us = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
     Ok(Run {
         s,
@@ -248,6 +274,8 @@ fn observing<'a>(mut lab: Lab, s: &'a Scenario, plan: AddressPlan, capture: bool
         probe_flow: 100,
         running: BTreeMap::new(),
         link_ends,
+        esp,
+        esp_keys,
     })
 }
 
@@ -286,6 +314,11 @@ pub(crate) struct Run<'a> {
     /// Each captured CN or access link (`node:iface`) → its two ends: the
     /// capturing node and the CN or MN across the link.
     link_ends: BTreeMap<String, (String, String)>,
+    /// The lab's ESP keys, when its signalling is protected: the observer
+    /// reads the Mobility Headers inside ESP with them, and they are
+    /// written beside the captures for Wireshark.
+    esp: pmip_captures::esp::EspReader,
+    esp_keys: Option<crate::node_config::EspKeys>,
 }
 
 /// The probe flow that sends a flow's packets, `count` of them or until
@@ -338,8 +371,8 @@ impl Run<'_> {
                     *self.ras_seen.entry(mn.clone()).or_default() += 1;
                 }
             }
-            let Some((src, dst, mh)) = sequence::mobility_header(&sight.frame) else { continue };
-            let d = lax::decode(mh, Some(&Endpoints { src, dst }), &self.wire);
+            let Some((src, dst, mh)) = pmip_captures::esp::mobility_header(&sight.frame, &self.esp) else { continue };
+            let d = lax::decode(&mh, Some(&Endpoints { src, dst }), &self.wire);
             let mut summary = match &d.message {
                 Some(m) => m.summary(),
                 None => format!("MH type {:?} (undecodable)", d.mh_type),
@@ -804,6 +837,11 @@ impl Backend for Run<'_> {
                 let _ = std::fs::copy(path, dir.join(name));
             }
         }
+        if let Some(keys) = &self.esp_keys {
+            if let Err(e) = std::fs::write(dir.join(ESP_SA), keys.wireshark_esp_sa()) {
+                report.checks.push(Check::failed(1, "the lab's ESP keys were written", e.to_string()));
+            }
+        }
         if let Err(e) = self.write_merged_capture(&caps, &report.step_marks, &dir.join(MERGED_CAPTURE)) {
             report.checks.push(Check::failed(1, "every link was captured into one file", e));
         }
@@ -875,6 +913,12 @@ fn send_frame(iface: &str, frame: &[u8]) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// The lab's ESP keys in its own folder, as the daemons' `esp` setting.
+const ESP_KEYS: &str = "esp.json";
+/// The lab's ESP keys beside the captures, as Wireshark's ESP SA table
+/// (the `esp_sa` file of a profile).
+pub const ESP_SA: &str = "esp_sa";
 
 /// The file in a scenario's folder that holds every link's capture, one
 /// interface per link, with a packet comment at each step.

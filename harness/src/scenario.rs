@@ -28,6 +28,9 @@ pub struct Scenario {
     pub wire: WireSettings,
     #[serde(default)]
     pub lma: LmaSettings,
+    /// How the MAG–LMA signalling is protected.
+    #[serde(default)]
+    pub security: SecuritySettings,
     pub nodes: BTreeMap<String, Spanned<NodeSpec>>,
     #[serde(default)]
     pub links: Vec<Spanned<LinkSpec>>,
@@ -97,6 +100,27 @@ impl WireSettings {
 impl Default for WireSettings {
     fn default() -> Self {
         WireSettings { profile: Profile::default(), fmi_mh_type: experimental() }
+    }
+}
+
+/// How a lab protects the signalling between its MAGs and LMAs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySettings {
+    /// ESP in transport mode (RFC 5213 §4, AES-GCM as in RFC 4106) with
+    /// keys made for this lab; namespaces only: in virtual time ESP is a
+    /// property of the transport and the messages are the same.
+    #[serde(default = "no_esp")]
+    pub esp: Spanned<bool>,
+}
+
+fn no_esp() -> Spanned<bool> {
+    Spanned::new(false, Location::UNKNOWN, Location::UNKNOWN)
+}
+
+impl Default for SecuritySettings {
+    fn default() -> Self {
+        SecuritySettings { esp: no_esp() }
     }
 }
 
