@@ -163,11 +163,20 @@ pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, bin: &Path, capture: bool) ->
     } else {
         Value::Null
     };
+    // Each daemon records its outbound ESP sequence numbers ahead of use,
+    // so a restarted one (same keys) never sends a number again.
+    let esp_of = |node: &str| {
+        let mut v = esp.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("sequence_file".into(), json!(dir.join(format!("{node}.esp-sequence"))));
+        }
+        v
+    };
     for l in plan::nodes_in(s, Role::Lma) {
         let cfg = crate::node_config::lma(s, &plan, plan.of[l]);
         let policies = crate::node_config::mn_policies(s, &plan, l);
         let config = json!({"role": "lma", "config": cfg, "policies": policies, "data_plane": dp,
-            "restart_counter_file": restarts(l), "esp": esp});
+            "restart_counter_file": restarts(l), "esp": esp_of(l)});
         lab.start_unready(l, bin, &config, &args).map_err(e)?;
     }
     for mag in plan::nodes_in(s, Role::Mag) {
@@ -179,7 +188,7 @@ pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, bin: &Path, capture: bool) ->
             access.insert(access_iface(&l.value.mn.value), att.value());
         }
         let config = json!({"role": "mag", "config": c, "data_plane": dp, "access": access,
-            "restart_counter_file": restarts(mag), "esp": esp});
+            "restart_counter_file": restarts(mag), "esp": esp_of(mag)});
         lab.start_unready(mag, bin, &config, &args).map_err(e)?;
     }
     for mn in plan::nodes_in(s, Role::Mn) {

@@ -498,26 +498,6 @@ impl Checker<'_> {
         )
     }
 
-    /// ESP keys live as long as the daemons that hold them: a restarted
-    /// daemon would start its sequence numbers (the AES-GCM IVs) again
-    /// under the same keys, which ESP forbids, and no rekeying is done yet.
-    fn security(&self) {
-        let esp = &self.s.security.esp;
-        if !esp.value {
-            return;
-        }
-        if let Some(st) = self.s.steps.iter().find(|st| matches!(st.value, Step::Kill(_) | Step::Restart(_))) {
-            self.keep(Err(self.err(
-                esp.referenced,
-                format!(
-                    "security.esp cannot go with the kill/restart at line {}: a restarted daemon would reuse its \
-                     ESP sequence numbers under the same keys, and rekeying is not done yet",
-                    st.referenced.line()
-                ),
-            )));
-        }
-    }
-
     fn steps(&self) {
         let mut attached: BTreeSet<String> = BTreeSet::new();
         let mut bound: BTreeSet<String> = BTreeSet::new();
@@ -937,7 +917,6 @@ pub fn validate_all(path: &Path, text: &str, s: &Scenario) -> Vec<ScenarioError>
     c.links();
     c.flows();
     c.steps();
-    c.security();
     c.with_fields();
     c.ladder();
     let mut errors = c.errors.into_inner();
