@@ -244,7 +244,7 @@ fn observing<'a>(mut lab: Lab, s: &'a Scenario, plan: AddressPlan, capture: bool
             (l.value.mag.value.clone(), mn.to_string()),
         );
     }
-    let esp_keys = match std::fs::read(lab.dir.join(ESP_KEYS)) {
+    let esp_keys = match std::fs::read(lab.home().join(ESP_KEYS)) {
         Ok(text) => {
             let v: Value = serde_json::from_slice(&text).map_err(|e| format!("the lab's ESP keys: {e}"))?;
             Some(crate::node_config::EspKeys::from_config(&v)?)

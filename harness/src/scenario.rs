@@ -108,19 +108,20 @@ impl Default for WireSettings {
 #[serde(deny_unknown_fields)]
 pub struct SecuritySettings {
     /// ESP in transport mode (RFC 5213 §4, AES-GCM as in RFC 4106) with
-    /// keys made for this lab; namespaces only: in virtual time ESP is a
-    /// property of the transport and the messages are the same.
-    #[serde(default = "no_esp")]
+    /// keys made for this lab, on unless turned off; namespaces only: in
+    /// virtual time ESP is a property of the transport and the messages
+    /// are the same.
+    #[serde(default = "esp_on")]
     pub esp: Spanned<bool>,
 }
 
-fn no_esp() -> Spanned<bool> {
-    Spanned::new(false, Location::UNKNOWN, Location::UNKNOWN)
+fn esp_on() -> Spanned<bool> {
+    Spanned::new(true, Location::UNKNOWN, Location::UNKNOWN)
 }
 
 impl Default for SecuritySettings {
     fn default() -> Self {
-        SecuritySettings { esp: no_esp() }
+        SecuritySettings { esp: esp_on() }
     }
 }
 

@@ -36,7 +36,12 @@ fn error(text: &str) -> String {
 
 #[test]
 fn the_good_scenario_is_accepted() {
-    parse(Path::new("case.yaml"), GOOD).unwrap();
+    let s = parse(Path::new("case.yaml"), GOOD).unwrap();
+    // Saying nothing about security means ESP on (issue 15).
+    assert!(s.security.esp.value);
+    let off =
+        parse(Path::new("case.yaml"), &broken("title: a scenario to break", "title: t\nsecurity: { esp: false }"));
+    assert!(!off.unwrap().security.esp.value);
 }
 
 #[test]
