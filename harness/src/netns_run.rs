@@ -149,11 +149,34 @@ pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, bin: &Path, capture: bool) ->
     // directory, so a restarted daemon counts one more (RFC 5847 §3.2).
     let dir = lab.dir.clone();
     let restarts = |node: &str| dir.join(format!("{node}.restart-counter"));
+    // ESP keys made for this lab, handed to every LMA and MAG (each takes
+    // the SAs that name its address) and kept in the lab's folder, where
+    // the observer (also of a deployed lab) reads them.
+    let esp = if s.security.esp.value {
+        let keys = crate::node_config::EspKeys::for_scenario(s, &plan).map_err(|e| format!("making ESP keys: {e}"))?;
+        let path = dir.join(ESP_KEYS);
+        let text = serde_json::to_vec(&keys.config()).map_err(|e| e.to_string())?;
+        crate::lab::rundir::create_new_file(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &text))
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        keys.config()
+    } else {
+        Value::Null
+    };
+    // Each daemon records its outbound ESP sequence numbers ahead of use,
+    // so a restarted one (same keys) never sends a number again.
+    let esp_of = |node: &str| {
+        let mut v = esp.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("sequence_file".into(), json!(dir.join(format!("{node}.esp-sequence"))));
+        }
+        v
+    };
     for l in plan::nodes_in(s, Role::Lma) {
         let cfg = crate::node_config::lma(s, &plan, plan.of[l]);
         let policies = crate::node_config::mn_policies(s, &plan, l);
         let config = json!({"role": "lma", "config": cfg, "policies": policies, "data_plane": dp,
-            "restart_counter_file": restarts(l)});
+            "restart_counter_file": restarts(l), "esp": esp_of(l)});
         lab.start_unready(l, bin, &config, &args).map_err(e)?;
     }
     for mag in plan::nodes_in(s, Role::Mag) {
@@ -165,7 +188,7 @@ pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, bin: &Path, capture: bool) ->
             access.insert(access_iface(&l.value.mn.value), att.value());
         }
         let config = json!({"role": "mag", "config": c, "data_plane": dp, "access": access,
-            "restart_counter_file": restarts(mag)});
+            "restart_counter_file": restarts(mag), "esp": esp_of(mag)});
         lab.start_unready(mag, bin, &config, &args).map_err(e)?;
     }
     for mn in plan::nodes_in(s, Role::Mn) {
@@ -200,10 +223,39 @@ fn observing<'a>(mut lab: Lab, s: &'a Scenario, plan: AddressPlan, capture: bool
             }
             lab.capture_tapped(&lma, &format!("to-{mag}"), Some(tap.clone())).map_err(e)?;
         }
+        // The CNs' links carry no signalling but what a CN spoofs; the
+        // observer reads them too, so that a spoofed message is seen.
         for cn in plan::nodes_in(s, Role::Cn) {
-            lab.capture(&lma, &format!("to-{cn}")).map_err(e)?;
+            lab.capture_tapped(&lma, &format!("to-{cn}"), Some(tap.clone())).map_err(e)?;
         }
     }
+    // The two ends of each captured link whose far end is a CN or an MN,
+    // as captures name the link: signalling seen there with another
+    // node's source was spoofed. (The core's ports carry what other LMAs
+    // and MAGs send each other, whose sources are no end of the port.)
+    let mut link_ends = BTreeMap::new();
+    for cn in plan::nodes_in(s, Role::Cn) {
+        link_ends.insert(format!("{lma}:to-{cn}"), (lma.clone(), cn.to_string()));
+    }
+    for l in &s.links {
+        let mn = l.value.mn.value.split_once('/').map_or("", |(m, _)| m);
+        link_ends.insert(
+            format!("{}:{}", l.value.mag.value, access_iface(&l.value.mn.value)),
+            (l.value.mag.value.clone(), mn.to_string()),
+        );
+    }
+    let esp_keys = match std::fs::read(lab.home().join(ESP_KEYS)) {
+        Ok(text) => {
+            let v: Value = serde_json::from_slice(&text).map_err(|e| format!("the lab's ESP keys: {e}"))?;
+            Some(crate::node_config::EspKeys::from_config(&v)?)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(format!("reading the lab's ESP keys: {e}")),
+    };
+    let esp = match &esp_keys {
+        Some(k) => k.reader()?,
+        None => Default::default(),
+    };
     let epoch_us = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
     Ok(Run {
         s,
@@ -230,6 +282,9 @@ fn observing<'a>(mut lab: Lab, s: &'a Scenario, plan: AddressPlan, capture: bool
         ras_taken: BTreeMap::new(),
         probe_flow: 100,
         running: BTreeMap::new(),
+        link_ends,
+        esp,
+        esp_keys,
     })
 }
 
@@ -265,6 +320,14 @@ pub(crate) struct Run<'a> {
     probe_flow: u16,
     /// Started flows: the probe flow id each is sent under.
     running: BTreeMap<(String, Direction), u16>,
+    /// Each captured CN or access link (`node:iface`) → its two ends: the
+    /// capturing node and the CN or MN across the link.
+    link_ends: BTreeMap<String, (String, String)>,
+    /// The lab's ESP keys, when its signalling is protected: the observer
+    /// reads the Mobility Headers inside ESP with them, and they are
+    /// written beside the captures for Wireshark.
+    esp: pmip_captures::esp::EspReader,
+    esp_keys: Option<crate::node_config::EspKeys>,
 }
 
 /// The probe flow that sends a flow's packets, `count` of them or until
@@ -317,8 +380,8 @@ impl Run<'_> {
                     *self.ras_seen.entry(mn.clone()).or_default() += 1;
                 }
             }
-            let Some((src, dst, mh)) = sequence::mobility_header(&sight.frame) else { continue };
-            let d = lax::decode(mh, Some(&Endpoints { src, dst }), &self.wire);
+            let Some((src, dst, mh)) = pmip_captures::esp::mobility_header(&sight.frame, &self.esp) else { continue };
+            let d = lax::decode(&mh, Some(&Endpoints { src, dst }), &self.wire);
             let mut summary = match &d.message {
                 Some(m) => m.summary(),
                 None => format!("MH type {:?} (undecodable)", d.mh_type),
@@ -341,8 +404,20 @@ impl Run<'_> {
         sequence::merge(self.seen.clone())
             .into_iter()
             .map(|e| {
-                let (from, to) = (self.plan.name_of(e.src), self.plan.name_of(e.dst));
+                let (mut from, to) = (self.plan.name_of(e.src), self.plan.name_of(e.dst));
                 let kind = e.summary.split(' ').next().unwrap_or("").to_string();
+                let mut summary = e.summary;
+                // A message whose source is neither end of the link it was
+                // seen on came from the end that is not its receiver, with a
+                // forged source: the observer names the real sender and
+                // what the source said.
+                if let Some((near, far)) = self.link_ends.get(&e.link) {
+                    if from != *near && from != *far && (to == *near || to == *far) {
+                        let sender = if to == *near { far } else { near };
+                        summary = format!("{summary} src={from}");
+                        from = sender.clone();
+                    }
+                }
                 let taken = faults.iter_mut().find(|(at, r)| *at <= e.ts_us && r.matches(&kind, &from, &to));
                 let dropped = taken.is_some_and(|(_, r)| {
                     r.count -= 1;
@@ -352,7 +427,7 @@ impl Run<'_> {
                     at_ms: e.ts_us.saturating_sub(self.epoch_us) / 1000,
                     from,
                     to,
-                    summary: e.summary,
+                    summary,
                     on_wire: true,
                     delivered: !dropped,
                 }
@@ -544,6 +619,26 @@ impl Backend for Run<'_> {
 
     fn inject(&mut self, from: &str, to: Ipv6Addr, message: Message) -> Result<(), String> {
         self.call(from, &Request::Send { to, message })?;
+        self.acted();
+        Ok(())
+    }
+
+    fn spoof(&mut self, link: &plan::SpoofLink, src: Ipv6Addr, dst: Ipv6Addr, message: Message) -> Result<(), String> {
+        let message = self.wire.profile.outgoing(message);
+        let mh = message
+            .to_bytes(&Endpoints { src, dst }, &self.wire)
+            .map_err(|e| format!("could not encode the {}: {e}", message.name()))?;
+        let frame = spoofed_frame(
+            crate::lab::mac(&link.to, &link.to_iface),
+            crate::lab::mac(&link.from, &link.from_iface),
+            src,
+            dst,
+            &mh,
+        )?;
+        let iface = link.from_iface.clone();
+        self.lab.run_in(&link.from, move || send_frame(&iface, &frame)).map_err(|e| {
+            format!("sending the spoofed {} from {}/{}: {e}", message.name(), link.from, link.from_iface)
+        })?;
         self.acted();
         Ok(())
     }
@@ -751,6 +846,11 @@ impl Backend for Run<'_> {
                 let _ = std::fs::copy(path, dir.join(name));
             }
         }
+        if let Some(keys) = &self.esp_keys {
+            if let Err(e) = std::fs::write(dir.join(ESP_SA), keys.wireshark_esp_sa()) {
+                report.checks.push(Check::failed(1, "the lab's ESP keys were written", e.to_string()));
+            }
+        }
         if let Err(e) = self.write_merged_capture(&caps, &report.step_marks, &dir.join(MERGED_CAPTURE)) {
             report.checks.push(Check::failed(1, "every link was captured into one file", e));
         }
@@ -763,6 +863,71 @@ impl Backend for Run<'_> {
         let _ = std::fs::write(dir.join("sequence.txt"), lines.join("\n") + "\n");
     }
 }
+
+/// An Ethernet frame holding an IPv6 packet (hop limit 64, next header
+/// 135) with the Mobility Header `mh` from `src` to `dst`, whatever node
+/// owns `src`.
+fn spoofed_frame(
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    mh: &[u8],
+) -> Result<Vec<u8>, String> {
+    let len = u16::try_from(mh.len()).map_err(|_| format!("a Mobility Header of {} octets is too long", mh.len()))?;
+    let mut f = Vec::with_capacity(54 + mh.len());
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&0x86ddu16.to_be_bytes());
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&len.to_be_bytes());
+    f.extend_from_slice(&[135, 64]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    f.extend_from_slice(mh);
+    Ok(f)
+}
+
+/// Sends `frame` out of `iface` of the calling thread's namespace through
+/// a packet socket: the frame goes on the link as it is, source and all.
+fn send_frame(iface: &str, frame: &[u8]) -> std::io::Result<()> {
+    let index = nix::net::if_::if_nametoindex(iface).map_err(std::io::Error::from)?;
+    let dst: [u8; 6] = frame.get(..6).and_then(|d| d.try_into().ok()).unwrap_or_default();
+    // SAFETY: plain socket calls on a descriptor opened and closed here,
+    // with a zeroed and then filled sockaddr_ll of the size passed, and
+    // `frame` valid for `frame.len()` octets.
+    unsafe {
+        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut to: libc::sockaddr_ll = std::mem::zeroed();
+        to.sll_family = libc::AF_PACKET as u16;
+        to.sll_ifindex = index as i32;
+        to.sll_halen = 6;
+        to.sll_addr[..6].copy_from_slice(&dst);
+        let n = libc::sendto(
+            fd,
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            (&to as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        );
+        let e = std::io::Error::last_os_error();
+        libc::close(fd);
+        if n < 0 {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// The lab's ESP keys in its own folder, as the daemons' `esp` setting.
+const ESP_KEYS: &str = "esp.json";
+/// The lab's ESP keys beside the captures, as Wireshark's ESP SA table
+/// (the `esp_sa` file of a profile).
+pub const ESP_SA: &str = "esp_sa";
 
 /// The file in a scenario's folder that holds every link's capture, one
 /// interface per link, with a packet comment at each step.

@@ -158,7 +158,9 @@ fn finish(report: &RunReport, out: &Path, netns: bool) -> u8 {
         let lua = out.join("pmiplab.lua");
         match std::fs::write(&lua, pmip_captures::LUA_DISSECTOR) {
             Ok(()) => println!(
-                "pmiplab: read the captures with `tshark -X lua_script:{}` (FMI/FMA on MH type N: add -o pmip.fmi_mh_type:N)",
+                "pmiplab: read the captures with `tshark -X lua_script:{}` (FMI/FMA on MH type N: add -o pmip.fmi_mh_type:N; \
+                 signalling in ESP: add -o esp.enable_encryption_decode:TRUE and each record of the scenario's esp_sa \
+                 as -o 'uat:esp_sa:<record>')",
                 lua.display()
             ),
             Err(e) => eprintln!("pmiplab: could not write {}: {e}", lua.display()),

@@ -131,6 +131,7 @@ pub fn step_name(step: &Step) -> &'static str {
         Step::Link(_) => "link",
         Step::Send(_) => "send",
         Step::SendFmi(_) => "send_fmi",
+        Step::Spoof(_) => "spoof",
         Step::Kill(_) => "kill",
         Step::Restart(_) => "restart",
         Step::StartFlow(_) => "start_flow",
@@ -302,6 +303,16 @@ impl Engine<'_> {
                 let lma = self.lma()?.to_string();
                 let to = *self.plan.of.get(&f.to.value).ok_or_else(|| format!("{} has no address", f.to.value))?;
                 b.inject(&lma, to, message)?;
+                self.settle(b);
+            }
+            Step::Spoof(sp) => {
+                let now = b.timestamp_now();
+                let message = crate::crafted::spoofed(self.s, sp, now)
+                    .ok_or("the spoofed message names what the scenario lacks")?;
+                let link = plan::spoof_link(self.s, sp)?;
+                let addr = |n: &str| self.plan.of.get(n).copied().ok_or_else(|| format!("{n} has no address"));
+                let (src, dst) = (addr(&sp.as_node.value)?, addr(&sp.to.value)?);
+                b.spoof(&link, src, dst, message)?;
                 self.settle(b);
             }
             Step::Kill(n) => b.kill(&n.value)?,

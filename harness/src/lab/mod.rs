@@ -181,6 +181,16 @@ impl Lab {
         Ok(lab)
     }
 
+    /// The lab's own folder, where what it was built with is kept: its
+    /// working folder, or for a deployed lab met again (whose working
+    /// folder is this visit's `steps-<n>`), the deployed lab's.
+    pub fn home(&self) -> PathBuf {
+        match &self.persistent {
+            Some(name) => Path::new(DEPLOY_DIR).join(name),
+            None => self.dir.clone(),
+        }
+    }
+
     /// Nodes and the `ip netns` names of a persistent lab's namespaces.
     pub fn namespace_names(&self) -> BTreeMap<String, String> {
         match &self.persistent {

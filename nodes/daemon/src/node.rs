@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use pmip_proto::ingress::{self, Refusal, Side as Arrival};
 use pmip_proto::lma::{Lma, LmaInput};
 use pmip_proto::mag::{Mag, MagInput};
 use pmip_proto::{Instant, Intent, Output};
@@ -441,16 +442,20 @@ impl Node {
     async fn on_signalling(&mut self, bytes: Vec<u8>, src: Ipv6Addr, ifindex: u32) {
         // Signalling comes in on the side facing the peers, from a peer:
         // anything else is spoofed, whatever its source address says.
-        if ifindex != self.signalling_ifindex {
-            let want = self.signalling_ifindex;
-            self.refuse("wrong interface", || {
-                format!("Mobility Header from {src} arrived on interface {ifindex}, not on {want}")
-            });
-            return;
-        }
-        if let Some(lma) = self.lma_peer {
-            if src != lma {
-                self.refuse("not from a peer", || format!("Mobility Header from {src}: this MAG's LMA is {lma}"));
+        // The rule is the proto core's, the one the virtual World applies.
+        let side = if ifindex == self.signalling_ifindex { Arrival::Signalling } else { Arrival::Other };
+        match ingress::check(side, src, self.lma_peer) {
+            Ok(()) => {}
+            Err(r @ Refusal::WrongInterface) => {
+                let want = self.signalling_ifindex;
+                self.refuse(r.reason(), || {
+                    format!("Mobility Header from {src} arrived on interface {ifindex}, not on {want}")
+                });
+                return;
+            }
+            Err(r @ Refusal::NotFromPeer) => {
+                let lma = self.lma_peer.map(|a| a.to_string()).unwrap_or_default();
+                self.refuse(r.reason(), || format!("Mobility Header from {src}: this MAG's LMA is {lma}"));
                 return;
             }
         }
