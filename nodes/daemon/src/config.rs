@@ -42,3 +42,26 @@ pub struct DaemonConfig {
     #[serde(default)]
     pub esp: Option<crate::esp::EspConfig>,
 }
+
+/// The configuration of `pmip-node --impl`: pmiplab's hand-over to any
+/// implementation under test, translated as a wrapper would translate it
+/// for a foreign daemon; also its FMI/FMA MH type.
+pub fn from_handover(path: &std::path::Path) -> anyhow::Result<(DaemonConfig, u8)> {
+    use anyhow::Context;
+    use pmip_control::handover::HandOver;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let h: HandOver =
+        serde_json::from_str(&text).with_context(|| format!("{} is not a pmiplab hand-over", path.display()))?;
+    let node = match h.role.as_str() {
+        "lma" => {
+            let (config, policies) = h.lma_config().map_err(anyhow::Error::msg)?;
+            NodeConfig::Lma { config, policies }
+        }
+        "mag" => NodeConfig::Mag { config: h.mag_config().map_err(anyhow::Error::msg)? },
+        other => anyhow::bail!("pmip-node --impl plays an lma or a mag, not a {other}"),
+    };
+    let access = h.access.iter().map(|a| (a.interface.clone(), a.att)).collect();
+    // The data plane's defaults; PMIPLAB_DATAPATH still chooses it.
+    let data_plane = Some(serde_json::from_value(serde_json::json!({}))?);
+    Ok((DaemonConfig { node, data_plane, access, esp: None }, h.fmi_mh_type))
+}
