@@ -6,6 +6,7 @@ pub mod crafted;
 pub mod deploy;
 pub mod engine;
 pub mod forwarding;
+pub mod iut;
 pub mod lab;
 pub mod netns_run;
 pub mod node_config;

@@ -3,6 +3,7 @@
 //! killing the process that holds it, removes every namespace, interface
 //! and daemon.
 
+pub mod iut;
 pub mod kernel_view;
 pub mod netlink;
 pub mod netns;
@@ -28,6 +29,9 @@ pub struct Daemon {
     /// What started it, so that `restart` can start it again.
     binary: PathBuf,
     args: Vec<String>,
+    /// Set for an implementation under test: no control socket, its own
+    /// readiness and stop (see [`iut`]).
+    iut: Option<iut::IutLaunch>,
 }
 
 pub struct Lab {
@@ -272,6 +276,23 @@ impl Lab {
     /// Kills `node`'s daemon with SIGKILL, as a crash would: it keeps no
     /// state and cleans nothing up. `restart` starts it again.
     pub fn kill(&mut self, node: &str) -> io::Result<()> {
+        if self.is_iut(node) {
+            // A crash of the implementation: SIGKILL, and nothing it started stays.
+            if let Some(d) = self.daemons.get_mut(node) {
+                let launch = d.iut.as_mut().map(|l| std::mem::replace(&mut l.stop_within, Duration::ZERO));
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(d.child.id() as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                self.stop_iut(node)?;
+                if let (Some(d), Some(within)) = (self.daemons.get_mut(node), launch) {
+                    if let Some(l) = d.iut.as_mut() {
+                        l.stop_within = within;
+                    }
+                }
+            }
+            return Ok(());
+        }
         let d = self.daemons.get_mut(node).ok_or_else(|| not_found(format!("no daemon runs in {node}")))?;
         d.child.kill()?;
         d.child.wait()?;
@@ -285,6 +306,10 @@ impl Lab {
         let d = self.daemons.get_mut(node).ok_or_else(|| not_found(format!("no daemon ran in {node}")))?;
         if d.child.try_wait()?.is_none() {
             return Err(io::Error::other(format!("the {node} daemon is still running; kill it first")));
+        }
+        if let Some(launch) = d.iut.clone() {
+            self.start_iut(node, launch)?;
+            return self.wait_ready(node);
         }
         let (binary, args) = (d.binary.clone(), d.args.clone());
         let log = rundir::open_append(&d.log)?;
@@ -322,8 +347,14 @@ impl Lab {
             .spawn()
             .map_err(|e| io::Error::new(e.kind(), format!("cannot start {} in {node}: {e}", binary.display())))?;
         drop(ns_fd);
-        let daemon =
-            Daemon { child, control: control.clone(), log: log_path, binary: binary.into(), args: args.to_vec() };
+        let daemon = Daemon {
+            child,
+            control: control.clone(),
+            log: log_path,
+            binary: binary.into(),
+            args: args.to_vec(),
+            iut: None,
+        };
         self.daemons.insert(node.into(), daemon);
         Ok(())
     }
@@ -331,6 +362,9 @@ impl Lab {
     /// Waits until `node`'s daemon answers on its control socket, at most
     /// 10 s; says why when it exited first.
     pub fn wait_ready(&mut self, node: &str) -> io::Result<()> {
+        if self.is_iut(node) {
+            return self.wait_iut_ready(node);
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if self.call(node, &pmip_control::Request::Ready).is_ok_and(|r| r.ok) {
@@ -365,6 +399,12 @@ impl Lab {
     /// test uses to send what the protocol does not allow.
     pub fn request(&self, node: &str, req: &serde_json::Value) -> io::Result<serde_json::Value> {
         let d = self.daemons.get(node).ok_or_else(|| not_found(format!("no daemon runs in {node}")))?;
+        if d.iut.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("{node} is an implementation under test: pmiplab does not talk to it"),
+            ));
+        }
         let mut s = UnixStream::connect(&d.control)?;
         s.set_read_timeout(Some(Duration::from_secs(5)))?;
         let mut line = serde_json::to_string(req).map_err(io::Error::other)?;
@@ -455,6 +495,13 @@ impl Drop for Lab {
         // A deploy that failed half-way leaves nothing either.
         for ns in self.namespace_names().values() {
             let _ = netns::unpin(ns);
+        }
+        // Implementations under test are asked to stop first, and nothing
+        // they started stays in their namespaces.
+        for (node, r) in self.stop_iuts() {
+            if let Err(e) = r {
+                tracing::warn!("stopping {node}'s implementation: {e}");
+            }
         }
         // All killed first, then all waited for: a daemon's exit tears down
         // its TUN device, which costs the kernel tens of milliseconds, and
