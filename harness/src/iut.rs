@@ -222,6 +222,28 @@ pub fn split_words(line: &str) -> Result<Vec<String>, String> {
     Ok(words)
 }
 
+/// `--iut ROLE=FILE.yaml`: FILE holds an `impl:` (command, env, ready,
+/// hooks), checked with its line and column. `--iut ROLE=CMD`: CMD is
+/// split into words, with the default readiness and no hooks.
+pub fn load_cli(arg: &str) -> Result<(Role, ImplSpec), String> {
+    let (role, spec) = parse_cli(arg)?;
+    let [file] = spec.command.as_slice() else { return Ok((role, spec)) };
+    let path = std::path::Path::new(file);
+    let is_yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
+    if !is_yaml || !path.is_file() {
+        return Ok((role, spec));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{file}: {e}"))?;
+    let spec: Spanned<ImplSpec> = serde_saphyr::from_str(&text).map_err(|e| {
+        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+        let first = e.to_string().lines().next().unwrap_or_default().to_string();
+        format!("{file}:{line}:{column}: {first}")
+    })?;
+    let name = format!("--iut {}", role_name(role));
+    check(&name, role, &spec).map_err(|(at, why)| format!("{file}:{}:{}: {why}", at.line(), at.column()))?;
+    Ok((role, spec.value))
+}
+
 /// `--iut ROLE=CMD`: the role and the `impl` every node of it gets. CMD
 /// is split into words; its readiness is the default (`socket: mh`).
 pub fn parse_cli(arg: &str) -> Result<(Role, ImplSpec), String> {

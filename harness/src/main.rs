@@ -44,6 +44,12 @@ enum Command {
         /// review`.
         #[arg(long)]
         record: bool,
+        /// Plays every node of a role with an implementation under test
+        /// (namespaces only): `mag=COMMAND` (shell words) or
+        /// `lma=FILE.yaml` (an `impl:` with hooks and readiness). See
+        /// docs/implementation-under-test.md.
+        #[arg(long, value_name = "ROLE=CMD")]
+        iut: Vec<String>,
     },
     /// Checks scenario files and reports the first problem of each with its line and column.
     Validate {
@@ -114,7 +120,7 @@ fn main() -> ExitCode {
         .init();
     match Cli::parse().command {
         Command::Validate { files } => validate(&files),
-        Command::Run { files, jobs, out, backend, record } => run(&files, jobs, &out, &backend, record),
+        Command::Run { files, jobs, out, backend, record, iut } => run(&files, jobs, &out, &backend, record, &iut),
         Command::Deploy { file, name } => deploy(&file, name),
         Command::Destroy { name } => report(pmiplab::deploy::destroy(&name).map(|d| d.join("\n"))),
         Command::Inspect { name: None } => {
@@ -177,7 +183,14 @@ fn validate(patterns: &[String]) -> ExitCode {
     }
 }
 
-fn run(patterns: &[String], jobs: usize, out: &std::path::Path, backend: &str, record: bool) -> ExitCode {
+fn run(
+    patterns: &[String],
+    jobs: usize,
+    out: &std::path::Path,
+    backend: &str,
+    record: bool,
+    iut: &[String],
+) -> ExitCode {
     let files = match expand(patterns) {
         Ok(f) => f,
         Err(e) => {
@@ -200,6 +213,19 @@ fn run(patterns: &[String], jobs: usize, out: &std::path::Path, backend: &str, r
     if bad {
         eprintln!("pmiplab: nothing was run: fix the scenario files above first");
         return ExitCode::from(2);
+    }
+    if !iut.is_empty() && backend != "netns" {
+        eprintln!("pmiplab: --iut needs --backend netns: an implementation under test runs in namespaces");
+        return ExitCode::from(2);
+    }
+    for arg in iut {
+        match pmiplab::iut::load_cli(arg) {
+            Ok((role, spec)) => loaded.iter_mut().for_each(|(_, s)| pmiplab::iut::apply(s, role, &spec)),
+            Err(e) => {
+                eprintln!("pmiplab: {e}");
+                return ExitCode::from(2);
+            }
+        }
     }
     let mut ids = std::collections::BTreeMap::new();
     for (f, s) in &loaded {

@@ -73,7 +73,7 @@ pub fn run_prepared(
     prepare: &mut dyn FnMut(&Lab) -> Result<(), String>,
 ) -> ScenarioReport {
     // A scenario that will SKIP builds no lab.
-    if let Some(why) = engine::skip_reason(s, &SkipProbe) {
+    if let Some(why) = engine::skip_reason(s, &SkipProbe(s)) {
         let mut report = ScenarioReport::new(file, s, "namespaces");
         report.verdict = crate::report::Verdict::Skip;
         report.reason = Some(why);
@@ -87,14 +87,14 @@ pub fn run_prepared(
 }
 
 /// The namespace backend's features and limits, before any lab exists.
-struct SkipProbe;
+struct SkipProbe<'a>(&'a Scenario);
 
-impl engine::Capabilities for SkipProbe {
+impl engine::Capabilities for SkipProbe<'_> {
     fn features(&self) -> &'static [&'static str] {
         &FEATURES
     }
     fn cannot_play(&self, step: &Step, line: u64) -> Option<String> {
-        cannot_play(step, line)
+        cannot_play(step, line).or_else(|| crate::iut::cannot_play(self.0, step, line))
     }
 }
 
@@ -139,10 +139,24 @@ pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, bin: &Path, capture: bool) ->
     let policies = crate::node_config::mn_policies(s);
     let dp = json!({"tun": "tun0", "mtu": 1460});
     let args = vec!["--fmi-mh-type".to_string(), s.wire.fmi_mh_type.to_string()];
+    let iuts = crate::iut::nodes(s);
     // The daemons start side by side; each is waited for below.
-    lab.start_unready(&lma, bin, &json!({"role": "lma", "config": cfg, "policies": policies, "data_plane": dp}), &args)
-        .map_err(e)?;
+    match iuts.get(lma.as_str()) {
+        Some(spec) => start_iut(&mut lab, s, &plan, &lma, spec)?,
+        None => lab
+            .start_unready(
+                &lma,
+                bin,
+                &json!({"role": "lma", "config": cfg, "policies": policies, "data_plane": dp}),
+                &args,
+            )
+            .map_err(e)?,
+    }
     for mag in plan::nodes_in(s, Role::Mag) {
+        if let Some(spec) = iuts.get(mag) {
+            start_iut(&mut lab, s, &plan, mag, spec)?;
+            continue;
+        }
         let c = crate::node_config::mag(s, mag, plan.of[mag], lma_addr);
         let mut access = BTreeMap::new();
         for l in s.links.iter().filter(|l| l.value.mag.value == mag) {
@@ -200,6 +214,58 @@ pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, bin: &Path, capture: bool) ->
         probe_flow: 100,
         running: BTreeMap::new(),
     })
+}
+
+/// Starts the implementation under test `spec` as `node`: its hand-over
+/// written as `<node>.impl.json`, a private work folder `<node>.impl/`,
+/// placeholders filled in.
+fn start_iut(
+    lab: &mut Lab,
+    s: &Scenario,
+    plan: &AddressPlan,
+    node: &str,
+    spec: &crate::iut::ImplSpec,
+) -> Result<(), String> {
+    use std::io::Write;
+    let h = crate::iut::handover(s, plan, node)?;
+    let config = lab.dir.join(format!("{node}.impl.json"));
+    let work = lab.dir.join(format!("{node}.impl"));
+    let text = serde_json::to_vec_pretty(&h).map_err(|e| e.to_string())?;
+    crate::lab::rundir::create_new_file(&config)
+        .and_then(|mut f| f.write_all(&text))
+        .map_err(|e| format!("writing {}: {e}", config.display()))?;
+    crate::lab::rundir::create_private_dir(&work).map_err(|e| format!("making {}: {e}", work.display()))?;
+    let values = iut_values(node, &config, &work);
+    let mut env = crate::iut::environment(&h, &config, &work);
+    for (k, v) in &spec.env {
+        env.insert(k.clone(), crate::iut::expand(std::slice::from_ref(v), &values).concat());
+    }
+    let ready = match spec.ready.as_ref().map(|r| &r.value) {
+        None => crate::iut::Ready::Socket("mh".into()),
+        Some(crate::iut::Ready::File(f)) => {
+            crate::iut::Ready::File(crate::iut::expand(std::slice::from_ref(f), &values).concat())
+        }
+        Some(crate::iut::Ready::Command(c)) => crate::iut::Ready::Command(crate::iut::expand(c, &values)),
+        Some(r) => r.clone(),
+    };
+    let launch = crate::lab::iut::IutLaunch {
+        command: crate::iut::expand(&spec.command, &values),
+        env,
+        work,
+        ready,
+        ready_within: Duration::from_millis(spec.ready_within_ms.unwrap_or(crate::iut::READY_WITHIN_MS)),
+        stop_within: Duration::from_millis(spec.stop_within_ms.unwrap_or(crate::iut::STOP_WITHIN_MS)),
+    };
+    lab.start_iut(node, launch).map_err(|e| e.to_string())
+}
+
+/// The placeholders every IUT command, probe and hook may use.
+fn iut_values<'a>(node: &str, config: &Path, work: &Path) -> BTreeMap<&'a str, String> {
+    BTreeMap::from([
+        ("node", node.to_string()),
+        ("config", config.display().to_string()),
+        ("work", work.display().to_string()),
+    ])
 }
 
 pub(crate) struct Run<'a> {
@@ -349,6 +415,61 @@ impl Run<'_> {
         plan::lma_name(self.s).map(str::to_string).ok_or_else(|| "the scenario has no LMA".into())
     }
 
+    /// Runs `node`'s hook `hook` (its IUT's stand-in for a decision no
+    /// standard message triggers) with `values` for its placeholders.
+    fn run_hook(&self, node: &str, hook: &str, mut values: BTreeMap<&str, String>) -> Result<(), String> {
+        let argv = crate::iut::hook(self.s, node, hook)
+            .ok_or_else(|| format!("{node} is under test and has no '{hook}' hook"))?;
+        let launch = self.lab.iut_launch(node).ok_or_else(|| format!("{node} is not under test"))?;
+        let config = self.lab.dir.join(format!("{node}.impl.json"));
+        values.extend(iut_values(node, &config, &launch.work));
+        let argv = crate::iut::expand(argv, &values);
+        let (status, out) = self
+            .lab
+            .run_in_node(node, &argv, &launch.env, &launch.work)
+            .map_err(|e| format!("the {hook} hook: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("the {hook} hook ({}) failed ({status}): {}", argv.join(" "), out.trim_end()))
+        }
+    }
+
+    /// An LMA decision handed to the LMA under test through its hook.
+    fn lma_hook(&self, lma: &str, c: &LmaCommand) -> Result<(), String> {
+        let json = serde_json::to_string(&Request::Lma { command: c.clone() }).map_err(|e| e.to_string())?;
+        let mut v: BTreeMap<&str, String> = BTreeMap::from([("json", json)]);
+        let hook = match c {
+            LmaCommand::BindFlow { mn_id, fid, fid_pri, bids, action, .. } => {
+                v.insert("mn", mn_id.clone());
+                v.insert("fid", fid.to_string());
+                v.insert("fid_pri", fid_pri.to_string());
+                v.insert("bids", bids.iter().map(u16::to_string).collect::<Vec<_>>().join(","));
+                let action = serde_json::to_value(action).ok().and_then(|a| a.as_str().map(str::to_lowercase));
+                v.insert("action", action.unwrap_or_default());
+                "bind"
+            }
+            LmaCommand::MoveFlow { mn_id, fid, to_bid } => {
+                v.insert("mn", mn_id.clone());
+                v.insert("fid", fid.to_string());
+                v.insert("bid", to_bid.to_string());
+                "move"
+            }
+            LmaCommand::MovePrefix { mn_id, prefix, to_bid } => {
+                v.insert("mn", mn_id.clone());
+                v.insert("prefix", prefix.to_string());
+                v.insert("bid", to_bid.to_string());
+                "move_prefix"
+            }
+            LmaCommand::UnbindFlow { mn_id, fid } => {
+                v.insert("mn", mn_id.clone());
+                v.insert("fid", fid.to_string());
+                "unbind"
+            }
+        };
+        self.run_hook(lma, hook, v)
+    }
+
     /// Polls a daemon's report until `done` holds, at most `limit`; the
     /// last report either way. For the tester's own instruments (the CN's
     /// and the MN's probe counts), never for a verdict on a node under test.
@@ -409,14 +530,11 @@ impl Run<'_> {
     /// applies it (see [`FaultRule`]): at the sender named by `from`, else
     /// at the receiver named by `to`, else at the LMA, on the way out for
     /// what the LMA sends and on the way in for the rest.
+    /// A node under test holds no rule: [`crate::iut::fault_place`] moves
+    /// it to the receiver, where it can.
     fn fault_place(&self, rule: &FaultRule) -> Result<(String, FaultDirection), String> {
-        const FROM_LMA: [&str; 4] = ["PBA", "BRI", "FMI", "UPN"];
-        Ok(match (&rule.from, &rule.to) {
-            (Some(f), _) => (f.clone(), FaultDirection::Out),
-            (None, Some(t)) => (t.clone(), FaultDirection::In),
-            (None, None) if FROM_LMA.contains(&rule.message.as_str()) => (self.lma()?, FaultDirection::Out),
-            (None, None) => (self.lma()?, FaultDirection::In),
-        })
+        let (node, incoming) = crate::iut::fault_place(self.s, rule)?;
+        Ok((node, if incoming { FaultDirection::In } else { FaultDirection::Out }))
     }
 }
 
@@ -427,11 +545,18 @@ impl Observe for Run<'_> {
     }
 
     fn tables(&mut self, node: &str) -> Result<Value, String> {
+        if self.lab.is_iut(node) {
+            return Err(format!("{node} is an implementation under test: its tables are not observable"));
+        }
         match self.s.nodes.get(node).map(|n| n.value.role) {
             Some(Role::Cn) => Err(format!("{node} is a CN, which keeps no tables")),
             Some(_) => self.call(node, &Request::Tables)?.into_state(),
             None => Err(format!("the scenario has no node {node}")),
         }
+    }
+
+    fn under_test(&self, node: &str) -> bool {
+        self.lab.is_iut(node)
     }
 
     fn quiet(&mut self) -> bool {
@@ -459,7 +584,7 @@ impl engine::Capabilities for Run<'_> {
         &FEATURES
     }
     fn cannot_play(&self, step: &Step, line: u64) -> Option<String> {
-        cannot_play(step, line)
+        cannot_play(step, line).or_else(|| crate::iut::cannot_play(self.s, step, line))
     }
 }
 
@@ -472,7 +597,28 @@ impl Backend for Run<'_> {
     }
 
     fn attach(&mut self, a: &Attachment) -> Result<(), String> {
-        if a.hi.is_some() || !a.prefixes.is_empty() {
+        let chosen = a.hi.is_some() || !a.prefixes.is_empty();
+        if chosen && self.lab.is_iut(&a.mag) {
+            let mac = mac_for(&a.mn, &a.iface);
+            let req = Request::Attach {
+                iface: a.port.clone(),
+                ll_id: mac.to_vec(),
+                att: a.att.value(),
+                hi: a.hi.map(|h| h.value()),
+                prefixes: a.prefixes.clone(),
+            };
+            let values = BTreeMap::from([
+                ("mn", plan::mn_id_of(self.s, &a.mn)),
+                ("iface", a.iface.clone()),
+                ("port", a.port.clone()),
+                ("ll_id", pmip_control::handover::format_mac(&mac)),
+                ("att", a.att.value().to_string()),
+                ("hi", a.hi.map(|h| h.value().to_string()).unwrap_or_default()),
+                ("prefixes", a.prefixes.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ")),
+                ("json", serde_json::to_string(&req).map_err(|e| e.to_string())?),
+            ]);
+            self.run_hook(&a.mag, "attach", values)?;
+        } else if chosen {
             // A chosen HI or prefixes: the MAG is told before the link
             // comes up, as a MAG with that context would act; the MN's RS
             // then finds the attachment known.
@@ -498,7 +644,13 @@ impl Backend for Run<'_> {
     }
 
     fn lma_command(&mut self, c: LmaCommand) -> Result<(), String> {
-        let r = self.call(&self.lma()?, &Request::Lma { command: c });
+        let lma = self.lma()?;
+        if self.lab.is_iut(&lma) {
+            let r = self.lma_hook(&lma, &c);
+            self.acted();
+            return r;
+        }
+        let r = self.call(&lma, &Request::Lma { command: c });
         self.acted();
         r.map(|_| ())
     }
@@ -509,6 +661,9 @@ impl Backend for Run<'_> {
     }
 
     fn inject(&mut self, from: &str, to: Ipv6Addr, message: Message) -> Result<(), String> {
+        if self.lab.is_iut(from) {
+            return Err(format!("{from} is under test: pmiplab cannot send as it"));
+        }
         self.call(from, &Request::Send { to, message })?;
         self.acted();
         Ok(())
@@ -673,6 +828,9 @@ impl Backend for Run<'_> {
     }
 
     fn implied_kernel(&mut self, node: &str) -> Option<KernelSection> {
+        if self.lab.is_iut(node) {
+            return None;
+        }
         if !matches!(self.s.nodes.get(node)?.value.role, Role::Lma | Role::Mag) {
             return None;
         }
@@ -681,6 +839,21 @@ impl Backend for Run<'_> {
     }
 
     fn finish(&mut self, out: Option<&Path>, report: &mut ScenarioReport) {
+        // An implementation under test stops as it would in service: its
+        // log then holds what it said on the way out.
+        for (node, r) in self.lab.stop_iuts() {
+            let what = format!("{node}'s implementation stopped on SIGTERM");
+            let tail = || last_lines(&self.lab.daemon_log(&node), 20);
+            report.checks.push(match r {
+                Ok(crate::lab::iut::Stopped::Killed { after }) => Check::failed(
+                    1,
+                    what,
+                    format!("it was still running {after:?} after SIGTERM and was killed; its log ends:\n{}", tail()),
+                ),
+                Ok(stopped) => Check::new(1, what, true, format!("{stopped:?}")),
+                Err(e) => Check::failed(1, what, format!("{e}; its log ends:\n{}", tail())),
+            });
+        }
         report.logs = self.s.nodes.keys().map(|n| (n.clone(), self.lab.daemon_log(n))).collect();
         report.events = crate::report::merge_logs(&report.logs);
         let caps = match self.lab.stop_captures() {
@@ -706,10 +879,21 @@ impl Backend for Run<'_> {
                 let _ = std::fs::copy(&path, dir.join(name));
             }
         }
+        // What each implementation under test was handed, beside its log.
+        for node in crate::iut::nodes(self.s).keys() {
+            let name = format!("{node}.impl.json");
+            let _ = std::fs::copy(self.lab.dir.join(&name), dir.join(&name));
+        }
         let lines: Vec<String> =
             self.observed.iter().map(|m| format!("{} -> {} {}", m.from, m.to, m.summary)).collect();
         let _ = std::fs::write(dir.join("sequence.txt"), lines.join("\n") + "\n");
     }
+}
+
+/// The last `n` lines of `text`.
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// The daemon binary: `PMIP_NODE`, else `pmip-node` beside this program.

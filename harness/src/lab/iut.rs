@@ -287,6 +287,11 @@ impl Lab {
         Ok(outcome)
     }
 
+    /// How `node`'s implementation under test was started, if it is one.
+    pub fn iut_launch(&self, node: &str) -> Option<&IutLaunch> {
+        self.daemons.get(node)?.iut.as_ref()
+    }
+
     /// Whether `node` is played by an implementation under test.
     pub fn is_iut(&self, node: &str) -> bool {
         self.daemons.get(node).is_some_and(|d| d.iut.is_some())
