@@ -299,8 +299,11 @@ impl Engine<'_> {
                 let limit = parse_duration(&w.timeout.value)
                     .ok_or_else(|| format!("'{}' is not a duration", w.timeout.value))?;
                 if let Some(e) = w.holds.as_ref().filter(|e| b.under_test(&e.node.value)) {
-                    // Nothing to wait on: what is under way is let arrive,
-                    // and the check says why it could not be made.
+                    // Nothing tells when the state holds, so the whole bound
+                    // passes: the steps after it then find what the
+                    // scenario waited for, and the check says it could not
+                    // be made.
+                    b.wait(limit, &mut |_| false);
                     self.settle(b);
                     self.report.checks.push(not_observable(e, line));
                     return Ok(());
