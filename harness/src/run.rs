@@ -43,7 +43,10 @@ pub fn run_netns_prepared(
     let reference = Reference::of(&model);
     let judging = Judging { reference: Some(&reference), pins, out };
     let mut report = crate::netns_run::run_prepared(file, s, node_bin, judging, prepare);
-    if report.verdict != Verdict::Skip && model.verdict != Verdict::Skip {
+    // A lab that could not be built stays INIT-FAIL: judging it again
+    // from its (empty) checks would turn it into a pass.
+    let played = !matches!(report.verdict, Verdict::Skip | Verdict::InitFail);
+    if played && model.verdict != Verdict::Skip {
         report.checks.push(model_check(&model));
         report.judge();
     }
