@@ -508,3 +508,113 @@ pub fn fault_place(s: &Scenario, rule: &pmip_proto::fault::FaultRule) -> Result<
         "would act inside {node}, which is under test, and no peer of ours on the message's way can stand in for it"
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    fn topologies() -> Vec<PathBuf> {
+        let pattern = Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies/*.yaml");
+        glob::glob(&pattern.to_string_lossy()).unwrap().filter_map(Result::ok).collect()
+    }
+
+    /// The hand-over carries everything pmip-node's own configuration
+    /// holds: translated back, it gives the very configuration the harness
+    /// gives the daemon, for every node of every scenario.
+    #[test]
+    fn the_handover_translates_back_to_the_daemons_configuration() {
+        let files = topologies();
+        assert!(files.len() >= 10);
+        for f in files {
+            let s = crate::scenario::load(&f).unwrap_or_else(|e| panic!("{e}"));
+            let plan = crate::plan::address_plan(&s);
+            let lma = plan::lma_name(&s).unwrap();
+            let (cfg, policies) = handover(&s, &plan, lma).unwrap().lma_config().unwrap();
+            assert_eq!(cfg, crate::node_config::lma(&s, &plan, plan.of[lma]), "{}", f.display());
+            assert_eq!(policies, crate::node_config::mn_policies(&s), "{}", f.display());
+            for mag in plan::nodes_in(&s, Role::Mag) {
+                let h = handover(&s, &plan, mag).unwrap();
+                let want = crate::node_config::mag(&s, mag, plan.of[mag], plan.of[lma]);
+                assert_eq!(h.mag_config().unwrap(), want, "{} {mag}", f.display());
+                let links = s.links.iter().filter(|l| l.value.mag.value == mag).count();
+                assert_eq!(h.access.len(), links, "{} {mag}", f.display());
+                // And it reads back from its JSON form.
+                let text = serde_json::to_string(&h).unwrap();
+                assert_eq!(serde_json::from_str::<HandOver>(&text).unwrap(), h);
+            }
+        }
+    }
+
+    fn scenario_with(mag1: &str) -> String {
+        format!(
+            "id: T\ntitle: t\nnodes:\n  lma: {{ role: lma }}\n  mag1:\n{mag1}\n  mn1: {{ role: mn, interfaces: [if1], prefixes: [\"2001:db8:1::/64\"] }}\n  cn: {{ role: cn }}\nlinks:\n  - {{ mn: mn1/if1, mag: mag1, att: wifi }}\nsteps:\n  - attach: {{ iface: mn1/if1 }}\n"
+        )
+    }
+
+    fn error_of(mag1: &str) -> String {
+        match crate::scenario::parse(Path::new("t.yaml"), &scenario_with(mag1)) {
+            Ok(_) => panic!("accepted:\n{mag1}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_wrong_impl_is_refused_with_its_line_and_column() {
+        let ok = "    role: mag\n    impl: { command: [x], ready: { socket: \"tcp:80\" }, hooks: { attach: [cli, \"{port}\", \"{hi}\"] } }";
+        crate::scenario::parse(Path::new("t.yaml"), &scenario_with(ok)).unwrap_or_else(|e| panic!("{e}"));
+        let cases = [
+            ("    role: mag\n    impl: { command: [] }", "t.yaml:7:11: mag1: impl needs a command"),
+            ("    role: mag\n    impl: { command: [x], hooks: { move: [m] } }", "the move hook is for an lma under test"),
+            ("    role: mag\n    impl: { command: [x], hooks: { jump: [m] } }", "'jump' is not a hook"),
+            (
+                "    role: mag\n    impl: { command: [x], hooks: { attach: [m, \"{fid}\"] } }",
+                "the attach hook has an unknown placeholder {fid}",
+            ),
+            ("    role: mag\n    impl: { command: [x], ready: { socket: \"tcp:x\" } }", "t.yaml:7:34: mag1: 'tcp:x' is not a socket"),
+            ("    role: mag\n    impl: { command: [x], ready: { smoke: y } }", "t.yaml:7:"),
+            ("    role: mag\n    impl: { command: [\"{nope}\"] }", "unknown placeholder {nope}"),
+            ("    role: mag\n    impl: { command: [x], ready_within_ms: 0 }", "ready_within_ms must be between"),
+        ];
+        for (mag1, want) in cases {
+            let e = error_of(mag1);
+            assert!(e.contains(want), "{mag1}\n gave {e}\n wanted {want}");
+        }
+        let e = crate::scenario::parse(
+            Path::new("t.yaml"),
+            &scenario_with("    role: mag").replace("mn1: { role: mn,", "mn1: { impl: { command: [x] }, role: mn,"),
+        )
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("mn1: only mag and lma nodes take 'impl'"), "{e}");
+    }
+
+    #[test]
+    fn command_lines_split_like_a_shell_does() {
+        assert_eq!(split_words("a 'b c' \"d \\\" e\" f\\ g").unwrap(), ["a", "b c", "d \" e", "f g"]);
+        assert_eq!(split_words("  x  ").unwrap(), ["x"]);
+        assert!(split_words("'open").is_err());
+        assert!(split_words("\"open").is_err());
+        let (role, spec) = parse_cli("lma=ci/iut/x --flag").unwrap();
+        assert_eq!((role, spec.command), (Role::Lma, vec!["ci/iut/x".to_string(), "--flag".into()]));
+        assert!(parse_cli("mn=x").unwrap_err().contains("not a role"));
+        assert!(parse_cli("mag=").unwrap_err().contains("no command"));
+    }
+
+    #[test]
+    fn steps_without_an_outside_means_skip_and_faults_move_to_our_receiver() {
+        let text = scenario_with("    role: mag\n    impl: { command: [x] }").replace(
+            "  - attach: { iface: mn1/if1 }\n",
+            "  - attach: { iface: mn1/if1, hi: 4 }\n  - drop: { message: PBU, from: mag1, to: lma }\n  - drop: { message: PBA, to: mag1 }\n  - send: { pbu: mn1/if1 }\n",
+        );
+        let s = crate::scenario::parse(Path::new("t.yaml"), &text).unwrap_or_else(|e| panic!("{e}"));
+        let why: Vec<Option<String>> = s.steps.iter().map(|st| cannot_play(&s, &st.value, 1)).collect();
+        assert!(why[0].as_deref().is_some_and(|w| w.contains("no 'attach' hook")), "{why:?}");
+        assert_eq!(why[1], None, "a drop at the IUT's sending side moves to the LMA's receiving side");
+        assert!(why[2].as_deref().is_some_and(|w| w.contains("inside mag1")), "{why:?}");
+        assert!(why[3].as_deref().is_some_and(|w| w.contains("cannot send as it")), "{why:?}");
+        let Step::Drop(d) = &s.steps[1].value else { panic!() };
+        assert_eq!(fault_place(&s, &d.rule().unwrap()), Ok(("lma".to_string(), true)));
+    }
+}
