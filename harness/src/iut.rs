@@ -482,10 +482,13 @@ pub fn cannot_play(s: &Scenario, step: &Step, line: u64) -> Option<String> {
 }
 
 /// Where a fault rule is installed (node, at its receiving side?), as
-/// [`crate::netns_run`] places it, moved off a node under test: a rule at
-/// an IUT's sending side goes to the receiver's receiving side instead
-/// (the message is then on the wire but not taken in, which message checks
-/// read the same: not delivered). `Err` when no node of ours can hold it.
+/// [`crate::netns_run`] places it, moved off a node under test. A drop at
+/// an IUT's sending side goes to the receiver's receiving side (the
+/// message is then on the wire but not taken in); a drop at an IUT's
+/// receiving side goes to the sender's sending side. Message checks read
+/// both the same way: not delivered. The other end is the rule's `from` /
+/// `to`, else the LMA for what a MAG sends, else the only MAG. `Err` when
+/// no node of ours can hold the rule.
 pub fn fault_place(s: &Scenario, rule: &pmip_proto::fault::FaultRule) -> Result<(String, bool), String> {
     const FROM_LMA: [&str; 4] = ["PBA", "BRI", "FMI", "UPN"];
     let lma = plan::lma_name(s).ok_or("the scenario has no LMA")?.to_string();
@@ -499,14 +502,35 @@ pub fn fault_place(s: &Scenario, rule: &pmip_proto::fault::FaultRule) -> Result<
     if !iuts.contains_key(node.as_str()) {
         return Ok((node, incoming));
     }
-    if !incoming {
-        if let Some(t) = rule.to.as_ref().filter(|t| !iuts.contains_key(t.as_str())) {
-            return Ok((t.clone(), true));
+    // The node at the other end of the message from `at`.
+    let other_end = |at: &str, named: &Option<String>| -> Option<String> {
+        if let Some(n) = named {
+            return Some(n.clone());
         }
+        if at != lma {
+            return Some(lma.clone());
+        }
+        let mags: Vec<&str> = plan::nodes_in(s, Role::Mag).collect();
+        match mags.as_slice() {
+            [only] => Some(only.to_string()),
+            _ => None,
+        }
+    };
+    let ours = |n: &Option<String>| n.clone().filter(|n| !iuts.contains_key(n.as_str()));
+    // Only a drop means the same at either end: a delay, duplicate or
+    // reorder at the other end puts the message on the wire at another
+    // time or another number of times than the model does.
+    let drop = rule.action == pmip_proto::fault::FaultAction::Drop;
+    let moved = match incoming {
+        true => ours(&other_end(&node, &rule.from)).map(|n| (n, false)),
+        false => ours(&other_end(&node, &rule.to)).map(|n| (n, true)),
     }
-    Err(format!(
-        "would act inside {node}, which is under test, and no peer of ours on the message's way can stand in for it"
-    ))
+    .filter(|_| drop);
+    moved.ok_or_else(|| {
+        format!(
+            "would act inside {node}, which is under test, and no peer of ours on the message's way can stand in for it"
+        )
+    })
 }
 
 #[cfg(test)]
@@ -565,13 +589,19 @@ mod tests {
         crate::scenario::parse(Path::new("t.yaml"), &scenario_with(ok)).unwrap_or_else(|e| panic!("{e}"));
         let cases = [
             ("    role: mag\n    impl: { command: [] }", "t.yaml:7:11: mag1: impl needs a command"),
-            ("    role: mag\n    impl: { command: [x], hooks: { move: [m] } }", "the move hook is for an lma under test"),
+            (
+                "    role: mag\n    impl: { command: [x], hooks: { move: [m] } }",
+                "the move hook is for an lma under test",
+            ),
             ("    role: mag\n    impl: { command: [x], hooks: { jump: [m] } }", "'jump' is not a hook"),
             (
                 "    role: mag\n    impl: { command: [x], hooks: { attach: [m, \"{fid}\"] } }",
                 "the attach hook has an unknown placeholder {fid}",
             ),
-            ("    role: mag\n    impl: { command: [x], ready: { socket: \"tcp:x\" } }", "t.yaml:7:34: mag1: 'tcp:x' is not a socket"),
+            (
+                "    role: mag\n    impl: { command: [x], ready: { socket: \"tcp:x\" } }",
+                "t.yaml:7:34: mag1: 'tcp:x' is not a socket",
+            ),
             ("    role: mag\n    impl: { command: [x], ready: { smoke: y } }", "t.yaml:7:"),
             ("    role: mag\n    impl: { command: [\"{nope}\"] }", "unknown placeholder {nope}"),
             ("    role: mag\n    impl: { command: [x], ready_within_ms: 0 }", "ready_within_ms must be between"),
@@ -602,6 +632,11 @@ mod tests {
         assert!(parse_cli("mag=").unwrap_err().contains("no command"));
     }
 
+    fn s_with_step(text: &str, step: &str) -> Scenario {
+        let t = text.replace("  - send: { pbu: mn1/if1 }\n", step);
+        crate::scenario::parse(Path::new("t.yaml"), &t).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     #[test]
     fn steps_without_an_outside_means_skip_and_faults_move_to_our_receiver() {
         let text = scenario_with("    role: mag\n    impl: { command: [x] }").replace(
@@ -612,9 +647,14 @@ mod tests {
         let why: Vec<Option<String>> = s.steps.iter().map(|st| cannot_play(&s, &st.value, 1)).collect();
         assert!(why[0].as_deref().is_some_and(|w| w.contains("no 'attach' hook")), "{why:?}");
         assert_eq!(why[1], None, "a drop at the IUT's sending side moves to the LMA's receiving side");
-        assert!(why[2].as_deref().is_some_and(|w| w.contains("inside mag1")), "{why:?}");
+        assert_eq!(why[2], None, "a drop at the IUT's receiving side moves to the LMA's sending side");
         assert!(why[3].as_deref().is_some_and(|w| w.contains("cannot send as it")), "{why:?}");
         let Step::Drop(d) = &s.steps[1].value else { panic!() };
         assert_eq!(fault_place(&s, &d.rule().unwrap()), Ok(("lma".to_string(), true)));
+        let Step::Drop(d) = &s.steps[2].value else { panic!() };
+        assert_eq!(fault_place(&s, &d.rule().unwrap()), Ok(("lma".to_string(), false)));
+        // A duplicate made at the sender is not the one made at the receiver.
+        let dup = s_with_step(&text, "  - fault: { message: PBA, to: mag1, action: duplicate }\n");
+        assert!(cannot_play(&dup, &dup.steps[3].value, 9).is_some_and(|w| w.contains("inside mag1")));
     }
 }

@@ -672,9 +672,11 @@ impl Backend for Run<'_> {
     fn add_fault(&mut self, rule: FaultRule) -> Result<(), String> {
         let (node, direction) = self.fault_place(&rule)?;
         // At the sender, a rule with a receiver touches only what goes there.
+        // At the receiver, a rule with a sender (moved there off a node
+        // under test) touches only what comes from it.
         let peer = match direction {
             FaultDirection::Out => rule.to.as_ref().and_then(|t| self.plan.of.get(t)).copied(),
-            FaultDirection::In => None,
+            FaultDirection::In => rule.from.as_ref().and_then(|f| self.plan.of.get(f)).copied(),
         };
         let spec = pmip_control::FaultRule {
             id: 0,
