@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
+use std::net::{Ipv6Addr, SocketAddrV6};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -285,6 +286,24 @@ impl Lab {
             std::thread::sleep(Duration::from_millis(5));
         }
         Ok(outcome)
+    }
+
+    /// Sends one Mobility Header message from `node`'s namespace, `src` to
+    /// `dst`, on a raw socket of the harness's own: a message the test
+    /// crafts as a node under test would send it (`send` as its MAG,
+    /// `send_fmi` as its LMA), with nothing asked of the implementation.
+    pub fn send_mh_from(&self, node: &str, src: Ipv6Addr, dst: Ipv6Addr, bytes: Vec<u8>) -> io::Result<()> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        self.run_in(node, move || {
+            // Linux computes the Mobility Header checksum of a protocol-135
+            // raw socket itself (offset 4); the codec's is the same.
+            let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::from(135)))?;
+            s.bind(&SocketAddrV6::new(src, 0, 0, 0).into())
+                .map_err(|e| io::Error::new(e.kind(), format!("binding a raw MH socket to {src}: {e}")))?;
+            s.send_to(&bytes, &SocketAddrV6::new(dst, 0, 0, 0).into())
+                .map_err(|e| io::Error::new(e.kind(), format!("sending to {dst}: {e}")))?;
+            Ok(())
+        })
     }
 
     /// How `node`'s implementation under test was started, if it is one.
