@@ -786,7 +786,9 @@ impl Backend for Run<'_> {
         if stats.received < u64::from(packets) && !expect_none {
             // Say where the packets went missing: each data plane's counters.
             for (name, n) in &self.s.nodes {
-                if matches!(n.value.role, Role::Lma | Role::Mag) {
+                if self.lab.is_iut(name) {
+                    probe.trace.push_str(&format!("; {name} under test (its counters are not observable)"));
+                } else if matches!(n.value.role, Role::Lma | Role::Mag) {
                     let dp = self.state::<NodeState>(name).map(|s| s.data_plane.counters).unwrap_or_default();
                     probe.trace.push_str(&format!("; {name} {dp:?}"));
                 }
