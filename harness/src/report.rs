@@ -144,6 +144,19 @@ impl ScenarioReport {
         v
     }
 
+    /// What became of the checks, counted by outcome: "checks: 12 passed,
+    /// 0 failed, 2 not observable, 0 with no reference".
+    pub fn tally(&self) -> String {
+        let count = |o: Outcome| self.checks.iter().filter(|c| c.outcome == o).count();
+        format!(
+            "checks: {} passed, {} failed, {} not observable, {} with no reference",
+            count(Outcome::Passed),
+            count(Outcome::Failed),
+            count(Outcome::NotObservable),
+            count(Outcome::NoReference)
+        )
+    }
+
     /// The one-line summary for the terminal.
     pub fn line(&self) -> String {
         let failed = self.checks.iter().filter(|c| !c.ok()).count();
@@ -243,6 +256,9 @@ pub fn junit(reports: &[ScenarioReport]) -> String {
                 );
             }
         }
+        if !r.checks.is_empty() {
+            x += &format!("    <system-out>{}</system-out>\n", xml_escape(&r.tally()));
+        }
         x += "  </testcase>\n";
     }
     x + "</testsuite>\n"
@@ -251,6 +267,31 @@ pub fn junit(reports: &[ScenarioReport]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn junit_counts_each_scenarios_checks_by_outcome() {
+        let check = |outcome| Check { line: 1, what: "w".into(), outcome, detail: String::new() };
+        let r = ScenarioReport {
+            id: "X".into(),
+            title: "t".into(),
+            file: "x.yaml".into(),
+            backend: "namespaces".into(),
+            verdict: Verdict::Pass,
+            reason: None,
+            checks: vec![check(Outcome::Passed), check(Outcome::NotObservable), check(Outcome::NotObservable)],
+            ladder: Vec::new(),
+            observed: Vec::new(),
+            events: Vec::new(),
+            snapshots: Default::default(),
+            logs: Default::default(),
+            wall_ms: 0.0,
+        };
+        let x = junit(&[r]);
+        assert!(
+            x.contains("<system-out>checks: 1 passed, 0 failed, 2 not observable, 0 with no reference</system-out>"),
+            "{x}"
+        );
+    }
 
     #[test]
     fn logs_merge_into_one_timeline_led_by_node_names() {
