@@ -96,10 +96,12 @@ impl Lab {
     /// stderr going to `<node>.log`, without waiting for it.
     pub fn start_iut(&mut self, node: &str, launch: IutLaunch) -> io::Result<()> {
         let log_path = self.dir.join(format!("{node}.log"));
-        let log = match self.daemons.get(node) {
-            Some(_) => rundir::open_append(&log_path)?,
-            None => rundir::create_new_file(&log_path)?,
-        };
+        if !self.daemons.contains_key(node) {
+            drop(rundir::create_new_file(&log_path)?);
+        }
+        // Appending: the harness adds its own lines (hooks, probes) to the
+        // same log, and neither may write over the other.
+        let log = rundir::open_append(&log_path)?;
         let (prog, args) = launch
             .command
             .split_first()

@@ -178,3 +178,30 @@ fn a_message_the_implementation_never_sends_fails_with_what_was_on_the_wire() {
     assert_eq!(stop.outcome, Outcome::Passed, "{}", failed(&r));
     nothing_left(&m);
 }
+
+#[test]
+fn a_hook_runs_in_the_node_and_its_lines_and_the_implementations_share_the_log() {
+    if common::skip() {
+        return;
+    }
+    // The harness's lines (probe, hook) and the implementation's go to one
+    // log: appended, all stay (opened without O_APPEND, the
+    // implementation's second line wrote over the probe's).
+    let m = marker("hook");
+    let r = play(
+        "IUT-HOOK",
+        &format!(
+            r#"{{ command: [sh, -c, "echo first; sleep 1; echo after the hook; exec sleep 30", {m}], ready: {{ command: ["true"] }}, hooks: {{ attach: [sh, -c, "echo hooked hi={{hi}} on {{port}} in $PMIPLAB_NODE"] }} }}"#
+        ),
+        "  - attach: { iface: mn1/if1, hi: partial }\n  - wait: 1500ms\n",
+    );
+    let log = r.logs.get("mag1").cloned().unwrap_or_default();
+    assert!(log.contains("first"), "{log}");
+    let hooked = log.lines().find(|l| l.contains("hooked hi=6 on to-mn1-if1 in mag1")).unwrap_or_default();
+    assert!(hooked.starts_with("[pmiplab] ran sh -c echo hooked"), "the hook's line was written over: {log}");
+    assert!(log.contains("after the hook"), "{log}");
+    // The readiness probe's line, written while the implementation was
+    // still to write its second line.
+    assert!(log.contains("[pmiplab] ran true"), "the probe's line was written over: {log}");
+    nothing_left(&m);
+}
