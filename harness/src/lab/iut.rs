@@ -257,23 +257,34 @@ impl Lab {
         let d = self.daemons.get_mut(node).ok_or_else(|| not_found(format!("no implementation runs in {node}")))?;
         let within = d.iut.as_ref().map_or(Duration::ZERO, |l| l.stop_within);
         let pgid = Pid::from_raw(d.child.id() as i32);
-        let outcome = if d.child.try_wait()?.is_some() {
-            Stopped::NotRunning
-        } else {
+        let running = d.child.try_wait()?.is_none();
+        // The command's group, and whatever runs in the namespace besides
+        // (a command that exited 0 may have left its daemon there).
+        let others = processes_in(holder);
+        if !running && others.is_empty() {
+            return Ok(Stopped::NotRunning);
+        }
+        if running {
             let _ = killpg(pgid, Signal::SIGTERM);
-            let started = Instant::now();
-            let deadline = started + within;
-            loop {
-                if d.child.try_wait()?.is_some() {
-                    break Stopped::OnTerm;
-                }
-                if Instant::now() > deadline {
-                    let _ = killpg(pgid, Signal::SIGKILL);
-                    d.child.wait()?;
-                    break Stopped::Killed { after: started.elapsed() };
-                }
-                std::thread::sleep(Duration::from_millis(5));
+        }
+        for pid in &others {
+            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGTERM);
+        }
+        let started = Instant::now();
+        let deadline = started + within;
+        let outcome = loop {
+            let done = !running || d.child.try_wait()?.is_some();
+            if done && processes_in(holder).is_empty() {
+                break Stopped::OnTerm;
             }
+            if Instant::now() > deadline {
+                let _ = killpg(pgid, Signal::SIGKILL);
+                if running {
+                    d.child.wait()?;
+                }
+                break Stopped::Killed { after: started.elapsed() };
+            }
+            std::thread::sleep(Duration::from_millis(5));
         };
         // Its group, then anything it left in its namespace, however it got there.
         let _ = killpg(pgid, Signal::SIGKILL);

@@ -205,3 +205,26 @@ fn a_hook_runs_in_the_node_and_its_lines_and_the_implementations_share_the_log()
     assert!(log.contains("[pmiplab] ran true"), "the probe's line was written over: {log}");
     nothing_left(&m);
 }
+
+#[test]
+fn a_command_that_leaves_its_daemon_running_is_ready_and_that_daemon_gets_sigterm() {
+    if common::skip() {
+        return;
+    }
+    // The command starts its "daemon" in the background and exits 0, as
+    // an init script does; the daemon says goodbye on SIGTERM.
+    let m = marker("daemonizes");
+    let r = play(
+        "IUT-DAEMONIZES",
+        &format!(
+            r#"{{ command: [sh, -c, "(trap 'echo daemon got TERM; exit 0' TERM; while :; do sleep 0.05; done) & exit 0", {m}], ready: {{ command: ["true"] }} }}"#
+        ),
+        "  - wait: 100ms\n",
+    );
+    let stop = r.checks.iter().find(|c| c.what == "mag1's implementation stopped on SIGTERM").expect("no stop check");
+    assert_eq!(stop.outcome, Outcome::Passed, "{stop:?}");
+    assert_eq!(stop.detail, "OnTerm", "{stop:?}");
+    let log = r.logs.get("mag1").cloned().unwrap_or_default();
+    assert!(log.contains("daemon got TERM"), "the background daemon was not asked to stop: {log}");
+    nothing_left(&m);
+}
