@@ -228,3 +228,32 @@ fn a_command_that_leaves_its_daemon_running_is_ready_and_that_daemon_gets_sigter
     assert!(log.contains("daemon got TERM"), "the background daemon was not asked to stop: {log}");
     nothing_left(&m);
 }
+
+#[test]
+fn the_kernel_section_of_an_implementation_is_read_whatever_it_marks_its_routes_with() {
+    if common::skip() {
+        return;
+    }
+    // A "MAG" that routes the way a foreign one might: protocol static, a
+    // tunnel device of its own name, a source rule at its own priority.
+    let m = marker("kernel");
+    let setup = "ip link add mytnl0 type veth peer name mytnl1 && ip link set mytnl0 up \
+        && ip -6 route add 2001:db8:1::/64 dev to-mn1-if1 proto static \
+        && ip -6 route add 2001:db8:9::/64 dev mytnl0 proto static \
+        && ip -6 rule add from 2001:db8:1::/64 lookup 100 pref 500 && touch ready && exec sleep 30";
+    let r = play(
+        "IUT-KERNEL",
+        &format!(r#"{{ command: [sh, -c, "{setup}", {m}], ready: {{ file: ready }} }}"#),
+        "  - snapshot: routed\n",
+    );
+    assert!(r.snapshots.contains_key("routed"), "{:?} {:?} {:?}", r.verdict, r.reason, r.checks);
+    let kernel = &r.snapshots["routed"]["kernel"]["mag1"];
+    assert_eq!(
+        kernel["routes"],
+        serde_json::json!(["2001:db8:1::/64 dev to-mn1-if1", "2001:db8:9::/64 tunnel"]),
+        "{kernel}"
+    );
+    assert_eq!(kernel["uplink"], serde_json::json!(["2001:db8:1::/64"]), "{kernel}");
+    assert_eq!(r.snapshots["routed"]["mags"]["mag1"], "not observable: implementation under test");
+    nothing_left(&m);
+}
