@@ -7,13 +7,24 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v tshark >/dev/null 2>&1 || need_apt+=(tshark)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
 # The kernel datapath marks flows and counts tunnelled packets with nftables.
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
+# The SVG ladder is checked in a real browser (headless Chromium).
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "ci/test.sh: installing ${need_apt[*]} from Debian's packages"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# The JUnit tests read pmiplab's junit.xml as CI does: Python's strict
+# XML parser and junitparser, a standard JUnit consumer.
+if ! python3 -c 'import junitparser' >/dev/null 2>&1; then
+    echo "ci/test.sh: installing junitparser from PyPI"
+    python3 -m pip install --quiet junitparser 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages junitparser
 fi
 
 # The snapshot review tool: tests check that pending snapshots reach it.

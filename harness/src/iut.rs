@@ -307,7 +307,7 @@ pub fn expand(words: &[String], values: &BTreeMap<&str, String>) -> Vec<String> 
 /// What pmiplab hands to the IUT playing `node` of `s`.
 pub fn handover(s: &Scenario, plan: &AddressPlan, node: &str) -> Result<HandOver, String> {
     let spec = &s.nodes.get(node).ok_or_else(|| format!("the scenario has no node {node}"))?.value;
-    let lma = plan::lma_name(s).ok_or("the scenario has no LMA")?;
+    let first_lma = plan::lma_name(s).ok_or("the scenario has no LMA")?;
     let address = *plan.of.get(node).ok_or_else(|| format!("{node} has no address"))?;
     let mut h = HandOver {
         version: handover::HANDOVER_VERSION,
@@ -323,6 +323,8 @@ pub fn handover(s: &Scenario, plan: &AddressPlan, node: &str) -> Result<HandOver
         }
         .into(),
         lma: None,
+        heartbeat: None,
+        flow_requests: Vec::new(),
         access: Vec::new(),
         mags: Vec::new(),
         mns: Vec::new(),
@@ -331,7 +333,17 @@ pub fn handover(s: &Scenario, plan: &AddressPlan, node: &str) -> Result<HandOver
     };
     match spec.role {
         Role::Mag => {
+            let lma = plan::lma_of(s, node).ok_or("the scenario has no LMA")?;
             h.lma = plan.of.get(lma).copied();
+            let lma_addr = h.lma.ok_or_else(|| format!("{lma} has no address"))?;
+            let c = crate::node_config::mag(s, plan, node, address, lma_addr);
+            h.heartbeat = c.heartbeat.as_ref().map(handover::HeartbeatSettings::of);
+            for (ll, fi) in &c.flow_requests {
+                let r = handover::FlowRequest::of(ll, fi).ok_or_else(|| {
+                    format!("{node} asks for flow {} with a selector the hand-over cannot carry", fi.fid)
+                })?;
+                h.flow_requests.push(r);
+            }
             for l in s.links.iter().filter(|l| l.value.mag.value == node) {
                 let (mn, iface) = l.value.mn.value.split_once('/').ok_or("a link names mn/iface")?;
                 let mn_spec = &s.nodes.get(mn).ok_or_else(|| format!("no MN named {mn}"))?.value;
@@ -355,7 +367,7 @@ pub fn handover(s: &Scenario, plan: &AddressPlan, node: &str) -> Result<HandOver
                     authorized: n.value.authorized != Some(false),
                 });
             }
-            for p in crate::node_config::mn_policies(s) {
+            for p in crate::node_config::mn_policies(s, plan, node) {
                 let name = s
                     .nodes
                     .iter()
@@ -370,6 +382,13 @@ pub fn handover(s: &Scenario, plan: &AddressPlan, node: &str) -> Result<HandOver
                     prefixes: p.unique_prefixes,
                     shared_prefixes: p.shared_prefixes,
                     per_attachment: p.per_attachment,
+                    proxy_enabled: p.proxy_enabled,
+                    served_by: p.served_by,
+                    flows_on_attach: p
+                        .flows_on_attach
+                        .iter()
+                        .map(|(ll, fid)| handover::FlowOnAttach { mn_ll_id: handover::format_mac(ll), fid: *fid })
+                        .collect(),
                 });
             }
             let l = &s.lma;
@@ -383,8 +402,12 @@ pub fn handover(s: &Scenario, plan: &AddressPlan, node: &str) -> Result<HandOver
                 use_timestamps: l.use_timestamps,
                 min_delay_before_bce_delete_ms: l.min_delay_before_bce_delete_ms,
                 initial_retransmit_ms: l.initial_retransmit_ms.map(|n| n.get()),
+                heartbeat: l.heartbeat.map(|h| handover::HeartbeatSettings::of(&h.config())),
+                on_mag_down: l.on_mag_down,
+                grant_flow_requests: l.grant_flow_requests,
             });
-            for cn in plan::nodes_in(s, Role::Cn) {
+            // The CNs are behind the first LMA only.
+            for cn in plan::nodes_in(s, Role::Cn).filter(|_| node == first_lma) {
                 let cn_address = *plan.of.get(cn).ok_or_else(|| format!("{cn} has no address"))?;
                 h.cn_links.push(handover::CnLink {
                     interface: format!("to-{cn}"),
@@ -543,13 +566,18 @@ mod tests {
         for f in files {
             let s = crate::scenario::load(&f).unwrap_or_else(|e| panic!("{e}"));
             let plan = crate::plan::address_plan(&s);
-            let lma = plan::lma_name(&s).unwrap();
-            let (cfg, policies) = handover(&s, &plan, lma).unwrap().lma_config().unwrap();
-            assert_eq!(cfg, crate::node_config::lma(&s, &plan, plan.of[lma]), "{}", f.display());
-            assert_eq!(policies, crate::node_config::mn_policies(&s), "{}", f.display());
+            for lma in plan::nodes_in(&s, Role::Lma) {
+                let h = handover(&s, &plan, lma).unwrap();
+                let (cfg, policies) = h.lma_config().unwrap();
+                assert_eq!(cfg, crate::node_config::lma(&s, &plan, plan.of[lma]), "{} {lma}", f.display());
+                assert_eq!(policies, crate::node_config::mn_policies(&s, &plan, lma), "{} {lma}", f.display());
+                let text = serde_json::to_string(&h).unwrap();
+                assert_eq!(serde_json::from_str::<HandOver>(&text).unwrap(), h);
+            }
             for mag in plan::nodes_in(&s, Role::Mag) {
                 let h = handover(&s, &plan, mag).unwrap();
-                let want = crate::node_config::mag(&s, mag, plan.of[mag], plan.of[lma]);
+                let lma = plan::lma_of(&s, mag).unwrap();
+                let want = crate::node_config::mag(&s, &plan, mag, plan.of[mag], plan.of[lma]);
                 assert_eq!(h.mag_config().unwrap(), want, "{} {mag}", f.display());
                 let links = s.links.iter().filter(|l| l.value.mag.value == mag).count();
                 assert_eq!(h.access.len(), links, "{} {mag}", f.display());

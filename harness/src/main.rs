@@ -4,8 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use pmiplab::report::{junit, ScenarioReport, Verdict};
-use pmiplab::run::{expand, explain};
+use pmiplab::run::expand;
 use pmiplab::scenario;
 
 #[derive(Parser)]
@@ -20,8 +19,19 @@ enum Command {
     /// Runs scenarios and gives each a verdict (PASS, FAIL, INIT-FAIL, SKIP).
     ///
     /// Scenarios run against the protocol core in virtual time, or with
-    /// real daemons in network namespaces (`--backend netns`). Exit code 0
-    /// only when no scenario fails (SKIP does not fail a run).
+    /// real daemons in network namespaces (`--backend netns`). Each
+    /// scenario's line is printed as it finishes, then a summary in input
+    /// order. The run's report is `<out>/report.json` and
+    /// `<out>/junit.xml`; a scenario file that cannot be read is an error
+    /// entry there and the others still run. SIGINT, SIGTERM or
+    /// `--timeout` stop the run between steps: what finished, the
+    /// captures so far and a report marked partial are written first.
+    ///
+    /// Exit codes, the first that applies: 4 the run was cut short
+    /// (signal or --timeout); 2 bad input (a file that cannot be read or
+    /// validated, a pattern that names nothing); 1 a scenario FAILed; 3 a
+    /// lab could not be built (INIT-FAIL); 0 every scenario passed or
+    /// was skipped.
     Run {
         /// Scenario files or glob patterns, e.g. 'topologies/**/*.yaml'.
         #[arg(required = true)]
@@ -50,8 +60,31 @@ enum Command {
         /// docs/implementation-under-test.md.
         #[arg(long, value_name = "ROLE=CMD")]
         iut: Vec<String>,
+        /// Runs only shard K of N of the files (1-based), e.g. `--shard
+        /// 2/4`: the files, in input order, are dealt round robin, so every
+        /// CI runner given the same patterns gets its own share. Each
+        /// writes its own report; `pmiplab merge-reports` joins them.
+        #[arg(long, value_name = "K/N", value_parser = shard)]
+        shard: Option<(usize, usize)>,
+        /// Stops the run after this long (e.g. 90s, 10m), writing what it
+        /// has, as SIGINT does.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<std::time::Duration>,
     },
-    /// Checks scenario files and reports the first problem of each with its line and column.
+    /// Joins the reports of several runs (the shards of one catalogue)
+    /// into one report.json and junit.xml, and exits as the whole run
+    /// would have.
+    MergeReports {
+        /// Each run's `--out` folder, or its report.json.
+        #[arg(required = true)]
+        reports: Vec<PathBuf>,
+        /// Where the merged report.json and junit.xml go.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Checks scenario files and reports every problem of each with its
+    /// line and column (a file that does not parse stops at its first).
+    /// Exit code 2 when any file has a problem.
     Validate {
         #[arg(required = true)]
         files: Vec<String>,
@@ -67,8 +100,36 @@ enum Command {
     },
     /// Stops a deployed lab's daemons and removes its namespaces.
     Destroy { name: String },
-    /// Lists deployed labs, or shows one lab's nodes and tables as JSON.
-    Inspect { name: Option<String> },
+    /// Lists deployed labs, or shows one lab's nodes, daemons and tables:
+    /// a table by default, `--format json` for the whole tables.
+    Inspect {
+        name: Option<String>,
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+    },
+    /// Draws a topology: a deployed lab's (by name) or a scenario file's,
+    /// as ASCII (default), Graphviz DOT or a standalone SVG.
+    Graph {
+        /// A deployed lab's name or a scenario file.
+        lab: String,
+        #[arg(long, default_value = "ascii", value_parser = ["ascii", "dot", "svg"])]
+        format: String,
+    },
+    /// Plays steps on a deployed lab through the scenario engine, as a run
+    /// plays them: `pmiplab step demo 'move: {flow: Y, to_bid: 1}'`, or
+    /// `--steps FILE` for a scenario file's steps. Steps are checked
+    /// against the lab's scenario first; the steps played before on the
+    /// lab count for what they set up (a bind's FID). Exit code 1 when an
+    /// expectation fails, 2 for steps that do not validate.
+    Step {
+        name: String,
+        /// One step, or a YAML list of steps, in the scenario format.
+        #[arg(required_unless_present = "steps", allow_hyphen_values = true)]
+        step: Option<String>,
+        /// A scenario file whose steps to play.
+        #[arg(long, conflicts_with = "step")]
+        steps: Option<PathBuf>,
+    },
     /// Runs a command inside a node of a deployed lab.
     Exec {
         name: String,
@@ -76,8 +137,14 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
-    /// Destroys every deployed lab; touches only what pmiplab marked as its own.
-    Cleanup,
+    /// Destroys the caller's deployed labs (the user who deployed them,
+    /// the one behind sudo under sudo), or every one with `--all`; touches
+    /// only what pmiplab marked as its own.
+    Cleanup {
+        /// Every deployed lab, whoever deployed it.
+        #[arg(long)]
+        all: bool,
+    },
     /// Measures the performance figures of DESIGN.md, each beside a
     /// baseline from the same run, and prints them as a Markdown table.
     Bench {
@@ -87,10 +154,12 @@ enum Command {
         /// and UDP between CN and MN through the lab beside plain kernel
         /// forwarding over the same namespaces (root). `move`: flow moves
         /// under load, decision to first packet on the new link (root).
-        #[arg(default_values_t = ["core".to_string()], value_parser = ["core", "lab", "catalogue", "datapath", "move"])]
+        /// `signalling`: PBU→PBA through the LMA daemon's sockets beside a
+        /// canned-PBA responder (root).
+        #[arg(default_values_t = ["core".to_string()], value_parser = ["core", "lab", "catalogue", "datapath", "move", "signalling"])]
         what: Vec<String>,
-        /// Bindings in the LMA for `core` (DESIGN.md states its target at
-        /// 100,000).
+        /// Bindings in the LMA for `core` and MNs for `signalling` (DESIGN.md
+        /// states its target at 100,000).
         #[arg(long, default_value_t = 100_000)]
         bindings: u32,
         /// Repetitions for `lab` and `datapath`.
@@ -120,25 +189,41 @@ fn main() -> ExitCode {
         .init();
     match Cli::parse().command {
         Command::Validate { files } => validate(&files),
-        Command::Run { files, jobs, out, backend, record, iut } => run(&files, jobs, &out, &backend, record, &iut),
+        Command::Run { files, jobs, out, backend, record, shard, timeout, iut } => {
+            ExitCode::from(pmiplab::run_cmd::run(&pmiplab::run_cmd::RunOptions {
+                patterns: &files,
+                jobs,
+                out: &out,
+                backend: &backend,
+                record,
+                shard,
+                timeout,
+                iut: &iut,
+            }))
+        }
+        Command::MergeReports { reports, out } => ExitCode::from(pmiplab::run_cmd::merge_reports(&reports, &out)),
         Command::Deploy { file, name } => deploy(&file, name),
         Command::Destroy { name } => report(pmiplab::deploy::destroy(&name).map(|d| d.join("\n"))),
-        Command::Inspect { name: None } => {
+        Command::Inspect { name: None, format } => {
             let labs = pmiplab::deploy::labs();
-            if labs.is_empty() {
+            if format == "json" {
+                println!("{}", serde_json::json!(labs));
+            } else if labs.is_empty() {
                 println!("no deployed lab");
-            }
-            for l in labs {
-                println!("{l}");
+            } else {
+                print!("{}", pmiplab::deploy::labs_table());
             }
             ExitCode::SUCCESS
         }
-        Command::Inspect { name: Some(n) } => {
+        Command::Inspect { name: Some(n), format } => {
             let s = pmiplab::deploy::read_marker(&n).ok().and_then(|m| scenario::load(&m.scenario).ok());
-            report(
-                pmiplab::deploy::inspect(&n, s.as_ref()).map(|v| serde_json::to_string_pretty(&v).unwrap_or_default()),
-            )
+            report(pmiplab::deploy::inspect(&n, s.as_ref()).map(|v| match format.as_str() {
+                "json" => serde_json::to_string_pretty(&v).unwrap_or_default(),
+                _ => pmiplab::deploy::inspect_table(&v).trim_end().to_string(),
+            }))
         }
+        Command::Graph { lab, format } => graph(&lab, &format),
+        Command::Step { name, step, steps } => play_steps(&name, step, steps),
         Command::Exec { name, node, command } => match pmiplab::deploy::exec(&name, &node, &command) {
             Ok(status) => ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8),
             Err(e) => {
@@ -149,8 +234,8 @@ fn main() -> ExitCode {
         Command::Bench { what, bindings, runs, scenarios, seconds, moves, rate } => {
             bench(&what, bindings, runs, &scenarios, (seconds, moves, rate))
         }
-        Command::Cleanup => {
-            for line in pmiplab::deploy::cleanup() {
+        Command::Cleanup { all } => {
+            for line in pmiplab::deploy::cleanup(all) {
                 println!("{line}");
             }
             ExitCode::SUCCESS
@@ -168,11 +253,13 @@ fn validate(patterns: &[String]) -> ExitCode {
     };
     let mut bad = 0;
     for f in &files {
-        match scenario::load(f) {
+        match pmiplab::validate::check_file(f) {
             Ok(s) => println!("ok        {} ({})", f.display(), s.id),
-            Err(e) => {
+            Err(all) => {
                 bad += 1;
-                eprintln!("{e}");
+                for e in all {
+                    eprintln!("{e}");
+                }
             }
         }
     }
@@ -183,117 +270,85 @@ fn validate(patterns: &[String]) -> ExitCode {
     }
 }
 
-fn run(
-    patterns: &[String],
-    jobs: usize,
-    out: &std::path::Path,
-    backend: &str,
-    record: bool,
-    iut: &[String],
-) -> ExitCode {
-    let files = match expand(patterns) {
-        Ok(f) => f,
+/// `pmiplab graph`: the topology of a scenario file, or of the scenario
+/// a deployed lab was made from.
+fn graph(lab: &str, format: &str) -> ExitCode {
+    let file = if std::path::Path::new(lab).is_file() {
+        PathBuf::from(lab)
+    } else {
+        match pmiplab::deploy::read_marker(lab) {
+            Ok(m) => m.scenario,
+            Err(e) => {
+                eprintln!("pmiplab: {e} (and no scenario file {lab})");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let s = match scenario::load(&file) {
+        Ok(s) => s,
         Err(e) => {
-            eprintln!("pmiplab: {e}");
+            eprintln!("{e}");
             return ExitCode::from(2);
         }
     };
-    // Refuse the whole run, before anything is built, if any file is wrong.
-    let mut loaded = Vec::new();
-    let mut bad = false;
-    for f in &files {
-        match scenario::load(f) {
-            Ok(s) => loaded.push((f.clone(), s)),
-            Err(e) => {
-                eprintln!("{e}");
-                bad = true;
-            }
-        }
-    }
-    if bad {
-        eprintln!("pmiplab: nothing was run: fix the scenario files above first");
-        return ExitCode::from(2);
-    }
-    if !iut.is_empty() && backend != "netns" {
-        eprintln!("pmiplab: --iut needs --backend netns: an implementation under test runs in namespaces");
-        return ExitCode::from(2);
-    }
-    for arg in iut {
-        match pmiplab::iut::load_cli(arg) {
-            Ok((role, spec)) => loaded.iter_mut().for_each(|(_, s)| pmiplab::iut::apply(s, role, &spec)),
-            Err(e) => {
-                eprintln!("pmiplab: {e}");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    let mut ids = std::collections::BTreeMap::new();
-    for (f, s) in &loaded {
-        if let Some(prev) = ids.insert(s.id.clone(), f.clone()) {
-            eprintln!(
-                "pmiplab: {} and {} both have id {}; ids name the output folders, so they must differ",
-                prev.display(),
-                f.display(),
-                s.id
-            );
-            return ExitCode::from(2);
-        }
-    }
-    let node_bin = if backend == "netns" {
-        match pmiplab::netns_run::node_binary() {
-            Ok(b) => Some(b),
-            Err(e) => {
-                eprintln!("pmiplab: {e}");
-                return ExitCode::from(2);
-            }
-        }
-    } else {
-        None
+    let text = match format {
+        "dot" => pmiplab::graph::dot(&s),
+        "svg" => pmiplab::graph::svg(&s),
+        _ => pmiplab::graph::ascii(&s),
     };
-    let how = if node_bin.is_some() { "network namespaces" } else { "virtual time" };
-    println!("pmiplab: {} scenario(s), {how}, {} at once, output in {}", loaded.len(), jobs.max(1), out.display());
-    let pins = pmiplab::snapshots::Pins { record, pending: !record };
-    let reports: Vec<ScenarioReport> = pmiplab::run::run_all(&loaded, jobs.max(1), node_bin.as_deref(), out, pins);
-    let mut failed = 0;
-    let mut unchecked = 0;
-    for r in &reports {
-        println!("{}", r.line());
-        for c in r.checks.iter().filter(|c| !c.passed()) {
-            println!("{}", explain(c));
+    print!("{text}");
+    ExitCode::SUCCESS
+}
+
+/// `pmiplab step`: steps given inline or as a scenario file's.
+fn play_steps(lab: &str, step: Option<String>, file: Option<PathBuf>) -> ExitCode {
+    let (text, origin) = match (step, file) {
+        (Some(t), _) => (t, PathBuf::from("<step>")),
+        (None, Some(f)) => {
+            let steps = std::fs::read_to_string(&f)
+                .map_err(|e| format!("{}: {e}", f.display()))
+                .and_then(|t| {
+                    serde_saphyr::from_str::<serde_json::Value>(&t).map_err(|e| format!("{}: {e}", f.display()))
+                })
+                .and_then(|v| {
+                    let steps = v.get("steps").cloned().ok_or(format!("{} has no steps", f.display()))?;
+                    serde_saphyr::to_string(&steps).map_err(|e| e.to_string())
+                });
+            match steps {
+                Ok(t) => (t, f),
+                Err(e) => {
+                    eprintln!("pmiplab: {e}");
+                    return ExitCode::from(2);
+                }
+            }
         }
-        unchecked += r.checks.iter().filter(|c| c.ok() && !c.passed()).count();
-        if matches!(r.verdict, Verdict::Fail | Verdict::InitFail) {
-            failed += 1;
-        }
-        if let Err(e) = r.write(out) {
-            eprintln!("pmiplab: could not write the results of {} under {}: {e}", r.id, out.display());
+        (None, None) => {
+            eprintln!("pmiplab: give a step, or --steps FILE");
             return ExitCode::from(2);
         }
-    }
-    if let Err(e) = std::fs::write(out.join("junit.xml"), junit(&reports)) {
-        eprintln!("pmiplab: could not write {}: {e}", out.join("junit.xml").display());
-    }
-    if node_bin.is_some() {
-        let lua = out.join("pmiplab.lua");
-        match std::fs::write(&lua, pmip_captures::LUA_DISSECTOR) {
-            Ok(()) => println!(
-                "pmiplab: read the captures with `tshark -X lua_script:{}` (FMI/FMA on MH type N: add -o pmip.fmi_mh_type:N)",
-                lua.display()
-            ),
-            Err(e) => eprintln!("pmiplab: could not write {}: {e}", lua.display()),
+    };
+    match pmiplab::deploy::step(lab, &text, &origin) {
+        Ok(r) => {
+            for c in &r.checks {
+                println!("{}", pmiplab::run::explain(c));
+            }
+            println!("{}", r.line());
+            if r.verdict == pmiplab::report::Verdict::Fail {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
         }
     }
-    let passed = reports.iter().filter(|r| r.verdict == Verdict::Pass).count();
-    let skipped = reports.iter().filter(|r| r.verdict == Verdict::Skip).count();
-    if unchecked > 0 {
-        println!("pmiplab: {unchecked} check(s) had nothing to compare with and were not passed (see above)");
-    }
-    println!("{passed} passed, {failed} failed, {skipped} skipped");
-    if failed > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
+}
+
+/// Reads `--shard K/N`.
+fn shard(s: &str) -> Result<(usize, usize), String> {
+    pmiplab::run_report::parse_shard(s)
 }
 
 fn bench(
@@ -313,8 +368,9 @@ fn bench(
     for w in what {
         let r = match w.as_str() {
             "core" => pmiplab::bench::core(bindings),
-            "datapath" | "move" => match pmiplab::netns_run::node_binary() {
+            "datapath" | "move" | "signalling" => match pmiplab::netns_run::node_binary() {
                 Ok(bin) if w == "datapath" => pmiplab::bench::datapath(&bin, runs, seconds),
+                Ok(bin) if w == "signalling" => pmiplab::bench::signalling(&bin, bindings),
                 Ok(bin) => pmiplab::bench::moves(&bin, moves, rate),
                 Err(e) => Err(e.to_string()),
             },

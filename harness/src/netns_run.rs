@@ -109,8 +109,14 @@ pub(crate) fn build_links(mut lab: Lab, s: &Scenario) -> Result<(Lab, AddressPla
     }
     let lma = plan::lma_name(s).ok_or("the scenario has no LMA")?.to_string();
     let lma_addr = plan.of[&lma];
-    let mags: Vec<(&str, Ipv6Addr)> = plan::nodes_in(s, Role::Mag).map(|m| (m, plan.of[m])).collect();
-    lab.core((&lma, lma_addr), &mags).map_err(e)?;
+    // Further LMAs join the core segment as the MAGs do, each on a port of
+    // the first LMA's bridge. The MAG ports see all MAG–LMA signalling, so
+    // only they are captured.
+    let members: Vec<(&str, Ipv6Addr)> = plan::nodes_in(s, Role::Mag)
+        .chain(plan::nodes_in(s, Role::Lma).filter(|l| *l != lma))
+        .map(|m| (m, plan.of[m]))
+        .collect();
+    lab.core((&lma, lma_addr), &members).map_err(e)?;
     for cn in plan::nodes_in(s, Role::Cn) {
         let addr = plan.of[cn];
         let port = format!("to-{cn}");
@@ -133,38 +139,44 @@ pub(crate) fn build_links(mut lab: Lab, s: &Scenario) -> Result<(Lab, AddressPla
 pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, bin: &Path, capture: bool) -> Result<Run<'a>, String> {
     let e = |x: std::io::Error| x.to_string();
     let (mut lab, plan) = build_links(lab, s)?;
-    let lma = plan::lma_name(s).ok_or("the scenario has no LMA")?.to_string();
-    let lma_addr = plan.of[&lma];
-    let cfg = crate::node_config::lma(s, &plan, lma_addr);
-    let policies = crate::node_config::mn_policies(s);
     let dp = json!({"tun": "tun0", "mtu": 1460});
-    let args = vec!["--fmi-mh-type".to_string(), s.wire.fmi_mh_type.to_string()];
+    let mut args = vec!["--fmi-mh-type".to_string(), s.wire.fmi_mh_type.to_string()];
+    if s.wire.profile == crate::scenario::Profile::Rfc7864 {
+        args.push("--rfc7864".into());
+    }
     let iuts = crate::iut::nodes(s);
     // The daemons start side by side; each is waited for below.
-    match iuts.get(lma.as_str()) {
-        Some(spec) => start_iut(&mut lab, s, &plan, &lma, spec)?,
-        None => lab
-            .start_unready(
-                &lma,
-                bin,
-                &json!({"role": "lma", "config": cfg, "policies": policies, "data_plane": dp}),
-                &args,
-            )
-            .map_err(e)?,
+    // The Restart Counter of each LMA and MAG lives in a file of the run
+    // directory, so a restarted daemon counts one more (RFC 5847 §3.2).
+    // An implementation under test keeps its own.
+    let dir = lab.dir.clone();
+    let restarts = |node: &str| dir.join(format!("{node}.restart-counter"));
+    for l in plan::nodes_in(s, Role::Lma) {
+        if let Some(spec) = iuts.get(l) {
+            start_iut(&mut lab, s, &plan, l, spec)?;
+            continue;
+        }
+        let cfg = crate::node_config::lma(s, &plan, plan.of[l]);
+        let policies = crate::node_config::mn_policies(s, &plan, l);
+        let config = json!({"role": "lma", "config": cfg, "policies": policies, "data_plane": dp,
+            "restart_counter_file": restarts(l)});
+        lab.start_unready(l, bin, &config, &args).map_err(e)?;
     }
     for mag in plan::nodes_in(s, Role::Mag) {
         if let Some(spec) = iuts.get(mag) {
             start_iut(&mut lab, s, &plan, mag, spec)?;
             continue;
         }
-        let c = crate::node_config::mag(s, mag, plan.of[mag], lma_addr);
+        let lma_addr = plan::lma_of(s, mag).map(|l| plan.of[l]).ok_or("the scenario has no LMA")?;
+        let c = crate::node_config::mag(s, &plan, mag, plan.of[mag], lma_addr);
         let mut access = BTreeMap::new();
         for l in s.links.iter().filter(|l| l.value.mag.value == mag) {
             let att = parse_att(&l.value.att.value).ok_or("bad att")?;
             access.insert(access_iface(&l.value.mn.value), att.value());
         }
-        lab.start_unready(mag, bin, &json!({"role": "mag", "config": c, "data_plane": dp, "access": access}), &args)
-            .map_err(e)?;
+        let config = json!({"role": "mag", "config": c, "data_plane": dp, "access": access,
+            "restart_counter_file": restarts(mag)});
+        lab.start_unready(mag, bin, &config, &args).map_err(e)?;
     }
     for mn in plan::nodes_in(s, Role::Mn) {
         let cfg = crate::node_config::mn(s, &plan, mn).ok_or("no such MN")?;
@@ -176,6 +188,20 @@ pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, bin: &Path, capture: bool) ->
     for node in s.nodes.keys() {
         lab.wait_ready(node).map_err(e)?;
     }
+    observing(lab, s, plan, capture)
+}
+
+/// A deployed lab (`Lab::attach`) as a backend the engine can play steps
+/// on (`pmiplab step`), its links captured for this visit.
+pub(crate) fn over_deployed<'a>(lab: Lab, s: &'a Scenario) -> Result<Run<'a>, String> {
+    observing(lab, s, plan::address_plan(s), true)
+}
+
+/// The backend over a lab whose daemons are up: captures started (with
+/// `capture`) and the signalling observed from them.
+fn observing<'a>(mut lab: Lab, s: &'a Scenario, plan: AddressPlan, capture: bool) -> Result<Run<'a>, String> {
+    let e = |x: std::io::Error| x.to_string();
+    let lma = plan::lma_name(s).ok_or("the scenario has no LMA")?.to_string();
     let (tap, sightings) = mpsc::channel();
     if capture {
         for mag in plan::nodes_in(s, Role::Mag) {
@@ -193,12 +219,13 @@ pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, bin: &Path, capture: bool) ->
         s,
         lab,
         plan,
-        wire: WireConfig { flow_mobility_mh_type: s.wire.fmi_mh_type },
+        wire: s.wire.config(),
         started: WallClock::now(),
         epoch_us,
         sightings,
         seen: Vec::new(),
         observed: Vec::new(),
+        unsent: Vec::new(),
         last_activity: WallClock::now(),
         receiver_faults: Vec::new(),
         ra_links: s
@@ -282,6 +309,9 @@ pub(crate) struct Run<'a> {
     seen: Vec<SequenceEntry>,
     /// `seen` merged across links and judged delivered or not.
     observed: Vec<Observed>,
+    /// Messages the senders' own fault rules dropped before any link saw
+    /// them (see [`crate::sender_drops`]), read at the end.
+    unsent: Vec<Observed>,
     /// When a frame was last seen, or the engine last acted.
     last_activity: WallClock,
     /// Fault rules installed at receivers, with when: what they drop was on
@@ -362,7 +392,7 @@ impl Run<'_> {
             fresh = true;
         }
         if fresh {
-            self.observed = self.judge_seen();
+            self.observed = crate::sender_drops::merge(self.judge_seen(), &self.unsent);
         }
     }
 
@@ -876,16 +906,27 @@ impl Backend for Run<'_> {
                 return;
             }
         };
-        // Frames seen in the last moments before the captures stopped.
+        // Frames seen in the last moments before the captures stopped, and
+        // what the senders dropped before any link could see it.
         self.poll();
+        self.unsent = self
+            .s
+            .nodes
+            .iter()
+            .filter(|(_, n)| matches!(n.value.role, Role::Lma | Role::Mag))
+            .filter_map(|(name, _)| Some((name, self.state::<Value>(name).ok()?)))
+            .flat_map(|(name, st)| crate::sender_drops::from_state(name, &st, &self.plan, self.epoch_us))
+            .collect();
+        self.unsent.sort_by_key(|o| o.at_ms);
+        self.observed = crate::sender_drops::merge(self.judge_seen(), &self.unsent);
         let Some(dir) = out.map(|o| o.join(&self.s.id)) else { return };
         if let Err(e) = std::fs::create_dir_all(&dir) {
             report.checks.push(Check::failed(1, "the run's folder was written", format!("{}: {e}", dir.display())));
             return;
         }
-        for (_, path, _) in caps {
+        for (_, path, _) in &caps {
             if let Some(name) = path.file_name() {
-                let _ = std::fs::copy(&path, dir.join(name));
+                let _ = std::fs::copy(path, dir.join(name));
             }
         }
         // What each implementation under test was handed, beside its log.
@@ -893,8 +934,15 @@ impl Backend for Run<'_> {
             let name = format!("{node}.impl.json");
             let _ = std::fs::copy(self.lab.dir.join(&name), dir.join(&name));
         }
-        let lines: Vec<String> =
-            self.observed.iter().map(|m| format!("{} -> {} {}", m.from, m.to, m.summary)).collect();
+        if let Err(e) = self.write_merged_capture(&caps, &report.step_marks, &dir.join(MERGED_CAPTURE)) {
+            report.checks.push(Check::failed(1, "every link was captured into one file", e));
+        }
+        let lines: Vec<String> = self
+            .observed
+            .iter()
+            .filter(|m| m.on_wire)
+            .map(|m| format!("{} -> {} {}", m.from, m.to, m.summary))
+            .collect();
         let _ = std::fs::write(dir.join("sequence.txt"), lines.join("\n") + "\n");
     }
 }
@@ -903,6 +951,31 @@ impl Backend for Run<'_> {
 fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The file in a scenario's folder that holds every link's capture, one
+/// interface per link, with a packet comment at each step.
+pub const MERGED_CAPTURE: &str = "all-links.pcapng";
+
+impl Run<'_> {
+    /// Merges the links' captures into `to`, each step a packet comment.
+    fn write_merged_capture(
+        &self,
+        caps: &[(String, PathBuf, u64)],
+        marks: &[(u64, String)],
+        to: &Path,
+    ) -> Result<(), String> {
+        let mut links = Vec::new();
+        for (name, path, _) in caps {
+            let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+            links.push((name.clone(), pmip_captures::pcapng::read(&bytes)));
+        }
+        let marks: Vec<(u64, String)> = marks.iter().map(|(ms, m)| (self.epoch_us + ms * 1000, m.clone())).collect();
+        let file = std::fs::File::create(to).map_err(|e| format!("creating {}: {e}", to.display()))?;
+        pmip_captures::pcapng::merge(std::io::BufWriter::new(file), &links, &marks)
+            .map(|_| ())
+            .map_err(|e| format!("writing {}: {e}", to.display()))
+    }
 }
 
 /// The daemon binary: `PMIP_NODE`, else `pmip-node` beside this program.

@@ -11,7 +11,7 @@ use pmip_proto::world::mac_for;
 use pmip_proto::Span;
 use pmip_wire::HandoffIndicator;
 
-use crate::plan::{mn_id, AddressPlan};
+use crate::plan::{fid_of, flow_key, lma_of, mn_id, AddressPlan};
 use crate::scenario::{Role, Scenario};
 
 /// The LMA's configuration: RFC 5213 defaults, then the scenario's `lma:`
@@ -31,7 +31,11 @@ pub fn lma(s: &Scenario, plan: &AddressPlan, address: Ipv6Addr) -> LmaConfig {
     cfg.revoke_on_partial_handoff = l.revoke_on_partial_handoff.unwrap_or(cfg.revoke_on_partial_handoff);
     cfg.delete_at_old_mag = l.delete_at_old_mag.unwrap_or(cfg.delete_at_old_mag);
     cfg.notify_shared_moves = l.notify_shared_moves.unwrap_or(cfg.notify_shared_moves);
-    cfg.flow_lifetime_secs = l.flow_lifetime_secs.unwrap_or(cfg.flow_lifetime_secs);
+    // A UPN has no lifetime field: in the RFC 7864 profile a moved flow
+    // lives as long as its binding, so the LMA never refreshes it.
+    let rfc7864 = s.wire.profile == crate::scenario::Profile::Rfc7864;
+    let flow_lifetime = if rfc7864 { 0xffff } else { cfg.flow_lifetime_secs };
+    cfg.flow_lifetime_secs = l.flow_lifetime_secs.unwrap_or(flow_lifetime);
     cfg.max_lifetime_secs = l.max_lifetime_secs.unwrap_or(cfg.max_lifetime_secs);
     cfg.use_timestamps = l.use_timestamps.unwrap_or(cfg.use_timestamps);
     if let Some(ms) = l.min_delay_before_bce_delete_ms {
@@ -40,11 +44,15 @@ pub fn lma(s: &Scenario, plan: &AddressPlan, address: Ipv6Addr) -> LmaConfig {
     if let Some(ms) = l.initial_retransmit_ms {
         cfg.backoff.initial = Span::from_millis(ms.get());
     }
+    cfg.heartbeat = l.heartbeat.map(|h| h.config());
+    cfg.on_mag_down = l.on_mag_down.unwrap_or(cfg.on_mag_down);
     cfg
 }
 
-/// The LMA's policy for each MN of the scenario.
-pub fn mn_policies(s: &Scenario) -> Vec<MnPolicy> {
+/// The policy the LMA named `lma` holds for each MN of the scenario: an
+/// MN another LMA serves is marked as served by that LMA (153), one whose
+/// `proxy_enabled` is false as not enabled (152).
+pub fn mn_policies(s: &Scenario, plan: &AddressPlan, lma: &str) -> Vec<MnPolicy> {
     s.nodes
         .iter()
         .filter(|(_, n)| n.value.role == Role::Mn)
@@ -54,6 +62,20 @@ pub fn mn_policies(s: &Scenario) -> Vec<MnPolicy> {
             p.shared_prefixes = spec.shared_prefixes.clone();
             p.unique_prefixes = spec.prefixes.clone();
             p.per_attachment = spec.per_attachment.unwrap_or(1);
+            p.proxy_enabled = spec.proxy_enabled.unwrap_or(true);
+            p.grant_flow_requests = s.lma.grant_flow_requests.unwrap_or(true);
+            p.flows_on_attach = s
+                .links
+                .iter()
+                .filter_map(|l| {
+                    let (m, iface) = l.value.mn.value.split_once('/')?;
+                    (m == name).then_some((iface, &l.value.moved_on_attach))
+                })
+                .flat_map(|(iface, flows)| {
+                    flows.iter().filter_map(move |f| Some((mac_for(name, iface), fid_of(s, &f.value)?)))
+                })
+                .collect();
+            p.served_by = lma_of(s, name).filter(|l| *l != lma).and_then(|l| plan.of.get(l)).copied();
             p
         })
         .collect()
@@ -61,7 +83,7 @@ pub fn mn_policies(s: &Scenario) -> Vec<MnPolicy> {
 
 /// A MAG's configuration: the MNs it serves, by the link-layer identifier
 /// of each MN interface linked to it.
-pub fn mag(s: &Scenario, mag: &str, address: Ipv6Addr, lma: Ipv6Addr) -> MagConfig {
+pub fn mag(s: &Scenario, plan: &AddressPlan, mag: &str, address: Ipv6Addr, lma: Ipv6Addr) -> MagConfig {
     let mut c = MagConfig::new(address, lma);
     c.mns = s
         .links
@@ -73,7 +95,34 @@ pub fn mag(s: &Scenario, mag: &str, address: Ipv6Addr, lma: Ipv6Addr) -> MagConf
             Some(MnBinding { ll_id: mac_for(mn, iface), mn_id: mn_id(mn, spec) })
         })
         .collect();
+    c.heartbeat = s.nodes.get(mag).and_then(|n| n.value.heartbeat).map(|h| h.config());
+    c.flow_requests = s
+        .links
+        .iter()
+        .filter(|l| l.value.mag.value == mag)
+        .flat_map(|l| l.value.requested_on_attach.iter().map(move |f| (&l.value.mn.value, &f.value)))
+        .filter_map(|(mn_iface, flow)| {
+            let (mn, iface) = mn_iface.split_once('/')?;
+            Some((mac_for(mn, iface), flow_request(s, plan, flow)?))
+        })
+        .collect();
     c
+}
+
+/// The Flow Identification option a MAG asks for a flow with: the FID and
+/// FID-PRI of the flow's bind step, and its downlink 5-tuple.
+fn flow_request(s: &Scenario, plan: &AddressPlan, flow: &str) -> Option<pmip_wire::FlowIdentification> {
+    let (fid, fid_pri) = s.steps.iter().find_map(|st| match &st.value {
+        crate::scenario::Step::Bind(b) if b.flow.value == flow => Some((b.fid, b.fid_pri)),
+        _ => None,
+    })?;
+    let selector = flow_key(s, plan, flow)?.selector();
+    Some(pmip_wire::FlowIdentification {
+        fid,
+        fid_pri,
+        status: 0,
+        sub_options: vec![pmip_wire::FlowSubOption::TrafficSelector(selector)],
+    })
 }
 
 /// An MN's configuration; its uplink prefers its interfaces in the order

@@ -12,9 +12,9 @@ use pmip_proto::FlowKey;
 use crate::scenario::{proto_number, NodeSpec, Profile, Role, Scenario, Step};
 
 /// What the virtual backend can play.
-pub const VIRTUAL_FEATURES: [&str; 3] = ["virtual", "draft-fmi", "binding-revocation"];
+pub const VIRTUAL_FEATURES: [&str; 4] = ["virtual", "draft-fmi", "rfc7864", "binding-revocation"];
 /// What the namespace backend can play.
-pub const NETNS_FEATURES: [&str; 4] = ["namespaces", "draft-fmi", "binding-revocation", "real-time"];
+pub const NETNS_FEATURES: [&str; 5] = ["namespaces", "draft-fmi", "rfc7864", "binding-revocation", "real-time"];
 
 /// Addresses of every node: given ones, else from the plan.
 pub struct AddressPlan {
@@ -33,11 +33,14 @@ impl AddressPlan {
 pub fn address_plan(s: &Scenario) -> AddressPlan {
     let mut of = BTreeMap::new();
     let mut iid = BTreeMap::new();
-    let (mut mags, mut cns, mut mns) = (0u16, 0u16, 0u64);
+    let (mut lmas, mut mags, mut cns, mut mns) = (0u16, 0u16, 0u16, 0u64);
     for (name, n) in &s.nodes {
         let n = &n.value;
         let planned = match n.role {
-            Role::Lma => Some(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1)),
+            Role::Lma => {
+                lmas += 1;
+                Some(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, lmas))
+            }
             Role::Mag => {
                 mags += 1;
                 Some(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 0x10 + mags))
@@ -79,9 +82,19 @@ pub fn access_iface(mn_iface: &str) -> String {
     format!("to-{}", mn_iface.replace('/', "-"))
 }
 
-/// The LMA's name.
+/// The first LMA's name, in name order: the LMA the CNs are behind, that
+/// takes the scenario's flow commands, and that serves every MN and MAG
+/// whose `lma` names no other.
 pub fn lma_name(s: &Scenario) -> Option<&str> {
     s.nodes.iter().find(|(_, n)| n.value.role == Role::Lma).map(|(k, _)| k.as_str())
+}
+
+/// The LMA a MAG or an MN names with `lma`, else the first LMA.
+pub fn lma_of<'a>(s: &'a Scenario, node: &str) -> Option<&'a str> {
+    match s.nodes.get(node).and_then(|n| n.value.lma.as_ref()) {
+        Some(l) => s.nodes.get_key_value(&l.value).map(|(k, _)| k.as_str()),
+        None => lma_name(s),
+    }
 }
 
 /// The names of the nodes in `role`, in name order.

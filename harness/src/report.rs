@@ -1,18 +1,22 @@
 //! Verdicts and the files a run leaves: result.json per scenario, the
-//! ladder, events, state tables, and one JUnit XML for the run.
+//! ladder, events, state tables; the run's own report (JSON and JUnit)
+//! is in `run_report`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING-KEBAB-CASE")]
 pub enum Verdict {
     Pass,
     Fail,
     InitFail,
     Skip,
+    /// A signal or `--timeout` stopped the run before the scenario's last
+    /// step: what it played is kept, but it is no verdict on the rest.
+    Interrupted,
 }
 
 impl std::fmt::Display for Verdict {
@@ -22,13 +26,14 @@ impl std::fmt::Display for Verdict {
             Verdict::Fail => "FAIL",
             Verdict::InitFail => "INIT-FAIL",
             Verdict::Skip => "SKIP",
+            Verdict::Interrupted => "INTERRUPTED",
         })
     }
 }
 
 /// What became of one check. Only `Failed` fails a scenario; the other
 /// two are not passes either, and the summary counts them apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     Passed,
@@ -41,7 +46,7 @@ pub enum Outcome {
 }
 
 /// One expectation and what was seen.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Check {
     /// Line of the step in the scenario file.
     pub line: u64,
@@ -75,7 +80,65 @@ impl Check {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// How many of a scenario's checks had each outcome: what a scenario run
+/// with an implementation under test could not observe is counted apart
+/// from what passed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub passed: usize,
+    pub failed: usize,
+    pub not_observable: usize,
+    pub no_reference: usize,
+}
+
+impl Counts {
+    pub fn of(checks: &[Check]) -> Self {
+        let count = |o: Outcome| checks.iter().filter(|c| c.outcome == o).count();
+        Counts {
+            passed: count(Outcome::Passed),
+            failed: count(Outcome::Failed),
+            not_observable: count(Outcome::NotObservable),
+            no_reference: count(Outcome::NoReference),
+        }
+    }
+}
+
+impl Serialize for ScenarioReport {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Written<'a> {
+            id: &'a str,
+            title: &'a str,
+            file: &'a Path,
+            backend: &'a str,
+            verdict: Verdict,
+            reason: &'a Option<String>,
+            checks: &'a [Check],
+            counts: Counts,
+            ladder: &'a [String],
+            wall_ms: f64,
+            artifacts: &'a [String],
+        }
+        Written {
+            id: &self.id,
+            title: &self.title,
+            file: &self.file,
+            backend: &self.backend,
+            verdict: self.verdict,
+            reason: &self.reason,
+            checks: &self.checks,
+            counts: self.counts(),
+            ladder: &self.ladder,
+            wall_ms: self.wall_ms,
+            artifacts: &self.artifacts,
+        }
+        .serialize(s)
+    }
+}
+
+/// Serialized (result.json, report.json) with `counts` beside `checks`;
+/// read back, `counts` is recomputed from the checks.
+#[derive(Debug, Clone, Deserialize)]
 pub struct ScenarioReport {
     pub id: String,
     pub title: String,
@@ -85,6 +148,13 @@ pub struct ScenarioReport {
     pub reason: Option<String>,
     pub checks: Vec<Check>,
     pub ladder: Vec<String>,
+    /// How the ladder is drawn (columns, width).
+    #[serde(skip)]
+    pub ladder_options: pmip_captures::ladder::Options,
+    /// Every step as played: its time (ms since the backend started) and
+    /// what it was, for the captures' packet comments.
+    #[serde(skip)]
+    pub step_marks: Vec<(u64, String)>,
     /// The messages seen, as the ladder draws them.
     #[serde(skip)]
     pub observed: Vec<crate::engine::Observed>,
@@ -96,6 +166,10 @@ pub struct ScenarioReport {
     #[serde(skip)]
     pub logs: BTreeMap<String, String>,
     pub wall_ms: f64,
+    /// The files of the scenario's folder beside result.json (ladders,
+    /// logs, state tables, captures), as `write` left them.
+    #[serde(default)]
+    pub artifacts: Vec<String>,
 }
 
 impl ScenarioReport {
@@ -110,11 +184,14 @@ impl ScenarioReport {
             reason: None,
             checks: Vec::new(),
             ladder: Vec::new(),
+            ladder_options: Default::default(),
+            step_marks: Vec::new(),
             observed: Vec::new(),
             events: Vec::new(),
             snapshots: Default::default(),
             logs: Default::default(),
             wall_ms: 0.0,
+            artifacts: Vec::new(),
         }
     }
 
@@ -144,16 +221,18 @@ impl ScenarioReport {
         v
     }
 
+    /// How many checks had each outcome.
+    pub fn counts(&self) -> Counts {
+        Counts::of(&self.checks)
+    }
+
     /// What became of the checks, counted by outcome: "checks: 12 passed,
     /// 0 failed, 2 not observable, 0 with no reference".
     pub fn tally(&self) -> String {
-        let count = |o: Outcome| self.checks.iter().filter(|c| c.outcome == o).count();
+        let c = self.counts();
         format!(
             "checks: {} passed, {} failed, {} not observable, {} with no reference",
-            count(Outcome::Passed),
-            count(Outcome::Failed),
-            count(Outcome::NotObservable),
-            count(Outcome::NoReference)
+            c.passed, c.failed, c.not_observable, c.no_reference
         )
     }
 
@@ -176,14 +255,21 @@ impl ScenarioReport {
         )
     }
 
-    /// Writes the scenario's folder under `out`.
+    /// Writes the scenario's folder under `out`, result.json last so that
+    /// it lists every file beside it (captures the run already left there
+    /// included).
     pub fn write(&self, out: &Path) -> std::io::Result<PathBuf> {
         let dir = out.join(&self.id);
         std::fs::create_dir_all(&dir)?;
-        let json = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
-        std::fs::write(dir.join("result.json"), json)?;
         std::fs::write(dir.join("ladder.txt"), self.ladder.join("\n") + "\n")?;
-        std::fs::write(dir.join("ladder-diagram.txt"), pmip_captures::ladder::render(&self.ladder))?;
+        std::fs::write(
+            dir.join("ladder-diagram.txt"),
+            pmip_captures::ladder::render_with(&self.ladder, &self.ladder_options),
+        )?;
+        std::fs::write(
+            dir.join("ladder.svg"),
+            pmip_captures::ladder_svg::render_svg(&self.ladder, &self.ladder_options),
+        )?;
         std::fs::write(dir.join("events.log"), self.events.join("\n") + "\n")?;
         for (node, log) in &self.logs {
             std::fs::write(dir.join(format!("{node}.log")), log)?;
@@ -192,8 +278,24 @@ impl ScenarioReport {
             let json = serde_json::to_string_pretty(state).map_err(std::io::Error::other)?;
             std::fs::write(dir.join(format!("state-{name}.json")), json)?;
         }
+        let mut listed = self.clone();
+        listed.artifacts = artifacts_in(&dir)?;
+        let json = serde_json::to_string_pretty(&listed).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join("result.json"), json)?;
         Ok(dir)
     }
+}
+
+/// The files of a scenario's folder beside its result.json, by name.
+pub fn artifacts_in(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "result.json")
+        .collect();
+    v.sort();
+    Ok(v)
 }
 
 /// The log lines of every node in one timeline, each led by its node's
@@ -217,81 +319,9 @@ pub fn merge_logs(logs: &BTreeMap<String, String>) -> Vec<String> {
     entries.into_iter().map(|(_, _, l)| l).collect()
 }
 
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
-/// JUnit XML for CI systems: one test case per scenario.
-pub fn junit(reports: &[ScenarioReport]) -> String {
-    let failures = reports.iter().filter(|r| matches!(r.verdict, Verdict::Fail | Verdict::InitFail)).count();
-    let skipped = reports.iter().filter(|r| r.verdict == Verdict::Skip).count();
-    let mut x = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"pmiplab\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\">\n",
-        reports.len()
-    );
-    for r in reports {
-        x += &format!(
-            "  <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\">\n",
-            xml_escape(&r.file.display().to_string()),
-            xml_escape(&format!("{} {}", r.id, r.title)),
-            r.wall_ms / 1000.0
-        );
-        match r.verdict {
-            Verdict::Pass => {}
-            Verdict::Skip => {
-                x += &format!("    <skipped message=\"{}\"/>\n", xml_escape(r.reason.as_deref().unwrap_or("")))
-            }
-            Verdict::Fail | Verdict::InitFail => {
-                let msg: Vec<String> = r
-                    .checks
-                    .iter()
-                    .filter(|c| !c.ok())
-                    .map(|c| format!("line {}: {}: {}", c.line, c.what, c.detail))
-                    .collect();
-                let msg = r.reason.clone().unwrap_or_else(|| msg.join("; "));
-                x += &format!(
-                    "    <failure message=\"{}\">{}</failure>\n",
-                    xml_escape(&r.verdict.to_string()),
-                    xml_escape(&msg)
-                );
-            }
-        }
-        if !r.checks.is_empty() {
-            x += &format!("    <system-out>{}</system-out>\n", xml_escape(&r.tally()));
-        }
-        x += "  </testcase>\n";
-    }
-    x + "</testsuite>\n"
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn junit_counts_each_scenarios_checks_by_outcome() {
-        let check = |outcome| Check { line: 1, what: "w".into(), outcome, detail: String::new() };
-        let r = ScenarioReport {
-            id: "X".into(),
-            title: "t".into(),
-            file: "x.yaml".into(),
-            backend: "namespaces".into(),
-            verdict: Verdict::Pass,
-            reason: None,
-            checks: vec![check(Outcome::Passed), check(Outcome::NotObservable), check(Outcome::NotObservable)],
-            ladder: Vec::new(),
-            observed: Vec::new(),
-            events: Vec::new(),
-            snapshots: Default::default(),
-            logs: Default::default(),
-            wall_ms: 0.0,
-        };
-        let x = junit(&[r]);
-        assert!(
-            x.contains("<system-out>checks: 1 passed, 0 failed, 2 not observable, 0 with no reference</system-out>"),
-            "{x}"
-        );
-    }
 
     #[test]
     fn logs_merge_into_one_timeline_led_by_node_names() {

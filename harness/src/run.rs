@@ -44,8 +44,10 @@ pub fn run_netns_prepared(
     let judging = Judging { reference: Some(&reference), pins, out };
     let mut report = crate::netns_run::run_prepared(file, s, node_bin, judging, prepare);
     // A lab that could not be built stays INIT-FAIL: judging it again
-    // from its (empty) checks would turn it into a pass.
-    let played = !matches!(report.verdict, Verdict::Skip | Verdict::InitFail);
+    // from its (empty) checks would turn it into a pass. An interrupted
+    // run keeps its verdict too: judging what it did not play would give
+    // a PASS or FAIL it never earned.
+    let played = !matches!(report.verdict, Verdict::Skip | Verdict::InitFail | Verdict::Interrupted);
     if played && model.verdict != Verdict::Skip {
         report.checks.push(model_check(&model));
         report.judge();
@@ -114,24 +116,45 @@ pub fn run_all(
     out: &Path,
     pins: Pins,
 ) -> Vec<ScenarioReport> {
+    run_streaming(loaded, jobs, node_bin, out, pins, &|_, _| {}).into_iter().flatten().collect()
+}
+
+/// [`run_all`], handing each report to `done` (with its index in
+/// `loaded`) as soon as its scenario finishes, and starting no new
+/// scenario once the run is asked to stop ([`crate::interrupt`]): those
+/// are `None`, in the order of `loaded`.
+pub fn run_streaming(
+    loaded: &[(PathBuf, Scenario)],
+    jobs: usize,
+    node_bin: Option<&Path>,
+    out: &Path,
+    pins: Pins,
+    done: &(dyn Fn(usize, &ScenarioReport) + Sync),
+) -> Vec<Option<ScenarioReport>> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|scope| {
-        for _ in 0..jobs.min(loaded.len()) {
+        for _ in 0..jobs.max(1).min(loaded.len()) {
             scope.spawn(|| loop {
+                if crate::interrupt::requested() {
+                    break;
+                }
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some((f, s)) = loaded.get(i) else { break };
                 let r = match node_bin {
                     Some(bin) => run_netns(f, s, bin, Some(out), pins),
                     None => run_virtual_with(f, s, pins),
                 };
+                done(i, &r);
                 if let Ok(mut v) = results.lock() {
                     v.push((i, r));
                 }
             });
         }
     });
-    let mut v = results.into_inner().unwrap_or_default();
-    v.sort_by_key(|(i, _)| *i);
-    v.into_iter().map(|(_, r)| r).collect()
+    let mut all: Vec<Option<ScenarioReport>> = loaded.iter().map(|_| None).collect();
+    for (i, r) in results.into_inner().unwrap_or_default() {
+        all[i] = Some(r);
+    }
+    all
 }

@@ -34,6 +34,25 @@ pub struct Scenario {
     #[serde(default)]
     pub flows: BTreeMap<String, Spanned<FlowSpec>>,
     pub steps: Vec<Spanned<Step>>,
+    /// How the ladder diagram is drawn (`ladder.txt` is the same whatever
+    /// this says).
+    #[serde(default)]
+    pub ladder: LadderSettings,
+}
+
+/// How a scenario's ladder diagram is drawn.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LadderSettings {
+    /// Nodes in the order their columns go; by default CNs, the LMA,
+    /// the MAGs, then the MNs.
+    #[serde(default)]
+    pub columns: Vec<Spanned<String>>,
+    /// The widest a line of `ladder-diagram.txt` may be (default 72).
+    pub width: Option<Spanned<usize>>,
+    /// Shortens NAIs to their user part (`mn=mn1`).
+    #[serde(default)]
+    pub abbreviate: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,13 +74,24 @@ pub enum Profile {
     #[serde(rename = "draft-fmi")]
     DraftFmi,
     /// RFC 7864: flow moves by UPN (Notification Reason FLOW-MOBILITY) and
-    /// UPA. A scenario in this profile needs the feature `rfc7864`.
+    /// UPA; both backends play it (`pmip_wire::profile`).
     #[serde(rename = "rfc7864")]
     Rfc7864,
 }
 
 fn experimental() -> u8 {
     11
+}
+
+impl WireSettings {
+    /// The codec settings the nodes of both backends use.
+    pub fn config(&self) -> pmip_wire::WireConfig {
+        let profile = match self.profile {
+            Profile::DraftFmi => pmip_wire::Profile::DraftFmi,
+            Profile::Rfc7864 => pmip_wire::Profile::Rfc7864,
+        };
+        pmip_wire::WireConfig { flow_mobility_mh_type: self.fmi_mh_type, profile }
+    }
 }
 
 impl Default for WireSettings {
@@ -86,6 +116,35 @@ pub struct LmaSettings {
     /// milliseconds, doubled for each repeat (RFC 6275 INITIAL_BINDACK_TIMEOUT;
     /// default 1000).
     pub initial_retransmit_ms: Option<std::num::NonZeroU64>,
+    /// Heartbeats to the MAGs it has bindings with (RFC 5847).
+    pub heartbeat: Option<HeartbeatSettings>,
+    /// What happens to the bindings of a MAG the heartbeats find down.
+    pub on_mag_down: Option<pmip_proto::lma::MagDownAction>,
+    /// Whether the LMA grants the flows MAGs ask for in PBUs (default true).
+    pub grant_flow_requests: Option<bool>,
+}
+
+/// RFC 5847 HEARTBEAT_INTERVAL and MISSING_HEARTBEATS_ALLOWED, in units
+/// that fit a run in real time.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatSettings {
+    pub interval_ms: std::num::NonZeroU64,
+    #[serde(default = "three")]
+    pub missing_allowed: u32,
+}
+
+fn three() -> u32 {
+    3
+}
+
+impl HeartbeatSettings {
+    pub fn config(&self) -> pmip_proto::heartbeat::HeartbeatConfig {
+        pmip_proto::heartbeat::HeartbeatConfig {
+            interval: pmip_proto::Span::from_millis(self.interval_ms.get()),
+            missing_allowed: self.missing_allowed,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -119,6 +178,14 @@ pub struct NodeSpec {
     /// pmip-node (docs/implementation-under-test.md).
     #[serde(default, rename = "impl")]
     pub implementation: Option<Spanned<crate::iut::ImplSpec>>,
+    /// MN: whether its policy profile enables proxy registration (false
+    /// provokes 152).
+    pub proxy_enabled: Option<bool>,
+    /// MN: the LMA that serves it (the others answer 153); MAG: the LMA it
+    /// sends its PBUs to. Both default to the first LMA in name order.
+    pub lma: Option<Spanned<String>>,
+    /// MAG: heartbeats to its LMA (RFC 5847).
+    pub heartbeat: Option<HeartbeatSettings>,
 }
 
 /// Which MAG an MN interface attaches to, over which access technology.
@@ -128,6 +195,13 @@ pub struct LinkSpec {
     pub mn: Spanned<String>,
     pub mag: Spanned<String>,
     pub att: Spanned<String>,
+    /// Flows the LMA's policy moves to this interface when it first
+    /// registers, told to the MAG in the PBA (flow mobility draft §3.2).
+    #[serde(default)]
+    pub moved_on_attach: Vec<Spanned<String>>,
+    /// Flows this interface's MAG asks the LMA for in its first PBU.
+    #[serde(default)]
+    pub requested_on_attach: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -583,17 +657,11 @@ impl fmt::Display for ScenarioError {
 
 impl std::error::Error for ScenarioError {}
 
-/// Parses the units of a wait: ms, s, m.
+/// Parses a wait or a bound: a number and a unit (`50ms`, `2s`, `5m`,
+/// `5min`, also `1m 30s`), read by `humantime`; microseconds at most.
 pub fn parse_duration(s: &str) -> Option<pmip_proto::Span> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().ok()?;
-    match unit.trim() {
-        "ms" => Some(pmip_proto::Span::from_millis(n)),
-        "s" => Some(pmip_proto::Span::from_secs(n)),
-        "m" | "min" => Some(pmip_proto::Span::from_secs(n * 60)),
-        _ => None,
-    }
+    let d = humantime::parse_duration(s.trim()).ok()?;
+    Some(pmip_proto::Span(u64::try_from(d.as_micros()).ok()?))
 }
 
 pub fn parse_att(s: &str) -> Option<AccessTechnologyType> {
@@ -635,25 +703,28 @@ pub const MESSAGE_NAMES: [&str; 11] =
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
     let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
         file: path.into(),
-        line: 0,
-        column: 0,
+        line: 1,
+        column: 1,
         message: format!("cannot read the scenario: {e}"),
     })?;
     parse(path, &text)
 }
 
-/// Parses and validates scenario text; `path` is only for messages.
+/// Parses and validates scenario text; `path` is only for messages. The
+/// first problem is the error; `validate::check_text` gives them all.
 pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+    crate::validate::check_text(path, text).map_err(|mut all| all.swap_remove(0))
+}
+
+/// Parses scenario text into the format's types, with no further check.
+pub fn parse_only(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
     let s: Scenario = serde_saphyr::from_str(text).map_err(|e| {
         let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
         let first = e.to_string().lines().next().unwrap_or_default().to_string();
         // "error: line L column C: what" -> "what"
         let message =
             first.split_once(": ").and_then(|(_, r)| r.split_once(": ").map(|(_, m)| m.to_string())).unwrap_or(first);
-        ScenarioError { file: path.into(), line, column, message }
+        ScenarioError { file: path.into(), line: line.max(1), column: column.max(1), message }
     })?;
-    crate::validate::check_id(path, text, &s.id)?;
-    crate::validate::check_prefixes(path, text)?;
-    crate::validate::validate(path, &s)?;
     Ok(s)
 }

@@ -31,46 +31,26 @@ pub fn diff(stored: &serde_json::Value, now: &serde_json::Value) -> String {
     diff_lines(&lines(stored), &lines(now))
 }
 
-/// [`diff`] of two lists of lines.
+/// [`diff`] of two lists of lines: `similar`'s diff, each change shown
+/// with three lines of context as in a unified diff, hunks apart by `...`.
 pub fn diff_lines(a: &[String], b: &[String]) -> String {
-    let (n, m) = (a.len(), b.len());
-    let mut lcs = vec![vec![0u32; m + 1]; n + 1];
-    for i in (0..n).rev() {
-        for j in (0..m).rev() {
-            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
-        }
-    }
-    // Walk the table into a script of kept, removed and added lines.
-    let (mut i, mut j, mut script) = (0, 0, Vec::new());
-    while i < n || j < m {
-        if i < n && j < m && a[i] == b[j] {
-            script.push(('=', a[i].as_str()));
-            i += 1;
-            j += 1;
-        } else if i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1]) {
-            // On a tie the stored line goes first, as in a unified diff.
-            script.push(('-', a[i].as_str()));
-            i += 1;
-        } else {
-            script.push(('+', b[j].as_str()));
-            j += 1;
-        }
-    }
-    // Show each change with three lines of context, like a unified diff.
-    const CONTEXT: usize = 3;
-    let changed: Vec<usize> = script.iter().enumerate().filter(|(_, (op, _))| *op != '=').map(|(k, _)| k).collect();
-    let near = |k: usize| changed.iter().any(|c| c.abs_diff(k) <= CONTEXT);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let b: Vec<&str> = b.iter().map(String::as_str).collect();
+    let d = similar::TextDiff::from_slices(&a, &b);
     let mut out = Vec::new();
-    let mut gap = false;
-    for (k, (op, line)) in script.iter().enumerate() {
-        if near(k) {
-            if gap && !out.is_empty() {
-                out.push("  ...".to_string());
+    for (k, group) in d.grouped_ops(3).iter().enumerate() {
+        if k > 0 {
+            out.push("  ...".to_string());
+        }
+        for op in group {
+            for c in d.iter_changes(op) {
+                let mark = match c.tag() {
+                    similar::ChangeTag::Equal => ' ',
+                    similar::ChangeTag::Delete => '-',
+                    similar::ChangeTag::Insert => '+',
+                };
+                out.push(format!("{mark} {}", c.value()));
             }
-            gap = false;
-            out.push(format!("{} {line}", if *op == '=' { ' ' } else { *op }));
-        } else {
-            gap = true;
         }
     }
     out.join("\n")
@@ -271,6 +251,18 @@ mod tests {
             on_wire,
             delivered: on_wire,
         }
+    }
+
+    #[test]
+    fn a_diff_shows_each_change_with_three_lines_of_context() {
+        let a: Vec<String> = (0..20).map(|i| format!("line {i}")).collect();
+        let mut b = a.clone();
+        b[2] = "changed 2".into();
+        b[17] = "changed 17".into();
+        let d = diff_lines(&a, &b);
+        let want = "  line 0\n  line 1\n- line 2\n+ changed 2\n  line 3\n  line 4\n  line 5\n  ...\n  line 14\n  line 15\n  line 16\n- line 17\n+ changed 17\n  line 18\n  line 19";
+        assert_eq!(d, want);
+        assert_eq!(diff_lines(&a, &a), "");
     }
 
     #[test]

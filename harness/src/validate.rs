@@ -1,7 +1,10 @@
 //! Checks a parsed scenario for what YAML types cannot say: names that
-//! must exist, roles that must fit, values that must parse. The first
-//! problem is returned, with its line and column.
+//! must exist, roles that must fit, values that must parse. Every problem
+//! is reported (one per node, link, flow and step at most), each with a
+//! real line and column: a value the file left implicit is blamed on the
+//! thing that implied it.
 
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -12,6 +15,11 @@ use crate::scenario::*;
 struct Checker<'a> {
     path: &'a Path,
     s: &'a Scenario,
+    text: &'a str,
+    /// Where the item being checked starts: an error about a value the
+    /// file does not spell out (a default) points here.
+    context: Cell<(u64, u64)>,
+    errors: RefCell<Vec<ScenarioError>>,
 }
 
 type Check = Result<(), ScenarioError>;
@@ -92,7 +100,8 @@ fn id_location(text: &str) -> (u64, u64) {
             }
         }
     }
-    (0, 0)
+    // No `id:` line (an id from a flow mapping): the file's start.
+    (1, 1)
 }
 
 /// The scenario id names the folder of its results under `--out`: only
@@ -120,8 +129,8 @@ pub fn check_id(path: &Path, text: &str, id: &str) -> Result<(), ScenarioError> 
 impl Checker<'_> {
     /// Node names, MN interface names and MN-IDs: safe as file and
     /// interface names once the harness adds its prefixes, and printable.
-    fn names(&self) -> Check {
-        for (name, n) in &self.s.nodes {
+    fn names(&self) {
+        self.each(&self.s.nodes, |(_, n)| n.referenced, |(name, n)| {
             let at = n.referenced;
             if !is_safe_name(name) || name.len() > NODE_NAME_MAX {
                 return Err(self.err(
@@ -157,12 +166,50 @@ impl Checker<'_> {
                     ));
                 }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn err(&self, at: Location, message: String) -> ScenarioError {
-        ScenarioError { file: self.path.into(), line: at.line(), column: at.column(), message }
+        self.err_at((at.line(), at.column()), message)
+    }
+
+    /// An error at `(line, column)`, or at the item being checked when
+    /// that is unknown (0), or at the file's start when that is too.
+    fn err_at(&self, at: (u64, u64), message: String) -> ScenarioError {
+        let at = if at.0 == 0 { self.context.get() } else { at };
+        let (line, column) = if at.0 == 0 { (1, 1) } else { at };
+        ScenarioError { file: self.path.into(), line, column, message }
+    }
+
+    /// Runs `check` on each item, each with its own location as the
+    /// context, keeping every item's error.
+    fn each<T>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+        at: impl Fn(&T) -> Location,
+        mut check: impl FnMut(T) -> Check,
+    ) {
+        for item in items {
+            let l = at(&item);
+            self.context.set((l.line(), l.column()));
+            if let Err(e) = check(item) {
+                self.errors.borrow_mut().push(e);
+            }
+        }
+    }
+
+    fn keep(&self, r: Check) {
+        if let Err(e) = r {
+            self.errors.borrow_mut().push(e);
+        }
+    }
+
+    /// Where the top-level `key:` is written, for errors about the whole
+    /// section.
+    fn key_location(&self, key: &str) -> (u64, u64) {
+        let line = self.text.lines().position(|l| l.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with(':')));
+        line.map_or((0, 0), |i| (i as u64 + 1, 1))
     }
 
     fn role(&self, name: &str) -> Option<Role> {
@@ -243,124 +290,224 @@ impl Checker<'_> {
         ))
     }
 
-    fn nodes(&self) -> Check {
+    /// Every `requires` entry must be a feature some backend has: a
+    /// misspelled one would otherwise SKIP the scenario everywhere.
+    fn requires(&self) {
+        let known = known_features();
+        self.each(
+            &self.s.requires,
+            |r| r.referenced,
+            |r| {
+                if known.contains(&r.value.as_str()) {
+                    return Ok(());
+                }
+                Err(self.err(
+                    r.referenced,
+                    format!("'{}' is not a feature any backend has; known: {}", r.value, known.join(", ")),
+                ))
+            },
+        );
+    }
+
+    /// `with:` entries of every expect_message (also under wait_for's
+    /// `seen`) must name a field the message carries, with a value of its
+    /// kind: `with: [stauts=0]` would otherwise never match and fail at
+    /// run time with "saw 0".
+    fn with_fields(&self) {
+        let mut expects: Vec<(&ExpectMessage, Location)> = Vec::new();
+        for st in &self.s.steps {
+            match &st.value {
+                Step::ExpectMessage(e) => expects.push((e, st.referenced)),
+                Step::WaitFor(w) => expects.extend(w.seen.as_ref().map(|e| (e, st.referenced))),
+                _ => {}
+            }
+        }
+        self.each(
+            expects,
+            |(_, at)| *at,
+            |(e, at)| {
+                let kind = e.message.value.to_ascii_uppercase();
+                for w in &e.with {
+                    if let Some(why) = with_problem(&kind, w) {
+                        return Err(self.err_at(self.locate(w, at, e.message.referenced), why));
+                    }
+                }
+                Ok(())
+            },
+        );
+    }
+
+    /// Where `token` is written at or after the step at `step`: `with`
+    /// entries keep no location of their own, so the text is searched;
+    /// failing that, `fallback`.
+    fn locate(&self, token: &str, step: Location, fallback: Location) -> (u64, u64) {
+        let from = step.line().saturating_sub(1) as usize;
+        for (i, line) in self.text.lines().enumerate().skip(from) {
+            if let Some(col) = line.find(token) {
+                return (i as u64 + 1, col as u64 + 1);
+            }
+        }
+        (fallback.line(), fallback.column())
+    }
+
+    fn nodes(&self) {
         let count = |role| self.s.nodes.values().filter(|n| n.value.role == role).count();
-        let top = Location::UNKNOWN;
-        let first = self.s.nodes.values().next().map(|n| n.referenced).unwrap_or(top);
-        if count(Role::Lma) != 1 {
-            return Err(
-                self.err(first, format!("a scenario needs exactly one lma node; this one has {}", count(Role::Lma)))
-            );
+        // Blamed on the `nodes:` section, which lacks the node.
+        let section = self.key_location("nodes");
+        if count(Role::Lma) == 0 {
+            self.keep(Err(self.err_at(section, "a scenario needs at least one lma node".into())));
         }
         if count(Role::Mag) == 0 {
-            return Err(self.err(first, "a scenario needs at least one mag node".into()));
+            self.keep(Err(self.err_at(section, "a scenario needs at least one mag node".into())));
         }
         let mut addrs = BTreeSet::new();
-        for (name, n) in &self.s.nodes {
-            let spec = &n.value;
-            let at = n.referenced;
-            if let Some(a) = spec.address {
-                if !addrs.insert(a) {
-                    return Err(self.err(at, format!("{name}: address {a} is already used by another node")));
+        self.each(
+            &self.s.nodes,
+            |(_, n)| n.referenced,
+            |(name, n)| {
+                let spec = &n.value;
+                let at = n.referenced;
+                if let Some(a) = spec.address {
+                    if !addrs.insert(a) {
+                        return Err(self.err(at, format!("{name}: address {a} is already used by another node")));
+                    }
                 }
-            }
-            if spec.role != Role::Mn {
-                let misplaced = [
-                    ("mn_id", spec.mn_id.is_some()),
-                    ("interfaces", !spec.interfaces.is_empty()),
-                    ("model", spec.model.is_some()),
-                    ("prefixes", !spec.prefixes.is_empty()),
-                    ("shared_prefixes", !spec.shared_prefixes.is_empty()),
-                    ("per_attachment", spec.per_attachment.is_some()),
-                ];
-                if let Some((field, _)) = misplaced.iter().find(|(_, set)| *set) {
-                    return Err(self.err(at, format!("{name}: only mn nodes take '{field}'")));
+                if spec.role != Role::Mn {
+                    let misplaced = [
+                        ("mn_id", spec.mn_id.is_some()),
+                        ("interfaces", !spec.interfaces.is_empty()),
+                        ("model", spec.model.is_some()),
+                        ("prefixes", !spec.prefixes.is_empty()),
+                        ("shared_prefixes", !spec.shared_prefixes.is_empty()),
+                        ("per_attachment", spec.per_attachment.is_some()),
+                    ];
+                    if let Some((field, _)) = misplaced.iter().find(|(_, set)| *set) {
+                        return Err(self.err(at, format!("{name}: only mn nodes take '{field}'")));
+                    }
                 }
-            }
-            if let Some(i) = &spec.implementation {
-                crate::iut::check(name, spec.role, i).map_err(|(loc, why)| self.err(loc, why))?;
-            }
-            if spec.role != Role::Mag && spec.authorized.is_some() {
-                return Err(self.err(at, format!("{name}: only mag nodes take 'authorized'")));
-            }
-            if spec.role == Role::Mn {
-                if spec.interfaces.is_empty() {
-                    return Err(self.err(at, format!("{name}: an mn node needs at least one interface")));
+                if let Some(i) = &spec.implementation {
+                    crate::iut::check(name, spec.role, i).map_err(|(loc, why)| self.err(loc, why))?;
                 }
-                let mut seen = BTreeSet::new();
-                if let Some(dup) = spec.interfaces.iter().find(|i| !seen.insert(*i)) {
-                    return Err(self.err(at, format!("{name}: interface '{dup}' is listed twice")));
+                if spec.role != Role::Mag && spec.authorized.is_some() {
+                    return Err(self.err(at, format!("{name}: only mag nodes take 'authorized'")));
                 }
-                use pmip_proto::lma::PrefixModel::*;
-                let model = spec.model.unwrap_or(Unique);
-                if matches!(model, Unique | Hybrid) && spec.prefixes.is_empty() {
-                    return Err(self.err(
-                        at,
-                        format!("{name}: the {model:?} prefix model needs 'prefixes' to hand out").to_lowercase(),
-                    ));
+                if spec.role != Role::Mag && spec.heartbeat.is_some() {
+                    return Err(
+                        self.err(at, format!("{name}: only mag nodes take 'heartbeat' (the LMA's is under lma:)"))
+                    );
                 }
-                if matches!(model, Shared | Hybrid) && spec.shared_prefixes.is_empty() {
-                    return Err(self.err(
-                        at,
-                        format!("{name}: the {model:?} prefix model needs 'shared_prefixes'").to_lowercase(),
-                    ));
+                if spec.role != Role::Mn && spec.proxy_enabled.is_some() {
+                    return Err(self.err(at, format!("{name}: only mn nodes take 'proxy_enabled'")));
                 }
-            }
-        }
-        Ok(())
+                if let Some(l) = &spec.lma {
+                    if !matches!(spec.role, Role::Mn | Role::Mag) {
+                        return Err(self.err(at, format!("{name}: only mn and mag nodes take 'lma'")));
+                    }
+                    self.node(l, Some(Role::Lma))?;
+                }
+                if spec.role == Role::Mn {
+                    if spec.interfaces.is_empty() {
+                        return Err(self.err(at, format!("{name}: an mn node needs at least one interface")));
+                    }
+                    let mut seen = BTreeSet::new();
+                    if let Some(dup) = spec.interfaces.iter().find(|i| !seen.insert(*i)) {
+                        return Err(self.err(at, format!("{name}: interface '{dup}' is listed twice")));
+                    }
+                    use pmip_proto::lma::PrefixModel::*;
+                    let model = spec.model.unwrap_or(Unique);
+                    if matches!(model, Unique | Hybrid) && spec.prefixes.is_empty() {
+                        return Err(self.err(
+                            at,
+                            format!("{name}: the {model:?} prefix model needs 'prefixes' to hand out").to_lowercase(),
+                        ));
+                    }
+                    if matches!(model, Shared | Hybrid) && spec.shared_prefixes.is_empty() {
+                        return Err(self.err(
+                            at,
+                            format!("{name}: the {model:?} prefix model needs 'shared_prefixes'").to_lowercase(),
+                        ));
+                    }
+                }
+                Ok(())
+            },
+        )
     }
 
-    fn links(&self) -> Check {
+    fn links(&self) {
         let mut linked = BTreeSet::new();
-        for l in &self.s.links {
-            let l = &l.value;
-            self.iface(&l.mn)?;
-            self.node(&l.mag, Some(Role::Mag))?;
-            if parse_att(&l.att.value).is_none() {
-                return Err(self.err(
-                    l.att.referenced,
-                    format!("'{}' is not an access technology (try wifi, ethernet, e-utran or a number)", l.att.value),
-                ));
-            }
-            if !linked.insert(l.mn.value.clone()) {
-                return Err(self.err(
-                    l.mn.referenced,
-                    format!("{} is linked to a MAG twice; give each interface one link", l.mn.value),
-                ));
-            }
-        }
-        Ok(())
+        self.each(
+            &self.s.links,
+            |l| l.referenced,
+            |l| {
+                let l = &l.value;
+                self.iface(&l.mn)?;
+                self.node(&l.mag, Some(Role::Mag))?;
+                if parse_att(&l.att.value).is_none() {
+                    return Err(self.err(
+                        l.att.referenced,
+                        format!(
+                            "'{}' is not an access technology (try wifi, ethernet, e-utran or a number)",
+                            l.att.value
+                        ),
+                    ));
+                }
+                let mn = l.mn.value.split_once('/').map_or("", |(m, _)| m);
+                for f in l.moved_on_attach.iter().chain(&l.requested_on_attach) {
+                    self.flow(f)?;
+                    if self.s.flows[&f.value].value.mn.value != mn {
+                        return Err(self.err(f.referenced, format!("flow {} is not {mn}'s", f.value)));
+                    }
+                    if crate::plan::fid_of(self.s, &f.value).is_none() {
+                        return Err(self.err(
+                            f.referenced,
+                            format!("flow {} has no FID: a bind step gives it the FID the PBU or PBA carries", f.value),
+                        ));
+                    }
+                }
+                if !linked.insert(l.mn.value.clone()) {
+                    return Err(self.err(
+                        l.mn.referenced,
+                        format!("{} is linked to a MAG twice; give each interface one link", l.mn.value),
+                    ));
+                }
+                Ok(())
+            },
+        )
     }
 
-    fn flows(&self) -> Check {
-        for (name, f) in &self.s.flows {
-            let f = &f.value;
-            self.node(&f.mn, Some(Role::Mn))?;
-            self.node(&f.cn, Some(Role::Cn))?;
-            if proto_number(&f.proto.value).is_none() {
-                return Err(self.err(
-                    f.proto.referenced,
-                    format!("flow {name}: proto '{}' should be udp, tcp or a number", f.proto.value),
-                ));
-            }
-            let mn = &self.s.nodes[&f.mn.value].value;
-            if !mn.prefixes.contains(&f.prefix) && !mn.shared_prefixes.contains(&f.prefix) {
-                return Err(self.err(
-                    f.mn.referenced,
-                    format!("flow {name}: {} is not one of {}'s prefixes", f.prefix, f.mn.value),
-                ));
-            }
-        }
-        Ok(())
+    fn flows(&self) {
+        self.each(
+            &self.s.flows,
+            |(_, f)| f.referenced,
+            |(name, f)| {
+                let f = &f.value;
+                self.node(&f.mn, Some(Role::Mn))?;
+                self.node(&f.cn, Some(Role::Cn))?;
+                if proto_number(&f.proto.value).is_none() {
+                    return Err(self.err(
+                        f.proto.referenced,
+                        format!("flow {name}: proto '{}' should be udp, tcp or a number", f.proto.value),
+                    ));
+                }
+                let mn = &self.s.nodes[&f.mn.value].value;
+                if !mn.prefixes.contains(&f.prefix) && !mn.shared_prefixes.contains(&f.prefix) {
+                    return Err(self.err(
+                        f.mn.referenced,
+                        format!("flow {name}: {} is not one of {}'s prefixes", f.prefix, f.mn.value),
+                    ));
+                }
+                Ok(())
+            },
+        )
     }
 
-    fn steps(&self) -> Check {
+    fn steps(&self) {
         let mut attached: BTreeSet<String> = BTreeSet::new();
         let mut bound: BTreeSet<String> = BTreeSet::new();
         let mut running: BTreeSet<(String, Direction)> = BTreeSet::new();
         let mut killed: BTreeSet<String> = BTreeSet::new();
         let linked: BTreeSet<&str> = self.s.links.iter().map(|l| l.value.mn.value.as_str()).collect();
-        for step in &self.s.steps {
+        self.each(&self.s.steps, |st| st.referenced, |step| {
             let at = step.referenced;
             match &step.value {
                 Step::Attach(a) => {
@@ -622,19 +769,185 @@ impl Checker<'_> {
                     }
                 }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
 
-pub fn validate(path: &Path, s: &Scenario) -> Result<(), ScenarioError> {
-    let c = Checker { path, s };
-    if s.id.trim().is_empty() {
-        return Err(c.err(Location::UNKNOWN, "the scenario 'id' is empty".into()));
+/// Every feature a scenario may require: what some backend has, and
+/// the RFC 7864 profile.
+pub fn known_features() -> Vec<&'static str> {
+    let mut v: Vec<&str> =
+        crate::plan::VIRTUAL_FEATURES.iter().chain(crate::plan::NETNS_FEATURES.iter()).copied().collect();
+    v.push("rfc7864");
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// The fields each message's summary carries (as `pmip_wire`'s
+/// `Message::summary` writes them), besides the options any may carry.
+fn message_fields(kind: &str) -> Option<&'static [&'static str]> {
+    Some(match kind {
+        "PBU" => &["seq", "lifetime"],
+        "PBA" => &["seq", "status", "lifetime"],
+        "BRI" => &["seq", "trigger"],
+        "BRA" | "FMA" | "UPA" => &["seq", "status"],
+        "HB-REQ" | "HB-RESP" => &["seq"],
+        "FMI" => &["seq", "op", "lifetime"],
+        "UPN" => &["seq", "reason", "a", "d"],
+        "MH-UNKNOWN" => &["type", "len"],
+        _ => return None,
+    })
+}
+
+/// Mobility options a summary shows, on any message.
+const OPTION_FIELDS: [&str; 7] = ["mn", "hnp", "hi", "att", "fid", "bid", "restart"];
+
+/// Why `with` entry `w` can never match a `kind` message, if it cannot.
+fn with_problem(kind: &str, w: &str) -> Option<String> {
+    let Some((field, value)) = w.split_once('=') else {
+        return Some(format!("with entry '{w}' should be field=value, e.g. status=0"));
+    };
+    // A message kind this table does not know takes any field.
+    let fields = message_fields(kind)?;
+    if !fields.contains(&field) && !OPTION_FIELDS.contains(&field) {
+        let mut all: Vec<&str> = fields.iter().chain(OPTION_FIELDS.iter()).copied().collect();
+        all.sort_unstable();
+        return Some(format!("a {kind} has no field '{field}'; its fields are {}", all.join(", ")));
     }
-    c.names()?;
-    c.nodes()?;
-    c.links()?;
-    c.flows()?;
-    c.steps()
+    let ok = match field {
+        "seq" | "lifetime" | "len" => value.parse::<u16>().is_ok(),
+        "restart" => value.parse::<u32>().is_ok(),
+        "status" | "trigger" | "reason" | "hi" | "att" | "bid" | "type" => value.parse::<u8>().is_ok(),
+        "op" => matches!(value, "add" | "del" | "refresh"),
+        "a" | "d" => matches!(value, "0" | "1"),
+        "hnp" => value.parse::<pmip_proto::Prefix>().is_ok(),
+        "fid" => value.split_once("/pri=").is_some_and(|(f, p)| f.parse::<u16>().is_ok() && p.parse::<u8>().is_ok()),
+        _ => !value.is_empty(),
+    };
+    if ok {
+        return None;
+    }
+    let want = match field {
+        "seq" | "lifetime" | "len" => "a number from 0 to 65535",
+        "op" => "add, del or refresh",
+        "a" | "d" => "0 or 1",
+        "hnp" => "a prefix such as 2001:db8:1::/64",
+        "fid" => "FID/pri=PRIORITY, e.g. 1/pri=0",
+        "mn" => "an MN-ID",
+        "restart" => "a number from 0 to 4294967295",
+        _ => "a number from 0 to 255",
+    };
+    Some(format!("'{value}' is not a {kind} {field}: expected {want}"))
+}
+
+/// The first problem of a parsed scenario (see [`validate_all`]).
+pub fn validate(path: &Path, s: &Scenario) -> Result<(), ScenarioError> {
+    match validate_all(path, "", s).into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Every problem of a parsed scenario whose text is `text` (empty when
+/// unknown: errors about a whole section then point at the file's start).
+pub fn validate_all(path: &Path, text: &str, s: &Scenario) -> Vec<ScenarioError> {
+    let c = Checker { path, s, text, context: Cell::new((0, 0)), errors: RefCell::new(Vec::new()) };
+    if s.id.trim().is_empty() {
+        let at = id_location(text);
+        c.keep(Err(c.err_at(at, "the scenario 'id' is empty".into())));
+    }
+    c.requires();
+    c.names();
+    c.nodes();
+    c.links();
+    c.flows();
+    c.steps();
+    c.with_fields();
+    c.ladder();
+    let mut errors = c.errors.into_inner();
+    errors.sort_by_key(|e| (e.line, e.column));
+    errors.dedup();
+    errors
+}
+
+/// Reads scenario text into a scenario, or every problem it has: a file
+/// that does not parse as the format has one (the parser stops there);
+/// one that does gets every check.
+pub fn check_text(path: &Path, text: &str) -> Result<Scenario, Vec<ScenarioError>> {
+    let s = crate::scenario::parse_only(path, text).map_err(|e| vec![e])?;
+    let mut errors: Vec<ScenarioError> = Vec::new();
+    errors.extend(check_id(path, text, &s.id).err());
+    errors.extend(check_prefixes(path, text).err());
+    errors.extend(validate_all(path, text, &s));
+    errors.sort_by_key(|e| (e.line, e.column));
+    errors.dedup();
+    if errors.is_empty() {
+        Ok(s)
+    } else {
+        Err(errors)
+    }
+}
+
+/// [`check_text`] of a file.
+pub fn check_file(path: &Path) -> Result<Scenario, Vec<ScenarioError>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![ScenarioError { file: path.into(), line: 1, column: 1, message: format!("cannot read the scenario: {e}") }]
+    })?;
+    check_text(path, &text)
+}
+
+impl Checker<'_> {
+    /// The ladder's columns name nodes, each once, and its width leaves
+    /// room for a diagram.
+    fn ladder(&self) {
+        let l = &self.s.ladder;
+        self.each(
+            l.columns.iter().enumerate(),
+            |(_, col)| col.referenced,
+            |(i, col)| {
+                self.node(col, None)?;
+                if l.columns[..i].iter().any(|c| c.value == col.value) {
+                    return Err(self.err(col.referenced, format!("'{}' is in the ladder's columns twice", col.value)));
+                }
+                Ok(())
+            },
+        );
+        if let Some(w) = l.width.as_ref().filter(|w| w.value < 40) {
+            self.keep(Err(self.err(
+                w.referenced,
+                format!("a ladder {} columns wide has no room to draw in: give at least 40", w.value),
+            )));
+        }
+    }
+}
+
+#[cfg(test)]
+mod with_fields_follow_the_summaries {
+    use super::with_problem;
+
+    /// Every `field=value` a message summary writes, in every message of
+    /// the catalogue played in virtual time, passes the `with:` check: the
+    /// table of fields cannot fall behind what the decoder shows (it did,
+    /// for the Heartbeat's Restart Counter).
+    #[test]
+    fn every_field_a_summary_shows_is_accepted() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies");
+        let mut checked = 0;
+        for file in glob::glob(&format!("{}/*.yaml", root.display())).expect("a glob").flatten() {
+            let s = crate::scenario::load(&file).unwrap_or_else(|e| panic!("{e}"));
+            let report = crate::run::run_virtual(&file, &s);
+            for o in &report.observed {
+                let kind = o.kind();
+                for token in o.summary.split(' ').skip(1).filter(|t| t.contains('=')) {
+                    if let Some(why) = with_problem(kind, token) {
+                        panic!("{}: '{}' from {}: {why}", file.display(), token, o.summary);
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 1000, "only {checked} fields seen");
+    }
 }

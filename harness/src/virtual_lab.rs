@@ -13,7 +13,7 @@ use pmip_proto::mag::Mag;
 use pmip_proto::mn::Mn;
 use pmip_proto::world::{LinkProps, World};
 use pmip_proto::Span;
-use pmip_wire::{Message, WireConfig};
+use pmip_wire::Message;
 
 use crate::engine::{Attachment, Backend, DownlinkProbe, FlowRun, Observe, Observed, UplinkProbe};
 use crate::forwarding::KernelSection;
@@ -29,6 +29,9 @@ pub struct VirtualLab<'a> {
     pub world: World,
     plan: AddressPlan,
     flows: BTreeMap<String, Running>,
+    /// How many times each LMA and MAG has started: its Restart Counter
+    /// (RFC 5847 §3.2), as the daemons keep it in a file.
+    starts: BTreeMap<String, u32>,
 }
 
 /// What the engine reads of a World.
@@ -56,7 +59,8 @@ fn observed(world: &World) -> Vec<Observed> {
 fn node_tables(world: &World, s: &Scenario, node: &str) -> Result<serde_json::Value, String> {
     let st = world.state();
     let v = match s.nodes.get(node).map(|n| n.value.role) {
-        Some(Role::Lma) => serde_json::to_value(st.lma),
+        Some(Role::Lma) if plan::lma_name(s) == Some(node) => serde_json::to_value(st.lma),
+        Some(Role::Lma) => serde_json::to_value(st.other_lmas.get(node)),
         Some(Role::Mag) => serde_json::to_value(st.mags.get(node)),
         Some(Role::Mn) => serde_json::to_value(st.mns.get(node)),
         Some(Role::Cn) => return Err(format!("{node} is a CN, which keeps no tables")),
@@ -82,30 +86,44 @@ impl<'a> VirtualLab<'a> {
         let plan = plan::address_plan(s);
         let addr = |n: &str| plan.of.get(n).copied().ok_or_else(|| format!("node {n} has no address"));
         let lma_name = plan::lma_name(s).ok_or("the scenario has no LMA")?;
-        let lma_addr = addr(lma_name)?;
+        let lma_of = |n: &str| plan::lma_of(s, n).ok_or_else(|| "the scenario has no LMA".to_string()).and_then(addr);
         let mut world = World::new();
-        world.wire = WireConfig { flow_mobility_mh_type: s.wire.fmi_mh_type };
+        world.wire = s.wire.config();
         for (name, n) in &s.nodes {
             match n.value.role {
                 Role::Mn => {
                     let config = crate::node_config::mn(s, &plan, name).ok_or("no such MN")?;
                     world.add_mn(name, Mn::new(config));
                 }
-                Role::Mag => world.add_mag(name, Mag::new(crate::node_config::mag(s, name, addr(name)?, lma_addr))),
+                Role::Mag => {
+                    let mut c = crate::node_config::mag(s, &plan, name, addr(name)?, lma_of(name)?);
+                    c.restart_counter = 1;
+                    world.add_mag(name, Mag::new(c))
+                }
                 Role::Cn => world.add_cn(name, addr(name)?),
-                Role::Lma => {}
+                Role::Lma if name == lma_name => world.add_lma(name, Self::lma(s, &plan, name, 1)?),
+                Role::Lma => world.add_other_lma(name, Self::lma(s, &plan, name, 1)?),
             }
         }
-        world.add_lma(lma_name, Self::lma(s, &plan, lma_addr));
-        Ok(VirtualLab { s, world, plan, flows: BTreeMap::new() })
+        let starts = s
+            .nodes
+            .iter()
+            .filter(|(_, n)| matches!(n.value.role, Role::Lma | Role::Mag))
+            .map(|(name, _)| (name.clone(), 1))
+            .collect();
+        Ok(VirtualLab { s, world, plan, flows: BTreeMap::new(), starts })
     }
 
-    fn lma(s: &Scenario, plan: &AddressPlan, address: Ipv6Addr) -> Lma {
-        let mut lma = Lma::new(crate::node_config::lma(s, plan, address));
-        for p in crate::node_config::mn_policies(s) {
+    /// The LMA named `name`, with its configuration and policy store.
+    fn lma(s: &Scenario, plan: &AddressPlan, name: &str, restart_counter: u32) -> Result<Lma, String> {
+        let address = plan.of.get(name).copied().ok_or_else(|| format!("node {name} has no address"))?;
+        let mut cfg = crate::node_config::lma(s, plan, address);
+        cfg.restart_counter = restart_counter;
+        let mut lma = Lma::new(cfg);
+        for p in crate::node_config::mn_policies(s, plan, name) {
             lma.add_policy(p);
         }
-        lma
+        Ok(lma)
     }
 
     fn run_key(run: &FlowRun) -> String {
@@ -188,12 +206,21 @@ impl Backend for VirtualLab<'_> {
     }
 
     fn restart(&mut self, node: &str) -> Result<(), String> {
-        let lma_addr = plan::lma_name(self.s).and_then(|n| self.plan.of.get(n)).copied().ok_or("no LMA address")?;
+        let count = self.starts.entry(node.to_string()).or_insert(0);
+        *count += 1;
+        let count = *count;
         match self.s.nodes.get(node).map(|n| n.value.role) {
-            Some(Role::Lma) => self.world.add_lma(node, Self::lma(self.s, &self.plan, lma_addr)),
+            Some(Role::Lma) if plan::lma_name(self.s) == Some(node) => {
+                self.world.add_lma(node, Self::lma(self.s, &self.plan, node, count)?)
+            }
+            Some(Role::Lma) => self.world.add_other_lma(node, Self::lma(self.s, &self.plan, node, count)?),
             Some(Role::Mag) => {
                 let addr = *self.plan.of.get(node).ok_or("the MAG has no address")?;
-                self.world.add_mag(node, Mag::new(crate::node_config::mag(self.s, node, addr, lma_addr)));
+                let lma_addr =
+                    plan::lma_of(self.s, node).and_then(|n| self.plan.of.get(n)).copied().ok_or("no LMA address")?;
+                let mut c = crate::node_config::mag(self.s, &self.plan, node, addr, lma_addr);
+                c.restart_counter = count;
+                self.world.add_mag(node, Mag::new(c));
             }
             _ => return Err(format!("only the LMA or a MAG can restart, not {node}")),
         }
@@ -259,9 +286,9 @@ impl Backend for VirtualLab<'_> {
     }
 
     fn kernel(&mut self, node: &str) -> Result<KernelSection, String> {
-        let (lma, mags, mns) = self.world.planes();
+        let (_, mags, mns) = self.world.planes();
         Ok(match self.s.nodes.get(node).map(|n| n.value.role) {
-            Some(Role::Lma) => KernelSection::of_lma(lma),
+            Some(Role::Lma) => self.world.lma_plane_of(node).map(KernelSection::of_lma).unwrap_or_default(),
             Some(Role::Mag) => mags.get(node).map(KernelSection::of_mag).unwrap_or_default(),
             Some(Role::Mn) => mns.get(node).map(KernelSection::of_mn).unwrap_or_default(),
             _ => KernelSection::default(),

@@ -51,6 +51,19 @@ fn broken_scenarios_are_refused_with_where_and_what() {
         ),
         // An unknown key at the top.
         (broken("title: a scenario to break", "title: t\ncolour: blue"), "3:1: unknown field `colour`"),
+        // A ladder column that names no node, one named twice, no room.
+        (
+            broken("title: a scenario to break", "title: t\nladder: { columns: [lma, mag9] }"),
+            "3:26: there is no node named 'mag9'",
+        ),
+        (
+            broken("title: a scenario to break", "title: t\nladder: { columns: [lma, mag1, lma] }"),
+            "3:32: 'lma' is in the ladder's columns twice",
+        ),
+        (
+            broken("title: a scenario to break", "title: t\nladder: { width: 30 }"),
+            "3:18: a ladder 30 columns wide has no room to draw in: give at least 40",
+        ),
         // An unknown key in a node.
         (broken("mag1: { role: mag }", "mag1: { role: mag, colour: 1 }"), "5:22: unknown field `colour`"),
         // A role that does not exist.
@@ -135,11 +148,25 @@ fn broken_scenarios_are_refused_with_where_and_what() {
         (broken("  - expect_flow:", "  - teleport: mn1\n  - expect_flow:"), "14:5: unknown variant `teleport`"),
         // A wait that is not a duration.
         (broken("  - expect_flow:", "  - wait: soon\n  - expect_flow:"), "14:11: 'soon' is not a duration"),
-        // Two LMAs.
+        // No LMA.
+        (broken("  lma: { role: lma }\n", ""), "a scenario needs at least one lma node"),
+        // An MN served by a node that is not an LMA.
         (
-            broken("  cn: { role: cn }", "  cn: { role: cn }\n  lma2: { role: lma }"),
-            "a scenario needs exactly one lma node; this one has 2",
+            broken("mn1: { role: mn,", "mn1: { role: mn, lma: mag1,"),
+            "6:25: 'mag1' is a mag node, but a lma node is expected here",
         ),
+        // A flow moved on attach with no bind step to give it an FID.
+        (
+            broken("att: wifi }", "att: wifi, moved_on_attach: [X] }"),
+            "9:60: flow X has no FID: a bind step gives it the FID the PBU or PBA carries",
+        ),
+        // A heartbeat on an MN.
+        (
+            broken("mn1: { role: mn,", "mn1: { role: mn, heartbeat: { interval_ms: 1000 },"),
+            "only mag nodes take 'heartbeat'",
+        ),
+        // 'proxy_enabled' on a MAG.
+        (broken("mag1: { role: mag }", "mag1: { role: mag, proxy_enabled: false }"), "only mn nodes take 'proxy_enabled'"),
         // A missing required field.
         (broken("title: a scenario to break\n", ""), "1:1: missing field `title`"),
         // A detach of an interface never attached.

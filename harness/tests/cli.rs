@@ -30,10 +30,17 @@ fn run_passes_a_seed_scenario_and_leaves_its_results() {
     assert!(result["checks"].as_array().unwrap().iter().all(|c| c["outcome"] == "passed"), "{result}");
     assert!(std::fs::read_to_string(out.join("FM-UP-FMI-01/ladder.txt")).unwrap().contains("FMI seq=1 op=add"));
     let diagram = std::fs::read_to_string(out.join("FM-UP-FMI-01/ladder-diagram.txt")).unwrap();
-    assert!(diagram.contains("|<-- FMI ---|           |  seq=1 op=add"), "{diagram}");
-    assert!(diagram.contains("|           |--- FMI -->|  seq=2 op=del"), "{diagram}");
+    // Columns: the LMA, then the MAGs, then the MN.
+    assert!(
+        diagram.lines().next().is_some_and(|h| h.split_whitespace().eq(["lma", "mag1", "mag2", "mn1"])),
+        "{diagram}"
+    );
+    assert!(diagram.contains("|- FMI ->|        |        |  seq=1 op=add lifetime=300s"), "{diagram}");
+    assert!(diagram.contains("|----- FMI ------>|        |  seq=2 op=del lifetime=0s"), "{diagram}");
+    assert!(std::fs::read_to_string(out.join("FM-UP-FMI-01/ladder.svg")).unwrap().starts_with("<svg"));
     assert!(out.join("FM-UP-FMI-01/state-after-move.json").exists());
-    assert!(std::fs::read_to_string(out.join("junit.xml")).unwrap().contains("tests=\"1\" failures=\"0\""));
+    let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
+    assert!(junit.contains("tests=\"1\"") && junit.contains("failures=\"0\"") && junit.contains("errors=\"0\""));
     std::fs::remove_dir_all(&out).ok();
 }
 
@@ -68,7 +75,7 @@ fn a_failing_expectation_fails_the_run_and_says_why() {
 }
 
 #[test]
-fn a_broken_file_is_refused_and_nothing_is_created() {
+fn a_broken_file_is_an_error_entry_and_no_lab_is_built_for_it() {
     let dir = scratch("broken");
     std::fs::create_dir_all(&dir).unwrap();
     let f = dir.join("broken.yaml");
@@ -82,7 +89,10 @@ fn a_broken_file_is_refused_and_nothing_is_created() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr.contains("broken.yaml:7:11: 'later' is not a duration"), "{stderr}");
-    assert!(!out.exists(), "nothing is created for a refused run");
+    // The report says so; no scenario folder is made for it.
+    let report = pmiplab::run_report::RunReport::read(&out).unwrap();
+    assert_eq!(report.input_errors.len(), 1, "{report:?}");
+    assert!(report.scenarios.is_empty() && !out.join("B").exists());
     let v = pmiplab().arg("validate").arg(&f).output().unwrap();
     assert_eq!(v.status.code(), Some(2));
     std::fs::remove_dir_all(&dir).ok();
@@ -90,8 +100,11 @@ fn a_broken_file_is_refused_and_nothing_is_created() {
 
 #[test]
 fn every_verb_has_help() {
-    let verbs: [&[&str]; 10] = [
+    let verbs: [&[&str]; 13] = [
         &["--help"],
+        &["step", "--help"],
+        &["graph", "--help"],
+        &["merge-reports", "--help"],
         &["run", "--help"],
         &["validate", "--help"],
         &["deploy", "--help"],

@@ -9,6 +9,7 @@
 //! nothing to compare against says so rather than passing.
 
 pub mod backend;
+pub mod ladder;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -55,6 +56,14 @@ pub struct Judging<'a> {
 
 /// Plays `s` (from `file`) on `b` and gives the report with its verdict.
 pub fn play(file: &Path, s: &Scenario, b: &mut dyn Backend, judging: Judging<'_>) -> ScenarioReport {
+    play_from(file, s, b, judging, 0)
+}
+
+/// [`play`], playing only the steps from index `first` on: the ones
+/// before are what the lab has been through already (`pmiplab step` on a
+/// deployed lab), read for what they set up — a flow's FID from its bind
+/// — but not played again.
+pub fn play_from(file: &Path, s: &Scenario, b: &mut dyn Backend, judging: Judging<'_>, first: usize) -> ScenarioReport {
     let started = std::time::Instant::now();
     let mut report = ScenarioReport::new(file, s, b.name());
     if let Some(why) = skip_reason(s, b) {
@@ -62,9 +71,24 @@ pub fn play(file: &Path, s: &Scenario, b: &mut dyn Backend, judging: Judging<'_>
         report.reason = Some(why);
         return report;
     }
-    let mut e = Engine { s, file, plan: plan::address_plan(s), running: BTreeMap::new(), judging, report };
-    for step in &s.steps {
+    let mut e = Engine {
+        s,
+        file,
+        plan: plan::address_plan(s),
+        running: BTreeMap::new(),
+        judging,
+        report,
+        book: ladder::LadderBook::default(),
+    };
+    let mut cut_at = None;
+    for step in s.steps.iter().skip(first) {
         let line = step.referenced.line();
+        // A run asked to stop plays no more steps, but still finishes
+        // (captures, logs, tables) so that what was played is kept.
+        if crate::interrupt::requested() {
+            cut_at = Some(line);
+            break;
+        }
         if let Err(why) = e.step(b, &step.value, line) {
             e.report.checks.push(Check::failed(line, format!("step {}", step_name(&step.value)), why));
         }
@@ -73,6 +97,13 @@ pub fn play(file: &Path, s: &Scenario, b: &mut dyn Backend, judging: Judging<'_>
     let mut report = e.report;
     report.wall_ms = started.elapsed().as_secs_f64() * 1000.0;
     report.judge();
+    if let Some(line) = cut_at {
+        report.verdict = Verdict::Interrupted;
+        report.reason = Some(format!(
+            "{} before the step at line {line}: the steps from there on were not played",
+            crate::interrupt::reason().unwrap_or("stopped")
+        ));
+    }
     report
 }
 
@@ -122,6 +153,8 @@ struct Engine<'a> {
     running: BTreeMap<(String, Direction), FlowRun>,
     judging: Judging<'a>,
     report: ScenarioReport,
+    /// The ladder's rows besides the messages: notes and data-plane events.
+    book: ladder::LadderBook,
 }
 
 impl Engine<'_> {
@@ -164,6 +197,7 @@ impl Engine<'_> {
     /// Carries out one step. `Err` is a step that could not be carried
     /// out, which fails the scenario with the reason.
     fn step(&mut self, b: &mut dyn Backend, step: &Step, line: u64) -> Result<(), String> {
+        self.book.step(b, self.s, step, line);
         match step {
             Step::Attach(a) => {
                 let (mn, iface) = a.iface.value.split_once('/').ok_or("an interface is named mn/iface")?;
@@ -257,8 +291,9 @@ impl Engine<'_> {
                 let now = b.timestamp_now();
                 let message = crate::crafted::pbu(self.s, p, now).ok_or("the PBU names what the scenario lacks")?;
                 let from = crate::crafted::sender(self.s, p).ok_or("the PBU has no sender")?;
-                let lma = self.lma()?.to_string();
-                let to = *self.plan.of.get(&lma).ok_or("the LMA has no address")?;
+                // To the LMA that MAG sends its own PBUs to.
+                let lma = plan::lma_of(self.s, &from).ok_or("the scenario has no LMA")?;
+                let to = *self.plan.of.get(lma).ok_or("the LMA has no address")?;
                 b.inject(&from, to, message)?;
                 self.settle(b);
             }
@@ -289,6 +324,8 @@ impl Engine<'_> {
                     .remove(&(f.flow.value.clone(), f.direction))
                     .ok_or_else(|| format!("flow {} was not started {}", f.flow.value, f.direction.name()))?;
                 let account = b.stop_flow(&run)?;
+                let on: Vec<String> = account.by_interface.iter().map(|(i, _)| i.clone()).collect();
+                self.book.flow_seen(b, self.s, &run.flow, run.direction, &on, true);
                 self.report.checks.push(account.check(f, line));
             }
             Step::ExpectMessage(e) => {
@@ -339,6 +376,9 @@ impl Engine<'_> {
                 let run = self.flow_run(&e.flow.value, Direction::Downlink, 1000)?;
                 let packets = e.packets.max(1);
                 let probe = b.probe_downlink(&run, packets, e.dropped)?;
+                let on: Vec<String> =
+                    probe.by_interface.iter().filter(|(_, n)| *n > 0).map(|(i, _)| i.clone()).collect();
+                self.book.flow_seen(b, self.s, &run.flow, Direction::Downlink, &on, false);
                 let total: u64 = probe.by_interface.iter().map(|(_, n)| n).sum();
                 let check = match (&e.arrives_on, e.dropped) {
                     (_, true) => Check::new(
@@ -364,6 +404,7 @@ impl Engine<'_> {
             Step::ExpectUplink(e) => {
                 let run = self.flow_run(&e.flow.value, Direction::Uplink, 1000)?;
                 let probe = b.probe_uplink(&run)?;
+                self.book.flow_seen(b, self.s, &run.flow, Direction::Uplink, &probe.left_on, false);
                 let ok = probe.reached_cn && probe.left_on.contains(&e.leaves_on.value);
                 self.report.checks.push(Check::new(
                     line,
@@ -393,7 +434,9 @@ impl Engine<'_> {
         let mut now = serde_json::json!({"lma": Value::Null, "mags": {}, "mns": {}, "kernel": {}});
         for (node, spec) in &self.s.nodes {
             let slot = match spec.value.role {
-                Role::Lma => &mut now["lma"],
+                Role::Lma if plan::lma_name(self.s) == Some(node.as_str()) => &mut now["lma"],
+                // LMAs besides the first, only in scenarios that have them.
+                Role::Lma => &mut now["lmas"][node],
                 Role::Mag => &mut now["mags"][node],
                 Role::Mn => &mut now["mns"][node],
                 Role::Cn => continue,
@@ -456,13 +499,19 @@ impl Engine<'_> {
         self.settle(b);
         let left: Vec<FlowRun> = std::mem::take(&mut self.running).into_values().collect();
         for run in left {
-            if let Err(e) = b.stop_flow(&run) {
-                self.report.checks.push(Check::failed(0, format!("stop flow {} at the end", run.flow), e));
+            match b.stop_flow(&run) {
+                Ok(account) => {
+                    let on: Vec<String> = account.by_interface.iter().map(|(i, _)| i.clone()).collect();
+                    self.book.flow_seen(b, self.s, &run.flow, run.direction, &on, true);
+                }
+                Err(e) => self.report.checks.push(Check::failed(0, format!("stop flow {} at the end", run.flow), e)),
             }
         }
+        self.report.step_marks = self.book.marks.clone();
         b.finish(self.judging.out, &mut self.report);
         let observed = b.messages();
-        self.report.ladder = observed.iter().map(Observed::ladder_line).collect();
+        self.report.ladder = self.book.lines(&observed);
+        self.report.ladder_options = ladder::options(self.s);
         let check = match self.judging.reference {
             Some(r) if self.s.nodes.keys().any(|n| b.under_test(n)) => {
                 let fair = |v: &[Observed]| -> Vec<Observed> {

@@ -45,6 +45,12 @@ pub enum Stopped {
 const PROBE_LIMIT: Duration = Duration::from_secs(10);
 
 /// A relative program path is the caller's, not the work folder's.
+/// Whether an IUT's command has exited, without waiting: an IUT is always
+/// this process's child (a deployed lab has none).
+fn exit_status(d: &mut Daemon) -> io::Result<Option<ExitStatus>> {
+    d.child.as_mut().map_or(Ok(None), |c| c.try_wait())
+}
+
 fn program(p: &str) -> PathBuf {
     let path = Path::new(p);
     if p.contains('/') && path.is_relative() {
@@ -118,8 +124,16 @@ impl Lab {
             )
         })?;
         let control = self.dir.join(format!("{node}.sock"));
-        let daemon =
-            Daemon { child, control, log: log_path, binary: PathBuf::new(), args: Vec::new(), iut: Some(launch) };
+        let pid = child.id();
+        let daemon = Daemon {
+            child: Some(child),
+            pid,
+            control,
+            log: log_path,
+            binary: PathBuf::new(),
+            args: Vec::new(),
+            iut: Some(launch),
+        };
         self.daemons.insert(node.into(), daemon);
         Ok(())
     }
@@ -193,9 +207,17 @@ impl Lab {
         }
     }
 
+    /// The process that holds `node`'s namespace: an IUT runs only in a
+    /// lab this process made, where every namespace has one.
+    fn iut_holder(&self, node: &str) -> io::Result<u32> {
+        self.ns(node)?
+            .holder_pid()
+            .ok_or_else(|| io::Error::other(format!("{node}'s namespace belongs to a deployed lab: no IUT runs there")))
+    }
+
     /// Whether `node`'s IUT meets its readiness condition now.
     fn iut_ready_now(&self, node: &str, launch: &IutLaunch) -> io::Result<bool> {
-        let holder = self.ns(node)?.holder_pid();
+        let holder = self.iut_holder(node)?;
         Ok(match &launch.ready {
             Ready::File(f) => launch.work.join(f).exists(),
             Ready::Socket(s) => {
@@ -221,7 +243,7 @@ impl Lab {
                 return Ok(());
             }
             let d = self.daemons.get_mut(node).ok_or_else(|| not_found(format!("no implementation in {node}")))?;
-            let exited = d.child.try_wait()?;
+            let exited = exit_status(d)?;
             let log = || std::fs::read_to_string(&d.log).unwrap_or_default();
             // A command that exits 0 may have left its daemon running: only
             // a failure, or a readiness it can no longer reach, ends the wait.
@@ -253,11 +275,11 @@ impl Lab {
     /// Stops `node`'s IUT: SIGTERM to its process group, SIGKILL after its
     /// bound, then SIGKILL to anything else left in its namespace.
     pub fn stop_iut(&mut self, node: &str) -> io::Result<Stopped> {
-        let holder = self.ns(node)?.holder_pid();
+        let holder = self.iut_holder(node)?;
         let d = self.daemons.get_mut(node).ok_or_else(|| not_found(format!("no implementation runs in {node}")))?;
         let within = d.iut.as_ref().map_or(Duration::ZERO, |l| l.stop_within);
-        let pgid = Pid::from_raw(d.child.id() as i32);
-        let running = d.child.try_wait()?.is_none();
+        let pgid = Pid::from_raw(d.pid as i32);
+        let running = exit_status(d)?.is_none();
         // The command's group, and whatever runs in the namespace besides
         // (a command that exited 0 may have left its daemon there).
         let others = processes_in(holder);
@@ -273,14 +295,14 @@ impl Lab {
         let started = Instant::now();
         let deadline = started + within;
         let outcome = loop {
-            let done = !running || d.child.try_wait()?.is_some();
+            let done = !running || exit_status(d)?.is_some();
             if done && processes_in(holder).is_empty() {
                 break Stopped::OnTerm;
             }
             if Instant::now() > deadline {
                 let _ = killpg(pgid, Signal::SIGKILL);
-                if running {
-                    d.child.wait()?;
+                if let Some(c) = d.child.as_mut().filter(|_| running) {
+                    c.wait()?;
                 }
                 break Stopped::Killed { after: started.elapsed() };
             }

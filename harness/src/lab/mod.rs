@@ -7,6 +7,7 @@ pub mod iut;
 pub mod kernel_view;
 pub mod netlink;
 pub mod netns;
+pub mod offload;
 pub mod rundir;
 
 use std::collections::BTreeMap;
@@ -23,7 +24,10 @@ use netns::NetNs;
 use rtnetlink::Handle;
 
 pub struct Daemon {
-    child: Child,
+    /// None for a deployed lab's daemon met again by `Lab::attach`: it is
+    /// not this process's child.
+    child: Option<Child>,
+    pid: u32,
     pub control: PathBuf,
     pub log: PathBuf,
     /// What started it, so that `restart` can start it again.
@@ -140,6 +144,48 @@ impl Lab {
         Ok(lab)
     }
 
+    /// A deployed lab met again (`pmiplab step`): its pinned namespaces
+    /// and running daemons, by node, from its marker. Dropping it leaves
+    /// them all as they are.
+    pub fn attach(
+        name: &str,
+        namespaces: &BTreeMap<String, String>,
+        daemons: &BTreeMap<String, u32>,
+    ) -> io::Result<Lab> {
+        let folder = Path::new(DEPLOY_DIR).join(name);
+        // This visit's captures go to a folder of their own in the lab's.
+        let dir = (1..)
+            .map(|n| folder.join(format!("steps-{n}")))
+            .find(|d| !d.exists())
+            .ok_or_else(|| io::Error::other("no free steps folder"))?;
+        rundir::create_private_dir(&dir)?;
+        let mut lab = Lab::with_dir(dir)?;
+        lab.persistent = Some(name.to_string());
+        lab.committed = true;
+        for (node, ns_name) in namespaces {
+            let ns = NetNs::open_pinned(node, ns_name)?;
+            let h = {
+                let _g = lab.rt.enter();
+                netlink::handle_in(&ns, &lab.rt)?
+            };
+            lab.namespaces.insert(node.clone(), ns);
+            lab.netlink.insert(node.clone(), h);
+        }
+        for (node, &pid) in daemons {
+            let daemon = Daemon {
+                child: None,
+                pid,
+                control: folder.join(format!("{node}.sock")),
+                log: folder.join(format!("{node}.log")),
+                binary: PathBuf::new(),
+                args: Vec::new(),
+                iut: None,
+            };
+            lab.daemons.insert(node.clone(), daemon);
+        }
+        Ok(lab)
+    }
+
     /// Nodes and the `ip netns` names of a persistent lab's namespaces.
     pub fn namespace_names(&self) -> BTreeMap<String, String> {
         match &self.persistent {
@@ -155,7 +201,7 @@ impl Lab {
 
     /// Daemon pids by node.
     pub fn daemon_pids(&self) -> BTreeMap<String, u32> {
-        self.daemons.iter().map(|(n, d)| (n.clone(), d.child.id())).collect()
+        self.daemons.iter().map(|(n, d)| (n.clone(), d.pid)).collect()
     }
 
     fn ns(&self, node: &str) -> io::Result<&NetNs> {
@@ -204,7 +250,14 @@ impl Lab {
         let (na, nb) = (self.ns(a)?, self.ns(b)?);
         self.rt.block_on(netlink::veth(&self.root, na, a_if, mac(a, a_if), nb, b_if, mac(b, b_if)))?;
         self.rt.block_on(netlink::up(self.nl(a)?, a_if))?;
-        self.rt.block_on(netlink::up(self.nl(b)?, b_if))
+        self.rt.block_on(netlink::up(self.nl(b)?, b_if))?;
+        // Captures then hold packets as the wire carries them (see offload).
+        for (node, iface) in [(a, a_if), (b, b_if)] {
+            let name = iface.to_string();
+            self.run_in(node, move || offload::all_off(&name))
+                .map_err(|e| io::Error::other(format!("offloads off on {node}:{iface}: {e}")))?;
+        }
+        Ok(())
     }
 
     pub fn bridge(&self, node: &str, name: &str) -> io::Result<()> {
@@ -281,7 +334,7 @@ impl Lab {
             if let Some(d) = self.daemons.get_mut(node) {
                 let launch = d.iut.as_mut().map(|l| std::mem::replace(&mut l.stop_within, Duration::ZERO));
                 let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(d.child.id() as i32),
+                    nix::unistd::Pid::from_raw(d.pid as i32),
                     nix::sys::signal::Signal::SIGKILL,
                 );
                 self.stop_iut(node)?;
@@ -294,8 +347,10 @@ impl Lab {
             return Ok(());
         }
         let d = self.daemons.get_mut(node).ok_or_else(|| not_found(format!("no daemon runs in {node}")))?;
-        d.child.kill()?;
-        d.child.wait()?;
+        let c =
+            d.child.as_mut().ok_or_else(|| io::Error::other(format!("{node}'s daemon belongs to a deployed lab")))?;
+        c.kill()?;
+        c.wait()?;
         let _ = std::fs::remove_file(&d.control);
         Ok(())
     }
@@ -304,7 +359,9 @@ impl Lab {
     /// going on in the same file, and waits until it answers.
     pub fn restart(&mut self, node: &str) -> io::Result<()> {
         let d = self.daemons.get_mut(node).ok_or_else(|| not_found(format!("no daemon ran in {node}")))?;
-        if d.child.try_wait()?.is_none() {
+        let c =
+            d.child.as_mut().ok_or_else(|| io::Error::other(format!("{node}'s daemon belongs to a deployed lab")))?;
+        if c.try_wait()?.is_none() {
             return Err(io::Error::other(format!("the {node} daemon is still running; kill it first")));
         }
         if let Some(launch) = d.iut.clone() {
@@ -347,8 +404,10 @@ impl Lab {
             .spawn()
             .map_err(|e| io::Error::new(e.kind(), format!("cannot start {} in {node}: {e}", binary.display())))?;
         drop(ns_fd);
+        let pid = child.id();
         let daemon = Daemon {
-            child,
+            child: Some(child),
+            pid,
             control: control.clone(),
             log: log_path,
             binary: binary.into(),
@@ -371,7 +430,7 @@ impl Lab {
                 return Ok(());
             }
             if let Some(d) = self.daemons.get_mut(node) {
-                if let Ok(Some(status)) = d.child.try_wait() {
+                if let Some(Ok(Some(status))) = d.child.as_mut().map(Child::try_wait) {
                     let tail = std::fs::read_to_string(&d.log).unwrap_or_default();
                     return Err(io::Error::other(format!(
                         "the {node} daemon exited ({status}) before it was ready:\n{tail}"
@@ -477,7 +536,7 @@ impl Lab {
 
     /// Every process the lab owns: namespace holders and daemons.
     pub fn pids(&self) -> Vec<u32> {
-        self.namespaces.values().map(|n| n.holder_pid()).chain(self.daemons.values().map(|d| d.child.id())).collect()
+        self.namespaces.values().filter_map(|n| n.holder_pid()).chain(self.daemons.values().map(|d| d.pid)).collect()
     }
 
     pub fn daemon_log(&self, node: &str) -> String {
@@ -506,11 +565,11 @@ impl Drop for Lab {
         // All killed first, then all waited for: a daemon's exit tears down
         // its TUN device, which costs the kernel tens of milliseconds, and
         // one at a time that cost was most of a lab's teardown.
-        for d in self.daemons.values_mut() {
-            let _ = d.child.kill();
+        for c in self.daemons.values_mut().filter_map(|d| d.child.as_mut()) {
+            let _ = c.kill();
         }
-        for d in self.daemons.values_mut() {
-            let _ = d.child.wait();
+        for c in self.daemons.values_mut().filter_map(|d| d.child.as_mut()) {
+            let _ = c.wait();
         }
         self.netlink.clear();
         self.namespaces.clear();

@@ -12,7 +12,9 @@ use nix::unistd::{fork, pipe, ForkResult, Pid};
 
 pub struct NetNs {
     pub name: String,
-    pid: Pid,
+    /// The holder process; none for a deployed lab's namespace opened
+    /// from its pin, which the pin keeps alive.
+    pid: Option<Pid>,
     fd: File,
     /// Where the namespace is bind-mounted for `ip netns`, when it persists.
     pinned: Option<std::path::PathBuf>,
@@ -53,9 +55,16 @@ impl NetNs {
                     ));
                 }
                 let fd = File::open(format!("/proc/{}/ns/net", child))?;
-                Ok(NetNs { name: name.into(), pid: child, fd, pinned: None })
+                Ok(NetNs { name: name.into(), pid: Some(child), fd, pinned: None })
             }
         }
+    }
+
+    /// A deployed lab's namespace, opened from its pin in `/run/netns`.
+    pub fn open_pinned(name: &str, ns_name: &str) -> io::Result<NetNs> {
+        let path = std::path::Path::new(NETNS_DIR).join(ns_name);
+        let fd = File::open(&path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        Ok(NetNs { name: name.into(), pid: None, fd, pinned: None })
     }
 
     /// Bind-mounts the namespace at `/run/netns/<ns_name>` so that it
@@ -67,7 +76,8 @@ impl NetNs {
             return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists already", path.display())));
         }
         File::create(&path)?;
-        let src = format!("/proc/{}/ns/net", self.pid);
+        let pid = self.pid.ok_or_else(|| io::Error::other(format!("{ns_name} is pinned already")))?;
+        let src = format!("/proc/{pid}/ns/net");
         nix::mount::mount(Some(src.as_str()), &path, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
             .map_err(|e| {
                 let _ = std::fs::remove_file(&path);
@@ -77,8 +87,8 @@ impl NetNs {
         Ok(())
     }
 
-    pub fn holder_pid(&self) -> u32 {
-        self.pid.as_raw() as u32
+    pub fn holder_pid(&self) -> Option<u32> {
+        self.pid.map(|p| p.as_raw() as u32)
     }
 
     pub fn raw_fd(&self) -> i32 {
@@ -107,8 +117,10 @@ impl NetNs {
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        let _ = kill(self.pid, Signal::SIGKILL);
-        let _ = waitpid(self.pid, None);
+        if let Some(pid) = self.pid {
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
     }
 }
 

@@ -38,9 +38,19 @@ pub struct HandOver {
     pub fmi_mh_type: u8,
     /// `draft-fmi` or `rfc7864`.
     pub profile: String,
-    /// MAG: its LMA's address.
+    /// MAG: its LMA's address (the scenario's `lma:` of the MAG, else the
+    /// first LMA).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lma: Option<Ipv6Addr>,
+    /// MAG: heartbeats to its LMA (RFC 5847), when the scenario asks for
+    /// them; the LMA's own are in `lma_settings`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<HeartbeatSettings>,
+    /// MAG: flows it asks its LMA for with a Flow Identification option
+    /// in the PBU when an MN interface first registers here (flow
+    /// mobility draft §3.2, after Figure 4).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flow_requests: Vec<FlowRequest>,
     /// MAG: its access links, one per MN interface that attaches here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub access: Vec<AccessLink>,
@@ -96,6 +106,99 @@ pub struct MnProfile {
     /// Prefixes given to every attachment.
     pub shared_prefixes: Vec<Prefix>,
     pub per_attachment: usize,
+    /// False: its policy does not enable proxy registration, and its PBUs
+    /// are answered with PROXY_REG_NOT_ENABLED (152).
+    #[serde(default = "yes")]
+    pub proxy_enabled: bool,
+    /// Set when another LMA serves the MN (its address): its PBUs here are
+    /// answered with NOT_LMA_FOR_THIS_MOBILE_NODE (153).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<Ipv6Addr>,
+    /// Flows (by FID) moved to an MN interface when it gets a new binding,
+    /// each named in the PBA with a Flow Identification option.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flows_on_attach: Vec<FlowOnAttach>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// RFC 5847 HEARTBEAT_INTERVAL and MISSING_HEARTBEATS_ALLOWED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatSettings {
+    pub interval_ms: u64,
+    pub missing_allowed: u32,
+}
+
+impl HeartbeatSettings {
+    pub fn config(&self) -> pmip_proto::heartbeat::HeartbeatConfig {
+        pmip_proto::heartbeat::HeartbeatConfig {
+            interval: Span::from_millis(self.interval_ms),
+            missing_allowed: self.missing_allowed,
+        }
+    }
+
+    pub fn of(c: &pmip_proto::heartbeat::HeartbeatConfig) -> Self {
+        HeartbeatSettings { interval_ms: c.interval.as_millis(), missing_allowed: c.missing_allowed }
+    }
+}
+
+/// A flow the LMA moves to an MN interface when that interface attaches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowOnAttach {
+    /// The MN interface's MAC, as in `access`.
+    pub mn_ll_id: String,
+    pub fid: u16,
+}
+
+/// A flow a MAG asks for in its PBU: FID, FID-PRI and the downlink
+/// 5-tuple of its traffic selector (RFC 6088 IPv6 selector with the start
+/// fields set).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowRequest {
+    pub mn_ll_id: String,
+    pub fid: u16,
+    pub fid_pri: u16,
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub next_header: u8,
+}
+
+impl FlowRequest {
+    /// The request as a MAG configuration holds it, or `None` when its
+    /// selector is not the 5-tuple this form carries.
+    pub fn of(ll_id: &[u8], fi: &pmip_wire::FlowIdentification) -> Option<Self> {
+        let pmip_wire::TrafficSelector::Ipv6(t) = fi.traffic_selector()? else { return None };
+        Some(FlowRequest {
+            mn_ll_id: format_mac(ll_id),
+            fid: fi.fid,
+            fid_pri: fi.fid_pri,
+            src: t.start_src?,
+            dst: t.start_dst?,
+            src_port: t.start_src_port?,
+            dst_port: t.start_dst_port?,
+            next_header: t.start_next_header?,
+        })
+    }
+
+    pub fn flow_identification(&self) -> pmip_wire::FlowIdentification {
+        let key = pmip_proto::FlowKey {
+            src: self.src,
+            dst: self.dst,
+            src_port: self.src_port,
+            dst_port: self.dst_port,
+            next_header: self.next_header,
+        };
+        pmip_wire::FlowIdentification {
+            fid: self.fid,
+            fid_pri: self.fid_pri,
+            status: 0,
+            sub_options: vec![pmip_wire::FlowSubOption::TrafficSelector(key.selector())],
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +230,16 @@ pub struct LmaSettings {
     pub min_delay_before_bce_delete_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_retransmit_ms: Option<u64>,
+    /// Heartbeats to the MAGs it has bindings with (RFC 5847).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<HeartbeatSettings>,
+    /// `hold` or `drop`: what becomes of the bindings of a MAG the
+    /// heartbeats find down (RFC 5847 §5 leaves it to local policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_mag_down: Option<pmip_proto::lma::MagDownAction>,
+    /// Whether it grants the flows MAGs ask for in PBUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_flow_requests: Option<bool>,
 }
 
 impl LmaSettings {
@@ -147,6 +260,8 @@ impl LmaSettings {
         if let Some(ms) = self.initial_retransmit_ms.filter(|ms| *ms > 0) {
             cfg.backoff.initial = Span::from_millis(ms);
         }
+        cfg.heartbeat = self.heartbeat.map(|h| h.config());
+        cfg.on_mag_down = self.on_mag_down.unwrap_or(cfg.on_mag_down);
     }
 }
 
@@ -178,15 +293,25 @@ impl HandOver {
         }
         let mut cfg = LmaConfig::new(self.address);
         cfg.authorized_mags = self.mags.iter().filter(|m| m.authorized).map(|m| m.address).collect();
-        if let Some(s) = &self.lma_settings {
-            s.apply(&mut cfg);
+        // A UPN has no lifetime field: in the RFC 7864 profile a moved
+        // flow lives as long as its binding.
+        if self.profile == "rfc7864" {
+            cfg.flow_lifetime_secs = 0xffff;
         }
+        let settings = self.lma_settings.clone().unwrap_or_default();
+        settings.apply(&mut cfg);
         let mut policies = Vec::new();
         for mn in &self.mns {
             let mut p = MnPolicy::new(mn.mn_id.clone(), parse_model(&mn.model)?);
             p.shared_prefixes = mn.shared_prefixes.clone();
             p.unique_prefixes = mn.prefixes.clone();
             p.per_attachment = mn.per_attachment;
+            p.proxy_enabled = mn.proxy_enabled;
+            p.served_by = mn.served_by;
+            p.grant_flow_requests = settings.grant_flow_requests.unwrap_or(true);
+            for f in &mn.flows_on_attach {
+                p.flows_on_attach.push((parse_mac(&f.mn_ll_id)?, f.fid));
+            }
             policies.push(p);
         }
         Ok((cfg, policies))
@@ -201,6 +326,10 @@ impl HandOver {
         let mut c = MagConfig::new(self.address, lma);
         for a in &self.access {
             c.mns.push(MnBinding { ll_id: parse_mac(&a.mn_ll_id)?, mn_id: a.mn_id.clone() });
+        }
+        c.heartbeat = self.heartbeat.map(|h| h.config());
+        for f in &self.flow_requests {
+            c.flow_requests.push((parse_mac(&f.mn_ll_id)?, f.flow_identification()));
         }
         Ok(c)
     }

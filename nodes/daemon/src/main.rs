@@ -49,14 +49,28 @@ struct Args {
     /// MH type carrying the draft's FMI/FMA.
     #[arg(long, default_value_t = 11)]
     fmi_mh_type: u8,
+    /// Frame flow mobility as RFC 7864's UPN/UPA instead of FMI/FMA.
+    /// With `--impl`, the hand-over's `profile` says it.
+    #[arg(long)]
+    rfc7864: bool,
+    /// Keeps the Restart Counter (RFC 5847 §3.2) in this file, one more at
+    /// each start: with `--impl`, where the hand-over names no such file.
+    #[arg(long, value_name = "FILE")]
+    restart_counter_file: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
+    // The log is written by a thread of its own: a line per protocol event
+    // costs the signalling loop a queue push, not a write(2). Nothing is
+    // dropped when the queue is full; the loop waits instead.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (log, _flush_at_exit) =
+        tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
+        .with_writer(log)
         // A log kept in a file must read as plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(ansi)
         .init();
     let args = Args::parse();
     match run(args) {
@@ -92,16 +106,21 @@ fn run(args: Args) -> anyhow::Result<()> {
         let sock = args.control.as_deref().context("--request needs --control")?;
         return request(sock, line);
     }
-    let (config, fmi_mh_type) = match (&args.config, &args.impl_config) {
+    let (mut config, fmi_mh_type, profile) = match (&args.config, &args.impl_config) {
         (Some(path), _) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             let config: config::DaemonConfig = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a node configuration", path.display()))?;
-            (config, args.fmi_mh_type)
+            let profile = if args.rfc7864 { pmip_wire::Profile::Rfc7864 } else { pmip_wire::Profile::DraftFmi };
+            (config, args.fmi_mh_type, profile)
         }
         (None, Some(path)) => config::from_handover(path)?,
         (None, None) => anyhow::bail!("give --config or --impl"),
     };
+    if let Some(file) = &args.restart_counter_file {
+        config.restart_counter_file = Some(file.clone());
+    }
+    config.count_start()?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         match config.node {
@@ -115,7 +134,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
             _ => {}
         }
-        let wire = WireConfig { flow_mobility_mh_type: fmi_mh_type };
+        let wire = WireConfig { flow_mobility_mh_type: fmi_mh_type, profile };
         node::Node::new(config, wire).await?.run(args.control.as_deref()).await
     })
 }

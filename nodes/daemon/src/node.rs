@@ -36,7 +36,13 @@ enum Role {
 #[derive(Debug, Clone, Serialize)]
 struct Logged {
     at_ms: u64,
+    /// Microseconds since the Unix epoch: the clock the lab's captures
+    /// stamp frames with, so a message that never reached a link (dropped
+    /// by an outgoing fault rule) can be put in its place among them.
+    wall_us: u64,
     dir: &'static str,
+    /// Whether this node sent it (or was about to) rather than received it.
+    out: bool,
     peer: Ipv6Addr,
     summary: String,
 }
@@ -91,6 +97,8 @@ impl Delayed {
 const EVENTS_KEPT: usize = 1000;
 const MESSAGES_KEPT: usize = 10_000;
 const INTENTS_KEPT: usize = 10_000;
+/// Datagrams a daemon takes off its signalling socket in one turn of its loop.
+const DRAIN_AT_ONCE: usize = 64;
 /// Longest event line logged.
 const EVENT_MAX: usize = 400;
 /// Most HNP options a PBU may carry: its PBA echoes them.
@@ -111,7 +119,7 @@ fn interface_of(address: Ipv6Addr) -> anyhow::Result<u32> {
 
 impl Node {
     pub async fn new(config: DaemonConfig, wire: WireConfig) -> anyhow::Result<Node> {
-        let DaemonConfig { node: config, data_plane, access, esp } = config;
+        let DaemonConfig { node: config, data_plane, access, esp, .. } = config;
         // The node's clock is `started` plus the wall clock read at the same
         // moment, so every node's Timestamp option agrees with every other's
         // whatever its setup below costs: the LMA compares one MAG's Timestamp
@@ -241,7 +249,9 @@ impl Node {
                 let _ = rx.await;
             }
         }
-        for t in out.transmits {
+        for mut t in out.transmits {
+            // The profile frames the core's FMI/FMA (RFC 7864: UPN/UPA).
+            t.message = self.wire.profile.outgoing(t.message);
             let ends = Endpoints { src: t.src, dst: t.dst };
             match t.message.to_bytes(&ends, &self.wire) {
                 Ok(bytes) => self.transmit(bytes, t.dst, t.message.summary()).await,
@@ -257,9 +267,17 @@ impl Node {
         }
     }
 
+    /// Logs a message this node received (`dir` "received") or sent.
     fn record(&mut self, dir: &'static str, peer: Ipv6Addr, summary: String) {
+        self.record_way(dir, dir != "received", peer, summary);
+    }
+
+    fn record_way(&mut self, dir: &'static str, out: bool, peer: Ipv6Addr, summary: String) {
         let summary = printable(&summary, EVENT_MAX);
-        self.log.push(Logged { at_ms: self.now().as_millis(), dir, peer, summary });
+        let wall_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        self.log.push(Logged { at_ms: self.now().as_millis(), wall_us, dir, out, peer, summary });
     }
 
     /// A PBA the core built that cannot be encoded answers the PBU that
@@ -381,6 +399,21 @@ impl Node {
         }
     }
 
+    /// Handles what else is queued on the signalling socket, up to a
+    /// bound so that timers and control requests still get their turn.
+    async fn drain_signalling(&mut self) {
+        for _ in 0..DRAIN_AT_ONCE {
+            match self.socket.try_recv_on() {
+                Ok(Some((bytes, src, ifindex))) => self.on_datagram(bytes, src, ifindex).await,
+                Ok(None) => return,
+                Err(e) => {
+                    warn!("receiving on the MH socket failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
     /// A Mobility Header in the clear: refused from a peer whose
     /// signalling must come through ESP.
     async fn on_datagram(&mut self, bytes: Vec<u8>, src: Ipv6Addr, ifindex: u32) {
@@ -423,7 +456,7 @@ impl Node {
         }
         let ends = Endpoints { src, dst: self.address };
         let message = match Message::parse(&bytes, &ends, &self.wire) {
-            Ok(m) => m,
+            Ok(m) => self.wire.profile.incoming(m),
             Err(e) => {
                 // A malformed packet changes nothing but a counter and,
                 // within the budget, the log.
@@ -455,7 +488,7 @@ impl Node {
             None => self.deliver(message, src).await,
             Some(Action::Drop) => {
                 self.events.push(format!("fault rule: dropped incoming {name} from {src}"));
-                self.record("dropped", src, message.summary());
+                self.record_way("dropped", false, src, message.summary());
                 return;
             }
             Some(Action::Duplicate) => {
@@ -664,7 +697,10 @@ impl Node {
                 .unwrap_or(Duration::from_secs(3600));
             tokio::select! {
                 r = self.socket.recv_on() => match r {
-                    Ok((bytes, src, ifindex)) => self.on_datagram(bytes, src, ifindex).await,
+                    Ok((bytes, src, ifindex)) => {
+                        self.on_datagram(bytes, src, ifindex).await;
+                        self.drain_signalling().await;
+                    }
                     Err(e) => warn!("receiving on the MH socket failed: {e}"),
                 },
                 Some(r) = recv_esp(&self.esp) => match r {

@@ -101,36 +101,47 @@ impl RawSocket {
     /// arrived on (0 if the kernel did not say), from a socket made by
     /// `mobility_header`.
     pub async fn recv_on(&self) -> io::Result<(Vec<u8>, Ipv6Addr, u32)> {
-        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrIn6};
         loop {
             let mut guard = self.fd.readable().await?;
-            let r = guard.try_io(|s| {
-                let mut buf = self.buf.lock().map_err(|_| io::Error::other("the receive buffer is poisoned"))?;
-                if buf.len() < 65536 {
-                    buf.resize(65536, 0);
-                }
-                let mut iov = [io::IoSliceMut::new(&mut buf[..])];
-                let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo);
-                let m = recvmsg::<SockaddrIn6>(s.get_ref().as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())
-                    .map_err(io::Error::from)?;
-                let index = m
-                    .cmsgs()
-                    .map_err(io::Error::from)?
-                    .find_map(|c| match c {
-                        ControlMessageOwned::Ipv6PacketInfo(i) => Some(i.ipi6_ifindex),
-                        _ => None,
-                    })
-                    .unwrap_or(0);
-                let src = m.address.map(|a| a.ip()).unwrap_or(Ipv6Addr::UNSPECIFIED);
-                let n = m.bytes;
-                Ok((buf[..n].to_vec(), src, index))
-            });
-            match r {
-                Ok(Ok(got)) => return Ok(got),
-                Ok(Err(e)) => return Err(e),
+            match guard.try_io(|s| self.recv_on_now(s.get_ref())) {
+                Ok(r) => return r,
                 Err(_would_block) => continue,
             }
         }
+    }
+
+    /// What `recv_on` gives, if a datagram is already queued: a daemon
+    /// under load takes what waits in one go instead of going back to its
+    /// event loop for each datagram.
+    pub fn try_recv_on(&self) -> io::Result<Option<(Vec<u8>, Ipv6Addr, u32)>> {
+        match self.recv_on_now(self.fd.get_ref()) {
+            Ok(got) => Ok(Some(got)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn recv_on_now(&self, s: &Socket) -> io::Result<(Vec<u8>, Ipv6Addr, u32)> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrIn6};
+        let mut buf = self.buf.lock().map_err(|_| io::Error::other("the receive buffer is poisoned"))?;
+        if buf.len() < 65536 {
+            buf.resize(65536, 0);
+        }
+        let mut iov = [io::IoSliceMut::new(&mut buf[..])];
+        let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo);
+        let m = recvmsg::<SockaddrIn6>(s.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())
+            .map_err(io::Error::from)?;
+        let index = m
+            .cmsgs()
+            .map_err(io::Error::from)?
+            .find_map(|c| match c {
+                ControlMessageOwned::Ipv6PacketInfo(i) => Some(i.ipi6_ifindex),
+                _ => None,
+            })
+            .unwrap_or(0);
+        let src = m.address.map(|a| a.ip()).unwrap_or(Ipv6Addr::UNSPECIFIED);
+        let n = m.bytes;
+        Ok((buf[..n].to_vec(), src, index))
     }
 
     /// Receives one payload (the Mobility Header, or the inner packet) and

@@ -1,4 +1,4 @@
-//! `pmiplab bench datapath` and `pmiplab bench move` at a tiny size, so
+//! `pmiplab bench datapath`, `bench move` and `bench signalling` at a tiny size, so
 //! that they keep working: one short run of each transfer beside plain
 //! forwarding, and a few flow moves. Needs root; PMIPLAB_SKIP_NETNS=1
 //! skips it where that is impossible.
@@ -23,5 +23,20 @@ fn the_datapath_and_move_benchmarks_run_at_a_tiny_size() {
         table.contains("no signalling: command to the LMA → first packet on the new interface, 2 moves"),
         "{table}"
     );
+    eprintln!("{table}");
+}
+
+#[test]
+fn the_signalling_benchmark_runs_at_a_tiny_size() {
+    if common::skip() {
+        return;
+    }
+    let bin = Path::new(env!("CARGO_BIN_EXE_pmip-node"));
+    let figures = pmiplab::bench::signalling(bin, 500).unwrap_or_else(|e| panic!("bench signalling: {e}"));
+    let table = pmiplab::bench::table(&figures);
+    // Every PBU of both phases answered, by the responder and by the LMA.
+    assert!(table.contains("500 of 500 answered (100.0%), 500 accepted | canned-PBA responder: "), "{table}");
+    assert!(table.contains("re-registration with 500 bindings"), "{table}");
+    assert_eq!(table.matches("500 of 500 answered").count(), 3, "{table}");
     eprintln!("{table}");
 }

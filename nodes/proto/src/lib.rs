@@ -10,6 +10,7 @@
 pub mod dataplane;
 pub mod fault;
 pub mod flow;
+pub mod heartbeat;
 pub mod lma;
 pub mod mag;
 pub mod mn;

@@ -81,6 +81,9 @@ impl PacketPath {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WorldState {
     pub lma: Option<LmaState>,
+    /// The LMAs besides the first (153 needs a second LMA), by name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub other_lmas: BTreeMap<String, LmaState>,
     pub mags: BTreeMap<String, MagState>,
     pub mns: BTreeMap<String, MnState>,
 }
@@ -141,6 +144,10 @@ pub struct World {
     pub latency: Span,
     pub wire: WireConfig,
     lma: Option<(String, Lma)>,
+    /// LMAs besides the first, each with its data plane. They answer the
+    /// MAGs that send them PBUs; the CNs are behind the first LMA, and
+    /// flow commands go to it.
+    other_lmas: BTreeMap<String, (Lma, LmaPlane)>,
     mags: BTreeMap<String, Mag>,
     mns: BTreeMap<String, Mn>,
     cns: BTreeMap<String, Ipv6Addr>,
@@ -176,6 +183,7 @@ impl World {
             latency: Span::from_millis(1),
             wire: WireConfig::default(),
             lma: None,
+            other_lmas: BTreeMap::new(),
             mags: BTreeMap::new(),
             mns: BTreeMap::new(),
             cns: BTreeMap::new(),
@@ -221,6 +229,11 @@ impl World {
         self.names.insert(lma.config.address, name.into());
         self.lma = Some((name.into(), lma));
     }
+    /// Adds an LMA besides the first one (or restarts it after a kill).
+    pub fn add_other_lma(&mut self, name: &str, lma: Lma) {
+        self.names.insert(lma.config.address, name.into());
+        self.other_lmas.insert(name.into(), (lma, LmaPlane::default()));
+    }
     pub fn add_mag(&mut self, name: &str, mag: Mag) {
         self.names.insert(mag.config.address, name.into());
         self.mags.insert(name.into(), mag);
@@ -245,6 +258,8 @@ impl World {
         if self.lma.as_ref().is_some_and(|(n, _)| n == name) {
             self.lma = None;
             self.lma_plane = LmaPlane::default();
+        } else if self.other_lmas.remove(name).is_some() {
+            // Its data plane went with it.
         } else if self.mags.remove(name).is_some() {
             self.mag_planes.remove(name);
         } else {
@@ -268,6 +283,21 @@ impl World {
     }
     pub fn lma_mut(&mut self) -> Option<&mut Lma> {
         self.lma.as_mut().map(|(_, l)| l)
+    }
+    /// Any LMA by name, the first or another.
+    pub fn lma_named(&self, name: &str) -> Option<&Lma> {
+        match &self.lma {
+            Some((n, l)) if n == name => Some(l),
+            _ => self.other_lmas.get(name).map(|(l, _)| l),
+        }
+    }
+    /// The data plane of any LMA by name; an LMA that is not running has
+    /// none.
+    pub fn lma_plane_of(&self, name: &str) -> Option<&LmaPlane> {
+        match &self.lma {
+            Some((n, _)) if n == name => Some(&self.lma_plane),
+            _ => self.other_lmas.get(name).map(|(_, p)| p),
+        }
     }
     pub fn mag(&self, name: &str) -> Option<&Mag> {
         self.mags.get(name)
@@ -381,7 +411,9 @@ impl World {
         for e in out.events {
             self.event(node, e.to_string());
         }
-        for t in out.transmits {
+        for mut t in out.transmits {
+            // The profile frames the core's FMI/FMA (RFC 7864: UPN/UPA).
+            t.message = self.wire.profile.outgoing(t.message);
             let to = self.names.get(&t.dst).cloned().unwrap_or_else(|| t.dst.to_string());
             let name = t.message.name();
             let bytes = match t.message.to_bytes(&Endpoints { src: t.src, dst: t.dst }, &self.wire) {
@@ -391,7 +423,7 @@ impl World {
                     continue;
                 }
             };
-            let sender_is_lma = self.lma.as_ref().is_some_and(|(n, _)| n == node);
+            let sender_is_lma = self.lma.as_ref().is_some_and(|(n, _)| n == node) || self.other_lmas.contains_key(node);
             let fault = self.faults.iter_mut().find(|r| r.matches(name, node, &to)).map(|r| {
                 r.count -= 1;
                 (r.action, r.at_sender(sender_is_lma))
@@ -472,7 +504,10 @@ impl World {
     fn apply_intent(&mut self, node: &str, i: Intent) {
         match i {
             Intent::LmaTunnel { .. } | Intent::LmaPrefixRoute { .. } | Intent::LmaFlowBinding { .. } => {
-                self.lma_plane.apply(&i)
+                match self.other_lmas.get_mut(node) {
+                    Some((_, plane)) => plane.apply(&i),
+                    None => self.lma_plane.apply(&i),
+                }
             }
             Intent::MagTunnel { .. } | Intent::MagRoute { .. } | Intent::MagUplinkRule { .. } => {
                 self.mag_planes.entry(node.into()).or_default().apply(&i)
@@ -528,7 +563,7 @@ impl World {
     fn receive(&mut self, to: &str, src: Ipv6Addr, dst: Ipv6Addr, bytes: Vec<u8>) {
         let now = self.now;
         let message = match Message::parse(&bytes, &Endpoints { src, dst }, &self.wire) {
-            Ok(m) => m,
+            Ok(m) => self.wire.profile.incoming(m),
             Err(e) => {
                 self.event(to, format!("undecodable message from {src}: {e}"));
                 return;
@@ -540,6 +575,9 @@ impl World {
                 let out = lma.handle(now, LmaInput::Message { src, dst, message });
                 self.apply(&name, out);
             }
+        } else if let Some((lma, _)) = self.other_lmas.get_mut(to) {
+            let out = lma.handle(now, LmaInput::Message { src, dst, message });
+            self.apply(to, out);
         } else if self.mags.contains_key(to) {
             self.feed_mag(to, MagInput::Message { src, dst, message });
         } else {
@@ -549,8 +587,9 @@ impl World {
 
     fn next_timer(&self) -> Option<Instant> {
         let l = self.lma.as_ref().and_then(|(_, l)| l.next_timeout());
+        let o = self.other_lmas.values().filter_map(|(l, _)| l.next_timeout()).min();
         let m = self.mags.values().filter_map(|m| m.next_timeout()).min();
-        [l, m].into_iter().flatten().min()
+        [l, o, m].into_iter().flatten().min()
     }
 
     /// Runs one step that is due no later than `limit`; false when none is.
@@ -576,6 +615,18 @@ impl World {
                 let name = name.clone();
                 let out = lma.handle(now, LmaInput::Timeout);
                 self.apply(&name, out);
+            }
+        }
+        let due: Vec<String> = self
+            .other_lmas
+            .iter()
+            .filter(|(_, (l, _))| l.next_timeout().is_some_and(|x| x <= now))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in due {
+            if let Some((lma, _)) = self.other_lmas.get_mut(&n) {
+                let out = lma.handle(now, LmaInput::Timeout);
+                self.apply(&n, out);
             }
         }
         let due: Vec<String> = self
@@ -700,6 +751,7 @@ impl World {
     pub fn state(&self) -> WorldState {
         WorldState {
             lma: self.lma.as_ref().map(|(_, l)| l.state()),
+            other_lmas: self.other_lmas.iter().map(|(n, (l, _))| (n.clone(), l.state())).collect(),
             mags: self.mags.iter().map(|(n, m)| (n.clone(), m.state())).collect(),
             mns: self.mns.iter().map(|(n, m)| (n.clone(), m.state())).collect(),
         }

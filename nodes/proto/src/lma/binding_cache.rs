@@ -1,8 +1,9 @@
 //! The extended binding cache (flow mobility draft §5.1, Figure 7): several
 //! entries per MN, one per attached interface, each with a BID.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv6Addr;
+use std::ops::{Deref, DerefMut};
 
 use pmip_wire::{AccessTechnologyType, Timestamp};
 use serde::Serialize;
@@ -77,10 +78,44 @@ impl From<&Bce> for BceRow {
 }
 
 /// The binding cache, ordered by (MN-ID, BID), indexed by that pair so
-/// that a lookup costs the same with ten bindings or a hundred thousand.
+/// that a lookup costs the same with ten bindings or a hundred thousand;
+/// and by expiry, so that the next timeout is the first of an ordered set
+/// rather than a scan of every entry on every turn of a daemon's loop.
 #[derive(Debug, Clone, Default)]
 pub struct BindingCache {
     entries: BTreeMap<(String, u16), Bce>,
+    deadlines: BTreeSet<(Instant, String, u16)>,
+}
+
+/// An entry borrowed for change: its expiry is indexed again when the
+/// borrow ends, so no caller can move a deadline without the index.
+pub struct BceMut<'a> {
+    bce: &'a mut Bce,
+    was: Instant,
+    deadlines: &'a mut BTreeSet<(Instant, String, u16)>,
+}
+
+impl Deref for BceMut<'_> {
+    type Target = Bce;
+    fn deref(&self) -> &Bce {
+        self.bce
+    }
+}
+
+impl DerefMut for BceMut<'_> {
+    fn deref_mut(&mut self) -> &mut Bce {
+        self.bce
+    }
+}
+
+impl Drop for BceMut<'_> {
+    fn drop(&mut self) {
+        if self.bce.expires_at != self.was {
+            let key = (self.bce.mn_id.clone(), self.bce.bid);
+            self.deadlines.remove(&(self.was, key.0.clone(), key.1));
+            self.deadlines.insert((self.bce.expires_at, key.0, key.1));
+        }
+    }
 }
 
 impl BindingCache {
@@ -100,8 +135,17 @@ impl BindingCache {
     pub fn get(&self, mn_id: &str, bid: u16) -> Option<&Bce> {
         self.entries.get(&(mn_id.to_string(), bid))
     }
-    pub fn get_mut(&mut self, mn_id: &str, bid: u16) -> Option<&mut Bce> {
-        self.entries.get_mut(&(mn_id.to_string(), bid))
+    pub fn get_mut(&mut self, mn_id: &str, bid: u16) -> Option<BceMut<'_>> {
+        let bce = self.entries.get_mut(&(mn_id.to_string(), bid))?;
+        Some(BceMut { was: bce.expires_at, bce, deadlines: &mut self.deadlines })
+    }
+    /// The earliest expiry of any entry.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.deadlines.first().map(|d| d.0)
+    }
+    /// The entries whose expiry is at or before `now`, earliest first.
+    pub fn expired(&self, now: Instant) -> Vec<(String, u16)> {
+        self.deadlines.iter().take_while(|d| d.0 <= now).map(|d| (d.1.clone(), d.2)).collect()
     }
     /// The next BID for an MN: one more than the highest in use or still
     /// named by `referenced` (the BIDs of its Flow Mobility Cache entries).
@@ -114,10 +158,17 @@ impl BindingCache {
         cached.max(named).saturating_add(1)
     }
     pub fn insert(&mut self, bce: Bce) {
-        self.entries.insert((bce.mn_id.clone(), bce.bid), bce);
+        let key = (bce.mn_id.clone(), bce.bid);
+        if let Some(old) = self.entries.get(&key) {
+            self.deadlines.remove(&(old.expires_at, key.0.clone(), key.1));
+        }
+        self.deadlines.insert((bce.expires_at, key.0.clone(), key.1));
+        self.entries.insert(key, bce);
     }
     pub fn remove(&mut self, mn_id: &str, bid: u16) -> Option<Bce> {
-        self.entries.remove(&(mn_id.to_string(), bid))
+        let old = self.entries.remove(&(mn_id.to_string(), bid))?;
+        self.deadlines.remove(&(old.expires_at, old.mn_id.clone(), old.bid));
+        Some(old)
     }
     pub fn rows(&self) -> Vec<BceRow> {
         self.entries.values().map(BceRow::from).collect()
@@ -126,5 +177,66 @@ impl BindingCache {
     /// then lowest BID.
     pub fn default_for_prefix(&self, prefix: &Prefix) -> Option<&Bce> {
         self.iter().filter(|b| b.is_active() && b.hnps.contains(prefix)).min_by_key(|b| (b.bid_pri, b.bid))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Span;
+
+    fn bce(mn: &str, bid: u16, expires: u64) -> Bce {
+        Bce {
+            bid,
+            bid_pri: 10,
+            mn_id: mn.into(),
+            att: AccessTechnologyType::Ieee80211,
+            mn_ll_id: None,
+            hnps: Vec::new(),
+            proxy_coa: Ipv6Addr::LOCALHOST,
+            link_local: None,
+            lifetime_secs: 0,
+            registered_at: Instant::ZERO,
+            expires_at: Instant::ZERO + Span::from_secs(expires),
+            last_sequence: 0,
+            last_timestamp: None,
+            state: BceState::Active,
+        }
+    }
+
+    /// The expiry index always holds exactly one deadline per entry, the
+    /// entry's own, whatever sequence of inserts, changes and removals.
+    #[test]
+    fn the_expiry_index_follows_every_change() {
+        let mut c = BindingCache::default();
+        let mut seed = 7u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        for _ in 0..5000 {
+            let mn = format!("mn{}", next() % 20);
+            let bid = (next() % 3) as u16 + 1;
+            match next() % 4 {
+                0 => c.insert(bce(&mn, bid, next() % 100)),
+                1 => {
+                    c.remove(&mn, bid);
+                }
+                2 => {
+                    if let Some(mut e) = c.get_mut(&mn, bid) {
+                        e.expires_at = Instant::ZERO + Span::from_secs(next() % 100);
+                    }
+                }
+                _ => {
+                    if let Some(mut e) = c.get_mut(&mn, bid) {
+                        e.state = BceState::Deregistered;
+                    }
+                }
+            }
+            let want: BTreeSet<(Instant, String, u16)> =
+                c.iter().map(|b| (b.expires_at, b.mn_id.clone(), b.bid)).collect();
+            assert_eq!(c.deadlines, want);
+            assert_eq!(c.next_expiry(), c.iter().map(|b| b.expires_at).min());
+        }
     }
 }

@@ -57,6 +57,30 @@ pub struct LmaConfig {
     /// Tell MAGs about shared-prefix moves by FMI too (draft §3.2: only
     /// when a MAG needs flow descriptors).
     pub notify_shared_moves: bool,
+    /// Heartbeats to the MAGs it has bindings with (RFC 5847); none sends
+    /// no requests, though requests are still answered.
+    #[serde(default)]
+    pub heartbeat: Option<crate::heartbeat::HeartbeatConfig>,
+    /// What happens to the bindings of a MAG the heartbeats declare down.
+    #[serde(default)]
+    pub on_mag_down: MagDownAction,
+    /// This LMA's Restart Counter (RFC 5847 §3.2): one more at each start.
+    #[serde(default)]
+    pub restart_counter: u32,
+}
+
+/// What the LMA does with the bindings of a MAG that stopped answering
+/// heartbeats. RFC 5847 §5 leaves it to local policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MagDownAction {
+    /// Keep them until their lifetime runs out or the MAG is heard again:
+    /// a MAG cut off for a moment keeps its MNs' sessions.
+    #[default]
+    Hold,
+    /// Delete them at once, as a de-registration would: the downlink
+    /// stops going into a tunnel to a MAG that is gone.
+    Drop,
 }
 
 impl LmaConfig {
@@ -76,6 +100,9 @@ impl LmaConfig {
             delete_at_old_mag: true,
             revoke_on_partial_handoff: true,
             notify_shared_moves: false,
+            heartbeat: None,
+            on_mag_down: MagDownAction::Hold,
+            restart_counter: 0,
         }
     }
 }
@@ -125,6 +152,9 @@ pub struct LmaState {
     pub binding_cache: Vec<BceRow>,
     pub flow_mobility_cache: Vec<FmcRow>,
     pub pending: Vec<String>,
+    /// The MAGs probed by heartbeats (only when heartbeats are on).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub heartbeats: Vec<crate::heartbeat::PeerRow>,
 }
 
 pub struct Lma {
@@ -138,12 +168,12 @@ pub struct Lma {
     /// BRIs a PBU decided on, sent after its PBA.
     pub(crate) revocations: Vec<(Ipv6Addr, String, Vec<Prefix>, pmip_wire::RevocationTrigger)>,
     installed: plane::InstalledPlane,
+    heartbeats: crate::heartbeat::Heartbeats,
 }
 
 impl Lma {
     pub fn new(config: LmaConfig) -> Self {
         Lma {
-            config,
             policies: BTreeMap::new(),
             cache: BindingCache::default(),
             fmc: FlowMobilityCache::default(),
@@ -152,6 +182,8 @@ impl Lma {
             next_sequence: 1,
             revocations: Vec::new(),
             installed: plane::InstalledPlane::default(),
+            heartbeats: crate::heartbeat::Heartbeats::new(config.heartbeat, config.restart_counter),
+            config,
         }
     }
 
@@ -188,7 +220,31 @@ impl Lma {
         }
         let mns = touched.unwrap_or_else(|| self.all_mns());
         self.reconcile_plane(&mns, &mut out);
+        let mags: BTreeSet<Ipv6Addr> = self.cache.iter().filter(|b| b.is_active()).map(|b| b.proxy_coa).collect();
+        self.heartbeats.track(now, mags);
         out
+    }
+
+    /// A MAG the heartbeats found down or restarted. A restarted MAG has
+    /// lost its Binding Update List, so its bindings here are stale; a MAG
+    /// that is down loses them only when `on_mag_down` says so.
+    fn on_peer_news(&mut self, news: crate::heartbeat::PeerNews, out: &mut Output) {
+        use crate::heartbeat::PeerNews;
+        let mag = match news {
+            PeerNews::Down(m) if self.config.on_mag_down == MagDownAction::Drop => m,
+            PeerNews::Down(m) => {
+                out.event(format!("heartbeat: holding the bindings of {m}, which is down"));
+                return;
+            }
+            PeerNews::Restarted(m) => m,
+        };
+        let gone: Vec<(String, u16)> =
+            self.cache.iter().filter(|b| b.proxy_coa == mag).map(|b| (b.mn_id.clone(), b.bid)).collect();
+        for (mn, bid) in gone {
+            self.forget_flows_at_binding(&mn, bid, out);
+            self.cache.remove(&mn, bid);
+            out.event(format!("binding {mn} BID {bid} deleted: its MAG {mag} is gone"));
+        }
     }
 
     fn on_message(&mut self, now: Instant, src: Ipv6Addr, dst: Ipv6Addr, message: Message, out: &mut Output) {
@@ -196,7 +252,13 @@ impl Lma {
             out.event(format!("ignored {} for {dst}: not this LMA's address", message.name()));
             return;
         }
+        self.heartbeats.heard_from(now, src, out);
         match message {
+            Message::Heartbeat(hb) => {
+                if let Some(news) = self.heartbeats.on_heartbeat(self.config.address, src, hb, out) {
+                    self.on_peer_news(news, out);
+                }
+            }
             Message::Pbu(pbu) => self.on_pbu(now, src, pbu, out),
             Message::Fma(fma) => self.on_fma(now, src, fma, out),
             Message::Bra(bra) => self.on_bra(src, bra, out),
@@ -209,13 +271,20 @@ impl Lma {
         self.retransmit_due(now, out);
         self.expire_signalled(now, out);
         self.refresh_due(now, out);
+        for news in self.heartbeats.on_timeout(now, self.config.address, out) {
+            self.on_peer_news(news, out);
+        }
     }
 
     /// Removes bindings whose lifetime ran out and de-registered entries
     /// whose grace period ended.
     fn expire_bindings(&mut self, now: Instant, out: &mut Output) {
-        let expired: Vec<(String, u16, BceState)> =
-            self.cache.iter().filter(|b| b.expires_at <= now).map(|b| (b.mn_id.clone(), b.bid, b.state)).collect();
+        let expired: Vec<(String, u16, BceState)> = self
+            .cache
+            .expired(now)
+            .into_iter()
+            .filter_map(|(mn, bid)| self.cache.get(&mn, bid).map(|b| (mn, bid, b.state)))
+            .collect();
         for (mn, bid, state) in expired {
             if state == BceState::Active {
                 self.forget_flows_at_binding(&mn, bid, out);
@@ -233,11 +302,11 @@ impl Lma {
     }
 
     pub fn next_timeout(&self) -> Option<Instant> {
-        let bce = self.cache.iter().map(|b| b.expires_at).min();
+        let bce = self.cache.next_expiry();
         let pend = self.pending.iter().map(|p| p.retransmit_at).min();
         let refresh = self.signalled.values().map(|s| s.refresh_at).filter(|t| *t != transactions::NEVER).min();
         let expiry = self.signalled.values().filter_map(|s| s.expires_at).min();
-        [bce, pend, refresh, expiry].into_iter().flatten().min()
+        [bce, pend, refresh, expiry, self.heartbeats.next_timeout()].into_iter().flatten().min()
     }
 
     pub(crate) fn take_sequence(&mut self) -> u16 {
@@ -295,6 +364,7 @@ impl Lma {
             binding_cache: self.cache.rows(),
             flow_mobility_cache: self.fmc.rows(|mn, bid| self.bid_is_active(mn, bid)),
             pending: self.pending.iter().map(|p| p.describe()).collect(),
+            heartbeats: self.heartbeats.rows(),
         }
     }
 }

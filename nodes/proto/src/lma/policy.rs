@@ -42,6 +42,17 @@ pub struct MnPolicy {
     /// Set to refuse the MN by administrative decision (129).
     #[serde(default)]
     pub prohibited: bool,
+    /// Flows (by FID) the LMA moves to an interface of the MN, by its
+    /// link-layer identifier, when that interface gets a new binding: the
+    /// PBA carries a Flow Identification option for each (flow mobility
+    /// draft §3.2, after Figure 4).
+    #[serde(default)]
+    pub flows_on_attach: Vec<(Vec<u8>, u16)>,
+    /// Whether the LMA grants the flows a MAG asks for with Flow
+    /// Identification options in its PBU (draft §3.2): its policy on
+    /// such requests.
+    #[serde(default = "yes")]
+    pub grant_flow_requests: bool,
 }
 
 fn one() -> usize {
@@ -62,6 +73,8 @@ impl MnPolicy {
             proxy_enabled: true,
             served_by: None,
             prohibited: false,
+            flows_on_attach: Vec::new(),
+            grant_flow_requests: true,
         }
     }
 

@@ -27,6 +27,12 @@ struct Accepted {
     bid: u16,
     lifetime_units: u16,
     hnps: Vec<Prefix>,
+    /// A binding this PBU created (not a refresh, a handoff or a
+    /// de-registration): flows may move to it in the PBA.
+    created: bool,
+    /// Flow Identification options for the PBA: the flows moved to this
+    /// binding.
+    flows: Vec<MobilityOption>,
 }
 
 fn same_set(a: &[Prefix], b: &[Prefix]) -> bool {
@@ -36,7 +42,12 @@ fn same_set(a: &[Prefix], b: &[Prefix]) -> bool {
 impl Lma {
     pub(super) fn on_pbu(&mut self, now: Instant, src: Ipv6Addr, pbu: Pbu, out: &mut Output) {
         let opts = pick(&pbu.options);
-        let result = self.register(now, src, &pbu, &opts, out);
+        let mut result = self.register(now, src, &pbu, &opts, out);
+        if let Ok(a) = &mut result {
+            if a.created {
+                a.flows = self.flows_to_new_binding(now, src, a.bid, &opts, out);
+            }
+        }
         let pba = self.build_pba(now, &pbu, &opts, &result);
         match &result {
             Ok(a) => out.event(format!(
@@ -67,7 +78,10 @@ impl Lma {
             options.push(nai(id));
         }
         match result {
-            Ok(a) => options.extend(a.hnps.iter().map(|p| hnp(*p))),
+            Ok(a) => {
+                options.extend(a.hnps.iter().map(|p| hnp(*p)));
+                options.extend(a.flows.iter().cloned());
+            }
             Err(_) => options
                 .extend(pbu.options.iter().filter(|x| matches!(x, MobilityOption::HomeNetworkPrefix { .. })).cloned()),
         }
@@ -170,25 +184,31 @@ impl Lma {
         if pbu.lifetime == 0 {
             let Some(b) = existing else {
                 out.event(format!("de-registration for {mn_id} from {src} matched no binding"));
-                return Ok(Accepted { bid: 0, lifetime_units: 0, hnps: o.hnps.clone() });
+                return Ok(Accepted { bid: 0, lifetime_units: 0, hnps: o.hnps.clone(), created: false, flows: vec![] });
             };
             if b.proxy_coa != src {
                 out.event(format!(
                     "de-registration for {mn_id} BID {} from {src} ignored: the binding is now at {}",
                     b.bid, b.proxy_coa
                 ));
-                return Ok(Accepted { bid: b.bid, lifetime_units: 0, hnps: b.hnps.clone() });
+                return Ok(Accepted {
+                    bid: b.bid,
+                    lifetime_units: 0,
+                    hnps: b.hnps.clone(),
+                    created: false,
+                    flows: vec![],
+                });
             }
             let delay = self.config.min_delay_before_bce_delete;
             self.forget_flows_at_binding(&mn_id, b.bid, out);
-            if let Some(e) = self.cache.get_mut(&mn_id, b.bid) {
+            if let Some(mut e) = self.cache.get_mut(&mn_id, b.bid) {
                 e.state = BceState::Deregistered;
                 e.expires_at = now + delay;
                 e.last_sequence = pbu.sequence;
                 e.last_timestamp = o.timestamp;
             }
             out.event(format!("binding {mn_id} BID {} de-registered by {src}", b.bid));
-            return Ok(Accepted { bid: b.bid, lifetime_units: 0, hnps: b.hnps.clone() });
+            return Ok(Accepted { bid: b.bid, lifetime_units: 0, hnps: b.hnps.clone(), created: false, flows: vec![] });
         }
 
         // Entries in their de-registration grace period hold a place too.
@@ -211,7 +231,7 @@ impl Lma {
         };
         match lookup {
             Lookup::Existing(bid) => {
-                let e = self.cache.get_mut(&mn_id, bid).ok_or(PbaStatus::ReasonUnspecified)?;
+                let mut e = self.cache.get_mut(&mn_id, bid).ok_or(PbaStatus::ReasonUnspecified)?;
                 if e.proxy_coa != src {
                     out.event(format!("binding {mn_id} BID {bid} handed off from {} to {src}", e.proxy_coa));
                 }
@@ -224,7 +244,7 @@ impl Lma {
                 e.last_sequence = pbu.sequence;
                 e.last_timestamp = o.timestamp;
                 e.state = BceState::Active;
-                Ok(Accepted { bid, lifetime_units, hnps: e.hnps.clone() })
+                Ok(Accepted { bid, lifetime_units, hnps: e.hnps.clone(), created: false, flows: vec![] })
             }
             Lookup::New => {
                 if in_use >= self.config.max_bindings {
@@ -234,7 +254,7 @@ impl Lma {
                 let bid = self.cache.next_bid(&mn_id, self.fmc.bids_of(&mn_id));
                 let bce = fresh(bid, hnps.clone());
                 self.cache.insert(bce);
-                Ok(Accepted { bid, lifetime_units, hnps })
+                Ok(Accepted { bid, lifetime_units, hnps, created: true, flows: vec![] })
             }
             Lookup::Partial(moves) => {
                 if in_use >= self.config.max_bindings {
@@ -244,7 +264,7 @@ impl Lma {
                 let mut revoke: Vec<(Ipv6Addr, Vec<Prefix>, bool)> = Vec::new();
                 for (p, from) in &moves {
                     let Some(from) = from else { continue };
-                    if let Some(old) = self.cache.get_mut(&mn_id, *from) {
+                    if let Some(mut old) = self.cache.get_mut(&mn_id, *from) {
                         old.hnps.retain(|x| x != p);
                         out.event(format!("partial handoff: {p} moves from {mn_id} BID {from} to BID {bid}"));
                         let same_att = old.att == att;
@@ -267,7 +287,7 @@ impl Lma {
                         self.revocations.push((mag, mn_id.clone(), prefixes, trigger));
                     }
                 }
-                Ok(Accepted { bid, lifetime_units, hnps })
+                Ok(Accepted { bid, lifetime_units, hnps, created: true, flows: vec![] })
             }
         }
     }

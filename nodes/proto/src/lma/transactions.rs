@@ -680,3 +680,84 @@ impl Lma {
         }
     }
 }
+
+impl Lma {
+    /// Flows moved to a binding a PBU just created, told to its MAG by
+    /// Flow Identification options in the PBA (flow mobility draft §3.2,
+    /// after Figure 4): those the MN's policy moves to the interface that
+    /// attached, and those the MAG asked for in its PBU when the policy
+    /// grants such requests. A flow the LMA does not know yet is taken from
+    /// the request's traffic selector. The PBA is the MAG's instruction and
+    /// no FMA follows, so each move is committed at once.
+    pub(super) fn flows_to_new_binding(
+        &mut self,
+        now: Instant,
+        mag: Ipv6Addr,
+        bid: u16,
+        o: &crate::signalling::Picked,
+        out: &mut Output,
+    ) -> Vec<MobilityOption> {
+        let Some(mn_id) = o.mn_id.clone() else {
+            return Vec::new();
+        };
+        let Some(policy) = self.policy(&mn_id).cloned() else {
+            return Vec::new();
+        };
+        let mut wanted: Vec<(u16, Option<&pmip_wire::FlowIdentification>)> = policy
+            .flows_on_attach
+            .iter()
+            .filter(|(ll, _)| o.mn_ll_id.as_ref() == Some(ll))
+            .map(|(_, fid)| (*fid, None))
+            .collect();
+        for fi in &o.flows {
+            if !policy.grant_flow_requests {
+                out.event(format!("{mag} asks for {mn_id} FID {} in its PBU: the policy grants no requests", fi.fid));
+                continue;
+            }
+            if !wanted.iter().any(|(f, _)| *f == fi.fid) {
+                wanted.push((fi.fid, Some(fi)));
+            }
+        }
+        let mut options = Vec::new();
+        for (fid, request) in wanted {
+            let entry = match (self.fmc.get(&mn_id, fid).cloned(), request.and_then(|r| r.traffic_selector())) {
+                (Some(e), _) => e,
+                (None, Some(selector)) => FmcEntry {
+                    mn_id: mn_id.clone(),
+                    fid_pri: request.map_or(fid, |r| r.fid_pri),
+                    fid,
+                    selector: selector.clone(),
+                    bids: vec![bid],
+                    action: FlowAction::Forward,
+                },
+                (None, None) => {
+                    out.event(format!("{mn_id} FID {fid} is not in the Flow Mobility Cache: not moved in the PBA"));
+                    continue;
+                }
+            };
+            let in_flight = self
+                .pending
+                .iter()
+                .any(|p| matches!(&p.kind, PendingKind::FlowAdd { mn_id: m, fid: f, .. } if *m == mn_id && *f == fid));
+            if in_flight {
+                out.event(format!("{mn_id} FID {fid} is being moved by FMI: not moved in the PBA"));
+                continue;
+            }
+            self.cancel_elsewhere(now, &mn_id, fid, mag, out);
+            let mut moved = entry.clone();
+            moved.bids = vec![bid];
+            self.fmc.upsert(moved);
+            self.signalled.insert(
+                (mn_id.clone(), fid),
+                SignalledFlow { mag, refresh_at: NEVER, expires_at: None, prefix_granularity: None },
+            );
+            out.event(format!(
+                "{mn_id} FID {fid} moved from BIDs {:?} to the new BID {bid} at {mag}, told in the PBA",
+                entry.bids
+            ));
+            // The option without the MN Identifier flow_options starts with.
+            options.extend(Self::flow_options(&entry, Some(bid), None).into_iter().skip(1));
+        }
+        options
+    }
+}

@@ -281,6 +281,30 @@ impl Mag {
         (FmaStatus::Success, echo)
     }
 
+    /// Flows the LMA moved to the interface a PBA registers, by Flow
+    /// Identification options in that PBA (draft §3.2, after Figure 4):
+    /// state like an FMI[add]'s, with no lifetime of its own: it lasts as
+    /// long as the MN is attached here.
+    pub(super) fn flows_from_pba(
+        &mut self,
+        mn_id: &str,
+        iface: &str,
+        flows: &[pmip_wire::FlowIdentification],
+        out: &mut Output,
+    ) {
+        for fi in flows {
+            let selector = fi.traffic_selector().cloned();
+            let Some(route) = selector.as_ref().and_then(selector_destination) else {
+                out.event(format!("PBA moves {mn_id} FID {} with no destination to route; ignored", fi.fid));
+                continue;
+            };
+            out.event(format!("PBA moves {mn_id} FID {} here: route {route} to {iface}", fi.fid));
+            let key = FlowStateKey { mn_id: mn_id.to_string(), fid: Some(fi.fid), prefix: None };
+            let state = FlowState { fid_pri: fi.fid_pri, selector, route, iface: iface.to_string(), expires_at: None };
+            self.flows.insert(key, state);
+        }
+    }
+
     pub(super) fn expire_flows(&mut self, now: Instant, out: &mut Output) {
         let gone: Vec<FlowStateKey> =
             self.flows.iter().filter(|(_, f)| f.expires_at.is_some_and(|t| t <= now)).map(|(k, _)| k.clone()).collect();

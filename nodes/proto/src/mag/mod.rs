@@ -50,6 +50,18 @@ pub struct MagConfig {
     /// the tunnel, or it is lost.
     #[serde(default = "default_uplink_hold")]
     pub uplink_hold: Span,
+    /// Heartbeats to its LMA while it has MNs registered there (RFC 5847);
+    /// none sends no requests, though requests are still answered.
+    #[serde(default)]
+    pub heartbeat: Option<crate::heartbeat::HeartbeatConfig>,
+    /// This MAG's Restart Counter (RFC 5847 §3.2): one more at each start.
+    #[serde(default)]
+    pub restart_counter: u32,
+    /// Flows this MAG asks the LMA for, with a Flow Identification option
+    /// in the PBU, when the MN interface with that link-layer identifier
+    /// first registers here (flow mobility draft §3.2, after Figure 4).
+    #[serde(default)]
+    pub flow_requests: Vec<(Vec<u8>, pmip_wire::FlowIdentification)>,
 }
 
 fn default_uplink_hold() -> Span {
@@ -68,6 +80,9 @@ impl MagConfig {
             epoch_offset_micros: 0,
             link_local: None,
             uplink_hold: default_uplink_hold(),
+            heartbeat: None,
+            restart_counter: 0,
+            flow_requests: Vec::new(),
         }
     }
 }
@@ -150,6 +165,9 @@ pub struct MagState {
     pub binding_update_list: Vec<BulRow>,
     pub flows: Vec<flows::FlowRow>,
     pub routes: Vec<RouteRow>,
+    /// Its LMA as the heartbeats see it (only when heartbeats are on).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub heartbeats: Vec<crate::heartbeat::PeerRow>,
 }
 
 pub struct Mag {
@@ -170,12 +188,12 @@ pub struct Mag {
     /// The last PBU timestamp sent, in microseconds, so that the next is later.
     last_timestamp: u64,
     advertised: BTreeMap<String, Vec<Prefix>>,
+    heartbeats: crate::heartbeat::Heartbeats,
 }
 
 impl Mag {
     pub fn new(config: MagConfig) -> Self {
         Mag {
-            config,
             bul: Vec::new(),
             flows: BTreeMap::new(),
             next_sequence: 1,
@@ -187,6 +205,8 @@ impl Mag {
             held_uplink: BTreeMap::new(),
             last_timestamp: 0,
             advertised: BTreeMap::new(),
+            heartbeats: crate::heartbeat::Heartbeats::new(config.heartbeat, config.restart_counter),
+            config,
         }
     }
 
@@ -225,7 +245,30 @@ impl Mag {
         self.held_uplink.retain(|_, until| *until > now);
         self.follow_the_mn(&mut out);
         self.reconcile_data_plane(&mut out);
+        // An MN being registered again (after an LMA restart) keeps the
+        // LMA probed, and its last Restart Counter remembered.
+        let live = self.bul.iter().any(|e| matches!(e.state, BulState::Registered | BulState::Registering));
+        self.heartbeats.track(now, live.then_some(self.config.lma));
         out
+    }
+
+    /// The LMA restarted (its Restart Counter changed): it has lost every
+    /// binding, so each MN registered here is registered again, asking
+    /// for the prefixes it had (RFC 5847 §5.3), as after an expiry.
+    fn reregister_all(&mut self, now: Instant, out: &mut Output) {
+        let ifaces: Vec<String> =
+            self.bul.iter().filter(|e| e.state == BulState::Registered).map(|e| e.iface.clone()).collect();
+        for iface in ifaces {
+            if let Some(e) = self.bul.iter_mut().find(|e| e.iface == iface) {
+                out.event(format!("{iface}: the LMA restarted; registering {} again", e.mn_id));
+                e.state = BulState::Registering;
+                e.handoff = HandoffIndicator::HandoffStateUnknown;
+                e.requested = std::mem::take(&mut e.hnps);
+                e.expires_at = None;
+                e.reregister_at = None;
+            }
+            self.send_pbu(now, &iface, false, out);
+        }
     }
 
     /// Flow state the LMA put here is for an MN attached here, routed to
@@ -340,6 +383,10 @@ impl Mag {
         options.push(MobilityOption::HandoffIndicator(hi));
         options.push(MobilityOption::AccessTechnologyType(e.att));
         options.push(MobilityOption::MnLinkLayerIdentifier(e.ll_id.clone()));
+        if e.state == BulState::Registering && e.hnps.is_empty() {
+            let asked = cfg.flow_requests.iter().filter(|(ll, _)| *ll == e.ll_id);
+            options.extend(asked.map(|(_, fi)| MobilityOption::FlowIdentification(fi.clone())));
+        }
         // RFC 5213 §5.5: the LMA takes a PBU only with a timestamp above
         // the last it accepted for the binding; two PBUs in one tick of
         // the clock (a re-registration and a detach) must still differ.
@@ -370,7 +417,14 @@ impl Mag {
             out.event(format!("ignored {} from {src}: not this MAG's LMA", message.name()));
             return;
         }
+        self.heartbeats.heard_from(now, src, out);
         match message {
+            Message::Heartbeat(hb) => {
+                let news = self.heartbeats.on_heartbeat(self.config.address, src, hb, out);
+                if matches!(news, Some(crate::heartbeat::PeerNews::Restarted(_))) {
+                    self.reregister_all(now, out);
+                }
+            }
             Message::Pba(pba) => self.on_pba(now, pba, out),
             Message::Bri(bri) => self.on_bri(bri, out),
             Message::Fmi(fmi) => self.on_fmi(now, fmi, out),
@@ -433,6 +487,8 @@ impl Mag {
         if pba.status == PbaStatus::AcceptedPrefixDiscoveryNecessary {
             out.event("the LMA asks for prefix discovery (status 1)");
         }
+        let (mn_id, iface) = (e.mn_id.clone(), e.iface.clone());
+        self.flows_from_pba(&mn_id, &iface, &o.flows, out);
     }
 
     fn on_bri(&mut self, bri: Bri, out: &mut Output) {
@@ -525,6 +581,13 @@ impl Mag {
             }
         }
         self.expire_flows(now, out);
+        for news in self.heartbeats.on_timeout(now, self.config.address, out) {
+            // RFC 5847 §5.3 leaves it to local policy: the MAG keeps its
+            // MNs' bindings (they run out with their lifetimes) and tells.
+            if let crate::heartbeat::PeerNews::Down(lma) = news {
+                out.event(format!("heartbeat: the LMA {lma} is down; keeping the bindings"));
+            }
+        }
     }
 
     pub fn next_timeout(&self) -> Option<Instant> {
@@ -541,7 +604,7 @@ impl Mag {
             .min();
         let flows = self.flows.values().filter_map(|f| f.expires_at).min();
         let held = self.held_uplink.values().min().copied();
-        [bul, flows, held].into_iter().flatten().min()
+        [bul, flows, held, self.heartbeats.next_timeout()].into_iter().flatten().min()
     }
 
     /// The access link a downlink packet to `dst` leaves on, by longest match.
@@ -620,6 +683,7 @@ impl Mag {
                 .collect(),
             flows: self.flows.iter().map(|(k, f)| f.row(k)).collect(),
             routes,
+            heartbeats: self.heartbeats.rows(),
         }
     }
 }
