@@ -692,8 +692,11 @@ impl Backend for Run<'_> {
 
     fn inject(&mut self, from: &str, to: Ipv6Addr, message: Message) -> Result<(), String> {
         if self.lab.is_iut(from) {
-            // From its namespace and address, on the harness's own socket.
+            // From its namespace and address, on the harness's own socket,
+            // framed by the profile as pmip-node frames what it sends
+            // (RFC 7864: an FMI goes out as a UPN).
             let src = *self.plan.of.get(from).ok_or_else(|| format!("{from} has no address"))?;
+            let message = self.wire.profile.outgoing(message);
             let bytes = message.to_bytes(&Endpoints { src, dst: to }, &self.wire).map_err(|e| e.to_string())?;
             self.lab.send_mh_from(from, src, to, bytes).map_err(|e| format!("sending as {from}: {e}"))?;
             self.acted();

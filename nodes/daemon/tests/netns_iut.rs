@@ -66,11 +66,16 @@ fn lab_folders() -> Vec<PathBuf> {
 }
 
 fn play(id: &str, implementation: &str, steps: &str) -> ScenarioReport {
+    play_text(id, &scenario_text(id, implementation, steps))
+}
+
+/// Plays the whole scenario `text` in namespaces.
+fn play_text(id: &str, text: &str) -> ScenarioReport {
     let dir = std::env::temp_dir().join(format!("pmiplab-iut-{id}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join(format!("{id}.yaml"));
-    std::fs::write(&file, scenario_text(id, implementation, steps)).unwrap();
+    std::fs::write(&file, text).unwrap();
     let s = scenario::load(&file).unwrap_or_else(|e| panic!("{e}"));
     let r = run_netns(&file, &s, Path::new(env!("CARGO_BIN_EXE_pmip-node")), None, Default::default());
     let _ = std::fs::remove_dir_all(&dir);
@@ -256,4 +261,67 @@ fn the_kernel_section_of_an_implementation_is_read_whatever_it_marks_its_routes_
     assert_eq!(kernel["uplink"], serde_json::json!(["2001:db8:1::/64"]), "{kernel}");
     assert_eq!(r.snapshots["routed"]["mags"]["mag1"], "not observable: implementation under test");
     nothing_left(&m);
+}
+
+/// pmip-node itself as the implementation under test, run from the
+/// hand-over alone (`--impl {config}`), with `extra` arguments.
+fn pmip_node_impl(extra: &str) -> String {
+    format!(r#"{{ command: ["{}", --impl, "{{config}}"{extra}] }}"#, env!("CARGO_BIN_EXE_pmip-node"))
+}
+
+#[test]
+fn a_restarted_implementation_counts_the_restart_in_the_work_folder_and_its_peer_sees_it() {
+    if common::skip() {
+        return;
+    }
+    // The restart of an IUT starts its command again with the same work
+    // folder: a Restart Counter kept there counts the restart (RFC 5847
+    // §3.2), and the LMA's heartbeats read 1, then 2.
+    let imp = pmip_node_impl(r#", --restart-counter-file, "{work}/restart-counter""#);
+    let text = scenario_text(
+        "IUT-RESTART",
+        &imp,
+        "  - attach: { iface: mn1/if1 }\n  - wait_for: { seen: { message: HB-RESP, from: mag1, to: lma, with: [restart=1] }, timeout: 3s }\n  - kill: mag1\n  - restart: mag1\n  - wait_for: { seen: { message: HB-RESP, from: mag1, to: lma, with: [restart=2] }, timeout: 3s }\n",
+    )
+    .replace("nodes:\n", "lma:\n  heartbeat: { interval_ms: 500, missing_allowed: 3 }\nnodes:\n");
+    let r = play_text("IUT-RESTART", &text);
+    assert_eq!(r.verdict, Verdict::Pass, "{:?}\n{}\n{:?}", r.reason, failed(&r), r.logs.get("mag1"));
+    let seen = |n: &str| r.checks.iter().any(|c| c.what.contains(&format!("restart={n}")) && c.passed());
+    assert!(seen("1") && seen("2"), "{:?}", r.checks);
+    assert_eq!(lab_folders(), Vec::<PathBuf>::new(), "the lab was not torn down");
+}
+
+#[test]
+fn a_message_sent_as_the_lma_under_test_is_framed_by_the_scenarios_profile() {
+    if common::skip() {
+        return;
+    }
+    // In the RFC 7864 profile pmip-node sends its FMIs as UPNs; a send_fmi
+    // made as an LMA under test (on the harness's own socket) must go out
+    // the same way, or the step would mean another thing with an IUT.
+    let text = format!(
+        r#"id: IUT-UPN
+title: a UPN sent as the LMA under test
+wire: {{ profile: rfc7864 }}
+nodes:
+  lma:
+    role: lma
+    impl: {}
+  mag1: {{ role: mag }}
+  mn1: {{ role: mn, interfaces: [if1], prefixes: ["2001:db8:1::/64"] }}
+  cn: {{ role: cn }}
+links:
+  - {{ mn: mn1/if1, mag: mag1, att: wifi }}
+steps:
+  - attach: {{ iface: mn1/if1 }}
+  - send_fmi: {{ to: mag1, mn: mn1, seq: 904, fid: 2, dst: "2001:db8:2::/64" }}
+  - expect_message: {{ message: UPN, to: mag1, with: [seq=904, reason=8, a=1, d=0] }}
+  - expect_message: {{ message: UPA, from: mag1, with: [seq=904, status=0] }}
+  - expect_message: {{ message: FMI, count: 0 }}
+"#,
+        pmip_node_impl("")
+    );
+    let r = play_text("IUT-UPN", &text);
+    assert_eq!(r.verdict, Verdict::Pass, "{:?}\n{}", r.reason, failed(&r));
+    assert_eq!(lab_folders(), Vec::<PathBuf>::new(), "the lab was not torn down");
 }
