@@ -199,6 +199,10 @@ pub struct NodeSpec {
     pub per_attachment: Option<usize>,
     /// MAG: whether the LMA accepts its PBUs (false provokes 154).
     pub authorized: Option<bool>,
+    /// MAG or LMA: played by an implementation under test, not by
+    /// pmip-node (docs/implementation-under-test.md).
+    #[serde(default, rename = "impl")]
+    pub implementation: Option<Spanned<crate::iut::ImplSpec>>,
     /// MN: whether its policy profile enables proxy registration (false
     /// provokes 152).
     pub proxy_enabled: Option<bool>,

@@ -385,6 +385,9 @@ impl Checker<'_> {
                         return Err(self.err(at, format!("{name}: only mn nodes take '{field}'")));
                     }
                 }
+                if let Some(i) = &spec.implementation {
+                    crate::iut::check(name, spec.role, i).map_err(|(loc, why)| self.err(loc, why))?;
+                }
                 if spec.role != Role::Mag && spec.authorized.is_some() {
                     return Err(self.err(at, format!("{name}: only mag nodes take 'authorized'")));
                 }

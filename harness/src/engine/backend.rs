@@ -55,6 +55,11 @@ pub trait Observe {
     /// Whether no signalling is on its way: nothing crossing a link, so a
     /// node has nothing more to answer to what happened.
     fn quiet(&mut self) -> bool;
+    /// Whether `node` is an implementation under test, whose own tables
+    /// cannot be read: checks of them are not observable.
+    fn under_test(&self, _node: &str) -> bool {
+        false
+    }
 }
 
 /// An MN interface coming up on the MAG its link names.

@@ -666,13 +666,24 @@ impl Node {
         Some(refused.map_or_else(Reply::ok, Reply::error))
     }
 
-    pub async fn run(mut self, control: &Path) -> anyhow::Result<()> {
-        let _ = std::fs::remove_file(control);
-        let listener = UnixListener::bind(control).with_context(|| format!("control socket {}", control.display()))?;
-        std::fs::set_permissions(control, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .with_context(|| format!("making {} private", control.display()))?;
+    /// Runs until SIGTERM or a `shutdown` request. Without a control
+    /// socket (`pmip-node --impl` with no `--control`) nothing but the
+    /// wire and SIGTERM reaches the node.
+    pub async fn run(mut self, control: Option<&Path>) -> anyhow::Result<()> {
         let (tx, mut rx) = mpsc::channel::<ControlMsg>(64);
-        tokio::spawn(accept_loop(listener, tx));
+        // Kept alive so that `rx` stays open when no socket feeds it.
+        let _idle = match control {
+            Some(control) => {
+                let _ = std::fs::remove_file(control);
+                let listener =
+                    UnixListener::bind(control).with_context(|| format!("control socket {}", control.display()))?;
+                std::fs::set_permissions(control, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                    .with_context(|| format!("making {} private", control.display()))?;
+                tokio::spawn(accept_loop(listener, tx));
+                None
+            }
+            None => Some(tx),
+        };
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut links = self.links.take().unwrap_or_else(|| mpsc::channel(1).1);
         let mut summaries = tokio::time::interval(Duration::from_secs(10));
@@ -720,7 +731,9 @@ impl Node {
             }
         }
         self.stop_data_plane().await;
-        let _ = std::fs::remove_file(control);
+        if let Some(control) = control {
+            let _ = std::fs::remove_file(control);
+        }
         info!("stopped");
         Ok(())
     }
