@@ -191,10 +191,16 @@ fn finish(report: &RunReport, out: &Path, netns: bool) -> u8 {
             println!("{:<9} {}", "BAD-INPUT", e);
         }
     }
-    let unchecked: usize =
-        report.scenarios.iter().map(|r| r.checks.iter().filter(|c| c.ok() && !c.passed()).count()).sum();
-    if unchecked > 0 {
-        println!("pmiplab: {unchecked} check(s) had nothing to compare with and were not passed (see above)");
+    let counts = report.scenarios.iter().map(|r| crate::report::Counts::of(&r.checks));
+    let (no_reference, not_observable) = counts.fold((0, 0), |(a, b), c| (a + c.no_reference, b + c.not_observable));
+    if no_reference > 0 {
+        println!("pmiplab: {no_reference} check(s) had nothing to compare with and were not passed (see above)");
+    }
+    if not_observable > 0 {
+        println!(
+            "pmiplab: {not_observable} check(s) read an implementation under test's own tables, which are not \
+             observable, and were not passed (see above)"
+        );
     }
     if let Some(why) = &report.interrupted {
         println!(

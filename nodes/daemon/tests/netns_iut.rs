@@ -325,3 +325,30 @@ steps:
     assert_eq!(r.verdict, Verdict::Pass, "{:?}\n{}", r.reason, failed(&r));
     assert_eq!(lab_folders(), Vec::<PathBuf>::new(), "the lab was not torn down");
 }
+
+#[test]
+fn the_cli_counts_what_an_implementation_under_test_hides_apart_from_what_had_no_reference() {
+    if common::skip() {
+        return;
+    }
+    let node = PathBuf::from(env!("CARGO_BIN_EXE_pmip-node"));
+    let pmiplab = node.parent().unwrap().join("pmiplab");
+    assert!(pmiplab.exists(), "{} is missing: cargo build -p pmiplab", pmiplab.display());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = std::env::temp_dir().join(format!("pmiplab-iut-cli-{}", std::process::id()));
+    let o = std::process::Command::new(&pmiplab)
+        .current_dir(&root)
+        .args(["run", "--backend", "netns", "--iut", "mag=ci/iut/pmip-node-mag.yaml", "--out"])
+        .arg(&out)
+        .arg("topologies/fm-up-fmi.yaml")
+        .env("PMIP_NODE", &node)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&out);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    // Its pins are all there: every check not passed reads MAG tables.
+    assert!(stdout.contains("were not passed") && stdout.contains("not observable"), "{stdout}");
+    assert!(!stdout.contains("had nothing to compare with"), "{stdout}");
+    assert_eq!(lab_folders(), Vec::<PathBuf>::new(), "the lab was not torn down");
+}
