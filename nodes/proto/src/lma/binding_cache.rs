@@ -80,11 +80,31 @@ impl From<&Bce> for BceRow {
 /// The binding cache, ordered by (MN-ID, BID), indexed by that pair so
 /// that a lookup costs the same with ten bindings or a hundred thousand;
 /// and by expiry, so that the next timeout is the first of an ordered set
-/// rather than a scan of every entry on every turn of a daemon's loop.
+/// rather than a scan of every entry on every turn of a daemon's loop;
+/// and by the MAGs that hold active bindings (the peers heartbeats
+/// probe), counted as entries change rather than gathered per message.
 #[derive(Debug, Clone, Default)]
 pub struct BindingCache {
     entries: BTreeMap<(String, u16), Bce>,
     deadlines: BTreeSet<(Instant, String, u16)>,
+    active_mags: BTreeMap<Ipv6Addr, usize>,
+}
+
+/// The MAG an entry counts for: its Proxy-CoA while it is active.
+fn mag_of(bce: &Bce) -> Option<Ipv6Addr> {
+    bce.is_active().then_some(bce.proxy_coa)
+}
+
+fn count_mag(mags: &mut BTreeMap<Ipv6Addr, usize>, mag: Option<Ipv6Addr>, up: bool) {
+    let Some(mag) = mag else { return };
+    if up {
+        *mags.entry(mag).or_default() += 1;
+    } else if let Some(n) = mags.get_mut(&mag) {
+        *n -= 1;
+        if *n == 0 {
+            mags.remove(&mag);
+        }
+    }
 }
 
 /// An entry borrowed for change: its expiry is indexed again when the
@@ -92,7 +112,9 @@ pub struct BindingCache {
 pub struct BceMut<'a> {
     bce: &'a mut Bce,
     was: Instant,
+    was_mag: Option<Ipv6Addr>,
     deadlines: &'a mut BTreeSet<(Instant, String, u16)>,
+    active_mags: &'a mut BTreeMap<Ipv6Addr, usize>,
 }
 
 impl Deref for BceMut<'_> {
@@ -114,6 +136,11 @@ impl Drop for BceMut<'_> {
             let key = (self.bce.mn_id.clone(), self.bce.bid);
             self.deadlines.remove(&(self.was, key.0.clone(), key.1));
             self.deadlines.insert((self.bce.expires_at, key.0, key.1));
+        }
+        let now_mag = mag_of(self.bce);
+        if now_mag != self.was_mag {
+            count_mag(self.active_mags, self.was_mag, false);
+            count_mag(self.active_mags, now_mag, true);
         }
     }
 }
@@ -137,7 +164,18 @@ impl BindingCache {
     }
     pub fn get_mut(&mut self, mn_id: &str, bid: u16) -> Option<BceMut<'_>> {
         let bce = self.entries.get_mut(&(mn_id.to_string(), bid))?;
-        Some(BceMut { was: bce.expires_at, bce, deadlines: &mut self.deadlines })
+        let was_mag = mag_of(bce);
+        Some(BceMut {
+            was: bce.expires_at,
+            was_mag,
+            bce,
+            deadlines: &mut self.deadlines,
+            active_mags: &mut self.active_mags,
+        })
+    }
+    /// The MAGs (Proxy-CoAs) of the active entries.
+    pub fn active_mags(&self) -> impl Iterator<Item = Ipv6Addr> + '_ {
+        self.active_mags.keys().copied()
     }
     /// The earliest expiry of any entry.
     pub fn next_expiry(&self) -> Option<Instant> {
@@ -161,13 +199,16 @@ impl BindingCache {
         let key = (bce.mn_id.clone(), bce.bid);
         if let Some(old) = self.entries.get(&key) {
             self.deadlines.remove(&(old.expires_at, key.0.clone(), key.1));
+            count_mag(&mut self.active_mags, mag_of(old), false);
         }
         self.deadlines.insert((bce.expires_at, key.0.clone(), key.1));
+        count_mag(&mut self.active_mags, mag_of(&bce), true);
         self.entries.insert(key, bce);
     }
     pub fn remove(&mut self, mn_id: &str, bid: u16) -> Option<Bce> {
         let old = self.entries.remove(&(mn_id.to_string(), bid))?;
         self.deadlines.remove(&(old.expires_at, old.mn_id.clone(), old.bid));
+        count_mag(&mut self.active_mags, mag_of(&old), false);
         Some(old)
     }
     pub fn rows(&self) -> Vec<BceRow> {
@@ -205,7 +246,8 @@ mod tests {
     }
 
     /// The expiry index always holds exactly one deadline per entry, the
-    /// entry's own, whatever sequence of inserts, changes and removals.
+    /// entry's own, and the MAG index exactly the MAGs of the active
+    /// entries, whatever sequence of inserts, changes and removals.
     #[test]
     fn the_expiry_index_follows_every_change() {
         let mut c = BindingCache::default();
@@ -217,7 +259,7 @@ mod tests {
         for _ in 0..5000 {
             let mn = format!("mn{}", next() % 20);
             let bid = (next() % 3) as u16 + 1;
-            match next() % 4 {
+            match next() % 5 {
                 0 => c.insert(bce(&mn, bid, next() % 100)),
                 1 => {
                     c.remove(&mn, bid);
@@ -227,9 +269,14 @@ mod tests {
                         e.expires_at = Instant::ZERO + Span::from_secs(next() % 100);
                     }
                 }
+                3 => {
+                    if let Some(mut e) = c.get_mut(&mn, bid) {
+                        e.state = if next() % 2 == 0 { BceState::Deregistered } else { BceState::Active };
+                    }
+                }
                 _ => {
                     if let Some(mut e) = c.get_mut(&mn, bid) {
-                        e.state = BceState::Deregistered;
+                        e.proxy_coa = Ipv6Addr::from(next() as u128 % 4);
                     }
                 }
             }
@@ -237,6 +284,8 @@ mod tests {
                 c.iter().map(|b| (b.expires_at, b.mn_id.clone(), b.bid)).collect();
             assert_eq!(c.deadlines, want);
             assert_eq!(c.next_expiry(), c.iter().map(|b| b.expires_at).min());
+            let mags: BTreeSet<Ipv6Addr> = c.iter().filter(|b| b.is_active()).map(|b| b.proxy_coa).collect();
+            assert_eq!(c.active_mags().collect::<BTreeSet<_>>(), mags);
         }
     }
 }

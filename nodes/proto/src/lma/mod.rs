@@ -220,8 +220,7 @@ impl Lma {
         }
         let mns = touched.unwrap_or_else(|| self.all_mns());
         self.reconcile_plane(&mns, &mut out);
-        let mags: BTreeSet<Ipv6Addr> = self.cache.iter().filter(|b| b.is_active()).map(|b| b.proxy_coa).collect();
-        self.heartbeats.track(now, mags);
+        self.heartbeats.track(now, self.cache.active_mags());
         out
     }
 
