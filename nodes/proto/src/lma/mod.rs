@@ -155,6 +155,10 @@ pub struct LmaState {
     /// The MAGs probed by heartbeats (only when heartbeats are on).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub heartbeats: Vec<crate::heartbeat::PeerRow>,
+    /// The 2-level model's table (only when it is on), rows as the
+    /// draft's figures show them, with their Active/Idle flag.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub two_level: Vec<crate::two_level::Row>,
 }
 
 pub struct Lma {
@@ -169,6 +173,8 @@ pub struct Lma {
     pub(crate) revocations: Vec<(Ipv6Addr, String, Vec<Prefix>, pmip_wire::RevocationTrigger)>,
     installed: plane::InstalledPlane,
     heartbeats: crate::heartbeat::Heartbeats,
+    /// The 2-level prefix model, for the MNs whose policy asks for it.
+    pub(crate) two_level: Option<crate::two_level::TwoLevelLma>,
 }
 
 impl Lma {
@@ -183,12 +189,37 @@ impl Lma {
             revocations: Vec::new(),
             installed: plane::InstalledPlane::default(),
             heartbeats: crate::heartbeat::Heartbeats::new(config.heartbeat, config.restart_counter),
+            two_level: None,
             config,
         }
     }
 
     pub fn add_policy(&mut self, p: MnPolicy) {
+        if let (PrefixModel::TwoLevel, Some(t)) = (p.model, self.two_level.as_mut()) {
+            t.add_mn(&p.mn_id, p.unique_prefixes.clone());
+        }
         self.policies.insert(p.mn_id.clone(), p);
+    }
+
+    /// Turns the 2-level prefix model on: hands every MAG of `mags` its
+    /// level-1 temporal prefix before any session, and gives back the
+    /// whole distribution, which each MAG is told (draft §3).
+    pub fn enable_two_level(
+        &mut self,
+        config: crate::two_level::TwoLevelConfig,
+        mags: &[Ipv6Addr],
+    ) -> Result<BTreeMap<Ipv6Addr, Prefix>, String> {
+        let mut t = crate::two_level::TwoLevelLma::new(self.config.address, config);
+        for p in self.policies.values().filter(|p| p.model == PrefixModel::TwoLevel) {
+            t.add_mn(&p.mn_id, p.unique_prefixes.clone());
+        }
+        let all = t.distribute(mags)?;
+        self.two_level = Some(t);
+        Ok(all)
+    }
+
+    pub fn two_level(&self) -> Option<&crate::two_level::TwoLevelLma> {
+        self.two_level.as_ref()
     }
 
     pub fn policy(&self, mn_id: &str) -> Option<&MnPolicy> {
@@ -274,6 +305,9 @@ impl Lma {
         for news in self.heartbeats.on_timeout(now, self.config.address, out) {
             self.on_peer_news(news, out);
         }
+        if let Some(t) = self.two_level.as_mut() {
+            t.on_timeout(now, out);
+        }
     }
 
     /// Removes bindings whose lifetime ran out and de-registered entries
@@ -306,7 +340,8 @@ impl Lma {
         let pend = self.pending.iter().map(|p| p.retransmit_at).min();
         let refresh = self.signalled.values().map(|s| s.refresh_at).filter(|t| *t != transactions::NEVER).min();
         let expiry = self.signalled.values().filter_map(|s| s.expires_at).min();
-        [bce, pend, refresh, expiry, self.heartbeats.next_timeout()].into_iter().flatten().min()
+        let idle = self.two_level.as_ref().and_then(|t| t.next_timeout());
+        [bce, pend, refresh, expiry, self.heartbeats.next_timeout(), idle].into_iter().flatten().min()
     }
 
     pub(crate) fn take_sequence(&mut self) -> u16 {
@@ -323,6 +358,9 @@ impl Lma {
     /// Mobility Cache entry that matches, in FID-PRI order, else the
     /// prefix's default binding. `None` when nothing is bound.
     pub fn classify(&self, key: &FlowKey) -> Option<FlowTarget> {
+        if let Some(mag) = self.two_level.as_ref().and_then(|t| t.route(&key.dst)) {
+            return Some(FlowTarget::Forward(mag));
+        }
         for e in self.fmc.iter() {
             if !selector_matches(&e.selector, key) {
                 continue;
@@ -365,6 +403,7 @@ impl Lma {
             flow_mobility_cache: self.fmc.rows(|mn, bid| self.bid_is_active(mn, bid)),
             pending: self.pending.iter().map(|p| p.describe()).collect(),
             heartbeats: self.heartbeats.rows(),
+            two_level: self.two_level.as_ref().map(|t| t.table.rows.clone()).unwrap_or_default(),
         }
     }
 }

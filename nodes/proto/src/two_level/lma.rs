@@ -100,6 +100,19 @@ impl TwoLevelLma {
         self.temporal.iter().find(|(_, t)| within(p, t)).map(|(m, _)| *m)
     }
 
+    /// The MAG the downlink to `dst` goes to: the Active entry with the
+    /// longest prefix that holds it.
+    pub fn route(&self, dst: &Ipv6Addr) -> Option<Ipv6Addr> {
+        self.table
+            .rows
+            .iter()
+            .filter(|r| r.flag == Flag::A)
+            .flat_map(|r| r.prefixes.iter().map(move |p| (p, r.mag)))
+            .filter(|(p, _)| p.contains(dst))
+            .max_by_key(|(p, _)| p.prefix_len())
+            .map(|(_, m)| m)
+    }
+
     /// Deletes Idle entries whose time is up.
     pub fn on_timeout(&mut self, now: Instant, out: &mut Output) {
         let n = self.table.expire(now);

@@ -33,6 +33,8 @@ pub struct TwoLevelMag {
     sequence: u16,
     sent: BTreeMap<u16, Sent>,
     pub table: Table,
+    /// The MNs that use the 2-level model here.
+    pub mns: std::collections::BTreeSet<String>,
 }
 
 impl TwoLevelMag {
@@ -43,10 +45,18 @@ impl TwoLevelMag {
             temporal: BTreeMap::new(),
             services: BTreeMap::new(),
             next_level2: 1,
-            sequence: 0,
+            // Apart from the sequence numbers of the MAG's RFC 5213 PBUs
+            // (which start at 1), so that a PBA finds its PBU's owner.
+            sequence: 0x8000,
             sent: BTreeMap::new(),
             table: Table::default(),
+            mns: Default::default(),
         }
+    }
+
+    /// Whether a PBU with this sequence number is waiting for its PBA.
+    pub fn awaits(&self, sequence: u16) -> bool {
+        self.sent.contains_key(&sequence)
     }
 
     /// The LMA's distribution of temporal prefixes (before any session).
