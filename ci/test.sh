@@ -10,6 +10,8 @@ command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
 # The kernel datapath marks flows and counts tunnelled packets with nftables.
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
+# The SVG ladder is checked in a real browser (headless Chromium).
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "ci/test.sh: installing ${need_apt[*]} from Debian's packages"
     export DEBIAN_FRONTEND=noninteractive
@@ -24,6 +26,26 @@ if ! python3 -c 'import junitparser' >/dev/null 2>&1; then
     python3 -m pip install --quiet junitparser 2>/dev/null \
         || python3 -m pip install --quiet --break-system-packages junitparser
 fi
+
+# ... and validate it against the common JUnit XSD (Jenkins' junit-10.xsd),
+# which pytest's source distribution ships for its own tests: xmlschema
+# reads it, and the file is fetched once into target/ci-cache.
+if ! python3 -c 'import xmlschema' >/dev/null 2>&1; then
+    echo "ci/test.sh: installing xmlschema from PyPI"
+    python3 -m pip install --quiet xmlschema 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages xmlschema
+fi
+xsd=target/ci-cache/junit-10.xsd
+if [ ! -s "$xsd" ]; then
+    echo "ci/test.sh: fetching the JUnit XSD from pytest's source distribution on PyPI"
+    mkdir -p target/ci-cache
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    python3 -m pip download --quiet --no-deps --no-binary :all: --dest "$tmp" pytest==9.2.0
+    tar -xzf "$tmp"/pytest-9.2.0.tar.gz -C "$tmp" pytest-9.2.0/testing/example_scripts/junit-10.xsd
+    cp "$tmp"/pytest-9.2.0/testing/example_scripts/junit-10.xsd "$xsd"
+fi
+export PMIPLAB_JUNIT_XSD="$PWD/$xsd"
 
 # The snapshot review tool: tests check that pending snapshots reach it.
 if ! cargo insta --version >/dev/null 2>&1; then

@@ -4,6 +4,7 @@
 
 pub mod capture;
 pub mod ladder;
+pub mod ladder_svg;
 pub mod pcapng;
 pub mod sequence;
 

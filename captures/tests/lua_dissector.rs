@@ -125,7 +125,7 @@ fn cases() -> Vec<Case> {
             ],
         ),
         case(
-            Message::Upa(Upa { sequence: 9, status: UpaStatus::CannotMeetFlowMobilityRequest, options: vec![nai()] }),
+            Message::Upa(Upa { sequence: 9, status: UpaStatus::ReasonUnspecified, options: vec![nai()] }),
             vec![("pmip.msg", "UPA"), ("pmip.upa.status", "131"), ("pmip.checksum.status", "1")],
         ),
         case(
@@ -141,11 +141,65 @@ fn cases() -> Vec<Case> {
                 ("mip6.mnid.identifier", "mn1@pmip.lab"),
                 ("pmip.fs.fid", "1,2"),
                 ("pmip.fid", "1"),
+                ("pmip.checksum.status", "1"),
             ],
+        ),
+        // Every Mobility Header's checksum is verified, not only the
+        // messages the Lua tree decodes itself.
+        case(
+            Message::Pba(Pba {
+                status: PbaStatus::from(0),
+                flags: PbaFlags { p: true, ..Default::default() },
+                sequence: 4,
+                lifetime: 100,
+                options: vec![nai()],
+            }),
+            vec![("mip6.mhtype", "6"), ("pmip.checksum.status", "1")],
+        ),
+        Case {
+            message: Message::Pba(Pba {
+                status: PbaStatus::from(0),
+                flags: PbaFlags { p: true, ..Default::default() },
+                sequence: 5,
+                lifetime: 100,
+                options: vec![nai()],
+            }),
+            cfg: WireConfig::default(),
+            bad_checksum: true,
+            expect: vec![("mip6.mhtype", "6"), ("pmip.checksum.status", "0")],
+        },
+        // What an LMA and a MAG send in the RFC 7864 profile: the core's
+        // FMI[del] framed as a UPN with D set, its FMA 129 as a UPA 132.
+        case(
+            Profile::Rfc7864.outgoing(Message::Fmi(Fmi {
+                sequence: 8,
+                cancel: true,
+                refresh: false,
+                lifetime: 0,
+                options: vec![nai(), flow(2, 20, vec![])],
+            })),
+            vec![
+                ("pmip.mhtype", "19"),
+                ("pmip.msg", "UPN"),
+                ("pmip.upn.reason", "8"),
+                ("pmip.upn.a", "1"),
+                ("pmip.upn.d", "1"),
+                ("pmip.fid", "2"),
+                ("pmip.checksum.status", "1"),
+            ],
+        ),
+        case(
+            Profile::Rfc7864.outgoing(Message::Fma(Fma {
+                sequence: 8,
+                status: FmaStatus::MnNotAttached,
+                lifetime: 0,
+                options: vec![nai()],
+            })),
+            vec![("pmip.mhtype", "20"), ("pmip.msg", "UPA"), ("pmip.upa.status", "132"), ("pmip.checksum.status", "1")],
         ),
         Case {
             message: fmi.clone(),
-            cfg: WireConfig { flow_mobility_mh_type: 200 },
+            cfg: WireConfig { flow_mobility_mh_type: 200, ..Default::default() },
             bad_checksum: false,
             expect: vec![("pmip.mhtype", "200"), ("pmip.msg", "FMI"), ("pmip.checksum.status", "1")],
         },

@@ -27,11 +27,15 @@ local fma_status = {
     [132] = "No Flow Mobility Cache entry", [133] = "Flow Mobility Cache entry exists",
 }
 local upa_status = {
+    -- IANA registry: 128-129 RFC 7077, 130 RFC 7222, 131-132 RFC 7864
     [0] = "Success", [128] = "Failed to update session parameters",
-    [129] = "Missing vendor-specific option", [131] = "Cannot meet the flow mobility request",
-    [132] = "Traffic selector format not supported",
+    [129] = "Missing vendor-specific option", [130] = "Cannot meet QoS service request",
+    [131] = "Reason unspecified", [132] = "MN not attached",
 }
-local upn_reason = { [1] = "Force re-registration", [2] = "Updated session parameters", [8] = "Flow mobility" }
+local upn_reason = {
+    [1] = "Force re-registration", [2] = "Update session parameters", [3] = "Vendor-specific reason",
+    [4] = "ANI parameters requested", [5] = "QoS service request", [8] = "Flow mobility",
+}
 local option_names = {
     [0] = "Pad1", [1] = "PadN", [8] = "Mobile Node Identifier", [22] = "Home Network Prefix",
     [23] = "Handoff Indicator", [24] = "Access Technology Type", [25] = "MN Link-layer Identifier",
@@ -270,6 +274,19 @@ end
 local ip_proto = DissectorTable.get("ip.proto")
 local mipv6 = ip_proto:get_dissector(135)
 
+-- The checksum and its verdict under `tree`: Good (1), Bad (0, with
+-- expert info of severity error) or Not verified (2).
+local function verify_checksum(tvb, tree)
+    local ck = tree:add(f.checksum, tvb(4, 2))
+    local verdict = 2
+    if pmip.prefs.verify_checksum then
+        local ok = checksum_ok(tvb)
+        if ok == true then verdict = 1 elseif ok == false then verdict = 0 end
+    end
+    ck:add(f.checksum_status, tvb(4, 2), verdict)
+    if verdict == 0 then ck:add_proto_expert_info(e_checksum) end
+end
+
 local function dissect(tvb, pinfo, tree, mh_type)
     local root = tree:add(pmip, tvb(), "PMIPv6 flow mobility (pmiplab)")
     pinfo.cols.protocol = "PMIPv6"
@@ -281,19 +298,15 @@ local function dissect(tvb, pinfo, tree, mh_type)
             string.format("header length says %d octets, the packet has %d (at least 12 needed)", declared, tvb:len()))
         return tvb:len()
     end
-    local ck = root:add(f.checksum, tvb(4, 2))
-    local verdict = 2
-    if pmip.prefs.verify_checksum then
-        local ok = checksum_ok(tvb)
-        if ok == true then verdict = 1 elseif ok == false then verdict = 0 end
-    end
-    ck:add(f.checksum_status, tvb(4, 2), verdict)
-    if verdict == 0 then ck:add_proto_expert_info(e_checksum) end
+    verify_checksum(tvb, root)
     root:add(f.seq, tvb(6, 2))
     local seq = tvb(6, 2):uint()
     local name, detail
     if mh_type == 19 then
-        name, detail = "UPN", string.format("reason=%d", tvb(8, 1):uint())
+        -- The same words as the lab's ladder: reason, then the A and D flags.
+        local flags = tvb(9, 1):uint()
+        name, detail = "UPN", string.format("reason=%d a=%d d=%d", tvb(8, 1):uint(),
+            math.floor(flags / 128) % 2, math.floor(flags / 64) % 2)
         root:add(f.upn_reason, tvb(8, 1))
         root:add(f.upn_a, tvb(9, 1))
         root:add(f.upn_d, tvb(9, 1))
@@ -328,10 +341,14 @@ function pmip.dissector(tvb, pinfo, tree)
             return dissect(tvb, pinfo, tree, mh_type)
         end
         local used = mipv6:call(tvb, pinfo, tree)
+        -- Wireshark does not verify the checksum of any MH: every message
+        -- (PBU, PBA, BRI, BRA, Heartbeat, ...) gets the verdict here.
+        local t = tree:add(pmip, tvb(), "Mobility Header checksum (pmiplab)")
+        verify_checksum(tvb, t)
         -- PBU (5) and PBA (6) may carry flow options Wireshark leaves opaque.
-        if (mh_type == 5 or mh_type == 6) and has_flow_options(tvb) then
-            local t = tree:add(pmip, tvb(12), "Flow mobility options (pmiplab)")
-            options(tvb, 12, t, pinfo, true)
+        if (mh_type == 5 or mh_type == 6) and tvb:len() >= 12 and has_flow_options(tvb) then
+            local o = tree:add(pmip, tvb(12), "Flow mobility options (pmiplab)")
+            options(tvb, 12, o, pinfo, true)
         end
         return used
     end

@@ -9,7 +9,7 @@ fuzz_target!(|data: &[u8]| {
     let ends = Endpoints { src: "2001:db8::2".parse().unwrap(), dst: "2001:db8::1".parse().unwrap() };
     let cfg = WireConfig::default();
     let _ = lax::decode(data, Some(&ends), &cfg);
-    let _ = lax::decode(data, None, &WireConfig { flow_mobility_mh_type: 200 });
+    let _ = lax::decode(data, None, &WireConfig { flow_mobility_mh_type: 200, ..Default::default() });
     // Give the strict decoder a fair chance: fix the checksum first.
     let mut bytes = data.to_vec();
     if let Ok(mut packet) = MhPacket::new_checked(&mut bytes[..]) {

@@ -18,6 +18,7 @@ pub mod run_cmd;
 pub mod run_report;
 pub mod running_flows;
 pub mod scenario;
+pub mod sender_drops;
 pub mod snapshots;
 pub mod validate;
 pub mod virtual_lab;

@@ -140,7 +140,10 @@ pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, bin: &Path, capture: bool) ->
     let e = |x: std::io::Error| x.to_string();
     let (mut lab, plan) = build_links(lab, s)?;
     let dp = json!({"tun": "tun0", "mtu": 1460});
-    let args = vec!["--fmi-mh-type".to_string(), s.wire.fmi_mh_type.to_string()];
+    let mut args = vec!["--fmi-mh-type".to_string(), s.wire.fmi_mh_type.to_string()];
+    if s.wire.profile == crate::scenario::Profile::Rfc7864 {
+        args.push("--rfc7864".into());
+    }
     // The daemons start side by side; each is waited for below.
     // The Restart Counter of each LMA and MAG lives in a file of the run
     // directory, so a restarted daemon counts one more (RFC 5847 §3.2).
@@ -206,12 +209,13 @@ fn observing<'a>(mut lab: Lab, s: &'a Scenario, plan: AddressPlan, capture: bool
         s,
         lab,
         plan,
-        wire: WireConfig { flow_mobility_mh_type: s.wire.fmi_mh_type },
+        wire: s.wire.config(),
         started: WallClock::now(),
         epoch_us,
         sightings,
         seen: Vec::new(),
         observed: Vec::new(),
+        unsent: Vec::new(),
         last_activity: WallClock::now(),
         receiver_faults: Vec::new(),
         ra_links: s
@@ -243,6 +247,9 @@ pub(crate) struct Run<'a> {
     seen: Vec<SequenceEntry>,
     /// `seen` merged across links and judged delivered or not.
     observed: Vec<Observed>,
+    /// Messages the senders' own fault rules dropped before any link saw
+    /// them (see [`crate::sender_drops`]), read at the end.
+    unsent: Vec<Observed>,
     /// When a frame was last seen, or the engine last acted.
     last_activity: WallClock,
     /// Fault rules installed at receivers, with when: what they drop was on
@@ -323,7 +330,7 @@ impl Run<'_> {
             fresh = true;
         }
         if fresh {
-            self.observed = self.judge_seen();
+            self.observed = crate::sender_drops::merge(self.judge_seen(), &self.unsent);
         }
     }
 
@@ -721,21 +728,64 @@ impl Backend for Run<'_> {
                 return;
             }
         };
-        // Frames seen in the last moments before the captures stopped.
+        // Frames seen in the last moments before the captures stopped, and
+        // what the senders dropped before any link could see it.
         self.poll();
+        self.unsent = self
+            .s
+            .nodes
+            .iter()
+            .filter(|(_, n)| matches!(n.value.role, Role::Lma | Role::Mag))
+            .filter_map(|(name, _)| Some((name, self.state::<Value>(name).ok()?)))
+            .flat_map(|(name, st)| crate::sender_drops::from_state(name, &st, &self.plan, self.epoch_us))
+            .collect();
+        self.unsent.sort_by_key(|o| o.at_ms);
+        self.observed = crate::sender_drops::merge(self.judge_seen(), &self.unsent);
         let Some(dir) = out.map(|o| o.join(&self.s.id)) else { return };
         if let Err(e) = std::fs::create_dir_all(&dir) {
             report.checks.push(Check::failed(1, "the run's folder was written", format!("{}: {e}", dir.display())));
             return;
         }
-        for (_, path, _) in caps {
+        for (_, path, _) in &caps {
             if let Some(name) = path.file_name() {
-                let _ = std::fs::copy(&path, dir.join(name));
+                let _ = std::fs::copy(path, dir.join(name));
             }
         }
-        let lines: Vec<String> =
-            self.observed.iter().map(|m| format!("{} -> {} {}", m.from, m.to, m.summary)).collect();
+        if let Err(e) = self.write_merged_capture(&caps, &report.step_marks, &dir.join(MERGED_CAPTURE)) {
+            report.checks.push(Check::failed(1, "every link was captured into one file", e));
+        }
+        let lines: Vec<String> = self
+            .observed
+            .iter()
+            .filter(|m| m.on_wire)
+            .map(|m| format!("{} -> {} {}", m.from, m.to, m.summary))
+            .collect();
         let _ = std::fs::write(dir.join("sequence.txt"), lines.join("\n") + "\n");
+    }
+}
+
+/// The file in a scenario's folder that holds every link's capture, one
+/// interface per link, with a packet comment at each step.
+pub const MERGED_CAPTURE: &str = "all-links.pcapng";
+
+impl Run<'_> {
+    /// Merges the links' captures into `to`, each step a packet comment.
+    fn write_merged_capture(
+        &self,
+        caps: &[(String, PathBuf, u64)],
+        marks: &[(u64, String)],
+        to: &Path,
+    ) -> Result<(), String> {
+        let mut links = Vec::new();
+        for (name, path, _) in caps {
+            let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+            links.push((name.clone(), pmip_captures::pcapng::read(&bytes)));
+        }
+        let marks: Vec<(u64, String)> = marks.iter().map(|(ms, m)| (self.epoch_us + ms * 1000, m.clone())).collect();
+        let file = std::fs::File::create(to).map_err(|e| format!("creating {}: {e}", to.display()))?;
+        pmip_captures::pcapng::merge(std::io::BufWriter::new(file), &links, &marks)
+            .map(|_| ())
+            .map_err(|e| format!("writing {}: {e}", to.display()))
     }
 }
 

@@ -31,7 +31,11 @@ pub fn lma(s: &Scenario, plan: &AddressPlan, address: Ipv6Addr) -> LmaConfig {
     cfg.revoke_on_partial_handoff = l.revoke_on_partial_handoff.unwrap_or(cfg.revoke_on_partial_handoff);
     cfg.delete_at_old_mag = l.delete_at_old_mag.unwrap_or(cfg.delete_at_old_mag);
     cfg.notify_shared_moves = l.notify_shared_moves.unwrap_or(cfg.notify_shared_moves);
-    cfg.flow_lifetime_secs = l.flow_lifetime_secs.unwrap_or(cfg.flow_lifetime_secs);
+    // A UPN has no lifetime field: in the RFC 7864 profile a moved flow
+    // lives as long as its binding, so the LMA never refreshes it.
+    let rfc7864 = s.wire.profile == crate::scenario::Profile::Rfc7864;
+    let flow_lifetime = if rfc7864 { 0xffff } else { cfg.flow_lifetime_secs };
+    cfg.flow_lifetime_secs = l.flow_lifetime_secs.unwrap_or(flow_lifetime);
     cfg.max_lifetime_secs = l.max_lifetime_secs.unwrap_or(cfg.max_lifetime_secs);
     cfg.use_timestamps = l.use_timestamps.unwrap_or(cfg.use_timestamps);
     if let Some(ms) = l.min_delay_before_bce_delete_ms {

@@ -12,9 +12,9 @@ use pmip_proto::FlowKey;
 use crate::scenario::{proto_number, NodeSpec, Profile, Role, Scenario, Step};
 
 /// What the virtual backend can play.
-pub const VIRTUAL_FEATURES: [&str; 3] = ["virtual", "draft-fmi", "binding-revocation"];
+pub const VIRTUAL_FEATURES: [&str; 4] = ["virtual", "draft-fmi", "rfc7864", "binding-revocation"];
 /// What the namespace backend can play.
-pub const NETNS_FEATURES: [&str; 4] = ["namespaces", "draft-fmi", "binding-revocation", "real-time"];
+pub const NETNS_FEATURES: [&str; 5] = ["namespaces", "draft-fmi", "rfc7864", "binding-revocation", "real-time"];
 
 /// Addresses of every node: given ones, else from the plan.
 pub struct AddressPlan {

@@ -90,6 +90,13 @@ pub struct ScenarioReport {
     pub reason: Option<String>,
     pub checks: Vec<Check>,
     pub ladder: Vec<String>,
+    /// How the ladder is drawn (columns, width).
+    #[serde(skip)]
+    pub ladder_options: pmip_captures::ladder::Options,
+    /// Every step as played: its time (ms since the backend started) and
+    /// what it was, for the captures' packet comments.
+    #[serde(skip)]
+    pub step_marks: Vec<(u64, String)>,
     /// The messages seen, as the ladder draws them.
     #[serde(skip)]
     pub observed: Vec<crate::engine::Observed>,
@@ -119,6 +126,8 @@ impl ScenarioReport {
             reason: None,
             checks: Vec::new(),
             ladder: Vec::new(),
+            ladder_options: Default::default(),
+            step_marks: Vec::new(),
             observed: Vec::new(),
             events: Vec::new(),
             snapshots: Default::default(),
@@ -180,7 +189,14 @@ impl ScenarioReport {
         let dir = out.join(&self.id);
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join("ladder.txt"), self.ladder.join("\n") + "\n")?;
-        std::fs::write(dir.join("ladder-diagram.txt"), pmip_captures::ladder::render(&self.ladder))?;
+        std::fs::write(
+            dir.join("ladder-diagram.txt"),
+            pmip_captures::ladder::render_with(&self.ladder, &self.ladder_options),
+        )?;
+        std::fs::write(
+            dir.join("ladder.svg"),
+            pmip_captures::ladder_svg::render_svg(&self.ladder, &self.ladder_options),
+        )?;
         std::fs::write(dir.join("events.log"), self.events.join("\n") + "\n")?;
         for (node, log) in &self.logs {
             std::fs::write(dir.join(format!("{node}.log")), log)?;

@@ -34,6 +34,25 @@ pub struct Scenario {
     #[serde(default)]
     pub flows: BTreeMap<String, Spanned<FlowSpec>>,
     pub steps: Vec<Spanned<Step>>,
+    /// How the ladder diagram is drawn (`ladder.txt` is the same whatever
+    /// this says).
+    #[serde(default)]
+    pub ladder: LadderSettings,
+}
+
+/// How a scenario's ladder diagram is drawn.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LadderSettings {
+    /// Nodes in the order their columns go; by default CNs, the LMA,
+    /// the MAGs, then the MNs.
+    #[serde(default)]
+    pub columns: Vec<Spanned<String>>,
+    /// The widest a line of `ladder-diagram.txt` may be (default 72).
+    pub width: Option<Spanned<usize>>,
+    /// Shortens NAIs to their user part (`mn=mn1`).
+    #[serde(default)]
+    pub abbreviate: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,13 +74,24 @@ pub enum Profile {
     #[serde(rename = "draft-fmi")]
     DraftFmi,
     /// RFC 7864: flow moves by UPN (Notification Reason FLOW-MOBILITY) and
-    /// UPA. A scenario in this profile needs the feature `rfc7864`.
+    /// UPA; both backends play it (`pmip_wire::profile`).
     #[serde(rename = "rfc7864")]
     Rfc7864,
 }
 
 fn experimental() -> u8 {
     11
+}
+
+impl WireSettings {
+    /// The codec settings the nodes of both backends use.
+    pub fn config(&self) -> pmip_wire::WireConfig {
+        let profile = match self.profile {
+            Profile::DraftFmi => pmip_wire::Profile::DraftFmi,
+            Profile::Rfc7864 => pmip_wire::Profile::Rfc7864,
+        };
+        pmip_wire::WireConfig { flow_mobility_mh_type: self.fmi_mh_type, profile }
+    }
 }
 
 impl Default for WireSettings {

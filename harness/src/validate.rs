@@ -792,7 +792,7 @@ fn message_fields(kind: &str) -> Option<&'static [&'static str]> {
         "BRA" | "FMA" | "UPA" => &["seq", "status"],
         "HB-REQ" | "HB-RESP" => &["seq"],
         "FMI" => &["seq", "op", "lifetime"],
-        "UPN" => &["seq", "reason"],
+        "UPN" => &["seq", "reason", "a", "d"],
         "MH-UNKNOWN" => &["type", "len"],
         _ => return None,
     })
@@ -818,6 +818,7 @@ fn with_problem(kind: &str, w: &str) -> Option<String> {
         "restart" => value.parse::<u32>().is_ok(),
         "status" | "trigger" | "reason" | "hi" | "att" | "bid" | "type" => value.parse::<u8>().is_ok(),
         "op" => matches!(value, "add" | "del" | "refresh"),
+        "a" | "d" => matches!(value, "0" | "1"),
         "hnp" => value.parse::<pmip_proto::Prefix>().is_ok(),
         "fid" => value.split_once("/pri=").is_some_and(|(f, p)| f.parse::<u16>().is_ok() && p.parse::<u8>().is_ok()),
         _ => !value.is_empty(),
@@ -828,6 +829,7 @@ fn with_problem(kind: &str, w: &str) -> Option<String> {
     let want = match field {
         "seq" | "lifetime" | "len" => "a number from 0 to 65535",
         "op" => "add, del or refresh",
+        "a" | "d" => "0 or 1",
         "hnp" => "a prefix such as 2001:db8:1::/64",
         "fid" => "FID/pri=PRIORITY, e.g. 1/pri=0",
         "mn" => "an MN-ID",
@@ -860,6 +862,7 @@ pub fn validate_all(path: &Path, text: &str, s: &Scenario) -> Vec<ScenarioError>
     c.flows();
     c.steps();
     c.with_fields();
+    c.ladder();
     let mut errors = c.errors.into_inner();
     errors.sort_by_key(|e| (e.line, e.column));
     errors.dedup();
@@ -890,6 +893,31 @@ pub fn check_file(path: &Path) -> Result<Scenario, Vec<ScenarioError>> {
         vec![ScenarioError { file: path.into(), line: 1, column: 1, message: format!("cannot read the scenario: {e}") }]
     })?;
     check_text(path, &text)
+}
+
+impl Checker<'_> {
+    /// The ladder's columns name nodes, each once, and its width leaves
+    /// room for a diagram.
+    fn ladder(&self) {
+        let l = &self.s.ladder;
+        self.each(
+            l.columns.iter().enumerate(),
+            |(_, col)| col.referenced,
+            |(i, col)| {
+                self.node(col, None)?;
+                if l.columns[..i].iter().any(|c| c.value == col.value) {
+                    return Err(self.err(col.referenced, format!("'{}' is in the ladder's columns twice", col.value)));
+                }
+                Ok(())
+            },
+        );
+        if let Some(w) = l.width.as_ref().filter(|w| w.value < 40) {
+            self.keep(Err(self.err(
+                w.referenced,
+                format!("a ladder {} columns wide has no room to draw in: give at least 40", w.value),
+            )));
+        }
+    }
 }
 
 #[cfg(test)]

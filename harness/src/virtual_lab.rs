@@ -13,7 +13,7 @@ use pmip_proto::mag::Mag;
 use pmip_proto::mn::Mn;
 use pmip_proto::world::{LinkProps, World};
 use pmip_proto::Span;
-use pmip_wire::{Message, WireConfig};
+use pmip_wire::Message;
 
 use crate::engine::{Attachment, Backend, DownlinkProbe, FlowRun, Observe, Observed, UplinkProbe};
 use crate::forwarding::KernelSection;
@@ -88,7 +88,7 @@ impl<'a> VirtualLab<'a> {
         let lma_name = plan::lma_name(s).ok_or("the scenario has no LMA")?;
         let lma_of = |n: &str| plan::lma_of(s, n).ok_or_else(|| "the scenario has no LMA".to_string()).and_then(addr);
         let mut world = World::new();
-        world.wire = WireConfig { flow_mobility_mh_type: s.wire.fmi_mh_type };
+        world.wire = s.wire.config();
         for (name, n) in &s.nodes {
             match n.value.role {
                 Role::Mn => {

@@ -51,6 +51,19 @@ fn broken_scenarios_are_refused_with_where_and_what() {
         ),
         // An unknown key at the top.
         (broken("title: a scenario to break", "title: t\ncolour: blue"), "3:1: unknown field `colour`"),
+        // A ladder column that names no node, one named twice, no room.
+        (
+            broken("title: a scenario to break", "title: t\nladder: { columns: [lma, mag9] }"),
+            "3:26: there is no node named 'mag9'",
+        ),
+        (
+            broken("title: a scenario to break", "title: t\nladder: { columns: [lma, mag1, lma] }"),
+            "3:32: 'lma' is in the ladder's columns twice",
+        ),
+        (
+            broken("title: a scenario to break", "title: t\nladder: { width: 30 }"),
+            "3:18: a ladder 30 columns wide has no room to draw in: give at least 40",
+        ),
         // An unknown key in a node.
         (broken("mag1: { role: mag }", "mag1: { role: mag, colour: 1 }"), "5:22: unknown field `colour`"),
         // A role that does not exist.

@@ -30,8 +30,14 @@ fn run_passes_a_seed_scenario_and_leaves_its_results() {
     assert!(result["checks"].as_array().unwrap().iter().all(|c| c["outcome"] == "passed"), "{result}");
     assert!(std::fs::read_to_string(out.join("FM-UP-FMI-01/ladder.txt")).unwrap().contains("FMI seq=1 op=add"));
     let diagram = std::fs::read_to_string(out.join("FM-UP-FMI-01/ladder-diagram.txt")).unwrap();
-    assert!(diagram.contains("|<-- FMI ---|           |  seq=1 op=add"), "{diagram}");
-    assert!(diagram.contains("|           |--- FMI -->|  seq=2 op=del"), "{diagram}");
+    // Columns: the LMA, then the MAGs, then the MN.
+    assert!(
+        diagram.lines().next().is_some_and(|h| h.split_whitespace().eq(["lma", "mag1", "mag2", "mn1"])),
+        "{diagram}"
+    );
+    assert!(diagram.contains("|- FMI ->|        |        |  seq=1 op=add lifetime=300s"), "{diagram}");
+    assert!(diagram.contains("|----- FMI ------>|        |  seq=2 op=del lifetime=0s"), "{diagram}");
+    assert!(std::fs::read_to_string(out.join("FM-UP-FMI-01/ladder.svg")).unwrap().starts_with("<svg"));
     assert!(out.join("FM-UP-FMI-01/state-after-move.json").exists());
     let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
     assert!(junit.contains("tests=\"1\"") && junit.contains("failures=\"0\"") && junit.contains("errors=\"0\""));

@@ -41,15 +41,30 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
+/// The common JUnit XSD (Jenkins' junit-10.xsd, as pytest ships it for
+/// its own tests): ci/test.sh fetches it from PyPI into
+/// `target/ci-cache`, or `PMIPLAB_JUNIT_XSD` names it.
+fn junit_xsd() -> PathBuf {
+    let xsd = std::env::var_os("PMIPLAB_JUNIT_XSD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/ci-cache/junit-10.xsd"));
+    assert!(xsd.is_file(), "the JUnit XSD is not at {} (ci/test.sh fetches it)", xsd.display());
+    xsd
+}
+
 /// What a standard JUnit consumer reads from `xml`: per test case its
 /// name and result kinds ("failure", "error", "skipped"), or the parse
-/// error. Python with junitparser is installed by ci/test.sh.
+/// error. The file must also validate against the common JUnit XSD.
+/// Python with junitparser and xmlschema is installed by ci/test.sh.
 fn consume_junit(xml: &Path) -> Vec<(String, Vec<String>)> {
     let script = r#"
 import sys, json, xml.parsers.expat
 data = open(sys.argv[1], 'rb').read()
 p = xml.parsers.expat.ParserCreate()
 p.Parse(data, True)   # raises on anything that is not well-formed XML 1.0
+import xmlschema
+errors = [f'{e.path}: {e.reason}' for e in xmlschema.XMLSchema(sys.argv[2]).iter_errors(sys.argv[1])]
+assert not errors, 'not valid against the JUnit XSD: ' + '; '.join(errors)
 from junitparser import JUnitXml, TestSuite
 x = JUnitXml.fromfile(sys.argv[1])
 suites = [x] if isinstance(x, TestSuite) else list(x)
@@ -66,6 +81,7 @@ print(json.dumps(out))
         .arg("-c")
         .arg(script)
         .arg(xml)
+        .arg(junit_xsd())
         .output()
         .unwrap_or_else(|e| panic!("python3 is needed to read JUnit as CI does (ci/test.sh installs it): {e}"));
     assert!(

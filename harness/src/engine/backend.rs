@@ -37,11 +37,11 @@ impl Observed {
         self.summary.split(' ').next().unwrap_or("")
     }
 
-    /// The ladder line, `12ms mag1 -> lma PBU seq=1 …`, with `(dropped)`
-    /// for a message its receiver never took in.
+    /// The ladder line, `12ms mag1 -> lma PBU seq=1 lifetime=400s …`, with
+    /// `(dropped)` for a message its receiver never took in (see
+    /// [`super::ladder::message_line`]).
     pub fn ladder_line(&self) -> String {
-        let dropped = if self.delivered { "" } else { " (dropped)" };
-        format!("{}ms {} -> {} {}{dropped}", self.at_ms, self.from, self.to, self.summary)
+        super::ladder::message_line(self)
     }
 }
 

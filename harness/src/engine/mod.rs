@@ -9,6 +9,7 @@
 //! nothing to compare against says so rather than passing.
 
 pub mod backend;
+pub mod ladder;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -70,7 +71,15 @@ pub fn play_from(file: &Path, s: &Scenario, b: &mut dyn Backend, judging: Judgin
         report.reason = Some(why);
         return report;
     }
-    let mut e = Engine { s, file, plan: plan::address_plan(s), running: BTreeMap::new(), judging, report };
+    let mut e = Engine {
+        s,
+        file,
+        plan: plan::address_plan(s),
+        running: BTreeMap::new(),
+        judging,
+        report,
+        book: ladder::LadderBook::default(),
+    };
     let mut cut_at = None;
     for step in s.steps.iter().skip(first) {
         let line = step.referenced.line();
@@ -144,6 +153,8 @@ struct Engine<'a> {
     running: BTreeMap<(String, Direction), FlowRun>,
     judging: Judging<'a>,
     report: ScenarioReport,
+    /// The ladder's rows besides the messages: notes and data-plane events.
+    book: ladder::LadderBook,
 }
 
 impl Engine<'_> {
@@ -186,6 +197,7 @@ impl Engine<'_> {
     /// Carries out one step. `Err` is a step that could not be carried
     /// out, which fails the scenario with the reason.
     fn step(&mut self, b: &mut dyn Backend, step: &Step, line: u64) -> Result<(), String> {
+        self.book.step(b, self.s, step, line);
         match step {
             Step::Attach(a) => {
                 let (mn, iface) = a.iface.value.split_once('/').ok_or("an interface is named mn/iface")?;
@@ -312,6 +324,8 @@ impl Engine<'_> {
                     .remove(&(f.flow.value.clone(), f.direction))
                     .ok_or_else(|| format!("flow {} was not started {}", f.flow.value, f.direction.name()))?;
                 let account = b.stop_flow(&run)?;
+                let on: Vec<String> = account.by_interface.iter().map(|(i, _)| i.clone()).collect();
+                self.book.flow_seen(b, self.s, &run.flow, run.direction, &on, true);
                 self.report.checks.push(account.check(f, line));
             }
             Step::ExpectMessage(e) => {
@@ -352,6 +366,9 @@ impl Engine<'_> {
                 let run = self.flow_run(&e.flow.value, Direction::Downlink, 1000)?;
                 let packets = e.packets.max(1);
                 let probe = b.probe_downlink(&run, packets, e.dropped)?;
+                let on: Vec<String> =
+                    probe.by_interface.iter().filter(|(_, n)| *n > 0).map(|(i, _)| i.clone()).collect();
+                self.book.flow_seen(b, self.s, &run.flow, Direction::Downlink, &on, false);
                 let total: u64 = probe.by_interface.iter().map(|(_, n)| n).sum();
                 let check = match (&e.arrives_on, e.dropped) {
                     (_, true) => Check::new(
@@ -377,6 +394,7 @@ impl Engine<'_> {
             Step::ExpectUplink(e) => {
                 let run = self.flow_run(&e.flow.value, Direction::Uplink, 1000)?;
                 let probe = b.probe_uplink(&run)?;
+                self.book.flow_seen(b, self.s, &run.flow, Direction::Uplink, &probe.left_on, false);
                 let ok = probe.reached_cn && probe.left_on.contains(&e.leaves_on.value);
                 self.report.checks.push(Check::new(
                     line,
@@ -447,13 +465,19 @@ impl Engine<'_> {
         self.settle(b);
         let left: Vec<FlowRun> = std::mem::take(&mut self.running).into_values().collect();
         for run in left {
-            if let Err(e) = b.stop_flow(&run) {
-                self.report.checks.push(Check::failed(0, format!("stop flow {} at the end", run.flow), e));
+            match b.stop_flow(&run) {
+                Ok(account) => {
+                    let on: Vec<String> = account.by_interface.iter().map(|(i, _)| i.clone()).collect();
+                    self.book.flow_seen(b, self.s, &run.flow, run.direction, &on, true);
+                }
+                Err(e) => self.report.checks.push(Check::failed(0, format!("stop flow {} at the end", run.flow), e)),
             }
         }
+        self.report.step_marks = self.book.marks.clone();
         b.finish(self.judging.out, &mut self.report);
         let observed = b.messages();
-        self.report.ladder = observed.iter().map(Observed::ladder_line).collect();
+        self.report.ladder = self.book.lines(&observed);
+        self.report.ladder_options = ladder::options(self.s);
         let check = match self.judging.reference {
             Some(r) => snapshots::compare_wire_with_model(&r.messages, &observed, 1),
             None => self.judging.pins.compare_ladder(self.file, self.s, &self.report.ladder, 1),

@@ -6,6 +6,7 @@
 pub mod kernel_view;
 pub mod netlink;
 pub mod netns;
+pub mod offload;
 pub mod rundir;
 
 use std::collections::BTreeMap;
@@ -244,7 +245,14 @@ impl Lab {
         let (na, nb) = (self.ns(a)?, self.ns(b)?);
         self.rt.block_on(netlink::veth(&self.root, na, a_if, mac(a, a_if), nb, b_if, mac(b, b_if)))?;
         self.rt.block_on(netlink::up(self.nl(a)?, a_if))?;
-        self.rt.block_on(netlink::up(self.nl(b)?, b_if))
+        self.rt.block_on(netlink::up(self.nl(b)?, b_if))?;
+        // Captures then hold packets as the wire carries them (see offload).
+        for (node, iface) in [(a, a_if), (b, b_if)] {
+            let name = iface.to_string();
+            self.run_in(node, move || offload::all_off(&name))
+                .map_err(|e| io::Error::other(format!("offloads off on {node}:{iface}: {e}")))?;
+        }
+        Ok(())
     }
 
     pub fn bridge(&self, node: &str, name: &str) -> io::Result<()> {

@@ -38,6 +38,9 @@ struct Args {
     /// MH type carrying the draft's FMI/FMA.
     #[arg(long, default_value_t = 11)]
     fmi_mh_type: u8,
+    /// Frame flow mobility as RFC 7864's UPN/UPA instead of FMI/FMA.
+    #[arg(long)]
+    rfc7864: bool,
 }
 
 fn main() -> ExitCode {
@@ -76,7 +79,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             config::NodeConfig::Cn { address } => return cn_node::CnNode::new(address).run(&args.control).await,
             _ => {}
         }
-        let wire = WireConfig { flow_mobility_mh_type: args.fmi_mh_type };
+        let profile = if args.rfc7864 { pmip_wire::Profile::Rfc7864 } else { pmip_wire::Profile::DraftFmi };
+        let wire = WireConfig { flow_mobility_mh_type: args.fmi_mh_type, profile };
         node::Node::new(config, wire).await?.run(&args.control).await
     })
 }

@@ -36,7 +36,13 @@ enum Role {
 #[derive(Debug, Clone, Serialize)]
 struct Logged {
     at_ms: u64,
+    /// Microseconds since the Unix epoch: the clock the lab's captures
+    /// stamp frames with, so a message that never reached a link (dropped
+    /// by an outgoing fault rule) can be put in its place among them.
+    wall_us: u64,
     dir: &'static str,
+    /// Whether this node sent it (or was about to) rather than received it.
+    out: bool,
     peer: Ipv6Addr,
     summary: String,
 }
@@ -243,7 +249,9 @@ impl Node {
                 let _ = rx.await;
             }
         }
-        for t in out.transmits {
+        for mut t in out.transmits {
+            // The profile frames the core's FMI/FMA (RFC 7864: UPN/UPA).
+            t.message = self.wire.profile.outgoing(t.message);
             let ends = Endpoints { src: t.src, dst: t.dst };
             match t.message.to_bytes(&ends, &self.wire) {
                 Ok(bytes) => self.transmit(bytes, t.dst, t.message.summary()).await,
@@ -259,9 +267,17 @@ impl Node {
         }
     }
 
+    /// Logs a message this node received (`dir` "received") or sent.
     fn record(&mut self, dir: &'static str, peer: Ipv6Addr, summary: String) {
+        self.record_way(dir, dir != "received", peer, summary);
+    }
+
+    fn record_way(&mut self, dir: &'static str, out: bool, peer: Ipv6Addr, summary: String) {
         let summary = printable(&summary, EVENT_MAX);
-        self.log.push(Logged { at_ms: self.now().as_millis(), dir, peer, summary });
+        let wall_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        self.log.push(Logged { at_ms: self.now().as_millis(), wall_us, dir, out, peer, summary });
     }
 
     /// A PBA the core built that cannot be encoded answers the PBU that
@@ -440,7 +456,7 @@ impl Node {
         }
         let ends = Endpoints { src, dst: self.address };
         let message = match Message::parse(&bytes, &ends, &self.wire) {
-            Ok(m) => m,
+            Ok(m) => self.wire.profile.incoming(m),
             Err(e) => {
                 // A malformed packet changes nothing but a counter and,
                 // within the budget, the log.
@@ -472,7 +488,7 @@ impl Node {
             None => self.deliver(message, src).await,
             Some(Action::Drop) => {
                 self.events.push(format!("fault rule: dropped incoming {name} from {src}"));
-                self.record("dropped", src, message.summary());
+                self.record_way("dropped", false, src, message.summary());
                 return;
             }
             Some(Action::Duplicate) => {

@@ -6,12 +6,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use tokio::io::unix::AsyncFd;
 
-#[repr(C)]
-struct IfReq {
-    name: [u8; libc::IFNAMSIZ],
-    flags: libc::c_short,
-    _pad: [u8; 22],
-}
+// TUNSETIFF takes a `struct ifreq` (libc's, not one laid out here) with
+// the name and the flags; nix makes the call and reads errno.
+nix::ioctl_write_ptr_bad!(tunsetiff, libc::TUNSETIFF, libc::ifreq);
 
 pub struct Tun {
     fd: AsyncFd<OwnedFd>,
@@ -30,16 +27,15 @@ impl Tun {
         }
         // SAFETY: raw is a descriptor we just opened and own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let mut req = IfReq {
-            name: [0; libc::IFNAMSIZ],
-            flags: (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short,
-            _pad: [0; 22],
-        };
-        req.name[..name.len()].copy_from_slice(name.as_bytes());
-        // SAFETY: TUNSETIFF reads an ifreq, which IfReq lays out.
-        let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req as *mut IfReq) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
+        // SAFETY: ifreq is plain data; all zeroes is a valid value.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (d, s) in req.ifr_name.iter_mut().zip(name.as_bytes()) {
+            *d = *s as libc::c_char;
+        }
+        req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+        // SAFETY: the kernel reads the ifreq, which lives through the call.
+        if let Err(e) = unsafe { tunsetiff(fd.as_raw_fd(), &req) } {
+            let e = io::Error::from(e);
             return Err(io::Error::new(e.kind(), format!("cannot create TUN device {name}: {e}")));
         }
         // SAFETY: the AsyncFd owns the descriptor while registered.
@@ -50,16 +46,7 @@ impl Tun {
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             let mut guard = self.fd.readable().await?;
-            // SAFETY: read(2) into a buffer we own, of its length.
-            match guard.try_io(|f| {
-                let n =
-                    unsafe { libc::read(f.get_ref().as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
-            }) {
+            match guard.try_io(|f| nix::unistd::read(f.get_ref(), buf).map_err(io::Error::from)) {
                 Ok(r) => return r,
                 Err(_would_block) => continue,
             }
@@ -68,32 +55,18 @@ impl Tun {
 
     /// Reads a packet if one is already waiting; `None` when none is.
     pub fn try_read(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        // SAFETY: read(2) into a buffer we own, of its length, on a
-        // non-blocking descriptor.
-        let n = unsafe { libc::read(self.fd.get_ref().as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
-        if n >= 0 {
-            return Ok(Some(n as usize));
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::WouldBlock {
-            Ok(None)
-        } else {
-            Err(e)
+        // The descriptor is non-blocking: EAGAIN is "nothing waiting".
+        match nix::unistd::read(self.fd.get_ref(), buf) {
+            Ok(n) => Ok(Some(n)),
+            Err(nix::errno::Errno::EAGAIN) => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
 
     pub async fn write(&self, pkt: &[u8]) -> io::Result<()> {
         loop {
             let mut guard = self.fd.writable().await?;
-            // SAFETY: write(2) from a slice we own, of its length.
-            match guard.try_io(|f| {
-                let n = unsafe { libc::write(f.get_ref().as_raw_fd(), pkt.as_ptr() as *const libc::c_void, pkt.len()) };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(())
-                }
-            }) {
+            match guard.try_io(|f| nix::unistd::write(f.get_ref(), pkt).map(drop).map_err(io::Error::from)) {
                 Ok(r) => return r,
                 Err(_would_block) => continue,
             }

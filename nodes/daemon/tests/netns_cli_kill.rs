@@ -90,8 +90,8 @@ fn sigkill_of_pmiplab_mid_run_leaves_nothing_behind() {
 }
 
 /// tshark, with the project's Lua dissector, reads `p` with no malformed
-/// frame and no expert warning (a TCP RST or a bad Mobility Header checksum
-/// among them), and the MN never answered a probe with a Port Unreachable.
+/// frame and no expert warning (a TCP RST, a bad UDP/TCP checksum or a bad
+/// Mobility Header checksum among them), and the MN never answered a probe with a Port Unreachable.
 /// Returns the flow mobility messages the dissector decoded, in order.
 fn tshark_finds_nothing_wrong(p: &Path) -> Vec<String> {
     let lua = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../captures/wireshark/pmiplab.lua");
@@ -99,6 +99,10 @@ fn tshark_finds_nothing_wrong(p: &Path) -> Vec<String> {
         .arg("-X")
         .arg(format!("lua_script:{}", lua.display()))
         .arg("-n")
+        // With offloads off on every veth, the probes' UDP/TCP checksums
+        // are filled in on the wire: a bad one is expert info of severity
+        // error.
+        .args(["-o", "udp.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE"])
         .arg("-r")
         .arg(p)
         .args(["-T", "fields", "-E", "separator=/t"])
@@ -162,24 +166,49 @@ fn the_cli_runs_the_catalogue_in_namespaces_in_parallel_with_clean_captures() {
         .filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "yaml")))
         .count();
     assert!(summary.starts_with(&format!("{scenarios} passed, 0 failed, 0 skipped")), "{stdout}");
-    // FM-TS sends TCP-shaped probes, the others UDP ones.
-    for id in ["FM-UP-FMI-01", "FM-TS-01"] {
-        let pcaps: Vec<PathBuf> = std::fs::read_dir(out.join(id))
+    // Every capture of every scenario, each link's and the merged one,
+    // reads clean through the dissector, which checks every MH checksum.
+    let mut folders: Vec<PathBuf> =
+        std::fs::read_dir(&out).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    folders.sort();
+    assert_eq!(folders.len(), scenarios, "one folder per scenario: {folders:?}");
+    for folder in &folders {
+        let pcaps: Vec<PathBuf> = std::fs::read_dir(folder)
             .unwrap()
             .filter_map(|e| e.ok())
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|x| x == "pcapng"))
             .collect();
-        assert_eq!(pcaps.len(), 5, "one capture per link (two access, two core, one CN): {pcaps:?}");
+        assert!(pcaps.iter().any(|p| p.ends_with("all-links.pcapng")), "no merged capture in {}", folder.display());
         for p in &pcaps {
             let decoded = tshark_finds_nothing_wrong(p);
             // The LMA's port to MAG1 carries FMI[add] and its FMA in FM-UP-FMI.
             let to_mag1 = p.file_name().is_some_and(|n| n == "lma-to-mag1.pcapng");
-            if id == "FM-UP-FMI-01" && to_mag1 && std::env::var_os("PMIPLAB_SKIP_TSHARK").is_none() {
+            if folder.ends_with("FM-UP-FMI-01") && to_mag1 && std::env::var_os("PMIPLAB_SKIP_TSHARK").is_none() {
                 assert_eq!(decoded, ["FMI", "FMA"], "{}", p.display());
             }
         }
     }
+    // FM-UP-FMI: one capture per link (two access, two core, one CN) and
+    // the merged one, with one interface per link and each step noted.
+    let pcaps = std::fs::read_dir(out.join("FM-UP-FMI-01"))
+        .unwrap()
+        .filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "pcapng")))
+        .count();
+    assert_eq!(pcaps, 6, "five links and the merged capture");
+    let merged = std::fs::read(out.join("FM-UP-FMI-01/all-links.pcapng")).unwrap();
+    let links: std::collections::BTreeSet<u32> =
+        pmip_captures::pcapng::read(&merged).iter().map(|p| p.interface).collect();
+    assert_eq!(links.len(), 5, "packets of each of the five links: {links:?}");
+    let notes: Vec<String> = pmip_captures::pcapng::comments(&merged).into_iter().flatten().collect();
+    let scenario_steps = std::fs::read_to_string(topologies.join("fm-up-fmi.yaml"))
+        .unwrap()
+        .lines()
+        .skip_while(|l| !l.starts_with("steps:"))
+        .filter(|l| l.trim_start().starts_with("- "))
+        .count();
+    assert_eq!(notes.len(), scenario_steps, "a comment per step: {notes:#?}");
+    assert!(notes.iter().any(|n| n.contains(": move (lma: decides to move flow")), "{notes:#?}");
     let dir = out.join("FM-UP-FMI-01");
     let sequence = std::fs::read_to_string(dir.join("sequence.txt")).unwrap();
     let kinds: Vec<&str> = sequence.lines().map(|l| l.split(' ').nth(3).unwrap_or("")).collect();
@@ -210,11 +239,44 @@ fn the_cli_runs_the_catalogue_in_namespaces_in_parallel_with_clean_captures() {
         assert!(log.contains(" up "), "{node}.log: {log}");
         assert!(!log.contains("WARN") && !log.contains("ERROR") && !log.contains('\u{1b}'), "{node}.log: {log}");
     }
-    // The report's ladder is the wire's, timed, and drawn as a diagram.
+    // The report's ladder holds the wire's messages, timed, among the
+    // engine's rows, and is drawn as a diagram and as SVG.
     let ladder = std::fs::read_to_string(dir.join("ladder.txt")).unwrap();
-    let untimed: Vec<&str> = ladder.lines().filter_map(|l| l.split_once("ms ").map(|(_, m)| m)).collect();
-    assert_eq!(untimed, sequence.lines().collect::<Vec<_>>(), "{ladder}");
+    let head = |l: &str| l.split(' ').take(4).collect::<Vec<_>>().join(" ");
+    let untimed: Vec<String> = ladder
+        .lines()
+        .filter(|l| l.contains(" -> "))
+        .filter_map(|l| l.split_once("ms ").map(|(_, m)| head(m)))
+        .collect();
+    assert_eq!(untimed, sequence.lines().map(head).collect::<Vec<_>>(), "{ladder}");
     let diagram = std::fs::read_to_string(dir.join("ladder-diagram.txt")).unwrap();
-    assert!(diagram.contains("|<-- FMI ---|           |  seq=1 op=add"), "{diagram}");
+    assert!(diagram.contains("|- FMI ->|") && diagram.contains("seq=1 op=add lifetime=300s"), "{diagram}");
+    assert!(std::fs::read_to_string(dir.join("ladder.svg")).unwrap().starts_with("<svg"));
+    // Both backends draw the same rows for a scenario: the namespace
+    // ladder, times aside, is the model's, including a message its sender's
+    // fault rule dropped before any link saw it (FM-FMA-LOST) and flow Y
+    // switching to MAG1 with no signalling (FM-SP).
+    let virtual_out = out.join("virtual");
+    let o = Command::new(&pmiplab)
+        .args(["run", "--out"])
+        .arg(&virtual_out)
+        .arg(topologies.join("fm-fma-lost.yaml"))
+        .arg(topologies.join("fm-sp.yaml"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let untimed = |p: PathBuf| -> Vec<String> {
+        std::fs::read_to_string(&p)
+            .unwrap()
+            .lines()
+            .map(|l| l.split_once("ms ").map_or(l, |(_, r)| r).to_string())
+            .collect()
+    };
+    for id in ["FM-FMA-LOST", "FM-SP-01"] {
+        let (ns, model) = (untimed(out.join(id).join("ladder.txt")), untimed(virtual_out.join(id).join("ladder.txt")));
+        assert_eq!(ns, model, "{id}: the namespace ladder differs from the virtual one");
+    }
+    let lost = untimed(out.join("FM-FMA-LOST/ladder.txt"));
+    assert!(lost.iter().any(|l| l.starts_with("mag1 -> lma FMA seq=1") && l.ends_with("(dropped)")), "{lost:#?}");
     std::fs::remove_dir_all(&out).ok();
 }

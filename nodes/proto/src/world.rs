@@ -466,7 +466,9 @@ impl World {
         for e in out.events {
             self.event(node, e.to_string());
         }
-        for t in out.transmits {
+        for mut t in out.transmits {
+            // The profile frames the core's FMI/FMA (RFC 7864: UPN/UPA).
+            t.message = self.wire.profile.outgoing(t.message);
             let to = self.names.get(&t.dst).cloned().unwrap_or_else(|| t.dst.to_string());
             let name = t.message.name();
             let bytes = match t.message.to_bytes(&Endpoints { src: t.src, dst: t.dst }, &self.wire) {
@@ -616,7 +618,7 @@ impl World {
     fn receive(&mut self, to: &str, src: Ipv6Addr, dst: Ipv6Addr, bytes: Vec<u8>) {
         let now = self.now;
         let message = match Message::parse(&bytes, &Endpoints { src, dst }, &self.wire) {
-            Ok(m) => m,
+            Ok(m) => self.wire.profile.incoming(m),
             Err(e) => {
                 self.event(to, format!("undecodable message from {src}: {e}"));
                 return;

@@ -151,22 +151,31 @@ codepoint! {
 }
 
 codepoint! {
-    /// Update Notification Acknowledgement status (RFC 7077 §4.2; 131 and
-    /// 132 are the flow mobility rejections of the RFC 7864 profile).
+    /// Update Notification Acknowledgement status (IANA "Update Notification
+    /// Acknowledgement Status Registry"): 128 and 129 from RFC 7077 §4.2,
+    /// 130 from RFC 7222, 131 and 132 from RFC 7864 (flow mobility).
     pub enum UpaStatus {
         Success = 0,
         FailedToUpdateSessionParameters = 128,
         MissingVendorSpecificOption = 129,
-        CannotMeetFlowMobilityRequest = 131,
-        TrafficSelectorFormatUnsupported = 132,
+        CannotMeetQosServiceRequest = 130,
+        ReasonUnspecified = 131,
+        MnNotAttached = 132,
     }
 }
 
 codepoint! {
-    /// Update Notification reason (RFC 7077 §4.1; 8 is RFC 7864's flow mobility).
+    /// Update Notification reason (IANA "Update Notification Reasons
+    /// Registry": 1–4 RFC 7077 §4.1, 5 RFC 7222, 6–7 3GPP TS 29.275,
+    /// 8 FLOW-MOBILITY RFC 7864).
     pub enum NotificationReason {
         ForceReregistration = 1,
         UpdatedSessionParameters = 2,
+        VendorSpecificReason = 3,
+        AniParamsRequested = 4,
+        QosServiceRequest = 5,
+        PgwTriggeredPcscfRestorationPco = 6,
+        PgwTriggeredPcscfRestorationDhcp = 7,
         FlowMobility = 8,
     }
 }

@@ -13,6 +13,7 @@ pub mod error;
 pub mod lax;
 pub mod mh;
 pub mod options;
+pub mod profile;
 pub mod traffic_selector;
 
 pub use codepoints::*;
@@ -22,4 +23,5 @@ pub use mh::{
     Upn, WireConfig, PAYLOAD_PROTO_NONE,
 };
 pub use options::{FlowIdentification, FlowSubOption, MobilityOption, RawOption, RawOptions, Timestamp};
+pub use profile::Profile;
 pub use traffic_selector::{Ipv4Selector, Ipv6Selector, TrafficSelector};

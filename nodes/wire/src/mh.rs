@@ -125,11 +125,15 @@ pub struct WireConfig {
     /// MH type that carries the draft's FMI/FMA (never assigned by IANA);
     /// 11 (Experimental, RFC 5096) unless a topology says otherwise.
     pub flow_mobility_mh_type: u8,
+    /// How the core's FMI/FMA are framed (draft FMI/FMA or RFC 7864's
+    /// UPN/UPA); see [`crate::profile`].
+    #[serde(default)]
+    pub profile: crate::profile::Profile,
 }
 
 impl Default for WireConfig {
     fn default() -> Self {
-        WireConfig { flow_mobility_mh_type: MhType::Experimental.value() }
+        WireConfig { flow_mobility_mh_type: MhType::Experimental.value(), profile: Default::default() }
     }
 }
 
@@ -460,6 +464,8 @@ impl Message {
             Message::Upn(m) => {
                 push(format!("seq={}", m.sequence));
                 push(format!("reason={}", m.reason.value()));
+                push(format!("a={}", u8::from(m.ack_requested)));
+                push(format!("d={}", u8::from(m.deregister)));
             }
             Message::Upa(m) => {
                 push(format!("seq={}", m.sequence));

@@ -227,7 +227,7 @@ fn fma_draft_section_4_2_on_a_configured_type() {
     ";
     let expected =
         Message::Fma(Fma { sequence: 5, status: FmaStatus::NoFlowMobilityCacheEntry, lifetime: 0, options: vec![] });
-    check(v, expected, WireConfig { flow_mobility_mh_type: 224 });
+    check(v, expected, WireConfig { flow_mobility_mh_type: 224, ..Default::default() });
 }
 
 #[test]
@@ -250,12 +250,12 @@ fn upn_and_upa_rfc7077() {
     );
     let upa = "
         3b 01 14 00 0000          # type 20 UPA
-        0009 83 000000            # seq 9, status 131
+        0009 84 000000            # seq 9, status 132 MN not attached (RFC 7864)
         01 02 0000
     ";
     check(
         upa,
-        Message::Upa(Upa { sequence: 9, status: UpaStatus::CannotMeetFlowMobilityRequest, options: vec![] }),
+        Message::Upa(Upa { sequence: 9, status: UpaStatus::MnNotAttached, options: vec![] }),
         WireConfig::default(),
     );
 }

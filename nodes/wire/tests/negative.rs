@@ -155,7 +155,7 @@ fn emit_refuses_what_cannot_be_encoded() {
     });
     let e = m.to_bytes(&ends(), &WireConfig::default()).unwrap_err();
     assert!(matches!(e.kind, ErrorKind::Unencodable(_)));
-    let pbu_type_for_fmi = WireConfig { flow_mobility_mh_type: 5 };
+    let pbu_type_for_fmi = WireConfig { flow_mobility_mh_type: 5, ..Default::default() };
     let fmi = Message::Fmi(Fmi { sequence: 1, cancel: false, refresh: false, lifetime: 1, options: vec![] });
     assert!(fmi.to_bytes(&ends(), &pbu_type_for_fmi).is_err());
 }

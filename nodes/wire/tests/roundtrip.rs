@@ -256,6 +256,6 @@ proptest! {
         let cfg = WireConfig::default();
         let _ = Message::parse(&raw, &ends(), &cfg);
         let _ = lax::decode(&raw, Some(&ends()), &cfg);
-        let _ = lax::decode(&raw, None, &WireConfig { flow_mobility_mh_type: 200 });
+        let _ = lax::decode(&raw, None, &WireConfig { flow_mobility_mh_type: 200, ..Default::default() });
     }
 }
