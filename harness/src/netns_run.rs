@@ -54,6 +54,9 @@ pub fn cannot_play(step: &Step, line: u64) -> Option<String> {
             Some(format!("a wait_for bound of {} (line {line}) needs virtual time", w.timeout.value))
         }
         Step::Link(_) => Some(format!("link latency and loss (line {line}) need virtual time")),
+        Step::Carve(_) | Step::FlowHandover(_) => {
+            Some(format!("the daemons do not play the 2-level prefix model yet (line {line})"))
+        }
         _ => None,
     }
 }
@@ -523,6 +526,14 @@ impl Backend for Run<'_> {
         self.lab.set_link(&a.mn, &a.iface, true).map_err(|e| e.to_string())?;
         self.acted();
         self.wait_link_up(&a.mag, &a.port)
+    }
+
+    fn carve(&mut self, _: &str, _: &str, _: &str) -> Result<(), String> {
+        Err("the daemons do not play the 2-level prefix model yet".into())
+    }
+
+    fn flow_handover(&mut self, _: &str, _: &str, _: &[pmip_proto::Prefix]) -> Result<(), String> {
+        Err("the daemons do not play the 2-level prefix model yet".into())
     }
 
     fn detach(&mut self, mn: &str, iface: &str) -> Result<(), String> {

@@ -105,6 +105,10 @@ impl<'a> VirtualLab<'a> {
                 Role::Lma => world.add_other_lma(name, Self::lma(s, &plan, name, 1)?),
             }
         }
+        if let Some(t) = &s.lma.two_level {
+            let config = t.value.config().ok_or("2-level settings the validator should have refused")?;
+            world.enable_two_level(config, &plan::two_level_mns(s))?;
+        }
         let starts = s
             .nodes
             .iter()
@@ -163,6 +167,14 @@ impl Backend for VirtualLab<'_> {
     fn attach(&mut self, a: &Attachment) -> Result<(), String> {
         self.world.attach(&a.mn, &a.iface, &a.mag, &a.port, a.att, a.hi, a.prefixes.clone());
         Ok(())
+    }
+
+    fn carve(&mut self, mn: &str, iface: &str, service: &str) -> Result<(), String> {
+        self.world.two_level_carve(mn, iface, service)
+    }
+
+    fn flow_handover(&mut self, mn: &str, iface: &str, prefixes: &[pmip_proto::Prefix]) -> Result<(), String> {
+        self.world.two_level_move(mn, iface, prefixes)
     }
 
     fn detach(&mut self, mn: &str, iface: &str) -> Result<(), String> {

@@ -387,6 +387,7 @@ impl World {
         let ll = mac_for(mn, to_iface);
         let now = self.now;
         let m = self.mags.get_mut(&mag).ok_or_else(|| format!("no MAG named {mag}"))?;
+        let mn_id = m.mn_id_for(&ll).ok_or_else(|| format!("{mn}/{to_iface} is not in {mag}'s policy store"))?;
         let out = m.two_level_take(&ll, prefixes);
         let refused = out.refused().map(str::to_string);
         self.apply(&mag, out);
@@ -396,7 +397,7 @@ impl World {
         let others: Vec<String> = self.mags.keys().filter(|k| **k != mag).cloned().collect();
         for other in others {
             if let Some(m) = self.mags.get_mut(&other) {
-                let out = m.two_level_hint(now, &ll, prefixes);
+                let out = m.two_level_hint(now, &mn_id, prefixes);
                 self.apply(&other, out);
             }
         }

@@ -111,3 +111,49 @@ fn ffho_moves_every_level2_prefix_with_the_aggregate() {
     let lma = s.world.state().lma.expect("an LMA").two_level;
     assert!(rows(&lma).contains(&row(&["2002:2:1:1::/64", "2002:2:1:2::/64"], MAG1, Flag::I)), "{lma:?}");
 }
+
+/// When each MAG's policy store knows only the MN interface linked to it
+/// (as scenarios configure MAGs), the old MAG still takes the L2 hint and
+/// keeps its entry Idle: the hint names the MN by its MN-ID, not by the
+/// new interface's link-layer id, which the old MAG has never seen (it
+/// used to be dropped there, leaving the old MAG's entry Active).
+#[test]
+fn the_old_mag_keeps_its_entry_idle_even_without_the_new_interface_in_its_store() {
+    use pmip_proto::lma::{Lma, LmaConfig};
+    use pmip_proto::mag::{Mag, MagConfig, MnBinding};
+    use pmip_proto::mn::{Mn, MnConfig};
+    use pmip_proto::world::{mac_for, World};
+    let mut cfg = LmaConfig::new(a(LMA));
+    cfg.authorized_mags = vec![a(MAG1), a(MAG2)];
+    let mut lma = Lma::new(cfg);
+    lma.add_policy(policy(PrefixModel::TwoLevel, &[], &[1, 2], 1));
+    let mut world = World::new();
+    world.add_lma("lma", lma);
+    for (name, addr, iface) in [("mag1", MAG1, "if1"), ("mag2", MAG2, "if2")] {
+        let mut c = MagConfig::new(a(addr), a(LMA));
+        c.mns = vec![MnBinding { ll_id: mac_for("mn1", iface), mn_id: MN.into() }];
+        world.add_mag(name, Mag::new(c));
+    }
+    let interfaces = vec!["if1".to_string(), "if2".to_string()];
+    world.add_mn(
+        "mn1",
+        Mn::new(MnConfig {
+            name: "mn1".into(),
+            iid: IID,
+            interfaces: interfaces.clone(),
+            uplink_preference: interfaces,
+        }),
+    );
+    world.add_cn("cn", a(CN));
+    let mut s = Seed { world };
+    s.world.enable_two_level(TwoLevelConfig::default(), &[MN.to_string()]).expect("two MAGs fit the pool");
+    s.attach("if1", "mag1", Ieee80211);
+    s.attach("if2", "mag2", EUtran);
+    s.world.two_level_carve("mn1", "if1", "web").expect("MAG1 carves");
+    s.settle();
+    s.world.two_level_move("mn1", "if2", &[p("2002:2:1:1::/64")]).expect("MAG2 takes the web flow");
+    s.settle();
+    let mag1 = s.world.state().mags["mag1"].two_level.clone();
+    assert!(rows(&mag1).contains(&row(&["2002:2:1:1::/64"], MAG1, Flag::I)), "{mag1:?}");
+    assert!(!rows(&mag1).contains(&row(&["2002:2:1:1::/64"], MAG1, Flag::A)), "{mag1:?}");
+}

@@ -157,8 +157,11 @@ pub struct LmaState {
     pub heartbeats: Vec<crate::heartbeat::PeerRow>,
     /// The 2-level model's table (only when it is on), rows as the
     /// draft's figures show them, with their Active/Idle flag.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip)]
     pub two_level: Vec<crate::two_level::Row>,
+    /// The same rows as the draft's figures print them.
+    #[serde(rename = "two_level", skip_serializing_if = "Vec::is_empty")]
+    pub two_level_figure: Vec<String>,
 }
 
 pub struct Lma {
@@ -404,6 +407,7 @@ impl Lma {
             pending: self.pending.iter().map(|p| p.describe()).collect(),
             heartbeats: self.heartbeats.rows(),
             two_level: self.two_level.as_ref().map(|t| t.table.rows.clone()).unwrap_or_default(),
+            two_level_figure: self.two_level.as_ref().map(|t| t.figure()).unwrap_or_default(),
         }
     }
 }

@@ -169,8 +169,11 @@ pub struct MagState {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub heartbeats: Vec<crate::heartbeat::PeerRow>,
     /// The 2-level model's binding update list (only when it is on).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip)]
     pub two_level: Vec<crate::two_level::Row>,
+    /// The same rows as the draft's figures print them.
+    #[serde(rename = "two_level", skip_serializing_if = "Vec::is_empty")]
+    pub two_level_figure: Vec<String>,
 }
 
 pub struct Mag {
@@ -277,11 +280,13 @@ impl Mag {
     }
 
     /// 2-level model: the L2 hint that an MN's flows within `prefixes`
-    /// left this MAG; their entries are kept Idle.
-    pub fn two_level_hint(&mut self, now: Instant, ll_id: &[u8], prefixes: &[Prefix]) -> Output {
+    /// left this MAG; their entries are kept Idle. The MN is named by its
+    /// MN-ID: the interface the flows went to may be one this MAG has
+    /// never served.
+    pub fn two_level_hint(&mut self, now: Instant, mn_id: &str, prefixes: &[Prefix]) -> Output {
         let mut out = Output::default();
-        if let (Some(mn_id), Some((t, _))) = (self.mn_id_for(ll_id), self.two_level.as_mut()) {
-            t.hint_moved(now, &mn_id, prefixes);
+        if let Some((t, _)) = self.two_level.as_mut() {
+            t.hint_moved(now, mn_id, prefixes);
         }
         self.reconcile_data_plane(&mut out);
         out
@@ -373,7 +378,7 @@ impl Mag {
         }
     }
 
-    fn mn_id_for(&self, ll_id: &[u8]) -> Option<String> {
+    pub fn mn_id_for(&self, ll_id: &[u8]) -> Option<String> {
         self.config.mns.iter().find(|m| m.ll_id == ll_id).map(|m| m.mn_id.clone())
     }
 
@@ -427,6 +432,17 @@ impl Mag {
     }
 
     fn detach(&mut self, now: Instant, iface: &str, out: &mut Output) {
+        if let Some((t, links)) = self.two_level.as_mut() {
+            if let Some(ll) = links.iter().find(|(_, i)| *i == iface).map(|(ll, _)| ll.clone()) {
+                // 2-level model: the interface's entries go with it here;
+                // the LMA moves them when the new MAG (IAHO) or the other
+                // interface (IIHO) registers, and keeps them till then.
+                links.remove(&ll);
+                t.table.rows.retain(|r| r.iface != ll);
+                out.event(format!("{iface}: detached, its 2-level entries dropped here"));
+                return;
+            }
+        }
         let Some(e) = self.bul.iter_mut().find(|e| e.iface == iface) else {
             out.event(format!("{iface}: detach with nothing attached"));
             return;
@@ -743,7 +759,10 @@ impl Mag {
     fn reconcile_data_plane(&mut self, out: &mut Output) {
         let routes = self.desired_routes();
         let mut tunnel = BTreeMap::new();
-        let two_level_live = self.two_level.as_ref().is_some_and(|(t, _)| t.table.rows.iter().any(|r| r.flag == crate::two_level::Flag::A));
+        let two_level_live = self
+            .two_level
+            .as_ref()
+            .is_some_and(|(t, _)| t.table.rows.iter().any(|r| r.flag == crate::two_level::Flag::A));
         if self.bul.iter().any(|e| e.state == BulState::Registered) || two_level_live {
             tunnel.insert(self.config.lma, ());
         }
@@ -798,6 +817,7 @@ impl Mag {
             routes,
             heartbeats: self.heartbeats.rows(),
             two_level: self.two_level.as_ref().map(|(t, _)| t.table.rows.clone()).unwrap_or_default(),
+            two_level_figure: self.two_level.as_ref().map(|(t, _)| t.figure()).unwrap_or_default(),
         }
     }
 }

@@ -113,6 +113,18 @@ impl TwoLevelLma {
             .map(|(_, m)| m)
     }
 
+    /// The table as the draft's figures print it, each prefix marked
+    /// (P) permanent or (T) temporal; interfaces by link-layer id and MAGs
+    /// by address.
+    pub fn figure(&self) -> Vec<String> {
+        let mut names = super::Names::default();
+        for p in self.table.rows.iter().flat_map(|r| r.prefixes.iter()) {
+            let mark = if self.kind(p) == Kind::Permanent { "P" } else { "T" };
+            names.prefixes.insert(*p, format!("{p}({mark})"));
+        }
+        self.table.lines(&names)
+    }
+
     /// Deletes Idle entries whose time is up.
     pub fn on_timeout(&mut self, now: Instant, out: &mut Output) {
         let n = self.table.expire(now);
@@ -234,17 +246,26 @@ impl TwoLevelLma {
             }
             Request::Iaho => {
                 // Same interface, new MAG: every Active entry of it moves.
-                let p =
-                    *self.permanent.get(&(mn_id.clone(), iface.clone())).ok_or(PbaStatus::BcePbuPrefixSetDoNotMatch)?;
+                // The interface is found by its link-layer id, else (an
+                // access technology that shows a new one) by the permanent
+                // prefix the PBU names, as RFC 5213 §5.4.1 allows.
+                let by_ll = self.permanent.get(&(mn_id.clone(), iface.clone())).map(|p| (iface.clone(), *p));
+                let by_prefix = || {
+                    let p = o.hnps.first()?;
+                    self.permanent.iter().find(|((m, _), q)| *m == mn_id && *q == p).map(|((_, i), q)| (i.clone(), *q))
+                };
+                let (old, p) = by_ll.or_else(by_prefix).ok_or(PbaStatus::BcePbuPrefixSetDoNotMatch)?;
                 if !o.hnps.is_empty() && o.hnps != [p] {
                     return Err(PbaStatus::BcePbuPrefixSetDoNotMatch);
                 }
-                for r in
-                    self.table.rows.iter_mut().filter(|r| r.mn_id == mn_id && r.iface == iface && r.flag == Flag::A)
+                for r in self.table.rows.iter_mut().filter(|r| r.mn_id == mn_id && r.iface == old && r.flag == Flag::A)
                 {
                     r.mag = src;
+                    r.iface = iface.clone();
                 }
-                Ok(vec![p])
+                self.permanent.remove(&(mn_id.clone(), old));
+                self.permanent.insert((mn_id.clone(), iface.clone()), p);
+                Ok(self.with_level2(&mn_id, &iface, p))
             }
             Request::Iiho => {
                 // Another interface takes over the permanent prefix named
@@ -263,7 +284,7 @@ impl TwoLevelLma {
                 }
                 self.permanent.remove(&(mn_id.clone(), old));
                 self.permanent.insert((mn_id.clone(), iface.clone()), p);
-                Ok(vec![p])
+                Ok(self.with_level2(&mn_id, &iface, p))
             }
             Request::Level2(prefixes) => {
                 let mut fresh = Vec::new();
@@ -301,6 +322,21 @@ impl TwoLevelLma {
         }
     }
 
+    /// The PBA's prefixes after an IAHO or IIHO: the permanent prefix and
+    /// the level-2 prefixes whose entries moved with the interface, so the
+    /// new MAG advertises and routes them as the old one did (the flows
+    /// follow, Figures 1 and 2).
+    fn with_level2(&self, mn_id: &str, iface: &[u8], p: Prefix) -> Vec<Prefix> {
+        let level2 = self
+            .table
+            .rows
+            .iter()
+            .filter(|r| r.mn_id == mn_id && r.iface == iface && r.flag == Flag::A)
+            .flat_map(|r| r.prefixes.iter().copied())
+            .filter(|q| self.kind(q) == Kind::Level2);
+        std::iter::once(p).chain(level2).collect()
+    }
+
     /// Moves the temporal prefixes that lie in `p` to `iface` behind `src`:
     /// a level-2 prefix alone (PFHO), or every row within an aggregated
     /// level-1 temporal prefix (FFHO). What it leaves is kept Idle for a
@@ -314,7 +350,7 @@ impl TwoLevelLma {
         src: Ipv6Addr,
         p: &Prefix,
     ) -> Result<Vec<Prefix>, PbaStatus> {
-        let idle_until = now + self.config.idle_lifetime;
+        let idle_until = self.config.idle_until(now);
         let aggregate = self.kind(p) == Kind::Temporal;
         let mut moved = Vec::new();
         let mut i = 0;
@@ -324,13 +360,13 @@ impl TwoLevelLma {
             if hit && aggregate && !r.prefixes.is_empty() && r.prefixes.iter().all(|q| within(q, p)) {
                 let r = &mut self.table.rows[i];
                 r.flag = Flag::I;
-                r.idle_until = Some(idle_until);
+                r.idle_until = idle_until;
                 moved.push(r.prefixes.clone());
             } else if hit && !aggregate && r.prefixes.contains(p) {
                 let before = self.table.rows.len();
                 let mut idle = self.table.take_prefix(i, p);
                 idle.flag = Flag::I;
-                idle.idle_until = Some(idle_until);
+                idle.idle_until = idle_until;
                 // The Idle entry sits under the row it left (Figure 7).
                 let pos = if self.table.rows.len() == before { i + 1 } else { i };
                 self.table.rows.insert(pos, idle);

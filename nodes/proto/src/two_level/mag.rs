@@ -119,28 +119,50 @@ impl TwoLevelMag {
     /// The L2 hint that flows left this MAG (the draft's "after receiving
     /// the L2 hints"): the entries within `prefixes` are kept Idle.
     pub fn hint_moved(&mut self, now: Instant, mn_id: &str, prefixes: &[Prefix]) {
-        let until = now + self.config.idle_lifetime;
+        let until = self.config.idle_until(now);
         for p in prefixes {
             let mut i = 0;
             while i < self.table.rows.len() {
                 let r = &self.table.rows[i];
-                let ours = r.mn_id == mn_id && r.flag == Flag::A;
+                // The MAG's own level-1 temporal prefix is where its
+                // level-2 prefixes come from, not a flow: it never goes Idle
+                // (it did with an FFHO's aggregate, and stayed Idle after
+                // the reverse handover).
+                let own_temporal = r.prefixes.iter().any(|q| self.temporal.values().any(|t| t == q));
+                let ours = r.mn_id == mn_id && r.flag == Flag::A && !own_temporal;
                 if ours && r.prefixes.len() > 1 && r.prefixes.contains(p) {
                     let before = self.table.rows.len();
                     let mut idle = self.table.take_prefix(i, p);
                     idle.flag = Flag::I;
-                    idle.idle_until = Some(until);
+                    idle.idle_until = until;
                     let pos = if self.table.rows.len() == before { i + 1 } else { i };
                     self.table.rows.insert(pos, idle);
                     i = pos;
                 } else if ours && r.prefixes.iter().all(|q| within(q, p)) {
                     let r = &mut self.table.rows[i];
                     r.flag = Flag::I;
-                    r.idle_until = Some(until);
+                    r.idle_until = until;
                 }
                 i += 1;
             }
         }
+    }
+
+    /// The binding update list as the draft's figures print it, each
+    /// prefix marked (P) or (T), a level-2 prefix carved here with the
+    /// service it is for (`2002:2:1:1::/64(T)=voip`).
+    pub fn figure(&self) -> Vec<String> {
+        let mut names = super::Names::default();
+        for p in self.table.rows.iter().flat_map(|r| r.prefixes.iter()) {
+            let temporal = self.temporal.values().any(|t| within(p, t));
+            let label = match (temporal, self.services.get(p)) {
+                (false, _) => format!("{p}(P)"),
+                (true, None) => format!("{p}(T)"),
+                (true, Some(s)) => format!("{p}(T)={s}"),
+            };
+            names.prefixes.insert(*p, label);
+        }
+        self.table.lines(&names)
     }
 
     /// Deletes Idle entries whose time is up.
@@ -218,11 +240,18 @@ impl TwoLevelMag {
                 // The permanent prefix, and for a new attachment behind
                 // this MAG its level-1 temporal prefix (Figure 6).
                 self.table.rows.retain(|r| !(r.mn_id == sent.mn_id && r.iface == sent.iface && r.flag == Flag::A));
-                self.table.rows.push(row(granted));
+                let (temporal, permanent): (Vec<Prefix>, Vec<Prefix>) =
+                    granted.into_iter().partition(|p| self.temporal.values().any(|t| within(p, t)));
+                self.table.rows.push(row(permanent));
                 if hi != HandoffIndicator::BetweenInterfaces {
                     if let Some(t) = self.own_temporal() {
                         self.table.rows.push(row(vec![t]));
                     }
+                }
+                // Level-2 prefixes that came with the interface (IAHO,
+                // IIHO): advertised and routed here now.
+                if !temporal.is_empty() {
+                    self.table.rows.push(row(temporal));
                 }
             }
         }

@@ -38,6 +38,9 @@ pub use table::{Flag, Kind, Names, Row, Table};
 use crate::prefix::Prefix;
 use crate::time::Span;
 
+/// An `idle_lifetime` that keeps Idle entries until the binding goes.
+pub const NEVER: Span = Span(u64::MAX / 4);
+
 /// The settings of the model where the draft leaves the choice open.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TwoLevelConfig {
@@ -68,6 +71,13 @@ impl Default for TwoLevelConfig {
             idle_lifetime: Span::from_secs(30),
             lifetime_secs: 400,
         }
+    }
+}
+
+impl TwoLevelConfig {
+    /// When an entry made Idle at `now` goes: never with [`NEVER`].
+    pub fn idle_until(&self, now: crate::time::Instant) -> Option<crate::time::Instant> {
+        (self.idle_lifetime != NEVER).then(|| now + self.idle_lifetime)
     }
 }
 

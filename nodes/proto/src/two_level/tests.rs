@@ -277,6 +277,16 @@ fn figure_4_ffho_with_the_aggregate_and_its_reverse() {
     );
     assert_eq!(lab.ra(1, IF1), lines(&["HNP_1(P)", "HNP_1_1(T)", "HNP_1_2(T)"]));
     assert_eq!(lab.ra(2, IF2), lines(&["HNP_2(P)", "HNP_2_1(T)", "HNP_2_2(T)"]));
+    // MAG1's own level-1 temporal prefix never went Idle with the
+    // aggregate (it stayed Idle after the reverse handover before).
+    assert_eq!(
+        lab.mag_lines(1),
+        lines(&[
+            "MH:if1 [HNP_1(P)] --> MAG1[A]",
+            "MH:if1 [HNP_1(T)] --> MAG1[A]",
+            "MH:if1 [HNP_1_1(T),HNP_1_2(T)] --> MAG1[A]",
+        ])
+    );
 }
 
 /// Figure 1: IAHO, if1 moves from MAG1 to MAG2 (HI 3): every entry moves.
@@ -288,7 +298,36 @@ fn figure_1_iaho_moves_every_entry() {
     let pba = lab.attach(2, IF1, Hi::BetweenMags, &[p("2002:1:1::/64")]);
     assert_eq!(pba.status, PbaStatus::Accepted);
     assert_eq!(lab.lma_lines(), lines(&["MH:if1 [HNP_1(P),HNP_1(T)] --> MAG2[A]", "MH:if1 [HNP_1_1(T)] --> MAG2[A]"]));
-    assert_eq!(lab.mag_lines(2), lines(&["MH:if1 [HNP_1(P)] --> MAG2[A]", "MH:if1 [HNP_2(T)] --> MAG2[A]"]));
+    // flow1 follows (Figure 1, After): the PBA names HNP_1_1(T) beside
+    // HNP_1(P), and MAG2 serves it beside its own temporal prefix.
+    assert_eq!(pick(&pba.options).hnps, vec![p("2002:1:1::/64"), p("2002:2:1:1::/64")]);
+    assert_eq!(
+        lab.mag_lines(2),
+        lines(&["MH:if1 [HNP_1(P)] --> MAG2[A]", "MH:if1 [HNP_2(T)] --> MAG2[A]", "MH:if1 [HNP_1_1(T)] --> MAG2[A]"])
+    );
+    assert_eq!(lab.ra(2, IF1), vec!["HNP_1(P)", "HNP_1_1(T)"]);
+}
+
+/// Figure 1 when the interface shows the new MAG another link-layer id:
+/// the LMA finds it by the permanent prefix the PBU names (this failed
+/// with status 172 before the LMA looked by prefix).
+#[test]
+fn figure_1_iaho_finds_the_interface_by_its_permanent_prefix() {
+    const IF1B: &[u8] = &[2, 0, 0, 0, 0, 0x1b];
+    let mut lab = Lab::new();
+    lab.names.ifaces.insert(IF1B.to_vec(), "if1".into());
+    lab.attach(1, IF1, Hi::NewInterface, &[]);
+    lab.carve(1, IF1, "voip");
+    let pba = lab.attach(2, IF1B, Hi::BetweenMags, &[p("2002:1:1::/64")]);
+    assert_eq!(pba.status, PbaStatus::Accepted);
+    assert_eq!(lab.lma_lines(), lines(&["MH:if1 [HNP_1(P),HNP_1(T)] --> MAG2[A]", "MH:if1 [HNP_1_1(T)] --> MAG2[A]"]));
+    assert_eq!(
+        lab.lma.figure(),
+        lines(&[
+            "MH:02:00:00:00:00:1b [2002:1:1::/64(P),2002:2:1::/48(T)] --> 2001:db8:ffff::12[A]",
+            "MH:02:00:00:00:00:1b [2002:2:1:1::/64(T)] --> 2001:db8:ffff::12[A]",
+        ])
+    );
 }
 
 /// Figure 2: IIHO, if2 behind MAG2 takes over if1's session (HI 2): the
@@ -301,7 +340,9 @@ fn figure_2_iiho_moves_the_interface_and_keeps_nothing_idle() {
     let pba = lab.attach(2, IF2, Hi::BetweenInterfaces, &[p("2002:1:1::/64")]);
     assert_eq!(pba.status, PbaStatus::Accepted);
     assert_eq!(lab.lma_lines(), lines(&["MH:if2 [HNP_1(P),HNP_1(T)] --> MAG2[A]", "MH:if2 [HNP_1_1(T)] --> MAG2[A]"]));
-    assert_eq!(lab.mag_lines(2), lines(&["MH:if2 [HNP_1(P)] --> MAG2[A]"]));
+    // flow1 follows to if2 (Figure 2, After).
+    assert_eq!(lab.mag_lines(2), lines(&["MH:if2 [HNP_1(P)] --> MAG2[A]", "MH:if2 [HNP_1_1(T)] --> MAG2[A]"]));
+    assert_eq!(lab.ra(2, IF2), vec!["HNP_1(P)", "HNP_1_1(T)"]);
 }
 
 /// Figures 8 and 9 (§5.2): sequential attachment. if1 alone first, then
