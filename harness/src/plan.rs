@@ -14,7 +14,8 @@ use crate::scenario::{proto_number, NodeSpec, Profile, Role, Scenario, Step};
 /// What the virtual backend can play.
 pub const VIRTUAL_FEATURES: [&str; 5] = ["virtual", "draft-fmi", "rfc7864", "binding-revocation", "two-level"];
 /// What the namespace backend can play.
-pub const NETNS_FEATURES: [&str; 5] = ["namespaces", "draft-fmi", "rfc7864", "binding-revocation", "real-time"];
+pub const NETNS_FEATURES: [&str; 6] =
+    ["namespaces", "draft-fmi", "rfc7864", "binding-revocation", "real-time", "two-level"];
 
 /// Addresses of every node: given ones, else from the plan.
 pub struct AddressPlan {

@@ -105,10 +105,6 @@ impl<'a> VirtualLab<'a> {
                 Role::Lma => world.add_other_lma(name, Self::lma(s, &plan, name, 1)?),
             }
         }
-        if let Some(t) = &s.lma.two_level {
-            let config = t.value.config().ok_or("2-level settings the validator should have refused")?;
-            world.enable_two_level(config, &plan::two_level_mns(s))?;
-        }
         let starts = s
             .nodes
             .iter()

@@ -67,6 +67,9 @@ pub struct LmaConfig {
     /// This LMA's Restart Counter (RFC 5847 §3.2): one more at each start.
     #[serde(default)]
     pub restart_counter: u32,
+    /// The 2-level prefix model, for the MNs whose policy asks for it.
+    #[serde(default)]
+    pub two_level: Option<crate::two_level::LmaSetup>,
 }
 
 /// What the LMA does with the bindings of a MAG that stopped answering
@@ -103,6 +106,7 @@ impl LmaConfig {
             heartbeat: None,
             on_mag_down: MagDownAction::Hold,
             restart_counter: 0,
+            two_level: None,
         }
     }
 }
@@ -182,7 +186,7 @@ pub struct Lma {
 
 impl Lma {
     pub fn new(config: LmaConfig) -> Self {
-        Lma {
+        let mut lma = Lma {
             policies: BTreeMap::new(),
             cache: BindingCache::default(),
             fmc: FlowMobilityCache::default(),
@@ -194,7 +198,16 @@ impl Lma {
             heartbeats: crate::heartbeat::Heartbeats::new(config.heartbeat, config.restart_counter),
             two_level: None,
             config,
+        };
+        if let Some(setup) = lma.config.two_level.clone() {
+            // The harness validates the pool against the MAGs. A pool too
+            // small leaves the MAGs past its end without a temporal prefix,
+            // and the LMA refuses their PBUs (154): loud on the wire.
+            if lma.enable_two_level(setup.config.clone(), &setup.mags).is_err() {
+                lma.two_level = Some(crate::two_level::TwoLevelLma::new(lma.config.address, setup.config));
+            }
         }
+        lma
     }
 
     pub fn add_policy(&mut self, p: MnPolicy) {

@@ -62,6 +62,9 @@ pub struct MagConfig {
     /// first registers here (flow mobility draft §3.2, after Figure 4).
     #[serde(default)]
     pub flow_requests: Vec<(Vec<u8>, pmip_wire::FlowIdentification)>,
+    /// The 2-level prefix model, for the MNs that use it.
+    #[serde(default)]
+    pub two_level: Option<crate::two_level::MagSetup>,
 }
 
 fn default_uplink_hold() -> Span {
@@ -83,6 +86,7 @@ impl MagConfig {
             heartbeat: None,
             restart_counter: 0,
             flow_requests: Vec::new(),
+            two_level: None,
         }
     }
 }
@@ -202,7 +206,7 @@ pub struct Mag {
 
 impl Mag {
     pub fn new(config: MagConfig) -> Self {
-        Mag {
+        let mut mag = Mag {
             bul: Vec::new(),
             flows: BTreeMap::new(),
             next_sequence: 1,
@@ -217,7 +221,11 @@ impl Mag {
             heartbeats: crate::heartbeat::Heartbeats::new(config.heartbeat, config.restart_counter),
             two_level: None,
             config,
+        };
+        if let Some(setup) = mag.config.two_level.clone() {
+            mag.enable_two_level(setup.config, &setup.temporal, setup.mns);
         }
+        mag
     }
 
     /// Turns the 2-level prefix model on for `mns`, with every MAG's
@@ -290,6 +298,16 @@ impl Mag {
         }
         self.reconcile_data_plane(&mut out);
         out
+    }
+
+    /// The link-layer id of the MN on each access link this MAG serves:
+    /// its Binding Update List's and the 2-level model's interfaces.
+    pub fn access_ll_ids(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut m: BTreeMap<String, Vec<u8>> = self.bul.iter().map(|e| (e.iface.clone(), e.ll_id.clone())).collect();
+        if let Some((_, links)) = &self.two_level {
+            m.extend(links.iter().map(|(ll, iface)| (iface.clone(), ll.clone())));
+        }
+        m
     }
 
     pub fn bul(&self) -> &[BulEntry] {
@@ -398,6 +416,11 @@ impl Mag {
             return;
         };
         if let Some((t, links)) = self.two_level.as_mut().filter(|(t, _)| t.mns.contains(&mn_id)) {
+            if links.get(&ll_id) == Some(&iface) {
+                // The MN's RS after an attach the harness announced.
+                out.event(format!("{iface}: {mn_id} is already attached"));
+                return;
+            }
             out.event(format!("{iface}: {mn_id} attached ({att:?}), 2-level prefix model"));
             links.insert(ll_id.clone(), iface);
             let pbu = t.attach(&mn_id, &ll_id, handoff.unwrap_or(HandoffIndicator::NewInterface), &prefixes);

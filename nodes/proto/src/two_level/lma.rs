@@ -8,7 +8,7 @@ use std::net::Ipv6Addr;
 use pmip_wire::{HandoffIndicator, MobilityOption, Pba, PbaFlags, PbaStatus, Pbu};
 
 use super::table::{Flag, Kind, Row, Table};
-use super::{nth_subprefix, within, TwoLevelConfig};
+use super::{within, TwoLevelConfig};
 use crate::output::Output;
 use crate::prefix::Prefix;
 use crate::signalling::{hnp, nai, pick, Picked};
@@ -65,18 +65,7 @@ impl TwoLevelLma {
     /// Hands each MAG a level-1 temporal prefix of the pool, before any
     /// session (§3). Gives the whole map, which every MAG is told.
     pub fn distribute(&mut self, mags: &[Ipv6Addr]) -> Result<BTreeMap<Ipv6Addr, Prefix>, String> {
-        for (i, mag) in mags.iter().enumerate() {
-            let p =
-                nth_subprefix(self.config.temporal_pool, self.config.temporal_len, i as u64 + 1).ok_or_else(|| {
-                    format!(
-                        "the temporal pool {} holds no {}th /{} for MAG {mag}",
-                        self.config.temporal_pool,
-                        i + 1,
-                        self.config.temporal_len
-                    )
-                })?;
-            self.temporal.insert(*mag, p);
-        }
+        self.temporal = super::distribution(&self.config, mags)?;
         Ok(self.temporal.clone())
     }
 

@@ -42,7 +42,7 @@ use crate::time::Span;
 pub const NEVER: Span = Span(u64::MAX / 4);
 
 /// The settings of the model where the draft leaves the choice open.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TwoLevelConfig {
     /// The LMA's pool of level-1 temporal prefixes: one of
     /// `temporal_len` bits goes to each MAG (§3 Figure 5, pref_B1).
@@ -72,6 +72,46 @@ impl Default for TwoLevelConfig {
             lifetime_secs: 400,
         }
     }
+}
+
+/// What an LMA is told at start to play the model: the settings and the
+/// MAGs it hands a level-1 temporal prefix each, in this order.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LmaSetup {
+    pub config: TwoLevelConfig,
+    pub mags: Vec<std::net::Ipv6Addr>,
+}
+
+/// What a MAG is told at start: the settings, every MAG's level-1
+/// temporal prefix as the LMA distributes them, and the MNs (by MN-ID)
+/// that use the model.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MagSetup {
+    pub config: TwoLevelConfig,
+    pub temporal: std::collections::BTreeMap<std::net::Ipv6Addr, Prefix>,
+    pub mns: Vec<String>,
+}
+
+/// The LMA's distribution of level-1 temporal prefixes (§3): the
+/// `i`-th MAG gets the `i`+1-th prefix of `temporal_len` bits of the pool.
+pub fn distribution(
+    config: &TwoLevelConfig,
+    mags: &[std::net::Ipv6Addr],
+) -> Result<std::collections::BTreeMap<std::net::Ipv6Addr, Prefix>, String> {
+    mags.iter()
+        .enumerate()
+        .map(|(i, mag)| {
+            let p = nth_subprefix(config.temporal_pool, config.temporal_len, i as u64 + 1).ok_or_else(|| {
+                format!(
+                    "the temporal pool {} holds no {}th /{} for MAG {mag}",
+                    config.temporal_pool,
+                    i + 1,
+                    config.temporal_len
+                )
+            })?;
+            Ok((*mag, p))
+        })
+        .collect()
 }
 
 impl TwoLevelConfig {
