@@ -106,7 +106,7 @@ impl TwoLevelLma {
     /// (P) permanent or (T) temporal; interfaces by link-layer id and MAGs
     /// by address.
     pub fn figure(&self) -> Vec<String> {
-        let mut names = super::Names::default();
+        let mut names = self.config.labels.names();
         for p in self.table.rows.iter().flat_map(|r| r.prefixes.iter()) {
             let mark = if self.kind(p) == Kind::Permanent { "P" } else { "T" };
             names.prefixes.insert(*p, format!("{p}({mark})"));

@@ -152,7 +152,7 @@ impl TwoLevelMag {
     /// prefix marked (P) or (T), a level-2 prefix carved here with the
     /// service it is for (`2002:2:1:1::/64(T)=voip`).
     pub fn figure(&self) -> Vec<String> {
-        let mut names = super::Names::default();
+        let mut names = self.config.labels.names();
         for p in self.table.rows.iter().flat_map(|r| r.prefixes.iter()) {
             let temporal = self.temporal.values().any(|t| within(p, t));
             let label = match (temporal, self.services.get(p)) {

@@ -60,6 +60,30 @@ pub struct TwoLevelConfig {
     pub idle_lifetime: Span,
     /// Lifetime (seconds) the LMA grants a binding.
     pub lifetime_secs: u32,
+    /// Names the tables print MAGs and MN interfaces by, as the draft's
+    /// figures do (`MAG1`, `if1`); unnamed ones are printed as addresses
+    /// and link-layer ids. Display only.
+    #[serde(default)]
+    pub labels: Labels,
+}
+
+/// Display names for the tables: MAGs by address, MN interfaces by
+/// link-layer id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Labels {
+    pub mags: Vec<(std::net::Ipv6Addr, String)>,
+    pub ifaces: Vec<(Vec<u8>, String)>,
+}
+
+impl Labels {
+    /// A [`Names`] with these labels and no prefix names.
+    pub fn names(&self) -> Names {
+        Names {
+            ifaces: self.ifaces.iter().cloned().collect(),
+            mags: self.mags.iter().cloned().collect(),
+            prefixes: Default::default(),
+        }
+    }
 }
 
 impl Default for TwoLevelConfig {
@@ -70,6 +94,7 @@ impl Default for TwoLevelConfig {
             level2_len: 64,
             idle_lifetime: Span::from_secs(30),
             lifetime_secs: 400,
+            labels: Labels::default(),
         }
     }
 }
