@@ -62,3 +62,17 @@ echo "== cargo test"
 # expectations; one lab at a time keeps them deterministic on 2 cores.
 cargo test --workspace --exclude pmip-node
 cargo test -p pmip-node -- --test-threads=1
+
+# Done when of issue 10: the catalogue with pmip-node as an implementation
+# under test, driven only from outside (ci/iut/pmip-node-iut: the hand-over,
+# no harness control socket), as every MAG and, separately, as the LMA.
+if [ "$(id -u)" -ne 0 ] && [ -n "${PMIPLAB_SKIP_NETNS:-}" ]; then
+    echo "== implementation under test: skipped (not root, PMIPLAB_SKIP_NETNS set)"
+else
+    cargo build --quiet -p pmip-node -p pmiplab
+    for role in mag lma; do
+        echo "== the catalogue with pmip-node under test as $role"
+        PMIP_NODE="$PWD/target/debug/pmip-node" target/debug/pmiplab run --backend netns -j 2 \
+            --iut "$role=ci/iut/pmip-node-$role.yaml" --out "target/iut-$role" 'topologies/*.yaml'
+    done
+fi

@@ -36,13 +36,14 @@ pub struct Sighting {
 pub type Tap = std::sync::mpsc::Sender<Sighting>;
 
 /// Whether an Ethernet frame carries signalling a run observes: a Mobility
-/// Header, or an ICMPv6 Router Solicitation or Advertisement.
+/// Header, in the clear or in ESP (which a lab uses for nothing else), or
+/// an ICMPv6 Router Solicitation or Advertisement.
 pub fn is_signalling(frame: &[u8]) -> bool {
     if frame.len() < 55 || frame[12..14] != [0x86, 0xdd] {
         return false;
     }
     match frame[20] {
-        135 => true,
+        135 | 50 => true,
         58 => matches!(frame[54], 133 | 134),
         _ => false,
     }

@@ -3,6 +3,7 @@
 //! normalized message sequence, drawn as a ladder diagram.
 
 pub mod capture;
+pub mod esp;
 pub mod ladder;
 pub mod ladder_svg;
 pub mod pcapng;

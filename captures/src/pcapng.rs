@@ -1,54 +1,56 @@
-//! A minimal pcapng writer and reader: one Section Header Block, one
-//! Interface Description Block per interface (link type, name), Enhanced
-//! Packet Blocks with microsecond timestamps.
+//! pcapng files through the pcap-file crate: one Section Header Block,
+//! one Interface Description Block per link (name, link type, nanosecond
+//! timestamps), Enhanced Packet Blocks with optional comments; reading
+//! back stops quietly at a truncated block (a capture cut short).
 
+use std::borrow::Cow;
 use std::io::{self, Write};
+use std::time::Duration;
+
+use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
+use pcap_file::pcapng::blocks::interface_description::{InterfaceDescriptionBlock, InterfaceDescriptionOption};
+use pcap_file::pcapng::blocks::section_header::{SectionHeaderBlock, SectionHeaderOption};
+use pcap_file::pcapng::{Block, PcapNgParser, PcapNgWriter};
+use pcap_file::{DataLink, Endianness};
 
 pub const LINKTYPE_ETHERNET: u16 = 1;
 
-fn pad4(n: usize) -> usize {
-    (4 - n % 4) % 4
-}
+/// An option's length is 16 bits: a longer comment is cut at a character
+/// boundary (with room for the crate's padding).
+const MAX_COMMENT: usize = u16::MAX as usize - 3;
 
-fn option(out: &mut Vec<u8>, code: u16, value: &[u8]) {
-    out.extend_from_slice(&code.to_le_bytes());
-    out.extend_from_slice(&(value.len() as u16).to_le_bytes());
-    out.extend_from_slice(value);
-    out.extend(std::iter::repeat_n(0, pad4(value.len())));
-}
-
-fn block(w: &mut impl Write, kind: u32, body: &[u8]) -> io::Result<()> {
-    let len = (12 + body.len()) as u32;
-    w.write_all(&kind.to_le_bytes())?;
-    w.write_all(&len.to_le_bytes())?;
-    w.write_all(body)?;
-    w.write_all(&len.to_le_bytes())
+fn io_error(e: pcap_file::PcapError) -> io::Error {
+    match e {
+        pcap_file::PcapError::IoError(e) => e,
+        e => io::Error::other(e),
+    }
 }
 
 pub struct Writer<W: Write> {
-    w: W,
+    w: PcapNgWriter<W>,
 }
 
 impl<W: Write> Writer<W> {
     /// Writes the section header and one interface per `(name, linktype)`.
-    pub fn new(mut w: W, interfaces: &[(&str, u16)]) -> io::Result<Self> {
-        let mut shb = Vec::new();
-        shb.extend_from_slice(&0x1A2B_3C4Du32.to_le_bytes());
-        shb.extend_from_slice(&1u16.to_le_bytes());
-        shb.extend_from_slice(&0u16.to_le_bytes());
-        shb.extend_from_slice(&(-1i64).to_le_bytes());
-        option(&mut shb, 4, b"pmiplab");
-        option(&mut shb, 0, &[]);
-        block(&mut w, 0x0A0D_0D0A, &shb)?;
+    pub fn new(w: W, interfaces: &[(&str, u16)]) -> io::Result<Self> {
+        let section = SectionHeaderBlock {
+            endianness: Endianness::Little,
+            options: vec![SectionHeaderOption::UserApplication(Cow::Borrowed("pmiplab"))],
+            ..Default::default()
+        };
+        let mut w = PcapNgWriter::with_section_header(w, section).map_err(io_error)?;
         for (name, linktype) in interfaces {
-            let mut idb = Vec::new();
-            idb.extend_from_slice(&linktype.to_le_bytes());
-            idb.extend_from_slice(&0u16.to_le_bytes());
-            idb.extend_from_slice(&262_144u32.to_le_bytes());
-            option(&mut idb, 2, name.as_bytes());
-            option(&mut idb, 9, &[6]); // if_tsresol: microseconds
-            option(&mut idb, 0, &[]);
-            block(&mut w, 1, &idb)?;
+            let idb = InterfaceDescriptionBlock {
+                linktype: DataLink::from(u32::from(*linktype)),
+                snaplen: 262_144,
+                options: vec![
+                    InterfaceDescriptionOption::IfName(Cow::Owned(name.to_string())),
+                    // The crate keeps an EPB's timestamp as a count of
+                    // nanoseconds: the interface says so.
+                    InterfaceDescriptionOption::IfTsResol(9),
+                ],
+            };
+            w.write_pcapng_block(idb).map_err(io_error)?;
         }
         Ok(Writer { w })
     }
@@ -65,31 +67,28 @@ impl<W: Write> Writer<W> {
         data: &[u8],
         comments: &[String],
     ) -> io::Result<()> {
-        let mut epb = Vec::with_capacity(20 + data.len() + 4);
-        epb.extend_from_slice(&interface.to_le_bytes());
-        epb.extend_from_slice(&((ts_us >> 32) as u32).to_le_bytes());
-        epb.extend_from_slice(&(ts_us as u32).to_le_bytes());
-        epb.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        epb.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        epb.extend_from_slice(data);
-        epb.extend(std::iter::repeat_n(0, pad4(data.len())));
-        if !comments.is_empty() {
-            for c in comments {
-                // An option's length is 16 bits: a longer comment is cut at a
-                // character boundary.
-                let mut end = c.len().min(u16::MAX as usize - 3);
+        let options = comments
+            .iter()
+            .map(|c| {
+                let mut end = c.len().min(MAX_COMMENT);
                 while !c.is_char_boundary(end) {
                     end -= 1;
                 }
-                option(&mut epb, 1, &c.as_bytes()[..end]);
-            }
-            option(&mut epb, 0, &[]);
-        }
-        block(&mut self.w, 6, &epb)
+                EnhancedPacketOption::Comment(Cow::Borrowed(&c[..end]))
+            })
+            .collect();
+        let epb = EnhancedPacketBlock {
+            interface_id: interface,
+            timestamp: Duration::from_micros(ts_us),
+            original_len: data.len() as u32,
+            data: Cow::Borrowed(data),
+            options,
+        };
+        self.w.write_pcapng_block(epb).map(|_| ()).map_err(io_error)
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
-        self.w.flush()
+        self.w.get_mut().flush()
     }
 }
 
@@ -121,41 +120,7 @@ pub fn merge(w: impl Write, links: &[(String, Vec<Packet>)], marks: &[(u64, Stri
     Ok(all.len())
 }
 
-/// The `opt_comment` options of each Enhanced Packet Block of a
-/// little-endian pcapng file, in order.
-pub fn comments(bytes: &[u8]) -> Vec<Vec<String>> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at + 12 <= bytes.len() {
-        let u32_at = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
-        let (kind, len) = (u32_at(at), u32_at(at + 4) as usize);
-        if len < 12 || at + len > bytes.len() {
-            break;
-        }
-        if kind == 6 && len >= 32 {
-            let b = &bytes[at + 8..at + len - 4];
-            let caplen = u32::from_le_bytes([b[12], b[13], b[14], b[15]]) as usize;
-            let mut o = 20 + caplen + pad4(caplen);
-            let mut found = Vec::new();
-            while o + 4 <= b.len() {
-                let code = u16::from_le_bytes([b[o], b[o + 1]]);
-                let n = u16::from_le_bytes([b[o + 2], b[o + 3]]) as usize;
-                if code == 0 || o + 4 + n > b.len() {
-                    break;
-                }
-                if code == 1 {
-                    found.push(String::from_utf8_lossy(&b[o + 4..o + 4 + n]).into_owned());
-                }
-                o += 4 + n + pad4(n);
-            }
-            out.push(found);
-        }
-        at += len;
-    }
-    out
-}
-
-/// A packet read back from a file this writer made.
+/// A packet read back from a pcapng file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packet {
     pub interface: u32,
@@ -163,32 +128,55 @@ pub struct Packet {
     pub data: Vec<u8>,
 }
 
-/// Reads the Enhanced Packet Blocks of a little-endian pcapng file;
-/// stops quietly at a truncated block (a capture cut short).
-pub fn read(bytes: &[u8]) -> Vec<Packet> {
+/// Every Enhanced Packet Block of a pcapng file with its comments, in
+/// order; stops quietly at a truncated or unreadable block.
+fn blocks(bytes: &[u8]) -> Vec<(Packet, Vec<String>)> {
+    let Ok((mut rest, mut parser)) = PcapNgParser::new(bytes) else { return Vec::new() };
     let mut out = Vec::new();
-    let mut at = 0;
-    while at + 12 <= bytes.len() {
-        let kind = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-        let len = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]) as usize;
-        if len < 12 || at + len > bytes.len() {
-            break;
-        }
-        if kind == 6 && len >= 32 {
-            let b = &bytes[at + 8..at + len - 4];
-            let u32at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-            let caplen = u32at(12) as usize;
-            if 20 + caplen <= b.len() {
-                out.push(Packet {
-                    interface: u32at(0),
-                    ts_us: (u64::from(u32at(4)) << 32) | u64::from(u32at(8)),
-                    data: b[20..20 + caplen].to_vec(),
-                });
-            }
-        }
-        at += len;
+    while !rest.is_empty() {
+        let Ok((next, block)) = parser.next_block(rest) else { break };
+        rest = next;
+        let Block::EnhancedPacket(epb) = block else { continue };
+        // The timestamp's unit is the interface's if_tsresol (10^-6 s
+        // when it has none); the crate hands the raw count as nanoseconds.
+        let raw = epb.timestamp.as_nanos();
+        let resol = parser
+            .packet_interface(&epb)
+            .and_then(|i| {
+                i.options.iter().find_map(|o| match o {
+                    InterfaceDescriptionOption::IfTsResol(r) => Some(*r),
+                    _ => None,
+                })
+            })
+            .unwrap_or(6);
+        let ts_us = match resol {
+            r if r & 0x80 == 0 && r >= 6 => raw / 10u128.pow(u32::from(r - 6).min(30)),
+            r if r & 0x80 == 0 => raw * 10u128.pow(u32::from(6 - r)),
+            r => (raw * 1_000_000) >> u32::from(r & 0x7f).min(100),
+        };
+        let comments = epb
+            .options
+            .iter()
+            .filter_map(|o| match o {
+                EnhancedPacketOption::Comment(c) => Some(c.to_string()),
+                _ => None,
+            })
+            .collect();
+        let packet = Packet { interface: epb.interface_id, ts_us: ts_us as u64, data: epb.data.into_owned() };
+        out.push((packet, comments));
     }
     out
+}
+
+/// The `opt_comment` options of each Enhanced Packet Block, in order.
+pub fn comments(bytes: &[u8]) -> Vec<Vec<String>> {
+    blocks(bytes).into_iter().map(|(_, c)| c).collect()
+}
+
+/// Reads the Enhanced Packet Blocks of a pcapng file; stops quietly at a
+/// truncated block (a capture cut short).
+pub fn read(bytes: &[u8]) -> Vec<Packet> {
+    blocks(bytes).into_iter().map(|(p, _)| p).collect()
 }
 
 #[cfg(test)]
@@ -208,6 +196,29 @@ mod tests {
         assert_eq!(p[0], Packet { interface: 0, ts_us: 1_700_000_000_123_456, data: vec![1, 2, 3, 4, 5] });
         assert_eq!(p[1].data.len(), 64);
         assert_eq!(read(&buf[..buf.len() - 3]).len(), 1, "a truncated last block is left out");
+        assert!(read(b"not a capture").is_empty());
+    }
+
+    #[test]
+    fn timestamps_read_in_the_interface_resolution() {
+        for (resol, raw, us) in [(6u8, 1_234_567u64, 1_234_567u64), (3, 1_234, 1_234_000), (0x80 | 10, 2048, 2_000_000)]
+        {
+            let mut buf = Vec::new();
+            let section = SectionHeaderBlock { endianness: Endianness::Little, ..Default::default() };
+            let mut w = PcapNgWriter::with_section_header(&mut buf, section).unwrap();
+            let mut idb = InterfaceDescriptionBlock::new(DataLink::ETHERNET, 1500);
+            idb.options.push(InterfaceDescriptionOption::IfTsResol(resol));
+            w.write_pcapng_block(idb).unwrap();
+            let epb = EnhancedPacketBlock {
+                interface_id: 0,
+                timestamp: Duration::from_nanos(raw),
+                original_len: 1,
+                data: Cow::Borrowed(&[7u8][..]),
+                options: vec![],
+            };
+            w.write_pcapng_block(epb).unwrap();
+            assert_eq!(read(&buf)[0].ts_us, us, "if_tsresol {resol:#x}");
+        }
     }
 
     #[test]

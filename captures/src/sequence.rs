@@ -4,6 +4,7 @@
 
 use std::net::Ipv6Addr;
 
+use etherparse::{EtherType, Ethernet2Header, Ethernet2HeaderSlice, IpNumber, Ipv6Header, Ipv6HeaderSlice};
 use pmip_wire::{lax, Endpoints, WireConfig};
 use serde::Serialize;
 
@@ -19,20 +20,21 @@ pub struct SequenceEntry {
     pub summary: String,
 }
 
-fn addr(b: &[u8]) -> Ipv6Addr {
-    let mut a = [0u8; 16];
-    a.copy_from_slice(&b[..16]);
-    a.into()
-}
-
 /// The IPv6 source, destination and Mobility Header of an Ethernet frame
 /// that carries one directly after the IPv6 header; `None` for any other.
 pub fn mobility_header(frame: &[u8]) -> Option<(Ipv6Addr, Ipv6Addr, &[u8])> {
-    if frame.len() < 54 || frame[12..14] != [0x86, 0xdd] || frame[20] != 135 {
+    let eth = Ethernet2HeaderSlice::from_slice(frame).ok()?;
+    if eth.ether_type() != EtherType::IPV6 {
         return None;
     }
-    let ip = &frame[14..];
-    Some((addr(&ip[8..24]), addr(&ip[24..40]), &ip[40..]))
+    let ip = Ipv6HeaderSlice::from_slice(&frame[Ethernet2Header::LEN..]).ok()?;
+    if ip.next_header() != IpNumber::MOBILITY_HEADER {
+        return None;
+    }
+    // What follows the header to the end of the frame: the codec reads the
+    // Mobility Header's own length, and checks it.
+    let mh = &frame[Ethernet2Header::LEN + Ipv6Header::LEN..];
+    Some((Ipv6Addr::from(ip.source()), Ipv6Addr::from(ip.destination()), mh))
 }
 
 /// Mobility Header messages in Ethernet frames; other frames are skipped.
@@ -82,6 +84,24 @@ pub fn merge(mut all: Vec<SequenceEntry>) -> Vec<SequenceEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_mobility_header_right_after_ipv6_is_taken() {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 8, 135, 64]);
+        f.extend_from_slice(&"2001:db8:ffff::11".parse::<Ipv6Addr>().unwrap().octets());
+        f.extend_from_slice(&"2001:db8:ffff::1".parse::<Ipv6Addr>().unwrap().octets());
+        f.extend_from_slice(&[59, 0, 5, 0, 0, 0, 0, 0]);
+        let (src, dst, mh) = mobility_header(&f).unwrap();
+        assert_eq!((src.segments()[7], dst.segments()[7], mh.len()), (0x11, 1, 8));
+        let mut udp = f.clone();
+        udp[20] = 17;
+        assert_eq!(mobility_header(&udp), None);
+        let mut v4 = f.clone();
+        v4[12..14].copy_from_slice(&[0x08, 0x00]);
+        assert_eq!(mobility_header(&v4), None);
+        assert_eq!(mobility_header(&f[..40]), None, "a frame cut inside the IPv6 header");
+    }
 
     fn seen(ts_us: u64, link: &str, summary: &str) -> SequenceEntry {
         SequenceEntry {

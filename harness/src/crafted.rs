@@ -4,12 +4,12 @@
 use pmip_proto::flow::prefix_selector;
 use pmip_proto::world::mac_for;
 use pmip_wire::{
-    FlowIdentification, FlowSubOption, Fmi, HandoffIndicator, Ipv4Selector, Message, MnIdSubtype, MobilityOption, Pbu,
-    PbuFlags, Timestamp, TrafficSelector,
+    Bri, FlowIdentification, FlowSubOption, Fmi, HandoffIndicator, Ipv4Selector, Message, MnIdSubtype, MobilityOption,
+    Pbu, PbuFlags, RevocationFlags, RevocationTrigger, Timestamp, TrafficSelector,
 };
 
 use crate::plan::mn_id;
-use crate::scenario::{parse_att, parse_hi, Scenario, SendFmi, SendPbu};
+use crate::scenario::{parse_att, parse_hi, Scenario, SendBri, SendFmi, SendPbu, SpoofMessage, SpoofStep};
 
 /// The PBU a `send` step describes, stamped with `now` (microseconds on
 /// the Timestamp option's scale) moved by the step's shift. `None` when
@@ -83,6 +83,27 @@ pub fn fmi(s: &Scenario, step: &SendFmi) -> Option<Message> {
             .chain([MobilityOption::FlowIdentification(flow)])
             .collect(),
     }))
+}
+
+/// The BRI a `spoof` step describes.
+pub fn bri(s: &Scenario, step: &SendBri) -> Option<Message> {
+    let id = mn_id(&step.mn.value, &s.nodes.get(&step.mn.value)?.value);
+    Some(Message::Bri(Bri {
+        trigger: RevocationTrigger::from(step.trigger),
+        sequence: step.seq,
+        flags: RevocationFlags { p: true, ..Default::default() },
+        options: vec![MobilityOption::MnIdentifier { subtype: MnIdSubtype::Nai, id: id.into_bytes() }],
+    }))
+}
+
+/// The message a `spoof` step sends, stamped with `now` where it carries a
+/// Timestamp.
+pub fn spoofed(s: &Scenario, step: &SpoofStep, now_micros: u64) -> Option<Message> {
+    match &step.message {
+        SpoofMessage::Send(p) => pbu(s, p, now_micros),
+        SpoofMessage::SendFmi(f) => fmi(s, f),
+        SpoofMessage::Bri(b) => bri(s, b),
+    }
 }
 
 /// The MAG a `send` step sends from: `from`, else the MAG of the link.

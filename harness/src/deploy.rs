@@ -67,6 +67,12 @@ pub fn read_marker(lab: &str) -> io::Result<Marker> {
 /// Builds the scenario's topology as lab `name`, attaches every MN
 /// interface, and leaves it running.
 pub fn deploy(file: &Path, s: &Scenario, name: &str, bin: &Path) -> Result<Marker, String> {
+    // An implementation under test lives as long as the run that judges
+    // it (it is stopped and its namespace swept at the end): a demo lab
+    // that outlives this command cannot hold one.
+    if let Some(node) = crate::iut::nodes(s).keys().next() {
+        return Err(format!("{node} is an implementation under test (impl:); deploy runs pmip-node only"));
+    }
     let lab = Lab::new_persistent(name).map_err(|e| e.to_string())?;
     // On any error below the lab is dropped uncommitted, which removes
     // all it made: nothing half-built stays.

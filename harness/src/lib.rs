@@ -8,6 +8,7 @@ pub mod engine;
 pub mod forwarding;
 pub mod graph;
 pub mod interrupt;
+pub mod iut;
 pub mod lab;
 pub mod netns_run;
 pub mod node_config;

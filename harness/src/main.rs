@@ -54,6 +54,12 @@ enum Command {
         /// review`.
         #[arg(long)]
         record: bool,
+        /// Plays every node of a role with an implementation under test
+        /// (namespaces only): `mag=COMMAND` (shell words) or
+        /// `lma=FILE.yaml` (an `impl:` with hooks and readiness). See
+        /// docs/implementation-under-test.md.
+        #[arg(long, value_name = "ROLE=CMD")]
+        iut: Vec<String>,
         /// Runs only shard K of N of the files (1-based), e.g. `--shard
         /// 2/4`: the files, in input order, are dealt round robin, so every
         /// CI runner given the same patterns gets its own share. Each
@@ -183,7 +189,7 @@ fn main() -> ExitCode {
         .init();
     match Cli::parse().command {
         Command::Validate { files } => validate(&files),
-        Command::Run { files, jobs, out, backend, record, shard, timeout } => {
+        Command::Run { files, jobs, out, backend, record, shard, timeout, iut } => {
             ExitCode::from(pmiplab::run_cmd::run(&pmiplab::run_cmd::RunOptions {
                 patterns: &files,
                 jobs,
@@ -192,6 +198,7 @@ fn main() -> ExitCode {
                 record,
                 shard,
                 timeout,
+                iut: &iut,
             }))
         }
         Command::MergeReports { reports, out } => ExitCode::from(pmiplab::run_cmd::merge_reports(&reports, &out)),

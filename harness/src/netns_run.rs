@@ -73,7 +73,7 @@ pub fn run_prepared(
     prepare: &mut dyn FnMut(&Lab) -> Result<(), String>,
 ) -> ScenarioReport {
     // A scenario that will SKIP builds no lab.
-    if let Some(why) = engine::skip_reason(s, &SkipProbe) {
+    if let Some(why) = engine::skip_reason(s, &SkipProbe(s)) {
         let mut report = ScenarioReport::new(file, s, "namespaces");
         report.verdict = crate::report::Verdict::Skip;
         report.reason = Some(why);
@@ -87,14 +87,14 @@ pub fn run_prepared(
 }
 
 /// The namespace backend's features and limits, before any lab exists.
-struct SkipProbe;
+struct SkipProbe<'a>(&'a Scenario);
 
-impl engine::Capabilities for SkipProbe {
+impl engine::Capabilities for SkipProbe<'_> {
     fn features(&self) -> &'static [&'static str] {
         &FEATURES
     }
     fn cannot_play(&self, step: &Step, line: u64) -> Option<String> {
-        cannot_play(step, line)
+        cannot_play(step, line).or_else(|| crate::iut::cannot_play(self.0, step, line))
     }
 }
 
@@ -144,19 +144,54 @@ pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, bin: &Path, capture: bool) ->
     if s.wire.profile == crate::scenario::Profile::Rfc7864 {
         args.push("--rfc7864".into());
     }
+    let iuts = crate::iut::nodes(s);
     // The daemons start side by side; each is waited for below.
     // The Restart Counter of each LMA and MAG lives in a file of the run
     // directory, so a restarted daemon counts one more (RFC 5847 §3.2).
+    // An implementation under test keeps its own.
     let dir = lab.dir.clone();
     let restarts = |node: &str| dir.join(format!("{node}.restart-counter"));
+    // ESP keys made for this lab, handed to every LMA and MAG (each takes
+    // the SAs that name its address) and kept in the lab's folder, where
+    // the observer (also of a deployed lab) reads them.
+    // An implementation under test is handed no keys (its IPsec set-up is
+    // its own), so a lab with one runs its signalling in the clear.
+    let esp = if s.security.esp.value && iuts.is_empty() {
+        let keys = crate::node_config::EspKeys::for_scenario(s, &plan).map_err(|e| format!("making ESP keys: {e}"))?;
+        let path = dir.join(ESP_KEYS);
+        let text = serde_json::to_vec(&keys.config()).map_err(|e| e.to_string())?;
+        crate::lab::rundir::create_new_file(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &text))
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        keys.config()
+    } else {
+        Value::Null
+    };
+    // Each daemon records its outbound ESP sequence numbers ahead of use,
+    // so a restarted one (same keys) never sends a number again.
+    let esp_of = |node: &str| {
+        let mut v = esp.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("sequence_file".into(), json!(dir.join(format!("{node}.esp-sequence"))));
+        }
+        v
+    };
     for l in plan::nodes_in(s, Role::Lma) {
+        if let Some(spec) = iuts.get(l) {
+            start_iut(&mut lab, s, &plan, l, spec)?;
+            continue;
+        }
         let cfg = crate::node_config::lma(s, &plan, plan.of[l]);
         let policies = crate::node_config::mn_policies(s, &plan, l);
         let config = json!({"role": "lma", "config": cfg, "policies": policies, "data_plane": dp,
-            "restart_counter_file": restarts(l)});
+            "restart_counter_file": restarts(l), "esp": esp_of(l)});
         lab.start_unready(l, bin, &config, &args).map_err(e)?;
     }
     for mag in plan::nodes_in(s, Role::Mag) {
+        if let Some(spec) = iuts.get(mag) {
+            start_iut(&mut lab, s, &plan, mag, spec)?;
+            continue;
+        }
         let lma_addr = plan::lma_of(s, mag).map(|l| plan.of[l]).ok_or("the scenario has no LMA")?;
         let c = crate::node_config::mag(s, &plan, mag, plan.of[mag], lma_addr);
         let mut access = BTreeMap::new();
@@ -165,7 +200,7 @@ pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, bin: &Path, capture: bool) ->
             access.insert(access_iface(&l.value.mn.value), att.value());
         }
         let config = json!({"role": "mag", "config": c, "data_plane": dp, "access": access,
-            "restart_counter_file": restarts(mag)});
+            "restart_counter_file": restarts(mag), "esp": esp_of(mag)});
         lab.start_unready(mag, bin, &config, &args).map_err(e)?;
     }
     for mn in plan::nodes_in(s, Role::Mn) {
@@ -200,10 +235,39 @@ fn observing<'a>(mut lab: Lab, s: &'a Scenario, plan: AddressPlan, capture: bool
             }
             lab.capture_tapped(&lma, &format!("to-{mag}"), Some(tap.clone())).map_err(e)?;
         }
+        // The CNs' links carry no signalling but what a CN spoofs; the
+        // observer reads them too, so that a spoofed message is seen.
         for cn in plan::nodes_in(s, Role::Cn) {
-            lab.capture(&lma, &format!("to-{cn}")).map_err(e)?;
+            lab.capture_tapped(&lma, &format!("to-{cn}"), Some(tap.clone())).map_err(e)?;
         }
     }
+    // The two ends of each captured link whose far end is a CN or an MN,
+    // as captures name the link: signalling seen there with another
+    // node's source was spoofed. (The core's ports carry what other LMAs
+    // and MAGs send each other, whose sources are no end of the port.)
+    let mut link_ends = BTreeMap::new();
+    for cn in plan::nodes_in(s, Role::Cn) {
+        link_ends.insert(format!("{lma}:to-{cn}"), (lma.clone(), cn.to_string()));
+    }
+    for l in &s.links {
+        let mn = l.value.mn.value.split_once('/').map_or("", |(m, _)| m);
+        link_ends.insert(
+            format!("{}:{}", l.value.mag.value, access_iface(&l.value.mn.value)),
+            (l.value.mag.value.clone(), mn.to_string()),
+        );
+    }
+    let esp_keys = match std::fs::read(lab.home().join(ESP_KEYS)) {
+        Ok(text) => {
+            let v: Value = serde_json::from_slice(&text).map_err(|e| format!("the lab's ESP keys: {e}"))?;
+            Some(crate::node_config::EspKeys::from_config(&v)?)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(format!("reading the lab's ESP keys: {e}")),
+    };
+    let esp = match &esp_keys {
+        Some(k) => k.reader()?,
+        None => Default::default(),
+    };
     let epoch_us = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
     Ok(Run {
         s,
@@ -230,7 +294,62 @@ fn observing<'a>(mut lab: Lab, s: &'a Scenario, plan: AddressPlan, capture: bool
         ras_taken: BTreeMap::new(),
         probe_flow: 100,
         running: BTreeMap::new(),
+        link_ends,
+        esp,
+        esp_keys,
     })
+}
+
+/// Starts the implementation under test `spec` as `node`: its hand-over
+/// written as `<node>.impl.json`, a private work folder `<node>.impl/`,
+/// placeholders filled in.
+fn start_iut(
+    lab: &mut Lab,
+    s: &Scenario,
+    plan: &AddressPlan,
+    node: &str,
+    spec: &crate::iut::ImplSpec,
+) -> Result<(), String> {
+    use std::io::Write;
+    let h = crate::iut::handover(s, plan, node)?;
+    let config = lab.dir.join(format!("{node}.impl.json"));
+    let work = lab.dir.join(format!("{node}.impl"));
+    let text = serde_json::to_vec_pretty(&h).map_err(|e| e.to_string())?;
+    crate::lab::rundir::create_new_file(&config)
+        .and_then(|mut f| f.write_all(&text))
+        .map_err(|e| format!("writing {}: {e}", config.display()))?;
+    crate::lab::rundir::create_private_dir(&work).map_err(|e| format!("making {}: {e}", work.display()))?;
+    let values = iut_values(node, &config, &work);
+    let mut env = crate::iut::environment(&h, &config, &work);
+    for (k, v) in &spec.env {
+        env.insert(k.clone(), crate::iut::expand(std::slice::from_ref(v), &values).concat());
+    }
+    let ready = match spec.ready.as_ref().map(|r| &r.value) {
+        None => crate::iut::Ready::Socket("mh".into()),
+        Some(crate::iut::Ready::File(f)) => {
+            crate::iut::Ready::File(crate::iut::expand(std::slice::from_ref(f), &values).concat())
+        }
+        Some(crate::iut::Ready::Command(c)) => crate::iut::Ready::Command(crate::iut::expand(c, &values)),
+        Some(r) => r.clone(),
+    };
+    let launch = crate::lab::iut::IutLaunch {
+        command: crate::iut::expand(&spec.command, &values),
+        env,
+        work,
+        ready,
+        ready_within: Duration::from_millis(spec.ready_within_ms.unwrap_or(crate::iut::READY_WITHIN_MS)),
+        stop_within: Duration::from_millis(spec.stop_within_ms.unwrap_or(crate::iut::STOP_WITHIN_MS)),
+    };
+    lab.start_iut(node, launch).map_err(|e| e.to_string())
+}
+
+/// The placeholders every IUT command, probe and hook may use.
+fn iut_values<'a>(node: &str, config: &Path, work: &Path) -> BTreeMap<&'a str, String> {
+    BTreeMap::from([
+        ("node", node.to_string()),
+        ("config", config.display().to_string()),
+        ("work", work.display().to_string()),
+    ])
 }
 
 pub(crate) struct Run<'a> {
@@ -265,6 +384,14 @@ pub(crate) struct Run<'a> {
     probe_flow: u16,
     /// Started flows: the probe flow id each is sent under.
     running: BTreeMap<(String, Direction), u16>,
+    /// Each captured CN or access link (`node:iface`) → its two ends: the
+    /// capturing node and the CN or MN across the link.
+    link_ends: BTreeMap<String, (String, String)>,
+    /// The lab's ESP keys, when its signalling is protected: the observer
+    /// reads the Mobility Headers inside ESP with them, and they are
+    /// written beside the captures for Wireshark.
+    esp: pmip_captures::esp::EspReader,
+    esp_keys: Option<crate::node_config::EspKeys>,
 }
 
 /// The probe flow that sends a flow's packets, `count` of them or until
@@ -317,8 +444,8 @@ impl Run<'_> {
                     *self.ras_seen.entry(mn.clone()).or_default() += 1;
                 }
             }
-            let Some((src, dst, mh)) = sequence::mobility_header(&sight.frame) else { continue };
-            let d = lax::decode(mh, Some(&Endpoints { src, dst }), &self.wire);
+            let Some((src, dst, mh)) = pmip_captures::esp::mobility_header(&sight.frame, &self.esp) else { continue };
+            let d = lax::decode(&mh, Some(&Endpoints { src, dst }), &self.wire);
             let mut summary = match &d.message {
                 Some(m) => m.summary(),
                 None => format!("MH type {:?} (undecodable)", d.mh_type),
@@ -341,8 +468,20 @@ impl Run<'_> {
         sequence::merge(self.seen.clone())
             .into_iter()
             .map(|e| {
-                let (from, to) = (self.plan.name_of(e.src), self.plan.name_of(e.dst));
+                let (mut from, to) = (self.plan.name_of(e.src), self.plan.name_of(e.dst));
                 let kind = e.summary.split(' ').next().unwrap_or("").to_string();
+                let mut summary = e.summary;
+                // A message whose source is neither end of the link it was
+                // seen on came from the end that is not its receiver, with a
+                // forged source: the observer names the real sender and
+                // what the source said.
+                if let Some((near, far)) = self.link_ends.get(&e.link) {
+                    if from != *near && from != *far && (to == *near || to == *far) {
+                        let sender = if to == *near { far } else { near };
+                        summary = format!("{summary} src={from}");
+                        from = sender.clone();
+                    }
+                }
                 let taken = faults.iter_mut().find(|(at, r)| *at <= e.ts_us && r.matches(&kind, &from, &to));
                 let dropped = taken.is_some_and(|(_, r)| {
                     r.count -= 1;
@@ -352,7 +491,7 @@ impl Run<'_> {
                     at_ms: e.ts_us.saturating_sub(self.epoch_us) / 1000,
                     from,
                     to,
-                    summary: e.summary,
+                    summary,
                     on_wire: true,
                     delivered: !dropped,
                 }
@@ -381,6 +520,61 @@ impl Run<'_> {
 
     fn lma(&self) -> Result<String, String> {
         plan::lma_name(self.s).map(str::to_string).ok_or_else(|| "the scenario has no LMA".into())
+    }
+
+    /// Runs `node`'s hook `hook` (its IUT's stand-in for a decision no
+    /// standard message triggers) with `values` for its placeholders.
+    fn run_hook(&self, node: &str, hook: &str, mut values: BTreeMap<&str, String>) -> Result<(), String> {
+        let argv = crate::iut::hook(self.s, node, hook)
+            .ok_or_else(|| format!("{node} is under test and has no '{hook}' hook"))?;
+        let launch = self.lab.iut_launch(node).ok_or_else(|| format!("{node} is not under test"))?;
+        let config = self.lab.dir.join(format!("{node}.impl.json"));
+        values.extend(iut_values(node, &config, &launch.work));
+        let argv = crate::iut::expand(argv, &values);
+        let (status, out) = self
+            .lab
+            .run_in_node(node, &argv, &launch.env, &launch.work)
+            .map_err(|e| format!("the {hook} hook: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("the {hook} hook ({}) failed ({status}): {}", argv.join(" "), out.trim_end()))
+        }
+    }
+
+    /// An LMA decision handed to the LMA under test through its hook.
+    fn lma_hook(&self, lma: &str, c: &LmaCommand) -> Result<(), String> {
+        let json = serde_json::to_string(&Request::Lma { command: c.clone() }).map_err(|e| e.to_string())?;
+        let mut v: BTreeMap<&str, String> = BTreeMap::from([("json", json)]);
+        let hook = match c {
+            LmaCommand::BindFlow { mn_id, fid, fid_pri, bids, action, .. } => {
+                v.insert("mn", mn_id.clone());
+                v.insert("fid", fid.to_string());
+                v.insert("fid_pri", fid_pri.to_string());
+                v.insert("bids", bids.iter().map(u16::to_string).collect::<Vec<_>>().join(","));
+                let action = serde_json::to_value(action).ok().and_then(|a| a.as_str().map(str::to_lowercase));
+                v.insert("action", action.unwrap_or_default());
+                "bind"
+            }
+            LmaCommand::MoveFlow { mn_id, fid, to_bid } => {
+                v.insert("mn", mn_id.clone());
+                v.insert("fid", fid.to_string());
+                v.insert("bid", to_bid.to_string());
+                "move"
+            }
+            LmaCommand::MovePrefix { mn_id, prefix, to_bid } => {
+                v.insert("mn", mn_id.clone());
+                v.insert("prefix", prefix.to_string());
+                v.insert("bid", to_bid.to_string());
+                "move_prefix"
+            }
+            LmaCommand::UnbindFlow { mn_id, fid } => {
+                v.insert("mn", mn_id.clone());
+                v.insert("fid", fid.to_string());
+                "unbind"
+            }
+        };
+        self.run_hook(lma, hook, v)
     }
 
     /// Polls a daemon's report until `done` holds, at most `limit`; the
@@ -443,14 +637,11 @@ impl Run<'_> {
     /// applies it (see [`FaultRule`]): at the sender named by `from`, else
     /// at the receiver named by `to`, else at the LMA, on the way out for
     /// what the LMA sends and on the way in for the rest.
+    /// A node under test holds no rule: [`crate::iut::fault_place`] moves
+    /// it to the receiver, where it can.
     fn fault_place(&self, rule: &FaultRule) -> Result<(String, FaultDirection), String> {
-        const FROM_LMA: [&str; 4] = ["PBA", "BRI", "FMI", "UPN"];
-        Ok(match (&rule.from, &rule.to) {
-            (Some(f), _) => (f.clone(), FaultDirection::Out),
-            (None, Some(t)) => (t.clone(), FaultDirection::In),
-            (None, None) if FROM_LMA.contains(&rule.message.as_str()) => (self.lma()?, FaultDirection::Out),
-            (None, None) => (self.lma()?, FaultDirection::In),
-        })
+        let (node, incoming) = crate::iut::fault_place(self.s, rule)?;
+        Ok((node, if incoming { FaultDirection::In } else { FaultDirection::Out }))
     }
 }
 
@@ -461,11 +652,18 @@ impl Observe for Run<'_> {
     }
 
     fn tables(&mut self, node: &str) -> Result<Value, String> {
+        if self.lab.is_iut(node) {
+            return Err(format!("{node} is an implementation under test: its tables are not observable"));
+        }
         match self.s.nodes.get(node).map(|n| n.value.role) {
             Some(Role::Cn) => Err(format!("{node} is a CN, which keeps no tables")),
             Some(_) => self.call(node, &Request::Tables)?.into_state(),
             None => Err(format!("the scenario has no node {node}")),
         }
+    }
+
+    fn under_test(&self, node: &str) -> bool {
+        self.lab.is_iut(node)
     }
 
     fn quiet(&mut self) -> bool {
@@ -493,7 +691,7 @@ impl engine::Capabilities for Run<'_> {
         &FEATURES
     }
     fn cannot_play(&self, step: &Step, line: u64) -> Option<String> {
-        cannot_play(step, line)
+        cannot_play(step, line).or_else(|| crate::iut::cannot_play(self.s, step, line))
     }
 }
 
@@ -506,7 +704,28 @@ impl Backend for Run<'_> {
     }
 
     fn attach(&mut self, a: &Attachment) -> Result<(), String> {
-        if a.hi.is_some() || !a.prefixes.is_empty() {
+        let chosen = a.hi.is_some() || !a.prefixes.is_empty();
+        if chosen && self.lab.is_iut(&a.mag) {
+            let mac = mac_for(&a.mn, &a.iface);
+            let req = Request::Attach {
+                iface: a.port.clone(),
+                ll_id: mac.to_vec(),
+                att: a.att.value(),
+                hi: a.hi.map(|h| h.value()),
+                prefixes: a.prefixes.clone(),
+            };
+            let values = BTreeMap::from([
+                ("mn", plan::mn_id_of(self.s, &a.mn)),
+                ("iface", a.iface.clone()),
+                ("port", a.port.clone()),
+                ("ll_id", pmip_control::handover::format_mac(&mac)),
+                ("att", a.att.value().to_string()),
+                ("hi", a.hi.map(|h| h.value().to_string()).unwrap_or_default()),
+                ("prefixes", a.prefixes.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ")),
+                ("json", serde_json::to_string(&req).map_err(|e| e.to_string())?),
+            ]);
+            self.run_hook(&a.mag, "attach", values)?;
+        } else if chosen {
             // A chosen HI or prefixes: the MAG is told before the link
             // comes up, as a MAG with that context would act; the MN's RS
             // then finds the attachment known.
@@ -559,7 +778,13 @@ impl Backend for Run<'_> {
     }
 
     fn lma_command(&mut self, c: LmaCommand) -> Result<(), String> {
-        let r = self.call(&self.lma()?, &Request::Lma { command: c });
+        let lma = self.lma()?;
+        if self.lab.is_iut(&lma) {
+            let r = self.lma_hook(&lma, &c);
+            self.acted();
+            return r;
+        }
+        let r = self.call(&lma, &Request::Lma { command: c });
         self.acted();
         r.map(|_| ())
     }
@@ -570,7 +795,38 @@ impl Backend for Run<'_> {
     }
 
     fn inject(&mut self, from: &str, to: Ipv6Addr, message: Message) -> Result<(), String> {
+        if self.lab.is_iut(from) {
+            // From its namespace and address, on the harness's own socket,
+            // framed by the profile as pmip-node frames what it sends
+            // (RFC 7864: an FMI goes out as a UPN).
+            let src = *self.plan.of.get(from).ok_or_else(|| format!("{from} has no address"))?;
+            let message = self.wire.profile.outgoing(message);
+            let bytes = message.to_bytes(&Endpoints { src, dst: to }, &self.wire).map_err(|e| e.to_string())?;
+            self.lab.send_mh_from(from, src, to, bytes).map_err(|e| format!("sending as {from}: {e}"))?;
+            self.acted();
+            return Ok(());
+        }
         self.call(from, &Request::Send { to, message })?;
+        self.acted();
+        Ok(())
+    }
+
+    fn spoof(&mut self, link: &plan::SpoofLink, src: Ipv6Addr, dst: Ipv6Addr, message: Message) -> Result<(), String> {
+        let message = self.wire.profile.outgoing(message);
+        let mh = message
+            .to_bytes(&Endpoints { src, dst }, &self.wire)
+            .map_err(|e| format!("could not encode the {}: {e}", message.name()))?;
+        let frame = spoofed_frame(
+            crate::lab::mac(&link.to, &link.to_iface),
+            crate::lab::mac(&link.from, &link.from_iface),
+            src,
+            dst,
+            &mh,
+        )?;
+        let iface = link.from_iface.clone();
+        self.lab.run_in(&link.from, move || send_frame(&iface, &frame)).map_err(|e| {
+            format!("sending the spoofed {} from {}/{}: {e}", message.name(), link.from, link.from_iface)
+        })?;
         self.acted();
         Ok(())
     }
@@ -578,9 +834,11 @@ impl Backend for Run<'_> {
     fn add_fault(&mut self, rule: FaultRule) -> Result<(), String> {
         let (node, direction) = self.fault_place(&rule)?;
         // At the sender, a rule with a receiver touches only what goes there.
+        // At the receiver, a rule with a sender (moved there off a node
+        // under test) touches only what comes from it.
         let peer = match direction {
             FaultDirection::Out => rule.to.as_ref().and_then(|t| self.plan.of.get(t)).copied(),
-            FaultDirection::In => None,
+            FaultDirection::In => rule.from.as_ref().and_then(|f| self.plan.of.get(f)).copied(),
         };
         let spec = pmip_control::FaultRule {
             id: 0,
@@ -685,7 +943,9 @@ impl Backend for Run<'_> {
         if stats.received < u64::from(packets) && !expect_none {
             // Say where the packets went missing: each data plane's counters.
             for (name, n) in &self.s.nodes {
-                if matches!(n.value.role, Role::Lma | Role::Mag) {
+                if self.lab.is_iut(name) {
+                    probe.trace.push_str(&format!("; {name} under test (its counters are not observable)"));
+                } else if matches!(n.value.role, Role::Lma | Role::Mag) {
                     let dp = self.state::<NodeState>(name).map(|s| s.data_plane.counters).unwrap_or_default();
                     probe.trace.push_str(&format!("; {name} {dp:?}"));
                 }
@@ -734,6 +994,9 @@ impl Backend for Run<'_> {
     }
 
     fn implied_kernel(&mut self, node: &str) -> Option<KernelSection> {
+        if self.lab.is_iut(node) {
+            return None;
+        }
         if !matches!(self.s.nodes.get(node)?.value.role, Role::Lma | Role::Mag) {
             return None;
         }
@@ -742,6 +1005,21 @@ impl Backend for Run<'_> {
     }
 
     fn finish(&mut self, out: Option<&Path>, report: &mut ScenarioReport) {
+        // An implementation under test stops as it would in service: its
+        // log then holds what it said on the way out.
+        for (node, r) in self.lab.stop_iuts() {
+            let what = format!("{node}'s implementation stopped on SIGTERM");
+            let tail = || last_lines(&self.lab.daemon_log(&node), 20);
+            report.checks.push(match r {
+                Ok(crate::lab::iut::Stopped::Killed { after }) => Check::failed(
+                    1,
+                    what,
+                    format!("it was still running {after:?} after SIGTERM and was killed; its log ends:\n{}", tail()),
+                ),
+                Ok(stopped) => Check::new(1, what, true, format!("{stopped:?}")),
+                Err(e) => Check::failed(1, what, format!("{e}; its log ends:\n{}", tail())),
+            });
+        }
         report.logs = self.s.nodes.keys().map(|n| (n.clone(), self.lab.daemon_log(n))).collect();
         report.events = crate::report::merge_logs(&report.logs);
         let caps = match self.lab.stop_captures() {
@@ -778,6 +1056,16 @@ impl Backend for Run<'_> {
                 let _ = std::fs::copy(path, dir.join(name));
             }
         }
+        if let Some(keys) = &self.esp_keys {
+            if let Err(e) = std::fs::write(dir.join(ESP_SA), keys.wireshark_esp_sa()) {
+                report.checks.push(Check::failed(1, "the lab's ESP keys were written", e.to_string()));
+            }
+        }
+        // What each implementation under test was handed, beside its log.
+        for node in crate::iut::nodes(self.s).keys() {
+            let name = format!("{node}.impl.json");
+            let _ = std::fs::copy(self.lab.dir.join(&name), dir.join(&name));
+        }
         if let Err(e) = self.write_merged_capture(&caps, &report.step_marks, &dir.join(MERGED_CAPTURE)) {
             report.checks.push(Check::failed(1, "every link was captured into one file", e));
         }
@@ -789,6 +1077,77 @@ impl Backend for Run<'_> {
             .collect();
         let _ = std::fs::write(dir.join("sequence.txt"), lines.join("\n") + "\n");
     }
+}
+
+/// An Ethernet frame holding an IPv6 packet (hop limit 64, next header
+/// 135) with the Mobility Header `mh` from `src` to `dst`, whatever node
+/// owns `src`.
+fn spoofed_frame(
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    mh: &[u8],
+) -> Result<Vec<u8>, String> {
+    let len = u16::try_from(mh.len()).map_err(|_| format!("a Mobility Header of {} octets is too long", mh.len()))?;
+    let mut f = Vec::with_capacity(54 + mh.len());
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&0x86ddu16.to_be_bytes());
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&len.to_be_bytes());
+    f.extend_from_slice(&[135, 64]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    f.extend_from_slice(mh);
+    Ok(f)
+}
+
+/// Sends `frame` out of `iface` of the calling thread's namespace through
+/// a packet socket: the frame goes on the link as it is, source and all.
+fn send_frame(iface: &str, frame: &[u8]) -> std::io::Result<()> {
+    let index = nix::net::if_::if_nametoindex(iface).map_err(std::io::Error::from)?;
+    let dst: [u8; 6] = frame.get(..6).and_then(|d| d.try_into().ok()).unwrap_or_default();
+    // SAFETY: plain socket calls on a descriptor opened and closed here,
+    // with a zeroed and then filled sockaddr_ll of the size passed, and
+    // `frame` valid for `frame.len()` octets.
+    unsafe {
+        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut to: libc::sockaddr_ll = std::mem::zeroed();
+        to.sll_family = libc::AF_PACKET as u16;
+        to.sll_ifindex = index as i32;
+        to.sll_halen = 6;
+        to.sll_addr[..6].copy_from_slice(&dst);
+        let n = libc::sendto(
+            fd,
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            (&to as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        );
+        let e = std::io::Error::last_os_error();
+        libc::close(fd);
+        if n < 0 {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// The lab's ESP keys in its own folder, as the daemons' `esp` setting.
+const ESP_KEYS: &str = "esp.json";
+/// The lab's ESP keys beside the captures, as Wireshark's ESP SA table
+/// (the `esp_sa` file of a profile).
+pub const ESP_SA: &str = "esp_sa";
+
+/// The last `n` lines of `text`.
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// The file in a scenario's folder that holds every link's capture, one

@@ -212,6 +212,44 @@ impl EspKeys {
         serde_json::json!({ "sas": sas })
     }
 
+    /// The SAs of an `esp` setting ([`EspKeys::config`]), read back.
+    pub fn from_config(v: &serde_json::Value) -> Result<EspKeys, String> {
+        let sas = v["sas"].as_array().ok_or("an esp setting has a list 'sas'")?;
+        let mut out = Vec::new();
+        for sa in sas {
+            let field = |k: &str| sa[k].as_str().map(str::to_string).ok_or_else(|| format!("an SA has no '{k}'"));
+            let addr = |k: &str| field(k)?.parse::<Ipv6Addr>().map_err(|e| format!("an SA's '{k}': {e}"));
+            let spi = sa["spi"].as_u64().and_then(|s| u32::try_from(s).ok()).ok_or("an SA has no 32-bit 'spi'")?;
+            out.push((spi, addr("src")?, addr("dst")?, field("key")?));
+        }
+        Ok(EspKeys { sas: out })
+    }
+
+    /// Keys for every MAG of `s` with its own LMA, fresh for this lab.
+    pub fn for_scenario(s: &crate::scenario::Scenario, plan: &AddressPlan) -> std::io::Result<EspKeys> {
+        let mut sas = Vec::new();
+        for lma in crate::plan::nodes_in(s, crate::scenario::Role::Lma) {
+            let mags: Vec<Ipv6Addr> = crate::plan::nodes_in(s, crate::scenario::Role::Mag)
+                .filter(|m| crate::plan::lma_of(s, m) == Some(lma))
+                .filter_map(|m| plan.of.get(m).copied())
+                .collect();
+            let Some(&addr) = plan.of.get(lma) else { continue };
+            if !mags.is_empty() {
+                sas.extend(EspKeys::generate(addr, &mags)?.sas);
+            }
+        }
+        Ok(EspKeys { sas })
+    }
+
+    /// A reader of captures protected with these keys.
+    pub fn reader(&self) -> Result<pmip_captures::esp::EspReader, String> {
+        let mut r = pmip_captures::esp::EspReader::default();
+        for (spi, src, dst, key) in &self.sas {
+            r.add(*spi, *src, *dst, key)?;
+        }
+        Ok(r)
+    }
+
     /// Wireshark's ESP SA table (the `esp_sa` file of its profile, or
     /// `-o uat:esp_sa:<line>` for tshark) so that captures stay readable.
     pub fn wireshark_esp_sa(&self) -> String {

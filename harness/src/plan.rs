@@ -155,3 +155,61 @@ pub fn two_level_mns(s: &Scenario) -> Vec<String> {
         .map(|(name, _)| mn_id_of(s, name))
         .collect()
 }
+
+/// The one link a `spoof` step's message crosses, with each end's
+/// interface: a CN's `eth0` to the LMA's `to-<cn>`, or an MN interface to
+/// its MAG's access port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoofLink {
+    pub from: String,
+    pub from_iface: String,
+    pub to: String,
+    pub to_iface: String,
+}
+
+/// The link between a `spoof` step's sender and receiver; `Err` says why
+/// there is none (the sender spoofs only on its own link to the receiver).
+pub fn spoof_link(s: &Scenario, sp: &crate::scenario::SpoofStep) -> Result<SpoofLink, String> {
+    let (from, iface) = match sp.from.value.split_once('/') {
+        Some((m, i)) => (m, Some(i)),
+        None => (sp.from.value.as_str(), None),
+    };
+    let to = sp.to.value.as_str();
+    let role = |n: &str| s.nodes.get(n).map(|x| x.value.role);
+    match role(from) {
+        Some(Role::Cn) if iface.is_none() => {
+            if lma_name(s) != Some(to) {
+                return Err(format!(
+                    "{from} is a CN: its one link is to the LMA {}, not to {to}",
+                    lma_name(s).unwrap_or("(none)")
+                ));
+            }
+            Ok(SpoofLink {
+                from: from.into(),
+                from_iface: "eth0".into(),
+                to: to.into(),
+                to_iface: format!("to-{from}"),
+            })
+        }
+        Some(Role::Mn) => {
+            let links: Vec<&str> = s
+                .links
+                .iter()
+                .filter(|l| l.value.mag.value == to)
+                .map(|l| l.value.mn.value.as_str())
+                .filter(|m| m.split_once('/').is_some_and(|(mn, i)| mn == from && iface.is_none_or(|w| w == i)))
+                .collect();
+            match links.as_slice() {
+                [one] => Ok(SpoofLink {
+                    from: from.into(),
+                    from_iface: one.split_once('/').map(|(_, i)| i.to_string()).unwrap_or_default(),
+                    to: to.into(),
+                    to_iface: access_iface(one),
+                }),
+                [] => Err(format!("{} has no link to {to} (an MN spoofs on its access link to a MAG)", sp.from.value)),
+                _ => Err(format!("{from} has several links to {to}: name the interface, e.g. {}", links[0])),
+            }
+        }
+        _ => Err(format!("{} is not a CN or an MN: only they spoof, on their own link", sp.from.value)),
+    }
+}

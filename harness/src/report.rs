@@ -80,7 +80,65 @@ impl Check {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// How many of a scenario's checks had each outcome: what a scenario run
+/// with an implementation under test could not observe is counted apart
+/// from what passed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub passed: usize,
+    pub failed: usize,
+    pub not_observable: usize,
+    pub no_reference: usize,
+}
+
+impl Counts {
+    pub fn of(checks: &[Check]) -> Self {
+        let count = |o: Outcome| checks.iter().filter(|c| c.outcome == o).count();
+        Counts {
+            passed: count(Outcome::Passed),
+            failed: count(Outcome::Failed),
+            not_observable: count(Outcome::NotObservable),
+            no_reference: count(Outcome::NoReference),
+        }
+    }
+}
+
+impl Serialize for ScenarioReport {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Written<'a> {
+            id: &'a str,
+            title: &'a str,
+            file: &'a Path,
+            backend: &'a str,
+            verdict: Verdict,
+            reason: &'a Option<String>,
+            checks: &'a [Check],
+            counts: Counts,
+            ladder: &'a [String],
+            wall_ms: f64,
+            artifacts: &'a [String],
+        }
+        Written {
+            id: &self.id,
+            title: &self.title,
+            file: &self.file,
+            backend: &self.backend,
+            verdict: self.verdict,
+            reason: &self.reason,
+            checks: &self.checks,
+            counts: self.counts(),
+            ladder: &self.ladder,
+            wall_ms: self.wall_ms,
+            artifacts: &self.artifacts,
+        }
+        .serialize(s)
+    }
+}
+
+/// Serialized (result.json, report.json) with `counts` beside `checks`;
+/// read back, `counts` is recomputed from the checks.
+#[derive(Debug, Clone, Deserialize)]
 pub struct ScenarioReport {
     pub id: String,
     pub title: String,
@@ -161,6 +219,21 @@ impl ScenarioReport {
             v.push(format!("{} not observable", count(Outcome::NotObservable)));
         }
         v
+    }
+
+    /// How many checks had each outcome.
+    pub fn counts(&self) -> Counts {
+        Counts::of(&self.checks)
+    }
+
+    /// What became of the checks, counted by outcome: "checks: 12 passed,
+    /// 0 failed, 2 not observable, 0 with no reference".
+    pub fn tally(&self) -> String {
+        let c = self.counts();
+        format!(
+            "checks: {} passed, {} failed, {} not observable, {} with no reference",
+            c.passed, c.failed, c.not_observable, c.no_reference
+        )
     }
 
     /// The one-line summary for the terminal.

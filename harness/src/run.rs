@@ -43,10 +43,12 @@ pub fn run_netns_prepared(
     let reference = Reference::of(&model);
     let judging = Judging { reference: Some(&reference), pins, out };
     let mut report = crate::netns_run::run_prepared(file, s, node_bin, judging, prepare);
-    // An interrupted run keeps its verdict: judging what it did not play
-    // would give a PASS or FAIL it never earned.
-    let cut = report.verdict == Verdict::Interrupted;
-    if !cut && report.verdict != Verdict::Skip && model.verdict != Verdict::Skip {
+    // A lab that could not be built stays INIT-FAIL: judging it again
+    // from its (empty) checks would turn it into a pass. An interrupted
+    // run keeps its verdict too: judging what it did not play would give
+    // a PASS or FAIL it never earned.
+    let played = !matches!(report.verdict, Verdict::Skip | Verdict::InitFail | Verdict::Interrupted);
+    if played && model.verdict != Verdict::Skip {
         report.checks.push(model_check(&model));
         report.judge();
     }

@@ -24,6 +24,9 @@ pub struct RunOptions<'a> {
     pub shard: Option<(usize, usize)>,
     /// Stop the run (as SIGINT would) after this long.
     pub timeout: Option<Duration>,
+    /// `--iut ROLE=CMD|FILE.yaml`: every node of the role is played by
+    /// that implementation under test (namespaces only).
+    pub iut: &'a [String],
 }
 
 /// Runs the scenarios and gives the exit code (see `run_report::exit`).
@@ -44,7 +47,20 @@ pub fn run(o: &RunOptions<'_>) -> u8 {
     if let Some((k, n)) = o.shard {
         report.shards.push(format!("{k}/{n}"));
     }
-    let loaded = load_all(&files, &mut report.input_errors);
+    let mut loaded = load_all(&files, &mut report.input_errors);
+    if !o.iut.is_empty() && o.backend != "netns" {
+        eprintln!("pmiplab: --iut needs --backend netns: an implementation under test runs in namespaces");
+        return exit::BAD_INPUT;
+    }
+    for arg in o.iut {
+        match crate::iut::load_cli(arg) {
+            Ok((role, spec)) => loaded.iter_mut().for_each(|(_, s)| crate::iut::apply(s, role, &spec)),
+            Err(e) => {
+                eprintln!("pmiplab: {e}");
+                return exit::BAD_INPUT;
+            }
+        }
+    }
     let node_bin = if o.backend == "netns" {
         match crate::netns_run::node_binary() {
             Ok(b) => Some(b),
@@ -158,7 +174,9 @@ fn finish(report: &RunReport, out: &Path, netns: bool) -> u8 {
         let lua = out.join("pmiplab.lua");
         match std::fs::write(&lua, pmip_captures::LUA_DISSECTOR) {
             Ok(()) => println!(
-                "pmiplab: read the captures with `tshark -X lua_script:{}` (FMI/FMA on MH type N: add -o pmip.fmi_mh_type:N)",
+                "pmiplab: read the captures with `tshark -X lua_script:{}` (FMI/FMA on MH type N: add -o pmip.fmi_mh_type:N; \
+                 signalling in ESP: add -o esp.enable_encryption_decode:TRUE and each record of the scenario's esp_sa \
+                 as -o 'uat:esp_sa:<record>')",
                 lua.display()
             ),
             Err(e) => eprintln!("pmiplab: could not write {}: {e}", lua.display()),

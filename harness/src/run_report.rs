@@ -140,8 +140,8 @@ impl RunReport {
         serde_json::from_str(&text).map_err(|e| format!("{} is not a pmiplab report: {e}", file.display()))
     }
 
-    /// JUnit XML: one suite, one test case per scenario with every check
-    /// in its `<system-out>`; FAIL is a `<failure>`, INIT-FAIL and an
+    /// JUnit XML: one suite, one test case per scenario with its checks
+    /// counted by outcome and then every check in its `<system-out>`; FAIL is a `<failure>`, INIT-FAIL and an
     /// interrupted scenario an `<error>`, SKIP `<skipped>`; a file that
     /// could not be read is a test case with an `<error>`.
     pub fn junit(&self) -> std::io::Result<String> {
@@ -249,10 +249,12 @@ fn test_case(r: &ScenarioReport) -> TestCase {
     let mut tc = TestCase::new(printable(&format!("{} {}", r.id, r.title)), status);
     tc.set_classname(printable(&r.file.display().to_string()));
     tc.set_time(Duration::from_secs_f64(r.wall_ms.max(0.0) / 1000.0));
-    let out: Vec<String> = r
-        .checks
-        .iter()
-        .map(|c| {
+    // The counts by outcome lead the system-out: JUnit's schema has no
+    // attribute for them (an `assertions` count would lump the checks
+    // nothing could be observed for with those that passed).
+    let tally = std::iter::once(r.tally()).filter(|_| !r.checks.is_empty());
+    let out: Vec<String> = tally
+        .chain(r.checks.iter().map(|c| {
             let mark = match c.outcome {
                 Outcome::Passed => "passed",
                 Outcome::Failed => "FAILED",
@@ -260,7 +262,7 @@ fn test_case(r: &ScenarioReport) -> TestCase {
                 Outcome::NotObservable => "not observable",
             };
             printable(&format!("[{mark}] line {}: {} — {}", c.line, c.what, c.detail))
-        })
+        }))
         .collect();
     if !out.is_empty() {
         tc.set_system_out(out.join("\n"));

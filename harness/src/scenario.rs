@@ -28,6 +28,9 @@ pub struct Scenario {
     pub wire: WireSettings,
     #[serde(default)]
     pub lma: LmaSettings,
+    /// How the MAG–LMA signalling is protected.
+    #[serde(default)]
+    pub security: SecuritySettings,
     pub nodes: BTreeMap<String, Spanned<NodeSpec>>,
     #[serde(default)]
     pub links: Vec<Spanned<LinkSpec>>,
@@ -97,6 +100,28 @@ impl WireSettings {
 impl Default for WireSettings {
     fn default() -> Self {
         WireSettings { profile: Profile::default(), fmi_mh_type: experimental() }
+    }
+}
+
+/// How a lab protects the signalling between its MAGs and LMAs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySettings {
+    /// ESP in transport mode (RFC 5213 §4, AES-GCM as in RFC 4106) with
+    /// keys made for this lab, on unless turned off; namespaces only: in
+    /// virtual time ESP is a property of the transport and the messages
+    /// are the same.
+    #[serde(default = "esp_on")]
+    pub esp: Spanned<bool>,
+}
+
+fn esp_on() -> Spanned<bool> {
+    Spanned::new(true, Location::UNKNOWN, Location::UNKNOWN)
+}
+
+impl Default for SecuritySettings {
+    fn default() -> Self {
+        SecuritySettings { esp: esp_on() }
     }
 }
 
@@ -223,6 +248,10 @@ pub struct NodeSpec {
     pub per_attachment: Option<usize>,
     /// MAG: whether the LMA accepts its PBUs (false provokes 154).
     pub authorized: Option<bool>,
+    /// MAG or LMA: played by an implementation under test, not by
+    /// pmip-node (docs/implementation-under-test.md).
+    #[serde(default, rename = "impl")]
+    pub implementation: Option<Spanned<crate::iut::ImplSpec>>,
     /// MN: whether its policy profile enables proxy registration (false
     /// provokes 152).
     pub proxy_enabled: Option<bool>,
@@ -301,6 +330,9 @@ pub enum Step {
     /// The LMA sends an FMI the test builds to a MAG, to provoke its
     /// FMA statuses.
     SendFmi(Box<SendFmi>),
+    /// A CN or an MN puts a message on its own link with another node's
+    /// source address, as an attacker would: the receiver must refuse it.
+    Spoof(Box<SpoofStep>),
     /// The LMA or a MAG dies as in a crash (SIGKILL): its state is lost.
     Kill(Spanned<String>),
     /// A killed node starts again with its configuration and no state.
@@ -617,6 +649,62 @@ pub struct SendFmi {
     /// No MN Identifier option at all.
     #[serde(default)]
     pub omit_mn_id: bool,
+}
+
+/// A message a CN or an MN sends with a forged source address.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoofStep {
+    /// The CN or MN that sends it, over its one link to `to`: a CN's link
+    /// to the LMA, an MN's access link to that MAG (`mn` or `mn/iface`).
+    pub from: Spanned<String>,
+    /// The node whose address it carries as its source.
+    #[serde(rename = "as")]
+    pub as_node: Spanned<String>,
+    /// The node it is addressed to.
+    pub to: Spanned<String>,
+    /// The message, written as the step that builds it would be.
+    pub message: SpoofMessage,
+}
+
+impl SpoofStep {
+    /// The sending node's name, without an interface (`mn1/if2` → `mn1`),
+    /// where `from` stands in the file.
+    pub fn from_node(&self) -> Spanned<String> {
+        let name = self.from.value.split_once('/').map_or(self.from.value.as_str(), |(n, _)| n);
+        Spanned::new(name.to_string(), self.from.referenced, self.from.defined)
+    }
+}
+
+/// The message of a `spoof` step: `send`'s PBU, `send_fmi`'s FMI, or a
+/// BRI.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum SpoofMessage {
+    /// A PBU as a `send` step builds it (`from` is the spoof's).
+    Send(Box<SendPbu>),
+    /// An FMI as a `send_fmi` step builds it (its `to` is the spoof's).
+    SendFmi(Box<SendFmi>),
+    /// A Binding Revocation Indication.
+    Bri(SendBri),
+}
+
+/// A BRI the test builds: the MN's MN-ID, a revocation trigger, and the
+/// P (proxy) flag set, as an LMA sends one to revoke a whole binding.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendBri {
+    /// The MN whose MN-ID it carries.
+    pub mn: Spanned<String>,
+    #[serde(default = "crafted_seq")]
+    pub seq: u16,
+    /// The revocation trigger (RFC 5846 §8; default 1, administrative reason).
+    #[serde(default = "one_u8")]
+    pub trigger: u8,
+}
+
+fn one_u8() -> u8 {
+    1
 }
 
 fn op_add() -> Spanned<String> {

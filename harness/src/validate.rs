@@ -446,6 +446,9 @@ impl Checker<'_> {
                         return Err(self.err(at, format!("{name}: only mn nodes take '{field}'")));
                     }
                 }
+                if let Some(i) = &spec.implementation {
+                    crate::iut::check(name, spec.role, i).map_err(|(loc, why)| self.err(loc, why))?;
+                }
                 if spec.role != Role::Mag && spec.authorized.is_some() {
                     return Err(self.err(at, format!("{name}: only mag nodes take 'authorized'")));
                 }
@@ -752,6 +755,60 @@ impl Checker<'_> {
                         ));
                     }
                 }
+                Step::Spoof(sp) => {
+                    self.node(&sp.from_node(), None)?;
+                    self.node(&sp.as_node, None)?;
+                    self.node(&sp.to, None)?;
+                    if let Some((_, _)) = sp.from.value.split_once('/') {
+                        self.iface(&sp.from)?;
+                    }
+                    crate::plan::spoof_link(self.s, sp).map_err(|why| self.err(sp.from.referenced, why))?;
+                    match &sp.message {
+                        SpoofMessage::Send(p) => {
+                            self.iface(&p.pbu)?;
+                            if !self.s.links.iter().any(|l| l.value.mn.value == p.pbu.value) {
+                                return Err(self.err(p.pbu.referenced, format!("{} has no link to a MAG", p.pbu.value)));
+                            }
+                            if let Some(f) = &p.from {
+                                return Err(self.err(
+                                    f.referenced,
+                                    "a spoofed PBU is sent by the spoof's 'from' as 'as': leave 'from' out here".into(),
+                                ));
+                            }
+                            if let Some(h) = &p.hi {
+                                if parse_hi(&h.value).is_none() {
+                                    return Err(
+                                        self.err(h.referenced, format!("'{}' is not a Handoff Indicator", h.value))
+                                    );
+                                }
+                            }
+                            for o in &p.omit {
+                                if !OMITTABLE.contains(&o.value.as_str()) {
+                                    return Err(self.err(
+                                        o.referenced,
+                                        format!("'{}' is not an option a PBU can leave out", o.value),
+                                    ));
+                                }
+                            }
+                        }
+                        SpoofMessage::SendFmi(f) => {
+                            self.node(&f.mn, Some(Role::Mn))?;
+                            if f.to.value != sp.to.value {
+                                return Err(self.err(
+                                    f.to.referenced,
+                                    format!("the FMI's 'to' ({}) is not the spoof's 'to' ({})", f.to.value, sp.to.value),
+                                ));
+                            }
+                            if !["add", "del", "refresh"].contains(&f.op.value.as_str()) {
+                                return Err(self.err(
+                                    f.op.referenced,
+                                    format!("'{}' is not an FMI operation; expected add, del or refresh", f.op.value),
+                                ));
+                            }
+                        }
+                        SpoofMessage::Bri(b) => self.node(&b.mn, Some(Role::Mn))?,
+                    }
+                }
                 Step::Kill(n) => {
                     self.node(n, None)?;
                     if !matches!(self.role(&n.value), Some(Role::Lma | Role::Mag)) {
@@ -903,7 +960,9 @@ fn message_fields(kind: &str) -> Option<&'static [&'static str]> {
 }
 
 /// Mobility options a summary shows, on any message.
-const OPTION_FIELDS: [&str; 7] = ["mn", "hnp", "hi", "att", "fid", "bid", "restart"];
+/// `src` is the node whose source address a spoofed message carried
+/// (the summary shows it only when that is not the sender's).
+const OPTION_FIELDS: [&str; 8] = ["mn", "hnp", "hi", "att", "fid", "bid", "restart", "src"];
 
 /// Why `with` entry `w` can never match a `kind` message, if it cannot.
 fn with_problem(kind: &str, w: &str) -> Option<String> {

@@ -195,6 +195,12 @@ impl Backend for VirtualLab<'_> {
         }
     }
 
+    fn spoof(&mut self, link: &plan::SpoofLink, src: Ipv6Addr, dst: Ipv6Addr, message: Message) -> Result<(), String> {
+        // The World knows its own links: it checks that the sender has one
+        // to the receiver, and delivers the message on it.
+        self.world.spoof(&link.from, src, dst, message)
+    }
+
     fn add_fault(&mut self, rule: FaultRule) -> Result<(), String> {
         self.world.add_fault(rule);
         Ok(())

@@ -36,7 +36,12 @@ fn error(text: &str) -> String {
 
 #[test]
 fn the_good_scenario_is_accepted() {
-    parse(Path::new("case.yaml"), GOOD).unwrap();
+    let s = parse(Path::new("case.yaml"), GOOD).unwrap();
+    // Saying nothing about security means ESP on (issue 15).
+    assert!(s.security.esp.value);
+    let off =
+        parse(Path::new("case.yaml"), &broken("title: a scenario to break", "title: t\nsecurity: { esp: false }"));
+    assert!(!off.unwrap().security.esp.value);
 }
 
 #[test]
@@ -117,6 +122,31 @@ fn broken_scenarios_are_refused_with_where_and_what() {
             broken("  - expect_flow:", "  - send_fmi: { to: mag1, mn: mn1, fid: 2, dst: \"2001:db8:1::/64\", op: swap }\n  - expect_flow:"),
             "14:72: 'swap' is not an FMI operation; expected add, del or refresh",
         ),
+        // A spoof from a node with no link to the receiver: a CN's one link
+        // is to the LMA.
+        (
+            broken("  - expect_flow:", "  - spoof: { from: cn, as: lma, to: mag1, message: { bri: { mn: mn1 } } }\n  - expect_flow:"),
+            "14:20: cn is a CN: its one link is to the LMA lma, not to mag1",
+        ),
+        // Only a CN or an MN spoofs, on its own link.
+        (
+            broken("  - expect_flow:", "  - spoof: { from: mag1, as: lma, to: lma, message: { bri: { mn: mn1 } } }\n  - expect_flow:"),
+            "14:20: mag1 is not a CN or an MN: only they spoof, on their own link",
+        ),
+        // An MN spoofs on its access link to a MAG, not to the LMA.
+        (
+            broken("  - expect_flow:", "  - spoof: { from: mn1, as: mag1, to: lma, message: { bri: { mn: mn1 } } }\n  - expect_flow:"),
+            "14:20: mn1 has no link to lma (an MN spoofs on its access link to a MAG)",
+        ),
+        // A spoofed PBU's sender is the spoof's, not the message's.
+        (
+            broken("  - expect_flow:", "  - spoof: { from: cn, as: mag1, to: lma, message: { send: { pbu: mn1/if1, from: mag1 } } }\n  - expect_flow:"),
+            "14:82: a spoofed PBU is sent by the spoof's 'from' as 'as': leave 'from' out here",
+        ),
+        // ESP is on or off.
+        (broken("title: a scenario to break", "title: t\nsecurity: { esp: sometimes }"), "3:18: invalid boolean"),
+        // A security setting that does not exist.
+        (broken("title: a scenario to break", "title: t\nsecurity: { ipsec: ikev2 }"), "3:13: unknown field `ipsec`"),
         // A node restarted that was never killed.
         (
             broken("  - expect_flow:", "  - restart: mag1\n  - expect_flow:"),

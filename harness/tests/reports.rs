@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use pmiplab::report::{Check, ScenarioReport, Verdict};
+use pmiplab::report::{Check, Outcome, ScenarioReport, Verdict};
 use pmiplab::run_report::RunReport;
 
 fn pmiplab() -> Command {
@@ -133,7 +133,44 @@ fn junit_has_each_verdict_as_ci_reads_it_and_control_characters_stay_out() {
     assert!(got[0].0.ends_with("\\x7f <b>&\"'"), "{:?}", got[0].0);
     let xml = std::fs::read_to_string(dir.0.join("junit.xml")).unwrap();
     assert!(xml.contains("errors=\"1\"") && xml.contains("failures=\"1\"") && xml.contains("skipped=\"1\""), "{xml}");
-    assert!(xml.contains("<system-out>[FAILED] line 7: message PBA with status=0 — expected 1, saw 0 &lt;&amp;&gt;"));
+    assert!(xml.contains(
+        "<system-out>checks: 0 passed, 1 failed, 0 not observable, 0 with no reference\n[FAILED] line 7: message PBA with status=0 — expected 1, saw 0 &lt;&amp;&gt;"
+    ));
+    // No `assertions` attribute: the JUnit schema CI validates against has
+    // none on a test case, and one count would lump outcomes together.
+    assert!(!xml.contains("assertions="), "{xml}");
+}
+
+/// A scenario whose tables belong to an implementation under test: its
+/// checks are counted by outcome in result.json (and report.json) and in
+/// the JUnit test case, the not-observable ones apart from the passes.
+#[test]
+fn each_scenarios_checks_are_counted_by_outcome_in_json_and_junit() {
+    let dir = Scratch::new("counts");
+    let mut run = RunReport::new("netns");
+    let mut r = scenario_report("A-IUT", "iut", Verdict::Pass);
+    r.checks.push(Check { line: 8, what: "state of mag1".into(), outcome: Outcome::NotObservable, detail: "".into() });
+    r.checks.push(Check { line: 9, what: "state of mag1".into(), outcome: Outcome::NotObservable, detail: "".into() });
+    r.checks.push(Check::no_reference(10, "snapshot after", "no pin"));
+    run.scenarios.push(r);
+    run.write(&dir.0).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.0.join("report.json")).unwrap()).unwrap();
+    assert_eq!(
+        report["scenarios"][0]["counts"],
+        serde_json::json!({"passed": 1, "failed": 0, "not_observable": 2, "no_reference": 1})
+    );
+    assert_valid(&schema("report.schema.json"), &dir.0.join("report.json"));
+    let errors: Vec<String> =
+        schema("result.schema.json").iter_errors(&report["scenarios"][0]).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{}", errors.join("; "));
+    // Read back (merge-reports does), the counts are the checks' again.
+    let back = RunReport::read(&dir.0).unwrap();
+    assert_eq!(back.scenarios[0].counts().not_observable, 2);
+    let xml = std::fs::read_to_string(dir.0.join("junit.xml")).unwrap();
+    assert!(xml.contains("<system-out>checks: 1 passed, 0 failed, 2 not observable, 1 with no reference\n"), "{xml}");
+    assert!(!xml.contains("assertions="), "{xml}");
+    consume_junit(&dir.0.join("junit.xml"));
 }
 
 #[test]

@@ -55,6 +55,11 @@ pub trait Observe {
     /// Whether no signalling is on its way: nothing crossing a link, so a
     /// node has nothing more to answer to what happened.
     fn quiet(&mut self) -> bool;
+    /// Whether `node` is an implementation under test, whose own tables
+    /// cannot be read: checks of them are not observable.
+    fn under_test(&self, _node: &str) -> bool {
+        false
+    }
 }
 
 /// An MN interface coming up on the MAG its link names.
@@ -139,6 +144,17 @@ pub trait Backend: Observe + Capabilities {
     /// Sends a message built by the test from `from`'s address to `to`,
     /// through `from`'s own transport and fault rules.
     fn inject(&mut self, from: &str, to: Ipv6Addr, message: Message) -> Result<(), String>;
+    /// Puts `message`, with the forged source `src`, on `link` from its
+    /// sender (a CN or an MN) to `dst` at its receiver, as an attacker on
+    /// that link would: no fault rule and no node's transport touches it,
+    /// and it arrives on that link, not on the receiver's signalling side.
+    fn spoof(
+        &mut self,
+        link: &crate::plan::SpoofLink,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        message: Message,
+    ) -> Result<(), String>;
     /// Installs a fault rule with the meaning [`FaultRule`] gives it.
     fn add_fault(&mut self, rule: FaultRule) -> Result<(), String>;
     /// Sets latency and loss between two nodes.

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use pmip_captures::ladder::Options;
 
 use super::backend::{Backend, Observed};
-use crate::scenario::{Direction, Role, Scenario, Step};
+use crate::scenario::{Direction, Role, Scenario, SpoofMessage, Step};
 
 /// Rows the engine adds, each to go after the messages observed before it.
 #[derive(Debug)]
@@ -188,6 +188,19 @@ pub fn note(s: &Scenario, step: &Step) -> Option<String> {
             format!("{from}: sends a PBU the test made (seq={})", p.seq)
         }
         Step::SendFmi(f) => format!("{lma}: sends {} an FMI the test made (seq={})", f.to.value, f.seq),
+        Step::Spoof(sp) => {
+            let what = match &sp.message {
+                SpoofMessage::Send(_) => "a PBU",
+                SpoofMessage::SendFmi(_) => "an FMI",
+                SpoofMessage::Bri(_) => "a BRI",
+            };
+            format!(
+                "{}: sends {} {what} with {}'s source address (spoofed)",
+                sp.from_node().value,
+                sp.to.value,
+                sp.as_node.value
+            )
+        }
         Step::Kill(n) => format!("{}: killed", n.value),
         Step::Restart(n) => format!("{}: restarts with no state", n.value),
         Step::StartFlow(f) => {

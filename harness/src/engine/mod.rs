@@ -131,6 +131,7 @@ pub fn step_name(step: &Step) -> &'static str {
         Step::Link(_) => "link",
         Step::Send(_) => "send",
         Step::SendFmi(_) => "send_fmi",
+        Step::Spoof(_) => "spoof",
         Step::Kill(_) => "kill",
         Step::Restart(_) => "restart",
         Step::StartFlow(_) => "start_flow",
@@ -306,6 +307,16 @@ impl Engine<'_> {
                 b.inject(&lma, to, message)?;
                 self.settle(b);
             }
+            Step::Spoof(sp) => {
+                let now = b.timestamp_now();
+                let message = crate::crafted::spoofed(self.s, sp, now)
+                    .ok_or("the spoofed message names what the scenario lacks")?;
+                let link = plan::spoof_link(self.s, sp)?;
+                let addr = |n: &str| self.plan.of.get(n).copied().ok_or_else(|| format!("{n} has no address"));
+                let (src, dst) = (addr(&sp.as_node.value)?, addr(&sp.to.value)?);
+                b.spoof(&link, src, dst, message)?;
+                self.settle(b);
+            }
             Step::Kill(n) => b.kill(&n.value)?,
             Step::Restart(n) => {
                 b.restart(&n.value)?;
@@ -337,6 +348,16 @@ impl Engine<'_> {
             Step::WaitFor(w) => {
                 let limit = parse_duration(&w.timeout.value)
                     .ok_or_else(|| format!("'{}' is not a duration", w.timeout.value))?;
+                if let Some(e) = w.holds.as_ref().filter(|e| b.under_test(&e.node.value)) {
+                    // Nothing tells when the state holds, so the whole bound
+                    // passes: the steps after it then find what the
+                    // scenario waited for, and the check says it could not
+                    // be made.
+                    b.wait(limit, &mut |_| false);
+                    self.settle(b);
+                    self.report.checks.push(not_observable(e, line));
+                    return Ok(());
+                }
                 let s = self.s;
                 let mut last = None;
                 let started = b.elapsed_ms();
@@ -444,9 +465,17 @@ impl Engine<'_> {
                 Role::Mn => &mut now["mns"][node],
                 Role::Cn => continue,
             };
-            *slot = b.tables(node)?;
+            let iut = b.under_test(node);
+            *slot = if iut { Value::String(NOT_OBSERVABLE.into()) } else { b.tables(node)? };
             let kernel = b.kernel(node)?;
-            if let Some(implied) = b.implied_kernel(node) {
+            if iut {
+                self.report.checks.push(Check {
+                    line,
+                    what: format!("{node}'s kernel forwards as its tables say"),
+                    outcome: crate::report::Outcome::NotObservable,
+                    detail: format!("{node} is an implementation under test: its tables and intents are not observable; its kernel section is compared below"),
+                });
+            } else if let Some(implied) = b.implied_kernel(node) {
                 let diff = implied.differences(&kernel);
                 self.report.checks.push(Check::new(
                     line,
@@ -461,8 +490,24 @@ impl Engine<'_> {
             }
             now["kernel"][node] = serde_json::to_value(kernel).map_err(|e| e.to_string())?;
         }
+        // The model's tables of a node under test are not compared: the
+        // node's are not observable (its kernel section still is).
+        let model = self.judging.reference.and_then(|r| r.snapshots.get(name)).map(|m| {
+            let mut m = m.clone();
+            for (node, spec) in &self.s.nodes {
+                if b.under_test(node) {
+                    let slot = match spec.value.role {
+                        Role::Lma => &mut m["lma"],
+                        Role::Mag => &mut m["mags"][node],
+                        _ => continue,
+                    };
+                    *slot = Value::String(NOT_OBSERVABLE.into());
+                }
+            }
+            m
+        });
         let check = match self.judging.reference {
-            Some(r) => snapshots::compare_with_model(name, r.snapshots.get(name), &now, line),
+            Some(_) => snapshots::compare_with_model(name, model.as_ref(), &now, line),
             None => self.judging.pins.compare_state(self.file, self.s, name, &now, line),
         };
         self.report.checks.push(check);
@@ -492,12 +537,40 @@ impl Engine<'_> {
         self.report.ladder = self.book.lines(&observed);
         self.report.ladder_options = ladder::options(self.s);
         let check = match self.judging.reference {
+            Some(r) if self.s.nodes.keys().any(|n| b.under_test(n)) => {
+                let fair = |v: &[Observed]| -> Vec<Observed> {
+                    v.iter().map(|m| standard_part(m, b.under_test(&m.from) || b.under_test(&m.to))).collect()
+                };
+                snapshots::compare_wire_with_model(&fair(&r.messages), &fair(&observed), 1)
+            }
             Some(r) => snapshots::compare_wire_with_model(&r.messages, &observed, 1),
             None => self.judging.pins.compare_ladder(self.file, self.s, &self.report.ladder, 1),
         };
         self.report.checks.push(check);
         self.report.observed = observed;
     }
+}
+
+/// What the standard fixes of a message to or from an implementation
+/// under test: its kind, ends and statuses, not the sequence numbers and
+/// lifetimes that each implementation chooses (RFC 5213 §5.3, §6.9) and
+/// that the answers to it echo.
+/// A fault that would act inside an implementation under test acts at
+/// its peer's receiving side instead (`iut::fault_place`): the message is
+/// then on the wire but not taken in where the model never sent it, so
+/// what is compared is what was delivered.
+fn standard_part(m: &Observed, iut: bool) -> Observed {
+    let mut m = m.clone();
+    m.on_wire = m.delivered;
+    if iut {
+        m.summary = m
+            .summary
+            .split(' ')
+            .filter(|t| !t.starts_with("seq=") && !t.starts_with("lifetime="))
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+    m
 }
 
 /// Whether the messages `e` names were delivered (taken in by their
@@ -545,6 +618,9 @@ pub fn message_check(messages: &[Observed], e: &ExpectMessage, line: u64) -> Che
 
 /// Whether a node's tables hold what `e` says.
 pub fn state_check(o: &mut dyn Observe, s: &Scenario, e: &ExpectState, line: u64) -> Check {
+    if o.under_test(&e.node.value) {
+        return not_observable(e, line);
+    }
     let want =
         e.equals.as_ref().map(|v| format!("= {v}")).or(e.len.map(|n| format!("has {n} entries"))).unwrap_or_default();
     let what = format!("{} {} {want}", e.node.value, e.path);
@@ -567,6 +643,20 @@ pub fn state_check(o: &mut dyn Observe, s: &Scenario, e: &ExpectState, line: u64
     };
     Check::new(line, what, ok, detail)
 }
+
+/// A state check of a node under test: its tables cannot be read from
+/// outside, so the check is neither passed nor failed.
+fn not_observable(e: &ExpectState, line: u64) -> Check {
+    Check {
+        line,
+        what: format!("{} {}", e.node.value, e.path),
+        outcome: crate::report::Outcome::NotObservable,
+        detail: format!("{} is an implementation under test: its own tables are not observable", e.node.value),
+    }
+}
+
+/// What a node under test has in a snapshot instead of its tables.
+pub const NOT_OBSERVABLE: &str = "not observable: implementation under test";
 
 /// The nodes whose snapshots a run records: every node but the CNs.
 pub fn snapshot_nodes(s: &Scenario) -> BTreeSet<&str> {

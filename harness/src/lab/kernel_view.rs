@@ -43,13 +43,37 @@ async fn link_names(h: &Handle) -> io::Result<BTreeMap<u32, String>> {
     Ok(names)
 }
 
+/// The route protocols the kernel itself sets (`kernel`, `ra`): connected
+/// and autoconfigured routes, which no implementation owns.
+const KERNEL_ROUTE_PROTOCOLS: [u8; 2] = [2, 9];
+
+/// Whether `dev` is one the lab made (the core link, access and CN ports,
+/// loopback): a route onto any other device of an implementation under
+/// test goes into its tunnel, whatever it names the tunnel.
+fn lab_interface(dev: &str) -> bool {
+    matches!(dev, "lo" | "core" | "eth0") || dev.starts_with("to-")
+}
+
 /// Reads the kernel section of the namespace `h` talks to.
 pub async fn read(h: &Handle) -> io::Result<KernelSection> {
+    read_as(h, false).await
+}
+
+/// [`read`]; `foreign` for an implementation under test, which marks its
+/// routes and rules its own way: every route it (not the kernel) put in
+/// the main table and every source rule count, and a route onto a device
+/// the lab did not make goes into the tunnel.
+pub async fn read_as(h: &Handle, foreign: bool) -> io::Result<KernelSection> {
     let names = link_names(h).await?;
     let mut section = KernelSection::default();
     let mut dump = h.route().get(RouteMessageBuilder::<Ipv6Addr>::new().build()).execute();
     while let Some(r) = dump.try_next().await.map_err(nl("listing routes"))? {
-        if u8::from(r.header.protocol) != DAEMON_ROUTE_PROTOCOL || r.header.destination_prefix_length == 0 {
+        let protocol = u8::from(r.header.protocol);
+        let owned = match foreign {
+            true => !KERNEL_ROUTE_PROTOCOLS.contains(&protocol),
+            false => protocol == DAEMON_ROUTE_PROTOCOL,
+        };
+        if !owned || r.header.destination_prefix_length == 0 {
             continue;
         }
         let (mut dst, mut dev, mut encap, mut decap) = (None, None, false, false);
@@ -75,7 +99,7 @@ pub async fn read(h: &Handle) -> io::Result<KernelSection> {
         let prefix = pmip_proto::Prefix::new(dst, r.header.destination_prefix_length);
         // Into the tunnel, whichever datapath carries it: a TUN device or
         // an encapsulating route.
-        let tunnel = encap || dev.as_deref().is_some_and(|d| d.starts_with("tun"));
+        let tunnel = encap || dev.as_deref().is_some_and(|d| d.starts_with("tun") || (foreign && !lab_interface(d)));
         section.routes.insert(match (tunnel, dev) {
             (true, _) => format!("{prefix} tunnel"),
             (false, Some(d)) => format!("{prefix} dev {d}"),
@@ -84,7 +108,7 @@ pub async fn read(h: &Handle) -> io::Result<KernelSection> {
     }
     let mut rules = h.rule().get(rtnetlink::IpVersion::V6).execute();
     while let Some(r) = rules.try_next().await.map_err(nl("listing rules"))? {
-        let ours = r.attributes.iter().any(|a| matches!(a, RuleAttribute::Priority(DAEMON_RULE_PRIORITY)));
+        let ours = foreign || r.attributes.iter().any(|a| matches!(a, RuleAttribute::Priority(DAEMON_RULE_PRIORITY)));
         for a in r.attributes.iter().filter(|_| ours) {
             if let RuleAttribute::Source(IpAddr::V6(s)) = a {
                 section.uplink.insert(pmip_proto::Prefix::new(*s, r.header.src_len).to_string());
@@ -110,6 +134,6 @@ pub async fn read(h: &Handle) -> io::Result<KernelSection> {
 impl super::Lab {
     /// The kernel section of `node`, read from its namespace.
     pub fn kernel_section(&self, node: &str) -> io::Result<KernelSection> {
-        self.rt.block_on(read(self.nl(node)?))
+        self.rt.block_on(read_as(self.nl(node)?, self.is_iut(node)))
     }
 }

@@ -3,6 +3,7 @@
 //! killing the process that holds it, removes every namespace, interface
 //! and daemon.
 
+pub mod iut;
 pub mod kernel_view;
 pub mod netlink;
 pub mod netns;
@@ -32,6 +33,9 @@ pub struct Daemon {
     /// What started it, so that `restart` can start it again.
     binary: PathBuf,
     args: Vec<String>,
+    /// Set for an implementation under test: no control socket, its own
+    /// readiness and stop (see [`iut`]).
+    iut: Option<iut::IutLaunch>,
 }
 
 pub struct Lab {
@@ -175,10 +179,21 @@ impl Lab {
                 log: folder.join(format!("{node}.log")),
                 binary: PathBuf::new(),
                 args: Vec::new(),
+                iut: None,
             };
             lab.daemons.insert(node.clone(), daemon);
         }
         Ok(lab)
+    }
+
+    /// The lab's own folder, where what it was built with is kept: its
+    /// working folder, or for a deployed lab met again (whose working
+    /// folder is this visit's `steps-<n>`), the deployed lab's.
+    pub fn home(&self) -> PathBuf {
+        match &self.persistent {
+            Some(name) => Path::new(DEPLOY_DIR).join(name),
+            None => self.dir.clone(),
+        }
     }
 
     /// Nodes and the `ip netns` names of a persistent lab's namespaces.
@@ -324,6 +339,23 @@ impl Lab {
     /// Kills `node`'s daemon with SIGKILL, as a crash would: it keeps no
     /// state and cleans nothing up. `restart` starts it again.
     pub fn kill(&mut self, node: &str) -> io::Result<()> {
+        if self.is_iut(node) {
+            // A crash of the implementation: SIGKILL, and nothing it started stays.
+            if let Some(d) = self.daemons.get_mut(node) {
+                let launch = d.iut.as_mut().map(|l| std::mem::replace(&mut l.stop_within, Duration::ZERO));
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(d.pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                self.stop_iut(node)?;
+                if let (Some(d), Some(within)) = (self.daemons.get_mut(node), launch) {
+                    if let Some(l) = d.iut.as_mut() {
+                        l.stop_within = within;
+                    }
+                }
+            }
+            return Ok(());
+        }
         let d = self.daemons.get_mut(node).ok_or_else(|| not_found(format!("no daemon runs in {node}")))?;
         let c =
             d.child.as_mut().ok_or_else(|| io::Error::other(format!("{node}'s daemon belongs to a deployed lab")))?;
@@ -341,6 +373,10 @@ impl Lab {
             d.child.as_mut().ok_or_else(|| io::Error::other(format!("{node}'s daemon belongs to a deployed lab")))?;
         if c.try_wait()?.is_none() {
             return Err(io::Error::other(format!("the {node} daemon is still running; kill it first")));
+        }
+        if let Some(launch) = d.iut.clone() {
+            self.start_iut(node, launch)?;
+            return self.wait_ready(node);
         }
         let (binary, args) = (d.binary.clone(), d.args.clone());
         let log = rundir::open_append(&d.log)?;
@@ -386,6 +422,7 @@ impl Lab {
             log: log_path,
             binary: binary.into(),
             args: args.to_vec(),
+            iut: None,
         };
         self.daemons.insert(node.into(), daemon);
         Ok(())
@@ -394,6 +431,9 @@ impl Lab {
     /// Waits until `node`'s daemon answers on its control socket, at most
     /// 10 s; says why when it exited first.
     pub fn wait_ready(&mut self, node: &str) -> io::Result<()> {
+        if self.is_iut(node) {
+            return self.wait_iut_ready(node);
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if self.call(node, &pmip_control::Request::Ready).is_ok_and(|r| r.ok) {
@@ -428,6 +468,12 @@ impl Lab {
     /// test uses to send what the protocol does not allow.
     pub fn request(&self, node: &str, req: &serde_json::Value) -> io::Result<serde_json::Value> {
         let d = self.daemons.get(node).ok_or_else(|| not_found(format!("no daemon runs in {node}")))?;
+        if d.iut.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("{node} is an implementation under test: pmiplab does not talk to it"),
+            ));
+        }
         let mut s = UnixStream::connect(&d.control)?;
         s.set_read_timeout(Some(Duration::from_secs(5)))?;
         let mut line = serde_json::to_string(req).map_err(io::Error::other)?;
@@ -518,6 +564,13 @@ impl Drop for Lab {
         // A deploy that failed half-way leaves nothing either.
         for ns in self.namespace_names().values() {
             let _ = netns::unpin(ns);
+        }
+        // Implementations under test are asked to stop first, and nothing
+        // they started stays in their namespaces.
+        for (node, r) in self.stop_iuts() {
+            if let Err(e) = r {
+                tracing::warn!("stopping {node}'s implementation: {e}");
+            }
         }
         // All killed first, then all waited for: a daemon's exit tears down
         // its TUN device, which costs the kernel tens of milliseconds, and

@@ -10,6 +10,8 @@ use pmip_proto::lma::LmaCommand;
 use pmip_proto::{Intent, Prefix};
 use serde::{Deserialize, Serialize};
 
+pub mod handover;
+
 /// What a fault rule does to a message it takes: the same actions as in
 /// virtual time, so a scenario's fault means one thing in both backends.
 pub use pmip_proto::fault::FaultAction;

@@ -73,6 +73,35 @@ impl DaemonConfig {
     }
 }
 
+/// The configuration of `pmip-node --impl`: pmiplab's hand-over to any
+/// implementation under test, translated as a wrapper would translate it
+/// for a foreign daemon; also its FMI/FMA MH type and its profile.
+pub fn from_handover(path: &std::path::Path) -> anyhow::Result<(DaemonConfig, u8, pmip_wire::Profile)> {
+    use anyhow::Context;
+    use pmip_control::handover::HandOver;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let h: HandOver =
+        serde_json::from_str(&text).with_context(|| format!("{} is not a pmiplab hand-over", path.display()))?;
+    let node = match h.role.as_str() {
+        "lma" => {
+            let (config, policies) = h.lma_config().map_err(anyhow::Error::msg)?;
+            NodeConfig::Lma { config, policies }
+        }
+        "mag" => NodeConfig::Mag { config: h.mag_config().map_err(anyhow::Error::msg)? },
+        other => anyhow::bail!("pmip-node --impl plays an lma or a mag, not a {other}"),
+    };
+    let access = h.access.iter().map(|a| (a.interface.clone(), a.att)).collect();
+    // The data plane's defaults; PMIPLAB_DATAPATH still chooses it.
+    let data_plane = Some(serde_json::from_value(serde_json::json!({}))?);
+    let profile = match h.profile.as_str() {
+        "draft-fmi" => pmip_wire::Profile::DraftFmi,
+        "rfc7864" => pmip_wire::Profile::Rfc7864,
+        other => anyhow::bail!("{}: '{other}' is not a profile (draft-fmi or rfc7864)", path.display()),
+    };
+    let config = DaemonConfig { node, data_plane, access, esp: None, restart_counter_file: None };
+    Ok((config, h.fmi_mh_type, profile))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

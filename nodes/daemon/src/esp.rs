@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::Ipv6Addr;
+use std::path::{Path, PathBuf};
 
 use aes_gcm::aead::AeadInPlace;
 use aes_gcm::{Aes128Gcm, KeyInit, Nonce, Tag};
@@ -37,18 +38,43 @@ pub struct SaConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct EspConfig {
     pub sas: Vec<SaConfig>,
+    /// Where the node records, before it uses them, how far its outbound
+    /// sequence numbers may go: a restarted node (same keys, no IKE to
+    /// make new ones) starts above every number its predecessor may have
+    /// sent, so no IV repeats under a key (RFC 4106 §3.1) and its peers'
+    /// anti-replay windows take its packets.
+    #[serde(default)]
+    pub sequence_file: Option<PathBuf>,
 }
+
+/// Sequence numbers reserved at a time in the sequence file.
+const RESERVE: u32 = 1024;
 
 /// Why an ESP packet was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EspError {
     Short(usize),
     UnknownSpi(u32),
-    WrongPeer { spi: u32, src: Ipv6Addr },
-    Replay { spi: u32, seq: u32 },
-    Authentication { spi: u32, seq: u32 },
+    WrongPeer {
+        spi: u32,
+        src: Ipv6Addr,
+    },
+    Replay {
+        spi: u32,
+        seq: u32,
+    },
+    Authentication {
+        spi: u32,
+        seq: u32,
+    },
     Padding,
     Exhausted(u32),
+    /// The sequence file could not be written: sending could reuse a
+    /// sequence number (an IV) after a restart, so nothing is sent.
+    Unrecorded {
+        spi: u32,
+        why: String,
+    },
 }
 
 impl std::fmt::Display for EspError {
@@ -63,6 +89,9 @@ impl std::fmt::Display for EspError {
             }
             EspError::Padding => write!(f, "the padding or trailer is malformed"),
             EspError::Exhausted(s) => write!(f, "SPI {s:#010x} has used up its sequence numbers"),
+            EspError::Unrecorded { spi, why } => {
+                write!(f, "SPI {spi:#010x}: the sequence reservation could not be recorded ({why}); nothing is sent")
+            }
         }
     }
 }
@@ -75,7 +104,7 @@ impl EspError {
             EspError::UnknownSpi(_) | EspError::WrongPeer { .. } => "ESP unknown SA",
             EspError::Replay { .. } => "ESP replay",
             EspError::Authentication { .. } => "ESP integrity",
-            EspError::Exhausted(_) => "ESP exhausted",
+            EspError::Exhausted(_) | EspError::Unrecorded { .. } => "ESP exhausted",
         }
     }
 }
@@ -97,6 +126,8 @@ struct Outbound {
     cipher: Aes128Gcm,
     salt: [u8; 4],
     seq: u32,
+    /// The highest sequence number recorded in the sequence file.
+    reserved: u32,
 }
 
 struct Inbound {
@@ -144,6 +175,45 @@ impl ReplayWindow {
 pub struct Esp {
     outbound: HashMap<Ipv6Addr, Outbound>,
     inbound: HashMap<u32, Inbound>,
+    sequence_file: Option<PathBuf>,
+}
+
+/// The reservations a sequence file holds: `<spi> <highest>` a line.
+fn read_reservations(path: &Path) -> anyhow::Result<HashMap<u32, u32>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
+        Err(e) => return Err(anyhow::anyhow!("reading {}: {e}", path.display())),
+    };
+    let mut out = HashMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut words = line.split_whitespace();
+        let (Some(spi), Some(top), None) = (words.next(), words.next(), words.next()) else {
+            anyhow::bail!("{}: '{line}' is not '<spi> <highest>'", path.display());
+        };
+        let spi = spi.parse().map_err(|e| anyhow::anyhow!("{}: SPI '{spi}': {e}", path.display()))?;
+        let top = top.parse().map_err(|e| anyhow::anyhow!("{}: '{top}': {e}", path.display()))?;
+        out.insert(spi, top);
+    }
+    Ok(out)
+}
+
+/// Writes the reservations, never through a symlink. No fsync: what is
+/// guarded against is the process dying (a lab's daemons are killed, the
+/// machine is not), and the page cache outlives the process; an fsync
+/// here cost a loaded machine up to 200 ms on a node's first message.
+fn write_reservations(path: &Path, all: &[(u32, u32)]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let text: String = all.iter().map(|(spi, top)| format!("{spi} {top}\n")).collect();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    f.write_all(text.as_bytes())
 }
 
 fn nonce(salt: &[u8; 4], iv: &[u8]) -> [u8; 12] {
@@ -157,12 +227,19 @@ impl Esp {
     /// The SAs of `config` that concern `local`: outbound where it is the
     /// source, inbound where it is the destination.
     pub fn new(local: Ipv6Addr, config: &EspConfig) -> anyhow::Result<Esp> {
-        let mut esp = Esp { outbound: HashMap::new(), inbound: HashMap::new() };
+        let mut esp =
+            Esp { outbound: HashMap::new(), inbound: HashMap::new(), sequence_file: config.sequence_file.clone() };
+        let reserved = match &config.sequence_file {
+            Some(path) => read_reservations(path)?,
+            None => HashMap::new(),
+        };
         for sa in &config.sas {
             let (cipher, salt) = parse_key(&sa.key).map_err(|e| anyhow::anyhow!("SA {:#010x}: {e}", sa.spi))?;
             anyhow::ensure!(sa.spi >= 256, "SPI {} is reserved (RFC 4303 §2.1: 1 to 255)", sa.spi);
             if sa.src == local {
-                esp.outbound.insert(sa.dst, Outbound { spi: sa.spi, cipher, salt, seq: 0 });
+                // Above whatever a predecessor may have sent.
+                let top = reserved.get(&sa.spi).copied().unwrap_or(0);
+                esp.outbound.insert(sa.dst, Outbound { spi: sa.spi, cipher, salt, seq: top, reserved: top });
             } else if sa.dst == local {
                 anyhow::ensure!(!esp.inbound.contains_key(&sa.spi), "SPI {:#010x} appears twice", sa.spi);
                 esp.inbound.insert(sa.spi, Inbound { src: sa.src, cipher, salt, window: ReplayWindow::default() });
@@ -179,10 +256,28 @@ impl Esp {
     /// ESP payload (header, IV, ciphertext, ICV) carrying `payload` of
     /// protocol `next_header` to `dst`; `None` if no SA goes to `dst`.
     pub fn seal(&mut self, dst: Ipv6Addr, next_header: u8, payload: &[u8]) -> Option<Result<Vec<u8>, EspError>> {
-        let sa = self.outbound.get_mut(&dst)?;
-        let Some(seq) = sa.seq.checked_add(1).filter(|s| *s != u32::MAX) else {
-            return Some(Err(EspError::Exhausted(sa.spi)));
+        let (spi, next) = {
+            let sa = self.outbound.get(&dst)?;
+            (sa.spi, sa.seq.checked_add(1).filter(|s| *s != u32::MAX))
         };
+        let Some(seq) = next else {
+            return Some(Err(EspError::Exhausted(spi)));
+        };
+        if let Some(path) = &self.sequence_file {
+            let needs = self.outbound.get(&dst).is_some_and(|sa| seq > sa.reserved);
+            if needs {
+                let top = seq.saturating_add(RESERVE).min(u32::MAX - 1);
+                let all: Vec<(u32, u32)> =
+                    self.outbound.values().map(|o| (o.spi, if o.spi == spi { top } else { o.reserved })).collect();
+                if let Err(e) = write_reservations(path, &all) {
+                    return Some(Err(EspError::Unrecorded { spi, why: e.to_string() }));
+                }
+                if let Some(sa) = self.outbound.get_mut(&dst) {
+                    sa.reserved = top;
+                }
+            }
+        }
+        let sa = self.outbound.get_mut(&dst)?;
         sa.seq = seq;
         let iv = u64::from(seq).to_be_bytes();
         let mut out = Vec::with_capacity(HEADER + payload.len() + 4 + ICV);
@@ -254,8 +349,47 @@ mod tests {
                 SaConfig { spi: 0x1001, src: a, dst: b, key: "00112233445566778899aabbccddeeff01020304".into() },
                 SaConfig { spi: 0x1002, src: b, dst: a, key: "ffeeddccbbaa99887766554433221100a0b0c0d0".into() },
             ],
+            sequence_file: None,
         };
         (Esp::new(a, &cfg).unwrap(), Esp::new(b, &cfg).unwrap())
+    }
+
+    #[test]
+    fn a_restarted_sender_with_a_sequence_file_never_repeats_a_number_and_its_peer_takes_it() {
+        let dir = std::env::temp_dir().join(format!("pmip-node-esp-seq-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("mag1.esp-sequence");
+        let _ = std::fs::remove_file(&file);
+        let (a, b): (Ipv6Addr, Ipv6Addr) = (M.parse().unwrap(), L.parse().unwrap());
+        let sas =
+            vec![SaConfig { spi: 0x1001, src: a, dst: b, key: "00112233445566778899aabbccddeeff01020304".into() }];
+        let with_file = EspConfig { sas: sas.clone(), sequence_file: Some(file.clone()) };
+        let seq_of = |p: &[u8]| u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
+        let mut peer = Esp::new(b, &EspConfig { sas: sas.clone(), sequence_file: None }).unwrap();
+        let mut first = Esp::new(a, &with_file).unwrap();
+        let mut used = Vec::new();
+        for _ in 0..3 {
+            let p = first.seal(b, 135, b"mh").unwrap().unwrap();
+            used.push(seq_of(&p));
+            assert!(peer.open(a, &p).is_ok());
+        }
+        // A crash: the same keys, a new process.
+        drop(first);
+        let mut again = Esp::new(a, &with_file).unwrap();
+        let p = again.seal(b, 135, b"mh").unwrap().unwrap();
+        assert!(seq_of(&p) > *used.iter().max().unwrap(), "sequence {} was used before the restart", seq_of(&p));
+        assert_eq!(peer.open(a, &p).map(|(nh, _)| nh), Ok(135), "the peer takes the restarted sender's packet");
+        // Without the file a restarted sender starts at 1 again: the IV
+        // repeats under the key and the peer refuses it as a replay.
+        let mut bare = Esp::new(a, &EspConfig { sas, sequence_file: None }).unwrap();
+        let p = bare.seal(b, 135, b"mh").unwrap().unwrap();
+        assert_eq!(seq_of(&p), 1);
+        assert!(matches!(peer.open(a, &p), Err(EspError::Replay { .. })));
+        // A file that cannot be written stops sending rather than risk it.
+        let blocked = EspConfig { sequence_file: Some(dir.join("no-such-dir/x")), ..with_file.clone() };
+        let mut stuck = Esp::new(a, &blocked).unwrap();
+        assert!(matches!(stuck.seal(b, 135, b"mh"), Some(Err(EspError::Unrecorded { .. }))));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -306,7 +440,8 @@ mod tests {
     fn keys_must_be_forty_hex_digits() {
         let a: Ipv6Addr = "2001:db8::1".parse().unwrap();
         for key in ["00", "zz112233445566778899aabbccddeeff01020304"] {
-            let cfg = EspConfig { sas: vec![SaConfig { spi: 300, src: a, dst: a, key: key.into() }] };
+            let cfg =
+                EspConfig { sas: vec![SaConfig { spi: 300, src: a, dst: a, key: key.into() }], sequence_file: None };
             assert!(Esp::new(a, &cfg).is_err(), "{key}");
         }
     }

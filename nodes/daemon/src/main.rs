@@ -29,18 +29,34 @@ use pmip_wire::WireConfig;
 #[derive(Parser)]
 #[command(name = "pmip-node", version, about = "The pmiplab node daemon")]
 struct Args {
-    /// The node's configuration (role and settings) as JSON.
-    #[arg(long)]
-    config: PathBuf,
-    /// Where to create the control socket (mode 0600).
-    #[arg(long)]
-    control: PathBuf,
+    /// The node's configuration (role and settings) as JSON, as the
+    /// harness writes it.
+    #[arg(long, required_unless_present_any = ["impl_config", "request"], conflicts_with = "impl_config")]
+    config: Option<PathBuf>,
+    /// Runs as an implementation under test: the configuration is the
+    /// hand-over pmiplab gives any implementation (PMIPLAB_CONFIG, see
+    /// docs/implementation-under-test.md). `--control` is then optional.
+    #[arg(long = "impl", value_name = "HANDOVER")]
+    impl_config: Option<PathBuf>,
+    /// Where to create the control socket (mode 0600); with `--request`,
+    /// the socket to send the request to.
+    #[arg(long, required_unless_present = "impl_config")]
+    control: Option<PathBuf>,
+    /// Sends one request line (JSON) to the daemon at `--control`, prints
+    /// its reply and exits 0 when the reply is ok: a small admin client.
+    #[arg(long, conflicts_with_all = ["config", "impl_config"])]
+    request: Option<String>,
     /// MH type carrying the draft's FMI/FMA.
     #[arg(long, default_value_t = 11)]
     fmi_mh_type: u8,
     /// Frame flow mobility as RFC 7864's UPN/UPA instead of FMI/FMA.
+    /// With `--impl`, the hand-over's `profile` says it.
     #[arg(long)]
     rfc7864: bool,
+    /// Keeps the Restart Counter (RFC 5847 §3.2) in this file, one more at
+    /// each start: with `--impl`, where the hand-over names no such file.
+    #[arg(long, value_name = "FILE")]
+    restart_counter_file: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -66,21 +82,59 @@ fn main() -> ExitCode {
     }
 }
 
+/// Sends `line` to the control socket at `sock` and prints the reply.
+fn request(sock: &std::path::Path, line: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::{BufRead, Write};
+    let mut s =
+        std::os::unix::net::UnixStream::connect(sock).with_context(|| format!("connecting to {}", sock.display()))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    s.write_all(format!("{}\n", line.trim()).as_bytes())?;
+    let mut reply = String::new();
+    std::io::BufReader::new(s).read_line(&mut reply).context("reading the reply")?;
+    println!("{}", reply.trim_end());
+    let r: control::Reply = serde_json::from_str(&reply).context("the reply is not a control reply")?;
+    match r.ok {
+        true => Ok(()),
+        false => anyhow::bail!("refused: {}", r.error.unwrap_or_default()),
+    }
+}
+
 fn run(args: Args) -> anyhow::Result<()> {
     use anyhow::Context;
-    let text = std::fs::read_to_string(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
-    let mut config: config::DaemonConfig = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a node configuration", args.config.display()))?;
+    if let Some(line) = &args.request {
+        let sock = args.control.as_deref().context("--request needs --control")?;
+        return request(sock, line);
+    }
+    let (mut config, fmi_mh_type, profile) = match (&args.config, &args.impl_config) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let config: config::DaemonConfig = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a node configuration", path.display()))?;
+            let profile = if args.rfc7864 { pmip_wire::Profile::Rfc7864 } else { pmip_wire::Profile::DraftFmi };
+            (config, args.fmi_mh_type, profile)
+        }
+        (None, Some(path)) => config::from_handover(path)?,
+        (None, None) => anyhow::bail!("give --config or --impl"),
+    };
+    if let Some(file) = &args.restart_counter_file {
+        config.restart_counter_file = Some(file.clone());
+    }
     config.count_start()?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         match config.node {
-            config::NodeConfig::Mn { config: mn } => return mn_node::MnNode::new(mn).await?.run(&args.control).await,
-            config::NodeConfig::Cn { address } => return cn_node::CnNode::new(address).run(&args.control).await,
+            config::NodeConfig::Mn { config: mn } => {
+                let control = args.control.as_deref().context("an MN needs --control")?;
+                return mn_node::MnNode::new(mn).await?.run(control).await;
+            }
+            config::NodeConfig::Cn { address } => {
+                let control = args.control.as_deref().context("a CN needs --control")?;
+                return cn_node::CnNode::new(address).run(control).await;
+            }
             _ => {}
         }
-        let profile = if args.rfc7864 { pmip_wire::Profile::Rfc7864 } else { pmip_wire::Profile::DraftFmi };
-        let wire = WireConfig { flow_mobility_mh_type: args.fmi_mh_type, profile };
-        node::Node::new(config, wire).await?.run(&args.control).await
+        let wire = WireConfig { flow_mobility_mh_type: fmi_mh_type, profile };
+        node::Node::new(config, wire).await?.run(args.control.as_deref()).await
     })
 }

@@ -1,21 +1,31 @@
 //! Neighbour Discovery (RFC 4861) messages the MN and the MAG exchange on
 //! an access link: RS, RA with Prefix Information, NS and NA, inside
-//! Ethernet frames for the MN's packet sockets.
+//! Ethernet frames for the MN's packet sockets. Headers, options and
+//! checksums are etherparse's; this module only says which to send and
+//! which to believe.
 
 use std::net::Ipv6Addr;
 
+use etherparse::icmpv6::{
+    Icmpv6PayloadSlice, NdpOptionSlice, NdpOptionsIterator, NeighborAdvertisementHeader, PrefixInformation,
+    RouterAdvertisementHeader, RouterAdvertisementPayload,
+};
+use etherparse::{
+    EtherType, Ethernet2Header, Icmpv6Header, Icmpv6Slice, Icmpv6Type, IpNumber, Ipv6Header, Ipv6HeaderSlice,
+};
 use pmip_proto::Prefix;
-use pmip_wire::checksum::upper_layer_checksum;
 
 pub const ETH_P_IPV6: u16 = 0x86dd;
 pub const ICMPV6: u8 = 58;
 pub const RS: u8 = 133;
 pub const RA: u8 = 134;
-pub const NS: u8 = 135;
-pub const NA: u8 = 136;
 
 pub const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 pub const ALL_ROUTERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
+
+/// The option types of RFC 4861 §4.6 this module writes.
+const SOURCE_LINK_LAYER_ADDRESS: u8 = 1;
+const TARGET_LINK_LAYER_ADDRESS: u8 = 2;
 
 /// The Ethernet address an IPv6 multicast group maps to (RFC 2464 §7).
 pub fn multicast_mac(group: Ipv6Addr) -> [u8; 6] {
@@ -25,31 +35,38 @@ pub fn multicast_mac(group: Ipv6Addr) -> [u8; 6] {
 
 /// An IPv6 packet carrying `payload`, hop limit 255 as ND requires.
 pub fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, payload: &[u8]) -> Vec<u8> {
-    let mut p = vec![0x60, 0, 0, 0];
-    p.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    p.push(next_header);
-    p.push(255);
-    p.extend_from_slice(&src.octets());
-    p.extend_from_slice(&dst.octets());
+    let header = Ipv6Header {
+        // A payload longer than 64 KiB cannot be an ND message; the
+        // header then says 0 and the receiver drops it as malformed.
+        payload_length: u16::try_from(payload.len()).unwrap_or(0),
+        next_header: IpNumber(next_header),
+        hop_limit: 255,
+        source: src.octets(),
+        destination: dst.octets(),
+        ..Default::default()
+    };
+    let mut p = header.to_bytes().to_vec();
     p.extend_from_slice(payload);
     p
 }
 
-/// An ICMPv6 message with its checksum.
+/// An ICMPv6 message (`body`: its header, checksum field any value, and
+/// what follows) with its checksum, in an IPv6 packet.
 pub fn icmpv6(src: Ipv6Addr, dst: Ipv6Addr, body: Vec<u8>) -> Vec<u8> {
-    let mut body = body;
-    body[2] = 0;
-    body[3] = 0;
-    let c = upper_layer_checksum(&src, &dst, ICMPV6, &body);
-    body[2..4].copy_from_slice(&c.to_be_bytes());
-    ipv6(src, dst, ICMPV6, &body)
+    let Ok((mut header, rest)) = Icmpv6Header::from_slice(&body) else {
+        return ipv6(src, dst, ICMPV6, &body);
+    };
+    let mut message = body.clone();
+    if header.update_checksum(src.octets(), dst.octets(), rest).is_ok() {
+        message[2..4].copy_from_slice(&header.checksum.to_be_bytes());
+    }
+    ipv6(src, dst, ICMPV6, &message)
 }
 
 pub fn ethernet(dst: [u8; 6], src: [u8; 6], packet: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(14 + packet.len());
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&ETH_P_IPV6.to_be_bytes());
+    let header = Ethernet2Header { source: src, destination: dst, ether_type: EtherType::IPV6 };
+    let mut f = Vec::with_capacity(Ethernet2Header::LEN + packet.len());
+    f.extend_from_slice(&header.to_bytes());
     f.extend_from_slice(packet);
     f
 }
@@ -60,25 +77,34 @@ fn link_layer_option(kind: u8, mac: [u8; 6]) -> [u8; 8] {
 
 /// Router Solicitation with the Source Link-Layer Address option.
 pub fn router_solicitation(mac: [u8; 6]) -> Vec<u8> {
-    let mut b = vec![RS, 0, 0, 0, 0, 0, 0, 0];
-    b.extend_from_slice(&link_layer_option(1, mac));
+    let mut b = Icmpv6Header::new(Icmpv6Type::RouterSolicitation).to_bytes().to_vec();
+    b.extend_from_slice(&link_layer_option(SOURCE_LINK_LAYER_ADDRESS, mac));
     b
 }
 
-/// Router Advertisement body (the kernel fills the checksum on a raw
-/// ICMPv6 socket): the MAG as default router, one Prefix Information
-/// option per home network prefix, on-link and autonomous.
+/// Router Advertisement (checksum left to [`icmpv6`]): the MAG as default
+/// router, one Prefix Information option per home network prefix,
+/// on-link and autonomous.
 pub fn router_advertisement(mac: [u8; 6], prefixes: &[Prefix], router_lifetime: u16) -> Vec<u8> {
-    let mut b = vec![RA, 0, 0, 0, 64, 0];
-    b.extend_from_slice(&router_lifetime.to_be_bytes());
-    b.extend_from_slice(&[0; 8]);
-    b.extend_from_slice(&link_layer_option(1, mac));
+    let ra = RouterAdvertisementHeader {
+        cur_hop_limit: 64,
+        managed_address_config: false,
+        other_config: false,
+        router_lifetime,
+    };
+    let mut b = Icmpv6Header::new(Icmpv6Type::RouterAdvertisement(ra)).to_bytes().to_vec();
+    b.extend_from_slice(&RouterAdvertisementPayload { reachable_time: 0, retrans_timer: 0 }.to_bytes());
+    b.extend_from_slice(&link_layer_option(SOURCE_LINK_LAYER_ADDRESS, mac));
     for p in prefixes {
-        b.extend_from_slice(&[3, 4, p.prefix_len(), 0xc0]);
-        b.extend_from_slice(&86_400u32.to_be_bytes());
-        b.extend_from_slice(&14_400u32.to_be_bytes());
-        b.extend_from_slice(&[0; 4]);
-        b.extend_from_slice(&p.addr().octets());
+        let info = PrefixInformation {
+            prefix_length: p.prefix_len(),
+            on_link: true,
+            autonomous_address_configuration: true,
+            valid_lifetime: 86_400,
+            preferred_lifetime: 14_400,
+            prefix: p.addr().octets(),
+        };
+        b.extend_from_slice(&info.to_bytes());
     }
     b
 }
@@ -86,10 +112,10 @@ pub fn router_advertisement(mac: [u8; 6], prefixes: &[Prefix], router_lifetime: 
 /// Neighbour Advertisement for `target`: solicited, override, with the
 /// Target Link-Layer Address option.
 pub fn neighbour_advertisement(target: Ipv6Addr, mac: [u8; 6], solicited: bool) -> Vec<u8> {
-    let flags: u8 = if solicited { 0x60 } else { 0x20 };
-    let mut b = vec![NA, 0, 0, 0, flags, 0, 0, 0];
+    let na = NeighborAdvertisementHeader { router: false, solicited, r#override: true };
+    let mut b = Icmpv6Header::new(Icmpv6Type::NeighborAdvertisement(na)).to_bytes().to_vec();
     b.extend_from_slice(&target.octets());
-    b.extend_from_slice(&link_layer_option(2, mac));
+    b.extend_from_slice(&link_layer_option(TARGET_LINK_LAYER_ADDRESS, mac));
     b
 }
 
@@ -102,50 +128,33 @@ pub enum Nd {
     Other,
 }
 
-fn options(mut o: &[u8]) -> Vec<(u8, &[u8])> {
-    let mut out = Vec::new();
-    while o.len() >= 8 {
-        let len = usize::from(o[1]) * 8;
-        if len == 0 || len > o.len() {
-            break;
-        }
-        out.push((o[0], &o[..len]));
-        o = &o[len..];
-    }
-    out
+/// The options up to the first malformed one.
+fn options(o: NdpOptionsIterator<'_>) -> impl Iterator<Item = NdpOptionSlice<'_>> {
+    o.map_while(Result::ok)
 }
 
-fn mac_of(opt: &[u8]) -> Option<[u8; 6]> {
-    opt.get(2..8).and_then(|m| m.try_into().ok())
+fn source_mac(o: NdpOptionsIterator<'_>) -> Option<[u8; 6]> {
+    options(o).find_map(|opt| match opt {
+        NdpOptionSlice::SourceLinkLayerAddress(s) => s.link_layer_address().try_into().ok(),
+        _ => None,
+    })
 }
 
 /// Reads an ICMPv6 message body (after the IPv6 header).
 pub fn parse(icmp: &[u8]) -> Nd {
-    match icmp.first() {
-        Some(&RA) if icmp.len() >= 16 => {
-            let mut prefixes = Vec::new();
-            let mut router_mac = None;
-            for (kind, opt) in options(&icmp[16..]) {
-                match kind {
-                    1 => router_mac = mac_of(opt),
-                    3 if opt.len() == 32 => {
-                        let mut a = [0u8; 16];
-                        a.copy_from_slice(&opt[16..32]);
-                        prefixes.push(Prefix::new(a.into(), opt[2]));
-                    }
-                    _ => {}
-                }
-            }
-            Nd::Ra { prefixes, router_mac }
+    let Ok(payload) = Icmpv6Slice::from_slice(icmp).and_then(|m| m.payload_slice()) else { return Nd::Other };
+    match payload {
+        Icmpv6PayloadSlice::RouterAdvertisement(ra) => {
+            let prefixes = options(ra.options_iterator())
+                .filter_map(|opt| match opt {
+                    NdpOptionSlice::PrefixInformation(p) => Some(Prefix::new(p.prefix().into(), p.prefix_length())),
+                    _ => None,
+                })
+                .collect();
+            Nd::Ra { prefixes, router_mac: source_mac(ra.options_iterator()) }
         }
-        Some(&NS) if icmp.len() >= 24 => {
-            let mut a = [0u8; 16];
-            a.copy_from_slice(&icmp[8..24]);
-            Nd::Ns { target: a.into() }
-        }
-        Some(&RS) if icmp.len() >= 8 => {
-            Nd::Rs { mac: options(&icmp[8..]).into_iter().find(|(k, _)| *k == 1).and_then(|(_, o)| mac_of(o)) }
-        }
+        Icmpv6PayloadSlice::NeighborSolicitation(ns) => Nd::Ns { target: ns.target_address() },
+        Icmpv6PayloadSlice::RouterSolicitation(rs) => Nd::Rs { mac: source_mac(rs.options_iterator()) },
         _ => Nd::Other,
     }
 }
@@ -157,18 +166,21 @@ pub fn parse(icmp: &[u8]) -> Nd {
 /// ICMP code 0, and a length that holds the fixed part.
 pub fn invalid_router_message(hop_limit: u8, src: Ipv6Addr, icmp: &[u8]) -> Option<&'static str> {
     let link_local = src.segments()[0] & 0xffc0 == 0xfe80;
-    let (kind, min) = match icmp.first() {
-        Some(&RA) => (RA, 16),
-        Some(&RS) => (RS, 8),
+    let kind = match icmp.first() {
+        Some(&RA) => RA,
+        Some(&RS) => RS,
         _ => return Some("not an RS or an RA"),
     };
     if hop_limit != 255 {
         return Some("hop limit is not 255: it did not come from the link");
     }
-    if icmp.len() < min {
-        return Some("shorter than its fixed part");
-    }
-    if icmp[1] != 0 {
+    let Ok(message) = Icmpv6Slice::from_slice(icmp) else { return Some("shorter than its fixed part") };
+    let options = match message.payload_slice() {
+        Ok(Icmpv6PayloadSlice::RouterAdvertisement(ra)) => ra.options_iterator(),
+        Ok(Icmpv6PayloadSlice::RouterSolicitation(rs)) => rs.options_iterator(),
+        _ => return Some("shorter than its fixed part"),
+    };
+    if message.code_u8() != 0 {
         return Some("ICMP code is not 0");
     }
     if !link_local {
@@ -179,13 +191,8 @@ pub fn invalid_router_message(hop_limit: u8, src: Ipv6Addr, icmp: &[u8]) -> Opti
         });
     }
     // Every option must have a non-zero length and fit.
-    let mut o = &icmp[min..];
-    while !o.is_empty() {
-        let len = usize::from(*o.get(1).unwrap_or(&0)) * 8;
-        if len == 0 || len > o.len() {
-            return Some("an option has length 0 or runs past the end");
-        }
-        o = &o[len..];
+    if options.into_iter().any(|o| o.is_err()) {
+        return Some("an option has length 0, runs past the end or is malformed");
     }
     None
 }
@@ -193,22 +200,25 @@ pub fn invalid_router_message(hop_limit: u8, src: Ipv6Addr, icmp: &[u8]) -> Opti
 /// The same for a whole IPv6 packet as an MN's packet socket takes it,
 /// with the ICMPv6 checksum checked too (the kernel checks nothing there).
 pub fn invalid_router_packet(pkt: &[u8]) -> Option<&'static str> {
-    if pkt.len() < 40 || pkt[0] >> 4 != 6 || pkt[6] != ICMPV6 {
+    let Ok(ip) = Ipv6HeaderSlice::from_slice(pkt) else { return Some("not an IPv6 packet") };
+    if ip.next_header() != IpNumber::IPV6_ICMP {
         return Some("not an ICMPv6 packet without extension headers");
     }
-    let len = usize::from(u16::from_be_bytes([pkt[4], pkt[5]]));
-    let Some(icmp) = pkt.get(40..40 + len) else { return Some("shorter than its payload length") };
-    let src = Ipv6Addr::from(<[u8; 16]>::try_from(&pkt[8..24]).unwrap_or_default());
-    let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&pkt[24..40]).unwrap_or_default());
-    if upper_layer_checksum(&src, &dst, ICMPV6, icmp) != 0 {
+    let len = usize::from(ip.payload_length());
+    let Some(icmp) = pkt.get(Ipv6Header::LEN..Ipv6Header::LEN + len) else {
+        return Some("shorter than its payload length");
+    };
+    let Ok(message) = Icmpv6Slice::from_slice(icmp) else { return Some("shorter than its fixed part") };
+    if !message.is_checksum_valid(ip.source(), ip.destination()) {
         return Some("ICMPv6 checksum is wrong");
     }
-    invalid_router_message(pkt[7], src, icmp)
+    invalid_router_message(ip.hop_limit(), ip.source_addr(), icmp)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pmip_wire::checksum::upper_layer_checksum;
 
     #[test]
     fn only_on_link_router_messages_with_a_good_checksum_are_valid() {
@@ -245,6 +255,50 @@ mod tests {
         assert_eq!(parse(&ra), Nd::Ra { prefixes: vec![p], router_mac: Some([2, 0, 0, 0, 0, 9]) });
         let rs = router_solicitation([2, 0, 0, 0, 0, 7]);
         assert_eq!(parse(&rs), Nd::Rs { mac: Some([2, 0, 0, 0, 0, 7]) });
+    }
+
+    #[test]
+    fn the_messages_are_laid_out_as_rfc_4861_draws_them() {
+        let p: Prefix = "2001:db8:1::/64".parse().unwrap();
+        let mac = [2, 0, 0, 0, 0, 9];
+        let ra = router_advertisement(mac, &[p], 1800);
+        assert_eq!(ra[..16], [RA, 0, 0, 0, 64, 0, 0x07, 0x08, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(ra[16..24], [1, 1, 2, 0, 0, 0, 0, 9]);
+        let pi = [[3, 4, 64, 0xc0], 86_400u32.to_be_bytes(), 14_400u32.to_be_bytes(), [0; 4]].concat();
+        assert_eq!(ra[24..40], pi[..]);
+        assert_eq!(ra[40..56], p.addr().octets());
+        let target: Ipv6Addr = "2001:db8:1::5".parse().unwrap();
+        let na = neighbour_advertisement(target, mac, true);
+        assert_eq!(na[..8], [136, 0, 0, 0, 0x60, 0, 0, 0]);
+        assert_eq!(na[8..24], target.octets());
+        assert_eq!(na[24..], [2, 1, 2, 0, 0, 0, 0, 9]);
+        assert_eq!(neighbour_advertisement(target, mac, false)[4], 0x20);
+        let frame = ethernet(multicast_mac(ALL_NODES), mac, &[0x60]);
+        assert_eq!(frame[..14], [0x33, 0x33, 0, 0, 0, 1, 2, 0, 0, 0, 0, 9, 0x86, 0xdd]);
+    }
+
+    #[test]
+    fn no_input_makes_the_checks_panic() {
+        // An option of 32 units or more (256+ bytes) overflows an 8-bit
+        // length computation in some parsers: it must simply be read.
+        let ll: Ipv6Addr = "fe80::1".parse().unwrap();
+        let mut long = router_solicitation([2, 0, 0, 0, 0, 7]);
+        long.extend_from_slice(&[9, 32]);
+        long.extend(std::iter::repeat_n(0, 254));
+        assert_eq!(invalid_router_message(255, ll, &long), None);
+        assert_eq!(parse(&long), Nd::Rs { mac: Some([2, 0, 0, 0, 0, 7]) });
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            let mut pkt = icmpv6(ll, ALL_NODES, router_advertisement([2, 0, 0, 0, 0, 9], &[], 1800));
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let at = (x as usize) % pkt.len();
+            pkt[at] ^= (x >> 32) as u8;
+            pkt.truncate(at + (x >> 48) as usize % (pkt.len() - at + 1));
+            let _ = invalid_router_packet(&pkt);
+            let _ = parse(pkt.get(40..).unwrap_or_default());
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use pmip_proto::ingress::{self, Refusal, Side as Arrival};
 use pmip_proto::lma::{Lma, LmaInput};
 use pmip_proto::mag::{Mag, MagInput};
 use pmip_proto::{Instant, Intent, Output};
@@ -441,16 +442,20 @@ impl Node {
     async fn on_signalling(&mut self, bytes: Vec<u8>, src: Ipv6Addr, ifindex: u32) {
         // Signalling comes in on the side facing the peers, from a peer:
         // anything else is spoofed, whatever its source address says.
-        if ifindex != self.signalling_ifindex {
-            let want = self.signalling_ifindex;
-            self.refuse("wrong interface", || {
-                format!("Mobility Header from {src} arrived on interface {ifindex}, not on {want}")
-            });
-            return;
-        }
-        if let Some(lma) = self.lma_peer {
-            if src != lma {
-                self.refuse("not from a peer", || format!("Mobility Header from {src}: this MAG's LMA is {lma}"));
+        // The rule is the proto core's, the one the virtual World applies.
+        let side = if ifindex == self.signalling_ifindex { Arrival::Signalling } else { Arrival::Other };
+        match ingress::check(side, src, self.lma_peer) {
+            Ok(()) => {}
+            Err(r @ Refusal::WrongInterface) => {
+                let want = self.signalling_ifindex;
+                self.refuse(r.reason(), || {
+                    format!("Mobility Header from {src} arrived on interface {ifindex}, not on {want}")
+                });
+                return;
+            }
+            Err(r @ Refusal::NotFromPeer) => {
+                let lma = self.lma_peer.map(|a| a.to_string()).unwrap_or_default();
+                self.refuse(r.reason(), || format!("Mobility Header from {src}: this MAG's LMA is {lma}"));
                 return;
             }
         }
@@ -664,13 +669,24 @@ impl Node {
         Some(refused.map_or_else(Reply::ok, Reply::error))
     }
 
-    pub async fn run(mut self, control: &Path) -> anyhow::Result<()> {
-        let _ = std::fs::remove_file(control);
-        let listener = UnixListener::bind(control).with_context(|| format!("control socket {}", control.display()))?;
-        std::fs::set_permissions(control, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .with_context(|| format!("making {} private", control.display()))?;
+    /// Runs until SIGTERM or a `shutdown` request. Without a control
+    /// socket (`pmip-node --impl` with no `--control`) nothing but the
+    /// wire and SIGTERM reaches the node.
+    pub async fn run(mut self, control: Option<&Path>) -> anyhow::Result<()> {
         let (tx, mut rx) = mpsc::channel::<ControlMsg>(64);
-        tokio::spawn(accept_loop(listener, tx));
+        // Kept alive so that `rx` stays open when no socket feeds it.
+        let _idle = match control {
+            Some(control) => {
+                let _ = std::fs::remove_file(control);
+                let listener =
+                    UnixListener::bind(control).with_context(|| format!("control socket {}", control.display()))?;
+                std::fs::set_permissions(control, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                    .with_context(|| format!("making {} private", control.display()))?;
+                tokio::spawn(accept_loop(listener, tx));
+                None
+            }
+            None => Some(tx),
+        };
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut links = self.links.take().unwrap_or_else(|| mpsc::channel(1).1);
         let mut summaries = tokio::time::interval(Duration::from_secs(10));
@@ -718,7 +734,9 @@ impl Node {
             }
         }
         self.stop_data_plane().await;
-        let _ = std::fs::remove_file(control);
+        if let Some(control) = control {
+            let _ = std::fs::remove_file(control);
+        }
         info!("stopped");
         Ok(())
     }

@@ -1,5 +1,12 @@
 //! An AF_PACKET socket on one physical interface: the MN's logical
-//! interface sends and receives whole Ethernet frames on it.
+//! interface sends and receives whole Ethernet frames on it, and a MAG
+//! takes Router Solicitations from it.
+//!
+//! Not pnet_datalink's channel (which the capture threads use): a MAG's
+//! socket must have its classic BPF filter attached before it is bound,
+//! so that not one frame of another kind is ever queued on it, and the
+//! daemons read it from tokio's reactor rather than from a thread that
+//! blocks per interface; pnet's channel offers neither.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use pmip_wire::checksum::upper_layer_checksum;
+use etherparse::{IpNumber, Ipv6Slice, PacketBuilder, TcpHeader, TcpSlice, UdpHeader, UdpHeaderSlice, UdpSlice};
 use serde::{Deserialize, Serialize};
 
 const MAGIC: &[u8; 4] = b"PMIP";
@@ -47,9 +47,11 @@ impl Probe {
 
     /// The probe inside an IPv6/UDP packet or a TCP-shaped probe segment.
     pub fn in_packet(pkt: &[u8]) -> Option<Probe> {
-        match pkt.get(6)? {
-            17 => Probe::parse(pkt.get(48..)?),
-            6 => Probe::parse(pkt.get(40 + usize::from(pkt.get(52)? >> 4) * 4..)?),
+        let ip = Ipv6Slice::from_slice(pkt).ok()?;
+        let payload = ip.payload().payload;
+        match ip.payload().ip_number {
+            IpNumber::UDP => Probe::parse(UdpSlice::from_slice(payload).ok()?.payload()),
+            IpNumber::TCP => Probe::parse(TcpSlice::from_slice(payload).ok()?.payload()),
             _ => None,
         }
     }
@@ -58,27 +60,19 @@ impl Probe {
 /// The destination port and probe of a UDP datagram (header and payload,
 /// as a raw UDP socket delivers it), if it carries a probe.
 pub fn udp_probe(datagram: &[u8]) -> Option<(u16, Probe)> {
-    let dport = u16::from_be_bytes([*datagram.get(2)?, *datagram.get(3)?]);
-    Some((dport, Probe::parse(datagram.get(8..)?)?))
+    let udp = UdpHeaderSlice::from_slice(datagram).ok()?;
+    Some((udp.destination_port(), Probe::parse(datagram.get(UdpHeader::LEN..)?)?))
 }
 
 /// A whole IPv6/UDP packet carrying `payload`, checksum included.
 pub fn udp_packet(src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut udp = Vec::with_capacity(8 + payload.len());
-    udp.extend_from_slice(&sport.to_be_bytes());
-    udp.extend_from_slice(&dport.to_be_bytes());
-    udp.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    udp.extend_from_slice(&[0, 0]);
-    udp.extend_from_slice(payload);
-    let c = upper_layer_checksum(&src, &dst, 17, &udp);
-    udp[6..8].copy_from_slice(&c.to_be_bytes());
-    let mut p = vec![0x60, 0, 0, 0];
-    p.extend_from_slice(&(udp.len() as u16).to_be_bytes());
-    p.push(17);
-    p.push(64);
-    p.extend_from_slice(&src.octets());
-    p.extend_from_slice(&dst.octets());
-    p.extend_from_slice(&udp);
+    let builder = PacketBuilder::ipv6(src.octets(), dst.octets(), 64).udp(sport, dport);
+    let mut p = Vec::with_capacity(builder.size(payload.len()));
+    // Writing into a Vec fails only for a payload no UDP length can hold;
+    // probes are 18 bytes.
+    if builder.write(&mut p, payload).is_err() {
+        p.clear();
+    }
     p
 }
 
@@ -107,14 +101,12 @@ where
 
 /// A TCP header for a probe segment (the kernel fills the checksum).
 pub fn tcp_header(sport: u16, dport: u16, seq: u32) -> [u8; 20] {
-    let mut h = [0u8; 20];
-    h[0..2].copy_from_slice(&sport.to_be_bytes());
-    h[2..4].copy_from_slice(&dport.to_be_bytes());
-    h[4..8].copy_from_slice(&seq.to_be_bytes());
-    h[12] = 5 << 4;
-    h[13] = 0x18; // PSH, ACK
-    h[14..16].copy_from_slice(&65535u16.to_be_bytes());
-    h
+    let mut h = TcpHeader::new(sport, dport, seq, 65535);
+    h.psh = true;
+    h.ack = true;
+    let mut out = [0u8; 20];
+    out.copy_from_slice(&h.to_bytes()[..20]);
+    out
 }
 
 /// What a receiver saw of one flow.
@@ -170,6 +162,21 @@ impl FlowStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tcp_probe_segment_is_psh_ack_with_no_options_and_carries_its_probe() {
+        let h = tcp_header(7000, 5003, 9);
+        assert_eq!(h[..4], [0x1b, 0x58, 0x13, 0x8b]);
+        assert_eq!(h[4..8], 9u32.to_be_bytes());
+        assert_eq!((h[12], h[13], &h[14..16]), (5 << 4, 0x18, &[0xff, 0xff][..]));
+        let p = Probe { flow: 3, seq: 9, sent_us: 42 };
+        let seg = [&h[..], &p.to_bytes()].concat();
+        let mut pkt = vec![0x60, 0, 0, 0, 0, seg.len() as u8, 6, 64];
+        pkt.extend_from_slice(&[0; 32]);
+        pkt.extend_from_slice(&seg);
+        assert_eq!(Probe::in_packet(&pkt), Some(p));
+        assert_eq!(Probe::in_packet(&pkt[..50]), None, "a segment cut short is not read");
+    }
 
     #[test]
     fn probes_round_trip_and_stats_count_loss_reorder_and_duplicates() {

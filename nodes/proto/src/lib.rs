@@ -11,6 +11,7 @@ pub mod dataplane;
 pub mod fault;
 pub mod flow;
 pub mod heartbeat;
+pub mod ingress;
 pub mod lma;
 pub mod mag;
 pub mod mn;

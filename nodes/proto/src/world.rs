@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::dataplane::{LmaPlane, MagPlane};
 use crate::fault::{FaultAction, FaultRule};
 use crate::flow::FlowKey;
+use crate::ingress::{self, Side};
 use crate::lma::{Lma, LmaCommand, LmaInput, LmaState};
 use crate::mag::{Mag, MagInput, MagState};
 use crate::mn::{Mn, MnInput, MnState};
@@ -98,6 +99,10 @@ enum Delivery {
         dst: Ipv6Addr,
         bytes: Vec<u8>,
         hold: bool,
+        /// The side of the receiver it arrives on: the core for what the
+        /// LMA and the MAGs send each other, another link for a message a
+        /// CN or an MN sends with a forged source ([`World::spoof`]).
+        side: Side,
     },
     /// A message a delay fault at its sender kept back, now leaving.
     Send(Outgoing),
@@ -160,7 +165,7 @@ pub struct World {
     /// Per sender, the message a reorder fault holds until its next one.
     held_out: BTreeMap<String, Outgoing>,
     /// Per receiver, the message a reorder fault holds until its next one.
-    held_in: BTreeMap<String, (Ipv6Addr, Ipv6Addr, Vec<u8>)>,
+    held_in: BTreeMap<String, (Ipv6Addr, Ipv6Addr, Vec<u8>, Side)>,
     link_props: BTreeMap<(String, String), LinkProps>,
     rng: u64,
     lma_plane: LmaPlane,
@@ -249,6 +254,41 @@ impl World {
         out.transmits.push(crate::output::Transmit { src, dst, message });
         self.apply(from, out);
         true
+    }
+
+    /// Sends `message` from node `from` (a CN or an MN) with the forged
+    /// source `src` to `dst`, over the one link between them: a CN's link
+    /// to the LMA its CNs are behind, or an MN's access link to a MAG it is
+    /// attached to. It bypasses every fault rule, as a frame an attacker
+    /// puts on a link does, and arrives on that link, not on the
+    /// receiver's signalling side: the receiver's ingress rule
+    /// ([`ingress::check`]) decides. The record names `from` as the sender
+    /// and says whose source it carried.
+    pub fn spoof(&mut self, from: &str, src: Ipv6Addr, dst: Ipv6Addr, message: Message) -> Result<(), String> {
+        let to = self.names.get(&dst).cloned().ok_or_else(|| format!("no node has the address {dst}"))?;
+        let first_lma = self.lma.as_ref().map(|(n, _)| n.as_str());
+        let linked = if self.cns.contains_key(from) {
+            first_lma == Some(to.as_str())
+        } else if self.mns.contains_key(from) {
+            self.links.iter().any(|((mag, _), (mn, _))| *mag == to && mn == from)
+        } else {
+            return Err(format!("{from} is not a CN or an MN: only they spoof"));
+        };
+        if !linked {
+            return Err(format!("{from} has no link up to {to}: a spoofed message crosses one link"));
+        }
+        let message = self.wire.profile.outgoing(message);
+        let bytes = message
+            .to_bytes(&Endpoints { src, dst }, &self.wire)
+            .map_err(|e| format!("could not encode the {}: {e}", message.name()))?;
+        let forged = self.names.get(&src).cloned().unwrap_or_else(|| src.to_string());
+        let summary = format!("{} src={forged}", message.summary());
+        let o = Outgoing { from: from.into(), to: to.clone(), src, dst, summary, bytes };
+        self.record(&o, false, true);
+        let at = self.now + self.link(from, &to).latency;
+        let what = Delivery::Message { to, src, dst, bytes: o.bytes, hold: false, side: Side::Other };
+        self.schedule(at, what);
+        Ok(())
     }
 
     /// Takes an LMA or a MAG away as a crash would: its state and its data
@@ -553,7 +593,7 @@ impl World {
     /// receiver keeps it back.
     fn arrive_held(&mut self, o: Outgoing, after: Span, hold: bool, held: bool) {
         let at = self.now + after;
-        let what = Delivery::Message { to: o.to, src: o.src, dst: o.dst, bytes: o.bytes, hold };
+        let what = Delivery::Message { to: o.to, src: o.src, dst: o.dst, bytes: o.bytes, hold, side: Side::Signalling };
         self.schedule_held(at, what, held);
     }
 
@@ -600,24 +640,35 @@ impl World {
                     self.send(held, Span::ZERO, false);
                 }
             }
-            Delivery::Message { to, src, dst, bytes, hold: true } => {
-                if let Some((s, d, b)) = self.held_in.insert(to.clone(), (src, dst, bytes)) {
-                    self.receive(&to, s, d, b);
+            Delivery::Message { to, src, dst, bytes, hold: true, side } => {
+                if let Some((s, d, b, sd)) = self.held_in.insert(to.clone(), (src, dst, bytes, side)) {
+                    self.receive(&to, s, d, b, sd);
                 }
             }
-            Delivery::Message { to, src, dst, bytes, hold: false } => {
-                self.receive(&to, src, dst, bytes);
+            Delivery::Message { to, src, dst, bytes, hold: false, side } => {
+                self.receive(&to, src, dst, bytes, side);
                 // A message a reorder fault held here is handled right after.
-                if let Some((s, d, b)) = self.held_in.remove(&to) {
-                    self.receive(&to, s, d, b);
+                if let Some((s, d, b, sd)) = self.held_in.remove(&to) {
+                    self.receive(&to, s, d, b, sd);
                 }
             }
         }
     }
 
     /// Decodes a message that arrived at `to` and hands it to that role.
-    fn receive(&mut self, to: &str, src: Ipv6Addr, dst: Ipv6Addr, bytes: Vec<u8>) {
+    fn receive(&mut self, to: &str, src: Ipv6Addr, dst: Ipv6Addr, bytes: Vec<u8>, side: Side) {
         let now = self.now;
+        // The daemons' ingress rule, before the message is even decoded,
+        // as a daemon checks the arrival interface first.
+        let peer = self.mags.get(to).map(|m| m.config.lma);
+        if let Err(r) = ingress::check(side, src, peer) {
+            let on = match side {
+                Side::Signalling => "its signalling side",
+                Side::Other => "a link that is not its signalling side",
+            };
+            self.event(to, format!("refused ({r}): Mobility Header from {src} arrived on {on}"));
+            return;
+        }
         let message = match Message::parse(&bytes, &Endpoints { src, dst }, &self.wire) {
             Ok(m) => self.wire.profile.incoming(m),
             Err(e) => {
