@@ -330,6 +330,8 @@ pub fn handover(s: &Scenario, plan: &AddressPlan, node: &str) -> Result<HandOver
         mns: Vec::new(),
         lma_settings: None,
         cn_links: Vec::new(),
+        two_level_lma: None,
+        two_level_mag: None,
     };
     match spec.role {
         Role::Mag => {
@@ -338,6 +340,7 @@ pub fn handover(s: &Scenario, plan: &AddressPlan, node: &str) -> Result<HandOver
             let lma_addr = h.lma.ok_or_else(|| format!("{lma} has no address"))?;
             let c = crate::node_config::mag(s, plan, node, address, lma_addr);
             h.heartbeat = c.heartbeat.as_ref().map(handover::HeartbeatSettings::of);
+            h.two_level_mag = c.two_level.clone();
             for (ll, fi) in &c.flow_requests {
                 let r = handover::FlowRequest::of(ll, fi).ok_or_else(|| {
                     format!("{node} asks for flow {} with a selector the hand-over cannot carry", fi.fid)
@@ -391,6 +394,7 @@ pub fn handover(s: &Scenario, plan: &AddressPlan, node: &str) -> Result<HandOver
                         .collect(),
                 });
             }
+            h.two_level_lma = crate::node_config::lma(s, plan, address).two_level;
             let l = &s.lma;
             h.lma_settings = Some(handover::LmaSettings {
                 partial_handoff_hi: l.partial_handoff_hi,
@@ -473,6 +477,14 @@ pub fn cannot_play(s: &Scenario, step: &Step, line: u64) -> Option<String> {
                 format!(
                     "the attach (line {line}) chooses the Handoff Indicator or prefixes, which only a hook can tell {mag} under test, and it has no 'attach' hook"
                 )
+            })
+        }
+        Step::Carve(_) | Step::FlowHandover(_) => {
+            // Both reach every MAG over pmip-node's control socket (the
+            // carving or taking MAG, and the L2 hint to the others).
+            let mag = s.nodes.iter().find(|(n, spec)| spec.value.role == Role::Mag && iuts.contains_key(n.as_str()));
+            mag.map(|(mag, _)| {
+                format!("the 2-level step (line {line}) has no standard trigger, and {mag} is under test")
             })
         }
         Step::Bind(_) => lma_hook("bind"),

@@ -744,6 +744,33 @@ impl Backend for Run<'_> {
         self.wait_link_up(&a.mag, &a.port)
     }
 
+    fn carve(&mut self, mn: &str, iface: &str, service: &str) -> Result<(), String> {
+        let mag = mag_of_link(self.s, mn, iface)?;
+        let req = Request::TwoLevelCarve { ll_id: mac_for(mn, iface), service: service.into() };
+        self.call(&mag, &req)?;
+        self.acted();
+        Ok(())
+    }
+
+    fn flow_handover(&mut self, mn: &str, iface: &str, prefixes: &[pmip_proto::Prefix]) -> Result<(), String> {
+        let mag = mag_of_link(self.s, mn, iface)?;
+        self.call(&mag, &Request::TwoLevelTake { ll_id: mac_for(mn, iface), prefixes: prefixes.to_vec() })?;
+        // The L2 hint to every other MAG (what World::two_level_move does).
+        let mn_id = plan::mn_id_of(self.s, mn);
+        let others: Vec<String> = self
+            .s
+            .nodes
+            .iter()
+            .filter(|(name, n)| n.value.role == Role::Mag && **name != mag)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for other in others {
+            self.call(&other, &Request::TwoLevelHint { mn_id: mn_id.clone(), prefixes: prefixes.to_vec() })?;
+        }
+        self.acted();
+        Ok(())
+    }
+
     fn detach(&mut self, mn: &str, iface: &str) -> Result<(), String> {
         self.lab.set_link(mn, iface, false).map_err(|e| e.to_string())?;
         self.acted();
@@ -1161,4 +1188,14 @@ pub fn node_binary() -> Result<PathBuf, String> {
         }
     }
     Err(format!("cannot find pmip-node beside {}: build it (cargo build -p pmip-node) or set PMIP_NODE", me.display()))
+}
+
+/// The MAG the link of `mn/iface` attaches to.
+fn mag_of_link(s: &Scenario, mn: &str, iface: &str) -> Result<String, String> {
+    let name = format!("{mn}/{iface}");
+    s.links
+        .iter()
+        .find(|l| l.value.mn.value == name)
+        .map(|l| l.value.mag.value.clone())
+        .ok_or_else(|| format!("no link names {name}"))
 }

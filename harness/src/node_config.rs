@@ -46,7 +46,40 @@ pub fn lma(s: &Scenario, plan: &AddressPlan, address: Ipv6Addr) -> LmaConfig {
     }
     cfg.heartbeat = l.heartbeat.map(|h| h.config());
     cfg.on_mag_down = l.on_mag_down.unwrap_or(cfg.on_mag_down);
+    cfg.two_level =
+        two_level_config(s, plan).map(|config| pmip_proto::two_level::LmaSetup { config, mags: mags(s, plan) });
     cfg
+}
+
+/// The 2-level model's settings, when a scenario has them, with the
+/// names its tables print MAGs (`mag1`) and MN interfaces (`mn1/if1`) by.
+fn two_level_config(s: &Scenario, plan: &AddressPlan) -> Option<pmip_proto::two_level::TwoLevelConfig> {
+    let mut c = s.lma.two_level.as_ref().and_then(|t| t.value.config())?;
+    c.labels.mags = s
+        .nodes
+        .iter()
+        .filter(|(_, n)| n.value.role == Role::Mag)
+        .filter_map(|(name, _)| Some((*plan.of.get(name)?, name.clone())))
+        .collect();
+    c.labels.ifaces = s
+        .links
+        .iter()
+        .filter_map(|l| {
+            let (mn, iface) = l.value.mn.value.split_once('/')?;
+            Some((mac_for(mn, iface), l.value.mn.value.clone()))
+        })
+        .collect();
+    Some(c)
+}
+
+/// The MAGs' addresses in name order: the order the LMA hands them their
+/// level-1 temporal prefixes in (2-level model).
+fn mags(s: &Scenario, plan: &AddressPlan) -> Vec<Ipv6Addr> {
+    s.nodes
+        .iter()
+        .filter(|(_, n)| n.value.role == Role::Mag)
+        .filter_map(|(name, _)| plan.of.get(name).copied())
+        .collect()
 }
 
 /// The policy the LMA named `lma` holds for each MN of the scenario: an
@@ -96,6 +129,10 @@ pub fn mag(s: &Scenario, plan: &AddressPlan, mag: &str, address: Ipv6Addr, lma: 
         })
         .collect();
     c.heartbeat = s.nodes.get(mag).and_then(|n| n.value.heartbeat).map(|h| h.config());
+    c.two_level = two_level_config(s, plan).and_then(|config| {
+        let temporal = pmip_proto::two_level::distribution(&config, &mags(s, plan)).ok()?;
+        Some(pmip_proto::two_level::MagSetup { config, temporal, mns: crate::plan::two_level_mns(s) })
+    });
     c.flow_requests = s
         .links
         .iter()

@@ -12,9 +12,10 @@ use pmip_proto::FlowKey;
 use crate::scenario::{proto_number, NodeSpec, Profile, Role, Scenario, Step};
 
 /// What the virtual backend can play.
-pub const VIRTUAL_FEATURES: [&str; 4] = ["virtual", "draft-fmi", "rfc7864", "binding-revocation"];
+pub const VIRTUAL_FEATURES: [&str; 5] = ["virtual", "draft-fmi", "rfc7864", "binding-revocation", "two-level"];
 /// What the namespace backend can play.
-pub const NETNS_FEATURES: [&str; 5] = ["namespaces", "draft-fmi", "rfc7864", "binding-revocation", "real-time"];
+pub const NETNS_FEATURES: [&str; 6] =
+    ["namespaces", "draft-fmi", "rfc7864", "binding-revocation", "real-time", "two-level"];
 
 /// Addresses of every node: given ones, else from the plan.
 pub struct AddressPlan {
@@ -124,13 +125,35 @@ pub fn fid_of(s: &Scenario, flow: &str) -> Option<u16> {
 }
 
 /// What `s` requires that a backend with `features` lacks: its `requires`
-/// list, and `rfc7864` for a scenario in that profile.
+/// list, `rfc7864` for a scenario in that profile, and `two-level` for
+/// one with an MN of the 2-level prefix model.
 pub fn missing_features<'a>(s: &'a Scenario, features: &[&str]) -> Vec<&'a str> {
     let profile = (s.wire.profile == Profile::Rfc7864).then_some("rfc7864");
-    let mut missing: Vec<&str> =
-        s.requires.iter().map(|r| r.value.as_str()).chain(profile).filter(|r| !features.contains(r)).collect();
+    let two_level = uses_two_level(s).then_some("two-level");
+    let mut missing: Vec<&str> = s
+        .requires
+        .iter()
+        .map(|r| r.value.as_str())
+        .chain(profile)
+        .chain(two_level)
+        .filter(|r| !features.contains(r))
+        .collect();
     missing.dedup();
     missing
+}
+
+/// Whether an MN of `s` uses the 2-level prefix model.
+pub fn uses_two_level(s: &Scenario) -> bool {
+    s.nodes.values().any(|n| n.value.role == Role::Mn && n.value.model == Some(pmip_proto::lma::PrefixModel::TwoLevel))
+}
+
+/// The MN-IDs of the MNs of `s` that use the 2-level prefix model.
+pub fn two_level_mns(s: &Scenario) -> Vec<String> {
+    s.nodes
+        .iter()
+        .filter(|(_, n)| n.value.role == Role::Mn && n.value.model == Some(pmip_proto::lma::PrefixModel::TwoLevel))
+        .map(|(name, _)| mn_id_of(s, name))
+        .collect()
 }
 
 /// The one link a `spoof` step's message crosses, with each end's

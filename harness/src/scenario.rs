@@ -147,6 +147,55 @@ pub struct LmaSettings {
     pub on_mag_down: Option<pmip_proto::lma::MagDownAction>,
     /// Whether the LMA grants the flows MAGs ask for in PBUs (default true).
     pub grant_flow_requests: Option<bool>,
+    /// The 2-level prefix model's settings, for the MNs with
+    /// `model: two-level` (draft-park-multihoming-ext-pmipv6-2level-prefix-01).
+    pub two_level: Option<Spanned<TwoLevelSettings>>,
+}
+
+/// What the 2-level draft leaves open, chosen per scenario.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwoLevelSettings {
+    /// The LMA's pool of level-1 temporal prefixes. Before any session the
+    /// LMA hands the MAGs, in name order, the 1st, 2nd, … prefix of
+    /// `temporal_len` bits in it, and every MAG is told every MAG's (§3:
+    /// "allocated by LMA to MAGs before initiation of mobility session").
+    pub temporal_pool: Spanned<Prefix>,
+    /// Length of a MAG's level-1 temporal prefix (default 48), shorter than
+    /// the level-2 /64s the MAG carves out of it.
+    #[serde(default = "forty_eight")]
+    pub temporal_len: Spanned<u8>,
+    /// How long an entry a flow handover left Idle is kept for a reverse
+    /// handover (the draft: "for some time"), e.g. 30s; `never` keeps it
+    /// until the MN's binding goes. Default 30s.
+    #[serde(default = "thirty_seconds")]
+    pub idle_lifetime: Spanned<String>,
+}
+
+fn forty_eight() -> Spanned<u8> {
+    Spanned::new(48, Location::UNKNOWN, Location::UNKNOWN)
+}
+fn thirty_seconds() -> Spanned<String> {
+    Spanned::new("30s".into(), Location::UNKNOWN, Location::UNKNOWN)
+}
+
+impl TwoLevelSettings {
+    /// The core's configuration; `None` when a field is out of range (the
+    /// validator says which).
+    pub fn config(&self) -> Option<pmip_proto::two_level::TwoLevelConfig> {
+        let idle_lifetime = match self.idle_lifetime.value.trim() {
+            "never" => pmip_proto::two_level::NEVER,
+            d => parse_duration(d)?,
+        };
+        let pool = self.temporal_pool.value;
+        let len = self.temporal_len.value;
+        (len > pool.prefix_len() && len < 64).then(|| pmip_proto::two_level::TwoLevelConfig {
+            temporal_pool: pool,
+            temporal_len: len,
+            idle_lifetime,
+            ..Default::default()
+        })
+    }
 }
 
 /// RFC 5847 HEARTBEAT_INTERVAL and MISSING_HEARTBEATS_ALLOWED, in units
@@ -304,6 +353,28 @@ pub enum Step {
     /// Records the state tables under a name and checks them against the
     /// stored snapshot.
     Snapshot(String),
+    /// 2-level model: the MAG of an MN interface carves a level-2 prefix
+    /// out of its temporal prefix for a service of the MN and registers it
+    /// with the LMA (PBU with HI 5).
+    Carve(CarveStep),
+    /// 2-level model: a flow handover to the MAG of `to`, which sends a PBU
+    /// with HI 5 naming the level-2 prefixes (PFHO), another MAG's level-1
+    /// temporal prefix (FFHO), or Idle ones of its own (reverse handover).
+    FlowHandover(FlowHandoverStep),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CarveStep {
+    pub iface: Spanned<String>,
+    pub service: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowHandoverStep {
+    pub to: Spanned<String>,
+    pub prefixes: Vec<Spanned<Prefix>>,
 }
 
 #[derive(Debug, Deserialize)]

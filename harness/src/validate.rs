@@ -255,6 +255,67 @@ impl Checker<'_> {
         Ok(())
     }
 
+    /// `mn/iface` naming an attached interface of a two-level MN.
+    fn two_level_iface(&self, r: &Spanned<String>, attached: &BTreeSet<String>) -> Check {
+        self.iface(r)?;
+        let mn = r.value.split_once('/').map_or("", |(m, _)| m);
+        let model = self.s.nodes.get(mn).and_then(|n| n.value.model);
+        if model != Some(pmip_proto::lma::PrefixModel::TwoLevel) {
+            return Err(
+                self.err(r.referenced, format!("{mn} does not use the two-level prefix model ('model: two-level')"))
+            );
+        }
+        if !attached.contains(&r.value) {
+            return Err(self.err(r.referenced, format!("{} is not attached at this step", r.value)));
+        }
+        Ok(())
+    }
+
+    /// The 2-level model's settings under `lma:`.
+    fn two_level(&self) {
+        let Some(t) = &self.s.lma.two_level else { return };
+        self.context.set((t.referenced.line(), t.referenced.column()));
+        let t = &t.value;
+        let pool = t.temporal_pool.value;
+        let len = t.temporal_len.value;
+        if !(len > pool.prefix_len() && len < 64) {
+            let at = if t.temporal_len.referenced == Location::UNKNOWN {
+                t.temporal_pool.referenced
+            } else {
+                t.temporal_len.referenced
+            };
+            self.keep(Err(self.err(
+                at,
+                format!("temporal_len {len} should be longer than the temporal_pool's /{} and shorter than the level-2 /64s", pool.prefix_len()),
+            )));
+            return;
+        }
+        let mags = self.s.nodes.values().filter(|n| n.value.role == Role::Mag).count() as u32;
+        let room = u32::from(len - pool.prefix_len());
+        if room < 32 && (1u64 << room) <= u64::from(mags) {
+            self.keep(Err(self.err(
+                t.temporal_pool.referenced,
+                format!(
+                    "the temporal_pool {pool} holds {} /{len}s after the first, too few for {mags} MAGs",
+                    (1u64 << room) - 1
+                ),
+            )));
+        }
+        let idle = t.idle_lifetime.value.trim();
+        if idle != "never" && parse_duration(idle).is_none() {
+            self.keep(Err(self.err(
+                t.idle_lifetime.referenced,
+                format!("idle_lifetime '{idle}' should be a duration (e.g. 30s) or never"),
+            )));
+        }
+        if !crate::plan::uses_two_level(self.s) {
+            self.keep(Err(self.err_at(
+                (t.temporal_pool.referenced.line(), t.temporal_pool.referenced.column()),
+                "two_level settings, but no MN says 'model: two-level'".into(),
+            )));
+        }
+    }
+
     /// `mn/iface` naming an interface of an MN.
     fn iface(&self, r: &Spanned<String>) -> Check {
         let Some((mn, iface)) = r.value.split_once('/') else {
@@ -421,6 +482,22 @@ impl Checker<'_> {
                             format!("{name}: the {model:?} prefix model needs 'prefixes' to hand out").to_lowercase(),
                         ));
                     }
+                    if model == TwoLevel && spec.prefixes.len() < spec.interfaces.len() {
+                        return Err(self.err(
+                            at,
+                            format!(
+                                "{name}: the two-level prefix model needs a permanent prefix per interface in 'prefixes' ({} for {} interfaces)",
+                                spec.prefixes.len(),
+                                spec.interfaces.len()
+                            ),
+                        ));
+                    }
+                    if model == TwoLevel && self.s.lma.two_level.is_none() {
+                        return Err(self.err(
+                            at,
+                            format!("{name}: the two-level prefix model needs 'two_level:' settings under 'lma:' (temporal_pool, ...)"),
+                        ));
+                    }
                     if matches!(model, Shared | Hybrid) && spec.shared_prefixes.is_empty() {
                         return Err(self.err(
                             at,
@@ -490,7 +567,13 @@ impl Checker<'_> {
                     ));
                 }
                 let mn = &self.s.nodes[&f.mn.value].value;
-                if !mn.prefixes.contains(&f.prefix) && !mn.shared_prefixes.contains(&f.prefix) {
+                // A two-level MN's level-2 prefixes are carved by the MAGs
+                // out of the temporal pool, so a flow may be sent to one.
+                let temporal = (mn.model == Some(pmip_proto::lma::PrefixModel::TwoLevel))
+                    .then(|| self.s.lma.two_level.as_ref().map(|t| t.value.temporal_pool.value))
+                    .flatten()
+                    .is_some_and(|pool| f.prefix.prefix_len() >= pool.prefix_len() && pool.contains(&f.prefix.addr()));
+                if !mn.prefixes.contains(&f.prefix) && !mn.shared_prefixes.contains(&f.prefix) && !temporal {
                     return Err(self.err(
                         f.mn.referenced,
                         format!("flow {name}: {} is not one of {}'s prefixes", f.prefix, f.mn.value),
@@ -566,6 +649,27 @@ impl Checker<'_> {
                     }
                 }
                 Step::MovePrefix(m) => self.node(&m.mn, Some(Role::Mn))?,
+                Step::Carve(c) => {
+                    self.two_level_iface(&c.iface, &attached)?;
+                    if c.service.value.trim().is_empty() {
+                        return Err(self.err(c.service.referenced, "a carve step names the service it is for".into()));
+                    }
+                }
+                Step::FlowHandover(h) => {
+                    self.two_level_iface(&h.to, &attached)?;
+                    if h.prefixes.is_empty() {
+                        return Err(self.err(h.to.referenced, "a flow_handover needs the temporal 'prefixes' it moves".into()));
+                    }
+                    let pool = self.s.lma.two_level.as_ref().map(|t| t.value.temporal_pool.value);
+                    for p in &h.prefixes {
+                        if pool.is_some_and(|pool| !(p.value.prefix_len() >= pool.prefix_len() && pool.contains(&p.value.addr()))) {
+                            return Err(self.err(
+                                p.referenced,
+                                format!("{} is not a temporal prefix: it lies outside the temporal_pool", p.value),
+                            ));
+                        }
+                    }
+                }
                 Step::Unbind(f) => {
                     self.flow(f)?;
                     if !bound.remove(&f.value) {
@@ -917,6 +1021,7 @@ pub fn validate_all(path: &Path, text: &str, s: &Scenario) -> Vec<ScenarioError>
     c.requires();
     c.names();
     c.nodes();
+    c.two_level();
     c.links();
     c.flows();
     c.steps();

@@ -165,6 +165,14 @@ impl Backend for VirtualLab<'_> {
         Ok(())
     }
 
+    fn carve(&mut self, mn: &str, iface: &str, service: &str) -> Result<(), String> {
+        self.world.two_level_carve(mn, iface, service)
+    }
+
+    fn flow_handover(&mut self, mn: &str, iface: &str, prefixes: &[pmip_proto::Prefix]) -> Result<(), String> {
+        self.world.two_level_move(mn, iface, prefixes)
+    }
+
     fn detach(&mut self, mn: &str, iface: &str) -> Result<(), String> {
         self.world.detach(mn, iface);
         Ok(())

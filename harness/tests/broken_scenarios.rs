@@ -251,3 +251,61 @@ fn broken_scenarios_are_refused_with_where_and_what() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+const TWO_LEVEL: &str = r#"id: T-2L
+title: a two-level scenario to break
+lma:
+  two_level: { temporal_pool: "2002:2::/32", temporal_len: 48, idle_lifetime: 30s }
+nodes:
+  lma: { role: lma }
+  mag1: { role: mag }
+  mn1: { role: mn, interfaces: [if1], model: two-level, prefixes: ["2002:1:1::/64"] }
+  cn: { role: cn }
+links:
+  - { mn: mn1/if1, mag: mag1, att: wifi }
+flows:
+  X: { mn: mn1, prefix: "2002:2:1:1::/64", dport: 5001 }
+steps:
+  - attach: { iface: mn1/if1 }
+  - carve: { iface: mn1/if1, service: voip }
+  - flow_handover: { to: mn1/if1, prefixes: ["2002:2:1:1::/64"] }
+  - expect_flow: { flow: X, arrives_on: mn1/if1 }
+"#;
+
+/// The 2-level model's settings and steps are refused where they are
+/// wrong, with the line and column.
+#[test]
+fn broken_two_level_settings_are_refused_with_where_and_what() {
+    parse(Path::new("case.yaml"), TWO_LEVEL).unwrap();
+    let broken = |from: &str, to: &str| {
+        assert!(TWO_LEVEL.contains(from), "test bug: {from:?} is not in the good scenario");
+        TWO_LEVEL.replacen(from, to, 1)
+    };
+    let cases: Vec<(String, &str)> = vec![
+        (broken("temporal_len: 48", "temporal_len: 16"), "4:60: temporal_len 16 should be longer than the temporal_pool's /32 and shorter than the level-2 /64s"),
+        (broken("temporal_len: 48", "temporal_len: 64"), "4:60: temporal_len 64 should be longer"),
+        (
+            broken("temporal_len: 48", "temporal_len: 33").replacen("  mag1: { role: mag }\n", "  mag1: { role: mag }\n  mag2: { role: mag }\n", 1),
+            "4:31: the temporal_pool 2002:2::/32 holds 1 /33s after the first, too few for 2 MAGs",
+        ),
+        (broken("idle_lifetime: 30s", "idle_lifetime: soon"), "4:79: idle_lifetime 'soon' should be a duration (e.g. 30s) or never"),
+        (broken("idle_lifetime: 30s", "colour: blue"), "4:"),
+        (broken("  two_level: { temporal_pool: \"2002:2::/32\", temporal_len: 48, idle_lifetime: 30s }\n", "  use_timestamps: false\n"), "8:8: mn1: the two-level prefix model needs 'two_level:' settings under 'lma:'"),
+        (broken("prefixes: [\"2002:1:1::/64\"]", "prefixes: []"), "8:8: mn1: the two-level prefix model needs a permanent prefix per interface in 'prefixes' (0 for 1 interfaces)"),
+        (broken("model: two-level, ", ""), "4:31: two_level settings, but no MN says 'model: two-level'"),
+        (broken("service: voip", "service: \"\""), "16:39: a carve step names the service it is for"),
+        (broken("prefixes: [\"2002:2:1:1::/64\"] }", "prefixes: [\"2001:db8::/64\"] }"), "17:46: 2001:db8::/64 is not a temporal prefix: it lies outside the temporal_pool"),
+        (broken("  - attach: { iface: mn1/if1 }\n", ""), "15:21: mn1/if1 is not attached at this step"),
+    ];
+    let mut wrong = Vec::new();
+    for (text, want) in &cases {
+        let got = match parse(Path::new("case.yaml"), text) {
+            Ok(_) => "accepted".to_string(),
+            Err(e) => e.to_string().trim_start_matches("case.yaml:").to_string(),
+        };
+        if !got.starts_with(want) {
+            wrong.push(format!("want {want}\n got {got}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

@@ -130,6 +130,13 @@ pub trait Backend: Observe + Capabilities {
     fn attach(&mut self, a: &Attachment) -> Result<(), String>;
     /// Takes the MN interface down; returns once the link is down.
     fn detach(&mut self, mn: &str, iface: &str) -> Result<(), String>;
+    /// 2-level model: the MAG of `mn/iface` carves a level-2 prefix for
+    /// `service` and registers it (PBU with HI 5).
+    fn carve(&mut self, mn: &str, iface: &str, service: &str) -> Result<(), String>;
+    /// 2-level model: the MAG of `mn/iface` takes the flows within
+    /// `prefixes` (PBU with HI 5); the other MAGs get the L2 hint that
+    /// they left.
+    fn flow_handover(&mut self, mn: &str, iface: &str, prefixes: &[Prefix]) -> Result<(), String>;
     /// Hands the LMA a command; `Err` when the LMA refused it.
     fn lma_command(&mut self, c: LmaCommand) -> Result<(), String>;
     /// The Timestamp option's clock (RFC 5213 §5.5) now, in microseconds.

@@ -155,6 +155,18 @@ pub fn note(s: &Scenario, step: &Step) -> Option<String> {
             format!("{mag}: sees {} attach", a.iface.value)
         }
         Step::Detach(i) => format!("{}: sees {} detach", mag_of(s, &i.value).unwrap_or("?"), i.value),
+        Step::Carve(c) => format!(
+            "{}: carves a level-2 prefix for {}'s {}",
+            mag_of(s, &c.iface.value).unwrap_or("?"),
+            c.iface.value,
+            c.service.value
+        ),
+        Step::FlowHandover(h) => format!(
+            "{}: takes {} for {}",
+            mag_of(s, &h.to.value).unwrap_or("?"),
+            h.prefixes.iter().map(|p| p.value.to_string()).collect::<Vec<_>>().join(", "),
+            h.to.value
+        ),
         Step::Bind(b) => format!(
             "{lma}: binds flow {} to BID {}",
             b.flow.value,

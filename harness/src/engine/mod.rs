@@ -16,7 +16,7 @@ use std::path::Path;
 
 use pmip_proto::flow::prefix_selector;
 use pmip_proto::lma::{FlowAction, LmaCommand};
-use pmip_proto::Span;
+use pmip_proto::{Prefix, Span};
 use serde_json::Value;
 
 pub use backend::{Attachment, Backend, Capabilities, DownlinkProbe, FlowRun, Observe, Observed, UplinkProbe};
@@ -143,6 +143,8 @@ pub fn step_name(step: &Step) -> &'static str {
         Step::ExpectUplink(_) => "expect_uplink",
         Step::ExpectState(_) => "expect_state",
         Step::Snapshot(_) => "snapshot",
+        Step::Carve(_) => "carve",
+        Step::FlowHandover(_) => "flow_handover",
     }
 }
 
@@ -434,6 +436,17 @@ impl Engine<'_> {
                 self.report.checks.push(c);
             }
             Step::Snapshot(name) => self.snapshot(b, name, line)?,
+            Step::Carve(c) => {
+                let (mn, iface) = c.iface.value.split_once('/').ok_or("an interface is named mn/iface")?;
+                b.carve(mn, iface, &c.service.value)?;
+                self.settle(b);
+            }
+            Step::FlowHandover(h) => {
+                let (mn, iface) = h.to.value.split_once('/').ok_or("an interface is named mn/iface")?;
+                let prefixes: Vec<Prefix> = h.prefixes.iter().map(|p| p.value).collect();
+                b.flow_handover(mn, iface, &prefixes)?;
+                self.settle(b);
+            }
         }
         Ok(())
     }

@@ -68,6 +68,15 @@ pub struct HandOver {
     /// LMA's address on each and the CN behind it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cn_links: Vec<CnLink>,
+    /// LMA, in a scenario with the 2-level prefix model: its settings and
+    /// the MAGs in the order it hands them level-1 temporal prefixes
+    /// (docs/protocol.md, "The 2-level prefix model").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub two_level_lma: Option<pmip_proto::two_level::LmaSetup>,
+    /// MAG, in a scenario with the 2-level prefix model: its settings,
+    /// every MAG's level-1 temporal prefix and the MNs that use the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub two_level_mag: Option<pmip_proto::two_level::MagSetup>,
 }
 
 /// A MAG's access link: the MN interface on its other end.
@@ -300,6 +309,7 @@ impl HandOver {
         }
         let settings = self.lma_settings.clone().unwrap_or_default();
         settings.apply(&mut cfg);
+        cfg.two_level = self.two_level_lma.clone();
         let mut policies = Vec::new();
         for mn in &self.mns {
             let mut p = MnPolicy::new(mn.mn_id.clone(), parse_model(&mn.model)?);
@@ -328,6 +338,7 @@ impl HandOver {
             c.mns.push(MnBinding { ll_id: parse_mac(&a.mn_ll_id)?, mn_id: a.mn_id.clone() });
         }
         c.heartbeat = self.heartbeat.map(|h| h.config());
+        c.two_level = self.two_level_mag.clone();
         for f in &self.flow_requests {
             c.flow_requests.push((parse_mac(&f.mn_ll_id)?, f.flow_identification()));
         }

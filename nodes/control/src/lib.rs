@@ -35,6 +35,24 @@ pub enum Request {
     Detach {
         iface: String,
     },
+    /// MAG, 2-level prefix model: carve a level-2 prefix for a service of
+    /// the MN interface `ll_id` and register it (PBU with HI 5).
+    TwoLevelCarve {
+        ll_id: Vec<u8>,
+        service: String,
+    },
+    /// MAG, 2-level prefix model: take the flows within `prefixes` for the
+    /// MN interface `ll_id` (PBU with HI 5: PFHO, FFHO or a reverse one).
+    TwoLevelTake {
+        ll_id: Vec<u8>,
+        prefixes: Vec<Prefix>,
+    },
+    /// MAG, 2-level prefix model: the L2 hint that the MN's flows within
+    /// `prefixes` left this MAG; its entries are kept Idle.
+    TwoLevelHint {
+        mn_id: String,
+        prefixes: Vec<Prefix>,
+    },
     /// LMA: bind, move or unbind flows; an error reply when the LMA refuses.
     Lma {
         command: LmaCommand,

@@ -233,7 +233,7 @@ impl Node {
             }
             if let Some(plane) = &self.plane {
                 let ll_ids = match &self.role {
-                    Role::Mag(m) => m.bul().iter().map(|e| (e.iface.clone(), e.ll_id.clone())).collect(),
+                    Role::Mag(m) => m.access_ll_ids(),
                     Role::Lma(_) => Default::default(),
                 };
                 if plane.send(Update::Intent(i.clone(), ll_ids)).await.is_err() {
@@ -540,7 +540,7 @@ impl Node {
             self.events.push(format!("RS on {} without a link-layer address; ignored", rs.iface));
             return;
         };
-        let known = m.bul().iter().any(|e| e.iface == rs.iface && e.ll_id == mac);
+        let known = m.access_ll_ids().get(&rs.iface).is_some_and(|ll| *ll == mac);
         let input = if known {
             MagInput::RouterSolicitation { iface: rs.iface }
         } else {
@@ -560,7 +560,7 @@ impl Node {
     async fn on_link(&mut self, iface: String, up: bool) {
         let now = self.now();
         let Role::Mag(m) = &mut self.role else { return };
-        if up || !m.bul().iter().any(|e| e.iface == iface) {
+        if up || !m.access_ll_ids().contains_key(&iface) {
             return;
         }
         let out = m.handle(now, MagInput::Detach { iface });
@@ -652,6 +652,9 @@ impl Node {
                 m.handle(now, MagInput::Attach { iface, ll_id, att: att.into(), handoff: hi.map(Into::into), prefixes })
             }
             (Request::Detach { iface }, Role::Mag(m)) => m.handle(now, MagInput::Detach { iface }),
+            (Request::TwoLevelCarve { ll_id, service }, Role::Mag(m)) => m.two_level_carve(now, &ll_id, &service),
+            (Request::TwoLevelTake { ll_id, prefixes }, Role::Mag(m)) => m.two_level_take(&ll_id, &prefixes),
+            (Request::TwoLevelHint { mn_id, prefixes }, Role::Mag(m)) => m.two_level_hint(now, &mn_id, &prefixes),
             (Request::Lma { command }, Role::Lma(l)) => l.handle(now, LmaInput::Command(command)),
             (r, _) => {
                 return Some(Reply::error(format!(

@@ -20,6 +20,7 @@ pub mod prefix;
 pub mod signalling;
 pub mod sim;
 pub mod time;
+pub mod two_level;
 pub mod world;
 
 pub use flow::FlowKey;

@@ -388,6 +388,62 @@ impl World {
         self.feed_mag(mag, input);
     }
 
+    /// Turns the 2-level prefix model on (draft-park-...-2level-prefix-01):
+    /// the LMA distributes a level-1 temporal prefix to every MAG before
+    /// any session, and every MAG learns them all.
+    pub fn enable_two_level(&mut self, config: crate::two_level::TwoLevelConfig, mns: &[String]) -> Result<(), String> {
+        let mags: Vec<Ipv6Addr> = self.mags.values().map(|m| m.config.address).collect();
+        let (_, lma) = self.lma.as_mut().ok_or("there is no LMA for the 2-level model")?;
+        let all = lma.enable_two_level(config.clone(), &mags)?;
+        for m in self.mags.values_mut() {
+            m.enable_two_level(config.clone(), &all, mns.iter().cloned());
+        }
+        Ok(())
+    }
+
+    /// The MAG an MN interface is attached to, by name.
+    fn mag_of(&self, mn: &str, mn_iface: &str) -> Option<String> {
+        self.links.iter().find(|(_, v)| v.0 == mn && v.1 == mn_iface).map(|(k, _)| k.0.clone())
+    }
+
+    /// 2-level model: the MAG of `mn/mn_iface` carves a level-2 prefix for
+    /// a service and registers it with the LMA.
+    pub fn two_level_carve(&mut self, mn: &str, mn_iface: &str, service: &str) -> Result<(), String> {
+        let mag = self.mag_of(mn, mn_iface).ok_or_else(|| format!("{mn}/{mn_iface} is not attached"))?;
+        let now = self.now;
+        let m = self.mags.get_mut(&mag).ok_or_else(|| format!("no MAG named {mag}"))?;
+        let out = m.two_level_carve(now, &mac_for(mn, mn_iface), service);
+        let refused = out.refused().map(str::to_string);
+        self.apply(&mag, out);
+        refused.map_or(Ok(()), Err)
+    }
+
+    /// 2-level model: a flow handover (PFHO with level-2 prefixes, FFHO
+    /// with a level-1 temporal prefix, or the reverse of either) to the MAG
+    /// of `mn/to_iface`, which sends the PBU with HI 5; every other MAG is
+    /// given the L2 hint that those flows left it (draft §5.1.2).
+    pub fn two_level_move(&mut self, mn: &str, to_iface: &str, prefixes: &[Prefix]) -> Result<(), String> {
+        let mag = self.mag_of(mn, to_iface).ok_or_else(|| format!("{mn}/{to_iface} is not attached"))?;
+        let ll = mac_for(mn, to_iface);
+        let now = self.now;
+        let m = self.mags.get_mut(&mag).ok_or_else(|| format!("no MAG named {mag}"))?;
+        let mn_id = m.mn_id_for(&ll).ok_or_else(|| format!("{mn}/{to_iface} is not in {mag}'s policy store"))?;
+        let out = m.two_level_take(&ll, prefixes);
+        let refused = out.refused().map(str::to_string);
+        self.apply(&mag, out);
+        if let Some(r) = refused {
+            return Err(r);
+        }
+        let others: Vec<String> = self.mags.keys().filter(|k| **k != mag).cloned().collect();
+        for other in others {
+            if let Some(m) = self.mags.get_mut(&other) {
+                let out = m.two_level_hint(now, &mn_id, prefixes);
+                self.apply(&other, out);
+            }
+        }
+        Ok(())
+    }
+
     /// An MN interface goes down.
     pub fn detach(&mut self, mn: &str, mn_iface: &str) {
         let link = self.links.iter().find(|(_, v)| v.0 == mn && v.1 == mn_iface).map(|(k, _)| k.clone());

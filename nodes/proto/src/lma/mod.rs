@@ -67,6 +67,9 @@ pub struct LmaConfig {
     /// This LMA's Restart Counter (RFC 5847 §3.2): one more at each start.
     #[serde(default)]
     pub restart_counter: u32,
+    /// The 2-level prefix model, for the MNs whose policy asks for it.
+    #[serde(default)]
+    pub two_level: Option<crate::two_level::LmaSetup>,
 }
 
 /// What the LMA does with the bindings of a MAG that stopped answering
@@ -103,6 +106,7 @@ impl LmaConfig {
             heartbeat: None,
             on_mag_down: MagDownAction::Hold,
             restart_counter: 0,
+            two_level: None,
         }
     }
 }
@@ -155,6 +159,13 @@ pub struct LmaState {
     /// The MAGs probed by heartbeats (only when heartbeats are on).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub heartbeats: Vec<crate::heartbeat::PeerRow>,
+    /// The 2-level model's table (only when it is on), rows as the
+    /// draft's figures show them, with their Active/Idle flag.
+    #[serde(skip)]
+    pub two_level: Vec<crate::two_level::Row>,
+    /// The same rows as the draft's figures print them.
+    #[serde(rename = "two_level", skip_serializing_if = "Vec::is_empty")]
+    pub two_level_figure: Vec<String>,
 }
 
 pub struct Lma {
@@ -169,11 +180,13 @@ pub struct Lma {
     pub(crate) revocations: Vec<(Ipv6Addr, String, Vec<Prefix>, pmip_wire::RevocationTrigger)>,
     installed: plane::InstalledPlane,
     heartbeats: crate::heartbeat::Heartbeats,
+    /// The 2-level prefix model, for the MNs whose policy asks for it.
+    pub(crate) two_level: Option<crate::two_level::TwoLevelLma>,
 }
 
 impl Lma {
     pub fn new(config: LmaConfig) -> Self {
-        Lma {
+        let mut lma = Lma {
             policies: BTreeMap::new(),
             cache: BindingCache::default(),
             fmc: FlowMobilityCache::default(),
@@ -183,12 +196,46 @@ impl Lma {
             revocations: Vec::new(),
             installed: plane::InstalledPlane::default(),
             heartbeats: crate::heartbeat::Heartbeats::new(config.heartbeat, config.restart_counter),
+            two_level: None,
             config,
+        };
+        if let Some(setup) = lma.config.two_level.clone() {
+            // The harness validates the pool against the MAGs. A pool too
+            // small leaves the MAGs past its end without a temporal prefix,
+            // and the LMA refuses their PBUs (154): loud on the wire.
+            if lma.enable_two_level(setup.config.clone(), &setup.mags).is_err() {
+                lma.two_level = Some(crate::two_level::TwoLevelLma::new(lma.config.address, setup.config));
+            }
         }
+        lma
     }
 
     pub fn add_policy(&mut self, p: MnPolicy) {
+        if let (PrefixModel::TwoLevel, Some(t)) = (p.model, self.two_level.as_mut()) {
+            t.add_mn(&p.mn_id, p.unique_prefixes.clone());
+        }
         self.policies.insert(p.mn_id.clone(), p);
+    }
+
+    /// Turns the 2-level prefix model on: hands every MAG of `mags` its
+    /// level-1 temporal prefix before any session, and gives back the
+    /// whole distribution, which each MAG is told (draft §3).
+    pub fn enable_two_level(
+        &mut self,
+        config: crate::two_level::TwoLevelConfig,
+        mags: &[Ipv6Addr],
+    ) -> Result<BTreeMap<Ipv6Addr, Prefix>, String> {
+        let mut t = crate::two_level::TwoLevelLma::new(self.config.address, config);
+        for p in self.policies.values().filter(|p| p.model == PrefixModel::TwoLevel) {
+            t.add_mn(&p.mn_id, p.unique_prefixes.clone());
+        }
+        let all = t.distribute(mags)?;
+        self.two_level = Some(t);
+        Ok(all)
+    }
+
+    pub fn two_level(&self) -> Option<&crate::two_level::TwoLevelLma> {
+        self.two_level.as_ref()
     }
 
     pub fn policy(&self, mn_id: &str) -> Option<&MnPolicy> {
@@ -273,6 +320,9 @@ impl Lma {
         for news in self.heartbeats.on_timeout(now, self.config.address, out) {
             self.on_peer_news(news, out);
         }
+        if let Some(t) = self.two_level.as_mut() {
+            t.on_timeout(now, out);
+        }
     }
 
     /// Removes bindings whose lifetime ran out and de-registered entries
@@ -305,7 +355,8 @@ impl Lma {
         let pend = self.pending.iter().map(|p| p.retransmit_at).min();
         let refresh = self.signalled.values().map(|s| s.refresh_at).filter(|t| *t != transactions::NEVER).min();
         let expiry = self.signalled.values().filter_map(|s| s.expires_at).min();
-        [bce, pend, refresh, expiry, self.heartbeats.next_timeout()].into_iter().flatten().min()
+        let idle = self.two_level.as_ref().and_then(|t| t.next_timeout());
+        [bce, pend, refresh, expiry, self.heartbeats.next_timeout(), idle].into_iter().flatten().min()
     }
 
     pub(crate) fn take_sequence(&mut self) -> u16 {
@@ -322,6 +373,9 @@ impl Lma {
     /// Mobility Cache entry that matches, in FID-PRI order, else the
     /// prefix's default binding. `None` when nothing is bound.
     pub fn classify(&self, key: &FlowKey) -> Option<FlowTarget> {
+        if let Some(mag) = self.two_level.as_ref().and_then(|t| t.route(&key.dst)) {
+            return Some(FlowTarget::Forward(mag));
+        }
         for e in self.fmc.iter() {
             if !selector_matches(&e.selector, key) {
                 continue;
@@ -364,6 +418,8 @@ impl Lma {
             flow_mobility_cache: self.fmc.rows(|mn, bid| self.bid_is_active(mn, bid)),
             pending: self.pending.iter().map(|p| p.describe()).collect(),
             heartbeats: self.heartbeats.rows(),
+            two_level: self.two_level.as_ref().map(|t| t.table.rows.clone()).unwrap_or_default(),
+            two_level_figure: self.two_level.as_ref().map(|t| t.figure()).unwrap_or_default(),
         }
     }
 }

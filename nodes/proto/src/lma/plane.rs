@@ -47,6 +47,15 @@ impl Lma {
             }
         }
         plane.routes = defaults.into_iter().map(|(p, (_, _, mag))| (p, mag)).collect();
+        // The 2-level model's Active entries: every prefix to its MAG (the
+        // longest match picks a moved level-2 prefix over its level-1 one).
+        let two_level = self.two_level.iter().flat_map(|t| t.table.rows.iter());
+        for r in two_level.filter(|r| r.mn_id == mn && r.flag == crate::two_level::Flag::A) {
+            plane.mags.insert(r.mag);
+            for p in &r.prefixes {
+                plane.routes.insert(*p, r.mag);
+            }
+        }
         for e in self.fmc.iter().filter(|e| e.mn_id == mn) {
             if let Some(t) = self.flow_target(e) {
                 plane.flows.insert((e.fid_pri, e.fid), (e.selector.clone(), t));
@@ -58,6 +67,7 @@ impl Lma {
     /// Every MN the tables or the installed plane know.
     pub(crate) fn all_mns(&self) -> BTreeSet<String> {
         let mut mns: BTreeSet<String> = self.cache.iter().map(|b| b.mn_id.clone()).collect();
+        mns.extend(self.two_level.iter().flat_map(|t| t.table.rows.iter().map(|r| r.mn_id.clone())));
         mns.extend(self.fmc.iter().map(|e| e.mn_id.clone()));
         mns.extend(self.installed.by_mn.keys().cloned());
         mns

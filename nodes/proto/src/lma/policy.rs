@@ -17,6 +17,11 @@ pub enum PrefixModel {
     Shared,
     /// Scenario 3: the shared prefixes plus prefixes of its own.
     Hybrid,
+    /// The 2-level prefix model (draft-park-multihoming-ext-pmipv6-2level-
+    /// prefix-01): `unique_prefixes` are the level-1 permanent prefixes,
+    /// one per interface; the temporal ones come from the LMA's pool
+    /// (see [`crate::two_level`]).
+    TwoLevel,
 }
 
 /// The policy profile of one mobile node.

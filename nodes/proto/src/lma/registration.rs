@@ -42,6 +42,13 @@ fn same_set(a: &[Prefix], b: &[Prefix]) -> bool {
 impl Lma {
     pub(super) fn on_pbu(&mut self, now: Instant, src: Ipv6Addr, pbu: Pbu, out: &mut Output) {
         let opts = pick(&pbu.options);
+        let two_level =
+            opts.mn_id.as_deref().and_then(|m| self.policy(m)).is_some_and(|p| p.model == PrefixModel::TwoLevel);
+        if let (true, Some(t)) = (two_level, self.two_level.as_mut()) {
+            let pba = t.on_pbu(now, src, &pbu, out);
+            out.send(self.config.address, src, Message::Pba(pba));
+            return;
+        }
         let mut result = self.register(now, src, &pbu, &opts, out);
         if let Ok(a) = &mut result {
             if a.created {

@@ -62,6 +62,9 @@ pub struct MagConfig {
     /// first registers here (flow mobility draft §3.2, after Figure 4).
     #[serde(default)]
     pub flow_requests: Vec<(Vec<u8>, pmip_wire::FlowIdentification)>,
+    /// The 2-level prefix model, for the MNs that use it.
+    #[serde(default)]
+    pub two_level: Option<crate::two_level::MagSetup>,
 }
 
 fn default_uplink_hold() -> Span {
@@ -83,6 +86,7 @@ impl MagConfig {
             heartbeat: None,
             restart_counter: 0,
             flow_requests: Vec::new(),
+            two_level: None,
         }
     }
 }
@@ -168,6 +172,12 @@ pub struct MagState {
     /// Its LMA as the heartbeats see it (only when heartbeats are on).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub heartbeats: Vec<crate::heartbeat::PeerRow>,
+    /// The 2-level model's binding update list (only when it is on).
+    #[serde(skip)]
+    pub two_level: Vec<crate::two_level::Row>,
+    /// The same rows as the draft's figures print them.
+    #[serde(rename = "two_level", skip_serializing_if = "Vec::is_empty")]
+    pub two_level_figure: Vec<String>,
 }
 
 pub struct Mag {
@@ -189,11 +199,14 @@ pub struct Mag {
     last_timestamp: u64,
     advertised: BTreeMap<String, Vec<Prefix>>,
     heartbeats: crate::heartbeat::Heartbeats,
+    /// The 2-level prefix model, for the MNs that use it, with the access
+    /// link each of their interfaces (by link-layer id) is on.
+    two_level: Option<(crate::two_level::TwoLevelMag, BTreeMap<Vec<u8>, String>)>,
 }
 
 impl Mag {
     pub fn new(config: MagConfig) -> Self {
-        Mag {
+        let mut mag = Mag {
             bul: Vec::new(),
             flows: BTreeMap::new(),
             next_sequence: 1,
@@ -206,8 +219,95 @@ impl Mag {
             last_timestamp: 0,
             advertised: BTreeMap::new(),
             heartbeats: crate::heartbeat::Heartbeats::new(config.heartbeat, config.restart_counter),
+            two_level: None,
             config,
+        };
+        if let Some(setup) = mag.config.two_level.clone() {
+            mag.enable_two_level(setup.config, &setup.temporal, setup.mns);
         }
+        mag
+    }
+
+    /// Turns the 2-level prefix model on for `mns`, with every MAG's
+    /// level-1 temporal prefix as the LMA distributed them.
+    pub fn enable_two_level(
+        &mut self,
+        config: crate::two_level::TwoLevelConfig,
+        temporal: &BTreeMap<Ipv6Addr, Prefix>,
+        mns: impl IntoIterator<Item = String>,
+    ) {
+        let mut t = crate::two_level::TwoLevelMag::new(self.config.address, config);
+        t.learn_temporal(temporal);
+        t.mns.extend(mns);
+        self.two_level = Some((t, BTreeMap::new()));
+    }
+
+    pub fn two_level(&self) -> Option<&crate::two_level::TwoLevelMag> {
+        self.two_level.as_ref().map(|(t, _)| t)
+    }
+
+    /// 2-level model: carves a level-2 prefix for a service of the MN
+    /// interface `ll_id` and registers it (PBU with HI 5).
+    pub fn two_level_carve(&mut self, now: Instant, ll_id: &[u8], service: &str) -> Output {
+        let mut out = Output::default();
+        let Some(mn_id) = self.mn_id_for(ll_id) else {
+            out.refuse(format!("link-layer id {} is not in this MAG's policy store", hex(ll_id)));
+            return out;
+        };
+        let lma = self.config.lma;
+        match self.two_level.as_mut().map(|(t, _)| t.carve(&mn_id, ll_id, service)) {
+            Some(Some((p, pbu))) => {
+                out.event(format!("2-level: carved {p} for {mn_id}'s {service}"));
+                out.send(self.config.address, lma, Message::Pbu(pbu));
+            }
+            Some(None) => out.refuse("this MAG's temporal prefix has no level-2 prefix left".to_string()),
+            None => out.refuse("the 2-level prefix model is not on at this MAG".to_string()),
+        }
+        self.reconcile_data_plane(&mut out);
+        let _ = now;
+        out
+    }
+
+    /// 2-level model: a flow handover to (or back to) this MAG, PBU with
+    /// HI 5 naming level-2 prefixes (PFHO) or a level-1 temporal one (FFHO).
+    pub fn two_level_take(&mut self, ll_id: &[u8], prefixes: &[Prefix]) -> Output {
+        let mut out = Output::default();
+        let Some(mn_id) = self.mn_id_for(ll_id) else {
+            out.refuse(format!("link-layer id {} is not in this MAG's policy store", hex(ll_id)));
+            return out;
+        };
+        let lma = self.config.lma;
+        match self.two_level.as_mut() {
+            Some((t, _)) => {
+                let pbu = t.take_flows(&mn_id, ll_id, prefixes);
+                out.send(self.config.address, lma, Message::Pbu(pbu));
+            }
+            None => out.refuse("the 2-level prefix model is not on at this MAG".to_string()),
+        }
+        out
+    }
+
+    /// 2-level model: the L2 hint that an MN's flows within `prefixes`
+    /// left this MAG; their entries are kept Idle. The MN is named by its
+    /// MN-ID: the interface the flows went to may be one this MAG has
+    /// never served.
+    pub fn two_level_hint(&mut self, now: Instant, mn_id: &str, prefixes: &[Prefix]) -> Output {
+        let mut out = Output::default();
+        if let Some((t, _)) = self.two_level.as_mut() {
+            t.hint_moved(now, mn_id, prefixes);
+        }
+        self.reconcile_data_plane(&mut out);
+        out
+    }
+
+    /// The link-layer id of the MN on each access link this MAG serves:
+    /// its Binding Update List's and the 2-level model's interfaces.
+    pub fn access_ll_ids(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut m: BTreeMap<String, Vec<u8>> = self.bul.iter().map(|e| (e.iface.clone(), e.ll_id.clone())).collect();
+        if let Some((_, links)) = &self.two_level {
+            m.extend(links.iter().map(|(ll, iface)| (iface.clone(), ll.clone())));
+        }
+        m
     }
 
     pub fn bul(&self) -> &[BulEntry] {
@@ -296,7 +396,7 @@ impl Mag {
         }
     }
 
-    fn mn_id_for(&self, ll_id: &[u8]) -> Option<String> {
+    pub fn mn_id_for(&self, ll_id: &[u8]) -> Option<String> {
         self.config.mns.iter().find(|m| m.ll_id == ll_id).map(|m| m.mn_id.clone())
     }
 
@@ -315,6 +415,18 @@ impl Mag {
             out.event(format!("{iface}: link-layer id {} is not in the policy store; no PBU sent", hex(&ll_id)));
             return;
         };
+        if let Some((t, links)) = self.two_level.as_mut().filter(|(t, _)| t.mns.contains(&mn_id)) {
+            if links.get(&ll_id) == Some(&iface) {
+                // The MN's RS after an attach the harness announced.
+                out.event(format!("{iface}: {mn_id} is already attached"));
+                return;
+            }
+            out.event(format!("{iface}: {mn_id} attached ({att:?}), 2-level prefix model"));
+            links.insert(ll_id.clone(), iface);
+            let pbu = t.attach(&mn_id, &ll_id, handoff.unwrap_or(HandoffIndicator::NewInterface), &prefixes);
+            out.send(self.config.address, self.config.lma, Message::Pbu(pbu));
+            return;
+        }
         if let Some(e) = self.bul.iter().find(|e| e.iface == iface) {
             if e.ll_id == ll_id && e.state != BulState::Deregistering {
                 out.event(format!("{iface}: {mn_id} is already attached"));
@@ -343,6 +455,17 @@ impl Mag {
     }
 
     fn detach(&mut self, now: Instant, iface: &str, out: &mut Output) {
+        if let Some((t, links)) = self.two_level.as_mut() {
+            if let Some(ll) = links.iter().find(|(_, i)| *i == iface).map(|(ll, _)| ll.clone()) {
+                // 2-level model: the interface's entries go with it here;
+                // the LMA moves them when the new MAG (IAHO) or the other
+                // interface (IIHO) registers, and keeps them till then.
+                links.remove(&ll);
+                t.table.rows.retain(|r| r.iface != ll);
+                out.event(format!("{iface}: detached, its 2-level entries dropped here"));
+                return;
+            }
+        }
         let Some(e) = self.bul.iter_mut().find(|e| e.iface == iface) else {
             out.event(format!("{iface}: detach with nothing attached"));
             return;
@@ -433,6 +556,10 @@ impl Mag {
     }
 
     fn on_pba(&mut self, now: Instant, pba: Pba, out: &mut Output) {
+        if let Some((t, _)) = self.two_level.as_mut().filter(|(t, _)| t.awaits(pba.sequence)) {
+            t.on_pba(now, &pba, out);
+            return;
+        }
         let Some(i) = self.bul.iter().position(|e| {
             e.sequence == pba.sequence
                 && matches!(e.state, BulState::Registering | BulState::Registered | BulState::Deregistering)
@@ -534,6 +661,9 @@ impl Mag {
     }
 
     fn on_timeout(&mut self, now: Instant, out: &mut Output) {
+        if let Some((t, _)) = self.two_level.as_mut() {
+            t.on_timeout(now, out);
+        }
         let max_retries = self.config.backoff.max_retries;
         let ifaces: Vec<String> = self.bul.iter().map(|e| e.iface.clone()).collect();
         for iface in ifaces {
@@ -604,7 +734,8 @@ impl Mag {
             .min();
         let flows = self.flows.values().filter_map(|f| f.expires_at).min();
         let held = self.held_uplink.values().min().copied();
-        [bul, flows, held, self.heartbeats.next_timeout()].into_iter().flatten().min()
+        let idle = self.two_level.as_ref().and_then(|(t, _)| t.next_timeout());
+        [bul, flows, held, self.heartbeats.next_timeout(), idle].into_iter().flatten().min()
     }
 
     /// The access link a downlink packet to `dst` leaves on, by longest match.
@@ -626,13 +757,36 @@ impl Mag {
         for f in self.flows.values() {
             routes.entry(f.route).or_insert_with(|| f.iface.clone());
         }
+        for (iface, prefixes) in self.two_level_ra() {
+            for p in prefixes {
+                routes.insert(p, iface.clone());
+            }
+        }
         routes
+    }
+
+    /// 2-level model: per access link, what its RA carries (the permanent
+    /// prefix beside the Active level-2 prefixes).
+    fn two_level_ra(&self) -> BTreeMap<String, Vec<Prefix>> {
+        let mut ra = BTreeMap::new();
+        if let Some((t, links)) = &self.two_level {
+            for r in &t.table.rows {
+                if let Some(iface) = links.get(&r.iface) {
+                    ra.entry(iface.clone()).or_insert_with(|| t.ra_prefixes(&r.mn_id, &r.iface));
+                }
+            }
+        }
+        ra
     }
 
     fn reconcile_data_plane(&mut self, out: &mut Output) {
         let routes = self.desired_routes();
         let mut tunnel = BTreeMap::new();
-        if self.bul.iter().any(|e| e.state == BulState::Registered) {
+        let two_level_live = self
+            .two_level
+            .as_ref()
+            .is_some_and(|(t, _)| t.table.rows.iter().any(|r| r.flag == crate::two_level::Flag::A));
+        if self.bul.iter().any(|e| e.state == BulState::Registered) || two_level_live {
             tunnel.insert(self.config.lma, ());
         }
         let uplink: BTreeMap<Prefix, ()> = routes.keys().chain(self.held_uplink.keys()).map(|p| (*p, ())).collect();
@@ -650,6 +804,7 @@ impl Mag {
         for e in self.bul.iter().filter(|e| e.state != BulState::Registering) {
             ra.insert(e.iface.clone(), if e.state == BulState::Registered { e.hnps.clone() } else { vec![] });
         }
+        ra.extend(self.two_level_ra());
         for (iface, prefixes) in &ra {
             if self.advertised.get(iface) != Some(prefixes) {
                 out.intents.push(Intent::RouterAdvertisement { iface: iface.clone(), prefixes: prefixes.clone() });
@@ -684,6 +839,8 @@ impl Mag {
             flows: self.flows.iter().map(|(k, f)| f.row(k)).collect(),
             routes,
             heartbeats: self.heartbeats.rows(),
+            two_level: self.two_level.as_ref().map(|(t, _)| t.table.rows.clone()).unwrap_or_default(),
+            two_level_figure: self.two_level.as_ref().map(|(t, _)| t.figure()).unwrap_or_default(),
         }
     }
 }

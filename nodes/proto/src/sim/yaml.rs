@@ -80,6 +80,7 @@ fn document(case: &Case, id: &str, title: &str, comments: &[String], ops: &[Op],
             PrefixModel::Unique => "unique",
             PrefixModel::Shared => "shared",
             PrefixModel::Hybrid => "hybrid",
+            PrefixModel::TwoLevel => "two-level",
         };
         let mut fields = vec![
             "role: mn".to_string(),
