@@ -28,5 +28,8 @@ fn the_readme_lists_every_scenario_by_family_and_nothing_else() {
         .collect();
     let missing: Vec<_> = ids.difference(&listed).collect();
     let unknown: Vec<_> = listed.difference(&ids).collect();
-    assert!(missing.is_empty() && unknown.is_empty(), "not in the README: {missing:?}; not in topologies/: {unknown:?}");
+    assert!(
+        missing.is_empty() && unknown.is_empty(),
+        "not in the README: {missing:?}; not in topologies/: {unknown:?}"
+    );
 }
