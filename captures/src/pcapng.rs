@@ -1,7 +1,8 @@
 //! pcapng files through the pcap-file crate: one Section Header Block,
 //! one Interface Description Block per link (name, link type, nanosecond
 //! timestamps), Enhanced Packet Blocks with optional comments; reading
-//! back stops quietly at a truncated block (a capture cut short).
+//! back skips a block it cannot decode and stops quietly at a truncated
+//! one (a capture cut short).
 
 use std::borrow::Cow;
 use std::io::{self, Write};
@@ -129,13 +130,26 @@ pub struct Packet {
 }
 
 /// Every Enhanced Packet Block of a pcapng file with its comments, in
-/// order; stops quietly at a truncated or unreadable block.
+/// order. A block whose content cannot be decoded (a comment that is not
+/// UTF-8, say) is skipped by its length; reading stops quietly at a
+/// truncated block (a capture cut short).
 fn blocks(bytes: &[u8]) -> Vec<(Packet, Vec<String>)> {
     let Ok((mut rest, mut parser)) = PcapNgParser::new(bytes) else { return Vec::new() };
     let mut out = Vec::new();
     while !rest.is_empty() {
-        let Ok((next, block)) = parser.next_block(rest) else { break };
-        rest = next;
+        let block = match parser.next_block(rest) {
+            Ok((next, block)) => {
+                rest = next;
+                block
+            }
+            Err(_) => match parser.next_raw_block(rest) {
+                Ok((next, _)) => {
+                    rest = next;
+                    continue;
+                }
+                Err(_) => break,
+            },
+        };
         let Block::EnhancedPacket(epb) = block else { continue };
         // The timestamp's unit is the interface's if_tsresol (10^-6 s
         // when it has none); the crate hands the raw count as nanoseconds.
@@ -173,8 +187,8 @@ pub fn comments(bytes: &[u8]) -> Vec<Vec<String>> {
     blocks(bytes).into_iter().map(|(_, c)| c).collect()
 }
 
-/// Reads the Enhanced Packet Blocks of a pcapng file; stops quietly at a
-/// truncated block (a capture cut short).
+/// Reads the Enhanced Packet Blocks of a pcapng file, skipping one it
+/// cannot decode; stops quietly at a truncated block (a capture cut short).
 pub fn read(bytes: &[u8]) -> Vec<Packet> {
     blocks(bytes).into_iter().map(|(p, _)| p).collect()
 }
@@ -197,6 +211,21 @@ mod tests {
         assert_eq!(p[1].data.len(), 64);
         assert_eq!(read(&buf[..buf.len() - 3]).len(), 1, "a truncated last block is left out");
         assert!(read(b"not a capture").is_empty());
+    }
+
+    #[test]
+    fn a_block_that_cannot_be_decoded_is_skipped_and_the_rest_read() {
+        let mut buf = Vec::new();
+        {
+            let mut w = Writer::new(&mut buf, &[("to-mag1", LINKTYPE_ETHERNET)]).unwrap();
+            w.packet_with_comments(0, 1, &[1; 8], &["zq-note".to_string()]).unwrap();
+            w.packet(0, 2, &[2; 8]).unwrap();
+        }
+        // The first packet's comment becomes bytes that are not UTF-8.
+        let at = buf.windows(7).position(|w| w == b"zq-note").unwrap();
+        buf[at] = 0xff;
+        let p = read(&buf);
+        assert_eq!(p.iter().map(|p| p.data[0]).collect::<Vec<_>>(), [2]);
     }
 
     #[test]

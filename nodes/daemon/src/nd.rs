@@ -7,13 +7,14 @@
 use std::net::Ipv6Addr;
 
 use etherparse::icmpv6::{
-    Icmpv6PayloadSlice, NdpOptionSlice, NdpOptionsIterator, NeighborAdvertisementHeader, PrefixInformation,
-    RouterAdvertisementHeader, RouterAdvertisementPayload,
+    Icmpv6PayloadSlice, NdpOptionHeader, NdpOptionType, NeighborAdvertisementHeader, PrefixInformation,
+    PrefixInformationOptionSlice, RouterAdvertisementHeader, RouterAdvertisementPayload,
 };
 use etherparse::{
     EtherType, Ethernet2Header, Icmpv6Header, Icmpv6Slice, Icmpv6Type, IpNumber, Ipv6Header, Ipv6HeaderSlice,
 };
 use pmip_proto::Prefix;
+use pmip_wire::checksum::upper_layer_checksum;
 
 pub const ETH_P_IPV6: u16 = 0x86dd;
 pub const ICMPV6: u8 = 58;
@@ -51,16 +52,17 @@ pub fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, payload: &[u8]) -> Ve
 }
 
 /// An ICMPv6 message (`body`: its header, checksum field any value, and
-/// what follows) with its checksum, in an IPv6 packet.
+/// what follows) with its checksum, in an IPv6 packet. The sum is over
+/// the bytes sent, not over a parsed and re-encoded header, which would
+/// leave out flags and reserved bits the parser does not keep.
 pub fn icmpv6(src: Ipv6Addr, dst: Ipv6Addr, body: Vec<u8>) -> Vec<u8> {
-    let Ok((mut header, rest)) = Icmpv6Header::from_slice(&body) else {
-        return ipv6(src, dst, ICMPV6, &body);
-    };
-    let mut message = body.clone();
-    if header.update_checksum(src.octets(), dst.octets(), rest).is_ok() {
-        message[2..4].copy_from_slice(&header.checksum.to_be_bytes());
+    let mut body = body;
+    if body.len() >= 4 {
+        body[2..4].copy_from_slice(&[0, 0]);
+        let c = upper_layer_checksum(&src, &dst, ICMPV6, &body);
+        body[2..4].copy_from_slice(&c.to_be_bytes());
     }
-    ipv6(src, dst, ICMPV6, &message)
+    ipv6(src, dst, ICMPV6, &body)
 }
 
 pub fn ethernet(dst: [u8; 6], src: [u8; 6], packet: &[u8]) -> Vec<u8> {
@@ -128,14 +130,31 @@ pub enum Nd {
     Other,
 }
 
-/// The options up to the first malformed one.
-fn options(o: NdpOptionsIterator<'_>) -> impl Iterator<Item = NdpOptionSlice<'_>> {
-    o.map_while(Result::ok)
+/// Each option whole, by its header's length alone (RFC 4861 §4.6): an
+/// option of a known type but an unexpected length is handed on like any
+/// other, for the reader to skip, as a receiver must; `Err` at an option
+/// of length 0 or one that runs past the end, after which nothing is read.
+fn options(mut o: &[u8]) -> impl Iterator<Item = Result<(NdpOptionType, &[u8]), ()>> {
+    std::iter::from_fn(move || {
+        if o.is_empty() {
+            return None;
+        }
+        let len = NdpOptionHeader::from_slice(o).ok().map(|(h, _)| h.byte_len()).filter(|n| *n > 0 && *n <= o.len());
+        let Some(len) = len else {
+            o = &[];
+            return Some(Err(()));
+        };
+        let (opt, rest) = o.split_at(len);
+        o = rest;
+        Some(Ok((NdpOptionType(opt[0]), opt)))
+    })
 }
 
-fn source_mac(o: NdpOptionsIterator<'_>) -> Option<[u8; 6]> {
-    options(o).find_map(|opt| match opt {
-        NdpOptionSlice::SourceLinkLayerAddress(s) => s.link_layer_address().try_into().ok(),
+/// The link-layer address of a Source Link-Layer Address option: the
+/// first six octets after its header, whatever its length (Ethernet's).
+fn source_mac(o: &[u8]) -> Option<[u8; 6]> {
+    options(o).map_while(Result::ok).find_map(|(kind, opt)| match kind {
+        NdpOptionType::SOURCE_LINK_LAYER_ADDRESS => opt.get(2..8).and_then(|m| m.try_into().ok()),
         _ => None,
     })
 }
@@ -145,16 +164,16 @@ pub fn parse(icmp: &[u8]) -> Nd {
     let Ok(payload) = Icmpv6Slice::from_slice(icmp).and_then(|m| m.payload_slice()) else { return Nd::Other };
     match payload {
         Icmpv6PayloadSlice::RouterAdvertisement(ra) => {
-            let prefixes = options(ra.options_iterator())
-                .filter_map(|opt| match opt {
-                    NdpOptionSlice::PrefixInformation(p) => Some(Prefix::new(p.prefix().into(), p.prefix_length())),
-                    _ => None,
-                })
+            let prefixes = options(ra.options())
+                .map_while(Result::ok)
+                .filter(|(kind, _)| *kind == NdpOptionType::PREFIX_INFORMATION)
+                .filter_map(|(_, opt)| PrefixInformationOptionSlice::from_slice(opt).ok())
+                .map(|p| Prefix::new(p.prefix().into(), p.prefix_length()))
                 .collect();
-            Nd::Ra { prefixes, router_mac: source_mac(ra.options_iterator()) }
+            Nd::Ra { prefixes, router_mac: source_mac(ra.options()) }
         }
         Icmpv6PayloadSlice::NeighborSolicitation(ns) => Nd::Ns { target: ns.target_address() },
-        Icmpv6PayloadSlice::RouterSolicitation(rs) => Nd::Rs { mac: source_mac(rs.options_iterator()) },
+        Icmpv6PayloadSlice::RouterSolicitation(rs) => Nd::Rs { mac: source_mac(rs.options()) },
         _ => Nd::Other,
     }
 }
@@ -166,21 +185,16 @@ pub fn parse(icmp: &[u8]) -> Nd {
 /// ICMP code 0, and a length that holds the fixed part.
 pub fn invalid_router_message(hop_limit: u8, src: Ipv6Addr, icmp: &[u8]) -> Option<&'static str> {
     let link_local = src.segments()[0] & 0xffc0 == 0xfe80;
-    let kind = match icmp.first() {
-        Some(&RA) => RA,
-        Some(&RS) => RS,
+    let (kind, fixed) = match icmp.first() {
+        Some(&RA) => (RA, Icmpv6Header::MIN_LEN + RouterAdvertisementPayload::LEN),
+        Some(&RS) => (RS, Icmpv6Header::MIN_LEN),
         _ => return Some("not an RS or an RA"),
     };
     if hop_limit != 255 {
         return Some("hop limit is not 255: it did not come from the link");
     }
-    let Ok(message) = Icmpv6Slice::from_slice(icmp) else { return Some("shorter than its fixed part") };
-    let options = match message.payload_slice() {
-        Ok(Icmpv6PayloadSlice::RouterAdvertisement(ra)) => ra.options_iterator(),
-        Ok(Icmpv6PayloadSlice::RouterSolicitation(rs)) => rs.options_iterator(),
-        _ => return Some("shorter than its fixed part"),
-    };
-    if message.code_u8() != 0 {
+    let Some(after_fixed) = icmp.get(fixed..) else { return Some("shorter than its fixed part") };
+    if icmp[1] != 0 {
         return Some("ICMP code is not 0");
     }
     if !link_local {
@@ -191,8 +205,8 @@ pub fn invalid_router_message(hop_limit: u8, src: Ipv6Addr, icmp: &[u8]) -> Opti
         });
     }
     // Every option must have a non-zero length and fit.
-    if options.into_iter().any(|o| o.is_err()) {
-        return Some("an option has length 0, runs past the end or is malformed");
+    if options(after_fixed).any(|o| o.is_err()) {
+        return Some("an option has length 0 or runs past the end");
     }
     None
 }
@@ -237,7 +251,10 @@ mod tests {
         assert!(invalid_router_packet(&off_link).unwrap().contains("link-local"));
         let mut code = ra.clone();
         code[41] = 1;
-        assert!(invalid_router_packet(&code).is_some());
+        code[42] = 0;
+        code[43] = 0;
+        let code = icmpv6(ll, ALL_NODES, code[40..].to_vec());
+        assert_eq!(invalid_router_packet(&code), Some("ICMP code is not 0"));
         assert!(invalid_router_packet(&ra[..45]).is_some());
         let rs = router_solicitation([2, 0, 0, 0, 0, 7]);
         assert_eq!(invalid_router_message(255, ll, &rs), None);
@@ -275,6 +292,36 @@ mod tests {
         assert_eq!(neighbour_advertisement(target, mac, false)[4], 0x20);
         let frame = ethernet(multicast_mac(ALL_NODES), mac, &[0x60]);
         assert_eq!(frame[..14], [0x33, 0x33, 0, 0, 0, 1, 2, 0, 0, 0, 0, 9, 0x86, 0xdd]);
+    }
+
+    #[test]
+    fn an_option_of_a_known_type_but_another_length_is_skipped_not_fatal() {
+        let p: Prefix = "2001:db8:1::/64".parse().unwrap();
+        let q: Prefix = "2001:db8:2::/64".parse().unwrap();
+        let ll: Ipv6Addr = "fe80::1".parse().unwrap();
+        let mut ra = router_advertisement([2, 0, 0, 0, 0, 9], &[], 1800);
+        // A Prefix Information option of 5 units (RFC 4861 has 4), then a
+        // good one, then a Source Link-Layer Address option of 2 units.
+        let good = router_advertisement([2, 0, 0, 0, 0, 9], &[q], 1800);
+        let mut odd = router_advertisement([2, 0, 0, 0, 0, 9], &[p], 1800)[24..56].to_vec();
+        odd[1] = 5;
+        odd.extend_from_slice(&[0; 8]);
+        ra.truncate(16);
+        ra.extend_from_slice(&odd);
+        ra.extend_from_slice(&good[24..56]);
+        ra.extend_from_slice(&[1, 2, 2, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(invalid_router_packet(&icmpv6(ll, ALL_NODES, ra.clone())), None);
+        assert_eq!(parse(&ra), Nd::Ra { prefixes: vec![q], router_mac: Some([2, 0, 0, 0, 0, 7]) });
+    }
+
+    #[test]
+    fn the_checksum_covers_every_bit_sent() {
+        let src: Ipv6Addr = "fe80::1".parse().unwrap();
+        let mut ra = router_advertisement([2, 0, 0, 0, 0, 9], &[], 1800);
+        ra[5] = 0x08 | 0x07; // the H flag and reserved bits a parser may not keep
+        let pkt = icmpv6(src, ALL_NODES, ra);
+        assert_eq!(pkt[45], 0x0f);
+        assert_eq!(invalid_router_packet(&pkt), None);
     }
 
     #[test]

@@ -73,6 +73,7 @@ fn per_message(bindings: u32, sample: u32) -> f64 {
 fn a_message_costs_about_the_same_with_a_thousand_bindings_or_thirty_two_thousand() {
     let best = |n| (0..3).map(|_| per_message(n, 1000)).fold(f64::INFINITY, f64::min);
     let (small, large) = (best(1000), best(32_000));
-    // Ordered indexes cost a logarithm more; a scan would cost 32 times.
-    assert!(large < small * 6.0, "per message: {small:e} s at 1,000 bindings, {large:e} s at 32,000");
+    // Ordered indexes cost a logarithm more; a scan costs 32 times more,
+    // so the bound leaves room for a machine busy with other work.
+    assert!(large < small * 12.0, "per message: {small:e} s at 1,000 bindings, {large:e} s at 32,000");
 }
