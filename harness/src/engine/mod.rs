@@ -8,6 +8,7 @@
 //! kernel (or the model's data plane) beside its tables, and a check with
 //! nothing to compare against says so rather than passing.
 
+pub mod answers;
 pub mod backend;
 pub mod ladder;
 
@@ -30,6 +31,11 @@ use crate::snapshots::{self, Pins};
 /// How long the engine lets signalling on its way arrive after an event,
 /// at most: the same bound in every backend.
 pub const SETTLE_LIMIT: Span = Span(1_000_000);
+
+/// How much longer a settle waits for an answer the model run alongside
+/// gave at once: a daemon slowed by a loaded machine answers late, and
+/// one that never answers costs a step this long before its check fails.
+pub const ANSWER_PATIENCE: Span = Span(3_000_000);
 
 /// What a model run of the same scenario gave, for a run to be compared
 /// with: its state tables at each snapshot step, and the messages it saw.
@@ -163,9 +169,15 @@ struct Engine<'a> {
 impl Engine<'_> {
     /// Lets what is on its way arrive: until no signalling is crossing a
     /// link, at most [`SETTLE_LIMIT`]. A lost answer is the scenario's to
-    /// check, not a reason to wait for a retransmission.
+    /// check, not a reason to wait for a retransmission. With a model run
+    /// alongside, an answer the model gave at once is on its way however
+    /// quiet the wire is: the engine waits for it, at most
+    /// [`ANSWER_PATIENCE`] more (see [`answers`]).
     fn settle(&self, b: &mut dyn Backend) {
         b.wait(SETTLE_LIMIT, &mut |o| o.quiet());
+        if let Some(model) = self.judging.reference.map(|r| &r.messages) {
+            b.wait(ANSWER_PATIENCE, &mut |o| answers::due(&o.messages(), model).is_empty() && o.quiet());
+        }
     }
 
     /// The flow run a flow step names, with its key; an error a user can read

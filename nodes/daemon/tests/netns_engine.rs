@@ -242,3 +242,32 @@ fn a_step_that_cannot_be_carried_out_fails_with_the_reason_in_both_backends() {
         assert!(!no_bid.ok() && !there.ok());
     }
 }
+
+#[test]
+fn an_answer_the_model_gave_at_once_is_waited_for_when_it_comes_late_past_a_quiet_wire() {
+    if skip() {
+        return;
+    }
+    let w = Written::new(
+        "late-answer",
+        "id: ENGINE-LATE-ANSWER\ntitle: the LMA answers late, as a loaded machine makes it",
+        "  - attach: { iface: mn1/if1 }\n  - expect_message: { message: PBA, from: lma, to: mag1, count: 1, with: [status=0] }\n",
+    );
+    // Only the namespace run's LMA holds its first PBA back, 600 ms: the
+    // wire is quiet meanwhile, far longer than a settle's quiet spell,
+    // while the model answered at once.
+    let r = w.netns(&mut |lab| {
+        let rule = serde_json::json!({"direction": "out", "message": "PBA", "action": {"kind": "delay", "ms": 600}, "count": 1});
+        let v = lab.request("lma", &serde_json::json!({"cmd": "fault_add", "rule": rule})).map_err(|e| e.to_string())?;
+        if v["ok"] == true {
+            Ok(())
+        } else {
+            Err(v.to_string())
+        }
+    });
+    assert!(check(&r, 16).passed(), "{:?}", check(&r, 16));
+    let pbu = r.observed.iter().find(|m| m.kind() == "PBU").expect("the PBU was seen");
+    let pba = r.observed.iter().find(|m| m.kind() == "PBA").expect("the PBA was seen");
+    assert!(pba.at_ms >= pbu.at_ms + 550, "the PBA was held back: {pbu:?} {pba:?}");
+    assert_eq!(r.verdict, Verdict::Pass, "{}", failures(&r));
+}

@@ -1,0 +1,176 @@
+//! Answers still due: requests seen on the wire that the model run
+//! alongside answered at once, and this run has not answered yet.
+//!
+//! Settling on a quiet wire alone reads a busy daemon as a silent one: an
+//! LMA that takes 600 ms to put its routes in place before it answers
+//! leaves the wire quiet meanwhile, and the step after the settle would
+//! judge a PBA that is still coming as missing. The model says which
+//! answers belong to the exchange a step started, so the engine can wait
+//! for exactly those and no others: a late answer that the scenario
+//! provokes (a delay fault) is late in the model too, and an answer
+//! dropped at its sender never reaches the model's wire either.
+//!
+//! Heartbeats are left out: they are periodic, so which sequence number
+//! falls just before a step in the model and just after it here is a
+//! matter of timing, not of a pending exchange.
+
+use super::Observed;
+
+/// Request kinds and the answer each expects from its receiver.
+const EXCHANGES: [(&str, &str); 4] = [("PBU", "PBA"), ("FMI", "FMA"), ("UPN", "UPA"), ("BRI", "BRA")];
+
+/// An answer the model gave within this long of its request came at once:
+/// it belongs to the step that sent the request.
+pub const PROMPT_IN_MODEL_MS: u64 = 100;
+
+fn answer_kind(request: &str) -> Option<&'static str> {
+    EXCHANGES.iter().find(|(q, _)| *q == request).map(|(_, a)| *a)
+}
+
+fn sequence(summary: &str) -> Option<u16> {
+    summary.split(' ').find_map(|w| w.strip_prefix("seq=")?.parse().ok())
+}
+
+/// `a` answers `request` (of kind `answer`, number `seq`): from its
+/// receiver back to its sender, not before it.
+fn answers(a: &Observed, request: &Observed, answer: &str, seq: u16) -> bool {
+    a.kind() == answer
+        && a.from == request.to
+        && a.to == request.from
+        && a.at_ms >= request.at_ms
+        && sequence(&a.summary) == Some(seq)
+}
+
+/// The same request: kind, ends and sequence number.
+fn same_request(a: &Observed, b: &Observed, seq: u16) -> bool {
+    a.kind() == b.kind() && a.from == b.from && a.to == b.to && sequence(&a.summary) == Some(seq)
+}
+
+/// Which occurrence of its request `r` is in `messages`, counting from 0:
+/// a retransmission repeats the number, and the n-th here is the n-th in
+/// the model.
+fn occurrence(messages: &[Observed], r: &Observed, seq: u16) -> usize {
+    messages.iter().take_while(|m| !std::ptr::eq(*m, r)).filter(|m| same_request(m, r, seq)).count()
+}
+
+/// Whether the model's request of the same occurrence was delivered and
+/// answered on the wire within [`PROMPT_IN_MODEL_MS`].
+fn prompt_in_model(model: &[Observed], request: &Observed, nth: usize, answer: &str, seq: u16) -> bool {
+    model.iter().filter(|q| same_request(q, request, seq)).nth(nth).is_some_and(|q| {
+        q.delivered
+            && model.iter().any(|a| a.on_wire && answers(a, q, answer, seq) && a.at_ms - q.at_ms <= PROMPT_IN_MODEL_MS)
+    })
+}
+
+/// The requests in `seen` still waiting for an answer the model gave at once.
+pub fn due<'a>(seen: &'a [Observed], model: &[Observed]) -> Vec<&'a Observed> {
+    seen.iter()
+        .filter_map(|r| Some((r, answer_kind(r.kind())?, sequence(&r.summary)?)))
+        .filter(|(r, _, _)| r.delivered)
+        .filter(|(r, answer, seq)| !seen.iter().any(|a| answers(a, r, answer, *seq)))
+        .filter(|(r, answer, seq)| prompt_in_model(model, r, occurrence(seen, r, *seq), answer, *seq))
+        .map(|(r, _, _)| r)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(at_ms: u64, from: &str, to: &str, summary: &str) -> Observed {
+        Observed { at_ms, from: from.into(), to: to.into(), summary: summary.into(), on_wire: true, delivered: true }
+    }
+
+    fn model() -> Vec<Observed> {
+        vec![
+            msg(10, "mag1", "lma", "PBU seq=1 lifetime=100"),
+            msg(11, "lma", "mag1", "PBA seq=1 status=0 lifetime=100"),
+            msg(20, "lma", "mag1", "FMI seq=1 op=add lifetime=10"),
+            msg(21, "mag1", "lma", "FMA seq=1 status=0"),
+        ]
+    }
+
+    #[test]
+    fn a_request_the_model_answered_at_once_is_due_until_its_answer_is_seen() {
+        let model = model();
+        let mut seen = vec![msg(500, "mag1", "lma", "PBU seq=1 lifetime=100")];
+        let due_now: Vec<&str> = due(&seen, &model).iter().map(|r| r.summary.as_str()).collect();
+        assert_eq!(due_now, ["PBU seq=1 lifetime=100"]);
+        // An answer of another number, or going the other way, is not it.
+        seen.push(msg(900, "lma", "mag1", "PBA seq=2 status=0 lifetime=100"));
+        seen.push(msg(900, "mag1", "lma", "PBA seq=1 status=0 lifetime=100"));
+        assert_eq!(due(&seen, &model).len(), 1);
+        seen.push(msg(1140, "lma", "mag1", "PBA seq=1 status=0 lifetime=100"));
+        assert!(due(&seen, &model).is_empty());
+    }
+
+    #[test]
+    fn an_answer_the_model_gave_late_or_never_put_on_the_wire_is_not_waited_for() {
+        let mut model = model();
+        model[1].at_ms = 1510; // a delay fault: late in the model too
+        model[3].on_wire = false; // an FMA its sender dropped
+        let seen = vec![
+            msg(5, "mag1", "lma", "PBU seq=1 lifetime=100"),
+            msg(20, "lma", "mag1", "FMI seq=1 op=add lifetime=10"),
+        ];
+        assert!(due(&seen, &model).is_empty());
+    }
+
+    #[test]
+    fn requests_the_model_never_made_or_that_were_not_taken_in_are_not_due() {
+        let model = model();
+        let mut seen = vec![msg(5, "mag2", "lma", "PBU seq=1 lifetime=100"), msg(6, "mag1", "lma", "PBU seq=7")];
+        let mut dropped = msg(7, "lma", "mag1", "FMI seq=1 op=add lifetime=10");
+        dropped.delivered = false;
+        seen.push(dropped);
+        seen.push(msg(8, "lma", "mag1", "HB-REQ seq=1"));
+        assert!(due(&seen, &model).is_empty());
+    }
+
+    #[test]
+    fn an_answer_before_a_request_of_the_same_number_does_not_answer_it() {
+        // A MAG that restarted numbers its PBUs from 1 again.
+        let mut model = model();
+        model.push(msg(700, "mag1", "lma", "PBU seq=1 lifetime=100"));
+        model.push(msg(701, "lma", "mag1", "PBA seq=1 status=0 lifetime=100"));
+        let seen = vec![
+            msg(10, "mag1", "lma", "PBU seq=1 lifetime=100"),
+            msg(11, "lma", "mag1", "PBA seq=1 status=0 lifetime=100"),
+            msg(800, "mag1", "lma", "PBU seq=1 lifetime=100"),
+        ];
+        let due_now: Vec<u64> = due(&seen, &model).iter().map(|r| r.at_ms).collect();
+        assert_eq!(due_now, [800]);
+    }
+
+    #[test]
+    fn a_summary_without_a_number_is_never_due() {
+        assert_eq!(sequence("PBU lifetime=3"), None);
+        assert_eq!(sequence("PBU seq=x"), None);
+        assert_eq!(sequence("FMA seq=65535 status=0"), Some(65535));
+        let seen = vec![msg(1, "mag1", "lma", "PBU lifetime=3")];
+        assert!(due(&seen, &model()).is_empty());
+    }
+    #[test]
+    fn a_request_is_matched_with_the_same_occurrence_in_the_model() {
+        // The model's first FMA is dropped at MAG1 and never on the wire;
+        // the LMA's repeat of the FMI is answered at once. The first FMI
+        // here waits for nothing: its answer is the repeat's business.
+        let mut model = model();
+        model[3].on_wire = false;
+        model.push(msg(1020, "lma", "mag1", "FMI seq=1 op=add lifetime=10"));
+        model.push(msg(1021, "mag1", "lma", "FMA seq=1 status=129"));
+        let mut seen = vec![
+            msg(5, "mag1", "lma", "PBU seq=1 lifetime=100"),
+            msg(6, "lma", "mag1", "PBA seq=1 status=0 lifetime=100"),
+            msg(30, "lma", "mag1", "FMI seq=1 op=add lifetime=10"),
+        ];
+        assert!(due(&seen, &model).is_empty());
+        seen.push(msg(1300, "lma", "mag1", "FMI seq=1 op=add lifetime=10"));
+        let due_now: Vec<u64> = due(&seen, &model).iter().map(|r| r.at_ms).collect();
+        assert_eq!(due_now, [1300]);
+        // A third repeat the model never made is nobody's to wait for.
+        seen.push(msg(1400, "mag1", "lma", "FMA seq=1 status=129"));
+        seen.push(msg(2500, "lma", "mag1", "FMI seq=1 op=add lifetime=10"));
+        assert!(due(&seen, &model).is_empty());
+    }
+}
