@@ -245,12 +245,17 @@ fn the_kernel_datapath_tunnels_classifies_sweeps_and_cleans_up() {
     // protocol 154, no nftables table, the local rule back at 0.
     for node in ["lma", "mag1", "mag2"] {
         ok(lab.request(node, &json!({"cmd": "shutdown"})).unwrap());
-        let rules = wait_output(&lab, node, &["ip", "-6", "rule"], |r| r.starts_with("0:\tfrom all lookup local"));
+        // The daemon puts the local rule back at 0 before it removes its
+        // own rules: wait for the whole of its cleanup, not its first step.
+        let rules = wait_output(&lab, node, &["ip", "-6", "rule"], |r| {
+            r.starts_with("0:\tfrom all lookup local") && !r.contains("proto 154") && !r.contains("1540")
+        });
         assert!(rules.starts_with("0:\tfrom all lookup local"), "{node}: {rules}");
         assert!(!rules.contains("proto 154") && !rules.contains("1540"), "{node}: {rules}");
-        let routes = run_in(&lab, node, &["ip", "-6", "route", "show", "table", "all", "proto", "154"]);
+        let routes =
+            wait_output(&lab, node, &["ip", "-6", "route", "show", "table", "all", "proto", "154"], str::is_empty);
         assert_eq!(routes, "", "{node}");
-        let tables = run_in(&lab, node, &["nft", "list", "tables"]);
+        let tables = wait_output(&lab, node, &["nft", "list", "tables"], |t| !t.contains("pmiplab"));
         assert!(!tables.contains("pmiplab"), "{node}: {tables}");
     }
 }
