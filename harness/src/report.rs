@@ -158,6 +158,9 @@ pub struct ScenarioReport {
     /// The messages seen, as the ladder draws them.
     #[serde(skip)]
     pub observed: Vec<crate::engine::Observed>,
+    /// What had crossed the links when each step settled, by step index.
+    #[serde(skip)]
+    pub settled: BTreeMap<usize, crate::engine::answers::Tally>,
     #[serde(skip)]
     pub events: Vec<String>,
     #[serde(skip)]
@@ -187,6 +190,7 @@ impl ScenarioReport {
             ladder_options: Default::default(),
             step_marks: Vec::new(),
             observed: Vec::new(),
+            settled: BTreeMap::new(),
             events: Vec::new(),
             snapshots: Default::default(),
             logs: Default::default(),

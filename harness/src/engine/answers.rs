@@ -10,11 +10,50 @@
 //! provokes (a delay fault) is late in the model too, and an answer
 //! dropped at its sender never reaches the model's wire either.
 //!
+//! The same holds for what a step sets off: an MN's Router Solicitation
+//! reaches a MAG that is slow to send its PBU, and the wire is quiet until
+//! it does. So a settle also waits until each kind of message between each
+//! pair of nodes has crossed the links as often as in the model when the
+//! same step settled there ([`missing`]).
+//!
 //! Heartbeats are left out: they are periodic, so which sequence number
 //! falls just before a step in the model and just after it here is a
 //! matter of timing, not of a pending exchange.
 
+use std::collections::BTreeMap;
+
 use super::Observed;
+
+/// How many messages of each kind crossed the links between two nodes:
+/// `(from, to, kind)` → count.
+pub type Tally = BTreeMap<(String, String, String), usize>;
+
+/// Heartbeats come on their own clock, not a step's.
+fn periodic(kind: &str) -> bool {
+    kind.starts_with("HB-")
+}
+
+/// What crossed the links in `seen`, heartbeats left out.
+pub fn tally(seen: &[Observed]) -> Tally {
+    let mut t = Tally::new();
+    for m in seen.iter().filter(|m| m.on_wire && !periodic(m.kind())) {
+        *t.entry((m.from.clone(), m.to.clone(), m.kind().to_string())).or_default() += 1;
+    }
+    t
+}
+
+/// What the model had put on the wire by a step's settle and `seen` has
+/// not yet: one line per kind and pair of nodes that falls short.
+pub fn missing(seen: &[Observed], model: &Tally) -> Vec<String> {
+    let now = tally(seen);
+    model
+        .iter()
+        .filter_map(|(k, want)| {
+            let got = now.get(k).copied().unwrap_or(0);
+            (got < *want).then(|| format!("{} -> {} {}: {got} of {want}", k.0, k.1, k.2))
+        })
+        .collect()
+}
 
 /// Request kinds and the answer each expects from its receiver.
 const EXCHANGES: [(&str, &str); 4] = [("PBU", "PBA"), ("FMI", "FMA"), ("UPN", "UPA"), ("BRI", "BRA")];
@@ -172,5 +211,26 @@ mod tests {
         seen.push(msg(1400, "mag1", "lma", "FMA seq=1 status=129"));
         seen.push(msg(2500, "lma", "mag1", "FMI seq=1 op=add lifetime=10"));
         assert!(due(&seen, &model).is_empty());
+    }
+    #[test]
+    fn a_tally_counts_what_crossed_the_links_and_missing_says_what_falls_short() {
+        let mut model = model();
+        model.push(msg(40, "lma", "mag1", "HB-REQ seq=1"));
+        let mut dropped = msg(50, "mag1", "lma", "FMA seq=1 status=0");
+        dropped.on_wire = false;
+        model.push(dropped);
+        let want = tally(&model);
+        assert_eq!(want.get(&("mag1".into(), "lma".into(), "FMA".into())), Some(&1), "{want:?}");
+        assert!(!want.keys().any(|k| k.2.starts_with("HB-")), "heartbeats have their own clock: {want:?}");
+        let seen = vec![msg(3, "mag1", "lma", "PBU seq=1 lifetime=100")];
+        assert_eq!(
+            missing(&seen, &want),
+            ["lma -> mag1 FMI: 0 of 1", "lma -> mag1 PBA: 0 of 1", "mag1 -> lma FMA: 0 of 1"]
+        );
+        assert!(missing(&model, &want).is_empty());
+        // More than the model is not for the settle to judge.
+        let mut more = model.clone();
+        more.push(msg(60, "mag1", "lma", "PBU seq=2 lifetime=100"));
+        assert!(missing(&more, &want).is_empty());
     }
 }

@@ -37,17 +37,27 @@ pub const SETTLE_LIMIT: Span = Span(1_000_000);
 /// one that never answers costs a step this long before its check fails.
 pub const ANSWER_PATIENCE: Span = Span(3_000_000);
 
+/// The step index under which the settle after the last step is recorded.
+pub const FINAL_SETTLE: usize = usize::MAX;
+
 /// What a model run of the same scenario gave, for a run to be compared
 /// with: its state tables at each snapshot step, and the messages it saw.
 #[derive(Debug, Clone, Default)]
 pub struct Reference {
     pub snapshots: BTreeMap<String, Value>,
     pub messages: Vec<Observed>,
+    /// What the model had put on the wire when each step settled, by step
+    /// index ([`FINAL_SETTLE`] for the settle after the last step).
+    pub settled: BTreeMap<usize, answers::Tally>,
 }
 
 impl Reference {
     pub fn of(report: &ScenarioReport) -> Self {
-        Reference { snapshots: report.snapshots.clone(), messages: report.observed.clone() }
+        Reference {
+            snapshots: report.snapshots.clone(),
+            messages: report.observed.clone(),
+            settled: report.settled.clone(),
+        }
     }
 }
 
@@ -85,9 +95,11 @@ pub fn play_from(file: &Path, s: &Scenario, b: &mut dyn Backend, judging: Judgin
         judging,
         report,
         book: ladder::LadderBook::default(),
+        at_step: first,
     };
     let mut cut_at = None;
-    for step in s.steps.iter().skip(first) {
+    for (index, step) in s.steps.iter().enumerate().skip(first) {
+        e.at_step = index;
         let line = step.referenced.line();
         // A run asked to stop plays no more steps, but still finishes
         // (captures, logs, tables) so that what was played is kept.
@@ -164,20 +176,33 @@ struct Engine<'a> {
     report: ScenarioReport,
     /// The ladder's rows besides the messages: notes and data-plane events.
     book: ladder::LadderBook,
+    /// The index of the step being played, or [`FINAL_SETTLE`] after the last.
+    at_step: usize,
 }
 
 impl Engine<'_> {
     /// Lets what is on its way arrive: until no signalling is crossing a
     /// link, at most [`SETTLE_LIMIT`]. A lost answer is the scenario's to
     /// check, not a reason to wait for a retransmission. With a model run
-    /// alongside, an answer the model gave at once is on its way however
-    /// quiet the wire is: the engine waits for it, at most
-    /// [`ANSWER_PATIENCE`] more (see [`answers`]).
-    fn settle(&self, b: &mut dyn Backend) {
+    /// alongside, what the model had sent by the time this step settled,
+    /// and each answer it gave at once, is on its way however quiet the
+    /// wire is: the engine waits for it, at most [`ANSWER_PATIENCE`] more
+    /// (see [`answers`]). Every run records what it had seen at each
+    /// settle, for a run beside it to wait on.
+    fn settle(&mut self, b: &mut dyn Backend) {
         b.wait(SETTLE_LIMIT, &mut |o| o.quiet());
-        if let Some(model) = self.judging.reference.map(|r| &r.messages) {
-            b.wait(ANSWER_PATIENCE, &mut |o| answers::due(&o.messages(), model).is_empty() && o.quiet());
+        // A run asked to stop keeps what it has: it waits for nothing more.
+        if let Some(r) = self.judging.reference.filter(|_| !crate::interrupt::requested()) {
+            let sent = r.settled.get(&self.at_step);
+            b.wait(ANSWER_PATIENCE, &mut |o| {
+                let seen = o.messages();
+                answers::due(&seen, &r.messages).is_empty()
+                    && sent.is_none_or(|t| answers::missing(&seen, t).is_empty())
+                    && o.quiet()
+            });
         }
+        let tally = answers::tally(&b.messages());
+        self.report.settled.insert(self.at_step, tally);
     }
 
     /// The flow run a flow step names, with its key; an error a user can read
@@ -532,6 +557,7 @@ impl Engine<'_> {
     fn finish(&mut self, b: &mut dyn Backend) {
         // The last step may have set off an exchange: both backends let it
         // end before the messages are compared.
+        self.at_step = FINAL_SETTLE;
         self.settle(b);
         let left: Vec<FlowRun> = std::mem::take(&mut self.running).into_values().collect();
         for run in left {

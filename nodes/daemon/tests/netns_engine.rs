@@ -271,3 +271,33 @@ fn an_answer_the_model_gave_at_once_is_waited_for_when_it_comes_late_past_a_quie
     assert!(pba.at_ms >= pbu.at_ms + 550, "the PBA was held back: {pbu:?} {pba:?}");
     assert_eq!(r.verdict, Verdict::Pass, "{}", failures(&r));
 }
+
+#[test]
+fn what_a_step_sets_off_in_the_model_is_waited_for_when_a_node_is_slow_to_send_it() {
+    if skip() {
+        return;
+    }
+    let w = Written::new(
+        "late-request",
+        "id: ENGINE-LATE-REQUEST\ntitle: MAG1 sends its PBU late, as a loaded machine makes it",
+        "  - attach: { iface: mn1/if1 }\n  - expect_message: { message: PBU, from: mag1, to: lma, count: 1 }\n  - expect_message: { message: PBA, from: lma, to: mag1, count: 1, with: [status=0] }\n",
+    );
+    // Only the namespace run's MAG1 holds its first PBU back, 250 ms:
+    // after the MN's Router Solicitation the wire is quiet for longer than
+    // a settle's quiet spell, while the model's MAG sent its PBU at once.
+    // (Longer, and the PBU's timestamp would fall outside the LMA's
+    // 300 ms validity window.)
+    let r = w.netns(&mut |lab| {
+        let rule = serde_json::json!({"direction": "out", "message": "PBU", "action": {"kind": "delay", "ms": 250}, "count": 1});
+        let v = lab.request("mag1", &serde_json::json!({"cmd": "fault_add", "rule": rule})).map_err(|e| e.to_string())?;
+        if v["ok"] == true {
+            Ok(())
+        } else {
+            Err(v.to_string())
+        }
+    });
+    for line in [16, 17] {
+        assert!(check(&r, line).passed(), "{:?}", check(&r, line));
+    }
+    assert_eq!(r.verdict, Verdict::Pass, "{}", failures(&r));
+}
