@@ -97,6 +97,35 @@ impl RawSocket {
         }
     }
 
+    /// Sends each datagram to its destination, in order, with as few
+    /// system calls as the kernel takes (`sendmmsg`): a daemon that
+    /// answered a drained batch of requests pays one call, not one each.
+    /// Says for each datagram whether the kernel took it, as `send_to` would.
+    pub async fn send_many(&self, datagrams: &[(&[u8], Ipv6Addr)]) -> Vec<io::Result<()>> {
+        let mut results = Vec::with_capacity(datagrams.len());
+        while results.len() < datagrams.len() {
+            let rest = &datagrams[results.len()..];
+            let sent = loop {
+                let mut guard = match self.fd.writable().await {
+                    Ok(g) => g,
+                    Err(e) => break Err(e),
+                };
+                match guard.try_io(|s| send_mmsg(s.get_ref(), rest)) {
+                    Ok(r) => break r,
+                    Err(_would_block) => continue,
+                }
+            };
+            match sent {
+                Ok(0) => results.push(Err(io::Error::other("sendmmsg took no datagram"))),
+                Ok(n) => results.extend((0..n.min(rest.len())).map(|_| Ok(()))),
+                // sendmmsg reports an error only for the first datagram of
+                // a call: it is that one's, and the rest are tried again.
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        results
+    }
+
     /// Receives one payload, who sent it and the index of the interface it
     /// arrived on (0 if the kernel did not say), from a socket made by
     /// `mobility_header`.
@@ -162,4 +191,45 @@ impl RawSocket {
             }
         }
     }
+}
+
+/// One `sendmmsg` call over `datagrams`; how many the kernel took (at
+/// least one, else the error about the first).
+fn send_mmsg(s: &Socket, datagrams: &[(&[u8], Ipv6Addr)]) -> io::Result<usize> {
+    // The kernel takes at most UIO_MAXIOV messages per call.
+    let datagrams = &datagrams[..datagrams.len().min(1024)];
+    let mut addrs: Vec<libc::sockaddr_in6> = datagrams
+        .iter()
+        .map(|(_, dst)| {
+            // SAFETY: sockaddr_in6 is plain data; zero is valid for each field.
+            let mut a: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+            a.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            a.sin6_addr.s6_addr = dst.octets();
+            a
+        })
+        .collect();
+    let mut iovs: Vec<libc::iovec> = datagrams
+        .iter()
+        .map(|(b, _)| libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() })
+        .collect();
+    let mut hdrs: Vec<libc::mmsghdr> = iovs
+        .iter_mut()
+        .zip(addrs.iter_mut())
+        .map(|(iov, a)| {
+            // SAFETY: mmsghdr is plain data; the pointers set here outlive the call.
+            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            h.msg_hdr.msg_name = a as *mut libc::sockaddr_in6 as *mut libc::c_void;
+            h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+            h
+        })
+        .collect();
+    // SAFETY: every header points at a live buffer (read only by the
+    // kernel) and address for the duration of the call.
+    let n = unsafe { libc::sendmmsg(s.as_raw_fd(), hdrs.as_mut_ptr(), hdrs.len() as libc::c_uint, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
 }
