@@ -460,15 +460,13 @@ impl Node {
     /// Handles what else is queued on the signalling socket, up to a
     /// bound so that timers and control requests still get their turn.
     async fn drain_signalling(&mut self) {
-        for _ in 0..DRAIN_AT_ONCE {
-            match self.socket.try_recv_on() {
-                Ok(Some((bytes, src, ifindex))) => self.on_datagram(bytes, src, ifindex).await,
-                Ok(None) => return,
-                Err(e) => {
-                    warn!("receiving on the MH socket failed: {e}");
-                    return;
+        match self.socket.try_recv_many(DRAIN_AT_ONCE) {
+            Ok(got) => {
+                for (bytes, src, ifindex) in got {
+                    self.on_datagram(bytes, src, ifindex).await;
                 }
             }
+            Err(e) => warn!("receiving on the MH socket failed: {e}"),
         }
     }
 
