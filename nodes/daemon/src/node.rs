@@ -798,9 +798,14 @@ impl Node {
                     Err(why) => self.refuse("invalid RS", || why),
                 },
                 Some((iface, up)) = links.recv() => self.on_link(iface, up).await,
-                Some((req, reply)) = rx.recv() => match self.on_request(req).await {
-                    Some(r) => { let _ = reply.send(r); }
-                    None => { let _ = reply.send(Reply::ok()); break; }
+                Some((req, reply)) = rx.recv() => {
+                    let r = self.on_request(req).await;
+                    // A request's reply says its messages were handed to the kernel.
+                    self.flush().await;
+                    match r {
+                        Some(r) => { let _ = reply.send(r); }
+                        None => { let _ = reply.send(Reply::ok()); break; }
+                    }
                 },
                 _ = term.recv() => break,
             }
