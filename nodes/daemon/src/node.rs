@@ -24,7 +24,7 @@ use crate::control::{Reply, Request};
 use crate::data_plane::{self, Side, Update};
 use crate::esp::Esp;
 use crate::faults::{Action, Direction, Faults};
-use crate::ratelimit::{printable, printable_bytes, Refusals, Ring};
+use crate::ratelimit::{printable, printable_bytes, LineBudget, Refusals, Ring};
 use crate::raw_socket::RawSocket;
 use std::sync::{Arc, Mutex};
 
@@ -45,7 +45,16 @@ struct Logged {
     /// Whether this node sent it (or was about to) rather than received it.
     out: bool,
     peer: Ipv6Addr,
-    summary: String,
+    /// The message itself, its one-line summary rendered only when the
+    /// state is read: formatting it for every message cost the signalling
+    /// loop more than the protocol core's work. Shared with `last_pbu`.
+    #[serde(rename = "summary", serialize_with = "summary_line")]
+    message: Arc<Message>,
+}
+
+/// A logged message's summary as the state gives it: one line, escaped, cut.
+fn summary_line<S: serde::Serializer>(message: &Arc<Message>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&printable(&message.summary(), EVENT_MAX))
 }
 
 pub struct Node {
@@ -60,6 +69,8 @@ pub struct Node {
     intents: Ring<Intent>,
     events: Ring<String>,
     log: Ring<Logged>,
+    /// How many protocol events reach the log at info level.
+    event_lines: LineBudget,
     /// Packets refused before the protocol core saw them, counted.
     refused: Refusals,
     /// The interface that holds the node's signalling address: the only
@@ -73,16 +84,20 @@ pub struct Node {
     lma_peer: Option<Ipv6Addr>,
     /// The PBU last handed to the core, to answer it with a reject if the
     /// core's answer cannot be encoded.
-    last_pbu: Option<(pmip_wire::Pbu, Ipv6Addr)>,
+    last_pbu: Option<(Arc<Message>, Ipv6Addr)>,
     faults: Arc<Mutex<Faults>>,
     delayed: Vec<Delayed>,
-    held_out: Option<(Vec<u8>, Ipv6Addr, String)>,
+    held_out: Option<(Vec<u8>, Ipv6Addr, Arc<Message>)>,
     held_in: Option<(Message, Ipv6Addr)>,
+    /// Messages to send in the clear, queued by `send_now` until the loop
+    /// turn ends so that a drained batch of requests is answered in one
+    /// system call.
+    outbox: Vec<(Vec<u8>, Ipv6Addr, Arc<Message>)>,
 }
 
 /// A message a fault rule holds back until `at`.
 enum Delayed {
-    Out { at: tokio::time::Instant, bytes: Vec<u8>, dst: Ipv6Addr, summary: String },
+    Out { at: tokio::time::Instant, bytes: Vec<u8>, dst: Ipv6Addr, message: Arc<Message> },
     In { at: tokio::time::Instant, message: Message, src: Ipv6Addr },
 }
 
@@ -100,6 +115,12 @@ const MESSAGES_KEPT: usize = 10_000;
 const INTENTS_KEPT: usize = 10_000;
 /// Datagrams a daemon takes off its signalling socket in one turn of its loop.
 const DRAIN_AT_ONCE: usize = 64;
+/// Protocol events logged at info level per window; past them, one line
+/// says how many were left out (they stay in the state's `events`, and
+/// at debug level in the log). A scenario logs far fewer; a load test
+/// would spend most of the daemon's time on the log.
+const EVENT_LINES: u32 = 1000;
+const EVENT_LINES_WINDOW: Duration = Duration::from_secs(10);
 /// Longest event line logged.
 const EVENT_MAX: usize = 400;
 /// Most HNP options a PBU may carry: its PBA echoes them.
@@ -194,6 +215,7 @@ impl Node {
             events: Ring::new(EVENTS_KEPT),
             log: Ring::new(MESSAGES_KEPT),
             refused: Refusals::default(),
+            event_lines: LineBudget::new(EVENT_LINES, EVENT_LINES_WINDOW),
             signalling_ifindex,
             esp,
             lma_peer,
@@ -202,6 +224,7 @@ impl Node {
             delayed: Vec::new(),
             held_out: None,
             held_in: None,
+            outbox: Vec::new(),
         })
     }
 
@@ -220,7 +243,11 @@ impl Node {
         for e in out.events {
             // Events can quote the wire (an MN-ID): one line each, escaped.
             let e = printable(e.text(), EVENT_MAX);
-            info!(target: "pmip_node::event", "{e}");
+            if self.event_lines.allow() {
+                info!(target: "pmip_node::event", "{e}");
+            } else {
+                debug!(target: "pmip_node::event", "{e}");
+            }
             self.events.push(e);
         }
         for i in out.intents {
@@ -255,13 +282,13 @@ impl Node {
             t.message = self.wire.profile.outgoing(t.message);
             let ends = Endpoints { src: t.src, dst: t.dst };
             match t.message.to_bytes(&ends, &self.wire) {
-                Ok(bytes) => self.transmit(bytes, t.dst, t.message.summary()).await,
+                Ok(bytes) => self.transmit(bytes, t.dst, Arc::new(t.message)).await,
                 Err(e) => {
                     let line = format!("could not encode {}: {e}", t.message.name());
                     warn!("{line}");
                     self.events.push(line);
                     if let Some((reject, bytes)) = self.reject_instead(&t.message, t.dst) {
-                        self.transmit(bytes, t.dst, reject.summary()).await;
+                        self.transmit(bytes, t.dst, Arc::new(reject)).await;
                     }
                 }
             }
@@ -269,16 +296,15 @@ impl Node {
     }
 
     /// Logs a message this node received (`dir` "received") or sent.
-    fn record(&mut self, dir: &'static str, peer: Ipv6Addr, summary: String) {
-        self.record_way(dir, dir != "received", peer, summary);
+    fn record(&mut self, dir: &'static str, peer: Ipv6Addr, message: Arc<Message>) {
+        self.record_way(dir, dir != "received", peer, message);
     }
 
-    fn record_way(&mut self, dir: &'static str, out: bool, peer: Ipv6Addr, summary: String) {
-        let summary = printable(&summary, EVENT_MAX);
+    fn record_way(&mut self, dir: &'static str, out: bool, peer: Ipv6Addr, message: Arc<Message>) {
         let wall_us = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-        self.log.push(Logged { at_ms: self.now().as_millis(), wall_us, dir, out, peer, summary });
+        self.log.push(Logged { at_ms: self.now().as_millis(), wall_us, dir, out, peer, message });
     }
 
     /// A PBA the core built that cannot be encoded answers the PBU that
@@ -286,7 +312,8 @@ impl Node {
     /// the PBU's sequence number and MN-ID, rather than silence.
     fn reject_instead(&self, failed: &Message, dst: Ipv6Addr) -> Option<(Message, Vec<u8>)> {
         let Message::Pba(pba) = failed else { return None };
-        let (pbu, from) = self.last_pbu.as_ref()?;
+        let (last, from) = self.last_pbu.as_ref()?;
+        let Message::Pbu(pbu) = &**last else { return None };
         if *from != dst || pbu.sequence != pba.sequence {
             return None;
         }
@@ -335,54 +362,84 @@ impl Node {
         (hnps > MAX_HNPS).then(|| format!("{hnps} HNP options (at most {MAX_HNPS})"))
     }
 
-    async fn send_now(&mut self, bytes: &[u8], dst: Ipv6Addr, summary: String) {
-        let name = summary.split(' ').next().unwrap_or("").to_string();
-        // Through ESP when an SA goes to `dst`, else in the clear.
-        let sent = match self.esp.as_mut().and_then(|(sas, sock)| sas.seal(dst, 135, bytes).map(|r| (r, sock))) {
-            Some((Ok(sealed), sock)) => sock.send_to(&sealed, dst).await,
-            Some((Err(e), _)) => Err(std::io::Error::other(e.to_string())),
-            None => self.socket.send_to(bytes, dst).await,
+    /// Sends through ESP when an SA goes to `dst`, at once; in the clear,
+    /// queued for `flush`, which the loop calls before it waits again.
+    async fn send_now(&mut self, bytes: Vec<u8>, dst: Ipv6Addr, message: Arc<Message>) {
+        let sealed = match self.esp.as_mut().and_then(|(sas, _)| sas.seal(dst, 135, &bytes)) {
+            None => {
+                self.outbox.push((bytes, dst, message));
+                return;
+            }
+            Some(sealed) => sealed,
         };
+        // What was queued before goes first, as it was sent first.
+        self.flush().await;
+        let sent = match (sealed, &self.esp) {
+            (Ok(sealed), Some((_, sock))) => sock.send_to(&sealed, dst).await,
+            (Ok(_), None) => Err(std::io::Error::other("no ESP socket")),
+            (Err(e), _) => Err(std::io::Error::other(e.to_string())),
+        };
+        self.sent(dst, message, sent);
+    }
+
+    /// Sends what `send_now` queued in the clear, in order, in one
+    /// `sendmmsg` where the kernel takes them all.
+    async fn flush(&mut self) {
+        if self.outbox.is_empty() {
+            return;
+        }
+        let queued = std::mem::take(&mut self.outbox);
+        let datagrams: Vec<(&[u8], Ipv6Addr)> = queued.iter().map(|(b, d, _)| (b.as_slice(), *d)).collect();
+        let results = self.socket.send_many(&datagrams).await;
+        drop(datagrams);
+        for ((_, dst, message), sent) in queued.into_iter().zip(results) {
+            self.sent(dst, message, sent);
+        }
+    }
+
+    /// Logs what became of a message handed to the kernel.
+    fn sent(&mut self, dst: Ipv6Addr, message: Arc<Message>, sent: std::io::Result<()>) {
+        let name = message.name();
         // The log is diagnosis: it says "sent" only of what the kernel took.
         match sent {
-            Ok(_) => self.record("sent", dst, summary),
+            Ok(_) => self.record("sent", dst, message),
             Err(e) => {
                 warn!("sending {name} to {dst} failed: {e}");
                 self.events.push(format!("sending {name} to {dst} failed: {e}"));
-                self.record("send failed", dst, summary);
+                self.record("send failed", dst, message);
             }
         }
     }
 
     /// Sends a message through the outgoing fault rules.
-    async fn transmit(&mut self, bytes: Vec<u8>, dst: Ipv6Addr, summary: String) {
-        let name = summary.split(' ').next().unwrap_or("").to_string();
-        let action = self.faults.lock().ok().and_then(|mut f| f.check_peer(Direction::Out, Some(&name), Some(dst)));
+    async fn transmit(&mut self, bytes: Vec<u8>, dst: Ipv6Addr, message: Arc<Message>) {
+        let name = message.name();
+        let action = self.faults.lock().ok().and_then(|mut f| f.check_peer(Direction::Out, Some(name), Some(dst)));
         match action {
-            None => self.send_now(&bytes, dst, summary).await,
+            None => self.send_now(bytes, dst, message).await,
             Some(Action::Drop) => {
                 self.events.push(format!("fault rule: dropped outgoing {name} to {dst}"));
-                self.record("dropped", dst, summary);
+                self.record("dropped", dst, message);
                 return;
             }
             Some(Action::Duplicate) => {
-                self.send_now(&bytes, dst, summary.clone()).await;
-                self.send_now(&bytes, dst, summary).await;
+                self.send_now(bytes.clone(), dst, message.clone()).await;
+                self.send_now(bytes, dst, message).await;
             }
             Some(Action::Delay { ms }) => {
                 let at = tokio::time::Instant::now() + Duration::from_millis(ms);
-                self.delayed.push(Delayed::Out { at, bytes, dst, summary });
+                self.delayed.push(Delayed::Out { at, bytes, dst, message });
                 return;
             }
             Some(Action::Reorder) => {
-                if let Some((b, d, s)) = self.held_out.replace((bytes, dst, summary)) {
-                    self.send_now(&b, d, s).await;
+                if let Some((b, d, s)) = self.held_out.replace((bytes, dst, message)) {
+                    self.send_now(b, d, s).await;
                 }
                 return;
             }
         }
         if let Some((b, d, s)) = self.held_out.take() {
-            self.send_now(&b, d, s).await;
+            self.send_now(b, d, s).await;
         }
     }
 
@@ -394,7 +451,7 @@ impl Node {
         self.delayed = keep;
         for d in due {
             match d {
-                Delayed::Out { bytes, dst, summary, .. } => self.send_now(&bytes, dst, summary).await,
+                Delayed::Out { bytes, dst, message, .. } => self.send_now(bytes, dst, message).await,
                 Delayed::In { message, src, .. } => self.deliver(message, src).await,
             }
         }
@@ -403,15 +460,13 @@ impl Node {
     /// Handles what else is queued on the signalling socket, up to a
     /// bound so that timers and control requests still get their turn.
     async fn drain_signalling(&mut self) {
-        for _ in 0..DRAIN_AT_ONCE {
-            match self.socket.try_recv_on() {
-                Ok(Some((bytes, src, ifindex))) => self.on_datagram(bytes, src, ifindex).await,
-                Ok(None) => return,
-                Err(e) => {
-                    warn!("receiving on the MH socket failed: {e}");
-                    return;
+        match self.socket.try_recv_many(DRAIN_AT_ONCE) {
+            Ok(got) => {
+                for (bytes, src, ifindex) in got {
+                    self.on_datagram(bytes, src, ifindex).await;
                 }
             }
+            Err(e) => warn!("receiving on the MH socket failed: {e}"),
         }
     }
 
@@ -469,23 +524,26 @@ impl Node {
                 return;
             }
         };
-        if let (Message::Pbu(pbu), Role::Lma(_)) = (&message, &self.role) {
-            if let Some(problem) = Self::pbu_problem(pbu) {
-                self.refuse("unanswerable PBU", || format!("PBU seq {} from {src}: {problem}", pbu.sequence));
-                self.last_pbu = Some((pbu.clone(), src));
-                let failed = Message::Pba(pmip_wire::Pba {
-                    status: pmip_wire::PbaStatus::from(128),
-                    flags: Default::default(),
-                    sequence: pbu.sequence,
-                    lifetime: 0,
-                    options: vec![],
-                });
-                self.record("received", src, message.summary());
-                if let Some((reject, bytes)) = self.reject_instead(&failed, src) {
-                    self.transmit(bytes, src, reject.summary()).await;
-                }
-                return;
+        let unanswerable = match (&message, &self.role) {
+            (Message::Pbu(pbu), Role::Lma(_)) => Self::pbu_problem(pbu).map(|p| (p, pbu.sequence)),
+            _ => None,
+        };
+        if let Some((problem, sequence)) = unanswerable {
+            self.refuse("unanswerable PBU", || format!("PBU seq {sequence} from {src}: {problem}"));
+            let message = Arc::new(message);
+            self.last_pbu = Some((message.clone(), src));
+            let failed = Message::Pba(pmip_wire::Pba {
+                status: pmip_wire::PbaStatus::from(128),
+                flags: Default::default(),
+                sequence,
+                lifetime: 0,
+                options: vec![],
+            });
+            self.record("received", src, message);
+            if let Some((reject, bytes)) = self.reject_instead(&failed, src) {
+                self.transmit(bytes, src, Arc::new(reject)).await;
             }
+            return;
         }
         let name = message.name();
         let action = self.faults.lock().ok().and_then(|mut f| f.check_peer(Direction::In, Some(name), Some(src)));
@@ -493,7 +551,7 @@ impl Node {
             None => self.deliver(message, src).await,
             Some(Action::Drop) => {
                 self.events.push(format!("fault rule: dropped incoming {name} from {src}"));
-                self.record_way("dropped", false, src, message.summary());
+                self.record_way("dropped", false, src, Arc::new(message));
                 return;
             }
             Some(Action::Duplicate) => {
@@ -519,10 +577,13 @@ impl Node {
 
     /// Hands a received message to the protocol core.
     async fn deliver(&mut self, message: Message, src: Ipv6Addr) {
-        self.record("received", src, message.summary());
-        if let Message::Pbu(pbu) = &message {
-            self.last_pbu = Some((pbu.clone(), src));
+        // One copy for the log, shared with `last_pbu`: the core takes
+        // the message itself.
+        let logged = Arc::new(message.clone());
+        if matches!(message, Message::Pbu(_)) {
+            self.last_pbu = Some((logged.clone(), src));
         }
+        self.record("received", src, logged);
         let now = self.now();
         let out = match &mut self.role {
             Role::Lma(l) => l.handle(now, LmaInput::Message { src, dst: self.address, message }),
@@ -699,6 +760,9 @@ impl Node {
             self.address
         );
         loop {
+            // Whatever the last turn queued goes out before the node waits
+            // or answers anything else (a control request included).
+            self.flush().await;
             let wait = self
                 .next_timeout()
                 .map(|t| Duration::from_micros(t.0.saturating_sub(self.now().0)))
@@ -715,9 +779,17 @@ impl Node {
                     Ok((bytes, src, ifindex)) => self.on_esp(bytes, src, ifindex).await,
                     Err(e) => warn!("receiving on the ESP socket failed: {e}"),
                 },
-                _ = summaries.tick() => if let Some(line) = self.refused.summary() {
-                    warn!("{line}");
-                    self.events.push(line);
+                _ = summaries.tick() => {
+                    if let Some(line) = self.refused.summary() {
+                        warn!("{line}");
+                        self.events.push(line);
+                    }
+                    if let Some(n) = self.event_lines.summary() {
+                        info!(
+                            target: "pmip_node::event",
+                            "{n} more protocol events not logged in {EVENT_LINES_WINDOW:?} (the state keeps the last {EVENTS_KEPT})"
+                        );
+                    }
                 },
                 _ = tokio::time::sleep(wait) => self.on_timeout().await,
                 _ = next_delayed(&self.delayed) => self.release_delayed().await,
@@ -726,13 +798,19 @@ impl Node {
                     Err(why) => self.refuse("invalid RS", || why),
                 },
                 Some((iface, up)) = links.recv() => self.on_link(iface, up).await,
-                Some((req, reply)) = rx.recv() => match self.on_request(req).await {
-                    Some(r) => { let _ = reply.send(r); }
-                    None => { let _ = reply.send(Reply::ok()); break; }
+                Some((req, reply)) = rx.recv() => {
+                    let r = self.on_request(req).await;
+                    // A request's reply says its messages were handed to the kernel.
+                    self.flush().await;
+                    match r {
+                        Some(r) => { let _ = reply.send(r); }
+                        None => { let _ = reply.send(Reply::ok()); break; }
+                    }
                 },
                 _ = term.recv() => break,
             }
         }
+        self.flush().await;
         self.stop_data_plane().await;
         if let Some(control) = control {
             let _ = std::fs::remove_file(control);

@@ -173,6 +173,53 @@ impl Refusals {
     }
 }
 
+/// How many lines of one kind reach the log per `window`; past that they
+/// are counted, and `summary` says how many were left out. Under a flood
+/// of protocol events the log thread's formatting and writing cost the
+/// daemon more than the protocol itself.
+#[derive(Debug)]
+pub struct LineBudget {
+    window: Duration,
+    budget: u32,
+    window_start: Instant,
+    logged: u32,
+    held_back: u64,
+}
+
+impl LineBudget {
+    pub fn new(budget: u32, window: Duration) -> Self {
+        LineBudget { window, budget, window_start: Instant::now(), logged: 0, held_back: 0 }
+    }
+
+    /// Whether one more line may be logged now; if not, it is counted.
+    pub fn allow(&mut self) -> bool {
+        if self.logged >= self.budget && self.held_back == 0 && self.window_start.elapsed() >= self.window {
+            // A new window; what was held back is reported by `summary` first.
+            self.window_start = Instant::now();
+            self.logged = 0;
+        }
+        if self.logged < self.budget {
+            self.logged += 1;
+            true
+        } else {
+            self.held_back += 1;
+            false
+        }
+    }
+
+    /// When a window is over and lines were held back in it: how many, and
+    /// a new window.
+    pub fn summary(&mut self) -> Option<u64> {
+        if self.window_start.elapsed() < self.window {
+            return None;
+        }
+        let held = std::mem::take(&mut self.held_back);
+        self.window_start = Instant::now();
+        self.logged = 0;
+        (held > 0).then_some(held)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,5 +254,27 @@ mod tests {
         let s = r.summary().unwrap();
         assert!(s.contains("1000 more"), "{s}");
         assert!(r.refuse("malformed", || "again".into()).is_some());
+    }
+
+    #[test]
+    fn lines_past_the_budget_are_counted_then_summarised() {
+        let mut b = LineBudget::new(3, Duration::from_millis(30));
+        assert_eq!((0..10).filter(|_| b.allow()).count(), 3);
+        assert_eq!(b.summary(), None, "not before the window is over");
+        std::thread::sleep(Duration::from_millis(40));
+        // Held back lines keep the window until they are reported.
+        assert!(!b.allow());
+        assert_eq!(b.summary(), Some(8));
+        assert_eq!(b.summary(), None);
+        assert_eq!((0..10).filter(|_| b.allow()).count(), 3, "a new window, a new budget");
+    }
+
+    #[test]
+    fn a_quiet_window_renews_the_budget_without_a_summary() {
+        let mut b = LineBudget::new(2, Duration::from_millis(20));
+        assert!(b.allow() && b.allow());
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(b.allow(), "the window is over and nothing was held back");
+        assert_eq!(b.summary(), None);
     }
 }

@@ -20,6 +20,99 @@ pub struct RawSocket {
     /// `recv_on`'s receive buffer, kept between calls rather than zeroed
     /// anew for every datagram.
     buf: std::sync::Mutex<Vec<u8>>,
+    /// `try_recv_many`'s buffers, made at its first call and kept.
+    slots: std::sync::Mutex<Slots>,
+}
+
+/// Receive buffers for `recvmmsg`: a datagram's whole payload fits in
+/// each (as in `recv_on`), with room for its packet info.
+#[derive(Default)]
+struct Slots {
+    data: Vec<u8>,
+    control: Vec<u8>,
+}
+
+/// Largest payload one slot takes: what an IPv6 datagram without a jumbo
+/// option can carry.
+const SLOT: usize = 65536;
+
+impl Slots {
+    fn receive(&mut self, s: &Socket, max: usize) -> io::Result<Vec<(Vec<u8>, Ipv6Addr, u32)>> {
+        let max = max.clamp(1, 1024);
+        // SAFETY: CMSG_SPACE is arithmetic on its argument.
+        let cspace = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::in6_pktinfo>() as u32) } as usize;
+        if self.data.len() < max * SLOT {
+            // Zeroed by the allocator's fresh pages: only what datagrams
+            // fill is ever touched.
+            self.data = vec![0; max * SLOT];
+        }
+        if self.control.len() < max * cspace {
+            self.control = vec![0; max * cspace];
+        }
+        // SAFETY: sockaddr_in6 is plain data; zero is valid for each field.
+        let mut addrs: Vec<libc::sockaddr_in6> = vec![unsafe { std::mem::zeroed() }; max];
+        let mut iovs: Vec<libc::iovec> = self
+            .data
+            .chunks_exact_mut(SLOT)
+            .take(max)
+            .map(|b| libc::iovec { iov_base: b.as_mut_ptr() as *mut libc::c_void, iov_len: SLOT })
+            .collect();
+        let mut hdrs: Vec<libc::mmsghdr> = iovs
+            .iter_mut()
+            .zip(addrs.iter_mut())
+            .zip(self.control.chunks_exact_mut(cspace))
+            .map(|((iov, a), c)| {
+                // SAFETY: mmsghdr is plain data; the pointers set here outlive the call.
+                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                h.msg_hdr.msg_name = a as *mut libc::sockaddr_in6 as *mut libc::c_void;
+                h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+                h.msg_hdr.msg_iov = iov;
+                h.msg_hdr.msg_iovlen = 1;
+                h.msg_hdr.msg_control = c.as_mut_ptr() as *mut libc::c_void;
+                h.msg_hdr.msg_controllen = cspace as _;
+                h
+            })
+            .collect();
+        // SAFETY: every header points at a live buffer, address and control
+        // area of the stated sizes for the duration of the call.
+        let n = unsafe {
+            libc::recvmmsg(
+                s.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                hdrs.len() as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::WouldBlock { Ok(Vec::new()) } else { Err(e) };
+        }
+        let mut got = Vec::with_capacity(n as usize);
+        for (i, h) in hdrs.iter().take(n as usize).enumerate() {
+            let len = (h.msg_len as usize).min(SLOT);
+            let src = Ipv6Addr::from(addrs[i].sin6_addr.s6_addr);
+            got.push((self.data[i * SLOT..i * SLOT + len].to_vec(), src, packet_info_ifindex(&h.msg_hdr)));
+        }
+        Ok(got)
+    }
+}
+
+/// The arrival interface an `IPV6_PKTINFO` control message names, 0 if none.
+fn packet_info_ifindex(m: &libc::msghdr) -> u32 {
+    // SAFETY: the CMSG_* macros walk the control area the kernel filled
+    // and bounded by `msg_controllen`; the data is read unaligned.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(m);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::IPPROTO_IPV6 && (*c).cmsg_type == libc::IPV6_PKTINFO {
+                let info = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::in6_pktinfo);
+                return info.ipi6_ifindex;
+            }
+            c = libc::CMSG_NXTHDR(m, c);
+        }
+    }
+    0
 }
 
 /// Has the kernel compute and verify the checksum of a raw IPv6 socket's
@@ -83,7 +176,7 @@ impl RawSocket {
         // SAFETY: the AsyncFd owns the socket, so the descriptor stays open
         // and ours for as long as it is registered.
         let fd = unsafe { AsyncFd::register(s) }.map_err(|e| io::Error::other(e.to_string()))?;
-        Ok(RawSocket { fd, buf: std::sync::Mutex::new(Vec::new()) })
+        Ok(RawSocket { fd, buf: std::sync::Mutex::new(Vec::new()), slots: Default::default() })
     }
 
     pub async fn send_to(&self, bytes: &[u8], dst: Ipv6Addr) -> io::Result<()> {
@@ -95,6 +188,35 @@ impl RawSocket {
                 Err(_would_block) => continue,
             }
         }
+    }
+
+    /// Sends each datagram to its destination, in order, with as few
+    /// system calls as the kernel takes (`sendmmsg`): a daemon that
+    /// answered a drained batch of requests pays one call, not one each.
+    /// Says for each datagram whether the kernel took it, as `send_to` would.
+    pub async fn send_many(&self, datagrams: &[(&[u8], Ipv6Addr)]) -> Vec<io::Result<()>> {
+        let mut results = Vec::with_capacity(datagrams.len());
+        while results.len() < datagrams.len() {
+            let rest = &datagrams[results.len()..];
+            let sent = loop {
+                let mut guard = match self.fd.writable().await {
+                    Ok(g) => g,
+                    Err(e) => break Err(e),
+                };
+                match guard.try_io(|s| send_mmsg(s.get_ref(), rest)) {
+                    Ok(r) => break r,
+                    Err(_would_block) => continue,
+                }
+            };
+            match sent {
+                Ok(0) => results.push(Err(io::Error::other("sendmmsg took no datagram"))),
+                Ok(n) => results.extend((0..n.min(rest.len())).map(|_| Ok(()))),
+                // sendmmsg reports an error only for the first datagram of
+                // a call: it is that one's, and the rest are tried again.
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        results
     }
 
     /// Receives one payload, who sent it and the index of the interface it
@@ -110,15 +232,12 @@ impl RawSocket {
         }
     }
 
-    /// What `recv_on` gives, if a datagram is already queued: a daemon
-    /// under load takes what waits in one go instead of going back to its
-    /// event loop for each datagram.
-    pub fn try_recv_on(&self) -> io::Result<Option<(Vec<u8>, Ipv6Addr, u32)>> {
-        match self.recv_on_now(self.fd.get_ref()) {
-            Ok(got) => Ok(Some(got)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(e),
-        }
+    /// What is already queued, up to `max` datagrams, in one `recvmmsg`
+    /// call: each payload, its sender and the interface it came in on, as
+    /// `recv_on` gives them. Empty when nothing waits.
+    pub fn try_recv_many(&self, max: usize) -> io::Result<Vec<(Vec<u8>, Ipv6Addr, u32)>> {
+        let mut slots = self.slots.lock().map_err(|_| io::Error::other("the receive slots are poisoned"))?;
+        slots.receive(self.fd.get_ref(), max)
     }
 
     fn recv_on_now(&self, s: &Socket) -> io::Result<(Vec<u8>, Ipv6Addr, u32)> {
@@ -162,4 +281,45 @@ impl RawSocket {
             }
         }
     }
+}
+
+/// One `sendmmsg` call over `datagrams`; how many the kernel took (at
+/// least one, else the error about the first).
+fn send_mmsg(s: &Socket, datagrams: &[(&[u8], Ipv6Addr)]) -> io::Result<usize> {
+    // The kernel takes at most UIO_MAXIOV messages per call.
+    let datagrams = &datagrams[..datagrams.len().min(1024)];
+    let mut addrs: Vec<libc::sockaddr_in6> = datagrams
+        .iter()
+        .map(|(_, dst)| {
+            // SAFETY: sockaddr_in6 is plain data; zero is valid for each field.
+            let mut a: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+            a.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            a.sin6_addr.s6_addr = dst.octets();
+            a
+        })
+        .collect();
+    let mut iovs: Vec<libc::iovec> = datagrams
+        .iter()
+        .map(|(b, _)| libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() })
+        .collect();
+    let mut hdrs: Vec<libc::mmsghdr> = iovs
+        .iter_mut()
+        .zip(addrs.iter_mut())
+        .map(|(iov, a)| {
+            // SAFETY: mmsghdr is plain data; the pointers set here outlive the call.
+            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            h.msg_hdr.msg_name = a as *mut libc::sockaddr_in6 as *mut libc::c_void;
+            h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+            h
+        })
+        .collect();
+    // SAFETY: every header points at a live buffer (read only by the
+    // kernel) and address for the duration of the call.
+    let n = unsafe { libc::sendmmsg(s.as_raw_fd(), hdrs.as_mut_ptr(), hdrs.len() as libc::c_uint, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
 }
