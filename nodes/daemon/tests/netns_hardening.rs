@@ -24,6 +24,7 @@ use pmip_wire::{
     AccessTechnologyType, Bri, Endpoints, HandoffIndicator, Message, MnIdSubtype, MobilityOption, Pbu, PbuFlags,
     RevocationFlags, RevocationTrigger, Timestamp, WireConfig,
 };
+use pmiplab::frames;
 use pmiplab::lab::Lab;
 use serde_json::{json, Value};
 
@@ -72,54 +73,15 @@ fn registered_lab() -> Lab {
     lab
 }
 
-/// An IPv6 packet with `payload` (a Mobility Header) in an Ethernet frame.
-fn frame(dst_mac: [u8; 6], src_mac: [u8; 6], src: Ipv6Addr, dst: Ipv6Addr, payload: &[u8]) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&dst_mac);
-    f.extend_from_slice(&src_mac);
-    f.extend_from_slice(&0x86ddu16.to_be_bytes());
-    f.extend_from_slice(&[0x60, 0, 0, 0]);
-    f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    f.extend_from_slice(&[135, 64]);
-    f.extend_from_slice(&src.octets());
-    f.extend_from_slice(&dst.octets());
-    f.extend_from_slice(payload);
-    f
+/// An IPv6 packet with the Mobility Header `mh` in an Ethernet frame.
+fn frame(dst_mac: [u8; 6], src_mac: [u8; 6], src: Ipv6Addr, dst: Ipv6Addr, mh: &[u8]) -> Vec<u8> {
+    frames::mh_frame(dst_mac, src_mac, src, dst, mh).unwrap()
 }
 
 /// Sends `frame` out of `iface` of `node` through a packet socket: any
 /// source address the test likes, as an attacker on that link would.
 fn inject(lab: &Lab, node: &str, iface: &'static str, frame: Vec<u8>) {
-    lab.run_in(node, move || {
-        let index = nix::net::if_::if_nametoindex(iface).map_err(std::io::Error::from)?;
-        // SAFETY: plain socket calls with valid, initialised arguments.
-        unsafe {
-            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-            if fd < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            let mut to: libc::sockaddr_ll = std::mem::zeroed();
-            to.sll_family = libc::AF_PACKET as u16;
-            to.sll_ifindex = index as i32;
-            to.sll_halen = 6;
-            to.sll_addr[..6].copy_from_slice(&frame[..6]);
-            let n = libc::sendto(
-                fd,
-                frame.as_ptr().cast(),
-                frame.len(),
-                0,
-                (&to as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            );
-            let e = std::io::Error::last_os_error();
-            libc::close(fd);
-            if n < 0 {
-                return Err(e);
-            }
-        }
-        Ok(())
-    })
-    .unwrap();
+    lab.run_in(node, move || frames::send_frame(iface, &frame)).unwrap();
 }
 
 fn mh(message: &Message, src: &str, dst: &str) -> Vec<u8> {
@@ -410,12 +372,10 @@ fn a_pbu_whose_answer_cannot_be_encoded_gets_a_well_formed_reject() {
     assert!(!log.lines().any(|l| l.starts_with("forged")), "a newline from the wire reached the log raw:\n{log}");
 }
 
-/// An IPv6 packet of next header `nh` and hop limit `hops` in an Ethernet frame.
+/// An IPv6 packet holding the ICMPv6 message `icmp`, with hop limit
+/// `hops`, in an Ethernet frame.
 fn ip6_frame(dst_mac: [u8; 6], src_mac: [u8; 6], hops: u8, src: Ipv6Addr, dst: Ipv6Addr, icmp: &[u8]) -> Vec<u8> {
-    let mut f = frame(dst_mac, src_mac, src, dst, icmp);
-    f[14 + 6] = 58;
-    f[14 + 7] = hops;
-    f
+    frames::ipv6_frame(dst_mac, src_mac, src, dst, 58, hops, icmp).unwrap()
 }
 
 /// An ICMPv6 body with its checksum filled for `src` → `dst`.
