@@ -17,8 +17,6 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use pmip_proto::lma::{LmaConfig, MnPolicy, PrefixModel};
-use pmip_proto::mag::{MagConfig, MnBinding};
 use pmip_proto::world::mac_for;
 use pmip_wire::{
     AccessTechnologyType, Bri, Endpoints, HandoffIndicator, Message, MnIdSubtype, MobilityOption, Pbu, PbuFlags,
@@ -27,24 +25,6 @@ use pmip_wire::{
 use pmiplab::frames;
 use pmiplab::lab::Lab;
 use serde_json::{json, Value};
-
-fn lma_config() -> (LmaConfig, Vec<MnPolicy>) {
-    let mut c = LmaConfig::new(a(LMA));
-    c.authorized_mags = vec![a(MAG1), a(MAG2)];
-    let mut p = MnPolicy::new(MN, PrefixModel::Unique);
-    p.unique_prefixes = vec![pref(1), pref(2)];
-    (c, vec![p])
-}
-
-fn mag_config(addr: &str) -> MagConfig {
-    let mut c = MagConfig::new(a(addr), a(LMA));
-    c.mns = ["if1", "if2"].iter().map(|i| MnBinding { ll_id: mac_for("mn1", i), mn_id: MN.into() }).collect();
-    c
-}
-
-fn attach(iface: &str, att: AccessTechnologyType) -> Value {
-    json!({"cmd": "attach", "iface": format!("to-{iface}"), "ll_id": mac_for("mn1", iface), "att": att.value()})
-}
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_pmip-node"))
@@ -55,21 +35,9 @@ fn bin() -> &'static Path {
 fn registered_lab() -> Lab {
     let mut lab = seed_network();
     lab.veth("mag2", "to-if2", "mn1", "if2").unwrap();
-    let (c, policies) = lma_config();
-    lab.spawn("lma", bin(), &json!({"role": "lma", "config": c, "policies": policies}), &[]).unwrap();
-    for (n, addr) in [("mag1", MAG1), ("mag2", MAG2)] {
-        lab.spawn(n, bin(), &json!({"role": "mag", "config": mag_config(addr)}), &[]).unwrap();
-    }
-    ok(lab.request("mag1", &attach("if1", AccessTechnologyType::Ieee80211)).unwrap());
-    ok(lab.request("mag2", &attach("if2", AccessTechnologyType::EUtran)).unwrap());
-    for mag in ["mag1", "mag2"] {
-        lab.wait_for(mag, Duration::from_secs(5), |s| s["tables"]["binding_update_list"][0]["state"] == "registered")
-            .unwrap_or_else(|e| panic!("{e}\n--- lma log ---\n{}", lab.daemon_log("lma")));
-    }
-    lab.wait_for("lma", Duration::from_secs(5), |s| {
-        s["tables"]["binding_cache"].as_array().is_some_and(|b| b.len() == 2)
-    })
-    .unwrap();
+    spawn_seed_daemons(&mut lab, &json!({}));
+    attach_mn1(&lab);
+    lma_with_two_bindings(&lab);
     lab
 }
 
