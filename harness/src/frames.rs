@@ -47,6 +47,21 @@ pub fn mh_frame(
     ipv6_frame(dst_mac, src_mac, src, dst, MOBILITY_HEADER, 64, mh)
 }
 
+/// The link-local address an interface with `mac` takes by modified
+/// EUI-64 (RFC 4291 Appendix A): the source of its RAs and RSs.
+pub fn link_local(mac: [u8; 6]) -> Ipv6Addr {
+    Ipv6Addr::new(
+        0xfe80,
+        0,
+        0,
+        0,
+        u16::from_be_bytes([mac[0] ^ 0x02, mac[1]]),
+        u16::from_be_bytes([mac[2], 0xff]),
+        u16::from_be_bytes([0xfe, mac[3]]),
+        u16::from_be_bytes([mac[4], mac[5]]),
+    )
+}
+
 /// Sends `frame` out of `iface` of the calling thread's namespace through
 /// a packet socket: the frame goes on the link as it is, source and all.
 /// The link-layer destination is the frame's own first six octets.
@@ -139,6 +154,14 @@ mod tests {
         let big = vec![0u8; usize::from(u16::MAX) + 1];
         let e = mh_frame(DST_MAC, SRC_MAC, Ipv6Addr::LOCALHOST, Ipv6Addr::LOCALHOST, &big).expect_err("too long");
         assert!(e.contains("65536"), "{e}");
+    }
+
+    #[test]
+    fn a_link_local_flips_the_universal_bit_and_puts_fffe_in_the_middle() {
+        // RFC 4291 Appendix A's example, 34-56-78-9A-BC-DE.
+        let ll = link_local([0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde]);
+        assert_eq!(ll, addr("fe80::3656:78ff:fe9a:bcde"));
+        assert_eq!(link_local(SRC_MAC), addr("fe80::ff:fe00:2"));
     }
 
     #[test]

@@ -245,17 +245,7 @@ fn ip(lab: &crate::lab::Lab, node: &str, args: String) -> Result<(), String> {
 }
 
 fn link_local(node: &str, iface: &str) -> Ipv6Addr {
-    let m = crate::lab::mac(node, iface);
-    Ipv6Addr::new(
-        0xfe80,
-        0,
-        0,
-        0,
-        u16::from_be_bytes([m[0] ^ 0x02, m[1]]),
-        u16::from_be_bytes([m[2], 0xff]),
-        u16::from_be_bytes([0xfe, m[3]]),
-        u16::from_be_bytes([m[4], m[5]]),
-    )
+    crate::frames::link_local(crate::lab::mac(node, iface))
 }
 
 /// What carries the packets between the CN and the MN.

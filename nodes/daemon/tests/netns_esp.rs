@@ -14,10 +14,7 @@ use common::*;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use pmip_proto::world::mac_for;
-use pmip_wire::{
-    AccessTechnologyType, Endpoints, HandoffIndicator, Message, MnIdSubtype, MobilityOption, Pbu, PbuFlags, WireConfig,
-};
+use pmip_wire::{Endpoints, Message, WireConfig};
 use pmiplab::lab::Lab;
 use pmiplab::node_config::EspKeys;
 use serde_json::json;
@@ -74,18 +71,7 @@ fn signalling_goes_in_esp_replays_and_cleartext_are_refused_and_captures_decrypt
     lab.run_in("mag1", move || raw(50)?.send_to(&first, &to(LMA)).map(|_| ())).unwrap();
 
     // A de-registration in the clear from MAG1's own address and link.
-    let pbu = Message::Pbu(Pbu {
-        sequence: 900,
-        flags: PbuFlags::proxy(),
-        lifetime: 0,
-        options: vec![
-            MobilityOption::MnIdentifier { subtype: MnIdSubtype::Nai, id: MN.as_bytes().to_vec() },
-            MobilityOption::HomeNetworkPrefix { prefix_len: 64, prefix: pref(1).addr() },
-            MobilityOption::HandoffIndicator(HandoffIndicator::NotChanged),
-            MobilityOption::AccessTechnologyType(AccessTechnologyType::Ieee80211),
-            MobilityOption::MnLinkLayerIdentifier(mac_for("mn1", "if1")),
-        ],
-    });
+    let pbu = Message::Pbu(if1_deregistration(900));
     let clear = pbu.to_bytes(&Endpoints { src: a(MAG1), dst: a(LMA) }, &WireConfig::default()).unwrap();
     lab.run_in("mag1", move || raw(135)?.send_to(&clear, &to(LMA)).map(|_| ())).unwrap();
 

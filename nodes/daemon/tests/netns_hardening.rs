@@ -75,19 +75,9 @@ fn a_de_registration_pbu_spoofed_by_the_cn_with_mag1s_source_is_refused() {
     let before = lab.request("lma", &json!({"cmd": "state"})).unwrap()["state"]["tables"].clone();
     // What MAG1 would send to de-register MN1's if1, sent by the CN on its
     // link to the LMA with MAG1's source address.
-    let pbu = Message::Pbu(Pbu {
-        sequence: 100,
-        flags: PbuFlags::proxy(),
-        lifetime: 0,
-        options: vec![
-            MobilityOption::MnIdentifier { subtype: MnIdSubtype::Nai, id: MN.as_bytes().to_vec() },
-            MobilityOption::HomeNetworkPrefix { prefix_len: 64, prefix: pref(1).addr() },
-            MobilityOption::HandoffIndicator(HandoffIndicator::NotChanged),
-            MobilityOption::AccessTechnologyType(AccessTechnologyType::Ieee80211),
-            MobilityOption::MnLinkLayerIdentifier(mac_for("mn1", "if1")),
-            MobilityOption::Timestamp(now_stamp()),
-        ],
-    });
+    let mut pbu = if1_deregistration(100);
+    pbu.options.push(MobilityOption::Timestamp(now_stamp()));
+    let pbu = Message::Pbu(pbu);
     let f = frame(
         pmiplab::lab::mac("lma", "to-cn"),
         pmiplab::lab::mac("cn", "eth0"),
@@ -355,19 +345,6 @@ fn with_checksum(src: Ipv6Addr, dst: Ipv6Addr, mut body: Vec<u8>) -> Vec<u8> {
     body
 }
 
-fn link_local(mac: [u8; 6]) -> Ipv6Addr {
-    Ipv6Addr::new(
-        0xfe80,
-        0,
-        0,
-        0,
-        u16::from_be_bytes([mac[0] ^ 2, mac[1]]),
-        u16::from_be_bytes([mac[2], 0xff]),
-        u16::from_be_bytes([0xfe, mac[3]]),
-        u16::from_be_bytes([mac[4], mac[5]]),
-    )
-}
-
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 const ALL_ROUTERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
 
@@ -403,7 +380,7 @@ fn the_mn_takes_only_valid_router_advertisements() {
     };
     lab.spawn("mn1", bin(), &json!({"role": "mn", "config": mn}), &[]).unwrap();
     let router = pmiplab::lab::mac("mag1", "to-if1");
-    let ll = link_local(router);
+    let ll = frames::link_local(router);
     let dst_mac = [0x33, 0x33, 0, 0, 0, 1];
     // Hop limit 64 (routed from afar), a global source, a wrong checksum:
     // each offers its own prefix, none of which the MN may take.
@@ -452,7 +429,7 @@ fn a_mag_takes_only_valid_router_solicitations() {
     let (if1, if2) = (mac_for("mn1", "if1"), mac_for("mn1", "if2"));
     let (m1, m2): ([u8; 6], [u8; 6]) = (if1.clone().try_into().unwrap(), if2.clone().try_into().unwrap());
     let dst_mac = [0x33, 0x33, 0, 0, 0, 2];
-    let ll1 = link_local(m1);
+    let ll1 = frames::link_local(m1);
     // MN1's if1 solicits with hop limit 64, then from a global address:
     // neither may attach it. Then if2's MAC, validly: that one attaches.
     let bad_hops = ip6_frame(dst_mac, m1, 64, ll1, ALL_ROUTERS, &with_checksum(ll1, ALL_ROUTERS, rs_body(m1)));
@@ -461,7 +438,7 @@ fn a_mag_takes_only_valid_router_solicitations() {
     let mut body = with_checksum(ll1, ALL_ROUTERS, rs_body(m1));
     body[2] ^= 0x55;
     let bad_sum = ip6_frame(dst_mac, m1, 255, ll1, ALL_ROUTERS, &body);
-    let ll2 = link_local(m2);
+    let ll2 = frames::link_local(m2);
     let good = ip6_frame(dst_mac, m2, 255, ll2, ALL_ROUTERS, &with_checksum(ll2, ALL_ROUTERS, rs_body(m2)));
     for f in [bad_hops, bad_src, bad_sum, good] {
         inject(&lab, "mn1", "if1", f);

@@ -140,11 +140,7 @@ fn the_lab_leaves_nothing_behind_when_dropped() {
     if skip() {
         return;
     }
-    let before: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into())
-        .collect();
+    let before = host_interfaces();
     let lab = seed_lab();
     let pids = lab.pids();
     let dir = lab.dir.clone();
@@ -155,11 +151,7 @@ fn the_lab_leaves_nothing_behind_when_dropped() {
         assert!(!Path::new(&format!("/proc/{pid}")).exists(), "process {pid} outlived the lab");
     }
     assert!(!dir.exists(), "the lab's folder outlived it");
-    let after: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into())
-        .collect();
+    let after = host_interfaces();
     assert_eq!(before, after, "no interface appears in the harness's namespace");
 }
 
@@ -186,16 +178,7 @@ fn sigkill_of_the_harness_leaves_no_namespace_interface_or_process() {
     if skip() {
         return;
     }
-    let interfaces = || -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir("/sys/class/net")
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into())
-            .collect();
-        v.sort();
-        v
-    };
-    let before = interfaces();
+    let before = host_interfaces();
     let out = std::env::temp_dir().join(format!("pmiplab-kill-test-{}.json", std::process::id()));
     let _ = std::fs::remove_file(&out);
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
@@ -226,7 +209,7 @@ fn sigkill_of_the_harness_leaves_no_namespace_interface_or_process() {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-    assert_eq!(interfaces(), before, "no interface of the killed lab is left in this namespace");
+    assert_eq!(host_interfaces(), before, "no interface of the killed lab is left in this namespace");
     // The next lab sweeps the dead lab's folder.
     let dir = owned["dir"].as_str().unwrap().to_string();
     let next = Lab::new().unwrap();

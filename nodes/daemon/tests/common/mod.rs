@@ -13,7 +13,7 @@ use pmip_proto::lma::{FlowAction, LmaCommand, LmaConfig, MnPolicy, PrefixModel};
 use pmip_proto::mag::{MagConfig, MnBinding};
 use pmip_proto::world::mac_for;
 use pmip_proto::Prefix;
-use pmip_wire::AccessTechnologyType;
+use pmip_wire::{AccessTechnologyType, HandoffIndicator, MnIdSubtype, MobilityOption, Pbu, PbuFlags};
 use pmiplab::lab::Lab;
 use serde_json::{json, Value};
 
@@ -139,4 +139,32 @@ pub fn lma_with_two_bindings(lab: &Lab) -> Value {
         s["tables"]["binding_cache"].as_array().is_some_and(|b| b.len() == 2)
     })
     .unwrap_or_else(|e| panic!("{e}\n--- lma log ---\n{}", lab.daemon_log("lma")))
+}
+
+/// The PBU with which MAG1 would de-register MN1's if1 (lifetime 0, pref1,
+/// 802.11), numbered `sequence`, with no timestamp yet.
+pub fn if1_deregistration(sequence: u16) -> Pbu {
+    Pbu {
+        sequence,
+        flags: PbuFlags::proxy(),
+        lifetime: 0,
+        options: vec![
+            MobilityOption::MnIdentifier { subtype: MnIdSubtype::Nai, id: MN.as_bytes().to_vec() },
+            MobilityOption::HomeNetworkPrefix { prefix_len: 64, prefix: pref(1).addr() },
+            MobilityOption::HandoffIndicator(HandoffIndicator::NotChanged),
+            MobilityOption::AccessTechnologyType(AccessTechnologyType::Ieee80211),
+            MobilityOption::MnLinkLayerIdentifier(mac_for("mn1", "if1")),
+        ],
+    }
+}
+
+/// The network interfaces of the test's own namespace, sorted by name.
+pub fn host_interfaces() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into())
+        .collect();
+    v.sort();
+    v
 }

@@ -121,6 +121,14 @@ impl Lab {
         m.ra_prefixes(MH, iface).iter().map(|x| self.names.prefixes[x].clone()).collect()
     }
 
+    /// Each interface's RA as at the initial stage of scenario 1 (§5.1.1
+    /// step 4): its permanent prefix and its MAG's two level-2 prefixes.
+    #[track_caller]
+    fn assert_initial_ras(&self) {
+        assert_eq!(self.ra(1, IF1), lines(&["HNP_1(P)", "HNP_1_1(T)", "HNP_1_2(T)"]));
+        assert_eq!(self.ra(2, IF2), lines(&["HNP_2(P)", "HNP_2_1(T)", "HNP_2_2(T)"]));
+    }
+
     /// if1 attached at MAG1 (HI 1) with one level-2 prefix carved for VoIP
     /// (HNP_1_1(T)): where the single-interface figures start.
     fn voip_on_if1() -> Lab {
@@ -171,8 +179,7 @@ fn figure_6_and_7_initial_stage_of_scenario_1() {
         ])
     );
     assert_eq!(lab.mag_lines(1), lines(MAG1_INITIAL));
-    assert_eq!(lab.ra(1, IF1), lines(&["HNP_1(P)", "HNP_1_1(T)", "HNP_1_2(T)"]));
-    assert_eq!(lab.ra(2, IF2), lines(&["HNP_2(P)", "HNP_2_1(T)", "HNP_2_2(T)"]));
+    lab.assert_initial_ras();
     assert_eq!(lab.mag1.service_of(&p("2002:2:1:1::/64")), Some("voip"));
 }
 
@@ -233,8 +240,7 @@ fn figure_7_pfho_idle_entry_and_reverse_handover() {
             "MH:if2 [HNP_1_2(T)] --> MAG2[I]",
         ])
     );
-    assert_eq!(lab.ra(1, IF1), lines(&["HNP_1(P)", "HNP_1_1(T)", "HNP_1_2(T)"]));
-    assert_eq!(lab.ra(2, IF2), lines(&["HNP_2(P)", "HNP_2_1(T)", "HNP_2_2(T)"]));
+    lab.assert_initial_ras();
 
     // Idle entries go idle_lifetime after they became Idle, not before.
     let idle_at = lab.now;
@@ -287,8 +293,7 @@ fn figure_4_ffho_with_the_aggregate_and_its_reverse() {
             "MH:if2 [HNP_1_1(T),HNP_1_2(T)] --> MAG2[I]",
         ])
     );
-    assert_eq!(lab.ra(1, IF1), lines(&["HNP_1(P)", "HNP_1_1(T)", "HNP_1_2(T)"]));
-    assert_eq!(lab.ra(2, IF2), lines(&["HNP_2(P)", "HNP_2_1(T)", "HNP_2_2(T)"]));
+    lab.assert_initial_ras();
     // MAG1's own level-1 temporal prefix never went Idle with the
     // aggregate (it stayed Idle after the reverse handover before).
     assert_eq!(lab.mag_lines(1), lines(MAG1_INITIAL));
