@@ -6,6 +6,7 @@ pub mod crafted;
 pub mod deploy;
 pub mod engine;
 pub mod forwarding;
+pub mod frames;
 pub mod graph;
 pub mod interrupt;
 pub mod iut;

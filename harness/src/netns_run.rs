@@ -816,7 +816,7 @@ impl Backend for Run<'_> {
         let mh = message
             .to_bytes(&Endpoints { src, dst }, &self.wire)
             .map_err(|e| format!("could not encode the {}: {e}", message.name()))?;
-        let frame = spoofed_frame(
+        let frame = crate::frames::mh_frame(
             crate::lab::mac(&link.to, &link.to_iface),
             crate::lab::mac(&link.from, &link.from_iface),
             src,
@@ -824,7 +824,7 @@ impl Backend for Run<'_> {
             &mh,
         )?;
         let iface = link.from_iface.clone();
-        self.lab.run_in(&link.from, move || send_frame(&iface, &frame)).map_err(|e| {
+        self.lab.run_in(&link.from, move || crate::frames::send_frame(&iface, &frame)).map_err(|e| {
             format!("sending the spoofed {} from {}/{}: {e}", message.name(), link.from, link.from_iface)
         })?;
         self.acted();
@@ -1077,65 +1077,6 @@ impl Backend for Run<'_> {
             .collect();
         let _ = std::fs::write(dir.join("sequence.txt"), lines.join("\n") + "\n");
     }
-}
-
-/// An Ethernet frame holding an IPv6 packet (hop limit 64, next header
-/// 135) with the Mobility Header `mh` from `src` to `dst`, whatever node
-/// owns `src`.
-fn spoofed_frame(
-    dst_mac: [u8; 6],
-    src_mac: [u8; 6],
-    src: Ipv6Addr,
-    dst: Ipv6Addr,
-    mh: &[u8],
-) -> Result<Vec<u8>, String> {
-    let len = u16::try_from(mh.len()).map_err(|_| format!("a Mobility Header of {} octets is too long", mh.len()))?;
-    let mut f = Vec::with_capacity(54 + mh.len());
-    f.extend_from_slice(&dst_mac);
-    f.extend_from_slice(&src_mac);
-    f.extend_from_slice(&0x86ddu16.to_be_bytes());
-    f.extend_from_slice(&[0x60, 0, 0, 0]);
-    f.extend_from_slice(&len.to_be_bytes());
-    f.extend_from_slice(&[135, 64]);
-    f.extend_from_slice(&src.octets());
-    f.extend_from_slice(&dst.octets());
-    f.extend_from_slice(mh);
-    Ok(f)
-}
-
-/// Sends `frame` out of `iface` of the calling thread's namespace through
-/// a packet socket: the frame goes on the link as it is, source and all.
-fn send_frame(iface: &str, frame: &[u8]) -> std::io::Result<()> {
-    let index = nix::net::if_::if_nametoindex(iface).map_err(std::io::Error::from)?;
-    let dst: [u8; 6] = frame.get(..6).and_then(|d| d.try_into().ok()).unwrap_or_default();
-    // SAFETY: plain socket calls on a descriptor opened and closed here,
-    // with a zeroed and then filled sockaddr_ll of the size passed, and
-    // `frame` valid for `frame.len()` octets.
-    unsafe {
-        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let mut to: libc::sockaddr_ll = std::mem::zeroed();
-        to.sll_family = libc::AF_PACKET as u16;
-        to.sll_ifindex = index as i32;
-        to.sll_halen = 6;
-        to.sll_addr[..6].copy_from_slice(&dst);
-        let n = libc::sendto(
-            fd,
-            frame.as_ptr().cast(),
-            frame.len(),
-            0,
-            (&to as *const libc::sockaddr_ll).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        );
-        let e = std::io::Error::last_os_error();
-        libc::close(fd);
-        if n < 0 {
-            return Err(e);
-        }
-    }
-    Ok(())
 }
 
 /// The lab's ESP keys in its own folder, as the daemons' `esp` setting.

@@ -11,11 +11,9 @@ use std::path::Path;
 use std::time::{Duration, Instant as WallClock};
 
 use pmip_proto::lma::{Lma, LmaCommand, LmaConfig, LmaInput, MnPolicy, PrefixModel};
-use pmip_proto::signalling::timestamp_at;
+use pmip_proto::load::{self, mn_id, pbu, prefix_of, LMA, MAG};
 use pmip_proto::{Instant, Prefix, Span};
-use pmip_wire::{
-    AccessTechnologyType, Endpoints, HandoffIndicator, Message, MnIdSubtype, MobilityOption, Pbu, PbuFlags, WireConfig,
-};
+use pmip_wire::{Endpoints, HandoffIndicator, Message, WireConfig};
 
 /// One line of the report: a figure, its baseline and the target.
 pub struct Figure {
@@ -40,48 +38,15 @@ pub fn table(figures: &[Figure]) -> String {
     out
 }
 
-const LMA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1);
-const MAG: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 0x11);
-
-fn mn_id(i: u32) -> String {
-    format!("mn{i}@pmip.lab")
-}
-
-fn pbu(i: u32, seq: u16, now: Instant, hi: HandoffIndicator, hnp: Option<Prefix>) -> Message {
-    let prefix = hnp.unwrap_or_else(|| Prefix::new(Ipv6Addr::UNSPECIFIED, 0));
-    let ll = i.to_be_bytes();
-    Message::Pbu(Pbu {
-        sequence: seq,
-        flags: PbuFlags::proxy(),
-        lifetime: 100,
-        options: vec![
-            MobilityOption::MnIdentifier { subtype: MnIdSubtype::Nai, id: mn_id(i).into_bytes() },
-            MobilityOption::HomeNetworkPrefix { prefix_len: prefix.prefix_len(), prefix: prefix.addr() },
-            MobilityOption::HandoffIndicator(hi),
-            MobilityOption::AccessTechnologyType(AccessTechnologyType::Ieee80211),
-            MobilityOption::MnLinkLayerIdentifier(vec![2, 0, ll[0], ll[1], ll[2], ll[3]]),
-            MobilityOption::Timestamp(timestamp_at(now, 0)),
-        ],
-    })
-}
-
-fn prefix_of(i: u32) -> Prefix {
-    Prefix::new(Ipv6Addr::new(0x2001, 0xdb8, 0x100 + (i >> 16) as u16, (i & 0xffff) as u16, 0, 0, 0, 0), 64)
-}
-
 /// The sans-IO LMA with `bindings` MNs registered; then re-registrations
 /// of all of them, timed, each followed by the timer check a daemon makes
 /// on every turn of its loop: PBU in, PBA out, in memory; and the same with
 /// the codec on both sides. Baseline: the codec alone (parse the PBU, emit
 /// the PBA), which any implementation pays.
 pub fn core(bindings: u32) -> Result<Vec<Figure>, String> {
-    let mut cfg = LmaConfig::new(LMA);
-    cfg.authorized_mags = vec![MAG];
-    let mut lma = Lma::new(cfg);
+    let mut lma = Lma::new(load::lma_config());
     for i in 0..bindings {
-        let mut p = MnPolicy::new(mn_id(i), PrefixModel::Unique);
-        p.unique_prefixes = vec![prefix_of(i)];
-        lma.add_policy(p);
+        lma.add_policy(load::policy(i));
     }
     let mut now = Instant::ZERO + Span::from_secs(1);
     for i in 0..bindings {
@@ -280,17 +245,7 @@ fn ip(lab: &crate::lab::Lab, node: &str, args: String) -> Result<(), String> {
 }
 
 fn link_local(node: &str, iface: &str) -> Ipv6Addr {
-    let m = crate::lab::mac(node, iface);
-    Ipv6Addr::new(
-        0xfe80,
-        0,
-        0,
-        0,
-        u16::from_be_bytes([m[0] ^ 0x02, m[1]]),
-        u16::from_be_bytes([m[2], 0xff]),
-        u16::from_be_bytes([0xfe, m[3]]),
-        u16::from_be_bytes([m[4], m[5]]),
-    )
+    crate::frames::link_local(crate::lab::mac(node, iface))
 }
 
 /// What carries the packets between the CN and the MN.

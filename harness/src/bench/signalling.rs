@@ -13,11 +13,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant as WallClock, SystemTime, UNIX_EPOCH};
 
-use pmip_proto::lma::{LmaConfig, MnPolicy, PrefixModel};
+use pmip_proto::lma::MnPolicy;
+use pmip_proto::load::{self, pbu, prefix_of, LMA, MAG};
 use pmip_proto::{Instant, Span};
 use pmip_wire::{Endpoints, HandoffIndicator, Message, MobilityOption, Pba, PbaStatus, Timestamp, WireConfig};
 
-use super::{pbu, prefix_of, set_buffer, Figure, LMA, MAG};
+use super::{set_buffer, Figure};
 
 /// The placeholder timestamp written into the pre-built PBUs; the
 /// generator overwrites it with the wall clock as it sends each one, since
@@ -362,16 +363,8 @@ pub fn signalling(node_bin: &Path, mns: u32) -> Result<Vec<Figure>, String> {
     let (_, echo_cpu) = responder.join().map_err(|_| "the responder panicked".to_string())?.map_err(e)?;
     let echo = echo.map_err(e)?;
 
-    let mut cfg = LmaConfig::new(LMA);
-    cfg.authorized_mags = vec![MAG];
-    let policies: Vec<MnPolicy> = (0..mns)
-        .map(|i| {
-            let mut p = MnPolicy::new(super::mn_id(i), PrefixModel::Unique);
-            p.unique_prefixes = vec![prefix_of(i)];
-            p
-        })
-        .collect();
-    let config = serde_json::json!({"role": "lma", "config": cfg, "policies": policies});
+    let policies: Vec<MnPolicy> = (0..mns).map(load::policy).collect();
+    let config = serde_json::json!({"role": "lma", "config": load::lma_config(), "policies": policies});
     lab.spawn("lma", node_bin, &config, &[]).map_err(e)?;
     let pid = lab.daemon_pids().get("lma").copied().ok_or("the LMA daemon has no pid")?;
     let rss_before = rss_kb(pid);

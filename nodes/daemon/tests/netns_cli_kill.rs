@@ -26,31 +26,15 @@ fn children_of(pid: u32) -> Vec<u32> {
     out
 }
 
-fn interfaces() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into())
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn sigkill_of_pmiplab_mid_run_leaves_nothing_behind() {
     if skip() {
         return;
     }
-    let node = PathBuf::from(env!("CARGO_BIN_EXE_pmip-node"));
-    let pmiplab = node.parent().unwrap().join("pmiplab");
-    assert!(
-        pmiplab.exists(),
-        "{} is missing: build it with cargo build -p pmiplab (cargo test --workspace does)",
-        pmiplab.display()
-    );
+    let (pmiplab, node) = pmiplab_binary();
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../topologies/fm-fma-lost.yaml");
     let out = std::env::temp_dir().join(format!("pmiplab-kill-out-{}", std::process::id()));
-    let before = interfaces();
+    let before = host_interfaces();
     let mut child = Command::new(&pmiplab)
         .args(["run", "--backend", "netns", "--out"])
         .arg(&out)
@@ -85,7 +69,7 @@ fn sigkill_of_pmiplab_mid_run_leaves_nothing_behind() {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-    assert_eq!(interfaces(), before, "no interface of the killed run is left in this namespace");
+    assert_eq!(host_interfaces(), before, "no interface of the killed run is left in this namespace");
     let _ = std::fs::remove_dir_all(&out);
 }
 

@@ -14,33 +14,10 @@ use common::*;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use pmip_proto::lma::{LmaConfig, MnPolicy, PrefixModel};
-use pmip_proto::mag::{MagConfig, MnBinding};
-use pmip_proto::world::mac_for;
-use pmip_wire::{
-    AccessTechnologyType, Endpoints, HandoffIndicator, Message, MnIdSubtype, MobilityOption, Pbu, PbuFlags, WireConfig,
-};
+use pmip_wire::{Endpoints, Message, WireConfig};
 use pmiplab::lab::Lab;
 use pmiplab::node_config::EspKeys;
-use serde_json::{json, Value};
-
-fn lma_config() -> (LmaConfig, Vec<MnPolicy>) {
-    let mut c = LmaConfig::new(a(LMA));
-    c.authorized_mags = vec![a(MAG1), a(MAG2)];
-    let mut p = MnPolicy::new(MN, PrefixModel::Unique);
-    p.unique_prefixes = vec![pref(1), pref(2)];
-    (c, vec![p])
-}
-
-fn mag_config(addr: &str) -> MagConfig {
-    let mut c = MagConfig::new(a(addr), a(LMA));
-    c.mns = ["if1", "if2"].iter().map(|i| MnBinding { ll_id: mac_for("mn1", i), mn_id: MN.into() }).collect();
-    c
-}
-
-fn attach(iface: &str, att: AccessTechnologyType) -> Value {
-    json!({"cmd": "attach", "iface": format!("to-{iface}"), "ll_id": mac_for("mn1", iface), "att": att.value()})
-}
+use serde_json::json;
 
 fn raw(proto: i32) -> std::io::Result<socket2::Socket> {
     socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::RAW, Some(socket2::Protocol::from(proto)))
@@ -63,12 +40,7 @@ fn signalling_goes_in_esp_replays_and_cleartext_are_refused_and_captures_decrypt
     let mut lab = seed_network();
     let keys = EspKeys::generate(a(LMA), &[a(MAG1), a(MAG2)]).unwrap();
     let esp = keys.config();
-    let bin = Path::new(env!("CARGO_BIN_EXE_pmip-node"));
-    let (c, policies) = lma_config();
-    lab.spawn("lma", bin, &json!({"role": "lma", "config": c, "policies": policies, "esp": esp}), &[]).unwrap();
-    for (n, addr) in [("mag1", MAG1), ("mag2", MAG2)] {
-        lab.spawn(n, bin, &json!({"role": "mag", "config": mag_config(addr), "esp": esp}), &[]).unwrap();
-    }
+    spawn_seed_daemons(&mut lab, &json!({ "esp": esp }));
     let capture = lab.capture("lma", "to-mag1").unwrap();
     // A listener in the LMA's namespace keeps a copy of what MAG1 sends.
     let tap = lab
@@ -79,18 +51,8 @@ fn signalling_goes_in_esp_replays_and_cleartext_are_refused_and_captures_decrypt
         })
         .unwrap();
 
-    ok(lab.request("mag1", &attach("if1", AccessTechnologyType::Ieee80211)).unwrap());
-    ok(lab.request("mag2", &attach("if2", AccessTechnologyType::EUtran)).unwrap());
-    for mag in ["mag1", "mag2"] {
-        lab.wait_for(mag, Duration::from_secs(5), |s| s["tables"]["binding_update_list"][0]["state"] == "registered")
-            .unwrap_or_else(|e| panic!("{e}\n--- lma log ---\n{}", lab.daemon_log("lma")));
-    }
-    let before = lab
-        .wait_for("lma", Duration::from_secs(5), |s| {
-            s["tables"]["binding_cache"].as_array().is_some_and(|b| b.len() == 2)
-        })
-        .unwrap()["tables"]
-        .clone();
+    attach_mn1(&lab);
+    let before = lma_with_two_bindings(&lab)["tables"].clone();
 
     // MAG1's PBU as it went on the wire, sent again from MAG1's namespace.
     let end = Instant::now() + Duration::from_secs(3);
@@ -109,18 +71,7 @@ fn signalling_goes_in_esp_replays_and_cleartext_are_refused_and_captures_decrypt
     lab.run_in("mag1", move || raw(50)?.send_to(&first, &to(LMA)).map(|_| ())).unwrap();
 
     // A de-registration in the clear from MAG1's own address and link.
-    let pbu = Message::Pbu(Pbu {
-        sequence: 900,
-        flags: PbuFlags::proxy(),
-        lifetime: 0,
-        options: vec![
-            MobilityOption::MnIdentifier { subtype: MnIdSubtype::Nai, id: MN.as_bytes().to_vec() },
-            MobilityOption::HomeNetworkPrefix { prefix_len: 64, prefix: pref(1).addr() },
-            MobilityOption::HandoffIndicator(HandoffIndicator::NotChanged),
-            MobilityOption::AccessTechnologyType(AccessTechnologyType::Ieee80211),
-            MobilityOption::MnLinkLayerIdentifier(mac_for("mn1", "if1")),
-        ],
-    });
+    let pbu = Message::Pbu(if1_deregistration(900));
     let clear = pbu.to_bytes(&Endpoints { src: a(MAG1), dst: a(LMA) }, &WireConfig::default()).unwrap();
     lab.run_in("mag1", move || raw(135)?.send_to(&clear, &to(LMA)).map(|_| ())).unwrap();
 
@@ -141,13 +92,7 @@ fn signalling_goes_in_esp_replays_and_cleartext_are_refused_and_captures_decrypt
         eprintln!("tshark is not installed: the decryption check is skipped (ci/test.sh installs it)");
         return;
     }
-    let tshark = |extra: &[String]| -> String {
-        let mut cmd = std::process::Command::new("tshark");
-        cmd.arg("-r").arg(&capture).args(["-o", "esp.enable_encryption_decode:TRUE"]).args(extra);
-        cmd.args(["-Y", "mipv6", "-T", "fields", "-e", "mip6.mhtype"]);
-        let out = cmd.output().expect("tshark runs");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let tshark = |extra: &[String]| mh_types(&capture, extra);
     // Without the keys only the test's own cleartext PBU reads.
     let opaque = tshark(&[]);
     assert_eq!(opaque.lines().collect::<Vec<_>>(), ["5"], "without the keys only the cleartext PBU decodes");
@@ -157,6 +102,16 @@ fn signalling_goes_in_esp_replays_and_cleartext_are_refused_and_captures_decrypt
     let types: Vec<&str> = clear.lines().collect();
     assert!(types.len() >= 3 && types.contains(&"6"), "PBU (5) and PBA (6) decrypted: {clear:?}");
     assert!(keys.wireshark_esp_sa().contains("AES-GCM with 16 octet ICV [RFC4106]"));
+}
+
+/// The Mobility Header types tshark reads in `capture`, one a line, with
+/// ESP decryption on and the options `extra` (the SAs, or none).
+fn mh_types(capture: &Path, extra: &[String]) -> String {
+    let mut cmd = std::process::Command::new("tshark");
+    cmd.arg("-r").arg(capture).args(["-o", "esp.enable_encryption_decode:TRUE"]).args(extra);
+    cmd.args(["-Y", "mipv6", "-T", "fields", "-e", "mip6.mhtype"]);
+    let out = cmd.output().expect("tshark runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn which_tshark() -> Option<()> {
@@ -213,13 +168,7 @@ fn a_lab_with_esp_passes_its_scenario_on_protected_signalling_that_its_written_k
         eprintln!("tshark is not installed: the decryption check is skipped (ci/test.sh installs it)");
         return;
     }
-    let tshark = |extra: &[String]| -> String {
-        let mut cmd = std::process::Command::new("tshark");
-        cmd.arg("-r").arg(&capture).args(["-o", "esp.enable_encryption_decode:TRUE"]).args(extra);
-        cmd.args(["-Y", "mipv6", "-T", "fields", "-e", "mip6.mhtype"]);
-        let out = cmd.output().expect("tshark runs");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let tshark = |extra: &[String]| mh_types(&capture, extra);
     assert_eq!(tshark(&[]).trim(), "", "without the keys no Mobility Header reads");
     let uat: Vec<String> = records.iter().flat_map(|l| ["-o".to_string(), format!("uat:esp_sa:{l}")]).collect();
     let read = tshark(&uat);

@@ -17,33 +17,14 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use pmip_proto::lma::{LmaConfig, MnPolicy, PrefixModel};
-use pmip_proto::mag::{MagConfig, MnBinding};
 use pmip_proto::world::mac_for;
 use pmip_wire::{
     AccessTechnologyType, Bri, Endpoints, HandoffIndicator, Message, MnIdSubtype, MobilityOption, Pbu, PbuFlags,
     RevocationFlags, RevocationTrigger, Timestamp, WireConfig,
 };
+use pmiplab::frames;
 use pmiplab::lab::Lab;
 use serde_json::{json, Value};
-
-fn lma_config() -> (LmaConfig, Vec<MnPolicy>) {
-    let mut c = LmaConfig::new(a(LMA));
-    c.authorized_mags = vec![a(MAG1), a(MAG2)];
-    let mut p = MnPolicy::new(MN, PrefixModel::Unique);
-    p.unique_prefixes = vec![pref(1), pref(2)];
-    (c, vec![p])
-}
-
-fn mag_config(addr: &str) -> MagConfig {
-    let mut c = MagConfig::new(a(addr), a(LMA));
-    c.mns = ["if1", "if2"].iter().map(|i| MnBinding { ll_id: mac_for("mn1", i), mn_id: MN.into() }).collect();
-    c
-}
-
-fn attach(iface: &str, att: AccessTechnologyType) -> Value {
-    json!({"cmd": "attach", "iface": format!("to-{iface}"), "ll_id": mac_for("mn1", iface), "att": att.value()})
-}
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_pmip-node"))
@@ -54,72 +35,21 @@ fn bin() -> &'static Path {
 fn registered_lab() -> Lab {
     let mut lab = seed_network();
     lab.veth("mag2", "to-if2", "mn1", "if2").unwrap();
-    let (c, policies) = lma_config();
-    lab.spawn("lma", bin(), &json!({"role": "lma", "config": c, "policies": policies}), &[]).unwrap();
-    for (n, addr) in [("mag1", MAG1), ("mag2", MAG2)] {
-        lab.spawn(n, bin(), &json!({"role": "mag", "config": mag_config(addr)}), &[]).unwrap();
-    }
-    ok(lab.request("mag1", &attach("if1", AccessTechnologyType::Ieee80211)).unwrap());
-    ok(lab.request("mag2", &attach("if2", AccessTechnologyType::EUtran)).unwrap());
-    for mag in ["mag1", "mag2"] {
-        lab.wait_for(mag, Duration::from_secs(5), |s| s["tables"]["binding_update_list"][0]["state"] == "registered")
-            .unwrap_or_else(|e| panic!("{e}\n--- lma log ---\n{}", lab.daemon_log("lma")));
-    }
-    lab.wait_for("lma", Duration::from_secs(5), |s| {
-        s["tables"]["binding_cache"].as_array().is_some_and(|b| b.len() == 2)
-    })
-    .unwrap();
+    spawn_seed_daemons(&mut lab, &json!({}));
+    attach_mn1(&lab);
+    lma_with_two_bindings(&lab);
     lab
 }
 
-/// An IPv6 packet with `payload` (a Mobility Header) in an Ethernet frame.
-fn frame(dst_mac: [u8; 6], src_mac: [u8; 6], src: Ipv6Addr, dst: Ipv6Addr, payload: &[u8]) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&dst_mac);
-    f.extend_from_slice(&src_mac);
-    f.extend_from_slice(&0x86ddu16.to_be_bytes());
-    f.extend_from_slice(&[0x60, 0, 0, 0]);
-    f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    f.extend_from_slice(&[135, 64]);
-    f.extend_from_slice(&src.octets());
-    f.extend_from_slice(&dst.octets());
-    f.extend_from_slice(payload);
-    f
+/// An IPv6 packet with the Mobility Header `mh` in an Ethernet frame.
+fn frame(dst_mac: [u8; 6], src_mac: [u8; 6], src: Ipv6Addr, dst: Ipv6Addr, mh: &[u8]) -> Vec<u8> {
+    frames::mh_frame(dst_mac, src_mac, src, dst, mh).unwrap()
 }
 
 /// Sends `frame` out of `iface` of `node` through a packet socket: any
 /// source address the test likes, as an attacker on that link would.
 fn inject(lab: &Lab, node: &str, iface: &'static str, frame: Vec<u8>) {
-    lab.run_in(node, move || {
-        let index = nix::net::if_::if_nametoindex(iface).map_err(std::io::Error::from)?;
-        // SAFETY: plain socket calls with valid, initialised arguments.
-        unsafe {
-            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-            if fd < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            let mut to: libc::sockaddr_ll = std::mem::zeroed();
-            to.sll_family = libc::AF_PACKET as u16;
-            to.sll_ifindex = index as i32;
-            to.sll_halen = 6;
-            to.sll_addr[..6].copy_from_slice(&frame[..6]);
-            let n = libc::sendto(
-                fd,
-                frame.as_ptr().cast(),
-                frame.len(),
-                0,
-                (&to as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            );
-            let e = std::io::Error::last_os_error();
-            libc::close(fd);
-            if n < 0 {
-                return Err(e);
-            }
-        }
-        Ok(())
-    })
-    .unwrap();
+    lab.run_in(node, move || frames::send_frame(iface, &frame)).unwrap();
 }
 
 fn mh(message: &Message, src: &str, dst: &str) -> Vec<u8> {
@@ -145,19 +75,9 @@ fn a_de_registration_pbu_spoofed_by_the_cn_with_mag1s_source_is_refused() {
     let before = lab.request("lma", &json!({"cmd": "state"})).unwrap()["state"]["tables"].clone();
     // What MAG1 would send to de-register MN1's if1, sent by the CN on its
     // link to the LMA with MAG1's source address.
-    let pbu = Message::Pbu(Pbu {
-        sequence: 100,
-        flags: PbuFlags::proxy(),
-        lifetime: 0,
-        options: vec![
-            MobilityOption::MnIdentifier { subtype: MnIdSubtype::Nai, id: MN.as_bytes().to_vec() },
-            MobilityOption::HomeNetworkPrefix { prefix_len: 64, prefix: pref(1).addr() },
-            MobilityOption::HandoffIndicator(HandoffIndicator::NotChanged),
-            MobilityOption::AccessTechnologyType(AccessTechnologyType::Ieee80211),
-            MobilityOption::MnLinkLayerIdentifier(mac_for("mn1", "if1")),
-            MobilityOption::Timestamp(now_stamp()),
-        ],
-    });
+    let mut pbu = if1_deregistration(100);
+    pbu.options.push(MobilityOption::Timestamp(now_stamp()));
+    let pbu = Message::Pbu(pbu);
     let f = frame(
         pmiplab::lab::mac("lma", "to-cn"),
         pmiplab::lab::mac("cn", "eth0"),
@@ -410,12 +330,10 @@ fn a_pbu_whose_answer_cannot_be_encoded_gets_a_well_formed_reject() {
     assert!(!log.lines().any(|l| l.starts_with("forged")), "a newline from the wire reached the log raw:\n{log}");
 }
 
-/// An IPv6 packet of next header `nh` and hop limit `hops` in an Ethernet frame.
+/// An IPv6 packet holding the ICMPv6 message `icmp`, with hop limit
+/// `hops`, in an Ethernet frame.
 fn ip6_frame(dst_mac: [u8; 6], src_mac: [u8; 6], hops: u8, src: Ipv6Addr, dst: Ipv6Addr, icmp: &[u8]) -> Vec<u8> {
-    let mut f = frame(dst_mac, src_mac, src, dst, icmp);
-    f[14 + 6] = 58;
-    f[14 + 7] = hops;
-    f
+    frames::ipv6_frame(dst_mac, src_mac, src, dst, 58, hops, icmp).unwrap()
 }
 
 /// An ICMPv6 body with its checksum filled for `src` → `dst`.
@@ -425,19 +343,6 @@ fn with_checksum(src: Ipv6Addr, dst: Ipv6Addr, mut body: Vec<u8>) -> Vec<u8> {
     let c = pmip_wire::checksum::upper_layer_checksum(&src, &dst, 58, &body);
     body[2..4].copy_from_slice(&c.to_be_bytes());
     body
-}
-
-fn link_local(mac: [u8; 6]) -> Ipv6Addr {
-    Ipv6Addr::new(
-        0xfe80,
-        0,
-        0,
-        0,
-        u16::from_be_bytes([mac[0] ^ 2, mac[1]]),
-        u16::from_be_bytes([mac[2], 0xff]),
-        u16::from_be_bytes([0xfe, mac[3]]),
-        u16::from_be_bytes([mac[4], mac[5]]),
-    )
 }
 
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
@@ -475,7 +380,7 @@ fn the_mn_takes_only_valid_router_advertisements() {
     };
     lab.spawn("mn1", bin(), &json!({"role": "mn", "config": mn}), &[]).unwrap();
     let router = pmiplab::lab::mac("mag1", "to-if1");
-    let ll = link_local(router);
+    let ll = frames::link_local(router);
     let dst_mac = [0x33, 0x33, 0, 0, 0, 1];
     // Hop limit 64 (routed from afar), a global source, a wrong checksum:
     // each offers its own prefix, none of which the MN may take.
@@ -524,7 +429,7 @@ fn a_mag_takes_only_valid_router_solicitations() {
     let (if1, if2) = (mac_for("mn1", "if1"), mac_for("mn1", "if2"));
     let (m1, m2): ([u8; 6], [u8; 6]) = (if1.clone().try_into().unwrap(), if2.clone().try_into().unwrap());
     let dst_mac = [0x33, 0x33, 0, 0, 0, 2];
-    let ll1 = link_local(m1);
+    let ll1 = frames::link_local(m1);
     // MN1's if1 solicits with hop limit 64, then from a global address:
     // neither may attach it. Then if2's MAC, validly: that one attaches.
     let bad_hops = ip6_frame(dst_mac, m1, 64, ll1, ALL_ROUTERS, &with_checksum(ll1, ALL_ROUTERS, rs_body(m1)));
@@ -533,7 +438,7 @@ fn a_mag_takes_only_valid_router_solicitations() {
     let mut body = with_checksum(ll1, ALL_ROUTERS, rs_body(m1));
     body[2] ^= 0x55;
     let bad_sum = ip6_frame(dst_mac, m1, 255, ll1, ALL_ROUTERS, &body);
-    let ll2 = link_local(m2);
+    let ll2 = frames::link_local(m2);
     let good = ip6_frame(dst_mac, m2, 255, ll2, ALL_ROUTERS, &with_checksum(ll2, ALL_ROUTERS, rs_body(m2)));
     for f in [bad_hops, bad_src, bad_sum, good] {
         inject(&lab, "mn1", "if1", f);

@@ -16,9 +16,7 @@ use std::time::{Duration, Instant};
 
 use pmip_proto::flow::prefix_selector;
 use pmip_proto::lma::{FlowAction, LmaCommand, LmaConfig, MnPolicy, PrefixModel};
-use pmip_proto::mag::{MagConfig, MnBinding};
 use pmip_proto::mn::MnConfig;
-use pmip_proto::world::mac_for;
 use pmip_proto::FlowKey;
 use pmiplab::lab::Lab;
 use serde_json::{json, Value};
@@ -43,8 +41,7 @@ fn seed(policy: MnPolicy) -> Seed {
     let dp = json!({"tun": "tun0", "mtu": 1460});
     lab.spawn("lma", bin, &json!({"role": "lma", "config": lma, "policies": [policy], "data_plane": dp}), &[]).unwrap();
     for (n, addr, link, att) in [("mag1", MAG1, "to-if1", 4), ("mag2", MAG2, "to-if2", 8)] {
-        let mut c = MagConfig::new(a(addr), a(LMA));
-        c.mns = ["if1", "if2"].iter().map(|i| MnBinding { ll_id: mac_for("mn1", i), mn_id: MN.into() }).collect();
+        let c = mag_config(addr);
         lab.spawn(n, bin, &json!({"role": "mag", "config": c, "data_plane": dp, "access": {link: att}}), &[]).unwrap();
     }
     let mn = MnConfig {
@@ -212,7 +209,7 @@ fn unique_prefixes_attach_then_move_flow_y_by_fmi() {
 
     // What the kernel itself now holds at MAG1: the route and the rule.
     let dp = &s.state("mag1")["data_plane"];
-    let ll = link_local(&mac_for("mn1", "if1"));
+    let ll = pmiplab::frames::link_local(pmiplab::lab::mac("mn1", "if1"));
     let routes: Vec<&str> = dp["kernel_routes"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
     assert!(routes.contains(&format!("2001:db8:2::/64 via {ll} dev to-if1 table 254").as_str()), "{routes:?}");
     // The uplink table's default route: into the TUN device, or a seg6
@@ -309,20 +306,6 @@ fn tshark_reads_cleanly(path: &Path) {
     }
 }
 
-/// The MN's link-local from its MAC, as the MAG derives it (EUI-64).
-fn link_local(mac: &[u8]) -> Ipv6Addr {
-    Ipv6Addr::new(
-        0xfe80,
-        0,
-        0,
-        0,
-        u16::from_be_bytes([mac[0] ^ 2, mac[1]]),
-        u16::from_be_bytes([mac[2], 0xff]),
-        u16::from_be_bytes([0xfe, mac[3]]),
-        u16::from_be_bytes([mac[4], mac[5]]),
-    )
-}
-
 /// The unique-prefix events in the virtual-time World.
 fn virtual_run() -> pmip_proto::world::WorldState {
     use pmip_proto::lma::Lma;
@@ -336,9 +319,7 @@ fn virtual_run() -> pmip_proto::world::WorldState {
     let mut w = World::new();
     w.add_lma("lma", l);
     for (n, addr) in [("mag1", MAG1), ("mag2", MAG2)] {
-        let mut c = MagConfig::new(a(addr), a(LMA));
-        c.mns = ["if1", "if2"].iter().map(|i| MnBinding { ll_id: mac_for("mn1", i), mn_id: MN.into() }).collect();
-        w.add_mag(n, Mag::new(c));
+        w.add_mag(n, Mag::new(mag_config(addr)));
     }
     let settle = |w: &mut World| w.run_for(pmip_proto::Span::from_millis(100));
     w.attach("mn1", "if1", "mag1", "to-if1", Ieee80211, None, vec![]);

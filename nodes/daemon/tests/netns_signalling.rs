@@ -13,27 +13,13 @@ use common::*;
 use std::path::Path;
 use std::time::Duration;
 
-use pmip_proto::lma::{Lma, LmaCommand, LmaConfig, MnPolicy, PrefixModel};
-use pmip_proto::mag::{Mag, MagConfig, MnBinding};
-use pmip_proto::world::{mac_for, World};
+use pmip_proto::lma::{Lma, LmaCommand};
+use pmip_proto::mag::Mag;
+use pmip_proto::world::World;
 use pmip_proto::Span;
 use pmip_wire::AccessTechnologyType;
 use pmiplab::lab::Lab;
 use serde_json::{json, Value};
-
-fn lma_config() -> (LmaConfig, Vec<MnPolicy>) {
-    let mut c = LmaConfig::new(a(LMA));
-    c.authorized_mags = vec![a(MAG1), a(MAG2)];
-    let mut p = MnPolicy::new(MN, PrefixModel::Unique);
-    p.unique_prefixes = vec![pref(1), pref(2)];
-    (c, vec![p])
-}
-
-fn mag_config(addr: &str) -> MagConfig {
-    let mut c = MagConfig::new(a(addr), a(LMA));
-    c.mns = ["if1", "if2"].iter().map(|i| MnBinding { ll_id: mac_for("mn1", i), mn_id: MN.into() }).collect();
-    c
-}
 
 /// The same events in virtual time, for comparison.
 fn virtual_world() -> World {
@@ -49,22 +35,13 @@ fn virtual_world() -> World {
     w
 }
 
-fn attach(iface: &str, att: AccessTechnologyType) -> Value {
-    json!({"cmd": "attach", "iface": format!("to-{iface}"), "ll_id": mac_for("mn1", iface), "att": att.value()})
-}
-
 fn seed_lab() -> Lab {
     let mut lab = Lab::new().expect("lab");
     for n in ["lma", "mag1", "mag2"] {
         lab.add_node(n).expect("namespace");
     }
     lab.core(("lma", a(LMA)), &[("mag1", a(MAG1)), ("mag2", a(MAG2))]).expect("core links");
-    let bin = Path::new(env!("CARGO_BIN_EXE_pmip-node"));
-    let (c, policies) = lma_config();
-    lab.spawn("lma", bin, &json!({"role": "lma", "config": c, "policies": policies}), &[]).expect("lma daemon");
-    for (n, addr) in [("mag1", MAG1), ("mag2", MAG2)] {
-        lab.spawn(n, bin, &json!({"role": "mag", "config": mag_config(addr)}), &[]).expect("mag daemon");
-    }
+    spawn_seed_daemons(&mut lab, &json!({}));
     lab
 }
 
@@ -76,11 +53,7 @@ fn pbu_pba_and_fmi_fma_over_real_sockets_match_the_virtual_world() {
     let lab = seed_lab();
     let limit = Duration::from_secs(5);
 
-    ok(lab.request("mag1", &attach("if1", AccessTechnologyType::Ieee80211)).unwrap());
-    lab.wait_for("mag1", limit, |s| s["tables"]["binding_update_list"][0]["state"] == "registered")
-        .unwrap_or_else(|e| panic!("{e}\n--- lma log ---\n{}", lab.daemon_log("lma")));
-    ok(lab.request("mag2", &attach("if2", AccessTechnologyType::EUtran)).unwrap());
-    lab.wait_for("mag2", limit, |s| s["tables"]["binding_update_list"][0]["state"] == "registered").unwrap();
+    attach_mn1(&lab);
 
     let bind = bind_flow_y();
     let mv = LmaCommand::MoveFlow { mn_id: MN.into(), fid: 2, to_bid: 1 };
@@ -167,11 +140,7 @@ fn the_lab_leaves_nothing_behind_when_dropped() {
     if skip() {
         return;
     }
-    let before: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into())
-        .collect();
+    let before = host_interfaces();
     let lab = seed_lab();
     let pids = lab.pids();
     let dir = lab.dir.clone();
@@ -182,11 +151,7 @@ fn the_lab_leaves_nothing_behind_when_dropped() {
         assert!(!Path::new(&format!("/proc/{pid}")).exists(), "process {pid} outlived the lab");
     }
     assert!(!dir.exists(), "the lab's folder outlived it");
-    let after: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into())
-        .collect();
+    let after = host_interfaces();
     assert_eq!(before, after, "no interface appears in the harness's namespace");
 }
 
@@ -213,16 +178,7 @@ fn sigkill_of_the_harness_leaves_no_namespace_interface_or_process() {
     if skip() {
         return;
     }
-    let interfaces = || -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir("/sys/class/net")
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into())
-            .collect();
-        v.sort();
-        v
-    };
-    let before = interfaces();
+    let before = host_interfaces();
     let out = std::env::temp_dir().join(format!("pmiplab-kill-test-{}.json", std::process::id()));
     let _ = std::fs::remove_file(&out);
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
@@ -253,7 +209,7 @@ fn sigkill_of_the_harness_leaves_no_namespace_interface_or_process() {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-    assert_eq!(interfaces(), before, "no interface of the killed lab is left in this namespace");
+    assert_eq!(host_interfaces(), before, "no interface of the killed lab is left in this namespace");
     // The next lab sweeps the dead lab's folder.
     let dir = owned["dir"].as_str().unwrap().to_string();
     let next = Lab::new().unwrap();

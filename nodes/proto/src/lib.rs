@@ -13,6 +13,7 @@ pub mod flow;
 pub mod heartbeat;
 pub mod ingress;
 pub mod lma;
+pub mod load;
 pub mod mag;
 pub mod mn;
 pub mod output;

@@ -3,65 +3,31 @@
 //! message, which made registering 100,000 MNs take hours. Timed in one
 //! process at two sizes and compared, so a loaded machine slows both.
 
-use std::net::Ipv6Addr;
 use std::time::Instant as WallClock;
 
-use pmip_proto::lma::{Lma, LmaConfig, LmaInput, MnPolicy, PrefixModel};
-use pmip_proto::signalling::timestamp_at;
-use pmip_proto::{Instant, Prefix, Span};
-use pmip_wire::{AccessTechnologyType, HandoffIndicator, Message, MnIdSubtype, MobilityOption, Pbu, PbuFlags};
-
-const LMA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1);
-const MAG: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 0x11);
-
-fn prefix_of(i: u32) -> Prefix {
-    let o = i.to_be_bytes();
-    Prefix::new(
-        Ipv6Addr::new(0x2001, 0xdb8, u16::from_be_bytes([o[0], o[1]]), u16::from_be_bytes([o[2], o[3]]), 0, 0, 0, 0),
-        64,
-    )
-}
-
-fn pbu(i: u32, seq: u16, now: Instant, hi: HandoffIndicator, hnp: Prefix) -> Message {
-    let ll = i.to_be_bytes();
-    Message::Pbu(Pbu {
-        sequence: seq,
-        flags: PbuFlags::proxy(),
-        lifetime: 100,
-        options: vec![
-            MobilityOption::MnIdentifier { subtype: MnIdSubtype::Nai, id: format!("mn{i}@pmip.lab").into_bytes() },
-            MobilityOption::HomeNetworkPrefix { prefix_len: hnp.prefix_len(), prefix: hnp.addr() },
-            MobilityOption::HandoffIndicator(hi),
-            MobilityOption::AccessTechnologyType(AccessTechnologyType::Ieee80211),
-            MobilityOption::MnLinkLayerIdentifier(vec![2, 0, ll[0], ll[1], ll[2], ll[3]]),
-            MobilityOption::Timestamp(timestamp_at(now, 0)),
-        ],
-    })
-}
+use pmip_proto::lma::{Lma, LmaInput};
+use pmip_proto::load::{self, pbu, prefix_of, LMA, MAG};
+use pmip_proto::{Instant, Span};
+use pmip_wire::{HandoffIndicator, Message};
 
 /// Seconds per re-registration of `sample` MNs in an LMA holding `bindings`.
 fn per_message(bindings: u32, sample: u32) -> f64 {
-    let mut cfg = LmaConfig::new(LMA);
-    cfg.authorized_mags = vec![MAG];
-    let mut lma = Lma::new(cfg);
+    let mut lma = Lma::new(load::lma_config());
     for i in 0..bindings {
-        let mut p = MnPolicy::new(format!("mn{i}@pmip.lab"), PrefixModel::Unique);
-        p.unique_prefixes = vec![prefix_of(i)];
-        lma.add_policy(p);
+        lma.add_policy(load::policy(i));
     }
     let mut now = Instant::ZERO + Span::from_secs(1);
-    let any = Prefix::new(Ipv6Addr::UNSPECIFIED, 0);
     for i in 0..bindings {
         lma.handle(
             now,
-            LmaInput::Message { src: MAG, dst: LMA, message: pbu(i, 1, now, HandoffIndicator::NewInterface, any) },
+            LmaInput::Message { src: MAG, dst: LMA, message: pbu(i, 1, now, HandoffIndicator::NewInterface, None) },
         );
     }
     assert_eq!(lma.state().binding_cache.len(), bindings as usize);
     now = now + Span::from_secs(10);
     let step = bindings / sample;
     let messages: Vec<Message> =
-        (0..sample).map(|k| pbu(k * step, 2, now, HandoffIndicator::NotChanged, prefix_of(k * step))).collect();
+        (0..sample).map(|k| pbu(k * step, 2, now, HandoffIndicator::NotChanged, Some(prefix_of(k * step)))).collect();
     let started = WallClock::now();
     for m in messages {
         lma.handle(now, LmaInput::Message { src: MAG, dst: LMA, message: m });

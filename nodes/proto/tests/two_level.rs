@@ -16,6 +16,22 @@ fn two_level() -> Seed {
     s
 }
 
+/// MN1's if1 attached at MAG1 (802.11) and if2 at MAG2 (E-UTRAN).
+fn attach_both(s: &mut Seed) {
+    s.attach("if1", "mag1", Ieee80211);
+    s.attach("if2", "mag2", EUtran);
+}
+
+/// Scenario 1's start (§5.1.1): both interfaces attached and MAG1's two
+/// level-2 prefixes carved for if1, VoIP then web.
+fn voip_and_web_on_if1() -> Seed {
+    let mut s = two_level();
+    attach_both(&mut s);
+    s.world.two_level_carve("mn1", "if1", "voip").expect("MAG1 carves");
+    s.world.two_level_carve("mn1", "if1", "web").expect("MAG1 carves");
+    s
+}
+
 fn to(prefix: &str, dport: u16) -> FlowKey {
     FlowKey { src: a(CN), dst: p(prefix).with_iid(IID), next_header: 17, src_port: 7000, dst_port: dport }
 }
@@ -33,11 +49,7 @@ fn row(prefixes: &[&str], mag: &str, flag: Flag) -> (Vec<String>, String, Flag) 
 /// prefixes and MAG2 one; the web flow moves to if2 (PFHO) and back.
 #[test]
 fn pfho_and_its_reverse_move_the_downlink_and_keep_idle_entries() {
-    let mut s = two_level();
-    s.attach("if1", "mag1", Ieee80211);
-    s.attach("if2", "mag2", EUtran);
-    s.world.two_level_carve("mn1", "if1", "voip").expect("MAG1 carves");
-    s.world.two_level_carve("mn1", "if1", "web").expect("MAG1 carves");
+    let mut s = voip_and_web_on_if1();
     s.world.two_level_carve("mn1", "if2", "iptv").expect("MAG2 carves");
     s.settle();
     let lma = s.world.state().lma.expect("an LMA").two_level;
@@ -95,11 +107,7 @@ fn pfho_and_its_reverse_move_the_downlink_and_keep_idle_entries() {
 /// if2; if1's entries stay Idle.
 #[test]
 fn ffho_moves_every_level2_prefix_with_the_aggregate() {
-    let mut s = two_level();
-    s.attach("if1", "mag1", Ieee80211);
-    s.attach("if2", "mag2", EUtran);
-    s.world.two_level_carve("mn1", "if1", "voip").expect("MAG1 carves");
-    s.world.two_level_carve("mn1", "if1", "web").expect("MAG1 carves");
+    let mut s = voip_and_web_on_if1();
     s.settle();
     s.world.two_level_move("mn1", "if2", &[p("2002:2:1::/48")]).expect("FFHO");
     s.settle();
@@ -147,8 +155,7 @@ fn the_old_mag_keeps_its_entry_idle_even_without_the_new_interface_in_its_store(
     world.add_cn("cn", a(CN));
     let mut s = Seed { world };
     s.world.enable_two_level(TwoLevelConfig::default(), &[MN.to_string()]).expect("two MAGs fit the pool");
-    s.attach("if1", "mag1", Ieee80211);
-    s.attach("if2", "mag2", EUtran);
+    attach_both(&mut s);
     s.world.two_level_carve("mn1", "if1", "web").expect("MAG1 carves");
     s.settle();
     s.world.two_level_move("mn1", "if2", &[p("2002:2:1:1::/64")]).expect("MAG2 takes the web flow");

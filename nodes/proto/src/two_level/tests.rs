@@ -97,6 +97,15 @@ impl Lab {
         self.exchange(which, pbu)
     }
 
+    /// A flow handover of `prefixes` to MAG `to`'s `iface` (PBU HI 5),
+    /// then the L2 hint that tells the other MAG they moved.
+    fn hand_over(&mut self, to: u8, iface: &[u8], prefixes: &[Prefix]) -> Pba {
+        let pba = self.take(to, iface, prefixes);
+        let now = self.now;
+        self.mag(3 - to).hint_moved(now, MH, prefixes);
+        pba
+    }
+
     fn lma_lines(&self) -> Vec<String> {
         self.lma.table.lines(&self.names)
     }
@@ -110,6 +119,23 @@ impl Lab {
     fn ra(&self, which: u8, iface: &[u8]) -> Vec<String> {
         let m = if which == 1 { &self.mag1 } else { &self.mag2 };
         m.ra_prefixes(MH, iface).iter().map(|x| self.names.prefixes[x].clone()).collect()
+    }
+
+    /// Each interface's RA as at the initial stage of scenario 1 (§5.1.1
+    /// step 4): its permanent prefix and its MAG's two level-2 prefixes.
+    #[track_caller]
+    fn assert_initial_ras(&self) {
+        assert_eq!(self.ra(1, IF1), lines(&["HNP_1(P)", "HNP_1_1(T)", "HNP_1_2(T)"]));
+        assert_eq!(self.ra(2, IF2), lines(&["HNP_2(P)", "HNP_2_1(T)", "HNP_2_2(T)"]));
+    }
+
+    /// if1 attached at MAG1 (HI 1) with one level-2 prefix carved for VoIP
+    /// (HNP_1_1(T)): where the single-interface figures start.
+    fn voip_on_if1() -> Lab {
+        let mut lab = Lab::new();
+        lab.attach(1, IF1, Hi::NewInterface, &[]);
+        lab.carve(1, IF1, "voip");
+        lab
     }
 
     /// §5.1.1: both interfaces attach (HI 1), MAG1 carves two level-2
@@ -127,6 +153,11 @@ impl Lab {
         lab
     }
 }
+
+/// MAG1's table once if1 is attached with VoIP and web carved (Figures 6
+/// and 8), and again when every handover away from it has been reversed.
+const MAG1_INITIAL: &[&str] =
+    &["MH:if1 [HNP_1(P)] --> MAG1[A]", "MH:if1 [HNP_1(T)] --> MAG1[A]", "MH:if1 [HNP_1_1(T),HNP_1_2(T)] --> MAG1[A]"];
 
 fn lines(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
@@ -147,16 +178,8 @@ fn figure_6_and_7_initial_stage_of_scenario_1() {
             "MH:if2 [HNP_2_1(T),HNP_2_2(T)] --> MAG2[A]",
         ])
     );
-    assert_eq!(
-        lab.mag_lines(1),
-        lines(&[
-            "MH:if1 [HNP_1(P)] --> MAG1[A]",
-            "MH:if1 [HNP_1(T)] --> MAG1[A]",
-            "MH:if1 [HNP_1_1(T),HNP_1_2(T)] --> MAG1[A]",
-        ])
-    );
-    assert_eq!(lab.ra(1, IF1), lines(&["HNP_1(P)", "HNP_1_1(T)", "HNP_1_2(T)"]));
-    assert_eq!(lab.ra(2, IF2), lines(&["HNP_2(P)", "HNP_2_1(T)", "HNP_2_2(T)"]));
+    assert_eq!(lab.mag_lines(1), lines(MAG1_INITIAL));
+    lab.assert_initial_ras();
     assert_eq!(lab.mag1.service_of(&p("2002:2:1:1::/64")), Some("voip"));
 }
 
@@ -168,10 +191,9 @@ fn figure_6_and_7_initial_stage_of_scenario_1() {
 fn figure_7_pfho_idle_entry_and_reverse_handover() {
     let mut lab = Lab::scenario_1_initial();
     let web = p("2002:2:1:2::/64");
-    let pba = lab.take(2, IF2, &[web]);
+    let pba = lab.hand_over(2, IF2, &[web]);
     assert_eq!(pba.status, PbaStatus::Accepted);
     assert_eq!(pick(&pba.options).hi, Some(Hi::NotChanged));
-    lab.mag1.hint_moved(lab.now, MH, &[web]);
     assert_eq!(
         lab.mag_lines(1),
         lines(&[
@@ -206,8 +228,7 @@ fn figure_7_pfho_idle_entry_and_reverse_handover() {
 
     // Reverse handover: MAG1 takes the web flow back.
     lab.now = lab.now + crate::time::Span::from_secs(5);
-    assert_eq!(lab.take(1, IF1, &[web]).status, PbaStatus::Accepted);
-    lab.mag2.hint_moved(lab.now, MH, &[web]);
+    assert_eq!(lab.hand_over(1, IF1, &[web]).status, PbaStatus::Accepted);
     assert_eq!(
         lab.lma_lines(),
         lines(&[
@@ -219,8 +240,7 @@ fn figure_7_pfho_idle_entry_and_reverse_handover() {
             "MH:if2 [HNP_1_2(T)] --> MAG2[I]",
         ])
     );
-    assert_eq!(lab.ra(1, IF1), lines(&["HNP_1(P)", "HNP_1_1(T)", "HNP_1_2(T)"]));
-    assert_eq!(lab.ra(2, IF2), lines(&["HNP_2(P)", "HNP_2_1(T)", "HNP_2_2(T)"]));
+    lab.assert_initial_ras();
 
     // Idle entries go idle_lifetime after they became Idle, not before.
     let idle_at = lab.now;
@@ -244,10 +264,9 @@ fn figure_7_pfho_idle_entry_and_reverse_handover() {
 fn figure_4_ffho_with_the_aggregate_and_its_reverse() {
     let mut lab = Lab::scenario_1_initial();
     let t1 = p("2002:2:1::/48");
-    let pba = lab.take(2, IF2, &[t1]);
+    let pba = lab.hand_over(2, IF2, &[t1]);
     assert_eq!(pba.status, PbaStatus::Accepted);
     assert_eq!(pick(&pba.options).hnps, vec![p("2002:2:1:1::/64"), p("2002:2:1:2::/64")]);
-    lab.mag1.hint_moved(lab.now, MH, &[t1]);
     assert_eq!(
         lab.lma_lines(),
         lines(&[
@@ -263,8 +282,7 @@ fn figure_4_ffho_with_the_aggregate_and_its_reverse() {
     assert_eq!(lab.mag_lines(1).last().map(String::as_str), Some("MH:if1 [HNP_1_1(T),HNP_1_2(T)] --> MAG1[I]"));
     assert_eq!(lab.ra(2, IF2), lines(&["HNP_2(P)", "HNP_2_1(T)", "HNP_2_2(T)", "HNP_1_1(T)", "HNP_1_2(T)"]));
 
-    assert_eq!(lab.take(1, IF1, &[t1]).status, PbaStatus::Accepted);
-    lab.mag2.hint_moved(lab.now, MH, &[t1]);
+    assert_eq!(lab.hand_over(1, IF1, &[t1]).status, PbaStatus::Accepted);
     assert_eq!(
         lab.lma_lines(),
         lines(&[
@@ -275,26 +293,16 @@ fn figure_4_ffho_with_the_aggregate_and_its_reverse() {
             "MH:if2 [HNP_1_1(T),HNP_1_2(T)] --> MAG2[I]",
         ])
     );
-    assert_eq!(lab.ra(1, IF1), lines(&["HNP_1(P)", "HNP_1_1(T)", "HNP_1_2(T)"]));
-    assert_eq!(lab.ra(2, IF2), lines(&["HNP_2(P)", "HNP_2_1(T)", "HNP_2_2(T)"]));
+    lab.assert_initial_ras();
     // MAG1's own level-1 temporal prefix never went Idle with the
     // aggregate (it stayed Idle after the reverse handover before).
-    assert_eq!(
-        lab.mag_lines(1),
-        lines(&[
-            "MH:if1 [HNP_1(P)] --> MAG1[A]",
-            "MH:if1 [HNP_1(T)] --> MAG1[A]",
-            "MH:if1 [HNP_1_1(T),HNP_1_2(T)] --> MAG1[A]",
-        ])
-    );
+    assert_eq!(lab.mag_lines(1), lines(MAG1_INITIAL));
 }
 
 /// Figure 1: IAHO, if1 moves from MAG1 to MAG2 (HI 3): every entry moves.
 #[test]
 fn figure_1_iaho_moves_every_entry() {
-    let mut lab = Lab::new();
-    lab.attach(1, IF1, Hi::NewInterface, &[]);
-    lab.carve(1, IF1, "voip");
+    let mut lab = Lab::voip_on_if1();
     let pba = lab.attach(2, IF1, Hi::BetweenMags, &[p("2002:1:1::/64")]);
     assert_eq!(pba.status, PbaStatus::Accepted);
     assert_eq!(lab.lma_lines(), lines(&["MH:if1 [HNP_1(P),HNP_1(T)] --> MAG2[A]", "MH:if1 [HNP_1_1(T)] --> MAG2[A]"]));
@@ -314,10 +322,8 @@ fn figure_1_iaho_moves_every_entry() {
 #[test]
 fn figure_1_iaho_finds_the_interface_by_its_permanent_prefix() {
     const IF1B: &[u8] = &[2, 0, 0, 0, 0, 0x1b];
-    let mut lab = Lab::new();
+    let mut lab = Lab::voip_on_if1();
     lab.names.ifaces.insert(IF1B.to_vec(), "if1".into());
-    lab.attach(1, IF1, Hi::NewInterface, &[]);
-    lab.carve(1, IF1, "voip");
     let pba = lab.attach(2, IF1B, Hi::BetweenMags, &[p("2002:1:1::/64")]);
     assert_eq!(pba.status, PbaStatus::Accepted);
     assert_eq!(lab.lma_lines(), lines(&["MH:if1 [HNP_1(P),HNP_1(T)] --> MAG2[A]", "MH:if1 [HNP_1_1(T)] --> MAG2[A]"]));
@@ -334,9 +340,7 @@ fn figure_1_iaho_finds_the_interface_by_its_permanent_prefix() {
 /// entries move to if2 and none is kept Idle (unlike FFHO).
 #[test]
 fn figure_2_iiho_moves_the_interface_and_keeps_nothing_idle() {
-    let mut lab = Lab::new();
-    lab.attach(1, IF1, Hi::NewInterface, &[]);
-    lab.carve(1, IF1, "voip");
+    let mut lab = Lab::voip_on_if1();
     let pba = lab.attach(2, IF2, Hi::BetweenInterfaces, &[p("2002:1:1::/64")]);
     assert_eq!(pba.status, PbaStatus::Accepted);
     assert_eq!(lab.lma_lines(), lines(&["MH:if2 [HNP_1(P),HNP_1(T)] --> MAG2[A]", "MH:if2 [HNP_1_1(T)] --> MAG2[A]"]));
@@ -352,18 +356,9 @@ fn figure_2_iiho_moves_the_interface_and_keeps_nothing_idle() {
 /// the other interface").
 #[test]
 fn figures_8_and_9_sequential_attachment() {
-    let mut lab = Lab::new();
-    lab.attach(1, IF1, Hi::NewInterface, &[]);
-    lab.carve(1, IF1, "voip");
+    let mut lab = Lab::voip_on_if1();
     lab.carve(1, IF1, "web");
-    assert_eq!(
-        lab.mag_lines(1),
-        lines(&[
-            "MH:if1 [HNP_1(P)] --> MAG1[A]",
-            "MH:if1 [HNP_1(T)] --> MAG1[A]",
-            "MH:if1 [HNP_1_1(T),HNP_1_2(T)] --> MAG1[A]",
-        ])
-    );
+    assert_eq!(lab.mag_lines(1), lines(MAG1_INITIAL));
     assert!(lab.mag_lines(2).is_empty(), "Figure 8: MAG2 has no state yet");
     lab.attach(2, IF2, Hi::NewInterface, &[]);
     lab.carve(2, IF2, "iptv");
