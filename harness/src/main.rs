@@ -180,7 +180,22 @@ enum Command {
     },
 }
 
+/// `PMIP_NODE` as an absolute path: an implementation under test runs in
+/// a work folder of its own, and a wrapper that starts pmip-node from the
+/// inherited variable (ci/iut/pmip-node-iut) would not find a path
+/// relative to where pmiplab was started.
+fn absolute_node_binary() {
+    let Some(p) = std::env::var_os("PMIP_NODE") else { return };
+    if let Ok(abs) = std::path::absolute(&p) {
+        if abs.as_os_str() != p {
+            // Before any thread starts: nothing else reads the environment yet.
+            std::env::set_var("PMIP_NODE", abs);
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    absolute_node_binary();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)

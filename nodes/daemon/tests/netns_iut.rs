@@ -335,13 +335,17 @@ fn the_cli_counts_what_an_implementation_under_test_hides_apart_from_what_had_no
     let pmiplab = node.parent().unwrap().join("pmiplab");
     assert!(pmiplab.exists(), "{} is missing: cargo build -p pmiplab", pmiplab.display());
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // PMIP_NODE as a user writes it, relative to where pmiplab starts; the
+    // wrapper under test runs elsewhere and must still find the daemon.
+    let canonical_root = root.canonicalize().unwrap();
+    let relative = node.canonicalize().unwrap().strip_prefix(&canonical_root).map(Path::to_path_buf);
     let out = std::env::temp_dir().join(format!("pmiplab-iut-cli-{}", std::process::id()));
     let o = std::process::Command::new(&pmiplab)
         .current_dir(&root)
         .args(["run", "--backend", "netns", "--iut", "mag=ci/iut/pmip-node-mag.yaml", "--out"])
         .arg(&out)
         .arg("topologies/fm-up-fmi.yaml")
-        .env("PMIP_NODE", &node)
+        .env("PMIP_NODE", relative.unwrap_or(node))
         .output()
         .unwrap();
     let _ = std::fs::remove_dir_all(&out);
