@@ -784,7 +784,7 @@ impl Node {
                         warn!("{line}");
                         self.events.push(line);
                     }
-                    if let Some(n) = self.event_lines.summary() {
+                    if let Some((n, _)) = self.event_lines.summary() {
                         info!(
                             target: "pmip_node::event",
                             "{n} more protocol events not logged in {EVENT_LINES_WINDOW:?} (the state keeps the last {EVENTS_KEPT})"

@@ -92,11 +92,7 @@ pub fn printable_bytes(bytes: &[u8], max: usize) -> String {
 pub struct Refusals {
     total: u64,
     by_reason: BTreeMap<&'static str, u64>,
-    window: Duration,
-    budget: u32,
-    window_start: Instant,
-    logged: u32,
-    held_back: u64,
+    lines: LineBudget,
 }
 
 /// Longest line of detail kept for one refusal.
@@ -110,15 +106,7 @@ impl Default for Refusals {
 
 impl Refusals {
     pub fn new(budget: u32, window: Duration) -> Self {
-        Refusals {
-            total: 0,
-            by_reason: BTreeMap::new(),
-            window,
-            budget,
-            window_start: Instant::now(),
-            logged: 0,
-            held_back: 0,
-        }
+        Refusals { total: 0, by_reason: BTreeMap::new(), lines: LineBudget::new(budget, window) }
     }
 
     /// Counts one refusal; returns the line to log if the budget allows,
@@ -126,41 +114,18 @@ impl Refusals {
     pub fn refuse(&mut self, reason: &'static str, detail: impl FnOnce() -> String) -> Option<String> {
         self.total += 1;
         *self.by_reason.entry(reason).or_default() += 1;
-        if self.window_start.elapsed() >= self.window {
-            // A new window; what was held back is reported by `summary`.
-            if self.held_back == 0 {
-                self.window_start = Instant::now();
-                self.logged = 0;
-            }
-        }
-        if self.logged < self.budget {
-            self.logged += 1;
-            Some(printable(&format!("{} (refused: {reason})", detail()), DETAIL_MAX))
-        } else {
-            self.held_back += 1;
-            None
-        }
+        self.lines.allow().then(|| printable(&format!("{} (refused: {reason})", detail()), DETAIL_MAX))
     }
 
     /// When a window is over and lines were held back in it: one line that
     /// says how many, and a new window.
     pub fn summary(&mut self) -> Option<String> {
-        if self.window_start.elapsed() < self.window {
-            return None;
-        }
-        let line = (self.held_back > 0).then(|| {
-            format!(
-                "refused {} more packets in {:?} without logging each ({} refused in all: {})",
-                self.held_back,
-                self.window_start.elapsed(),
-                self.total,
-                self.by_reason.iter().map(|(r, n)| format!("{r} {n}")).collect::<Vec<_>>().join(", ")
-            )
-        });
-        self.window_start = Instant::now();
-        self.logged = 0;
-        self.held_back = 0;
-        line
+        let (held_back, lasted) = self.lines.summary()?;
+        Some(format!(
+            "refused {held_back} more packets in {lasted:?} without logging each ({} refused in all: {})",
+            self.total,
+            self.by_reason.iter().map(|(r, n)| format!("{r} {n}")).collect::<Vec<_>>().join(", ")
+        ))
     }
 
     #[cfg(test)]
@@ -208,15 +173,16 @@ impl LineBudget {
     }
 
     /// When a window is over and lines were held back in it: how many, and
-    /// a new window.
-    pub fn summary(&mut self) -> Option<u64> {
-        if self.window_start.elapsed() < self.window {
+    /// how long the window lasted; a new window either way.
+    pub fn summary(&mut self) -> Option<(u64, Duration)> {
+        let lasted = self.window_start.elapsed();
+        if lasted < self.window {
             return None;
         }
         let held = std::mem::take(&mut self.held_back);
         self.window_start = Instant::now();
         self.logged = 0;
-        (held > 0).then_some(held)
+        (held > 0).then_some((held, lasted))
     }
 }
 
@@ -264,7 +230,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(40));
         // Held back lines keep the window until they are reported.
         assert!(!b.allow());
-        assert_eq!(b.summary(), Some(8));
+        assert_eq!(b.summary().map(|(held, _)| held), Some(8));
         assert_eq!(b.summary(), None);
         assert_eq!((0..10).filter(|_| b.allow()).count(), 3, "a new window, a new budget");
     }

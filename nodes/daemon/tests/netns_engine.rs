@@ -76,6 +76,17 @@ fn check(r: &ScenarioReport, line: u64) -> &pmiplab::report::Check {
     r.checks.iter().find(|c| c.line == line).unwrap_or_else(|| panic!("no check at line {line}: {:#?}", r.checks))
 }
 
+/// Installs a fault rule in `node`'s daemon before the first step: a
+/// fault only the namespace run has, which the model does not know.
+fn fault_in(lab: &pmiplab::lab::Lab, node: &str, rule: serde_json::Value) -> Result<(), String> {
+    let v = lab.request(node, &serde_json::json!({"cmd": "fault_add", "rule": rule})).map_err(|e| e.to_string())?;
+    if v["ok"] == true {
+        Ok(())
+    } else {
+        Err(v.to_string())
+    }
+}
+
 fn failures(r: &ScenarioReport) -> String {
     r.checks.iter().filter(|c| !c.ok()).map(|c| format!("line {}: {} — {}\n", c.line, c.what, c.detail)).collect()
 }
@@ -137,14 +148,11 @@ fn a_new_scenario_is_compared_with_the_model_and_fails_when_only_one_backend_has
     // The same file, with a fault only the namespace run has: MAG1 drops
     // the FMI, so the flow never moves there.
     let r = w.netns(&mut |lab| {
-        let rule = serde_json::json!({"direction": "in", "message": "FMI", "action": {"kind": "drop"}, "count": 5});
-        let v =
-            lab.request("mag1", &serde_json::json!({"cmd": "fault_add", "rule": rule})).map_err(|e| e.to_string())?;
-        if v["ok"] == true {
-            Ok(())
-        } else {
-            Err(v.to_string())
-        }
+        fault_in(
+            lab,
+            "mag1",
+            serde_json::json!({"direction": "in", "message": "FMI", "action": {"kind": "drop"}, "count": 5}),
+        )
     });
     assert_eq!(r.verdict, Verdict::Fail);
     let failed = failures(&r);
@@ -256,15 +264,7 @@ fn an_answer_the_model_gave_at_once_is_waited_for_when_it_comes_late_past_a_quie
     // Only the namespace run's LMA holds its first PBA back, 600 ms: the
     // wire is quiet meanwhile, far longer than a settle's quiet spell,
     // while the model answered at once.
-    let r = w.netns(&mut |lab| {
-        let rule = serde_json::json!({"direction": "out", "message": "PBA", "action": {"kind": "delay", "ms": 600}, "count": 1});
-        let v = lab.request("lma", &serde_json::json!({"cmd": "fault_add", "rule": rule})).map_err(|e| e.to_string())?;
-        if v["ok"] == true {
-            Ok(())
-        } else {
-            Err(v.to_string())
-        }
-    });
+    let r = w.netns(&mut |lab| fault_in(lab, "lma", serde_json::json!({"direction": "out", "message": "PBA", "action": {"kind": "delay", "ms": 600}, "count": 1})));
     assert!(check(&r, 16).passed(), "{:?}", check(&r, 16));
     let pbu = r.observed.iter().find(|m| m.kind() == "PBU").expect("the PBU was seen");
     let pba = r.observed.iter().find(|m| m.kind() == "PBA").expect("the PBA was seen");
@@ -287,15 +287,7 @@ fn what_a_step_sets_off_in_the_model_is_waited_for_when_a_node_is_slow_to_send_i
     // a settle's quiet spell, while the model's MAG sent its PBU at once.
     // (Longer, and the PBU's timestamp would fall outside the LMA's
     // 300 ms validity window.)
-    let r = w.netns(&mut |lab| {
-        let rule = serde_json::json!({"direction": "out", "message": "PBU", "action": {"kind": "delay", "ms": 250}, "count": 1});
-        let v = lab.request("mag1", &serde_json::json!({"cmd": "fault_add", "rule": rule})).map_err(|e| e.to_string())?;
-        if v["ok"] == true {
-            Ok(())
-        } else {
-            Err(v.to_string())
-        }
-    });
+    let r = w.netns(&mut |lab| fault_in(lab, "mag1", serde_json::json!({"direction": "out", "message": "PBU", "action": {"kind": "delay", "ms": 250}, "count": 1})));
     for line in [16, 17] {
         assert!(check(&r, line).passed(), "{:?}", check(&r, line));
     }
