@@ -140,6 +140,23 @@ pub async fn default_route(h: &Handle, via: Ipv6Addr) -> io::Result<()> {
     h.route().add(msg).execute().await.map_err(nl(format!("adding a default route via {via}")))
 }
 
+/// Sends what goes to `addr` straight out of `port` to `mac`: a host
+/// route on `port` and a permanent neighbour entry, so the kernel never
+/// asks for `addr` there (on a bridge port it could not hear the answer,
+/// which the bridge takes).
+pub async fn host_via_port(h: &Handle, port: &str, addr: Ipv6Addr, mac: [u8; 6]) -> io::Result<()> {
+    let i = index(h, port).await?;
+    h.neighbours()
+        .add(i, IpAddr::V6(addr))
+        .link_layer_address(&mac)
+        .execute()
+        .await
+        .map_err(nl(format!("adding the neighbour {addr} on {port}")))?;
+    let msg =
+        rtnetlink::RouteMessageBuilder::<Ipv6Addr>::new().destination_prefix(addr, 128).output_interface(i).build();
+    h.route().add(msg).execute().await.map_err(nl(format!("adding a route to {addr} out of {port}")))
+}
+
 /// Names of the links in a namespace.
 pub async fn links(h: &Handle) -> io::Result<Vec<String>> {
     let mut out = Vec::new();

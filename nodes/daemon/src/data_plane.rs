@@ -2,9 +2,10 @@
 //! task and the node sends it intents. Two datapaths implement the same
 //! intents:
 //!
-//! - the kernel datapath ([`seg6`]): seg6 lightweight tunnels write and
-//!   read RFC 5213's IPv6-in-IPv6, policy rules carry the Flow Mobility
-//!   Cache; chosen when a probe at start finds seg6 and `nft`;
+//! - the kernel datapath ([`seg6`]): seg6 lightweight tunnels, or where
+//!   the kernel lacks them two eBPF programs ([`bpf`]), write and read
+//!   RFC 5213's IPv6-in-IPv6, policy rules carry the Flow Mobility Cache;
+//!   chosen when a probe at start finds either tunnel and `nft`;
 //! - the userspace datapath (below): a TUN device and an IPv6-in-IPv6 raw
 //!   socket form the LMA–MAG tunnel, the LMA classifies downlink by the
 //!   Flow Mobility Cache in userspace.
@@ -13,6 +14,7 @@
 //! one; with `auto` the environment variable `PMIPLAB_DATAPATH` may force
 //! either.
 
+mod bpf;
 mod genl;
 mod nft;
 mod seg6;
@@ -146,16 +148,18 @@ pub async fn start(
     if choice != Datapath::Userspace {
         let kernel = Kernel::new()?;
         match seg6::probe(&kernel, local).await {
-            Ok(()) => match seg6::KernelPlane::start(side, local, cfg.uplink_table, kernel, faults.clone()).await {
-                Ok(tx) => return Ok(tx),
-                Err(e) if choice == Datapath::Kernel => {
-                    return Err(io::Error::new(e.kind(), format!("the kernel datapath could not start: {e}")))
+            Ok(kind) => {
+                match seg6::KernelPlane::start(kind, side, local, cfg.uplink_table, kernel, faults.clone()).await {
+                    Ok(tx) => return Ok(tx),
+                    Err(e) if choice == Datapath::Kernel => {
+                        return Err(io::Error::new(e.kind(), format!("the kernel datapath could not start: {e}")))
+                    }
+                    Err(e) => {
+                        warn!("the kernel datapath could not start ({e}); falling back to the userspace TUN datapath");
+                        return start_userspace(cfg, side, local, faults).await;
+                    }
                 }
-                Err(e) => {
-                    warn!("the kernel datapath could not start ({e}); falling back to the userspace TUN datapath");
-                    return start_userspace(cfg, side, local, faults).await;
-                }
-            },
+            }
             Err(why) if choice == Datapath::Kernel => {
                 return Err(io::Error::other(format!("the kernel datapath was asked for but cannot run: {why}")))
             }

@@ -63,6 +63,11 @@ pub fn enable_forwarding() -> io::Result<()> {
 }
 
 impl Kernel {
+    /// The netlink handle, for requests this type does not wrap.
+    pub fn handle(&self) -> &Handle {
+        &self.h
+    }
+
     pub fn new() -> io::Result<Kernel> {
         let (conn, h, _) = rtnetlink::new_connection()?;
         tokio::spawn(conn);
@@ -451,8 +456,39 @@ fn describe_encap(e: &[rtnetlink::packet_route::route::RouteLwTunnelEncap]) -> S
                 out.push_str(&format!(" encap seg6local action {a}"))
             }
             RouteLwTunnelEncap::Seg6Local(RouteSeg6LocalTunnel::Table(t)) => out.push_str(&format!(" table {t}")),
+            RouteLwTunnelEncap::Other(nla) => out.push_str(&describe_bpf_encap(nla)),
             _ => {}
         }
     }
     out
+}
+
+/// An `encap bpf` attribute as `ip route` shows it: the xmit program's
+/// name (the kernel reports the name, not the program), and the headroom.
+fn describe_bpf_encap(nla: &rtnetlink::packet_core::DefaultNla) -> String {
+    use rtnetlink::packet_core::Nla;
+    let mut value = vec![0u8; nla.value_len()];
+    nla.emit_value(&mut value);
+    match nla.kind() & 0x3fff {
+        3 => {
+            let mut name = None;
+            let mut rest = value.as_slice();
+            while rest.len() >= 4 {
+                let len = usize::from(u16::from_ne_bytes([rest[0], rest[1]]));
+                let kind = u16::from_ne_bytes([rest[2], rest[3]]) & 0x3fff;
+                if len < 4 || len > rest.len() {
+                    break;
+                }
+                if kind == 2 {
+                    let text = &rest[4..len];
+                    let end = text.iter().position(|b| *b == 0).unwrap_or(text.len());
+                    name = Some(String::from_utf8_lossy(&text[..end]).into_owned());
+                }
+                rest = &rest[len.next_multiple_of(4).min(rest.len())..];
+            }
+            format!(" encap bpf xmit {}", name.unwrap_or_else(|| "(unnamed)".into()))
+        }
+        4 if value.len() >= 4 => format!(" headroom {}", u32::from_ne_bytes([value[0], value[1], value[2], value[3]])),
+        _ => String::new(),
+    }
 }

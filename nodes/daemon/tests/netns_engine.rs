@@ -106,7 +106,7 @@ fn a_message_a_daemon_logs_but_never_puts_on_the_wire_fails_expect_message() {
     let r = w.netns(&mut |lab| {
         lab.run_in("lma", || {
             let out = std::process::Command::new("ip")
-                .args(["-6", "route", "add", "prohibit", &format!("{MAG1}/128")])
+                .args(["-6", "route", "replace", "prohibit", &format!("{MAG1}/128")])
                 .output()?;
             if out.status.success() {
                 Ok(())

@@ -1,4 +1,4 @@
-//! The kernel datapath (seg6 lightweight tunnels, policy rules, nftables)
+//! The kernel datapath (seg6 lightweight tunnels or eBPF, policy rules, nftables)
 //! end to end: a CN sends UDP to a plain MN host with if1 on MAG1 and if2
 //! on MAG2; the packets on the LMA–MAG link are RFC 5213's IPv6-in-IPv6;
 //! an FMI move, a drop binding by port and a binding whose selector only
@@ -58,6 +58,9 @@ fn the_kernel_datapath_tunnels_classifies_sweeps_and_cleans_up() {
     let limit = Duration::from_secs(5);
     let st = lab.request("lma", &json!({"cmd": "state"})).unwrap();
     assert_eq!(st["state"]["data_plane"]["datapath"], "kernel", "{}", st["state"]["data_plane"]);
+    // seg6 where the kernel has it, else the eBPF programs: the same
+    // packets on the wire either way, which is what this test reads.
+    let ebpf = st["state"]["data_plane"]["tunnel"] == "ebpf";
     let capture = lab.capture("lma", "to-mag1").unwrap();
 
     let (x_sink, y_sink, z_sink) = (sink(&lab, 5001), sink(&lab, 5002), sink(&lab, 6666));
@@ -165,6 +168,11 @@ fn the_kernel_datapath_tunnels_classifies_sweeps_and_cleans_up() {
     assert!(!rules.contains("from 2001:db8:ffff::11"), "no decapsulation rule before a tunnel is up: {rules}");
     let nft = run_in(&lab, "lma", &["nft", "list", "chain", "ip6", "pmiplab", "marks"]);
     assert!(!nft.contains("daddr"), "the marks of the dead LMA are gone: {nft}");
+    if ebpf {
+        // The dead LMA's decapsulating filter was replaced, not doubled.
+        let filters = run_in(&lab, "lma", &["tc", "filter", "show", "dev", "core", "ingress"]);
+        assert_eq!(filters.matches("pmip6-decap").count(), 1, "{filters}");
+    }
 
     // Stopped cleanly, each daemon leaves nothing: no rule or route of
     // protocol 154, no nftables table, the local rule back at 0.
@@ -182,5 +190,7 @@ fn the_kernel_datapath_tunnels_classifies_sweeps_and_cleans_up() {
         assert_eq!(routes, "", "{node}");
         let tables = wait_output(&lab, node, &["nft", "list", "tables"], |t| !t.contains("pmiplab"));
         assert!(!tables.contains("pmiplab"), "{node}: {tables}");
+        let hooks = wait_output(&lab, node, &["tc", "qdisc", "show", "dev", "core"], |q| !q.contains("ingress"));
+        assert!(!hooks.contains("ingress"), "{node}: the eBPF tunnel's ingress hook is gone: {hooks}");
     }
 }

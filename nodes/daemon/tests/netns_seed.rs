@@ -212,10 +212,12 @@ fn unique_prefixes_attach_then_move_flow_y_by_fmi() {
     let ll = pmiplab::frames::link_local(pmiplab::lab::mac("mn1", "if1"));
     let routes: Vec<&str> = dp["kernel_routes"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
     assert!(routes.contains(&format!("2001:db8:2::/64 via {ll} dev to-if1 table 254").as_str()), "{routes:?}");
-    // The uplink table's default route: into the TUN device, or a seg6
-    // encapsulation to the LMA on the kernel datapath.
-    let uplink = match dp["datapath"].as_str() {
-        Some("kernel") => format!("::/0 encap seg6 mode encap.red segs {LMA} dev core table 100"),
+    // The uplink table's default route: into the TUN device, or an
+    // encapsulation to the LMA on the kernel datapath (seg6, or the eBPF
+    // program named after its peer).
+    let uplink = match (dp["datapath"].as_str(), dp["tunnel"].as_str()) {
+        (Some("kernel"), Some("ebpf")) => format!("::/0 encap bpf xmit pmip6-to-{LMA} dev core table 100"),
+        (Some("kernel"), _) => format!("::/0 encap seg6 mode encap.red segs {LMA} dev core table 100"),
         _ => "::/0 dev tun0 table 100".to_string(),
     };
     assert!(routes.contains(&uplink.as_str()), "{routes:?}");

@@ -1,5 +1,10 @@
 //! The kernel datapath: the RFC 5213 LMA–MAG tunnel without ip6_tunnel.
 //!
+//! The tunnel's two ends are made of seg6 lightweight tunnels where the
+//! kernel has them ([`TunnelKind::Seg6`], below), else of two small eBPF
+//! programs ([`TunnelKind::Bpf`], see [`super::bpf`]); the rules, tables
+//! and nftables marks around them are the same.
+//!
 //! - Encapsulation: routes `encap seg6 mode encap.red segs <peer> tunsrc
 //!   <own>`; with one segment the reduced mode writes no routing header, so
 //!   the packet on the wire is plain IPv6-in-IPv6 (next header 41).
@@ -41,7 +46,7 @@ use rtnetlink::RouteMessageBuilder;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::{genl, nft, Side, Update};
+use super::{bpf, genl, nft, Side, Update};
 use crate::faults::Faults;
 use crate::kernel::{enable_forwarding, link_local_of, Kernel, ROUTE_PROTOCOL};
 
@@ -72,10 +77,44 @@ fn err(what: String) -> impl FnOnce(rtnetlink::Error) -> String {
     move |e| format!("{what}: {e}")
 }
 
-/// Whether this kernel and this namespace can run the kernel datapath: a
-/// seg6 encap route and a seg6local End.DT6 route in a scratch table, and
-/// a working `nft`. The error says what is missing.
-pub async fn probe(kernel: &Kernel, own: Ipv6Addr) -> Result<(), String> {
+/// What carries the tunnel's two ends in the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunnelKind {
+    /// seg6 encap.red routes and a seg6local End.DT6 route.
+    Seg6,
+    /// An `encap bpf xmit` route per peer and a `cls_bpf` ingress filter.
+    Bpf,
+}
+
+impl TunnelKind {
+    fn describe(self) -> &'static str {
+        match self {
+            TunnelKind::Seg6 => "seg6 encap.red IPv6-in-IPv6, End.DT6 decapsulation",
+            TunnelKind::Bpf => "eBPF IPv6-in-IPv6 (lwt xmit encapsulation, tc ingress decapsulation)",
+        }
+    }
+}
+
+/// Whether this kernel and this namespace can run the kernel datapath,
+/// and with which tunnel: seg6 (an encap route and an End.DT6 route in a
+/// scratch table) or else eBPF (both programs load); then a working
+/// `nft`. The error says what is missing.
+pub async fn probe(kernel: &Kernel, own: Ipv6Addr) -> Result<TunnelKind, String> {
+    let kind = match probe_seg6(kernel, own).await {
+        Ok(()) => TunnelKind::Seg6,
+        Err(seg6) => match bpf::probe(own) {
+            Ok(()) => {
+                info!("seg6 lightweight tunnels are missing ({seg6}); the tunnel is made of eBPF programs");
+                TunnelKind::Bpf
+            }
+            Err(ebpf) => return Err(format!("no kernel tunnel: {seg6}; and eBPF: {ebpf}")),
+        },
+    };
+    nft::probe().await?;
+    Ok(kind)
+}
+
+async fn probe_seg6(kernel: &Kernel, own: Ipv6Addr) -> Result<(), String> {
     let (dev, name) = kernel.holder_of(own).await.map_err(|e| format!("the node's own address: {e}"))?;
     let scratch = Prefix::new(Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 0), 64);
     let encap = encap_route(scratch, own, dev, SCRATCH_TABLE);
@@ -84,8 +123,7 @@ pub async fn probe(kernel: &Kernel, own: Ipv6Addr) -> Result<(), String> {
     let decap = decap_route(own, dev, SCRATCH_TABLE);
     kernel.add_route_once(decap.clone()).await.map_err(err(format!("a seg6local End.DT6 route on {name}")))?;
     let _ = kernel.del_route_once(decap).await;
-    genl::tunsrc().map_err(|e| format!("the seg6 tunnel source (ip sr tunsrc): {e}"))?;
-    nft::probe().await
+    genl::tunsrc().map(|_| ()).map_err(|e| format!("the seg6 tunnel source (ip sr tunsrc): {e}"))
 }
 
 /// `<prefix> encap seg6 mode encap.red segs <peer> dev <dev> table <table>`;
@@ -230,6 +268,9 @@ struct FlowRules {
 }
 
 pub(super) struct KernelPlane {
+    kind: TunnelKind,
+    /// The eBPF tunnel's encapsulating programs, one per peer.
+    programs: bpf::Programs,
     side: Side,
     own: Ipv6Addr,
     dev: u32,
@@ -258,6 +299,7 @@ impl KernelPlane {
     /// Sweeps what a predecessor left, moves the local rule, and builds the
     /// nftables table. `kernel` already passed [`probe`].
     pub(super) async fn start(
+        kind: TunnelKind,
         side: Side,
         own: Ipv6Addr,
         uplink_table: u32,
@@ -273,7 +315,12 @@ impl KernelPlane {
             info!("removed {swept} routes and rules a previous daemon left");
         }
         let (dev, dev_name) = kernel.holder_of(own).await?;
+        if bpf::detach(kernel.handle(), dev).await {
+            info!("removed the ingress hook a previous daemon left on {dev_name}");
+        }
         let mut plane = KernelPlane {
+            kind,
+            programs: bpf::Programs::default(),
             side,
             own,
             dev,
@@ -313,6 +360,17 @@ impl KernelPlane {
     }
 
     async fn set_up(&mut self) -> io::Result<()> {
+        // The eBPF tunnel decapsulates before nftables sees the packet:
+        // the program marks what it decapsulated, and the count takes the
+        // mark off.
+        let decapsulated = match self.kind {
+            TunnelKind::Seg6 => {
+                format!("ip6 daddr {own} ip6 saddr @peers meta l4proto 41 counter name decapsulated", own = self.own)
+            }
+            TunnelKind::Bpf => {
+                format!("meta mark {m:#x} counter name decapsulated meta mark set 0", m = bpf::DECAP_MARK)
+            }
+        };
         nft::load(&format!(
             "table ip6 {t} {{\n\
              counter encapsulated {{ }}\n\
@@ -320,7 +378,7 @@ impl KernelPlane {
              set peers {{ type ipv6_addr; }}\n\
              chain marks {{ }}\n\
              chain pre {{ type filter hook prerouting priority -150; policy accept;\n\
-               ip6 daddr {own} ip6 saddr @peers meta l4proto 41 counter name decapsulated\n\
+               {decapsulated}\n\
                meta mark 0 jump marks\n\
              }}\n\
              chain post {{ type filter hook postrouting priority 150; policy accept;\n\
@@ -331,7 +389,9 @@ impl KernelPlane {
             own = self.own
         ))
         .await?;
-        genl::set_tunsrc(self.own)?;
+        if self.kind == TunnelKind::Seg6 {
+            genl::set_tunsrc(self.own)?;
+        }
         // The kernel encapsulates before it checks any MTU, and an outer
         // packet too big for the link is dropped: the link that carries
         // the tunnel takes a full-size inner packet plus the outer header.
@@ -339,8 +399,33 @@ impl KernelPlane {
         if !raised.is_empty() {
             info!("MTU of {} raised to {TUNNEL_LINK_MTU} for the 40-octet outer header", raised.join(", "));
         }
-        // Tunnelled packets to the own address meet the decapsulation
-        // rules before the local table.
+        if self.kind == TunnelKind::Bpf {
+            self.attach_decap().await?;
+        } else {
+            self.move_local_rule().await?;
+        }
+        if let Side::Mag { .. } = self.side {
+            let t = self.uplink_table;
+            self.kernel.put_route(format!("route ::/0 table {t}"), blackhole_default(t)).await?;
+        }
+        info!(
+            "kernel datapath: {} from {} on {}, nftables table {NFT_TABLE}",
+            self.kind.describe(),
+            self.own,
+            self.dev_name
+        );
+        Ok(())
+    }
+
+    /// The eBPF tunnel's decapsulating filter, for the current peers.
+    async fn attach_decap(&mut self) -> io::Result<()> {
+        let prog = bpf::load(bpf::ProgType::SchedCls, &bpf::decap_program(self.own, &self.peers), "pmip6_decap")?;
+        bpf::attach_decap(self.kernel.handle(), self.dev, &prog).await
+    }
+
+    /// seg6: tunnelled packets to the own address meet the decapsulation
+    /// rules before the local table, and End.DT6 takes them in.
+    async fn move_local_rule(&mut self) -> io::Result<()> {
         let mut local = rule(LOCAL_PRIO);
         to_table(&mut local, 255);
         self.kernel.add_rule_once(local).await?;
@@ -359,16 +444,26 @@ impl KernelPlane {
                 format!("route {own}/128 End.DT6 table {DECAP_TABLE}", own = self.own),
                 decap_route(self.own, self.dev, DECAP_TABLE),
             )
-            .await?;
-        if let Side::Mag { .. } = self.side {
-            let t = self.uplink_table;
-            self.kernel.put_route(format!("route ::/0 table {t}"), blackhole_default(t)).await?;
+            .await
+    }
+
+    /// The route `<prefix> → tunnel to peer` in `table`, for this kernel's
+    /// kind of tunnel.
+    fn tunnel_route(&mut self, prefix: Prefix, peer: Ipv6Addr, table: u32) -> io::Result<RouteMessage> {
+        match self.kind {
+            TunnelKind::Seg6 => Ok(encap_route(prefix, peer, self.dev, table)),
+            TunnelKind::Bpf => {
+                let mut r = RouteMessageBuilder::<Ipv6Addr>::new()
+                    .destination_prefix(prefix.addr(), prefix.prefix_len())
+                    .output_interface(self.dev)
+                    .protocol(RouteProtocol::Other(ROUTE_PROTOCOL))
+                    .table_id(table)
+                    .build();
+                let prog = self.programs.encap(self.own, peer)?;
+                bpf::set_encap(&mut r, prog, &bpf::encap_name(peer));
+                Ok(r)
+            }
         }
-        info!(
-            "kernel datapath: seg6 encap.red IPv6-in-IPv6 from {} on {}, End.DT6 decapsulation, nftables table {NFT_TABLE}",
-            self.own, self.dev_name
-        );
-        Ok(())
     }
 
     fn count(&mut self, what: &'static str) {
@@ -414,7 +509,11 @@ impl KernelPlane {
         }
         serde_json::json!({
             "datapath": "kernel",
-            "tunsrc": genl::tunsrc().map(|a| a.to_string()).unwrap_or_else(|e| e.to_string()),
+            "tunnel": match self.kind { TunnelKind::Seg6 => "seg6", TunnelKind::Bpf => "ebpf" },
+            "tunsrc": match self.kind {
+                TunnelKind::Seg6 => genl::tunsrc().map(|a| a.to_string()).unwrap_or_else(|e| e.to_string()),
+                TunnelKind::Bpf => self.own.to_string(),
+            },
             "counters": counters,
             "installed": self.kernel.installed(),
             "kernel_routes": routes,
@@ -458,6 +557,15 @@ impl KernelPlane {
     /// The tunnel to (LMA: a MAG; MAG: the LMA) `peer`: its decapsulation
     /// rule and the peer in the nftables set.
     async fn tunnel(&mut self, peer: Ipv6Addr, up: bool) -> io::Result<()> {
+        if self.kind == TunnelKind::Bpf {
+            let changed = if up { self.peers.insert(peer) } else { self.peers.remove(&peer) };
+            if changed {
+                self.attach_decap().await?;
+                let verb = if up { "add" } else { "delete" };
+                self.counters_update(format!("{verb} element ip6 {NFT_TABLE} peers {{ {peer} }}\n"));
+            }
+            return Ok(());
+        }
         let what = format!("rule from {peer} to {} ipproto 41 lookup {DECAP_TABLE}", self.own);
         if up {
             let mut m = rule(DECAP_PRIO);
@@ -491,12 +599,11 @@ impl KernelPlane {
     }
 
     async fn apply(&mut self, i: &Intent, ll_ids: &BTreeMap<String, Vec<u8>>) -> io::Result<()> {
-        let dev = self.dev;
         match i {
             Intent::LmaTunnel { mag, up } => {
                 let t = self.table_of(*mag).await?;
                 let route = if *up {
-                    encap_route(Prefix::new(Ipv6Addr::UNSPECIFIED, 0), *mag, dev, t)
+                    self.tunnel_route(Prefix::new(Ipv6Addr::UNSPECIFIED, 0), *mag, t)?
                 } else {
                     blackhole_default(t)
                 };
@@ -504,7 +611,8 @@ impl KernelPlane {
                 self.tunnel(*mag, *up).await
             }
             Intent::LmaPrefixRoute { prefix, mag, up: true } => {
-                self.kernel.put_route(format!("route {prefix} table 254"), encap_route(*prefix, *mag, dev, 254)).await
+                let route = self.tunnel_route(*prefix, *mag, 254)?;
+                self.kernel.put_route(format!("route {prefix} table 254"), route).await
             }
             Intent::LmaPrefixRoute { prefix, up: false, .. } => {
                 if self.lma.routes.contains_key(prefix) {
@@ -520,7 +628,7 @@ impl KernelPlane {
             Intent::MagTunnel { lma, up } => {
                 let t = self.uplink_table;
                 let route = if *up {
-                    encap_route(Prefix::new(Ipv6Addr::UNSPECIFIED, 0), *lma, dev, t)
+                    self.tunnel_route(Prefix::new(Ipv6Addr::UNSPECIFIED, 0), *lma, t)?
                 } else {
                     blackhole_default(t)
                 };
@@ -678,8 +786,17 @@ impl KernelPlane {
         if let Err(e) = nft::delete_table(NFT_TABLE).await {
             failed.push(e.to_string());
         }
-        if let Err(e) = genl::set_tunsrc(Ipv6Addr::UNSPECIFIED) {
-            failed.push(e.to_string());
+        match self.kind {
+            TunnelKind::Seg6 => {
+                if let Err(e) = genl::set_tunsrc(Ipv6Addr::UNSPECIFIED) {
+                    failed.push(e.to_string());
+                }
+            }
+            TunnelKind::Bpf => {
+                if !bpf::detach(self.kernel.handle(), self.dev).await {
+                    failed.push(format!("the ingress hook of {} could not be removed", self.dev_name));
+                }
+            }
         }
         if self.moved_local {
             let mut local = rule(0);
