@@ -9,7 +9,7 @@
 use std::net::Ipv6Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant as WallClock, SystemTime, UNIX_EPOCH};
 
@@ -37,6 +37,9 @@ struct Phase {
     answered: usize,
     accepted: usize,
     elapsed: Duration,
+    /// The longest time without an answer while the phase ran: what a
+    /// stall of the LMA's signalling loop shows as.
+    longest_silence: Duration,
 }
 
 impl Phase {
@@ -217,12 +220,18 @@ fn unix_nanos() -> u128 {
 /// Sends every PBU with at most `WINDOW` unanswered, stamping each as it
 /// goes, and counts the PBAs (MH type 6; status below 128 is accepted).
 fn drive(fd: &OwnedFd, pbus: &mut [Prepared]) -> std::io::Result<Phase> {
+    drive_counting(fd, pbus, &AtomicUsize::new(0))
+}
+
+/// [`drive`], publishing the count of answers as they come.
+fn drive_counting(fd: &OwnedFd, pbus: &mut [Prepared], progress: &AtomicUsize) -> std::io::Result<Phase> {
     let mut bufs = vec![[0u8; 512]; BATCH];
     let mut got = Vec::with_capacity(BATCH);
     let (mut next, mut answered, mut accepted) = (0usize, 0usize, 0usize);
     let started = WallClock::now();
     let mut last_answer = started;
     let mut finished = started;
+    let mut longest_silence = Duration::ZERO;
     while answered < pbus.len() {
         let in_flight = next - answered.min(next);
         if next < pbus.len() && in_flight < WINDOW {
@@ -242,8 +251,10 @@ fn drive(fd: &OwnedFd, pbus: &mut [Prepared]) -> std::io::Result<Phase> {
                 accepted += usize::from(b[6] < 128);
             }
         }
+        progress.store(answered, Ordering::Relaxed);
         let now = WallClock::now();
         if !got.is_empty() {
+            longest_silence = longest_silence.max(now.duration_since(last_answer));
             last_answer = now;
             finished = now;
         } else if now.duration_since(last_answer) > QUIET {
@@ -252,7 +263,7 @@ fn drive(fd: &OwnedFd, pbus: &mut [Prepared]) -> std::io::Result<Phase> {
             wait_readable(fd, 1);
         }
     }
-    Ok(Phase { sent: next, answered, accepted, elapsed: finished.duration_since(started) })
+    Ok(Phase { sent: next, answered, accepted, elapsed: finished.duration_since(started), longest_silence })
 }
 
 /// The baseline: answers each PBU at once with the same canned PBA, no
@@ -375,6 +386,7 @@ pub fn signalling(node_bin: &Path, mns: u32) -> Result<Vec<Figure>, String> {
     let refresh = drive(&gen, &mut refresh).map_err(e)?;
     let cpu_refreshed = process_cpu(pid);
     let rss_after = rss_kb(pid);
+    let read = state_read_under_load(&lab, &gen, mns)?;
     let spent = |a: Option<Duration>, b: Option<Duration>| Some(b?.saturating_sub(a?));
     if register.accepted < mns as usize {
         return Err(format!(
@@ -409,10 +421,57 @@ pub fn signalling(node_bin: &Path, mns: u32) -> Result<Vec<Figure>, String> {
             "≤ 10 µs (100,000 /s on one core)",
         ),
         Figure::new(
+            &format!("a state read of the LMA daemon with {mns} bindings, during a third re-registration"),
+            read,
+            format!(
+                "the same load without a read: {:.0} /s, longest silence {:.1} ms",
+                refresh.rate(),
+                refresh.longest_silence.as_secs_f64() * 1e3
+            ),
+            "a state read never stalls signalling",
+        ),
+        Figure::new(
             "LMA daemon resident memory",
             format!("{} after both phases", kb(rss_after)),
             format!("{} when ready, with {mns} policies", kb(rss_before)),
             "flat",
         ),
     ])
+}
+
+/// A third re-registration of every binding, with a state read sent to
+/// the LMA once a quarter of it is answered: how long the read took and
+/// how many PBAs came back meanwhile (none, if the read holds up the
+/// signalling loop).
+fn state_read_under_load(lab: &crate::lab::Lab, gen: &OwnedFd, mns: u32) -> Result<String, String> {
+    let mut pbus = prepare(mns, 3, HandoffIndicator::NotChanged, true)?;
+    let progress = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        let load = s.spawn(|| drive_counting(gen, &mut pbus, &progress));
+        let started = WallClock::now();
+        while progress.load(Ordering::Relaxed) < mns as usize / 4 {
+            if load.is_finished() || started.elapsed() > Duration::from_secs(60) {
+                return Err("the load ended before a quarter of it was answered".to_string());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let before = progress.load(Ordering::Relaxed);
+        let asked = WallClock::now();
+        let state =
+            lab.request("lma", &serde_json::json!({"cmd": "state"})).map_err(|e| format!("the state read: {e}"))?;
+        let took = asked.elapsed();
+        let meanwhile = progress.load(Ordering::Relaxed) - before;
+        let phase = load.join().map_err(|_| "the load generator panicked".to_string())?.map_err(|e| e.to_string())?;
+        let rows = state["state"]["tables"]["binding_cache"].as_array().map_or(0, Vec::len);
+        if rows != mns as usize {
+            return Err(format!("the state read showed {rows} bindings, {mns} expected"));
+        }
+        Ok(format!(
+            "took {:.0} ms; {meanwhile} PBAs answered meanwhile ({:.0} /s), longest silence {:.1} ms; the phase: {:.0} /s",
+            took.as_secs_f64() * 1e3,
+            meanwhile as f64 / took.as_secs_f64().max(1e-6),
+            phase.longest_silence.as_secs_f64() * 1e3,
+            phase.rate()
+        ))
+    })
 }

@@ -70,8 +70,15 @@ async fn serve(stream: tokio::net::UnixStream, tx: tokio::sync::mpsc::Sender<Con
                 Err(e) => (Reply::error(format!("not a request: {e}")), false),
             },
         };
-        let mut text = serde_json::to_string(&reply).unwrap_or_else(|_| "{\"ok\":false}".into());
-        text.push('\n');
+        // A state reply can be tens of megabytes: it is written out on a
+        // thread of its own, away from the signalling loop's.
+        let text = tokio::task::spawn_blocking(move || {
+            let mut text = serde_json::to_string(&reply).unwrap_or_else(|_| "{\"ok\":false}".into());
+            text.push('\n');
+            text
+        })
+        .await
+        .unwrap_or_else(|_| "{\"ok\":false}\n".into());
         if write.write_all(text.as_bytes()).await.is_err() || close {
             return;
         }

@@ -646,25 +646,29 @@ impl Node {
         tables.unwrap_or_default()
     }
 
-    async fn state(&self) -> serde_json::Value {
-        let tables = self.tables();
-        let mut data_plane = serde_json::Value::Null;
-        if let Some(plane) = &self.plane {
+    /// What a state read reports, as of now: taken on the signalling loop
+    /// (the tables built, the histories copied, the data plane asked in
+    /// order after every intent sent to it), turned into JSON off it.
+    async fn snapshot(&self) -> Snapshot {
+        let mut plane = None;
+        if let Some(p) = &self.plane {
             let (tx, rx) = oneshot::channel();
-            if plane.send(Update::State(tx)).await.is_ok() {
-                data_plane = rx.await.unwrap_or_default();
+            if p.send(Update::State(tx)).await.is_ok() {
+                plane = Some(rx);
             }
         }
-        serde_json::json!({
-            "tables": tables,
-            "intents": self.intents,
-            "messages": self.log,
-            "events": self.events,
-            "events_dropped": self.events.dropped(),
-            "refused": self.refused.state(),
-            "data_plane": data_plane,
-            "faults": self.faults.lock().map(|f| f.rules().to_vec()).unwrap_or_default(),
-        })
+        Snapshot {
+            tables: match &self.role {
+                Role::Lma(l) => Tables::Lma(Box::new(l.state())),
+                Role::Mag(m) => Tables::Mag(Box::new(m.state())),
+            },
+            intents: self.intents.clone(),
+            log: self.log.clone(),
+            events: self.events.clone(),
+            refused: self.refused.state(),
+            faults: self.faults.lock().map(|f| f.rules().to_vec()).unwrap_or_default(),
+            plane,
+        }
     }
 
     /// Removes the routes and rules the data plane installed.
@@ -701,7 +705,7 @@ impl Node {
                 let removed = self.faults.lock().map(|mut f| f.remove(id)).unwrap_or(false);
                 return Some(if removed { Reply::ok() } else { Reply::error(format!("no fault rule {id}")) });
             }
-            (Request::State, _) => return Some(Reply::state(self.state().await)),
+            (Request::State, _) => return Some(Reply::state(self.snapshot().await.render().await)),
             (Request::Tables, _) => return Some(Reply::state(self.tables())),
             (Request::Send { to, message }, _) => {
                 let mut out = Output::default();
@@ -799,6 +803,18 @@ impl Node {
                 },
                 Some((iface, up)) = links.recv() => self.on_link(iface, up).await,
                 Some((req, reply)) = rx.recv() => {
+                    if let Request::State = req {
+                        // A state read of 100,000 bindings takes long to
+                        // write out: the loop takes the snapshot and goes on
+                        // answering while a task of its own renders it. The
+                        // reply still says what was sent before it.
+                        self.flush().await;
+                        let snapshot = self.snapshot().await;
+                        tokio::spawn(async move {
+                            let _ = reply.send(Reply::state(snapshot.render().await));
+                        });
+                        continue;
+                    }
                     let r = self.on_request(req).await;
                     // A request's reply says its messages were handed to the kernel.
                     self.flush().await;
@@ -844,5 +860,55 @@ async fn next_delayed(delayed: &[Delayed]) {
     match delayed.iter().map(Delayed::at).min() {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+/// The protocol tables of a state read.
+enum Tables {
+    Lma(Box<pmip_proto::lma::LmaState>),
+    Mag(Box<pmip_proto::mag::MagState>),
+}
+
+/// A node's state as of one moment, owned, so that it can be written out
+/// away from the signalling loop; the data plane's part is awaited there.
+struct Snapshot {
+    tables: Tables,
+    intents: Ring<Intent>,
+    log: Ring<Logged>,
+    events: Ring<String>,
+    refused: serde_json::Value,
+    faults: Vec<crate::faults::FaultRule>,
+    plane: Option<oneshot::Receiver<serde_json::Value>>,
+}
+
+impl Snapshot {
+    /// The state as JSON. Writing out 100,000 bindings takes the best part
+    /// of a second: it runs on a thread of its own, not on the runtime's
+    /// one thread, which the signalling loop needs.
+    async fn render(mut self) -> serde_json::Value {
+        let data_plane = match self.plane.take() {
+            Some(rx) => rx.await.unwrap_or_default(),
+            None => serde_json::Value::Null,
+        };
+        tokio::task::spawn_blocking(move || self.into_json(data_plane))
+            .await
+            .unwrap_or_else(|e| serde_json::json!({ "error": format!("rendering the state failed: {e}") }))
+    }
+
+    fn into_json(self, data_plane: serde_json::Value) -> serde_json::Value {
+        let tables = match &self.tables {
+            Tables::Lma(t) => serde_json::to_value(t),
+            Tables::Mag(t) => serde_json::to_value(t),
+        };
+        serde_json::json!({
+            "tables": tables.unwrap_or_default(),
+            "intents": self.intents,
+            "messages": self.log,
+            "events": self.events,
+            "events_dropped": self.events.dropped(),
+            "refused": self.refused,
+            "data_plane": data_plane,
+            "faults": self.faults,
+        })
     }
 }
