@@ -38,5 +38,9 @@ fn the_signalling_benchmark_runs_at_a_tiny_size() {
     assert!(table.contains("500 of 500 answered (100.0%), 500 accepted | canned-PBA responder: "), "{table}");
     assert!(table.contains("re-registration with 500 bindings"), "{table}");
     assert_eq!(table.matches("500 of 500 answered").count(), 3, "{table}");
+    // The state read during the third phase showed every binding (the
+    // bench checks the rows) and says how long the answers paused.
+    assert!(table.contains("a state read of the LMA daemon with 500 bindings"), "{table}");
+    assert!(table.contains("longest silence"), "{table}");
     eprintln!("{table}");
 }
