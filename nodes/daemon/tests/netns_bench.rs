@@ -1,4 +1,4 @@
-//! `pmiplab bench datapath`, `bench move` and `bench signalling` at a tiny size, so
+//! `pmiplab bench datapath`, `bench move`, `bench signalling` and `bench scale` at a tiny size, so
 //! that they keep working: one short run of each transfer beside plain
 //! forwarding, and a few flow moves. Needs root; PMIPLAB_SKIP_NETNS=1
 //! skips it where that is impossible.
@@ -38,5 +38,21 @@ fn the_signalling_benchmark_runs_at_a_tiny_size() {
     assert!(table.contains("500 of 500 answered (100.0%), 500 accepted | canned-PBA responder: "), "{table}");
     assert!(table.contains("re-registration with 500 bindings"), "{table}");
     assert_eq!(table.matches("500 of 500 answered").count(), 3, "{table}");
+    eprintln!("{table}");
+}
+
+#[test]
+fn the_scale_benchmark_runs_at_a_tiny_size() {
+    if common::skip() {
+        return;
+    }
+    let bin = Path::new(env!("CARGO_BIN_EXE_pmip-node"));
+    // One MAG with its 8 MNs, then two with 16: each registered, checked
+    // and detached in namespaces, beside virtual time.
+    let figures = pmiplab::bench::scale(bin, &[1, 2]).unwrap_or_else(|e| panic!("bench scale: {e}"));
+    let table = pmiplab::bench::table(&figures);
+    assert!(table.contains("1 LMA + 1 MAGs + 8 MNs"), "{table}");
+    assert!(table.contains("1 LMA + 2 MAGs + 16 MNs"), "{table}");
+    assert_eq!(table.matches("the same scenario in virtual time: ").count(), 2, "{table}");
     eprintln!("{table}");
 }
