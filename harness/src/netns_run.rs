@@ -1259,7 +1259,7 @@ mod tests {
         };
         let want = key(pmip_captures::sequence::merge(seen.clone()));
         assert_eq!(key(merge_links(&seen)), want);
-        assert_eq!(want.len(), 6, "{want:?}");
+        assert_eq!(want.len(), 5, "{want:?}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! one run beside its baseline, so that a number always comes with what it
 //! should be read against.
 
-mod scale;
+pub mod scale;
 mod signalling;
 
 pub use scale::scale;
