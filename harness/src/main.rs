@@ -155,8 +155,10 @@ enum Command {
         /// forwarding over the same namespaces (root). `move`: flow moves
         /// under load, decision to first packet on the new link (root).
         /// `signalling`: PBU→PBA through the LMA daemon's sockets beside a
-        /// canned-PBA responder (root).
-        #[arg(default_values_t = ["core".to_string()], value_parser = ["core", "lab", "catalogue", "datapath", "move", "signalling"])]
+        /// canned-PBA responder (root). `scale`: 1 LMA, N MAGs and 8 MNs
+        /// per MAG attached, registered and detached, in namespaces beside
+        /// virtual time (root).
+        #[arg(default_values_t = ["core".to_string()], value_parser = ["core", "lab", "catalogue", "datapath", "move", "signalling", "scale"])]
         what: Vec<String>,
         /// Bindings in the LMA for `core` and MNs for `signalling` (DESIGN.md
         /// states its target at 100,000).
@@ -177,6 +179,9 @@ enum Command {
         /// The scenarios for `lab` (its first file) and `catalogue`.
         #[arg(long, default_value = "topologies/*.yaml")]
         scenarios: String,
+        /// The sizes for `scale`: MAGs, each with 8 MNs.
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 4, 8, 16, 32, 64])]
+        mags: Vec<usize>,
     },
 }
 
@@ -246,8 +251,8 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Bench { what, bindings, runs, scenarios, seconds, moves, rate } => {
-            bench(&what, bindings, runs, &scenarios, (seconds, moves, rate))
+        Command::Bench { what, bindings, runs, scenarios, seconds, moves, rate, mags } => {
+            bench(&what, bindings, runs, &scenarios, (seconds, moves, rate), &mags)
         }
         Command::Cleanup { all } => {
             for line in pmiplab::deploy::cleanup(all) {
@@ -372,6 +377,7 @@ fn bench(
     runs: u32,
     scenarios: &str,
     (seconds, moves, rate): (f64, u32, u32),
+    mags: &[usize],
 ) -> ExitCode {
     let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     println!(
@@ -383,8 +389,9 @@ fn bench(
     for w in what {
         let r = match w.as_str() {
             "core" => pmiplab::bench::core(bindings),
-            "datapath" | "move" | "signalling" => match pmiplab::netns_run::node_binary() {
+            "datapath" | "move" | "signalling" | "scale" => match pmiplab::netns_run::node_binary() {
                 Ok(bin) if w == "datapath" => pmiplab::bench::datapath(&bin, runs, seconds),
+                Ok(bin) if w == "scale" => pmiplab::bench::scale(&bin, mags),
                 Ok(bin) if w == "signalling" => pmiplab::bench::signalling(&bin, bindings),
                 Ok(bin) => pmiplab::bench::moves(&bin, moves, rate),
                 Err(e) => Err(e.to_string()),

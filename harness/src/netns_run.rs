@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant as WallClock, SystemTime, UNIX_EPOCH};
 
 use pmip_captures::capture::Sighting;
-use pmip_captures::sequence::{self, SequenceEntry};
+use pmip_captures::sequence::SequenceEntry;
 use pmip_control::{CnState, Direction as FaultDirection, FlowSpec, MnState, NodeState, Reply, Request};
 use pmip_proto::fault::FaultRule;
 use pmip_proto::lma::LmaCommand;
@@ -37,6 +37,14 @@ const LIMIT: Duration = Duration::from_secs(10);
 /// round trips between namespaces take well under a millisecond, and this
 /// leaves room for two labs sharing two cores.
 const QUIET: Duration = Duration::from_millis(100);
+/// After an attach or a detach, with the model run alongside, the wire is
+/// taken as settled once it carries exactly what the model's did when
+/// the same step settled, nothing is due (see `engine::answers`), every
+/// attached MN has been sent its Router Advertisement and applied it, and
+/// no signalling frame has come for this long: only a message the model
+/// never sent could still be on its way, and the run's wire is compared
+/// with the model's anyway.
+const BRIEFLY: Duration = Duration::from_millis(10);
 /// How long `attach` waits for the MN's Router Solicitation, the sign
 /// that its link is up.
 const LINK_UP_LIMIT: Duration = Duration::from_secs(3);
@@ -138,7 +146,11 @@ pub(crate) fn build_links(mut lab: Lab, s: &Scenario) -> Result<(Lab, AddressPla
 /// to the MAGs and the CNs — and observes its signalling live.
 pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, bin: &Path, capture: bool) -> Result<Run<'a>, String> {
     let e = |x: std::io::Error| x.to_string();
+    // How long each part of the build takes, for RUST_LOG=pmiplab=debug:
+    // a lab of hundreds of nodes spends seconds here.
+    let t = WallClock::now();
     let (mut lab, plan) = build_links(lab, s)?;
+    tracing::debug!("{}: namespaces and links in {:?}", s.id, t.elapsed());
     let dp = json!({"tun": "tun0", "mtu": 1460});
     let mut args = vec!["--fmi-mh-type".to_string(), s.wire.fmi_mh_type.to_string()];
     if s.wire.profile == crate::scenario::Profile::Rfc7864 {
@@ -210,10 +222,14 @@ pub(crate) fn build<'a>(lab: Lab, s: &'a Scenario, bin: &Path, capture: bool) ->
     for cn in plan::nodes_in(s, Role::Cn) {
         lab.start_unready(cn, bin, &json!({"role": "cn", "address": plan.of[cn]}), &[]).map_err(e)?;
     }
+    tracing::debug!("{}: daemons started after {:?}", s.id, t.elapsed());
     for node in s.nodes.keys() {
         lab.wait_ready(node).map_err(e)?;
     }
-    observing(lab, s, plan, capture)
+    tracing::debug!("{}: daemons ready after {:?}", s.id, t.elapsed());
+    let run = observing(lab, s, plan, capture);
+    tracing::debug!("{}: links captured after {:?}", s.id, t.elapsed());
+    run
 }
 
 /// A deployed lab (`Lab::attach`) as a backend the engine can play steps
@@ -229,17 +245,19 @@ fn observing<'a>(mut lab: Lab, s: &'a Scenario, plan: AddressPlan, capture: bool
     let lma = plan::lma_name(s).ok_or("the scenario has no LMA")?.to_string();
     let (tap, sightings) = mpsc::channel();
     if capture {
+        let mut links = Vec::new();
         for mag in plan::nodes_in(s, Role::Mag) {
             for l in s.links.iter().filter(|l| l.value.mag.value == mag) {
-                lab.capture_tapped(mag, &access_iface(&l.value.mn.value), Some(tap.clone())).map_err(e)?;
+                links.push((mag.to_string(), access_iface(&l.value.mn.value)));
             }
-            lab.capture_tapped(&lma, &format!("to-{mag}"), Some(tap.clone())).map_err(e)?;
+            links.push((lma.clone(), format!("to-{mag}")));
         }
         // The CNs' links carry no signalling but what a CN spoofs; the
         // observer reads them too, so that a spoofed message is seen.
         for cn in plan::nodes_in(s, Role::Cn) {
-            lab.capture_tapped(&lma, &format!("to-{cn}"), Some(tap.clone())).map_err(e)?;
+            links.push((lma.clone(), format!("to-{cn}")));
         }
+        lab.capture_all(&links, Some(tap.clone())).map_err(e)?;
     }
     // The two ends of each captured link whose far end is a CN or an MN,
     // as captures name the link: signalling seen there with another
@@ -268,6 +286,10 @@ fn observing<'a>(mut lab: Lab, s: &'a Scenario, plan: AddressPlan, capture: bool
         Some(k) => k.reader()?,
         None => Default::default(),
     };
+    let mut names = BTreeMap::new();
+    for (node, addr) in &plan.of {
+        names.entry(*addr).or_insert_with(|| node.clone());
+    }
     let epoch_us = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
     Ok(Run {
         s,
@@ -279,6 +301,9 @@ fn observing<'a>(mut lab: Lab, s: &'a Scenario, plan: AddressPlan, capture: bool
         sightings,
         seen: Vec::new(),
         observed: Vec::new(),
+        stale: false,
+        names,
+        awaiting_ra: Default::default(),
         unsent: Vec::new(),
         last_activity: WallClock::now(),
         receiver_faults: Vec::new(),
@@ -366,6 +391,15 @@ pub(crate) struct Run<'a> {
     seen: Vec<SequenceEntry>,
     /// `seen` merged across links and judged delivered or not.
     observed: Vec<Observed>,
+    /// Frames came since `observed` was made: it is made again when read,
+    /// not on every poll (a lab of hundreds of MNs sees thousands).
+    stale: bool,
+    /// Each address of the plan → the node that holds it, the first by
+    /// name as `AddressPlan::name_of` finds it, without a scan per message.
+    names: BTreeMap<Ipv6Addr, String>,
+    /// Access links (as captures name them) attached and not yet sent a
+    /// Router Advertisement: a settle does not end early while any is.
+    awaiting_ra: std::collections::BTreeSet<String>,
     /// Messages the senders' own fault rules dropped before any link saw
     /// them (see [`crate::sender_drops`]), read at the end.
     unsent: Vec<Observed>,
@@ -435,7 +469,6 @@ impl Run<'_> {
 
     /// Takes in what the captures saw since the last look.
     fn poll(&mut self) {
-        let mut fresh = false;
         while let Ok(sight) = self.sightings.try_recv() {
             self.last_activity = WallClock::now();
             let f = &sight.frame;
@@ -443,6 +476,7 @@ impl Run<'_> {
                 if let Some(mn) = self.ra_links.get(&sight.link) {
                     *self.ras_seen.entry(mn.clone()).or_default() += 1;
                 }
+                self.awaiting_ra.remove(&sight.link);
             }
             let Some((src, dst, mh)) = pmip_captures::esp::mobility_header(&sight.frame, &self.esp) else { continue };
             let d = lax::decode(&mh, Some(&Endpoints { src, dst }), &self.wire);
@@ -454,21 +488,29 @@ impl Run<'_> {
                 summary.push_str(&format!(" [{p}]"));
             }
             self.seen.push(SequenceEntry { ts_us: sight.ts_us, link: sight.link, src, dst, summary });
-            fresh = true;
+            self.stale = true;
         }
-        if fresh {
+    }
+
+    /// `observed`, made again from `seen` if frames came since.
+    fn observed(&mut self) -> &[Observed] {
+        self.poll();
+        if self.stale {
             self.observed = crate::sender_drops::merge(self.judge_seen(), &self.unsent);
+            self.stale = false;
         }
+        &self.observed
     }
 
     /// The messages seen, each once however many links carried it, with
     /// what a fault at its receiver did to it.
     fn judge_seen(&self) -> Vec<Observed> {
         let mut faults = self.receiver_faults.clone();
-        sequence::merge(self.seen.clone())
+        let name_of = |a: Ipv6Addr| self.names.get(&a).cloned().unwrap_or_else(|| a.to_string());
+        merge_links(&self.seen)
             .into_iter()
             .map(|e| {
-                let (mut from, to) = (self.plan.name_of(e.src), self.plan.name_of(e.dst));
+                let (mut from, to) = (name_of(e.src), name_of(e.dst));
                 let kind = e.summary.split(' ').next().unwrap_or("").to_string();
                 let mut summary = e.summary;
                 // A message whose source is neither end of the link it was
@@ -647,8 +689,7 @@ impl Run<'_> {
 
 impl Observe for Run<'_> {
     fn messages(&mut self) -> Vec<Observed> {
-        self.poll();
-        self.observed.clone()
+        self.observed().to_vec()
     }
 
     fn tables(&mut self, node: &str) -> Result<Value, String> {
@@ -668,9 +709,19 @@ impl Observe for Run<'_> {
 
     fn quiet(&mut self) -> bool {
         self.poll();
-        if self.last_activity.elapsed() < QUIET {
-            return false;
-        }
+        self.last_activity.elapsed() >= QUIET && self.ras_applied()
+    }
+
+    fn quiet_briefly(&mut self) -> bool {
+        self.poll();
+        self.last_activity.elapsed() >= BRIEFLY && self.awaiting_ra.is_empty() && self.ras_applied()
+    }
+}
+
+impl Run<'_> {
+    /// Whether every MN has applied every Router Advertisement seen on its
+    /// links: the MN is the tester's own instrument, so it may be asked.
+    fn ras_applied(&mut self) -> bool {
         let behind: Vec<String> = self
             .ras_seen
             .iter()
@@ -739,6 +790,7 @@ impl Backend for Run<'_> {
             self.call(&a.mag, &req)?;
         }
         self.poll();
+        self.awaiting_ra.insert(format!("{}:{}", a.mag, a.port));
         self.lab.set_link(&a.mn, &a.iface, true).map_err(|e| e.to_string())?;
         self.acted();
         self.wait_link_up(&a.mag, &a.port)
@@ -772,6 +824,9 @@ impl Backend for Run<'_> {
     }
 
     fn detach(&mut self, mn: &str, iface: &str) -> Result<(), String> {
+        if let Ok(mag) = mag_of_link(self.s, mn, iface) {
+            self.awaiting_ra.remove(&format!("{mag}:{}", access_iface(&format!("{mn}/{iface}"))));
+        }
         self.lab.set_link(mn, iface, false).map_err(|e| e.to_string())?;
         self.acted();
         Ok(())
@@ -855,7 +910,7 @@ impl Backend for Run<'_> {
         if direction == FaultDirection::In {
             let at = self.now_us();
             self.receiver_faults.push((at, rule));
-            self.observed = self.judge_seen();
+            self.stale = true;
         }
         Ok(())
     }
@@ -1036,6 +1091,7 @@ impl Backend for Run<'_> {
         // Frames seen in the last moments before the captures stopped, and
         // what the senders dropped before any link could see it.
         self.poll();
+        self.stale = false;
         self.unsent = self
             .s
             .nodes
@@ -1116,6 +1172,34 @@ impl Run<'_> {
     }
 }
 
+/// Merges the links' sightings by time, as `pmip_captures::sequence::merge`
+/// does (a message seen on several links is kept once, at the first
+/// sighting; copies on one link are distinct messages), with the earlier
+/// sightings of each message found by an index instead of a scan of
+/// everything merged so far: the run merges again whenever it reads what
+/// it saw, and with thousands of messages the scan made each settle slow.
+fn merge_links(seen: &[SequenceEntry]) -> Vec<SequenceEntry> {
+    let mut all: Vec<&SequenceEntry> = seen.iter().collect();
+    all.sort_by_key(|e| e.ts_us);
+    let mut out: Vec<(&SequenceEntry, Vec<&str>)> = Vec::new();
+    let mut by_message: std::collections::HashMap<(Ipv6Addr, Ipv6Addr, &str), Vec<usize>> = Default::default();
+    for e in all {
+        let same = by_message.entry((e.src, e.dst, e.summary.as_str())).or_default();
+        let first = same.iter().copied().find(|&i| {
+            let (o, links) = &out[i];
+            e.ts_us.abs_diff(o.ts_us) < 100_000 && !links.contains(&e.link.as_str())
+        });
+        match first {
+            Some(i) => out[i].1.push(&e.link),
+            None => {
+                same.push(out.len());
+                out.push((e, vec![&e.link]));
+            }
+        }
+    }
+    out.into_iter().map(|(e, _)| e.clone()).collect()
+}
+
 /// The daemon binary: `PMIP_NODE`, else `pmip-node` beside this program.
 pub fn node_binary() -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("PMIP_NODE") {
@@ -1139,4 +1223,62 @@ fn mag_of_link(s: &Scenario, mn: &str, iface: &str) -> Result<String, String> {
         .find(|l| l.value.mn.value == name)
         .map(|l| l.value.mag.value.clone())
         .ok_or_else(|| format!("no link names {name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sighting(ts_us: u64, link: &str, src: u16, summary: &str) -> SequenceEntry {
+        SequenceEntry {
+            ts_us,
+            link: link.into(),
+            src: Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, src),
+            dst: Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1),
+            summary: summary.into(),
+        }
+    }
+
+    #[test]
+    fn merging_by_index_keeps_what_the_captures_merge_keeps() {
+        // Flooded copies (one message on two links), a duplicate on one
+        // link, a repeat 100 ms later, and sightings out of time order, as
+        // several capture threads hand them over.
+        let seen = vec![
+            sighting(5_000, "lma:to-mag2", 0x11, "PBU seq=1"),
+            sighting(1_000, "lma:to-mag1", 0x11, "PBU seq=1"),
+            sighting(1_200, "lma:to-mag1", 0x11, "PBU seq=1"),
+            sighting(1_100, "lma:to-mag2", 0x12, "PBU seq=1"),
+            sighting(101_000, "lma:to-mag1", 0x11, "PBU seq=1"),
+            sighting(101_500, "lma:to-mag2", 0x11, "PBU seq=1"),
+            sighting(2_000, "lma:to-mag1", 0x11, "PBA seq=1"),
+            sighting(2_000, "lma:to-mag3", 0x11, "PBU seq=1"),
+        ];
+        let key = |v: Vec<SequenceEntry>| -> Vec<(u64, String, u16, String)> {
+            v.into_iter().map(|e| (e.ts_us, e.link, e.src.segments()[7], e.summary)).collect()
+        };
+        let want = key(pmip_captures::sequence::merge(seen.clone()));
+        assert_eq!(key(merge_links(&seen)), want);
+        assert_eq!(want.len(), 5, "{want:?}");
+    }
+
+    #[test]
+    fn merging_thousands_of_sightings_takes_milliseconds() {
+        // 16,384 messages, each seen on two links (a bridge floods it):
+        // the scan of everything merged so far took seconds here.
+        let seen: Vec<SequenceEntry> = (0..16_384u64)
+            .flat_map(|i| {
+                let summary = format!("PBU seq={i}");
+                [
+                    sighting(i * 1000, "lma:to-mag1", 0x11, &summary),
+                    sighting(i * 1000 + 10, "lma:to-mag2", 0x11, &summary),
+                ]
+            })
+            .collect();
+        let started = WallClock::now();
+        let merged = merge_links(&seen);
+        let took = started.elapsed();
+        assert_eq!(merged.len(), 16_384);
+        assert!(took < Duration::from_millis(500), "merging {} sightings took {took:?}", seen.len());
+    }
 }

@@ -2,8 +2,10 @@
 //! one run beside its baseline, so that a number always comes with what it
 //! should be read against.
 
+pub mod scale;
 mod signalling;
 
+pub use scale::scale;
 pub use signalling::signalling;
 
 use std::net::Ipv6Addr;

@@ -55,6 +55,14 @@ pub trait Observe {
     /// Whether no signalling is on its way: nothing crossing a link, so a
     /// node has nothing more to answer to what happened.
     fn quiet(&mut self) -> bool;
+    /// Whether the wire has been still for a short while, far shorter than
+    /// `quiet` waits, with nothing else pending that the backend knows of:
+    /// the engine ends a settle on it only when the messages seen are
+    /// exactly what the model run alongside had seen by the same step's
+    /// settle. A backend with no such notion says no.
+    fn quiet_briefly(&mut self) -> bool {
+        false
+    }
     /// Whether `node` is an implementation under test, whose own tables
     /// cannot be read: checks of them are not observable.
     fn under_test(&self, _node: &str) -> bool {

@@ -542,14 +542,88 @@ impl Lab {
         Ok(path)
     }
 
-    /// Stops every capture; returns each link's name, file and frame count.
-    pub fn stop_captures(&mut self) -> io::Result<Vec<(String, PathBuf, u64)>> {
-        let mut out = Vec::new();
-        for (name, mut c) in self.captures.drain(..) {
-            let n = c.stop()?;
-            out.push((name, c.path.clone(), n));
+    /// [`capture_tapped`](Lab::capture_tapped) for each `(node, iface)` of
+    /// `links`, started side by side: each capture waits for its thread to
+    /// enter the namespace and open its socket, and one after the other a
+    /// lab of hundreds of links waited seconds for that. The captures are
+    /// kept in the order given; the first that fails is the error.
+    pub fn capture_all(
+        &mut self,
+        links: &[(String, String)],
+        tap: Option<pmip_captures::capture::Tap>,
+    ) -> io::Result<()> {
+        let mut starts = Vec::new();
+        for (node, iface) in links {
+            let fd = self.ns(node)?.fd()?;
+            let path = self.dir.join(format!("{node}-{iface}.pcapng"));
+            drop(rundir::create_new_file(&path)?);
+            starts.push((format!("{node}:{iface}"), iface.clone(), path, fd, tap.clone()));
         }
-        Ok(out)
+        // A few threads, each starting its share in turn: enough to overlap
+        // the waits without a thread per link.
+        let per_thread = starts.len().div_ceil(16).max(1);
+        let mut shares = Vec::new();
+        while !starts.is_empty() {
+            let rest = starts.split_off(per_thread.min(starts.len()));
+            shares.push(std::mem::replace(&mut starts, rest));
+        }
+        let started: Vec<io::Result<Vec<(String, pmip_captures::capture::Capture)>>> = std::thread::scope(|scope| {
+            let threads: Vec<_> = shares
+                .into_iter()
+                .map(|share| {
+                    scope.spawn(move || {
+                        share
+                            .into_iter()
+                            .map(|(name, iface, path, fd, tap)| {
+                                let tap = tap.map(|t| (name.clone(), t));
+                                pmip_captures::capture::Capture::start_tapped(&iface, &path, tap, move || {
+                                    nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET)
+                                        .map_err(io::Error::from)
+                                })
+                                .map(|c| (name, c))
+                            })
+                            .collect::<io::Result<Vec<_>>>()
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| t.join().unwrap_or_else(|_| Err(io::Error::other("starting a capture panicked"))))
+                .collect()
+        });
+        // Every capture that started is kept, so that it is stopped with
+        // the lab even when another failed.
+        let mut first_error = None;
+        for share in started {
+            match share {
+                Ok(c) => self.captures.extend(c),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Stops every capture; returns each link's name, file and frame count.
+    ///
+    /// Each capture's thread reads on until its link has been quiet for one
+    /// read timeout after the stop; stopped one after the other, a lab of
+    /// hundreds of links waited that long for each in turn (seconds), so
+    /// they are stopped side by side.
+    pub fn stop_captures(&mut self) -> io::Result<Vec<(String, PathBuf, u64)>> {
+        let captures: Vec<_> = self.captures.drain(..).collect();
+        let stopped: Vec<io::Result<(String, PathBuf, u64)>> = std::thread::scope(|scope| {
+            let stopping: Vec<_> = captures
+                .into_iter()
+                .map(|(name, mut c)| scope.spawn(move || c.stop().map(|n| (name, c.path.clone(), n))))
+                .collect();
+            stopping
+                .into_iter()
+                .map(|t| t.join().unwrap_or_else(|_| Err(io::Error::other("stopping a capture panicked"))))
+                .collect()
+        });
+        stopped.into_iter().collect()
     }
 
     /// Every process the lab owns: namespace holders and daemons.
@@ -564,7 +638,7 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        self.captures.clear();
+        let _ = self.stop_captures();
         if self.persistent.is_some() && self.committed {
             // Pinned namespaces and detached daemons stay: `pmiplab destroy`.
             return;
@@ -590,6 +664,12 @@ impl Drop for Lab {
             let _ = c.wait();
         }
         self.netlink.clear();
+        // Every holder is told to go before any is waited for, as the
+        // daemons are: each exit takes the kernel a while, and one after
+        // the other that was most of a large lab's teardown.
+        for pid in self.namespaces.values().filter_map(|n| n.holder_pid()) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+        }
         self.namespaces.clear();
         if let Err(e) = rundir::remove_run_dir(&self.dir) {
             tracing::warn!("{e}");

@@ -1,4 +1,4 @@
-//! `pmiplab bench datapath`, `bench move` and `bench signalling` at a tiny size, so
+//! `pmiplab bench datapath`, `bench move`, `bench signalling` and `bench scale` at a tiny size, so
 //! that they keep working: one short run of each transfer beside plain
 //! forwarding, and a few flow moves. Needs root; PMIPLAB_SKIP_NETNS=1
 //! skips it where that is impossible.
@@ -43,4 +43,63 @@ fn the_signalling_benchmark_runs_at_a_tiny_size() {
     assert!(table.contains("a state read of the LMA daemon with 500 bindings"), "{table}");
     assert!(table.contains("longest silence"), "{table}");
     eprintln!("{table}");
+}
+
+#[test]
+fn the_scale_benchmark_runs_at_a_tiny_size() {
+    if common::skip() {
+        return;
+    }
+    let bin = Path::new(env!("CARGO_BIN_EXE_pmip-node"));
+    // One MAG with its 8 MNs, then two with 16: each registered, checked
+    // and detached in namespaces, beside virtual time.
+    let figures = pmiplab::bench::scale(bin, &[1, 2]).unwrap_or_else(|e| panic!("bench scale: {e}"));
+    let table = pmiplab::bench::table(&figures);
+    assert!(table.contains("1 LMA + 1 MAGs + 8 MNs"), "{table}");
+    assert!(table.contains("1 LMA + 2 MAGs + 16 MNs"), "{table}");
+    assert_eq!(table.matches("the same scenario in virtual time: ").count(), 2, "{table}");
+    eprintln!("{table}");
+}
+
+#[test]
+fn an_attach_settles_without_waiting_out_the_quiet_window_when_the_wire_matches_the_model() {
+    if common::skip() {
+        return;
+    }
+    let bin = Path::new(env!("CARGO_BIN_EXE_pmip-node"));
+    // Each of the 8 attaches waited at least 100 ms of quiet wire before
+    // (0.87 s in all on the reference machine); settled on the model's
+    // wire, the attaches and their checks take about 0.1 s.
+    let (p, _) = pmiplab::bench::scale::run_netns(bin, 1).unwrap_or_else(|e| panic!("bench scale: {e}"));
+    assert!(
+        p.registered < std::time::Duration::from_millis(8 * 100),
+        "8 attaches took {:?}: each waited out the 100 ms quiet window",
+        p.registered
+    );
+}
+
+#[test]
+fn a_lab_stops_its_captures_side_by_side() {
+    if common::skip() {
+        return;
+    }
+    // 64 idle links: each capture reads on for up to one 20 ms read
+    // timeout after its stop, so one after the other they took about
+    // 0.6 s; side by side, one timeout.
+    let mut lab = pmiplab::lab::Lab::new().unwrap();
+    lab.add_node("a").unwrap();
+    lab.add_node("b").unwrap();
+    let mut links = Vec::new();
+    for i in 0..64 {
+        let iface = format!("x{i}");
+        lab.veth("a", &iface, "b", &iface).unwrap();
+        links.push(("a".to_string(), iface));
+    }
+    lab.capture_all(&links, None).unwrap();
+    let started = std::time::Instant::now();
+    let stopped = lab.stop_captures().unwrap();
+    let took = started.elapsed();
+    assert_eq!(stopped.len(), 64);
+    assert_eq!(stopped[5].0, "a:x5", "the captures keep the order they were asked for in");
+    assert!(took < std::time::Duration::from_millis(250), "stopping 64 captures took {took:?}");
 }
