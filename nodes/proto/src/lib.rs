@@ -25,6 +25,6 @@ pub mod two_level;
 pub mod world;
 
 pub use flow::FlowKey;
-pub use output::{Event, FlowTarget, Intent, Output, Transmit};
+pub use output::{Event, FlowTarget, Intent, Note, Output, Transmit};
 pub use prefix::Prefix;
 pub use time::{Backoff, Instant, Span};

@@ -53,7 +53,7 @@ pub enum Intent {
 #[serde(tag = "kind", content = "text", rename_all = "snake_case")]
 pub enum Event {
     /// What happened, for the logs.
-    Note(String),
+    Note(Note),
     /// A command the role could not carry out, and why: the caller reports
     /// it as a failed step, not as something that happened.
     CommandRefused(String),
@@ -62,7 +62,8 @@ pub enum Event {
 impl Event {
     pub fn text(&self) -> &str {
         match self {
-            Event::Note(t) | Event::CommandRefused(t) => t,
+            Event::Note(n) => n.text(),
+            Event::CommandRefused(t) => t,
         }
     }
 }
@@ -70,6 +71,98 @@ impl Event {
 impl std::fmt::Display for Event {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.text())
+    }
+}
+
+/// The text of a note. The notes made on every message (a PBU accepted)
+/// keep the values they are made of and are rendered on the first read,
+/// so that a caller that drops them, as a busy daemon past its log budget
+/// or a benchmark does, pays no formatting. Compared, printed and
+/// serialized as its text.
+#[derive(Clone)]
+pub struct Note {
+    what: NoteKind,
+    rendered: std::sync::OnceLock<String>,
+}
+
+#[derive(Clone)]
+enum NoteKind {
+    Text(String),
+    PbuAccepted(Box<PbuAccepted>),
+}
+
+/// "PBU seq {sequence} from {src} for {mn_id}: accepted, BID {bid}, HNPs
+/// [{hnps}], lifetime {lifetime_secs} s".
+#[derive(Clone)]
+pub(crate) struct PbuAccepted {
+    pub sequence: u16,
+    pub src: Ipv6Addr,
+    pub mn_id: Option<String>,
+    pub bid: u16,
+    pub hnps: Vec<Prefix>,
+    pub lifetime_secs: u32,
+}
+
+impl Note {
+    pub fn text(&self) -> &str {
+        match &self.what {
+            NoteKind::Text(t) => t,
+            NoteKind::PbuAccepted(p) => self.rendered.get_or_init(|| {
+                format!(
+                    "PBU seq {} from {} for {}: accepted, BID {}, HNPs [{}], lifetime {} s",
+                    p.sequence,
+                    p.src,
+                    p.mn_id.as_deref().unwrap_or("?"),
+                    p.bid,
+                    p.hnps.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
+                    p.lifetime_secs
+                )
+            }),
+        }
+    }
+}
+
+impl From<String> for Note {
+    fn from(text: String) -> Self {
+        Note { what: NoteKind::Text(text), rendered: std::sync::OnceLock::new() }
+    }
+}
+
+impl From<PbuAccepted> for Note {
+    fn from(p: PbuAccepted) -> Self {
+        Note { what: NoteKind::PbuAccepted(Box::new(p)), rendered: std::sync::OnceLock::new() }
+    }
+}
+
+impl PartialEq for Note {
+    fn eq(&self, other: &Self) -> bool {
+        self.text() == other.text()
+    }
+}
+
+impl Eq for Note {}
+
+impl std::fmt::Debug for Note {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.text(), f)
+    }
+}
+
+impl std::fmt::Display for Note {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.text())
+    }
+}
+
+impl Serialize for Note {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.text())
+    }
+}
+
+impl<'de> Deserialize<'de> for Note {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Note::from)
     }
 }
 
@@ -98,7 +191,11 @@ impl Output {
         self.transmits.push(Transmit { src, dst, message });
     }
     pub fn event(&mut self, text: impl Into<String>) {
-        self.events.push(Event::Note(text.into()));
+        self.events.push(Event::Note(Note::from(text.into())));
+    }
+    /// A note rendered only when read (see [`Note`]).
+    pub(crate) fn note(&mut self, note: impl Into<Note>) {
+        self.events.push(Event::Note(note.into()));
     }
     pub fn extend(&mut self, other: Output) {
         self.transmits.extend(other.transmits);
@@ -126,4 +223,48 @@ pub(crate) fn reconcile<K: Ord + Clone, V: PartialEq + Clone>(
         }
     }
     *installed = desired;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accepted() -> PbuAccepted {
+        PbuAccepted {
+            sequence: 7,
+            src: "2001:db8:ffff::11".parse().expect("an address"),
+            mn_id: Some("mn1@pmip.lab".into()),
+            bid: 1,
+            hnps: vec!["2001:db8:1::/64".parse().expect("a prefix"), "2001:db8:2::/64".parse().expect("a prefix")],
+            lifetime_secs: 400,
+        }
+    }
+
+    /// A note rendered on read says, compares and serializes exactly as
+    /// the eagerly formatted text it replaces.
+    #[test]
+    fn a_lazy_note_reads_as_its_text() {
+        let text = "PBU seq 7 from 2001:db8:ffff::11 for mn1@pmip.lab: accepted, BID 1, \
+                    HNPs [2001:db8:1::/64, 2001:db8:2::/64], lifetime 400 s";
+        let mut out = Output::default();
+        out.note(accepted());
+        out.event(text);
+        let [lazy, eager] = &out.events[..] else { panic!("two events expected") };
+        assert_eq!(lazy.text(), text);
+        assert_eq!(lazy.to_string(), text);
+        assert_eq!(lazy, eager);
+        assert_eq!(format!("{lazy:?}"), format!("{eager:?}"));
+        let json = serde_json::to_string(lazy).expect("serializable");
+        assert_eq!(json, serde_json::to_string(eager).expect("serializable"));
+        assert_eq!(json, format!("{{\"kind\":\"note\",\"text\":\"{text}\"}}"));
+        let back: Event = serde_json::from_str(&json).expect("deserializable");
+        assert_eq!(&back, lazy);
+        let mut unknown = accepted();
+        unknown.mn_id = None;
+        unknown.hnps.clear();
+        assert_eq!(
+            Note::from(unknown).text(),
+            "PBU seq 7 from 2001:db8:ffff::11 for ?: accepted, BID 1, HNPs [], lifetime 400 s"
+        );
+    }
 }

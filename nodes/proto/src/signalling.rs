@@ -47,6 +47,15 @@ pub fn pick(options: &[MobilityOption]) -> Picked {
     p
 }
 
+/// The MN-ID `pick` would read from these options (the first MN
+/// Identifier), without picking out the rest.
+pub fn mn_id_of(options: &[MobilityOption]) -> Option<String> {
+    options.iter().find_map(|o| match o {
+        MobilityOption::MnIdentifier { id, .. } => Some(String::from_utf8_lossy(id).into_owned()),
+        _ => None,
+    })
+}
+
 pub fn nai(mn_id: &str) -> MobilityOption {
     MobilityOption::MnIdentifier { subtype: MnIdSubtype::Nai, id: mn_id.as_bytes().to_vec() }
 }

@@ -4,10 +4,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv6Addr;
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 
 use pmip_wire::{AccessTechnologyType, Timestamp};
 use serde::Serialize;
 
+use super::fast_hash::FastMap;
 use crate::prefix::Prefix;
 use crate::time::Instant;
 
@@ -77,17 +79,33 @@ impl From<&Bce> for BceRow {
     }
 }
 
-/// The binding cache, ordered by (MN-ID, BID), indexed by that pair so
-/// that a lookup costs the same with ten bindings or a hundred thousand;
-/// and by expiry, so that the next timeout is the first of an ordered set
-/// rather than a scan of every entry on every turn of a daemon's loop;
-/// and by the MAGs that hold active bindings (the peers heartbeats
-/// probe), counted as entries change rather than gathered per message.
+/// The binding cache, ordered by (MN-ID, BID). Lookups go through a hash
+/// index that borrows the MN-ID it is given (no owned key, no string
+/// comparison per tree level), so that a lookup costs the same with ten
+/// bindings or a hundred thousand; the order is kept by a set of MN-IDs
+/// touched only when an MN gets its first entry or loses its last. Expiry
+/// is indexed by (deadline, entry number), so that the next timeout is the
+/// first of an ordered set rather than a scan of every entry on every turn
+/// of a daemon's loop, and moving a deadline compares integers only. The
+/// MAGs that hold active bindings (the peers heartbeats probe) are counted
+/// as entries change rather than gathered per message.
 #[derive(Debug, Clone, Default)]
 pub struct BindingCache {
-    entries: BTreeMap<(String, u16), Bce>,
-    deadlines: BTreeSet<(Instant, String, u16)>,
+    entries: FastMap<Arc<str>, BTreeMap<u16, Slot>>,
+    order: BTreeSet<Arc<str>>,
+    len: usize,
+    deadlines: BTreeSet<(Instant, u64)>,
+    /// The entry each number of `deadlines` stands for.
+    numbered: FastMap<u64, (Arc<str>, u16)>,
+    next_number: u64,
     active_mags: BTreeMap<Ipv6Addr, usize>,
+}
+
+/// An entry and the number its deadline is indexed under.
+#[derive(Debug, Clone)]
+struct Slot {
+    number: u64,
+    bce: Bce,
 }
 
 /// The MAG an entry counts for: its Proxy-CoA while it is active.
@@ -111,9 +129,10 @@ fn count_mag(mags: &mut BTreeMap<Ipv6Addr, usize>, mag: Option<Ipv6Addr>, up: bo
 /// borrow ends, so no caller can move a deadline without the index.
 pub struct BceMut<'a> {
     bce: &'a mut Bce,
+    number: u64,
     was: Instant,
     was_mag: Option<Ipv6Addr>,
-    deadlines: &'a mut BTreeSet<(Instant, String, u16)>,
+    deadlines: &'a mut BTreeSet<(Instant, u64)>,
     active_mags: &'a mut BTreeMap<Ipv6Addr, usize>,
 }
 
@@ -133,9 +152,8 @@ impl DerefMut for BceMut<'_> {
 impl Drop for BceMut<'_> {
     fn drop(&mut self) {
         if self.bce.expires_at != self.was {
-            let key = (self.bce.mn_id.clone(), self.bce.bid);
-            self.deadlines.remove(&(self.was, key.0.clone(), key.1));
-            self.deadlines.insert((self.bce.expires_at, key.0, key.1));
+            self.deadlines.remove(&(self.was, self.number));
+            self.deadlines.insert((self.bce.expires_at, self.number));
         }
         let now_mag = mag_of(self.bce);
         if now_mag != self.was_mag {
@@ -147,28 +165,28 @@ impl Drop for BceMut<'_> {
 
 impl BindingCache {
     pub fn iter(&self) -> impl Iterator<Item = &Bce> {
-        self.entries.values()
+        self.order.iter().flat_map(|mn| self.of_mn(mn))
     }
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
     pub fn of_mn<'a>(&'a self, mn_id: &'a str) -> impl Iterator<Item = &'a Bce> + 'a {
-        let from = (mn_id.to_string(), 0);
-        self.entries.range(from..).map(|(_, b)| b).take_while(move |b| b.mn_id == mn_id)
+        self.entries.get(mn_id).into_iter().flat_map(|m| m.values().map(|s| &s.bce))
     }
     pub fn get(&self, mn_id: &str, bid: u16) -> Option<&Bce> {
-        self.entries.get(&(mn_id.to_string(), bid))
+        self.entries.get(mn_id)?.get(&bid).map(|s| &s.bce)
     }
     pub fn get_mut(&mut self, mn_id: &str, bid: u16) -> Option<BceMut<'_>> {
-        let bce = self.entries.get_mut(&(mn_id.to_string(), bid))?;
-        let was_mag = mag_of(bce);
+        let slot = self.entries.get_mut(mn_id)?.get_mut(&bid)?;
+        let was_mag = mag_of(&slot.bce);
         Some(BceMut {
-            was: bce.expires_at,
+            was: slot.bce.expires_at,
             was_mag,
-            bce,
+            number: slot.number,
+            bce: &mut slot.bce,
             deadlines: &mut self.deadlines,
             active_mags: &mut self.active_mags,
         })
@@ -181,9 +199,17 @@ impl BindingCache {
     pub fn next_expiry(&self) -> Option<Instant> {
         self.deadlines.first().map(|d| d.0)
     }
-    /// The entries whose expiry is at or before `now`, earliest first.
+    /// The entries whose expiry is at or before `now`, earliest first, then
+    /// by MN-ID and BID.
     pub fn expired(&self, now: Instant) -> Vec<(String, u16)> {
-        self.deadlines.iter().take_while(|d| d.0 <= now).map(|d| (d.1.clone(), d.2)).collect()
+        let mut due: Vec<(Instant, &str, u16)> = self
+            .deadlines
+            .iter()
+            .take_while(|d| d.0 <= now)
+            .filter_map(|(at, n)| self.numbered.get(n).map(|(mn, bid)| (*at, &**mn, *bid)))
+            .collect();
+        due.sort_unstable();
+        due.into_iter().map(|(_, mn, bid)| (mn.to_string(), bid)).collect()
     }
     /// The next BID for an MN: one more than the highest in use or still
     /// named by `referenced` (the BIDs of its Flow Mobility Cache entries).
@@ -196,23 +222,46 @@ impl BindingCache {
         cached.max(named).saturating_add(1)
     }
     pub fn insert(&mut self, bce: Bce) {
-        let key = (bce.mn_id.clone(), bce.bid);
-        if let Some(old) = self.entries.get(&key) {
-            self.deadlines.remove(&(old.expires_at, key.0.clone(), key.1));
-            count_mag(&mut self.active_mags, mag_of(old), false);
+        let bid = bce.bid;
+        if let Some(slot) = self.entries.get_mut(bce.mn_id.as_str()).and_then(|m| m.get_mut(&bid)) {
+            self.deadlines.remove(&(slot.bce.expires_at, slot.number));
+            self.deadlines.insert((bce.expires_at, slot.number));
+            count_mag(&mut self.active_mags, mag_of(&slot.bce), false);
+            count_mag(&mut self.active_mags, mag_of(&bce), true);
+            slot.bce = bce;
+            return;
         }
-        self.deadlines.insert((bce.expires_at, key.0.clone(), key.1));
+        let key = match self.entries.get_key_value(bce.mn_id.as_str()) {
+            Some((k, _)) => k.clone(),
+            None => {
+                let k: Arc<str> = Arc::from(bce.mn_id.as_str());
+                self.order.insert(k.clone());
+                k
+            }
+        };
+        let number = self.next_number;
+        self.next_number += 1;
+        self.len += 1;
+        self.deadlines.insert((bce.expires_at, number));
+        self.numbered.insert(number, (key.clone(), bid));
         count_mag(&mut self.active_mags, mag_of(&bce), true);
-        self.entries.insert(key, bce);
+        self.entries.entry(key).or_default().insert(bid, Slot { number, bce });
     }
     pub fn remove(&mut self, mn_id: &str, bid: u16) -> Option<Bce> {
-        let old = self.entries.remove(&(mn_id.to_string(), bid))?;
-        self.deadlines.remove(&(old.expires_at, old.mn_id.clone(), old.bid));
-        count_mag(&mut self.active_mags, mag_of(&old), false);
-        Some(old)
+        let of_mn = self.entries.get_mut(mn_id)?;
+        let old = of_mn.remove(&bid)?;
+        if of_mn.is_empty() {
+            self.entries.remove(mn_id);
+            self.order.remove(mn_id);
+        }
+        self.len -= 1;
+        self.deadlines.remove(&(old.bce.expires_at, old.number));
+        self.numbered.remove(&old.number);
+        count_mag(&mut self.active_mags, mag_of(&old.bce), false);
+        Some(old.bce)
     }
     pub fn rows(&self) -> Vec<BceRow> {
-        self.entries.values().map(BceRow::from).collect()
+        self.iter().map(BceRow::from).collect()
     }
     /// The active entry that carries `prefix` by default: lowest BID-PRI,
     /// then lowest BID.
@@ -282,7 +331,15 @@ mod tests {
             }
             let want: BTreeSet<(Instant, String, u16)> =
                 c.iter().map(|b| (b.expires_at, b.mn_id.clone(), b.bid)).collect();
-            assert_eq!(c.deadlines, want);
+            let have: BTreeSet<(Instant, String, u16)> =
+                c.deadlines.iter().map(|(at, n)| (*at, c.numbered[n].0.to_string(), c.numbered[n].1)).collect();
+            assert_eq!(have, want);
+            assert_eq!(c.numbered.len(), c.len());
+            let due = Instant::ZERO + Span::from_secs(next() % 100);
+            let expired: Vec<(String, u16)> = want.iter().filter(|d| d.0 <= due).map(|d| (d.1.clone(), d.2)).collect();
+            assert_eq!(c.expired(due), expired, "expired entries come by deadline, then MN-ID and BID");
+            assert_eq!(c.deadlines.len(), c.len());
+            assert_eq!(c.len(), c.iter().count());
             assert_eq!(c.next_expiry(), c.iter().map(|b| b.expires_at).min());
             let mags: BTreeSet<Ipv6Addr> = c.iter().filter(|b| b.is_active()).map(|b| b.proxy_coa).collect();
             assert_eq!(c.active_mags().collect::<BTreeSet<_>>(), mags);

@@ -2,14 +2,16 @@
 //! extended binding cache, Flow Mobility Cache and flow moves.
 
 pub(crate) mod binding_cache;
+mod fast_hash;
 mod flow_cache;
 mod plane;
 mod policy;
 mod registration;
 mod transactions;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
+use std::sync::Arc;
 
 use pmip_wire::{HandoffIndicator, Message, TrafficSelector};
 use serde::{Deserialize, Serialize};
@@ -170,7 +172,10 @@ pub struct LmaState {
 
 pub struct Lma {
     pub config: LmaConfig,
-    policies: BTreeMap<String, MnPolicy>,
+    /// Hashed, for a lookup per PBU that costs the same with any number
+    /// of MNs; shared so that a PBU holds its MN's policy while it changes
+    /// the tables, without copying it.
+    policies: fast_hash::FastMap<String, Arc<MnPolicy>>,
     pub(crate) cache: BindingCache,
     pub(crate) fmc: FlowMobilityCache,
     pub(crate) pending: Vec<Pending>,
@@ -187,7 +192,7 @@ pub struct Lma {
 impl Lma {
     pub fn new(config: LmaConfig) -> Self {
         let mut lma = Lma {
-            policies: BTreeMap::new(),
+            policies: Default::default(),
             cache: BindingCache::default(),
             fmc: FlowMobilityCache::default(),
             pending: Vec::new(),
@@ -214,7 +219,7 @@ impl Lma {
         if let (PrefixModel::TwoLevel, Some(t)) = (p.model, self.two_level.as_mut()) {
             t.add_mn(&p.mn_id, p.unique_prefixes.clone());
         }
-        self.policies.insert(p.mn_id.clone(), p);
+        self.policies.insert(p.mn_id.clone(), Arc::new(p));
     }
 
     /// Turns the 2-level prefix model on: hands every MAG of `mags` its
@@ -226,7 +231,11 @@ impl Lma {
         mags: &[Ipv6Addr],
     ) -> Result<BTreeMap<Ipv6Addr, Prefix>, String> {
         let mut t = crate::two_level::TwoLevelLma::new(self.config.address, config);
-        for p in self.policies.values().filter(|p| p.model == PrefixModel::TwoLevel) {
+        // In MN-ID order, whatever order the policies were added in.
+        let mut two_level: Vec<&MnPolicy> =
+            self.policies.values().map(|p| &**p).filter(|p| p.model == PrefixModel::TwoLevel).collect();
+        two_level.sort_by(|a, b| a.mn_id.cmp(&b.mn_id));
+        for p in two_level {
             t.add_mn(&p.mn_id, p.unique_prefixes.clone());
         }
         let all = t.distribute(mags)?;
@@ -239,7 +248,11 @@ impl Lma {
     }
 
     pub fn policy(&self, mn_id: &str) -> Option<&MnPolicy> {
-        self.policies.get(mn_id)
+        self.policies.get(mn_id).map(|p| &**p)
+    }
+
+    pub(crate) fn shared_policy(&self, mn_id: &str) -> Option<Arc<MnPolicy>> {
+        self.policies.get(mn_id).cloned()
     }
 
     pub fn binding_cache(&self) -> &BindingCache {
@@ -255,9 +268,7 @@ impl Lma {
         // A PBU changes only its MN's bindings and flows; anything else may
         // touch any MN.
         let touched = match &input {
-            LmaInput::Message { message: Message::Pbu(pbu), .. } => {
-                crate::signalling::pick(&pbu.options).mn_id.map(|mn| BTreeSet::from([mn]))
-            }
+            LmaInput::Message { message: Message::Pbu(pbu), .. } => crate::signalling::mn_id_of(&pbu.options),
             _ => None,
         };
         match input {
@@ -265,8 +276,13 @@ impl Lma {
             LmaInput::Command(c) => self.on_command(now, c, &mut out),
             LmaInput::Timeout => self.on_timeout(now, &mut out),
         }
-        let mns = touched.unwrap_or_else(|| self.all_mns());
-        self.reconcile_plane(&mns, &mut out);
+        match touched {
+            Some(mn) => self.reconcile_plane([mn.as_str()], &mut out),
+            None => {
+                let mns = self.all_mns();
+                self.reconcile_plane(mns.iter().map(String::as_str), &mut out);
+            }
+        }
         self.heartbeats.track(now, self.cache.active_mags());
         out
     }

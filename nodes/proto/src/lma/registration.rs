@@ -8,7 +8,7 @@ use std::net::Ipv6Addr;
 use pmip_wire::{HandoffIndicator, Message, MobilityOption, Pba, PbaFlags, PbaStatus, Pbu, RevocationTrigger};
 
 use super::{Bce, BceState, Lma, PrefixModel};
-use crate::output::Output;
+use crate::output::{Output, PbuAccepted};
 use crate::prefix::Prefix;
 use crate::signalling::{hnp, nai, pick, timestamp_at, timestamp_micros, Picked};
 use crate::time::{Instant, Span};
@@ -35,36 +35,48 @@ struct Accepted {
     flows: Vec<MobilityOption>,
 }
 
+/// The fields of an existing entry that the replay and de-registration
+/// checks read.
+struct Seen {
+    bid: u16,
+    proxy_coa: Ipv6Addr,
+    last_sequence: u16,
+    last_timestamp: Option<pmip_wire::Timestamp>,
+}
+
+/// Whether two prefix lists hold the same set, duplicates aside. Lists of
+/// a few prefixes: comparing each with each allocates nothing.
 fn same_set(a: &[Prefix], b: &[Prefix]) -> bool {
-    a.iter().collect::<BTreeSet<_>>() == b.iter().collect::<BTreeSet<_>>()
+    a.iter().all(|p| b.contains(p)) && b.iter().all(|p| a.contains(p))
 }
 
 impl Lma {
     pub(super) fn on_pbu(&mut self, now: Instant, src: Ipv6Addr, pbu: Pbu, out: &mut Output) {
         let opts = pick(&pbu.options);
-        let two_level =
-            opts.mn_id.as_deref().and_then(|m| self.policy(m)).is_some_and(|p| p.model == PrefixModel::TwoLevel);
+        // Looked up once, here, for both the 2-level check and `register`.
+        let policy = opts.mn_id.as_deref().and_then(|m| self.shared_policy(m));
+        let two_level = policy.as_ref().is_some_and(|p| p.model == PrefixModel::TwoLevel);
         if let (true, Some(t)) = (two_level, self.two_level.as_mut()) {
             let pba = t.on_pbu(now, src, &pbu, out);
             out.send(self.config.address, src, Message::Pba(pba));
             return;
         }
-        let mut result = self.register(now, src, &pbu, &opts, out);
+        let mut result = self.register(now, src, &pbu, &opts, policy, out);
         if let Ok(a) = &mut result {
             if a.created {
                 a.flows = self.flows_to_new_binding(now, src, a.bid, &opts, out);
             }
         }
         let pba = self.build_pba(now, &pbu, &opts, &result);
-        match &result {
-            Ok(a) => out.event(format!(
-                "PBU seq {} from {src} for {}: accepted, BID {}, HNPs [{}], lifetime {} s",
-                pbu.sequence,
-                opts.mn_id.as_deref().unwrap_or("?"),
-                a.bid,
-                a.hnps.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
-                u32::from(a.lifetime_units) * 4
-            )),
+        match result {
+            Ok(a) => out.note(PbuAccepted {
+                sequence: pbu.sequence,
+                src,
+                mn_id: opts.mn_id,
+                bid: a.bid,
+                hnps: a.hnps,
+                lifetime_secs: u32::from(a.lifetime_units) * 4,
+            }),
             Err(s) => out.event(format!(
                 "PBU seq {} from {src} for {}: rejected with {} ({s:?})",
                 pbu.sequence,
@@ -80,7 +92,8 @@ impl Lma {
     }
 
     fn build_pba(&self, now: Instant, pbu: &Pbu, o: &Picked, result: &Result<Accepted, PbaStatus>) -> Pba {
-        let mut options = Vec::new();
+        // At most one of each option the PBU had, plus its prefixes and flows.
+        let mut options = Vec::with_capacity(8 + o.hnps.len().max(1) + o.flows.len());
         if let Some(id) = &o.mn_id {
             options.push(nai(id));
         }
@@ -126,13 +139,14 @@ impl Lma {
         src: Ipv6Addr,
         pbu: &Pbu,
         o: &Picked,
+        policy: Option<std::sync::Arc<super::MnPolicy>>,
         out: &mut Output,
     ) -> Result<Accepted, PbaStatus> {
         if !self.config.authorized_mags.contains(&src) {
             return Err(PbaStatus::MagNotAuthorizedForProxyReg);
         }
-        let mn_id = o.mn_id.clone().ok_or(PbaStatus::MissingMnIdentifierOption)?;
-        let policy = self.policy(&mn_id).cloned().ok_or(PbaStatus::ProxyRegNotEnabled)?;
+        let mn_id: &str = o.mn_id.as_deref().ok_or(PbaStatus::MissingMnIdentifierOption)?;
+        let policy = policy.ok_or(PbaStatus::ProxyRegNotEnabled)?;
         if !pbu.flags.p || !policy.proxy_enabled {
             return Err(PbaStatus::ProxyRegNotEnabled);
         }
@@ -159,9 +173,16 @@ impl Lma {
             }
         }
 
-        let lookup = self.lookup(&mn_id, src, hi, att, o, &policy)?;
+        let lookup = self.lookup(mn_id, src, hi, att, o, &policy)?;
+        // What the checks below read of the entry, copied rather than the
+        // whole entry (its prefixes and identifiers are heap values).
         let existing = match &lookup {
-            Lookup::Existing(bid) => self.cache.get(&mn_id, *bid).cloned(),
+            Lookup::Existing(bid) => self.cache.get(mn_id, *bid).map(|b| Seen {
+                bid: b.bid,
+                proxy_coa: b.proxy_coa,
+                last_sequence: b.last_sequence,
+                last_timestamp: b.last_timestamp,
+            }),
             _ => None,
         };
         if let Some(b) = &existing {
@@ -193,29 +214,24 @@ impl Lma {
                 out.event(format!("de-registration for {mn_id} from {src} matched no binding"));
                 return Ok(Accepted { bid: 0, lifetime_units: 0, hnps: o.hnps.clone(), created: false, flows: vec![] });
             };
+            let hnps = self.cache.get(mn_id, b.bid).map(|e| e.hnps.clone()).unwrap_or_default();
             if b.proxy_coa != src {
                 out.event(format!(
                     "de-registration for {mn_id} BID {} from {src} ignored: the binding is now at {}",
                     b.bid, b.proxy_coa
                 ));
-                return Ok(Accepted {
-                    bid: b.bid,
-                    lifetime_units: 0,
-                    hnps: b.hnps.clone(),
-                    created: false,
-                    flows: vec![],
-                });
+                return Ok(Accepted { bid: b.bid, lifetime_units: 0, hnps, created: false, flows: vec![] });
             }
             let delay = self.config.min_delay_before_bce_delete;
-            self.forget_flows_at_binding(&mn_id, b.bid, out);
-            if let Some(mut e) = self.cache.get_mut(&mn_id, b.bid) {
+            self.forget_flows_at_binding(mn_id, b.bid, out);
+            if let Some(mut e) = self.cache.get_mut(mn_id, b.bid) {
                 e.state = BceState::Deregistered;
                 e.expires_at = now + delay;
                 e.last_sequence = pbu.sequence;
                 e.last_timestamp = o.timestamp;
             }
             out.event(format!("binding {mn_id} BID {} de-registered by {src}", b.bid));
-            return Ok(Accepted { bid: b.bid, lifetime_units: 0, hnps: b.hnps.clone(), created: false, flows: vec![] });
+            return Ok(Accepted { bid: b.bid, lifetime_units: 0, hnps, created: false, flows: vec![] });
         }
 
         // Entries in their de-registration grace period hold a place too.
@@ -223,7 +239,7 @@ impl Lma {
         let fresh = |bid: u16, hnps: Vec<Prefix>| Bce {
             bid,
             bid_pri: (10 * (u32::from(bid) + 1)).min(127) as u8,
-            mn_id: mn_id.clone(),
+            mn_id: mn_id.to_string(),
             att,
             mn_ll_id: o.mn_ll_id.clone(),
             hnps,
@@ -238,7 +254,7 @@ impl Lma {
         };
         match lookup {
             Lookup::Existing(bid) => {
-                let mut e = self.cache.get_mut(&mn_id, bid).ok_or(PbaStatus::ReasonUnspecified)?;
+                let mut e = self.cache.get_mut(mn_id, bid).ok_or(PbaStatus::ReasonUnspecified)?;
                 if e.proxy_coa != src {
                     out.event(format!("binding {mn_id} BID {bid} handed off from {} to {src}", e.proxy_coa));
                 }
@@ -257,8 +273,8 @@ impl Lma {
                 if in_use >= self.config.max_bindings {
                     return Err(PbaStatus::InsufficientResources);
                 }
-                let hnps = if o.hnps.is_empty() { self.allocate(&mn_id, &policy)? } else { o.hnps.clone() };
-                let bid = self.cache.next_bid(&mn_id, self.fmc.bids_of(&mn_id));
+                let hnps = if o.hnps.is_empty() { self.allocate(mn_id, &policy)? } else { o.hnps.clone() };
+                let bid = self.cache.next_bid(mn_id, self.fmc.bids_of(mn_id));
                 let bce = fresh(bid, hnps.clone());
                 self.cache.insert(bce);
                 Ok(Accepted { bid, lifetime_units, hnps, created: true, flows: vec![] })
@@ -267,11 +283,11 @@ impl Lma {
                 if in_use >= self.config.max_bindings {
                     return Err(PbaStatus::InsufficientResources);
                 }
-                let bid = self.cache.next_bid(&mn_id, self.fmc.bids_of(&mn_id));
+                let bid = self.cache.next_bid(mn_id, self.fmc.bids_of(mn_id));
                 let mut revoke: Vec<(Ipv6Addr, Vec<Prefix>, bool)> = Vec::new();
                 for (p, from) in &moves {
                     let Some(from) = from else { continue };
-                    if let Some(mut old) = self.cache.get_mut(&mn_id, *from) {
+                    if let Some(mut old) = self.cache.get_mut(mn_id, *from) {
                         old.hnps.retain(|x| x != p);
                         out.event(format!("partial handoff: {p} moves from {mn_id} BID {from} to BID {bid}"));
                         let same_att = old.att == att;
@@ -291,7 +307,7 @@ impl Lma {
                         } else {
                             RevocationTrigger::InterMagHandoverDifferentAccessType
                         };
-                        self.revocations.push((mag, mn_id.clone(), prefixes, trigger));
+                        self.revocations.push((mag, mn_id.to_string(), prefixes, trigger));
                     }
                 }
                 Ok(Accepted { bid, lifetime_units, hnps, created: true, flows: vec![] })
@@ -381,5 +397,26 @@ impl Lma {
                 many.iter().min_by_key(|b| (std::cmp::Reverse(b.is_active()), b.bid)).map(|b| b.bid).unwrap_or(0),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_set;
+    use crate::prefix::Prefix;
+
+    /// Set equality, as the BTreeSet comparison it replaced: order and
+    /// duplicates do not count, a missing or extra prefix does.
+    #[test]
+    fn same_set_ignores_order_and_duplicates_only() {
+        let p = |s: &str| s.parse::<Prefix>().expect("a prefix");
+        let (a, b, c) = (p("2001:db8:1::/64"), p("2001:db8:2::/64"), p("2001:db8:3::/64"));
+        assert!(same_set(&[a, b], &[b, a]));
+        assert!(same_set(&[a, a, b], &[b, a]));
+        assert!(same_set(&[], &[]));
+        assert!(!same_set(&[a, b], &[a]));
+        assert!(!same_set(&[a], &[a, b]));
+        assert!(!same_set(&[a, b], &[a, c]));
+        assert!(!same_set(&[], &[a]));
     }
 }
