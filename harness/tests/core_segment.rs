@@ -46,6 +46,12 @@ fn the_lma_reaches_each_mag_out_of_its_port_and_the_mags_reach_each_other() {
         let text = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
         assert!(neigh.contains(&text), "the neighbour is {mag}'s core interface ({text}): {neigh}");
     }
+    // The bridge is a plain segment: frames it forwards skip the LMA's
+    // IPv6 netfilter hooks.
+    let knob = lab
+        .run_in("lma", || std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-ip6tables").or(Ok("0".into())))
+        .unwrap();
+    assert_eq!(knob.trim(), "0", "bridge-nf-call-ip6tables in the LMA's namespace");
     // Datagrams cross: the LMA to a MAG out of the port, a MAG to the LMA
     // and to the other MAG through the bridge.
     for (from, to, at) in [

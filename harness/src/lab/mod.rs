@@ -270,9 +270,24 @@ impl Lab {
         Ok(())
     }
 
+    /// A bridge in `node`: a plain Ethernet segment. Frames it forwards
+    /// between its ports do not meet `node`'s IP netfilter hooks (the
+    /// kernel's bridge-nf calls them by default where br_netfilter is
+    /// built in): a switch does not filter, and the LMA's nftables chains
+    /// are for what it routes itself, not for MAG-to-MAG frames.
     pub fn bridge(&self, node: &str, name: &str) -> io::Result<()> {
         let h = self.nl(node)?;
         self.rt.block_on(netlink::bridge(h, name))?;
+        self.run_in(node, || {
+            for family in ["arptables", "iptables", "ip6tables"] {
+                let knob = format!("/proc/sys/net/bridge/bridge-nf-call-{family}");
+                if std::path::Path::new(&knob).exists() {
+                    std::fs::write(&knob, "0")?;
+                }
+            }
+            Ok(())
+        })
+        .map_err(|e| io::Error::new(e.kind(), format!("turning bridge netfilter off in {node}: {e}")))?;
         self.rt.block_on(netlink::up(h, name))
     }
 
