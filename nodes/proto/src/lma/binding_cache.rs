@@ -91,7 +91,7 @@ impl From<&Bce> for BceRow {
 /// as entries change rather than gathered per message.
 #[derive(Debug, Clone, Default)]
 pub struct BindingCache {
-    entries: FastMap<Arc<str>, BTreeMap<u16, Slot>>,
+    entries: FastMap<Arc<str>, Bids>,
     order: BTreeSet<Arc<str>>,
     len: usize,
     deadlines: BTreeSet<(Instant, u64)>,
@@ -99,6 +99,39 @@ pub struct BindingCache {
     numbered: FastMap<u64, (Arc<str>, u16)>,
     next_number: u64,
     active_mags: BTreeMap<Ipv6Addr, usize>,
+}
+
+/// An MN's entries by BID, in BID order. An MN has one or two: a sorted
+/// vector holds them in a few dozen octets, where a `BTreeMap` allocates a
+/// node for eleven (it doubled the LMA's memory per binding).
+#[derive(Debug, Clone, Default)]
+struct Bids(Vec<(u16, Slot)>);
+
+impl Bids {
+    fn at(&self, bid: u16) -> Result<usize, usize> {
+        self.0.binary_search_by_key(&bid, |(b, _)| *b)
+    }
+    fn get(&self, bid: &u16) -> Option<&Slot> {
+        self.at(*bid).ok().map(|i| &self.0[i].1)
+    }
+    fn get_mut(&mut self, bid: &u16) -> Option<&mut Slot> {
+        self.at(*bid).ok().map(|i| &mut self.0[i].1)
+    }
+    fn insert(&mut self, bid: u16, slot: Slot) {
+        match self.at(bid) {
+            Ok(i) => self.0[i].1 = slot,
+            Err(i) => self.0.insert(i, (bid, slot)),
+        }
+    }
+    fn remove(&mut self, bid: &u16) -> Option<Slot> {
+        self.at(*bid).ok().map(|i| self.0.remove(i).1)
+    }
+    fn values(&self) -> impl Iterator<Item = &Slot> {
+        self.0.iter().map(|(_, s)| s)
+    }
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// An entry and the number its deadline is indexed under.
