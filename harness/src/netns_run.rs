@@ -507,7 +507,7 @@ impl Run<'_> {
     fn judge_seen(&self) -> Vec<Observed> {
         let mut faults = self.receiver_faults.clone();
         let name_of = |a: Ipv6Addr| self.names.get(&a).cloned().unwrap_or_else(|| a.to_string());
-        merge_links(&self.seen)
+        pmip_captures::sequence::merge(&self.seen)
             .into_iter()
             .map(|e| {
                 let (mut from, to) = (name_of(e.src), name_of(e.dst));
@@ -1172,34 +1172,6 @@ impl Run<'_> {
     }
 }
 
-/// Merges the links' sightings by time, as `pmip_captures::sequence::merge`
-/// does (a message seen on several links is kept once, at the first
-/// sighting; copies on one link are distinct messages), with the earlier
-/// sightings of each message found by an index instead of a scan of
-/// everything merged so far: the run merges again whenever it reads what
-/// it saw, and with thousands of messages the scan made each settle slow.
-fn merge_links(seen: &[SequenceEntry]) -> Vec<SequenceEntry> {
-    let mut all: Vec<&SequenceEntry> = seen.iter().collect();
-    all.sort_by_key(|e| e.ts_us);
-    let mut out: Vec<(&SequenceEntry, Vec<&str>)> = Vec::new();
-    let mut by_message: std::collections::HashMap<(Ipv6Addr, Ipv6Addr, &str), Vec<usize>> = Default::default();
-    for e in all {
-        let same = by_message.entry((e.src, e.dst, e.summary.as_str())).or_default();
-        let first = same.iter().copied().find(|&i| {
-            let (o, links) = &out[i];
-            e.ts_us.abs_diff(o.ts_us) < 100_000 && !links.contains(&e.link.as_str())
-        });
-        match first {
-            Some(i) => out[i].1.push(&e.link),
-            None => {
-                same.push(out.len());
-                out.push((e, vec![&e.link]));
-            }
-        }
-    }
-    out.into_iter().map(|(e, _)| e.clone()).collect()
-}
-
 /// The daemon binary: `PMIP_NODE`, else `pmip-node` beside this program.
 pub fn node_binary() -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("PMIP_NODE") {
@@ -1223,62 +1195,4 @@ fn mag_of_link(s: &Scenario, mn: &str, iface: &str) -> Result<String, String> {
         .find(|l| l.value.mn.value == name)
         .map(|l| l.value.mag.value.clone())
         .ok_or_else(|| format!("no link names {name}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sighting(ts_us: u64, link: &str, src: u16, summary: &str) -> SequenceEntry {
-        SequenceEntry {
-            ts_us,
-            link: link.into(),
-            src: Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, src),
-            dst: Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1),
-            summary: summary.into(),
-        }
-    }
-
-    #[test]
-    fn merging_by_index_keeps_what_the_captures_merge_keeps() {
-        // Flooded copies (one message on two links), a duplicate on one
-        // link, a repeat 100 ms later, and sightings out of time order, as
-        // several capture threads hand them over.
-        let seen = vec![
-            sighting(5_000, "lma:to-mag2", 0x11, "PBU seq=1"),
-            sighting(1_000, "lma:to-mag1", 0x11, "PBU seq=1"),
-            sighting(1_200, "lma:to-mag1", 0x11, "PBU seq=1"),
-            sighting(1_100, "lma:to-mag2", 0x12, "PBU seq=1"),
-            sighting(101_000, "lma:to-mag1", 0x11, "PBU seq=1"),
-            sighting(101_500, "lma:to-mag2", 0x11, "PBU seq=1"),
-            sighting(2_000, "lma:to-mag1", 0x11, "PBA seq=1"),
-            sighting(2_000, "lma:to-mag3", 0x11, "PBU seq=1"),
-        ];
-        let key = |v: Vec<SequenceEntry>| -> Vec<(u64, String, u16, String)> {
-            v.into_iter().map(|e| (e.ts_us, e.link, e.src.segments()[7], e.summary)).collect()
-        };
-        let want = key(pmip_captures::sequence::merge(seen.clone()));
-        assert_eq!(key(merge_links(&seen)), want);
-        assert_eq!(want.len(), 5, "{want:?}");
-    }
-
-    #[test]
-    fn merging_thousands_of_sightings_takes_milliseconds() {
-        // 16,384 messages, each seen on two links (a bridge floods it):
-        // the scan of everything merged so far took seconds here.
-        let seen: Vec<SequenceEntry> = (0..16_384u64)
-            .flat_map(|i| {
-                let summary = format!("PBU seq={i}");
-                [
-                    sighting(i * 1000, "lma:to-mag1", 0x11, &summary),
-                    sighting(i * 1000 + 10, "lma:to-mag2", 0x11, &summary),
-                ]
-            })
-            .collect();
-        let started = WallClock::now();
-        let merged = merge_links(&seen);
-        let took = started.elapsed();
-        assert_eq!(merged.len(), 16_384);
-        assert!(took < Duration::from_millis(500), "merging {} sightings took {took:?}", seen.len());
-    }
 }

@@ -253,7 +253,7 @@ fn unique_prefixes_attach_then_move_flow_y_by_fmi() {
         }
     }
     let names: Vec<String> =
-        pmip_captures::sequence::merge(all).iter().map(|e| e.summary.split(' ').next().unwrap().to_string()).collect();
+        pmip_captures::sequence::merge(&all).iter().map(|e| e.summary.split(' ').next().unwrap().to_string()).collect();
     assert_eq!(names, ["PBU", "PBA", "PBU", "PBA", "FMI", "FMA", "FMI", "FMA"], "the captured sequence");
 
     // if2 goes away: MAG2 sees the link drop and de-registers.
