@@ -10,6 +10,14 @@ use pmiplab::scenario;
 #[derive(Parser)]
 #[command(name = "pmiplab", version, about = "Proxy Mobile IPv6 flow mobility testbed")]
 struct Cli {
+    /// The datapath every pmiplab daemon runs (namespaces only): `kernel`
+    /// (the LMA–MAG tunnel, the Flow Mobility Cache and the MN's logical
+    /// interface in the kernel; a daemon that cannot run it fails to
+    /// start), `userspace` (TUN devices and raw sockets), or `auto` (the
+    /// kernel where the kernel has what it needs, else userspace). The
+    /// same as PMIPLAB_DATAPATH, which it sets; see docs/datapath.md.
+    #[arg(long, global = true, value_parser = ["auto", "kernel", "userspace"])]
+    datapath: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -207,7 +215,13 @@ fn main() -> ExitCode {
         // A log kept in a file must read as plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    if let Some(d) = &cli.datapath {
+        // Before any thread starts: nothing else reads the environment yet;
+        // the daemons inherit it.
+        std::env::set_var("PMIPLAB_DATAPATH", d);
+    }
+    match cli.command {
         Command::Validate { files } => validate(&files),
         Command::Run { files, jobs, out, backend, record, shard, timeout, iut } => {
             ExitCode::from(pmiplab::run_cmd::run(&pmiplab::run_cmd::RunOptions {

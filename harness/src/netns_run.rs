@@ -971,6 +971,10 @@ impl Backend for Run<'_> {
                 let sent = mn.sent.get(&flow).copied().unwrap_or(0);
                 let taken = |s: &CnState| s.received.get(&flow).map_or(0, |p| p.stats.received);
                 let cn: CnState = self.wait_report(&run.cn, Duration::from_secs(1), |s| taken(s) >= sent)?;
+                // On the kernel datapath the MN counts a probe by the
+                // interface it saw it leave on, a moment after it left.
+                let seen = |s: &MnState| s.left_on.get(&flow).map_or(0, |l| l.iter().map(|(_, n)| n).sum::<u64>());
+                let mn: MnState = self.wait_report(&run.mn, Duration::from_secs(1), |s| seen(s) >= sent)?;
                 let by_interface =
                     mn.left_on.get(&flow).into_iter().flatten().map(|(i, n)| (mn_iface(i), *n)).collect();
                 Ok(FlowAccount { sent, received: taken(&cn), by_interface })
@@ -1017,17 +1021,22 @@ impl Backend for Run<'_> {
         self.call(&run.mn, &Request::FlowStart(spec))?;
         let taken = |s: &CnState| s.received.get(&flow).map_or(0, |p| p.stats.received);
         let cn: CnState = self.wait_report(&run.cn, Duration::from_secs(3), |s| taken(s) == 1)?;
-        let after = self.state::<MnState>(&run.mn)?.counters;
-        let left_on: Vec<String> = self.s.nodes[&run.mn]
-            .value
-            .interfaces
-            .iter()
-            .filter(|i| {
-                let k = format!("uplink via {i}");
-                after.get(&k).copied().unwrap_or(0) > before.get(&k).copied().unwrap_or(0)
-            })
-            .map(|i| format!("{}/{i}", run.mn))
-            .collect();
+        let interfaces = self.s.nodes[&run.mn].value.interfaces.clone();
+        let left = |after: &BTreeMap<String, u64>| -> Vec<String> {
+            interfaces
+                .iter()
+                .filter(|i| {
+                    let k = format!("uplink via {i}");
+                    after.get(&k).copied().unwrap_or(0) > before.get(&k).copied().unwrap_or(0)
+                })
+                .map(|i| format!("{}/{i}", run.mn))
+                .collect()
+        };
+        // On the kernel datapath the MN counts the probe by the interface
+        // it saw it leave on, a moment after it left.
+        let limit = Duration::from_secs(if taken(&cn) == 1 { 1 } else { 0 });
+        let after = self.wait_report::<MnState>(&run.mn, limit, |s| !left(&s.counters).is_empty())?.counters;
+        let left_on = left(&after);
         Ok(UplinkProbe { left_on, reached_cn: taken(&cn) == 1, trace: String::new() })
     }
 

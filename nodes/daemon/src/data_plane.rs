@@ -16,8 +16,10 @@
 
 mod bpf;
 mod genl;
-mod nft;
+pub(crate) mod nft;
 mod seg6;
+
+pub(crate) use seg6::{rule as rule_message, to_table};
 
 use std::collections::BTreeMap;
 use std::io;
@@ -78,7 +80,7 @@ impl Datapath {
     }
 
     /// The configured choice, or the environment's when it is `auto`.
-    fn resolve(self) -> io::Result<Datapath> {
+    pub fn resolve(self) -> io::Result<Datapath> {
         if self != Datapath::Auto {
             return Ok(self);
         }

@@ -111,6 +111,21 @@ impl Kernel {
         req.replace().execute().await.map_err(nl(format!("adding {addr}/{prefix_len} to {name}")))
     }
 
+    /// The IPv6 addresses on `name`.
+    pub async fn addresses(&self, name: &str) -> io::Result<Vec<Ipv6Addr>> {
+        let i = self.index(name).await?;
+        let mut out = Vec::new();
+        let mut s = self.h.address().get().set_link_index_filter(i).execute();
+        while let Some(m) = s.try_next().await.map_err(nl(format!("listing the addresses of {name}")))? {
+            for a in m.attributes {
+                if let AddressAttribute::Address(std::net::IpAddr::V6(v6)) = a {
+                    out.push(v6);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn del_address(&mut self, name: &str, addr: Ipv6Addr) -> io::Result<()> {
         let i = self.index(name).await?;
         let mut s = self.h.address().get().set_link_index_filter(i).set_address_filter(addr.into()).execute();
@@ -118,6 +133,20 @@ impl Kernel {
             self.h.address().del(m).execute().await.map_err(nl(format!("removing {addr} from {name}")))?;
         }
         Ok(())
+    }
+
+    /// A permanent neighbour entry for `addr` at `mac` on `name`, replacing
+    /// any other; the kernel then never solicits it.
+    pub async fn put_neighbour(&self, name: &str, addr: Ipv6Addr, mac: [u8; 6]) -> io::Result<()> {
+        let i = self.index(name).await?;
+        self.h
+            .neighbours()
+            .add(i, addr.into())
+            .link_layer_address(&mac)
+            .replace()
+            .execute()
+            .await
+            .map_err(nl(format!("adding the neighbour {addr} on {name}")))
     }
 
     /// Raises to at least `mtu` the MTU of link `index` and, when it is a

@@ -10,6 +10,7 @@ mod esp;
 mod faults;
 mod kernel;
 mod link_watch;
+mod mn_kernel;
 mod mn_node;
 mod nd;
 mod node;
@@ -126,7 +127,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         match config.node {
             config::NodeConfig::Mn { config: mn } => {
                 let control = args.control.as_deref().context("an MN needs --control")?;
-                return mn_node::MnNode::new(mn).await?.run(control).await;
+                let datapath = config.data_plane.as_ref().map(|d| d.datapath).unwrap_or_default();
+                return mn_node::MnNode::new(mn, datapath).await?.run(control).await;
             }
             config::NodeConfig::Cn { address } => {
                 let control = args.control.as_deref().context("a CN needs --control")?;

@@ -1,9 +1,15 @@
 //! The MN daemon: the logical interface of the flow mobility draft (§6).
-//! A TUN device `lif` holds the MN's addresses; the daemon owns the
-//! physical interfaces through packet sockets, solicits and takes RAs,
-//! answers neighbour solicitations, delivers downlink from any physical
-//! interface into `lif`, and sends each uplink packet out of the interface
-//! where its flow's downlink last arrived.
+//! The daemon solicits and takes RAs and answers neighbour solicitations
+//! for the MN's addresses through packet sockets on the physical
+//! interfaces, and watches every probe arrive or leave there. Each uplink
+//! packet leaves by the interface where its flow's downlink last arrived;
+//! who moves the packets depends on the datapath:
+//!
+//! - kernel ([`crate::mn_kernel`]): the addresses are on `lo`, the kernel
+//!   delivers downlink from any interface and steers uplink by conntrack
+//!   marks and policy rules;
+//! - userspace: a TUN device `lif` holds the addresses, the daemon writes
+//!   downlink into it and sends what it reads out of the right interface.
 
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
@@ -19,7 +25,9 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::control::{Reply, Request};
+use crate::data_plane::{Datapath, DATAPATH_ENV};
 use crate::kernel::{disable_ipv6, link_local_of, Kernel};
+use crate::mn_kernel::KernelLif;
 use crate::nd::{self, Nd};
 use crate::node::{accept_loop, ControlMsg};
 use crate::packet::flow_key;
@@ -42,7 +50,13 @@ struct Phys {
 pub struct MnNode {
     mn: Mn,
     started: std::time::Instant,
-    lif: Tun,
+    /// The userspace logical interface; `None` on the kernel datapath.
+    lif: Option<Tun>,
+    /// The kernel logical interface; `None` on the userspace datapath.
+    klif: Option<KernelLif>,
+    /// Raw UDP sockets the kernel datapath sends uplink probes from, one
+    /// per source address.
+    probe_sockets: BTreeMap<Ipv6Addr, socket2::Socket>,
     kernel: Kernel,
     phys: Vec<Phys>,
     counters: BTreeMap<String, u64>,
@@ -60,12 +74,32 @@ pub struct MnNode {
 }
 
 impl MnNode {
-    pub async fn new(config: MnConfig) -> anyhow::Result<MnNode> {
+    /// An MN on `datapath` (the configuration's `data_plane.datapath`;
+    /// with `auto`, `PMIPLAB_DATAPATH` may force one).
+    pub async fn new(config: MnConfig, datapath: Datapath) -> anyhow::Result<MnNode> {
         let mut kernel = Kernel::new()?;
+        let kernel_lif = match datapath.resolve()? {
+            Datapath::Userspace => {
+                info!("userspace logical interface, as configured ({DATAPATH_ENV} or datapath: userspace)");
+                false
+            }
+            forced => match KernelLif::probe().await {
+                Ok(()) => true,
+                Err(why) if forced == Datapath::Kernel => {
+                    anyhow::bail!("the kernel logical interface was asked for but cannot run: {why}")
+                }
+                Err(why) => {
+                    warn!("the kernel logical interface cannot run ({why}); falling back to the userspace one");
+                    false
+                }
+            },
+        };
         let mut phys = Vec::new();
         for name in &config.interfaces {
             // The link's state is the harness's to set: up is attachment.
-            disable_ipv6(name)?;
+            if !kernel_lif {
+                disable_ipv6(name)?;
+            }
             let mac = kernel.mac(name).await?;
             let sock = Arc::new(PacketSocket::open(kernel.index(name).await?)?);
             let link_local = link_local_of(&mac).context("a 6-octet MAC")?;
@@ -83,10 +117,19 @@ impl MnNode {
         for p in &mut phys {
             p.carrier = carrier.get(&p.name).copied().unwrap_or(false);
         }
-        let lif = Tun::open(LIF)?;
-        // Room for the 40-octet outer header the LMA–MAG tunnel adds.
-        kernel.up(LIF, Some(1460)).await?;
-        kernel.add_route(Prefix::new(Ipv6Addr::UNSPECIFIED, 0), LIF, None, 254).await?;
+        let (lif, klif) = if kernel_lif {
+            let klif = KernelLif::start(&mut kernel, &config.interfaces, &config.uplink_preference)
+                .await
+                .context("setting up the kernel logical interface")?;
+            info!("kernel logical interface: addresses on lo, uplink steered by conntrack marks");
+            (None, Some(klif))
+        } else {
+            let lif = Tun::open(LIF)?;
+            // Room for the 40-octet outer header the LMA–MAG tunnel adds.
+            kernel.up(LIF, Some(1460)).await?;
+            kernel.add_route(Prefix::new(Ipv6Addr::UNSPECIFIED, 0), LIF, None, 254).await?;
+            (Some(lif), None)
+        };
         let (uplink_tx, uplink_rx) = mpsc::channel(1024);
         let mut mn = Mn::new(config);
         let mut events = Vec::new();
@@ -102,6 +145,8 @@ impl MnNode {
             mn,
             started: std::time::Instant::now(),
             lif,
+            klif,
+            probe_sockets: BTreeMap::new(),
             kernel,
             phys,
             counters: BTreeMap::new(),
@@ -124,15 +169,36 @@ impl MnNode {
         *self.counters.entry(what.into()).or_default() += 1;
     }
 
+    /// The device holding the MN's addresses.
+    fn holder(&self) -> &'static str {
+        if self.klif.is_some() {
+            "lo"
+        } else {
+            LIF
+        }
+    }
+
     async fn apply(&mut self, out: Output) {
         self.events.extend(out.events.iter().map(|e| e.to_string()));
+        let holder = self.holder();
         for i in out.intents {
             let r = match i {
-                Intent::MnAddress { addr, up: true } => self.kernel.add_address(LIF, addr, 128).await,
-                Intent::MnAddress { addr, up: false } => self.kernel.del_address(LIF, addr).await,
+                Intent::MnAddress { addr, up: true } => self.kernel.add_address(holder, addr, 128).await,
+                Intent::MnAddress { addr, up: false } => {
+                    self.probe_sockets.remove(&addr);
+                    self.kernel.del_address(holder, addr).await
+                }
                 _ => Ok(()),
             };
             if let Err(e) = r {
+                warn!("{e}");
+                self.events.push(e.to_string());
+            }
+        }
+        if let Some(k) = self.klif.as_mut() {
+            // A prefix can move between interfaces with the address staying:
+            // the source rules follow the interfaces, not the addresses.
+            if let Err(e) = k.sync_sources(&mut self.kernel, &self.mn.state()).await {
                 warn!("{e}");
                 self.events.push(e.to_string());
             }
@@ -160,16 +226,28 @@ impl MnNode {
         p.router_mac = None;
         p.solicitations = 0;
         let now = self.now();
-        let input = if up { MnInput::LinkUp { iface: name } } else { MnInput::LinkDown { iface: name } };
+        let input =
+            if up { MnInput::LinkUp { iface: name.clone() } } else { MnInput::LinkDown { iface: name.clone() } };
         let out = self.mn.handle(now, input);
         self.apply(out).await;
+        if !up {
+            if let Some(k) = self.klif.as_mut() {
+                if let Err(e) = k.link_down(&mut self.kernel, &name).await {
+                    warn!("{e}");
+                }
+            }
+        }
         if up {
             self.solicit().await;
         }
     }
 
-    async fn on_frame(&mut self, i: usize, frame: &[u8]) {
+    async fn on_frame(&mut self, i: usize, frame: &[u8], outgoing: bool) {
         if frame.len() < 54 || u16::from_be_bytes([frame[12], frame[13]]) != nd::ETH_P_IPV6 {
+            return;
+        }
+        if outgoing {
+            self.on_leaving(i, &frame[14..]);
             return;
         }
         let (dst_mac, src_mac) = (&frame[0..6], <[u8; 6]>::try_from(&frame[6..12]).unwrap_or_default());
@@ -185,16 +263,28 @@ impl MnNode {
                     if !self.valid_ra(&name, pkt) {
                         return;
                     }
-                    self.phys[i].router_mac = Some(router_mac.unwrap_or(src_mac));
+                    let mac = router_mac.unwrap_or(src_mac);
+                    self.phys[i].router_mac = Some(mac);
                     let now = self.now();
                     let out = self.mn.handle(now, MnInput::RouterAdvertisement { iface: name.clone(), prefixes });
                     self.apply(out).await;
+                    if let Some(k) = self.klif.as_mut() {
+                        // The RA's source is the router's link-local address (RFC 4861 §6.1.2).
+                        if let Err(e) = k.router(&mut self.kernel, &name, key.src, mac).await {
+                            warn!("{e}");
+                            self.events.push(e.to_string());
+                        }
+                    }
                     // Counted once applied: the harness waits on it to know an RA took effect.
                     self.count(format!("RA taken on {name}"));
                     return;
                 }
                 Nd::Ns { target } => {
-                    let ours = target == self.phys[i].link_local || self.mn.addresses().contains(&target);
+                    // On the kernel datapath the kernel answers for the
+                    // link-local address, which it holds; the MN's addresses
+                    // on lo it answers for on no interface.
+                    let link_local = target == self.phys[i].link_local && self.klif.is_none();
+                    let ours = link_local || self.mn.addresses().contains(&target);
                     if ours {
                         let p = &self.phys[i];
                         let dst = if key.src.is_unspecified() { nd::ALL_NODES } else { key.src };
@@ -232,10 +322,31 @@ impl MnNode {
             self.count(format!("probe taken on {name}"));
             return;
         }
-        match self.lif.write(pkt).await {
-            Ok(()) => self.count(format!("downlink on {name}")),
-            Err(e) => debug!("writing into lif failed: {e}"),
+        match &self.lif {
+            Some(lif) => match lif.write(pkt).await {
+                Ok(()) => self.count(format!("downlink on {name}")),
+                Err(e) => debug!("writing into lif failed: {e}"),
+            },
+            // The kernel takes it from the wire itself.
+            None => self.count(format!("downlink on {name}")),
         }
+    }
+
+    /// A frame that left by physical interface `i`: on the kernel datapath,
+    /// where the kernel chose the interface, an uplink probe is counted
+    /// by the interface it was seen leaving on.
+    fn on_leaving(&mut self, i: usize, pkt: &[u8]) {
+        if self.klif.is_none() {
+            return;
+        }
+        let Some(key) = flow_key(pkt) else { return };
+        if !self.mn.addresses().contains(&key.src) {
+            return;
+        }
+        let Some(p) = Probe::in_packet(pkt) else { return };
+        let name = self.phys[i].name.clone();
+        self.count(format!("uplink via {name}"));
+        note_left_on(&mut self.left_on, p.flow, name);
     }
 
     /// RFC 4861 §6.1.2: an RA counts only with hop limit 255, a valid
@@ -315,6 +426,7 @@ impl MnNode {
             })
             .collect();
         serde_json::json!({
+            "datapath": if self.klif.is_some() { "kernel" } else { "userspace" },
             "tables": self.mn.state(),
             "routers": routers,
             "counters": self.counters,
@@ -331,15 +443,15 @@ impl MnNode {
         std::fs::set_permissions(control, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlMsg>(64);
         tokio::spawn(accept_loop(listener, ctl_tx));
-        let (frames_tx, mut frames) = mpsc::channel::<(usize, Vec<u8>)>(1024);
+        let (frames_tx, mut frames) = mpsc::channel::<(usize, Vec<u8>, bool)>(1024);
         for (i, p) in self.phys.iter().enumerate() {
             let (sock, tx) = (p.sock.clone(), frames_tx.clone());
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 65536];
                 loop {
-                    match sock.recv(&mut buf).await {
-                        Ok(n) => {
-                            if tx.send((i, buf[..n].to_vec())).await.is_err() {
+                    match sock.recv_either(&mut buf).await {
+                        Ok((n, outgoing)) => {
+                            if tx.send((i, buf[..n].to_vec(), outgoing)).await.is_err() {
                                 break;
                             }
                         }
@@ -361,17 +473,19 @@ impl MnNode {
                 _ = rs_timer.tick() => self.solicit().await,
                 Some((name, up)) = links.recv() => self.on_link(name, up).await,
                 Some((flow, pkt)) = uplink_rx.recv() => {
-                    *self.sent.entry(flow).or_default() += 1;
-                    if let Some(iface) = self.on_uplink(&pkt).await {
-                        let left = self.left_on.entry(flow).or_default();
-                        match left.iter_mut().find(|(i, _)| *i == iface) {
-                            Some((_, n)) => *n += 1,
-                            None => left.push((iface, 1)),
+                    if self.klif.is_some() {
+                        if self.send_by_kernel(&pkt) {
+                            *self.sent.entry(flow).or_default() += 1;
+                        }
+                    } else {
+                        *self.sent.entry(flow).or_default() += 1;
+                        if let Some(iface) = self.on_uplink(&pkt).await {
+                            note_left_on(&mut self.left_on, flow, iface);
                         }
                     }
                 }
-                Some((i, f)) = frames.recv() => self.on_frame(i, &f).await,
-                r = self.lif.read(&mut buf) => if let Ok(n) = r {
+                Some((i, f, outgoing)) = frames.recv() => self.on_frame(i, &f, outgoing).await,
+                r = read_lif(self.lif.as_ref(), &mut buf) => if let Ok(n) = r {
                     let pkt = buf[..n].to_vec();
                     self.on_uplink(&pkt).await;
                 },
@@ -393,10 +507,74 @@ impl MnNode {
                 _ = term.recv() => break,
             }
         }
+        if let Some(k) = &self.klif {
+            if let Err(e) = k.stop().await {
+                warn!("cleanup: {e}");
+            }
+            for a in self.mn.addresses() {
+                if let Err(e) = self.kernel.del_address("lo", a).await {
+                    warn!("cleanup: {e}");
+                }
+            }
+        }
         for e in self.kernel.cleanup().await {
             warn!("cleanup: {e}");
         }
         let _ = std::fs::remove_file(control);
         Ok(())
+    }
+
+    /// Sends an uplink probe packet through the kernel, from a raw socket
+    /// bound to its source address, so that the source rules and the
+    /// conntrack marks choose its interface as they do for any socket.
+    fn send_by_kernel(&mut self, pkt: &[u8]) -> bool {
+        let Some(key) = flow_key(pkt) else { return false };
+        let sock = match self.probe_sockets.entry(key.src) {
+            std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::btree_map::Entry::Vacant(v) => match probe_socket(key.src) {
+                Ok(s) => v.insert(s),
+                Err(e) => {
+                    warn!("{e}");
+                    self.count("uplink dropped: no socket");
+                    return false;
+                }
+            },
+        };
+        let to = socket2::SockAddr::from(std::net::SocketAddrV6::new(key.dst, 0, 0, 0));
+        // The datagram as built, checksum included: the header after the 40-octet IPv6 one.
+        match sock.send_to(&pkt[40..], &to) {
+            Ok(_) => true,
+            Err(e) => {
+                debug!("sending an uplink probe failed: {e}");
+                self.count("uplink dropped: send failed");
+                false
+            }
+        }
+    }
+}
+
+/// A raw UDP socket bound to `src`; what it sends carries its own checksum.
+fn probe_socket(src: Ipv6Addr) -> anyhow::Result<socket2::Socket> {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::UDP)).context("a raw UDP socket")?;
+    s.bind(&SockAddr::from(std::net::SocketAddrV6::new(src, 0, 0, 0)))
+        .with_context(|| format!("binding a raw UDP socket to {src}"))?;
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
+fn note_left_on(left_on: &mut BTreeMap<u16, Vec<(String, u64)>>, flow: u16, iface: String) {
+    let left = left_on.entry(flow).or_default();
+    match left.iter_mut().find(|(i, _)| *i == iface) {
+        Some((_, n)) => *n += 1,
+        None => left.push((iface, 1)),
+    }
+}
+
+/// Reads the userspace logical interface; never ready without one.
+async fn read_lif(lif: Option<&Tun>, buf: &mut [u8]) -> std::io::Result<usize> {
+    match lif {
+        Some(l) => l.read(buf).await,
+        None => std::future::pending().await,
     }
 }

@@ -90,6 +90,16 @@ impl PacketSocket {
     /// socket too (PACKET_OUTGOING); they are skipped.
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
+            if let (n, false) = self.recv_either(buf).await? {
+                return Ok(n);
+            }
+        }
+    }
+
+    /// Receives one frame, arriving or leaving: says whether it left this
+    /// host (PACKET_OUTGOING) — from any socket but this one.
+    pub async fn recv_either(&self, buf: &mut [u8]) -> io::Result<(usize, bool)> {
+        loop {
             let mut guard = self.fd.readable().await?;
             let r = guard.try_io(|f| {
                 // SAFETY: recvfrom(2) into our buffer, with a sockaddr_ll to learn the packet type.
@@ -112,8 +122,7 @@ impl PacketSocket {
                 }
             });
             match r {
-                Ok(Ok((_, t))) if t == libc::PACKET_OUTGOING => continue,
-                Ok(Ok((n, _))) => return Ok(n),
+                Ok(Ok((n, t))) => return Ok((n, t == libc::PACKET_OUTGOING)),
                 Ok(Err(e)) => return Err(e),
                 Err(_would_block) => continue,
             }

@@ -82,9 +82,9 @@ fn deploy_inspect_exec_destroy() {
             String::from_utf8_lossy(&ip.stdout)
         );
     }
-    let o = pmiplab(&["exec", "citest", "mn1", "--", "cat", "/proc/net/if_inet6"]);
+    let o = pmiplab(&["exec", "citest", "mn1", "--", "ip", "-o", "link"]);
     assert!(o.status.success());
-    assert!(String::from_utf8_lossy(&o.stdout).contains("lif"), "the MN's lif is there");
+    assert!(String::from_utf8_lossy(&o.stdout).contains(" if2@"), "the MN's interfaces are there");
 
     // The MN attaches by RS/RA after `deploy` returns: wait for it, bounded.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);

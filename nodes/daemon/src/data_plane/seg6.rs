@@ -162,7 +162,7 @@ fn decap_route(own: Ipv6Addr, dev: u32, table: u32) -> RouteMessage {
         .build()
 }
 
-fn rule(priority: u32) -> RuleMessage {
+pub(crate) fn rule(priority: u32) -> RuleMessage {
     let mut m = RuleMessage::default();
     m.header.family = rtnetlink::packet_route::AddressFamily::Inet6;
     m.attributes.push(RuleAttribute::Priority(priority));
@@ -170,7 +170,7 @@ fn rule(priority: u32) -> RuleMessage {
     m
 }
 
-fn to_table(m: &mut RuleMessage, table: u32) {
+pub(crate) fn to_table(m: &mut RuleMessage, table: u32) {
     m.header.action = RuleAction::ToTable;
     if table > 255 {
         m.attributes.push(RuleAttribute::Table(table));
