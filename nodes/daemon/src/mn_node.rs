@@ -333,8 +333,9 @@ impl MnNode {
     }
 
     /// A frame that left by physical interface `i`: on the kernel datapath,
-    /// where the kernel chose the interface, an uplink probe is counted
-    /// by the interface it was seen leaving on.
+    /// where the kernel chose the interface, uplink from the MN's addresses
+    /// is counted by the interface it was seen leaving on, and probes by
+    /// their flow too.
     fn on_leaving(&mut self, i: usize, pkt: &[u8]) {
         if self.klif.is_none() {
             return;
@@ -343,10 +344,11 @@ impl MnNode {
         if !self.mn.addresses().contains(&key.src) {
             return;
         }
-        let Some(p) = Probe::in_packet(pkt) else { return };
         let name = self.phys[i].name.clone();
         self.count(format!("uplink via {name}"));
-        note_left_on(&mut self.left_on, p.flow, name);
+        if let Some(p) = Probe::in_packet(pkt) {
+            note_left_on(&mut self.left_on, p.flow, name);
+        }
     }
 
     /// RFC 4861 §6.1.2: an RA counts only with hop limit 255, a valid

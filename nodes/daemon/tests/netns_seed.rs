@@ -106,6 +106,12 @@ impl Seed {
             std::net::SocketAddr::V6(a) => a,
             _ => unreachable!(),
         };
+        let key = FlowKey { src: a(CN), dst: *to.ip(), next_header: 17, src_port: 7000, dst_port: to.port() };
+        let row = |s: &Value| {
+            s["tables"]["flows"].as_array().and_then(|f| f.iter().find(|f| f["flow"] == key.to_string())).cloned()
+        };
+        let seen = |s: &Value| row(s).map_or(0, |r| r["packets"].as_u64().unwrap_or(0));
+        let before = seen(&self.state("mn1"));
         sink.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
         let deadline = Instant::now() + LIMIT;
         let mut buf = [0u8; 64];
@@ -116,14 +122,11 @@ impl Seed {
             }
             assert!(Instant::now() < deadline, "no downlink to {to} arrived");
         }
-        let key = FlowKey { src: a(CN), dst: *to.ip(), next_header: 17, src_port: 7000, dst_port: to.port() };
-        self.state("mn1")["tables"]["flows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["flow"] == key.to_string())
-            .map(|f| f["downlink_on"].as_str().unwrap().to_string())
-            .expect("the MN recorded the flow")
+        // On the kernel datapath the socket may have the datagram before
+        // the MN daemon has seen it go by.
+        let st =
+            self.lab.wait_for("mn1", Duration::from_secs(1), |s| seen(s) > before).expect("the MN recorded the flow");
+        row(&st).map(|f| f["downlink_on"].as_str().unwrap().to_string()).expect("the MN recorded the flow")
     }
 
     /// Sends one uplink datagram; returns the interface it left on if the CN got it.
@@ -134,14 +137,19 @@ impl Seed {
         let mut buf = [0u8; 64];
         let (_, src) = self.cn.recv_from(&mut buf).ok()?;
         assert_eq!(src, from.local_addr().unwrap(), "the CN sees the MN's address");
-        let after = self.state("mn1")["counters"].clone();
-        ["if1", "if2"]
-            .into_iter()
-            .find(|i| {
-                let k = format!("uplink via {i}");
-                after[&k].as_u64().unwrap_or(0) > before[&k].as_u64().unwrap_or(0)
-            })
-            .map(String::from)
+        let left = |after: &Value| {
+            ["if1", "if2"]
+                .into_iter()
+                .find(|i| {
+                    let k = format!("uplink via {i}");
+                    after[&k].as_u64().unwrap_or(0) > before[&k].as_u64().unwrap_or(0)
+                })
+                .map(String::from)
+        };
+        // On the kernel datapath the MN counts what it saw leave, a moment
+        // after it left.
+        let after = self.lab.wait_for("mn1", Duration::from_secs(1), |s| left(&s["counters"]).is_some()).ok()?;
+        left(&after["counters"])
     }
 
     fn lma(&self, command: LmaCommand) {
