@@ -63,13 +63,23 @@ echo "== cargo test"
 cargo test --workspace --exclude pmip-node
 cargo test -p pmip-node -- --test-threads=1
 
-# Done when of issue 10: the catalogue with pmip-node as an implementation
-# under test, driven only from outside (ci/iut/pmip-node-iut: the hand-over,
-# no harness control socket), as every MAG and, separately, as the LMA.
+# The catalogue in namespaces on each datapath, and with pmip-node under test.
 if [ "$(id -u)" -ne 0 ] && [ -n "${PMIPLAB_SKIP_NETNS:-}" ]; then
-    echo "== implementation under test: skipped (not root, PMIPLAB_SKIP_NETNS set)"
+    echo "== the catalogue in namespaces: skipped (not root, PMIPLAB_SKIP_NETNS set)"
 else
     cargo build --quiet -p pmip-node -p pmiplab
+    # Done when of issue 13: the catalogue on each datapath, chosen by the
+    # flag: the kernel one (a daemon that cannot run it fails to start)
+    # and the userspace fallback.
+    for datapath in kernel userspace; do
+        echo "== the catalogue on the $datapath datapath"
+        PMIP_NODE="$PWD/target/debug/pmip-node" target/debug/pmiplab --datapath "$datapath" run --backend netns -j 2 \
+            --out "target/datapath-$datapath" 'topologies/*.yaml'
+    done
+    # Done when of issue 10: the catalogue with pmip-node as an implementation
+    # under test, driven only from outside (ci/iut/pmip-node-iut: the
+    # hand-over, no harness control socket), as every MAG and, separately, as
+    # the LMA.
     for role in mag lma; do
         echo "== the catalogue with pmip-node under test as $role"
         PMIP_NODE="$PWD/target/debug/pmip-node" target/debug/pmiplab run --backend netns -j 2 \
