@@ -705,7 +705,9 @@ impl Node {
                 let removed = self.faults.lock().map(|mut f| f.remove(id)).unwrap_or(false);
                 return Some(if removed { Reply::ok() } else { Reply::error(format!("no fault rule {id}")) });
             }
-            (Request::State, _) => return Some(Reply::state(self.snapshot().await.render().await)),
+            // The loop answers state reads itself, off a snapshot, and never
+            // hands one here.
+            (Request::State, _) => return Some(Reply::error("a state read reached the request handler")),
             (Request::Tables, _) => return Some(Reply::state(self.tables())),
             (Request::Send { to, message }, _) => {
                 let mut out = Output::default();
