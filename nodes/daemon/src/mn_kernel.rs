@@ -27,6 +27,7 @@ use std::collections::BTreeSet;
 use std::io;
 use std::net::Ipv6Addr;
 
+use pmip_proto::mn::MnState;
 use pmip_proto::Prefix;
 use rtnetlink::packet_route::route::RouteProtocol;
 use rtnetlink::packet_route::rule::RuleAttribute;
@@ -90,6 +91,31 @@ fn script(ifaces: &[String]) -> String {
     )
 }
 
+/// The interfaces in the order a flow with no downlink yet tries them:
+/// the uplink preference, then the rest in the configured order (as
+/// [`pmip_proto::mn::Mn::uplink_interface`] goes through them).
+fn preference_order(ifaces: &[String], preference: &[String]) -> Vec<String> {
+    let mut order: Vec<String> = Vec::new();
+    for n in preference.iter().chain(ifaces) {
+        if ifaces.contains(n) && !order.contains(n) {
+            order.push(n.clone());
+        }
+    }
+    order
+}
+
+/// The `from <prefix>` rules the core's interfaces call for, as (rank in
+/// `order`, prefix): each prefix of each interface that is up.
+fn source_rules(order: &[String], mn: &MnState) -> BTreeSet<(usize, Prefix)> {
+    let mut rules = BTreeSet::new();
+    for (rank, name) in order.iter().enumerate() {
+        if let Some(row) = mn.interfaces.iter().find(|r| &r.name == name && r.up) {
+            rules.extend(row.prefixes.iter().map(|p| (rank, *p)));
+        }
+    }
+    rules
+}
+
 impl KernelLif {
     /// Whether this namespace can run it: `nft` and nf_tables.
     pub async fn probe() -> Result<(), String> {
@@ -146,15 +172,9 @@ impl KernelLif {
             to_table(&mut m, table);
             kernel.put_rule(format!("mn rule lookup {table}"), m).await?;
         }
-        let mut pref: Vec<String> = Vec::new();
-        for n in preference.iter().chain(ifaces) {
-            if ifaces.contains(n) && !pref.contains(n) {
-                pref.push(n.clone());
-            }
-        }
         Ok(KernelLif {
             ifaces: ifaces.to_vec(),
-            preference: pref,
+            preference: preference_order(ifaces, preference),
             sources: BTreeSet::new(),
             routers: vec![None; ifaces.len()],
         })
@@ -196,13 +216,8 @@ impl KernelLif {
     /// Makes the `from <prefix>` rules say what the core's interfaces say:
     /// each prefix of an interface that is up sends to that interface, in
     /// the order of the uplink preference.
-    pub async fn sync_sources(&mut self, kernel: &mut Kernel, mn: &pmip_proto::mn::MnState) -> io::Result<()> {
-        let mut desired = BTreeSet::new();
-        for (rank, name) in self.preference.iter().enumerate() {
-            if let Some(row) = mn.interfaces.iter().find(|r| &r.name == name && r.up) {
-                desired.extend(row.prefixes.iter().map(|p| (rank, *p)));
-            }
-        }
+    pub async fn sync_sources(&mut self, kernel: &mut Kernel, mn: &MnState) -> io::Result<()> {
+        let desired = source_rules(&self.preference, mn);
         let gone: Vec<(usize, Prefix)> = self.sources.difference(&desired).copied().collect();
         for (rank, p) in gone {
             kernel.remove(&self.source_what(rank, p)).await?;
@@ -235,6 +250,114 @@ impl KernelLif {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pmip_proto::flow::FlowKey;
+    use pmip_proto::mn::{Mn, MnConfig, MnInput};
+    use pmip_proto::Instant;
+
+    /// The interface Linux sends an uplink packet out of, walking the rules
+    /// this module installs in priority order: the flow's mark (1100+i),
+    /// the source rules by rank (1200+rank), any interface (1300+i); a
+    /// rule whose table is empty (no router) lets the walk go on.
+    fn kernel_choice(
+        order: &[String],
+        ifaces: &[String],
+        sources: &BTreeSet<(usize, Prefix)>,
+        routed: &[bool],
+        mark: Option<usize>,
+        src: Ipv6Addr,
+    ) -> Option<usize> {
+        if let Some(i) = mark.filter(|&i| routed[i]) {
+            return Some(i);
+        }
+        for (rank, p) in sources {
+            let i = ifaces.iter().position(|n| *n == order[*rank])?;
+            if p.contains(&src) && routed[i] {
+                return Some(i);
+            }
+        }
+        (0..ifaces.len()).find(|&i| routed[i])
+    }
+
+    fn splitmix(state: &mut u64) -> u64 {
+        *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Random link changes, RAs and downlink arrivals: wherever the
+    /// userspace logical interface (the core's `uplink_interface`, sent
+    /// only when that interface has a router) sends a flow's uplink, the
+    /// kernel's marks and rules send it out of the same interface.
+    #[test]
+    fn the_kernel_rules_send_uplink_where_the_core_does() {
+        let cases: u64 = std::env::var("PMIP_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+        let prefixes: Vec<Prefix> =
+            (1..=3u16).map(|n| Prefix::new(Ipv6Addr::new(0x2001, 0xdb8, n, 0, 0, 0, 0, 0), 64)).collect();
+        let cn = Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 1);
+        for case in 0..cases {
+            let mut rng = case;
+            let n = 2 + (splitmix(&mut rng) % 2) as usize;
+            let ifaces: Vec<String> = (1..=n).map(|i| format!("if{i}")).collect();
+            let mut preference = ifaces.clone();
+            preference.rotate_left((splitmix(&mut rng) % n as u64) as usize);
+            preference.truncate(1 + (splitmix(&mut rng) % n as u64) as usize);
+            let order = preference_order(&ifaces, &preference);
+            let config =
+                MnConfig { name: "mn1".into(), iid: 6, interfaces: ifaces.clone(), uplink_preference: preference };
+            let mut mn = Mn::new(config);
+            let mut routed = vec![false; n];
+            let flows: Vec<FlowKey> = (0..4u16)
+                .map(|f| FlowKey {
+                    src: cn,
+                    dst: prefixes[usize::from(f % 3)].with_iid(6),
+                    next_header: 17,
+                    src_port: 7000,
+                    dst_port: 5000 + f,
+                })
+                .collect();
+            let mut marks: Vec<Option<usize>> = vec![None; flows.len()];
+            for step in 0..30 {
+                let i = (splitmix(&mut rng) % n as u64) as usize;
+                let iface = ifaces[i].clone();
+                let input = match splitmix(&mut rng) % 4 {
+                    0 => MnInput::LinkUp { iface },
+                    1 => {
+                        routed[i] = false;
+                        MnInput::LinkDown { iface }
+                    }
+                    2 => {
+                        routed[i] = true;
+                        let bits = splitmix(&mut rng);
+                        let offered = prefixes.iter().enumerate().filter(|(k, _)| bits >> k & 1 == 1);
+                        MnInput::RouterAdvertisement { iface, prefixes: offered.map(|(_, p)| *p).collect() }
+                    }
+                    _ => {
+                        let f = (splitmix(&mut rng) % flows.len() as u64) as usize;
+                        marks[f] = Some(i);
+                        MnInput::Downlink { iface, flow: flows[f] }
+                    }
+                };
+                mn.handle(Instant::ZERO, input);
+                let sources = source_rules(&order, &mn.state());
+                for (f, key) in flows.iter().enumerate() {
+                    let uplink = key.reversed();
+                    let core = mn.uplink_interface(&uplink).and_then(|n| ifaces.iter().position(|x| x == n));
+                    let Some(sent) = core.filter(|&c| routed[c]) else { continue };
+                    let kernel = kernel_choice(&order, &ifaces, &sources, &routed, marks[f], uplink.src);
+                    assert_eq!(
+                        kernel,
+                        Some(sent),
+                        "case {case}, step {step}, flow {f}: the core sends it out of {}, the kernel's rules {:?}\n{:?}",
+                        ifaces[sent],
+                        kernel.map(|k| &ifaces[k]),
+                        mn.state()
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn the_script_marks_each_arrival_interface_and_quiets_probe_answers() {
