@@ -258,6 +258,9 @@ pub enum Path6 {
     /// The lab: LMA and MAG daemons on this datapath ("kernel" or
     /// "userspace"), the MN a plain host attached by the MAG.
     Lab(&'static str),
+    /// The lab with the MN daemon too: its logical interface on the same
+    /// datapath, attached by its Router Solicitations as in a run.
+    LabWithMn(&'static str),
 }
 
 /// The chain cn — lma — mag1 (— mag2) — mn1: the same namespaces and links
@@ -284,12 +287,17 @@ fn chain(node_bin: &Path, path: Path6, two_mags: bool, bridged: bool) -> Result<
     lab.address("lma", "to-cn", CN_GW, 64).map_err(e)?;
     lab.address("cn", "eth0", CN, 64).map_err(e)?;
     lab.default_route("cn", CN_GW).map_err(e)?;
+    let mn_daemon = matches!(path, Path6::LabWithMn(_));
     for (i, (mag, _, iface)) in mags.iter().enumerate() {
         let access = format!("to-{iface}");
         lab.veth(mag, &access, "mn1", iface).map_err(e)?;
-        lab.address("mn1", iface, mn_addr(i as u16 + 1), 64).map_err(e)?;
+        if !mn_daemon {
+            lab.address("mn1", iface, mn_addr(i as u16 + 1), 64).map_err(e)?;
+        }
     }
-    ip(&lab, "mn1", format!("-6 route add default via {} dev if1", link_local("mag1", "to-if1")))?;
+    if !mn_daemon {
+        ip(&lab, "mn1", format!("-6 route add default via {} dev if1", link_local("mag1", "to-if1")))?;
+    }
     match path {
         Path6::Forwarding => {
             for (i, (mag, addr, iface)) in mags.iter().enumerate() {
@@ -302,7 +310,7 @@ fn chain(node_bin: &Path, path: Path6, two_mags: bool, bridged: bool) -> Result<
                 lab.run_in(n, || std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1")).map_err(e)?;
             }
         }
-        Path6::Lab(datapath) => {
+        Path6::Lab(datapath) | Path6::LabWithMn(datapath) => {
             let mut cfg = LmaConfig::new(LMA);
             cfg.authorized_mags = mags.iter().map(|m| m.1).collect();
             let mut policy = MnPolicy::new(BENCH_MN, PrefixModel::Unique);
@@ -319,10 +327,35 @@ fn chain(node_bin: &Path, path: Path6, two_mags: bool, bridged: bool) -> Result<
                         mn_id: BENCH_MN.into(),
                     })
                     .collect();
-                let cfg = serde_json::json!({"role": "mag", "config": c, "data_plane": dp});
+                let mut cfg = serde_json::json!({"role": "mag", "config": c, "data_plane": dp});
+                if mn_daemon {
+                    // 802.11 (4): the MAG attaches the MN by its RS.
+                    let port = mags.iter().find(|m| m.0 == *mag).map(|m| format!("to-{}", m.2)).unwrap_or_default();
+                    cfg["access"] = serde_json::json!({ port: 4 });
+                }
                 lab.spawn(mag, node_bin, &cfg, &[]).map_err(e)?;
             }
-            for (mag, _, iface) in mags {
+            if mn_daemon {
+                let interfaces: Vec<String> = mags.iter().map(|m| m.2.to_string()).collect();
+                let mn = pmip_proto::mn::MnConfig {
+                    name: "mn1".into(),
+                    iid: 1,
+                    interfaces: interfaces.clone(),
+                    uplink_preference: interfaces.clone(),
+                };
+                let cfg = serde_json::json!({"role": "mn", "config": mn, "data_plane": dp});
+                lab.spawn("mn1", node_bin, &cfg, &[]).map_err(e)?;
+                lab.wait_for("mn1", Duration::from_secs(5), |s| {
+                    interfaces.iter().all(|i| s["counters"][format!("RA taken on {i}")].as_u64().unwrap_or(0) > 0)
+                })
+                .map_err(e)?;
+                let st = lab.request("mn1", &serde_json::json!({"cmd": "state"})).map_err(e)?;
+                let got = st["state"]["datapath"].as_str().unwrap_or("?").to_string();
+                if got != datapath {
+                    return Err(format!("the MN runs the {got} logical interface, not {datapath}"));
+                }
+            }
+            for (mag, _, iface) in mags.iter().filter(|_| !mn_daemon) {
                 let ll = pmip_proto::world::mac_for("mn1", iface);
                 let att = serde_json::json!({"cmd": "attach", "iface": format!("to-{iface}"), "ll_id": ll, "att": 4});
                 let r = lab.request(mag, &att).map_err(e)?;
@@ -479,6 +512,7 @@ fn lab_datapaths() -> Vec<&'static str> {
 pub fn datapath(node_bin: &Path, runs: u32, secs: f64) -> Result<Vec<Figure>, String> {
     let mut paths = vec![Path6::Forwarding];
     paths.extend(lab_datapaths().into_iter().map(Path6::Lab));
+    paths.extend(lab_datapaths().into_iter().map(Path6::LabWithMn));
     let tests: [(&str, bool, bool); 4] = [
         ("TCP CN→MN", true, true),
         ("TCP MN→CN", true, false),
@@ -530,13 +564,17 @@ pub fn datapath(node_bin: &Path, runs: u32, secs: f64) -> Result<Vec<Figure>, St
         let (base, bmin, bmax) = median_spread(&mut bps[0][ti]);
         let (bloss, _, _) = median_spread(&mut loss[0][ti]);
         for (pi, p) in paths.iter().enumerate().skip(1) {
-            let Path6::Lab(dp) = p else { continue };
+            let what = match p {
+                Path6::Lab(dp) => format!("lab on the {dp} datapath"),
+                Path6::LabWithMn(dp) => format!("lab and the MN daemon (logical interface) on the {dp} datapath"),
+                Path6::Forwarding => continue,
+            };
             let (m, lo, hi) = median_spread(&mut bps[pi][ti]);
             let (l, _, lmax) = median_spread(&mut loss[pi][ti]);
             let loss_text =
                 |l: f64, lmax: f64| if *is_tcp { String::new() } else { format!(", lost {l:.1}% (max {lmax:.1}%)") };
             figures.push(Figure::new(
-                &format!("{name}, lab on the {dp} datapath, {runs} runs of {secs} s"),
+                &format!("{name}, {what}, {runs} runs of {secs} s"),
                 format!(
                     "{m:.0} Mbit/s ({lo:.0}–{hi:.0}), {:.0}% of forwarding{}",
                     100.0 * m / base.max(1e-9),

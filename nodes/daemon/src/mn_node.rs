@@ -37,6 +37,26 @@ use crate::tun::Tun;
 
 const LIF: &str = "lif";
 
+/// A classic BPF program that passes only IPv6 frames carrying ICMPv6
+/// (next header 58 at offset 20: RAs, neighbour solicitations) or a probe
+/// (the magic "PMIP" right after a UDP header, offset 62, or after a
+/// 20-octet TCP header, offset 74), arriving or leaving.
+const ND_AND_PROBES: [libc::sock_filter; 12] = [
+    libc::sock_filter { code: 0x28, jt: 0, jf: 0, k: 12 }, // ldh [12]
+    libc::sock_filter { code: 0x15, jt: 0, jf: 9, k: 0x86dd }, // jeq IPv6, else drop
+    libc::sock_filter { code: 0x30, jt: 0, jf: 0, k: 20 }, // ldb [20]
+    libc::sock_filter { code: 0x15, jt: 6, jf: 0, k: 58 }, // jeq ICMPv6: accept
+    libc::sock_filter { code: 0x15, jt: 0, jf: 2, k: 17 }, // jeq UDP, else try TCP
+    libc::sock_filter { code: 0x20, jt: 0, jf: 0, k: 62 }, // ld [62]
+    libc::sock_filter { code: 0x15, jt: 3, jf: 4, k: PROBE_MAGIC }, // jeq magic: accept, else drop
+    libc::sock_filter { code: 0x15, jt: 0, jf: 3, k: 6 },  // jeq TCP, else drop
+    libc::sock_filter { code: 0x20, jt: 0, jf: 0, k: 74 }, // ld [74]
+    libc::sock_filter { code: 0x15, jt: 0, jf: 1, k: PROBE_MAGIC }, // jeq magic: accept, else drop
+    libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0x0004_0000 }, // accept
+    libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0 },  // drop
+];
+const PROBE_MAGIC: u32 = u32::from_be_bytes(*b"PMIP");
+
 struct Phys {
     name: String,
     mac: [u8; 6],
@@ -101,7 +121,15 @@ impl MnNode {
                 disable_ipv6(name)?;
             }
             let mac = kernel.mac(name).await?;
-            let sock = Arc::new(PacketSocket::open(kernel.index(name).await?)?);
+            let index = kernel.index(name).await?;
+            // On the kernel datapath the daemon moves no packet: it needs
+            // neighbour discovery and the probes, and every other frame
+            // copied to it would cost the MN a wake-up.
+            let sock = Arc::new(if kernel_lif {
+                PacketSocket::open_filtered(index, libc::ETH_P_ALL as u16, &ND_AND_PROBES)?
+            } else {
+                PacketSocket::open(index)?
+            });
             let link_local = link_local_of(&mac).context("a 6-octet MAC")?;
             phys.push(Phys {
                 name: name.clone(),

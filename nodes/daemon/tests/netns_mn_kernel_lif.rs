@@ -57,21 +57,26 @@ fn unreachables_from(frames: &[Packet], src: Ipv6Addr) -> usize {
         .count()
 }
 
-/// An echo in MN1's namespace: each datagram to `addr`:`port` answered
-/// from that socket, `n` of them, then the thread ends.
+/// An application's socket in MN1's namespace on `addr`:`port`, told the
+/// interface each datagram arrived on.
 fn echo(lab: &pmiplab::lab::Lab, addr: Ipv6Addr, port: u16) -> UdpSocket {
-    lab.run_in("mn1", move || UdpSocket::bind(SocketAddrV6::new(addr, port, 0, 0))).unwrap()
+    lab.run_in("mn1", move || {
+        let s = UdpSocket::bind(SocketAddrV6::new(addr, port, 0, 0))?;
+        nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::Ipv6RecvPacketInfo, &true)?;
+        Ok(s)
+    })
+    .unwrap()
 }
 
-fn answer(echo: &UdpSocket, cn: &UdpSocket, n: usize) {
-    echo.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+/// The CN asks, the application answers the CN; returns the index of the
+/// interface the request arrived on.
+fn ask(echo: &UdpSocket, cn: &UdpSocket, to: Ipv6Addr) -> u32 {
+    cn.send_to(b"request", SocketAddrV6::new(to, 5002, 0, 0)).unwrap();
+    let index = arrival(echo, Duration::from_secs(5)).expect("a request reaches the MN's application");
+    echo.send_to(b"answer", SocketAddrV6::new(a(CN), 7000, 0, 0)).unwrap();
     cn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut buf = [0u8; 2048];
-    for _ in 0..n {
-        let (len, from) = echo.recv_from(&mut buf).expect("a request reaches the MN's application");
-        echo.send_to(&buf[..len], from).unwrap();
-        cn.recv_from(&mut buf).expect("the answer reaches the CN");
-    }
+    cn.recv_from(&mut [0u8; 64]).expect("the answer reaches the CN");
+    index
 }
 
 #[test]
@@ -102,7 +107,14 @@ fn the_kernel_logical_interface_steers_each_flow_by_its_arrival() {
         interfaces: vec!["if1".into(), "if2".into()],
         uplink_preference: vec!["if1".into(), "if2".into()],
     };
+    // if1 first, then if2, so that the LMA hands pref1 to if1 and pref2 to if2.
+    lab.set_link("mn1", "if2", false).unwrap();
     lab.spawn("mn1", bin, &json!({"role": "mn", "config": mn, "data_plane": kernel}), &[]).unwrap();
+    lab.wait_for("lma", Duration::from_secs(5), |s| {
+        s["tables"]["binding_cache"].as_array().is_some_and(|b| b.len() == 1)
+    })
+    .unwrap();
+    lab.set_link("mn1", "if2", true).unwrap();
     lma_with_two_bindings(&lab);
     let limit = Duration::from_secs(5);
     let (a1, a2) = (pref(1).with_iid(IID), pref(2).with_iid(IID));
@@ -130,11 +142,13 @@ fn the_kernel_logical_interface_steers_each_flow_by_its_arrival() {
     let y = echo(&lab, a2, 5002);
 
     let mut buf = [0u8; 64];
+    let (if1, if2) = (mn1_if_index(&lab, "if1"), mn1_if_index(&lab, "if2"));
+    let mut arrived: Vec<u32> = Vec::new();
     // Flow Y (to pref2) arrives on if2 through MAG2: its answers leave on if2.
     for _ in 0..5 {
-        cn.send_to(b"request", SocketAddrV6::new(a2, 5002, 0, 0)).unwrap();
-        answer(&y, &cn, 1);
+        arrived.push(ask(&y, &cn, a2));
     }
+    assert_eq!(arrived, [if2; 5], "before the move Y arrives on if2");
     // Flows the MN starts leave by the interface holding their source prefix.
     for (src, port) in [(a1, 6001), (a2, 6002)] {
         let s = lab.run_in("mn1", move || UdpSocket::bind(SocketAddrV6::new(src, port, 0, 0))).unwrap();
@@ -149,9 +163,9 @@ fn the_kernel_logical_interface_steers_each_flow_by_its_arrival() {
     // Moved to MAG1 by FMI, it arrives on if1: the same socket's answers follow.
     move_flow_y_to_mag1(&lab, limit);
     for _ in 0..7 {
-        cn.send_to(b"request", SocketAddrV6::new(a2, 5002, 0, 0)).unwrap();
-        answer(&y, &cn, 1);
+        arrived.push(ask(&y, &cn, a2));
     }
+    assert_eq!(arrived.last(), Some(&if1), "after the move Y arrives on if1");
 
     // To a closed port: a probe is taken quietly, anything else is refused.
     let mut probe = b"PMIP".to_vec();
@@ -159,8 +173,7 @@ fn the_kernel_logical_interface_steers_each_flow_by_its_arrival() {
     cn.send_to(&probe, SocketAddrV6::new(a1, 9, 0, 0)).unwrap();
     cn.send_to(b"not a probe", SocketAddrV6::new(a1, 10, 0, 0)).unwrap();
     // One more answer of Y on if1 leaves after whatever those two drew.
-    cn.send_to(b"request", SocketAddrV6::new(a2, 5002, 0, 0)).unwrap();
-    answer(&y, &cn, 1);
+    arrived.push(ask(&y, &cn, a2));
 
     let stopped = lab.stop_captures().unwrap();
     let frames = |p: &Path| {
@@ -168,8 +181,11 @@ fn the_kernel_logical_interface_steers_each_flow_by_its_arrival() {
         pmip_captures::pcapng::read(&std::fs::read(path).unwrap())
     };
     let (on1, on2) = (frames(&cap1), frames(&cap2));
-    assert_eq!(udp_from(&on2, a2, 5002), 5, "the answers before the move leave on if2, where Y arrived");
-    assert_eq!(udp_from(&on1, a2, 5002), 8, "the answers after the move leave on if1, where Y now arrives");
+    // Each answer leaves where its request arrived (a request or two may
+    // still come through MAG2 as the LMA's kernel takes the move in).
+    let on = |i: u32| arrived.iter().filter(|&&x| x == i).count();
+    assert_eq!(udp_from(&on2, a2, 5002), on(if2), "Y's answers on if2, where {} of its requests arrived", on(if2));
+    assert_eq!(udp_from(&on1, a2, 5002), on(if1), "Y's answers on if1, where {} of its requests arrived", on(if1));
     assert_eq!((udp_from(&on1, a1, 6001), udp_from(&on2, a1, 6001)), (3, 0), "pref1 is if1's");
     assert_eq!((udp_from(&on2, a2, 6002), udp_from(&on1, a2, 6002)), (3, 0), "pref2 is if2's");
     assert_eq!(unreachables_from(&on1, a1), 1, "only the datagram that is no probe is refused");

@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::data_plane::{arrival, mn1_if_index};
 use common::*;
 
 use std::net::{Ipv6Addr, SocketAddrV6, UdpSocket};
@@ -95,7 +96,20 @@ impl Seed {
 
     /// A UDP socket in the MN bound to its address in prefix `n`.
     fn mn_socket(&self, n: u8, port: u16) -> UdpSocket {
-        self.lab.run_in("mn1", move || UdpSocket::bind(SocketAddrV6::new(pref(n).with_iid(1), port, 0, 0))).unwrap()
+        self.lab
+            .run_in("mn1", move || {
+                let s = UdpSocket::bind(SocketAddrV6::new(pref(n).with_iid(1), port, 0, 0))?;
+                nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::Ipv6RecvPacketInfo, &true)?;
+                Ok(s)
+            })
+            .unwrap()
+    }
+
+    /// Whether the MN's logical interface is the kernel's: its daemon then
+    /// sees only neighbour discovery and probes go by, and a socket learns
+    /// the interface a datagram arrived on from the kernel.
+    fn kernel_lif(&self) -> bool {
+        self.state("mn1")["datapath"] == "kernel"
     }
 
     /// Sends from the CN until one datagram reaches `sink` (the first may
@@ -111,6 +125,21 @@ impl Seed {
             s["tables"]["flows"].as_array().and_then(|f| f.iter().find(|f| f["flow"] == key.to_string())).cloned()
         };
         let seen = |s: &Value| row(s).map_or(0, |r| r["packets"].as_u64().unwrap_or(0));
+        if self.kernel_lif() {
+            let deadline = Instant::now() + LIMIT;
+            let index = loop {
+                self.cn.send_to(b"downlink", to).unwrap();
+                if let Some(i) = arrival(sink, Duration::from_millis(200)) {
+                    break i;
+                }
+                assert!(Instant::now() < deadline, "no downlink to {to} arrived");
+            };
+            return ["if1", "if2"]
+                .into_iter()
+                .find(|i| mn1_if_index(&self.lab, i) == index)
+                .unwrap_or_else(|| panic!("arrived on interface {index}, which is neither if1 nor if2"))
+                .to_string();
+        }
         let before = seen(&self.state("mn1"));
         sink.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
         let deadline = Instant::now() + LIMIT;
@@ -132,7 +161,8 @@ impl Seed {
     /// Sends one uplink datagram; returns the interface it left on if the CN got it.
     fn uplink(&self, from: &UdpSocket) -> Option<String> {
         let before = self.state("mn1")["counters"].clone();
-        from.send_to(b"uplink", SocketAddrV6::new(a(CN), 7000, 0, 0)).unwrap();
+        // Probe-shaped, so that the MN daemon sees it leave on the kernel datapath.
+        from.send_to(b"PMIP\0\0uplink\0\0\0\0\0\0", SocketAddrV6::new(a(CN), 7000, 0, 0)).unwrap();
         self.cn.set_read_timeout(Some(LIMIT)).unwrap();
         let mut buf = [0u8; 64];
         let (_, src) = self.cn.recv_from(&mut buf).ok()?;
