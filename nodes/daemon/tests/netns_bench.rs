@@ -17,6 +17,7 @@ fn the_datapath_and_move_benchmarks_run_at_a_tiny_size() {
     let table = pmiplab::bench::table(&figures);
     assert!(table.contains("TCP CN→MN") && table.contains("UDP MN→CN"), "{table}");
     assert!(table.contains("plain kernel forwarding"), "{table}");
+    assert!(table.contains("TCP CN→MN, lab and the MN daemon (logical interface) on the"), "{table}");
     let figures = pmiplab::bench::moves(bin, 4, 1000).unwrap_or_else(|e| panic!("bench move: {e}"));
     let table = pmiplab::bench::table(&figures);
     assert!(
