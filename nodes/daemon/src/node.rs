@@ -52,6 +52,37 @@ struct Logged {
     message: Arc<Message>,
 }
 
+/// A protocol event as the state keeps it: the core's event, whose text
+/// (a PBU's note, say) is rendered only when the state is read or the log
+/// asks for it, never on the signalling loop for an event nobody reads.
+#[derive(Clone)]
+pub(crate) struct EventLine(pmip_proto::Event);
+
+impl From<pmip_proto::Event> for EventLine {
+    fn from(e: pmip_proto::Event) -> Self {
+        EventLine(e)
+    }
+}
+
+impl From<String> for EventLine {
+    fn from(text: String) -> Self {
+        EventLine(pmip_proto::Event::Note(text.into()))
+    }
+}
+
+impl From<&str> for EventLine {
+    fn from(text: &str) -> Self {
+        EventLine::from(text.to_string())
+    }
+}
+
+impl serde::Serialize for EventLine {
+    // Events can quote the wire (an MN-ID): one line each, escaped.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&printable(self.0.text(), EVENT_MAX))
+    }
+}
+
 /// A logged message's summary as the state gives it: one line, escaped, cut.
 fn summary_line<S: serde::Serializer>(message: &Arc<Message>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&printable(&message.summary(), EVENT_MAX))
@@ -67,7 +98,7 @@ pub struct Node {
     access: Option<Access>,
     links: Option<mpsc::Receiver<(String, bool)>>,
     intents: Ring<Intent>,
-    events: Ring<String>,
+    events: Ring<EventLine>,
     log: Ring<Logged>,
     /// How many protocol events reach the log at info level.
     event_lines: LineBudget,
@@ -242,11 +273,11 @@ impl Node {
     async fn apply(&mut self, out: Output) {
         for e in out.events {
             // Events can quote the wire (an MN-ID): one line each, escaped.
-            let e = printable(e.text(), EVENT_MAX);
+            // Past the log's budget the text is made only if debug is on.
             if self.event_lines.allow() {
-                info!(target: "pmip_node::event", "{e}");
+                info!(target: "pmip_node::event", "{}", printable(e.text(), EVENT_MAX));
             } else {
-                debug!(target: "pmip_node::event", "{e}");
+                debug!(target: "pmip_node::event", "{}", printable(e.text(), EVENT_MAX));
             }
             self.events.push(e);
         }
@@ -264,7 +295,7 @@ impl Node {
                     Role::Lma(_) => Default::default(),
                 };
                 if plane.send(Update::Intent(i.clone(), ll_ids)).await.is_err() {
-                    self.events.push("the data plane stopped; intent not applied".into());
+                    self.events.push("the data plane stopped; intent not applied");
                 }
             }
             self.intents.push(i);
@@ -877,7 +908,7 @@ struct Snapshot {
     tables: Tables,
     intents: Ring<Intent>,
     log: Ring<Logged>,
-    events: Ring<String>,
+    events: Ring<EventLine>,
     refused: serde_json::Value,
     faults: Vec<crate::faults::FaultRule>,
     plane: Option<oneshot::Receiver<serde_json::Value>>,

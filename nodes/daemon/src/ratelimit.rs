@@ -21,12 +21,12 @@ impl<T> Ring<T> {
         Ring { items: VecDeque::new(), cap: cap.max(1), dropped: 0 }
     }
 
-    pub fn push(&mut self, item: T) {
+    pub fn push(&mut self, item: impl Into<T>) {
         if self.items.len() == self.cap {
             self.items.pop_front();
             self.dropped += 1;
         }
-        self.items.push_back(item);
+        self.items.push_back(item.into());
     }
 
     /// How many entries fell off the front.
