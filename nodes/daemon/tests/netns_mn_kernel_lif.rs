@@ -190,6 +190,26 @@ fn the_kernel_logical_interface_steers_each_flow_by_its_arrival() {
     assert_eq!((udp_from(&on2, a2, 6002), udp_from(&on1, a2, 6002)), (3, 0), "pref2 is if2's");
     assert_eq!(unreachables_from(&on1, a1), 1, "only the datagram that is no probe is refused");
 
+    // A killed MN leaves its table, rules and addresses; its successor
+    // sweeps them and builds its own, and the flows go on.
+    lab.kill("mn1").unwrap();
+    let tables = run_in(&lab, "mn1", &["nft", "list", "tables"]);
+    assert!(tables.contains("pmiplab_mn"), "the killed MN left its table: {tables}");
+    lab.restart("mn1").unwrap();
+    lab.wait_for("mn1", limit, |s| s["tables"]["lif_addresses"].as_array().is_some_and(|a| a.len() == 2)).unwrap();
+    let rules = run_in(&lab, "mn1", &["ip", "-6", "rule"]);
+    let ours: Vec<&str> = rules.lines().filter(|l| l.contains("lookup 20")).collect();
+    let mut unique = ours.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ours.len(), "one set of rules, not two: {rules}");
+    assert_eq!(rules.matches("fwmark 0x1/0xff lookup 201").count(), 1, "{rules}");
+    let deadline = Instant::now() + limit;
+    while run_in(&lab, "mn1", &["ip", "-6", "route", "show", "table", "201"]).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ask(&y, &cn, a2);
+
     // A clean stop leaves no nftables table, rule, route or address.
     ok(lab.request("mn1", &json!({"cmd": "shutdown"})).unwrap());
     let deadline = Instant::now() + limit;
