@@ -91,6 +91,12 @@ impl NetNs {
         self.pid.map(|p| p.as_raw() as u32)
     }
 
+    /// A path another process opens to join this namespace while this one
+    /// lives: this process's descriptor of it, through /proc.
+    pub fn path_for_child(&self) -> std::path::PathBuf {
+        std::path::PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), self.fd.as_raw_fd()))
+    }
+
     pub fn raw_fd(&self) -> i32 {
         self.fd.as_raw_fd()
     }

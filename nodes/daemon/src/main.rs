@@ -58,9 +58,52 @@ struct Args {
     /// each start: with `--impl`, where the hand-over names no such file.
     #[arg(long, value_name = "FILE")]
     restart_counter_file: Option<PathBuf>,
+    /// Joins this network namespace (a file that names one, such as
+    /// /run/netns/NAME or /proc/PID/ns/net) before anything else.
+    #[arg(long, value_name = "PATH")]
+    netns: Option<PathBuf>,
+    /// Dies with the process PID (the harness that started it): killed
+    /// when it exits, and exits at once if it is gone already.
+    #[arg(long, value_name = "PID", conflicts_with = "new_session")]
+    die_with: Option<i32>,
+    /// Starts a session of its own (a deployed lab's daemon, which
+    /// outlives the command that started it).
+    #[arg(long)]
+    new_session: bool,
+}
+
+/// Joins the namespace and ties this process's life as `args` say. Runs
+/// before any thread exists: a network namespace is joined per thread.
+fn place(args: &Args) -> anyhow::Result<()> {
+    use anyhow::Context;
+    if let Some(path) = &args.netns {
+        let ns =
+            std::fs::File::open(path).with_context(|| format!("opening the network namespace {}", path.display()))?;
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+            .with_context(|| format!("joining the network namespace {}", path.display()))?;
+    }
+    if let Some(parent) = args.die_with {
+        // SAFETY: prctl(2) with an integer signal number.
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("asking to die with the harness");
+        }
+        // The harness may have died before the line above: then no signal comes.
+        if nix::unistd::getppid().as_raw() != parent {
+            anyhow::bail!("the process that started this one ({parent}) is gone");
+        }
+    }
+    if args.new_session {
+        nix::unistd::setsid().context("starting a session")?;
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Err(e) = place(&args) {
+        eprintln!("pmip-node: {e:#}");
+        return ExitCode::FAILURE;
+    }
     // The log is written by a thread of its own: a line per protocol event
     // costs the signalling loop a queue push, not a write(2). Nothing is
     // dropped when the queue is full; the loop waits instead.
@@ -73,7 +116,6 @@ fn main() -> ExitCode {
         // A log kept in a file must read as plain text.
         .with_ansi(ansi)
         .init();
-    let args = Args::parse();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
