@@ -11,6 +11,16 @@ pub const MAX_LINE: usize = 1 << 20;
 /// oldest, so a client that holds connections cannot lock others out.
 pub const MAX_CONNECTIONS: usize = 64;
 
+/// Told when the reply to a shutdown request has been written.
+static SHUTDOWN_ANSWERED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Waits until the reply to the shutdown request that stopped the daemon
+/// is written, at most half a second: a daemon that exits before lost it,
+/// and its caller read an empty reply.
+pub(crate) async fn shutdown_answered() {
+    let _ = tokio::time::timeout(Duration::from_millis(500), SHUTDOWN_ANSWERED.notified()).await;
+}
+
 /// A request and where its reply goes.
 pub(crate) type ControlMsg = (Request, tokio::sync::oneshot::Sender<Reply>);
 
@@ -54,6 +64,7 @@ async fn serve(stream: tokio::net::UnixStream, tx: tokio::sync::mpsc::Sender<Con
     let (read, mut write) = stream.into_split();
     let mut read = tokio::io::BufReader::new(read);
     loop {
+        let mut shutdown = false;
         let (reply, close) = match read_line_capped(&mut read, MAX_LINE).await {
             Ok(None) | Err(_) => return,
             Ok(Some(Line::TooLong)) => {
@@ -61,6 +72,7 @@ async fn serve(stream: tokio::net::UnixStream, tx: tokio::sync::mpsc::Sender<Con
             }
             Ok(Some(Line::Text(line))) => match serde_json::from_slice::<Request>(&line) {
                 Ok(req) => {
+                    shutdown = matches!(req, Request::Shutdown);
                     let (rtx, rrx) = tokio::sync::oneshot::channel();
                     if tx.send((req, rtx)).await.is_err() {
                         return;
@@ -79,7 +91,11 @@ async fn serve(stream: tokio::net::UnixStream, tx: tokio::sync::mpsc::Sender<Con
         })
         .await
         .unwrap_or_else(|_| "{\"ok\":false}\n".into());
-        if write.write_all(text.as_bytes()).await.is_err() || close {
+        let written = write.write_all(text.as_bytes()).await;
+        if shutdown {
+            SHUTDOWN_ANSWERED.notify_one();
+        }
+        if written.is_err() || close {
             return;
         }
     }

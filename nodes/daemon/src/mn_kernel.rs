@@ -117,18 +117,13 @@ fn source_rules(order: &[String], mn: &MnState) -> BTreeSet<(usize, Prefix)> {
 }
 
 impl KernelLif {
-    /// Whether this namespace can run it: `nft` and nf_tables.
-    pub async fn probe() -> Result<(), String> {
-        nft::probe().await
-    }
-
     /// Takes the physical interfaces over for the kernel and installs the
     /// marks and the rules that do not change; what a predecessor left is
-    /// swept first.
+    /// swept first. The nftables table goes first, in one `nft` run that
+    /// also replaces a predecessor's: it fails, changing nothing, where
+    /// `nft` or nf_tables is missing.
     pub async fn start(kernel: &mut Kernel, ifaces: &[String], preference: &[String]) -> io::Result<KernelLif> {
-        if nft::delete_table(NFT_TABLE).await? {
-            tracing::info!("removed the nftables table a previous MN daemon left");
-        }
+        nft::load(&format!("table ip6 {NFT_TABLE} {{}}\ndelete table ip6 {NFT_TABLE}\n{}", script(ifaces))).await?;
         let swept = kernel.sweep_leftovers().await?;
         if swept > 0 {
             tracing::info!("removed {swept} routes and rules a previous MN daemon left");
@@ -155,7 +150,6 @@ impl KernelLif {
                 kernel.del_address("lo", a).await?;
             }
         }
-        nft::load(&script(ifaces)).await?;
         // Probes are TCP-shaped segments with no handshake before them:
         // conntrack follows them without checking their windows.
         if let Err(e) = sysctl("net/netfilter/nf_conntrack_tcp_be_liberal", "1") {

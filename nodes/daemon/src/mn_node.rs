@@ -98,22 +98,29 @@ impl MnNode {
     /// with `auto`, `PMIPLAB_DATAPATH` may force one).
     pub async fn new(config: MnConfig, datapath: Datapath) -> anyhow::Result<MnNode> {
         let mut kernel = Kernel::new()?;
-        let kernel_lif = match datapath.resolve()? {
+        let klif = match datapath.resolve()? {
             Datapath::Userspace => {
                 info!("userspace logical interface, as configured ({DATAPATH_ENV} or datapath: userspace)");
-                false
+                None
             }
-            forced => match KernelLif::probe().await {
-                Ok(()) => true,
+            forced => match KernelLif::start(&mut kernel, &config.interfaces, &config.uplink_preference).await {
+                Ok(k) => {
+                    info!("kernel logical interface: addresses on lo, uplink steered by conntrack marks");
+                    Some(k)
+                }
                 Err(why) if forced == Datapath::Kernel => {
                     anyhow::bail!("the kernel logical interface was asked for but cannot run: {why}")
                 }
                 Err(why) => {
                     warn!("the kernel logical interface cannot run ({why}); falling back to the userspace one");
-                    false
+                    for e in kernel.cleanup().await {
+                        warn!("undoing the kernel logical interface: {e}");
+                    }
+                    None
                 }
             },
         };
+        let kernel_lif = klif.is_some();
         let mut phys = Vec::new();
         for name in &config.interfaces {
             // The link's state is the harness's to set: up is attachment.
@@ -145,18 +152,14 @@ impl MnNode {
         for p in &mut phys {
             p.carrier = carrier.get(&p.name).copied().unwrap_or(false);
         }
-        let (lif, klif) = if kernel_lif {
-            let klif = KernelLif::start(&mut kernel, &config.interfaces, &config.uplink_preference)
-                .await
-                .context("setting up the kernel logical interface")?;
-            info!("kernel logical interface: addresses on lo, uplink steered by conntrack marks");
-            (None, Some(klif))
+        let lif = if kernel_lif {
+            None
         } else {
             let lif = Tun::open(LIF)?;
             // Room for the 40-octet outer header the LMA–MAG tunnel adds.
             kernel.up(LIF, Some(1460)).await?;
             kernel.add_route(Prefix::new(Ipv6Addr::UNSPECIFIED, 0), LIF, None, 254).await?;
-            (Some(lif), None)
+            Some(lif)
         };
         let (uplink_tx, uplink_rx) = mpsc::channel(1024);
         let mut mn = Mn::new(config);
@@ -498,6 +501,7 @@ impl MnNode {
         let mut links = self.links.take().unwrap_or_else(|| mpsc::channel(1).1);
         let mut uplink_rx = self.uplink_rx.take().unwrap_or_else(|| mpsc::channel(1).1);
         info!("MN up with interfaces {:?}", self.phys.iter().map(|p| &p.name).collect::<Vec<_>>());
+        let mut shutdown_asked = false;
         loop {
             tokio::select! {
                 _ = rs_timer.tick() => self.solicit().await,
@@ -529,7 +533,7 @@ impl MnNode {
                             if let Some(t) = self.senders.remove(&flow) { t.abort(); }
                             Reply::ok()
                         }
-                        Request::Shutdown => { let _ = reply.send(Reply::ok()); break; }
+                        Request::Shutdown => { let _ = reply.send(Reply::ok()); shutdown_asked = true; break; }
                         _ => Reply::error("an MN takes only ready, state and shutdown"),
                     };
                     let _ = reply.send(r);
@@ -551,6 +555,9 @@ impl MnNode {
             warn!("cleanup: {e}");
         }
         let _ = std::fs::remove_file(control);
+        if shutdown_asked {
+            crate::control::shutdown_answered().await;
+        }
         Ok(())
     }
 

@@ -46,5 +46,45 @@ fn without_nft_auto_falls_back_to_userspace_and_kernel_refuses() {
         log.contains("the kernel datapath was asked for but cannot run: the nft tool is not installed"),
         "{e}: {log}"
     );
+
+    // The MN's logical interface: the same, and a fallback leaves nothing
+    // of the kernel one behind.
+    lab.veth("mag1", "to-if1", "mn1", "if1").unwrap();
+    let mn = pmip_proto::mn::MnConfig {
+        name: "mn1".into(),
+        iid: 1,
+        interfaces: vec!["if1".into()],
+        uplink_preference: vec!["if1".into()],
+    };
+    lab.spawn("mn1", bin, &json!({"role": "mn", "config": mn, "data_plane": {"datapath": "auto"}}), &[]).unwrap();
+    let st = lab.request("mn1", &json!({"cmd": "state"})).unwrap();
+    assert_eq!(st["state"]["datapath"], "userspace", "{}", st["state"]);
+    let log = lab.daemon_log("mn1");
+    assert!(
+        log.contains("the kernel logical interface cannot run (the nft tool is not installed (Debian package nftables)); falling back to the userspace one"),
+        "{log}"
+    );
+    ok(lab.request("mn1", &json!({"cmd": "shutdown"})).unwrap());
+    // PATH is empty here: the tool by its full name.
+    let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].into_iter().find(|p| Path::new(p).exists());
+    if let Some(ip) = ip {
+        let rules = lab
+            .run_in("mn1", move || {
+                Ok(String::from_utf8_lossy(&std::process::Command::new(ip).args(["-6", "rule"]).output()?.stdout)
+                    .into_owned())
+            })
+            .unwrap();
+        assert!(!rules.contains("lookup 201"), "the fallback left rules of the kernel one: {rules}");
+    }
+    lab.add_node("mn2").unwrap();
+    lab.veth("mag1", "to-mn2", "mn2", "if1").unwrap();
+    let mn2 = pmip_proto::mn::MnConfig { name: "mn2".into(), ..mn };
+    let cfg = json!({"role": "mn", "config": mn2, "data_plane": {"datapath": "kernel"}});
+    let e = lab.spawn("mn2", bin, &cfg, &[]).expect_err("a forced kernel logical interface without nft does not start");
+    let log = lab.daemon_log("mn2");
+    assert!(
+        log.contains("the kernel logical interface was asked for but cannot run: the nft tool is not installed"),
+        "{e}: {log}"
+    );
     let _ = std::fs::remove_dir_all(&empty);
 }

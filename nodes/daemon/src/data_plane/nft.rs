@@ -34,7 +34,12 @@ pub async fn load(script: &str) -> io::Result<()> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot run nft: {e}")))?;
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => {
+                io::Error::new(e.kind(), "the nft tool is not installed (Debian package nftables)".to_string())
+            }
+            _ => io::Error::new(e.kind(), format!("cannot run nft: {e}")),
+        })?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(script.as_bytes()).await?;
     }
