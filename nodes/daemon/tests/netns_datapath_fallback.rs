@@ -50,12 +50,7 @@ fn without_nft_auto_falls_back_to_userspace_and_kernel_refuses() {
     // The MN's logical interface: the same, and a fallback leaves nothing
     // of the kernel one behind.
     lab.veth("mag1", "to-if1", "mn1", "if1").unwrap();
-    let mn = pmip_proto::mn::MnConfig {
-        name: "mn1".into(),
-        iid: 1,
-        interfaces: vec!["if1".into()],
-        uplink_preference: vec!["if1".into()],
-    };
+    let mn = mn1_on_if1();
     lab.spawn("mn1", bin, &json!({"role": "mn", "config": mn, "data_plane": {"datapath": "auto"}}), &[]).unwrap();
     let st = lab.request("mn1", &json!({"cmd": "state"})).unwrap();
     assert_eq!(st["state"]["datapath"], "userspace", "{}", st["state"]);

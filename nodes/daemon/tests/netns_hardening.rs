@@ -372,12 +372,7 @@ fn the_mn_takes_only_valid_router_advertisements() {
         lab.add_node(n).unwrap();
     }
     lab.veth("mag1", "to-if1", "mn1", "if1").unwrap();
-    let mn = pmip_proto::mn::MnConfig {
-        name: "mn1".into(),
-        iid: 1,
-        interfaces: vec!["if1".into()],
-        uplink_preference: vec!["if1".into()],
-    };
+    let mn = mn1_on_if1();
     lab.spawn("mn1", bin(), &json!({"role": "mn", "config": mn}), &[]).unwrap();
     let router = pmiplab::lab::mac("mag1", "to-if1");
     let ll = frames::link_local(router);

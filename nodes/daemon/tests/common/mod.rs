@@ -158,6 +158,16 @@ pub fn if1_deregistration(sequence: u16) -> Pbu {
     }
 }
 
+/// MN1 with one interface, if1, and the logical interface's IID 1.
+pub fn mn1_on_if1() -> pmip_proto::mn::MnConfig {
+    pmip_proto::mn::MnConfig {
+        name: "mn1".into(),
+        iid: 1,
+        interfaces: vec!["if1".into()],
+        uplink_preference: vec!["if1".into()],
+    }
+}
+
 /// The network interfaces of the test's own namespace, sorted by name.
 pub fn host_interfaces() -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir("/sys/class/net")
