@@ -155,4 +155,44 @@ mod tests {
         assert!(matches!(read_line_capped(&mut r, 10).await.unwrap(), Some(Line::Text(l)) if l == b"short"));
         assert!(matches!(read_line_capped(&mut r, 10).await.unwrap(), Some(Line::TooLong)));
     }
+
+    /// A daemon's loop on a runtime of its own, as `pmip-node` runs it,
+    /// that answers one shutdown request and returns (waiting for the
+    /// reply to be written when `wait` says so); the runtime is dropped
+    /// with it, as at the daemon's exit. Returns what the client read.
+    fn shut_down(wait: bool) -> String {
+        use std::io::{BufRead, Write};
+        let dir = std::env::temp_dir().join(format!("pmip-control-test-{}-{wait}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.sock");
+        let std_listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let mut client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        client.write_all(b"{\"cmd\":\"shutdown\"}\n").unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::UnixListener::from_std(std_listener).unwrap();
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<ControlMsg>(4);
+            tokio::spawn(accept_loop(listener, tx));
+            let (req, reply) = rx.recv().await.unwrap();
+            assert!(matches!(req, Request::Shutdown));
+            let _ = reply.send(Reply::ok());
+            if wait {
+                shutdown_answered().await;
+            }
+        });
+        drop(rt);
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(client).read_line(&mut line);
+        let _ = std::fs::remove_dir_all(&dir);
+        line
+    }
+
+    #[test]
+    fn a_shutdown_reply_is_written_before_the_daemon_exits() {
+        assert_eq!(shut_down(false), "", "without waiting, the reply is lost with the runtime");
+        assert!(shut_down(true).starts_with("{\"ok\":true"), "waiting, the reply is written");
+    }
 }
