@@ -1,6 +1,7 @@
-//! `pmiplab bench datapath`, `bench move`, `bench signalling` and `bench scale` at a tiny size, so
-//! that they keep working: one short run of each transfer beside plain
-//! forwarding, and a few flow moves. Needs root; PMIPLAB_SKIP_NETNS=1
+//! `pmiplab bench datapath`, `bench move`, `bench signalling`, `bench scale`, `bench lab` and
+//! `bench catalogue` at a tiny size, so that they keep working: one short run of each transfer
+//! beside plain forwarding, a few flow moves, two lab builds, two scenarios. (`bench core` runs
+//! in harness/tests/cli.rs.) Needs root; PMIPLAB_SKIP_NETNS=1
 //! skips it where that is impossible.
 
 mod common;
@@ -103,4 +104,24 @@ fn a_lab_stops_its_captures_side_by_side() {
     assert_eq!(stopped.len(), 64);
     assert_eq!(stopped[5].0, "a:x5", "the captures keep the order they were asked for in");
     assert!(took < std::time::Duration::from_millis(250), "stopping 64 captures took {took:?}");
+}
+
+#[test]
+fn the_lab_and_catalogue_benchmarks_run_at_a_tiny_size() {
+    if common::skip() {
+        return;
+    }
+    let bin = Path::new(env!("CARGO_BIN_EXE_pmip-node"));
+    let topologies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../topologies");
+    let figures =
+        pmiplab::bench::lab(bin, &topologies.join("fm-up-fmi.yaml"), 2).unwrap_or_else(|e| panic!("bench lab: {e}"));
+    let table = pmiplab::bench::table(&figures);
+    assert!(table.contains("seed lab up (daemons ready) and down, 2 runs | median "), "{table}");
+    assert!(table.contains("namespaces and links alone: median "), "{table}");
+    let files = [topologies.join("pm-attach.yaml"), topologies.join("fm-up-fmi.yaml")];
+    let figures = pmiplab::bench::catalogue(bin, &files).unwrap_or_else(|e| panic!("bench catalogue: {e}"));
+    let table = pmiplab::bench::table(&figures);
+    assert!(table.contains("the catalogue (2 scenarios) in namespaces, 2 at once"), "{table}");
+    assert!(table.contains("in virtual time: "), "{table}");
+    eprintln!("{table}");
 }
