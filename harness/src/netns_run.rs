@@ -44,14 +44,14 @@ const QUIET: Duration = Duration::from_millis(100);
 /// no signalling frame has come for this long: only a message the model
 /// never sent could still be on its way, and the run's wire is compared
 /// with the model's anyway.
-const BRIEFLY: Duration = Duration::from_millis(3);
+const BRIEFLY: Duration = Duration::from_millis(10);
 /// How long `attach` waits for the MN's Router Solicitation, the sign
 /// that its link is up.
 const LINK_UP_LIMIT: Duration = Duration::from_secs(3);
 /// Longest `wait` played in real time.
 const MAX_WAIT: Duration = Duration::from_secs(8);
 /// How often a wait looks again.
-const POLL: Duration = Duration::from_millis(2);
+const POLL: Duration = Duration::from_millis(5);
 
 /// Why the namespace backend cannot play `step`: it needs virtual time.
 pub fn cannot_play(step: &Step, line: u64) -> Option<String> {

@@ -281,13 +281,11 @@ impl Node {
             }
             self.events.push(e);
         }
+        let mut advertisements = Vec::new();
         for i in out.intents {
             debug!(?i, "data-plane intent");
-            if let (Intent::RouterAdvertisement { iface, prefixes }, Some(access)) = (&i, &self.access) {
-                if let Err(e) = access.advertise(iface, prefixes).await {
-                    warn!("{e}");
-                    self.events.push(format!("RA on {iface} failed: {e}"));
-                }
+            if let Intent::RouterAdvertisement { iface, prefixes } = &i {
+                advertisements.push((iface.clone(), prefixes.clone()));
             }
             if let Some(plane) = &self.plane {
                 let ll_ids = match &self.role {
@@ -306,6 +304,17 @@ impl Node {
             let (tx, rx) = oneshot::channel();
             if plane.send(Update::Barrier(tx)).await.is_ok() {
                 let _ = rx.await;
+            }
+        }
+        // An RA offers the MN its prefixes: it leaves once the routes and
+        // the tunnel that carry them are in, or the first downlink after
+        // it finds none.
+        if let Some(access) = &self.access {
+            for (iface, prefixes) in advertisements {
+                if let Err(e) = access.advertise(&iface, &prefixes).await {
+                    warn!("{e}");
+                    self.events.push(format!("RA on {iface} failed: {e}"));
+                }
             }
         }
         for mut t in out.transmits {
