@@ -190,7 +190,6 @@ impl CnNode {
         }
         quiet_port_unreachable();
         info!("CN up on {}", self.address);
-        let mut shutdown_asked = false;
         loop {
             tokio::select! {
                 // A probe to a port with no socket: open one, so that the
@@ -212,7 +211,7 @@ impl CnNode {
                             }
                         }
                         Request::FlowStop { flow } => { self.stop(flow); Reply::ok() }
-                        Request::Shutdown => { let _ = reply.send(Reply::ok()); shutdown_asked = true; break; }
+                        Request::Shutdown => { let _ = reply.send(Reply::ok()); break; }
                         _ => Reply::error("a CN takes ready, state, flow_start, flow_stop and shutdown"),
                     };
                     let _ = reply.send(r);
@@ -221,9 +220,7 @@ impl CnNode {
             }
         }
         let _ = std::fs::remove_file(control);
-        if shutdown_asked {
-            crate::control::shutdown_answered().await;
-        }
+        crate::control::shutdown_answered().await;
         Ok(())
     }
 }

@@ -11,14 +11,18 @@ pub const MAX_LINE: usize = 1 << 20;
 /// oldest, so a client that holds connections cannot lock others out.
 pub const MAX_CONNECTIONS: usize = 64;
 
-/// Told when the reply to a shutdown request has been written.
+/// Set when a shutdown request arrives; told when its reply is written.
+static SHUTDOWN_ASKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static SHUTDOWN_ANSWERED: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
-/// Waits until the reply to the shutdown request that stopped the daemon
-/// is written, at most half a second: a daemon that exits before lost it,
-/// and its caller read an empty reply.
+/// Called as a daemon exits: if a shutdown request stopped it, waits until
+/// that request's reply is written, at most half a second (a daemon that
+/// exits before lost it, and its caller read an empty reply); otherwise
+/// (SIGTERM) returns at once.
 pub(crate) async fn shutdown_answered() {
-    let _ = tokio::time::timeout(Duration::from_millis(500), SHUTDOWN_ANSWERED.notified()).await;
+    if SHUTDOWN_ASKED.load(std::sync::atomic::Ordering::SeqCst) {
+        let _ = tokio::time::timeout(Duration::from_millis(500), SHUTDOWN_ANSWERED.notified()).await;
+    }
 }
 
 /// A request and where its reply goes.
@@ -73,6 +77,9 @@ async fn serve(stream: tokio::net::UnixStream, tx: tokio::sync::mpsc::Sender<Con
             Ok(Some(Line::Text(line))) => match serde_json::from_slice::<Request>(&line) {
                 Ok(req) => {
                     shutdown = matches!(req, Request::Shutdown);
+                    if shutdown {
+                        SHUTDOWN_ASKED.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
                     let (rtx, rrx) = tokio::sync::oneshot::channel();
                     if tx.send((req, rtx)).await.is_err() {
                         return;

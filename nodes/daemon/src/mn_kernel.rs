@@ -35,6 +35,7 @@ use rtnetlink::RouteMessageBuilder;
 
 use crate::data_plane::{nft, rule_message, to_table};
 use crate::kernel::{Kernel, ROUTE_PROTOCOL};
+use crate::probe::MAGIC_WORD as PROBE_MAGIC;
 
 pub const NFT_TABLE: &str = "pmiplab_mn";
 const FIRST_TABLE: u32 = 201;
@@ -45,7 +46,6 @@ const ANY_PRIORITY: u32 = 1300;
 /// The conntrack mark's bit for a probe's connection; the low byte is the
 /// arrival interface.
 const PROBE_BIT: u32 = 0x100;
-const PROBE_MAGIC: u32 = u32::from_be_bytes(*b"PMIP");
 
 pub struct KernelLif {
     ifaces: Vec<String>,

@@ -32,7 +32,7 @@ use crate::nd::{self, Nd};
 use crate::node::{accept_loop, ControlMsg};
 use crate::packet::flow_key;
 use crate::packet_socket::PacketSocket;
-use crate::probe::{now_us, spawn_sender, udp_packet, FlowSpec, FlowStats, Probe};
+use crate::probe::{now_us, spawn_sender, udp_packet, FlowSpec, FlowStats, Probe, MAGIC_WORD as PROBE_MAGIC};
 use crate::tun::Tun;
 
 const LIF: &str = "lif";
@@ -55,7 +55,6 @@ const ND_AND_PROBES: [libc::sock_filter; 12] = [
     libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0x0004_0000 }, // accept
     libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0 },  // drop
 ];
-const PROBE_MAGIC: u32 = u32::from_be_bytes(*b"PMIP");
 
 struct Phys {
     name: String,
@@ -226,9 +225,14 @@ impl MnNode {
                 self.events.push(e.to_string());
             }
         }
+    }
+
+    /// The kernel's source rules say what the core's interfaces say now.
+    /// Called after RAs and link changes, the only inputs that move a
+    /// prefix between interfaces (a prefix can move with the address
+    /// staying), not for each downlink packet.
+    async fn sync_sources(&mut self) {
         if let Some(k) = self.klif.as_mut() {
-            // A prefix can move between interfaces with the address staying:
-            // the source rules follow the interfaces, not the addresses.
             if let Err(e) = k.sync_sources(&mut self.kernel, &self.mn.state()).await {
                 warn!("{e}");
                 self.events.push(e.to_string());
@@ -261,6 +265,7 @@ impl MnNode {
             if up { MnInput::LinkUp { iface: name.clone() } } else { MnInput::LinkDown { iface: name.clone() } };
         let out = self.mn.handle(now, input);
         self.apply(out).await;
+        self.sync_sources().await;
         if !up {
             if let Some(k) = self.klif.as_mut() {
                 if let Err(e) = k.link_down(&mut self.kernel, &name).await {
@@ -299,6 +304,7 @@ impl MnNode {
                     let now = self.now();
                     let out = self.mn.handle(now, MnInput::RouterAdvertisement { iface: name.clone(), prefixes });
                     self.apply(out).await;
+                    self.sync_sources().await;
                     if let Some(k) = self.klif.as_mut() {
                         // The RA's source is the router's link-local address (RFC 4861 §6.1.2).
                         if let Err(e) = k.router(&mut self.kernel, &name, key.src, mac).await {
@@ -501,7 +507,6 @@ impl MnNode {
         let mut links = self.links.take().unwrap_or_else(|| mpsc::channel(1).1);
         let mut uplink_rx = self.uplink_rx.take().unwrap_or_else(|| mpsc::channel(1).1);
         info!("MN up with interfaces {:?}", self.phys.iter().map(|p| &p.name).collect::<Vec<_>>());
-        let mut shutdown_asked = false;
         loop {
             tokio::select! {
                 _ = rs_timer.tick() => self.solicit().await,
@@ -533,7 +538,7 @@ impl MnNode {
                             if let Some(t) = self.senders.remove(&flow) { t.abort(); }
                             Reply::ok()
                         }
-                        Request::Shutdown => { let _ = reply.send(Reply::ok()); shutdown_asked = true; break; }
+                        Request::Shutdown => { let _ = reply.send(Reply::ok()); break; }
                         _ => Reply::error("an MN takes only ready, state and shutdown"),
                     };
                     let _ = reply.send(r);
@@ -555,9 +560,7 @@ impl MnNode {
             warn!("cleanup: {e}");
         }
         let _ = std::fs::remove_file(control);
-        if shutdown_asked {
-            crate::control::shutdown_answered().await;
-        }
+        crate::control::shutdown_answered().await;
         Ok(())
     }
 

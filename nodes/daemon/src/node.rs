@@ -805,7 +805,6 @@ impl Node {
             },
             self.address
         );
-        let mut shutdown_asked = false;
         loop {
             // Whatever the last turn queued goes out before the node waits
             // or answers anything else (a control request included).
@@ -863,7 +862,7 @@ impl Node {
                     self.flush().await;
                     match r {
                         Some(r) => { let _ = reply.send(r); }
-                        None => { let _ = reply.send(Reply::ok()); shutdown_asked = true; break; }
+                        None => { let _ = reply.send(Reply::ok()); break; }
                     }
                 },
                 _ = term.recv() => break,
@@ -873,9 +872,7 @@ impl Node {
         self.stop_data_plane().await;
         if let Some(control) = control {
             let _ = std::fs::remove_file(control);
-            if shutdown_asked {
-                crate::control::shutdown_answered().await;
-            }
+            crate::control::shutdown_answered().await;
         }
         info!("stopped");
         Ok(())

@@ -11,6 +11,8 @@ use etherparse::{IpNumber, Ipv6Slice, PacketBuilder, TcpHeader, TcpSlice, UdpHea
 use serde::{Deserialize, Serialize};
 
 const MAGIC: &[u8; 4] = b"PMIP";
+/// The magic as the 32-bit word that filters on the wire (nftables, BPF) compare.
+pub const MAGIC_WORD: u32 = u32::from_be_bytes(*MAGIC);
 pub const LEN: usize = 18;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
